@@ -1,0 +1,331 @@
+//! Who is calling, and may they do this?
+//!
+//! Every request passes [`AuthLayer`] before reaching a service. It derives an
+//! [`Identity`] from the connection (the verified client certificate on mTLS,
+//! the peer's uid on the unix socket), checks it against the role the RPC
+//! requires ([`required_role`]), and either rejects the call or hands the
+//! identity to the handler as a request extension (for the audit log).
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use linkherd_proto::model::Role;
+use tonic::{
+    Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo},
+};
+use tower::{Layer, Service};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// How the caller reached the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP with a verified client certificate.
+    Mtls,
+    /// The local root-only unix socket.
+    Unix,
+    /// Plaintext TCP on loopback, explicitly enabled.
+    InsecureLoopback,
+    /// In-process calls (tests, the agent itself).
+    Internal,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Mtls => "mtls",
+            Transport::Unix => "unix",
+            Transport::InsecureLoopback => "insecure-loopback",
+            Transport::Internal => "internal",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub role: Role,
+    pub transport: Transport,
+}
+
+impl Identity {
+    /// The agent acting on its own (e.g. a lease expiring).
+    pub fn agent(reason: &str) -> Self {
+        Self {
+            name: format!("agent ({reason})"),
+            role: Role::Admin,
+            transport: Transport::Internal,
+        }
+    }
+
+    /// The identity attached to a request by [`AuthLayer`].
+    pub fn of<T>(req: &tonic::Request<T>) -> Identity {
+        req.extensions()
+            .get::<Identity>()
+            .cloned()
+            .unwrap_or_else(|| Identity::agent("unauthenticated in-process call"))
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, {})",
+            self.name,
+            self.role,
+            self.transport.as_str()
+        )
+    }
+}
+
+/// The role an RPC needs, by its gRPC path `/package.Service/Method`.
+///
+/// Reads and Watch need `viewer`, probes `operator`, everything else
+/// `admin`. Unknown methods need `admin`: a new mutation is denied to viewers
+/// until someone decides otherwise here.
+pub fn required_role(path: &str) -> Role {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or_default();
+    let method = parts.next().unwrap_or_default();
+    match (service, method) {
+        ("grpc.health.v1.Health", _)
+        | ("grpc.reflection.v1.ServerReflection", _)
+        | ("grpc.reflection.v1alpha.ServerReflection", _) => Role::Viewer,
+        ("linkherd.v1.HostService", "GetInfo" | "GetState" | "Plan") => Role::Viewer,
+        ("linkherd.v1.InterfaceService", "List" | "Get" | "Watch") => Role::Viewer,
+        ("linkherd.v1.VlanService", "List") => Role::Viewer,
+        ("linkherd.v1.MacvlanService", "List" | "ListHostAccess") => Role::Viewer,
+        ("linkherd.v1.ProbeService", _) => Role::Operator,
+        _ => Role::Admin,
+    }
+}
+
+/// Why a certificate does not identify a linkherd client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    #[error("the client certificate cannot be parsed: {0}")]
+    Parse(String),
+    #[error("the client certificate has no subject common name")]
+    NoName,
+    #[error(
+        "the client certificate of {0:?} carries no linkherd role; issue one with \
+         `linkherdctl certs issue --client {0} --role viewer|operator|admin`"
+    )]
+    NoRole(String),
+}
+
+/// Reads name (CN) and role (URI SAN `urn:linkherd:role:…`) from a client
+/// certificate that rustls has already verified against the client CA.
+pub fn identity_from_cert(der: &[u8]) -> Result<Identity, CertError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+    let name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+        .ok_or(CertError::NoName)?;
+    let role = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .into_iter()
+        .flat_map(|san| san.value.general_names.iter())
+        .filter_map(|gn| match gn {
+            GeneralName::URI(uri) => Role::from_uri(uri),
+            _ => None,
+        })
+        .max()
+        .ok_or_else(|| CertError::NoRole(name.clone()))?;
+    Ok(Identity {
+        name,
+        role,
+        transport: Transport::Mtls,
+    })
+}
+
+/// Identifies the caller of one HTTP/2 request from its connection info.
+fn authenticate<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Status> {
+    let ext = req.extensions();
+    if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        let certs = tls.peer_certs().ok_or_else(|| {
+            Status::unauthenticated("no client certificate: linkherd requires mTLS")
+        })?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
+        return identity_from_cert(leaf).map_err(|e| Status::permission_denied(e.to_string()));
+    }
+    if let Some(uds) = ext.get::<UdsConnectInfo>() {
+        let uid = uds.peer_cred.map(|c| c.uid()).ok_or_else(|| {
+            Status::unauthenticated("cannot read the peer credentials of the unix socket client")
+        })?;
+        let me = nix::unistd::geteuid().as_raw();
+        if uid != 0 && uid != me {
+            return Err(Status::permission_denied(format!(
+                "uid {uid} may not use the agent's unix socket; run linkherdctl as root"
+            )));
+        }
+        return Ok(Identity {
+            name: format!("uid:{uid}"),
+            role: Role::Admin,
+            transport: Transport::Unix,
+        });
+    }
+    if allow_insecure && ext.get::<TcpConnectInfo>().is_some() {
+        return Ok(Identity {
+            name: "insecure-loopback".into(),
+            role: Role::Admin,
+            transport: Transport::InsecureLoopback,
+        });
+    }
+    Err(Status::unauthenticated(
+        "connection carries no verified identity: linkherd requires mTLS",
+    ))
+}
+
+/// Decides one request: the identity to attach, or the status to answer with.
+pub fn authorize<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Status> {
+    let who = authenticate(req, allow_insecure)?;
+    let path = req.uri().path();
+    let needed = required_role(path);
+    if who.role < needed {
+        tracing::warn!(caller = %who, rpc = path, needed = %needed, "permission denied");
+        return Err(Status::permission_denied(format!(
+            "{} has role {}, but {} needs role {}",
+            who.name,
+            who.role,
+            path.trim_start_matches('/'),
+            needed
+        )));
+    }
+    Ok(who)
+}
+
+/// Tower layer applying [`authorize`] to every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthLayer {
+    allow_insecure: bool,
+}
+
+impl AuthLayer {
+    /// `allow_insecure`: accept plaintext TCP callers as admin (only for a
+    /// listener the operator explicitly bound to loopback without TLS).
+    pub fn new(allow_insecure: bool) -> Self {
+        Self { allow_insecure }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            allow_insecure: self.allow_insecure,
+        }
+    }
+}
+
+/// The service produced by [`AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    allow_insecure: bool,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> Service<http::Request<B>> for Auth<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        match authorize(&req, self.allow_insecure) {
+            Ok(who) => {
+                req.extensions_mut().insert(who);
+                // The service that was polled ready must be the one called.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(inner.call(req))
+            }
+            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// Every RPC in the API gets a deliberate role: reads for viewers,
+    /// probes for operators, and every other method for admins only.
+    #[test]
+    fn every_rpc_in_the_api_has_the_intended_role() {
+        let fds = prost_types::FileDescriptorSet::decode(linkherd_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let mut seen = 0;
+        for file in fds.file.iter().filter(|f| f.package() == "linkherd.v1") {
+            for svc in &file.service {
+                for m in &svc.method {
+                    let path = format!("/linkherd.v1.{}/{}", svc.name(), m.name());
+                    let read = [
+                        "List",
+                        "Get",
+                        "Watch",
+                        "GetInfo",
+                        "GetState",
+                        "Plan",
+                        "ListHostAccess",
+                    ]
+                    .contains(&m.name());
+                    let expected = if svc.name() == "ProbeService" {
+                        Role::Operator
+                    } else if read {
+                        Role::Viewer
+                    } else {
+                        Role::Admin
+                    };
+                    assert_eq!(required_role(&path), expected, "{path}");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 20, "only {seen} RPCs found");
+        assert_eq!(required_role("/grpc.health.v1.Health/Check"), Role::Viewer);
+        assert_eq!(
+            required_role("/linkherd.v1.NewService/Anything"),
+            Role::Admin
+        );
+        assert_eq!(required_role("garbage"), Role::Admin);
+    }
+
+    #[test]
+    fn a_request_without_connection_info_is_unauthenticated() {
+        let req = http::Request::builder()
+            .uri("/linkherd.v1.InterfaceService/List")
+            .body(())
+            .expect("request");
+        let err = authorize(&req, false).expect_err("no identity");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+}

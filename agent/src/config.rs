@@ -1,0 +1,328 @@
+//! Agent configuration: a TOML file, overridden by `LINKHERD_*` environment
+//! variables, overridden by flags. Resolution checks the security rules once,
+//! up front: TCP is mTLS unless plaintext was asked for explicitly on a
+//! loopback address.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::server::{Limits, TlsPem};
+
+pub const DEFAULT_SOCKET: &str = "/run/linkherd/agent.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/linkherd";
+
+/// Command-line flags (each also readable from a `LINKHERD_*` variable).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    /// TOML configuration file.
+    #[arg(long, env = "LINKHERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// TCP address for remote administration (mTLS), e.g. 0.0.0.0:7443.
+    #[arg(long, env = "LINKHERD_LISTEN")]
+    pub listen: Option<String>,
+    /// The agent's certificate (PEM).
+    #[arg(long, env = "LINKHERD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The agent's private key (PEM).
+    #[arg(long, env = "LINKHERD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA that client certificates must be signed by (PEM).
+    #[arg(long, env = "LINKHERD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Allow plaintext TCP without client authentication. Only accepted for
+    /// a loopback --listen address; every caller is then admin.
+    #[arg(long, env = "LINKHERD_INSECURE_LOOPBACK")]
+    pub insecure_loopback: bool,
+    /// Local unix socket (root only); "none" disables it.
+    #[arg(long, env = "LINKHERD_SOCKET")]
+    pub socket: Option<String>,
+    /// Directory for the audit log and the lease journal.
+    #[arg(long, env = "LINKHERD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// This host's name in the fleet (default: the kernel hostname).
+    #[arg(long, env = "LINKHERD_NAME")]
+    pub name: Option<String>,
+    /// Log format.
+    #[arg(long, env = "LINKHERD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The configuration file's contents; every key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub insecure_loopback: Option<bool>,
+    pub socket: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub name: Option<String>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_message_bytes: Option<usize>,
+    pub concurrency_per_connection: Option<usize>,
+    pub request_timeout_seconds: Option<u64>,
+}
+
+/// Paths of the mTLS material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn load(&self) -> Result<TlsPem, ConfigError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| ConfigError::Read {
+                path: p.to_owned(),
+                detail: e.to_string(),
+            })
+        };
+        Ok(TlsPem {
+            cert: read(&self.cert)?,
+            key: read(&self.key)?,
+            client_ca: read(&self.client_ca)?,
+        })
+    }
+}
+
+/// The resolved, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: Option<SocketAddr>,
+    /// `None` with `listen` set means plaintext loopback.
+    pub tls: Option<TlsFiles>,
+    pub socket: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub name: Option<String>,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("{path}: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("invalid listen address {0:?}: use HOST:PORT with an IP address, e.g. 0.0.0.0:7443")]
+    Listen(String),
+    #[error(
+        "refusing plaintext TCP on {0}: give --tls-cert, --tls-key and --client-ca for mTLS \
+         (see `linkherdctl certs`), or --insecure-loopback with a loopback address"
+    )]
+    PlaintextTcp(SocketAddr),
+    #[error("--insecure-loopback needs a loopback --listen address (127.0.0.1 or [::1]), not {0}")]
+    InsecureNotLoopback(SocketAddr),
+    #[error("--insecure-loopback needs a --listen address")]
+    InsecureWithoutListen,
+    #[error("--insecure-loopback and TLS files are contradictory: choose one")]
+    InsecureWithTls,
+    #[error(
+        "incomplete mTLS configuration: missing {0}; give all of --tls-cert, --tls-key and --client-ca"
+    )]
+    PartialTls(&'static str),
+    #[error("TLS files given but no --listen address to use them on")]
+    TlsWithoutListen,
+    #[error("nothing to serve: give --listen (mTLS) and/or a --socket")]
+    NothingToServe,
+}
+
+impl Settings {
+    /// Merges file, environment and flags, and checks the result.
+    pub fn resolve(flags: Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(flags, file)
+    }
+
+    fn merge(flags: Flags, file: FileConfig) -> Result<Self, ConfigError> {
+        let listen = flags
+            .listen
+            .or(file.listen)
+            .map(|l| l.parse::<SocketAddr>().map_err(|_| ConfigError::Listen(l)))
+            .transpose()?;
+        let insecure = flags.insecure_loopback || file.insecure_loopback.unwrap_or(false);
+        let cert = flags.tls_cert.or(file.tls_cert);
+        let key = flags.tls_key.or(file.tls_key);
+        let ca = flags.client_ca.or(file.client_ca);
+        let tls = match (cert, key, ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(client_ca)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, _, _) => return Err(ConfigError::PartialTls("--tls-cert")),
+            (_, None, _) => return Err(ConfigError::PartialTls("--tls-key")),
+            (_, _, None) => return Err(ConfigError::PartialTls("--client-ca")),
+        };
+        match (listen, &tls, insecure) {
+            (Some(_), Some(_), true) => return Err(ConfigError::InsecureWithTls),
+            (Some(addr), None, false) => return Err(ConfigError::PlaintextTcp(addr)),
+            (Some(addr), None, true) if !addr.ip().is_loopback() => {
+                return Err(ConfigError::InsecureNotLoopback(addr));
+            }
+            (None, _, true) => return Err(ConfigError::InsecureWithoutListen),
+            (None, Some(_), false) => return Err(ConfigError::TlsWithoutListen),
+            _ => {}
+        }
+        let socket = match flags.socket.or(file.socket) {
+            Some(s) if s == "none" || s.is_empty() => None,
+            Some(s) => Some(PathBuf::from(s)),
+            None => Some(PathBuf::from(DEFAULT_SOCKET)),
+        };
+        if listen.is_none() && socket.is_none() {
+            return Err(ConfigError::NothingToServe);
+        }
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_message_bytes: file
+                .limits
+                .max_message_bytes
+                .unwrap_or(defaults.max_message_bytes),
+            concurrency_per_connection: file
+                .limits
+                .concurrency_per_connection
+                .unwrap_or(defaults.concurrency_per_connection),
+            request_timeout: file
+                .limits
+                .request_timeout_seconds
+                .map_or(defaults.request_timeout, Duration::from_secs),
+        };
+        Ok(Self {
+            listen,
+            tls,
+            socket,
+            state_dir: flags
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            name: flags.name.or(file.name),
+            log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(listen: Option<&str>) -> Flags {
+        Flags {
+            listen: listen.map(str::to_owned),
+            ..Flags::default()
+        }
+    }
+
+    fn with_tls(mut f: Flags) -> Flags {
+        f.tls_cert = Some("agent.pem".into());
+        f.tls_key = Some("agent-key.pem".into());
+        f.client_ca = Some("ca.pem".into());
+        f
+    }
+
+    #[test]
+    fn plaintext_tcp_is_refused_unless_loopback_and_explicit() {
+        let err = Settings::merge(flags(Some("0.0.0.0:7443")), FileConfig::default())
+            .expect_err("plaintext");
+        assert_eq!(
+            err,
+            ConfigError::PlaintextTcp("0.0.0.0:7443".parse().expect("addr"))
+        );
+        let mut f = flags(Some("10.1.2.3:7443"));
+        f.insecure_loopback = true;
+        assert_eq!(
+            Settings::merge(f, FileConfig::default()).expect_err("not loopback"),
+            ConfigError::InsecureNotLoopback("10.1.2.3:7443".parse().expect("addr"))
+        );
+        let mut f = flags(Some("127.0.0.1:7443"));
+        f.insecure_loopback = true;
+        let s = Settings::merge(f, FileConfig::default()).expect("loopback ok");
+        assert!(s.tls.is_none());
+    }
+
+    #[test]
+    fn mtls_needs_all_three_files() {
+        let mut f = with_tls(flags(Some("0.0.0.0:7443")));
+        f.client_ca = None;
+        assert_eq!(
+            Settings::merge(f, FileConfig::default()).expect_err("partial"),
+            ConfigError::PartialTls("--client-ca")
+        );
+        let s = Settings::merge(with_tls(flags(Some("0.0.0.0:7443"))), FileConfig::default())
+            .expect("full");
+        assert_eq!(s.tls.map(|t| t.client_ca), Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:1"
+            insecure_loopback = true
+            socket = "none"
+            name = "from-file"
+            [limits]
+            request_timeout_seconds = 5
+            "#,
+        )
+        .expect("toml");
+        let mut f = flags(Some("127.0.0.1:7443"));
+        f.name = Some("no1".into());
+        let s = Settings::merge(f, file).expect("merge");
+        assert_eq!(s.listen, Some("127.0.0.1:7443".parse().expect("addr")));
+        assert_eq!(s.name.as_deref(), Some("no1"));
+        assert_eq!(s.socket, None);
+        assert_eq!(s.limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(s.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let err = toml::from_str::<FileConfig>("lisen = \"x\"").expect_err("typo");
+        assert!(err.to_string().contains("unknown field `lisen`"), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_address_names_the_value() {
+        let err =
+            Settings::merge(flags(Some("localhost")), FileConfig::default()).expect_err("bad");
+        assert_eq!(err, ConfigError::Listen("localhost".into()));
+    }
+}

@@ -1,0 +1,14 @@
+//! linkherd agent library: the kernel seam ([`net`]), the gRPC services
+//! ([`service`]), and the transport, identity and audit around them
+//! ([`server`], [`auth`], [`audit`]). `main.rs` only reads configuration
+//! ([`config`]) and starts an [`server::Agent`].
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod net;
+pub mod promisc;
+pub mod server;
+pub mod service;

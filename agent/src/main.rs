@@ -1,0 +1,100 @@
+//! `linkherd-agent`: serves the linkherd.v1 API for this host over mTLS and a
+//! local unix socket.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use linkherd_agent::{
+    config::{Flags, LogFormat, Settings},
+    net::rtnl::Rtnl,
+    server::{Agent, AgentOptions, bind_unix},
+};
+use tokio::{net::TcpListener, sync::watch};
+use tracing_subscriber::EnvFilter;
+
+/// linkherd host agent: interfaces, promiscuous mode, VLAN and macvlan over
+/// mTLS gRPC.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    flags: Flags,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("LINKHERD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::resolve(cli.flags)?;
+    init_logging(settings.log_format);
+
+    let net = Arc::new(Rtnl::new().context("opening netlink")?);
+    let agent = Agent::new(
+        net,
+        AgentOptions {
+            state_dir: Some(settings.state_dir.clone()),
+            host_name: settings.name.clone(),
+            limits: settings.limits,
+        },
+    )
+    .await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if let Some(addr) = settings.listen {
+        let tls = settings.tls.as_ref().map(|t| t.load()).transpose()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let mode = if tls.is_some() {
+            "mtls"
+        } else {
+            "INSECURE plaintext (loopback only)"
+        };
+        tracing::info!(%addr, mode, "listening");
+        let (agent, stop) = (agent.clone(), stopped());
+        tasks.spawn(async move { agent.serve_tcp(listener, tls, stop).await });
+    }
+    if let Some(path) = &settings.socket {
+        let listener = bind_unix(path).with_context(|| format!("binding {}", path.display()))?;
+        tracing::info!(socket = %path.display(), "listening");
+        let (agent, stop) = (agent.clone(), stopped());
+        tasks.spawn(async move { agent.serve_unix(listener, stop).await });
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        _ = term.recv() => tracing::info!("terminated; shutting down"),
+        Some(res) = tasks.join_next() => {
+            res.context("listener task")??;
+            anyhow::bail!("a listener stopped unexpectedly");
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(res) = tasks.join_next().await {
+        res.context("listener task")??;
+    }
+    if let Some(path) = &settings.socket {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The kernel seam: the only part of the agent that changes or reads the
+//! kernel's network state.
+//!
+//! [`NetOps`] speaks in domain verbs over model types, so everything above it
+//! (services, transactions, leases) is testable without root against
+//! [`fake::FakeKernel`], while [`rtnl::Rtnl`] does the same over netlink. One
+//! contract suite (`agent/tests/contract`) runs against both and keeps the fake
+//! honest.
+
+pub mod fake;
+pub mod netns;
+pub mod rtnl;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use linkherd_proto::model::{IfName, Interface, MacvlanMode};
+use tokio::sync::mpsc;
+
+/// Why a kernel operation failed, mapped once from errno in `rtnl` (and
+/// mimicked by the fake) so that callers never look at raw numbers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// EOPNOTSUPP: the kernel lacks the feature (e.g. no 8021q module).
+    #[error("{op}: not supported by this kernel: {detail}")]
+    Unsupported { op: &'static str, detail: String },
+    /// EBUSY: the device is in use in a way that forbids the change.
+    #[error("{op}: device busy: {detail}")]
+    Busy { op: &'static str, detail: String },
+    #[error("{op}: permission denied (the agent needs CAP_NET_ADMIN)")]
+    PermissionDenied { op: &'static str },
+    /// EINVAL / ERANGE: the kernel rejected a value.
+    #[error("{op}: rejected by the kernel: {detail}")]
+    Invalid { op: &'static str, detail: String },
+    /// Any other errno.
+    #[error("{op}: kernel error {errno} ({})", std::io::Error::from_raw_os_error(*errno))]
+    Kernel { op: &'static str, errno: i32 },
+    /// Talking to the kernel failed (socket creation, namespace entry, a
+    /// netlink task that died).
+    #[error("{op}: {detail}")]
+    Io { op: &'static str, detail: String },
+}
+
+/// What changed in the kernel. Events carry indexes, not state: a watcher
+/// re-reads the link, so it always reports the state as it is, never a
+/// partial update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    /// A link appeared or changed (RTM_NEWLINK).
+    Link { index: u32 },
+    /// A link went away (RTM_DELLINK).
+    LinkRemoved { index: u32, name: String },
+    /// An address on a link was added or removed.
+    Address { index: u32 },
+    /// Events were lost (socket buffer overrun); the watcher must resync.
+    Overrun,
+}
+
+/// A subscription to kernel changes; dropping it unsubscribes.
+pub type EventStream = mpsc::Receiver<NetEvent>;
+
+/// Kernel features, probed from the running kernel rather than guessed from
+/// its version or module lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    pub vlan: bool,
+    pub macvlan: bool,
+    pub macvlan_modes: Vec<MacvlanMode>,
+    pub netns: bool,
+    /// Explanations of anything missing, with the fix.
+    pub notes: Vec<String>,
+}
+
+/// The explanation given whenever 802.1Q is missing.
+pub const NO_VLAN_NOTE: &str = "kernel lacks 802.1Q VLAN support (module 8021q): load it with `modprobe 8021q` \
+     or use a kernel built with CONFIG_VLAN_8021Q";
+
+/// Domain verbs over the kernel's network state.
+///
+/// Implementations must do their blocking netlink work off the caller's
+/// runtime threads: the agent calls these from gRPC handlers.
+#[async_trait]
+pub trait NetOps: Send + Sync + fmt::Debug + 'static {
+    /// Every link with its addresses, sorted by index.
+    async fn links(&self) -> Result<Vec<Interface>, NetError>;
+    /// One link by name, with its addresses.
+    async fn link(&self, name: &IfName) -> Result<Interface, NetError>;
+    /// One link by index, with its addresses.
+    async fn link_by_index(&self, index: u32) -> Result<Interface, NetError>;
+    /// Sets or clears IFF_PROMISC. The kernel keeps a separate promiscuity
+    /// counter, changed only when the flag actually changes.
+    async fn set_promisc(&self, index: u32, on: bool) -> Result<(), NetError>;
+    /// Sets or clears IFF_UP.
+    async fn set_up(&self, index: u32, up: bool) -> Result<(), NetError>;
+    async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetError>;
+    /// Probes what this kernel supports. Never creates anything.
+    async fn capabilities(&self) -> Capabilities;
+    /// Subscribes to link and address changes. Events that happen after this
+    /// returns are delivered; a caller that also lists links should subscribe
+    /// first so nothing falls between the list and the first event.
+    async fn watch(&self) -> Result<EventStream, NetError>;
+}

@@ -1,0 +1,442 @@
+//! [`NetOps`] over rtnetlink. This module is the only place that imports
+//! rtnetlink; netlink types do not leave it.
+//!
+//! All netlink I/O runs on a small runtime of its own ("lh-netlink" threads):
+//! the kernel does its work inside `sendmsg`, and a link delete blocks the
+//! calling thread for ~16 ms (RCU), so this work must never run on the
+//! threads that serve gRPC.
+
+mod parse;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::{Path, PathBuf},
+};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use linkherd_proto::model::{IfName, Interface, MacvlanMode};
+use rtnetlink::{
+    LinkMessageBuilder, LinkUnspec, MulticastGroup,
+    packet_core::NetlinkPayload,
+    packet_route::{
+        RouteNetlinkMessage,
+        link::{InfoData, InfoKind, InfoVlan, LinkAttribute, LinkMessage},
+    },
+};
+use tokio::{runtime::Runtime, sync::mpsc};
+
+use super::{Capabilities, EventStream, NO_VLAN_NOTE, NetError, NetEvent, NetOps, netns};
+
+/// Netlink worker threads: enough to overlap a slow delete with reads.
+const NETLINK_THREADS: usize = 2;
+
+/// The dedicated runtime that netlink work runs on.
+struct NetRuntime {
+    rt: Option<Runtime>,
+}
+
+impl std::fmt::Debug for NetRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetRuntime")
+    }
+}
+
+impl NetRuntime {
+    fn new() -> Result<Self, NetError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(NETLINK_THREADS)
+            .thread_name("lh-netlink")
+            .enable_all()
+            .build()
+            .map_err(|e| NetError::Io {
+                op: "start netlink runtime",
+                detail: e.to_string(),
+            })?;
+        Ok(Self { rt: Some(rt) })
+    }
+
+    fn handle(&self) -> Result<&tokio::runtime::Handle, NetError> {
+        self.rt.as_ref().map(Runtime::handle).ok_or(NetError::Io {
+            op: "netlink",
+            detail: "netlink runtime is shut down".into(),
+        })
+    }
+
+    /// Runs `fut` on the netlink threads and waits for it from the caller's.
+    async fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, NetError>> + Send + 'static,
+    ) -> Result<T, NetError> {
+        self.handle()?.spawn(fut).await.map_err(|e| NetError::Io {
+            op: "netlink",
+            detail: format!("netlink task failed: {e}"),
+        })?
+    }
+}
+
+impl Drop for NetRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            // Dropping a runtime from async context would panic; the
+            // background shutdown is safe anywhere.
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The real kernel, for one network namespace.
+#[derive(Debug)]
+pub struct Rtnl {
+    rt: NetRuntime,
+    handle: rtnetlink::Handle,
+    netns: Option<PathBuf>,
+}
+
+type Connection = rtnetlink::proto::Connection<RouteNetlinkMessage>;
+type Unsolicited = futures::channel::mpsc::UnboundedReceiver<(
+    rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>,
+    rtnetlink::sys::SocketAddr,
+)>;
+
+impl Rtnl {
+    /// Works on the agent's own network namespace.
+    pub fn new() -> Result<Self, NetError> {
+        Self::build(None)
+    }
+
+    /// Works on the namespace at `path` (e.g. `/run/netns/NAME`) without
+    /// moving the calling process: sockets are opened inside it.
+    pub fn in_netns(path: impl Into<PathBuf>) -> Result<Self, NetError> {
+        Self::build(Some(path.into()))
+    }
+
+    fn build(netns: Option<PathBuf>) -> Result<Self, NetError> {
+        let rt = NetRuntime::new()?;
+        let (conn, handle, _) = connect(rt.handle()?, netns.as_deref(), &[])?;
+        rt.handle()?.spawn(conn);
+        Ok(Self { rt, handle, netns })
+    }
+
+    /// The namespace this instance works on, if not the agent's own.
+    pub fn netns(&self) -> Option<&Path> {
+        self.netns.as_deref()
+    }
+}
+
+/// Opens a netlink socket inside `netns`, registered with runtime `rt`,
+/// joined to multicast `groups` (none for a request socket).
+fn connect(
+    rt: &tokio::runtime::Handle,
+    netns: Option<&Path>,
+    groups: &[MulticastGroup],
+) -> Result<(Connection, rtnetlink::Handle, Unsolicited), NetError> {
+    netns::run_in(netns, || {
+        let _enter = rt.enter();
+        let res = if groups.is_empty() {
+            rtnetlink::new_connection()
+        } else {
+            rtnetlink::new_multicast_connection(groups)
+        };
+        res.map_err(|e| NetError::Io {
+            op: "open netlink socket",
+            detail: e.to_string(),
+        })
+    })
+}
+
+fn iface_what(name: &str) -> impl FnOnce() -> String + '_ {
+    move || format!("interface {name:?}")
+}
+
+fn index_what(index: u32) -> impl FnOnce() -> String {
+    move || format!("interface index {index}")
+}
+
+/// Fetches one link and its addresses, resolving the names of its parent
+/// and master.
+async fn one_link(
+    h: rtnetlink::Handle,
+    req: rtnetlink::LinkGetRequest,
+    what: impl FnOnce() -> String,
+) -> Result<Interface, NetError> {
+    let msg = req
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| parse::error("get link", what, e))?
+        .ok_or_else(|| NetError::Io {
+            op: "get link",
+            detail: "kernel returned no link".into(),
+        })?;
+    let parsed = parse::link(&msg);
+    let mut iface = parsed.iface;
+    let index = iface.index;
+    iface.addresses = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .map_ok(|a| parse::address(&a))
+        .try_filter_map(|a| async move { Ok(a.map(|(_, net)| net)) })
+        .try_collect()
+        .await
+        .map_err(|e| parse::error("get addresses", index_what(index), e))?;
+    if iface.parent_index != 0 && !parsed.parent_elsewhere {
+        iface.parent = name_of(&h, iface.parent_index).await;
+    }
+    if parsed.master_index != 0 {
+        iface.master = name_of(&h, parsed.master_index).await;
+    }
+    Ok(iface)
+}
+
+async fn name_of(h: &rtnetlink::Handle, index: u32) -> Option<String> {
+    let msg = h
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+        .ok()??;
+    Some(parse::link(&msg).iface.name)
+}
+
+fn probe_vlan_message() -> LinkMessage {
+    // A VLAN without IFLA_LINK: a kernel with 8021q rejects it with EINVAL
+    // ("link not specified"), one without with EOPNOTSUPP ("Unknown device
+    // type"). Either way nothing is created.
+    LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Vlan)
+        .name("lh-capprobe".to_owned())
+        .set_info_data(InfoData::Vlan(vec![InfoVlan::Id(1)]))
+        .build()
+}
+
+fn probe_macvlan_message() -> LinkMessage {
+    LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::MacVlan)
+        .name("lh-capprobe".to_owned())
+        .build()
+}
+
+/// `Some(true)` when the kernel knows the link kind, `Some(false)` when not,
+/// `None` when it cannot be told (e.g. no permission).
+async fn probe_kind(h: &rtnetlink::Handle, msg: LinkMessage) -> Option<bool> {
+    match h.link().add(msg).execute().await {
+        Err(rtnetlink::Error::NetlinkError(e)) if -e.raw_code() == libc::EOPNOTSUPP => Some(false),
+        Err(rtnetlink::Error::NetlinkError(e)) if -e.raw_code() == libc::EPERM => None,
+        Err(_) => Some(true),
+        Ok(()) => {
+            // Should be impossible; never leave a stray link behind.
+            if let Ok(Some(m)) = h
+                .link()
+                .get()
+                .match_name("lh-capprobe")
+                .execute()
+                .try_next()
+                .await
+            {
+                let _ = h.link().del(m.header.index).execute().await;
+            }
+            Some(true)
+        }
+    }
+}
+
+fn to_event(msg: rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Option<NetEvent> {
+    match msg.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => Some(NetEvent::Link {
+            index: l.header.index,
+        }),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+            let name = l
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            Some(NetEvent::LinkRemoved {
+                index: l.header.index,
+                name,
+            })
+        }
+        NetlinkPayload::InnerMessage(
+            RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a),
+        ) => Some(NetEvent::Address {
+            index: a.header.index,
+        }),
+        NetlinkPayload::Overrun(_) => Some(NetEvent::Overrun),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl NetOps for Rtnl {
+    async fn links(&self) -> Result<Vec<Interface>, NetError> {
+        let h = self.handle.clone();
+        self.rt
+            .run(async move {
+                let links: Vec<LinkMessage> = h
+                    .link()
+                    .get()
+                    .execute()
+                    .try_collect()
+                    .await
+                    .map_err(|e| parse::error("list links", String::new, e))?;
+                let addrs: Vec<_> = h
+                    .address()
+                    .get()
+                    .execute()
+                    .try_collect()
+                    .await
+                    .map_err(|e| parse::error("list addresses", String::new, e))?;
+                let mut by_index: HashMap<u32, Vec<ipnet::IpNet>> = HashMap::new();
+                for (index, net) in addrs.iter().filter_map(parse::address) {
+                    by_index.entry(index).or_default().push(net);
+                }
+                let parsed: Vec<_> = links.iter().map(parse::link).collect();
+                let names: HashMap<u32, String> = parsed
+                    .iter()
+                    .map(|p| (p.iface.index, p.iface.name.clone()))
+                    .collect();
+                let mut out: Vec<Interface> = parsed
+                    .into_iter()
+                    .map(|p| {
+                        let mut i = p.iface;
+                        i.addresses = by_index.remove(&i.index).unwrap_or_default();
+                        if !p.parent_elsewhere {
+                            i.parent = names.get(&i.parent_index).cloned();
+                        }
+                        i.master = names.get(&p.master_index).cloned();
+                        i
+                    })
+                    .collect();
+                out.sort_by_key(|i| i.index);
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn link(&self, name: &IfName) -> Result<Interface, NetError> {
+        let h = self.handle.clone();
+        let name = name.to_string();
+        self.rt
+            .run(async move {
+                let req = h.link().get().match_name(name.clone());
+                one_link(h, req, iface_what(&name)).await
+            })
+            .await
+    }
+
+    async fn link_by_index(&self, index: u32) -> Result<Interface, NetError> {
+        let h = self.handle.clone();
+        self.rt
+            .run(async move {
+                let req = h.link().get().match_index(index);
+                one_link(h, req, index_what(index)).await
+            })
+            .await
+    }
+
+    async fn set_promisc(&self, index: u32, on: bool) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_index(index).promiscuous(on).build();
+        self.set(index, "set promiscuous mode", msg).await
+    }
+
+    async fn set_up(&self, index: u32, up: bool) -> Result<(), NetError> {
+        let b = LinkUnspec::new_with_index(index);
+        let msg = if up { b.up() } else { b.down() }.build();
+        self.set(index, "set link state", msg).await
+    }
+
+    async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.set(index, "set mtu", msg).await
+    }
+
+    async fn capabilities(&self) -> Capabilities {
+        let h = self.handle.clone();
+        let probed = self
+            .rt
+            .run(async move {
+                Ok((
+                    probe_kind(&h, probe_vlan_message()).await,
+                    probe_kind(&h, probe_macvlan_message()).await,
+                ))
+            })
+            .await;
+        let (vlan, macvlan) = probed.unwrap_or((None, None));
+        let mut notes = Vec::new();
+        match vlan {
+            Some(false) => notes.push(NO_VLAN_NOTE.to_owned()),
+            None => notes.push("cannot probe for 802.1Q: the agent lacks CAP_NET_ADMIN".to_owned()),
+            Some(true) => {}
+        }
+        if macvlan == Some(false) {
+            notes.push(
+                "kernel lacks macvlan support (module macvlan): load it with `modprobe macvlan`"
+                    .to_owned(),
+            );
+        }
+        let macvlan = macvlan.unwrap_or(false);
+        Capabilities {
+            vlan: vlan.unwrap_or(false),
+            macvlan,
+            macvlan_modes: if macvlan {
+                MacvlanMode::ALL.to_vec()
+            } else {
+                Vec::new()
+            },
+            netns: Path::new("/proc/self/ns/net").exists(),
+            notes,
+        }
+    }
+
+    async fn watch(&self) -> Result<EventStream, NetError> {
+        let groups = [
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+        ];
+        let (conn, _handle, mut messages) = connect(self.rt.handle()?, self.netns(), &groups)?;
+        let (tx, rx) = mpsc::channel(256);
+        // One task owns the socket: it ends, closing the socket, when the
+        // subscriber goes away or the connection dies.
+        self.rt.handle()?.spawn(async move {
+            tokio::pin!(conn);
+            loop {
+                tokio::select! {
+                    () = &mut conn => break,
+                    () = tx.closed() => break,
+                    msg = messages.next() => {
+                        let Some((msg, _)) = msg else { break };
+                        if let Some(event) = to_event(msg) {
+                            if tx.send(event).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+impl Rtnl {
+    async fn set(&self, index: u32, op: &'static str, msg: LinkMessage) -> Result<(), NetError> {
+        let h = self.handle.clone();
+        self.rt
+            .run(async move {
+                h.link()
+                    .set(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| parse::error(op, index_what(index), e))
+            })
+            .await
+    }
+}

@@ -1,0 +1,256 @@
+//! Serving the API: routes, health, reflection, limits, mTLS, listeners.
+
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+
+use linkherd_proto::{FILE_DESCRIPTOR_SET, pb};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::{
+    service::Routes,
+    transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig},
+};
+
+use crate::{
+    audit::Audit,
+    auth::AuthLayer,
+    context::Context,
+    net::NetOps,
+    promisc::PromiscLeases,
+    service::{HostSvc, InterfaceSvc, MacvlanSvc, ProbeSvc, VlanSvc},
+};
+
+/// Resource limits applied to every listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request message accepted.
+    pub max_message_bytes: usize,
+    /// Concurrent requests per connection.
+    pub concurrency_per_connection: usize,
+    /// Time allowed to produce a response (streams are not cut by it).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            concurrency_per_connection: 64,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// PEM material for the mTLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsPem {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// CA that client certificates must chain to.
+    pub client_ca: Vec<u8>,
+}
+
+/// Errors starting or running a listener.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("TLS configuration: {0}")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("serving: {0}")]
+    Transport(#[source] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Agent settings that are not about listeners.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// Where the audit log and lease journal live; `None`: nowhere (tests).
+    pub state_dir: Option<PathBuf>,
+    /// Fleet name of this host; defaults to the kernel hostname.
+    pub host_name: Option<String>,
+    pub limits: Limits,
+}
+
+/// A running agent: its shared context and its services.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    ctx: Arc<Context>,
+    limits: Limits,
+}
+
+fn system_hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl Agent {
+    /// Prepares the state directory, opens the audit log and re-arms
+    /// journaled promiscuous-mode leases.
+    pub async fn new(net: Arc<dyn NetOps>, opts: AgentOptions) -> Result<Self, ServeError> {
+        let audit = match &opts.state_dir {
+            Some(dir) => {
+                create_private_dir(dir).map_err(|source| ServeError::StateDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Audit::open(dir).map_err(|source| ServeError::StateDir {
+                    path: dir.clone(),
+                    source,
+                })?
+            }
+            None => Audit::tracing_only(),
+        };
+        let audit = Arc::new(audit);
+        let leases = PromiscLeases::new(net.clone(), audit.clone(), opts.state_dir.clone());
+        leases.restore().await;
+        let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
+        let ctx = Arc::new(Context::new(net, audit, leases, host_name));
+        Ok(Self {
+            ctx,
+            limits: opts.limits,
+        })
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    async fn routes(&self) -> Result<Routes, ServeError> {
+        let max = self.limits.max_message_bytes;
+        let (health, health_svc) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<pb::interface_service_server::InterfaceServiceServer<InterfaceSvc>>()
+            .await;
+        health
+            .set_serving::<pb::host_service_server::HostServiceServer<HostSvc>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        Ok(Routes::new(health_svc)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(
+                pb::host_service_server::HostServiceServer::new(HostSvc::new(self.ctx.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::interface_service_server::InterfaceServiceServer::new(InterfaceSvc::new(
+                    self.ctx.clone(),
+                ))
+                .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::vlan_service_server::VlanServiceServer::new(VlanSvc)
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::macvlan_service_server::MacvlanServiceServer::new(MacvlanSvc)
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::probe_service_server::ProbeServiceServer::new(ProbeSvc)
+                    .max_decoding_message_size(max),
+            ))
+    }
+
+    fn builder(&self) -> Server {
+        Server::builder()
+            .concurrency_limit_per_connection(self.limits.concurrency_per_connection)
+            .timeout(self.limits.request_timeout)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .tcp_nodelay(true)
+    }
+
+    /// Serves on a TCP listener. With `tls` every client must present a
+    /// certificate signed by the client CA; `None` is plaintext, which the
+    /// caller must only allow on loopback (see `config`).
+    pub async fn serve_tcp(
+        &self,
+        listener: TcpListener,
+        tls: Option<TlsPem>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let routes = self.routes().await?;
+        let insecure = tls.is_none();
+        let mut builder = self.builder();
+        if let Some(tls) = tls {
+            let cfg = ServerTlsConfig::new()
+                .identity(TlsIdentity::from_pem(tls.cert, tls.key))
+                .client_ca_root(Certificate::from_pem(tls.client_ca))
+                .timeout(Duration::from_secs(10));
+            builder = builder.tls_config(cfg).map_err(ServeError::Tls)?;
+        }
+        builder
+            .layer(AuthLayer::new(insecure))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+            .map_err(ServeError::Transport)
+    }
+
+    /// Serves on the local unix socket (peer must be root or the agent's uid).
+    pub async fn serve_unix(
+        &self,
+        listener: UnixListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let routes = self.routes().await?;
+        self.builder()
+            .layer(AuthLayer::new(false))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+            .await
+            .map_err(ServeError::Transport)
+    }
+}
+
+/// Creates `dir` (and parents) readable by the owner only: it holds the
+/// audit log and the lease journal.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Binds the unix socket at `path`, replacing a stale socket file but never
+/// any other kind of file, and restricts it to the owner (root).
+pub fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; refusing to replace it",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}

@@ -1,0 +1,379 @@
+//! `linkherd.v1.InterfaceService`: interface state, Watch, and the
+//! promiscuous / up / MTU knobs.
+
+use std::{collections::HashMap, pin::Pin, sync::Arc};
+
+use futures::Stream;
+use linkherd_proto::{
+    convert::{InterfaceName, SetMtu, SetPromiscuous, SetUp},
+    model::{Interface, ValidationError},
+    pb,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    auth::Identity,
+    context::Context,
+    error::Error,
+    net::{NetError, NetEvent},
+};
+
+#[derive(Debug, Clone)]
+pub struct InterfaceSvc {
+    ctx: Arc<Context>,
+}
+
+impl InterfaceSvc {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+
+    /// The link as it is now, with its lease (if any).
+    async fn current(&self, index: u32) -> Result<Interface, Error> {
+        let mut iface = self.ctx.net.link_by_index(index).await?;
+        iface.promisc_lease = self.ctx.leases.lease_of(index).await;
+        Ok(iface)
+    }
+
+    fn outcome(changed: bool) -> i32 {
+        if changed {
+            pb::Outcome::Changed
+        } else {
+            pb::Outcome::Unchanged
+        }
+        .into()
+    }
+
+    /// Writes the audit record of a mutation and passes its result on.
+    fn audited<T>(
+        &self,
+        who: &Identity,
+        action: &str,
+        target: &str,
+        detail: &str,
+        res: Result<(T, bool), Error>,
+    ) -> Result<(T, bool), Status> {
+        let result = match &res {
+            Ok((_, true)) => "changed".to_owned(),
+            Ok((_, false)) => "unchanged".to_owned(),
+            Err(e) => format!("error: {e}"),
+        };
+        self.ctx.audit.record(who, action, target, detail, &result);
+        res.map_err(Status::from)
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchInterfacesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::interface_service_server::InterfaceService for InterfaceSvc {
+    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/List"))]
+    async fn list(
+        &self,
+        _req: Request<pb::ListInterfacesRequest>,
+    ) -> Result<Response<pb::ListInterfacesResponse>, Status> {
+        let mut ifaces = self.ctx.net.links().await.map_err(Error::from)?;
+        self.ctx.leases.annotate(&mut ifaces).await;
+        Ok(Response::new(pb::ListInterfacesResponse {
+            interfaces: ifaces.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/Get"))]
+    async fn get(
+        &self,
+        req: Request<pb::GetInterfaceRequest>,
+    ) -> Result<Response<pb::GetInterfaceResponse>, Status> {
+        let InterfaceName(name) = req.into_inner().try_into()?;
+        let mut iface = self.ctx.net.link(&name).await.map_err(Error::from)?;
+        iface.promisc_lease = self.ctx.leases.lease_of(iface.index).await;
+        Ok(Response::new(pb::GetInterfaceResponse {
+            interface: Some(iface.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/Watch"))]
+    async fn watch(
+        &self,
+        _req: Request<pb::WatchInterfacesRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        // Subscribe before the snapshot: a change between the two shows up
+        // as an event instead of being lost.
+        let events = self.ctx.net.watch().await.map_err(Error::from)?;
+        let mut snapshot = self.ctx.net.links().await.map_err(Error::from)?;
+        self.ctx.leases.annotate(&mut snapshot).await;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(
+            Watcher {
+                svc: self.clone(),
+                tx,
+            }
+            .run(snapshot, events),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/SetPromiscuous"))]
+    async fn set_promiscuous(
+        &self,
+        req: Request<pb::SetPromiscuousRequest>,
+    ) -> Result<Response<pb::SetPromiscuousResponse>, Status> {
+        let who = Identity::of(&req);
+        let raw_name = req.get_ref().name.clone();
+        let detail = format!(
+            "promisc {}{}",
+            if req.get_ref().enabled { "on" } else { "off" },
+            match req.get_ref().lease_seconds {
+                0 => String::new(),
+                s => format!(" lease {s}s"),
+            }
+        );
+        let res = async {
+            let r: SetPromiscuous = req.into_inner().try_into()?;
+            let link = self.ctx.net.link(&r.name).await?;
+            let set = self.ctx.leases.set(&link, r.enabled, r.lease).await?;
+            Ok((self.current(link.index).await?, set.changed))
+        }
+        .await;
+        let (iface, changed) = self.audited(
+            &who,
+            "InterfaceService/SetPromiscuous",
+            &raw_name,
+            &detail,
+            res,
+        )?;
+        Ok(Response::new(pb::SetPromiscuousResponse {
+            interface: Some(iface.into()),
+            outcome: Self::outcome(changed),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/SetUp"))]
+    async fn set_up(
+        &self,
+        req: Request<pb::SetUpRequest>,
+    ) -> Result<Response<pb::SetUpResponse>, Status> {
+        let who = Identity::of(&req);
+        let raw_name = req.get_ref().name.clone();
+        let detail = if req.get_ref().up { "up" } else { "down" };
+        let res = async {
+            let r: SetUp = req.into_inner().try_into()?;
+            let link = self.ctx.net.link(&r.name).await?;
+            let changed = link.admin_up != r.up;
+            if changed {
+                self.ctx.net.set_up(link.index, r.up).await?;
+            }
+            Ok((self.current(link.index).await?, changed))
+        }
+        .await;
+        let (iface, changed) =
+            self.audited(&who, "InterfaceService/SetUp", &raw_name, detail, res)?;
+        Ok(Response::new(pb::SetUpResponse {
+            interface: Some(iface.into()),
+            outcome: Self::outcome(changed),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/SetMtu"))]
+    async fn set_mtu(
+        &self,
+        req: Request<pb::SetMtuRequest>,
+    ) -> Result<Response<pb::SetMtuResponse>, Status> {
+        let who = Identity::of(&req);
+        let raw_name = req.get_ref().name.clone();
+        let detail = format!("mtu {}", req.get_ref().mtu);
+        let res = async {
+            let r: SetMtu = req.into_inner().try_into()?;
+            let link = self.ctx.net.link(&r.name).await?;
+            check_mtu_range(&link, r.mtu)?;
+            let changed = link.mtu != r.mtu;
+            if changed {
+                self.ctx.net.set_mtu(link.index, r.mtu).await?;
+            }
+            Ok((self.current(link.index).await?, changed))
+        }
+        .await;
+        let (iface, changed) =
+            self.audited(&who, "InterfaceService/SetMtu", &raw_name, &detail, res)?;
+        Ok(Response::new(pb::SetMtuResponse {
+            interface: Some(iface.into()),
+            outcome: Self::outcome(changed),
+        }))
+    }
+}
+
+/// Checks an MTU against the device's own limits (IFLA_MIN_MTU/MAX_MTU),
+/// so the caller learns the allowed range instead of a bare EINVAL.
+fn check_mtu_range(link: &Interface, mtu: u32) -> Result<(), ValidationError> {
+    // Devices that report no maximum (0) accept anything above the minimum.
+    let max_ok = link.max_mtu == 0 || mtu <= link.max_mtu;
+    if mtu >= link.min_mtu && max_ok {
+        return Ok(());
+    }
+    let range = if link.max_mtu == 0 {
+        format!("at least {}", link.min_mtu)
+    } else {
+        format!("{}..={}", link.min_mtu, link.max_mtu)
+    };
+    Err(ValidationError::new(
+        "mtu",
+        mtu.to_string(),
+        format!("is outside the MTU range of {} ({range})", link.name),
+        format!("choose an MTU in {range}"),
+    ))
+}
+
+/// Turns kernel events into Watch events for one subscriber.
+struct Watcher {
+    svc: InterfaceSvc,
+    tx: mpsc::Sender<Result<pb::WatchInterfacesResponse, Status>>,
+}
+
+type Event = pb::watch_interfaces_response::Event;
+
+impl Watcher {
+    async fn send(&self, event: Event) -> bool {
+        self.tx
+            .send(Ok(pb::WatchInterfacesResponse { event: Some(event) }))
+            .await
+            .is_ok()
+    }
+
+    async fn run(self, snapshot: Vec<Interface>, mut events: crate::net::EventStream) {
+        let mut known: HashMap<u32, Interface> = HashMap::new();
+        for iface in snapshot {
+            known.insert(iface.index, iface.clone());
+            if !self.send(Event::Existing(iface.into())).await {
+                return;
+            }
+        }
+        if !self.send(Event::Synced(pb::Synced {})).await {
+            return;
+        }
+        loop {
+            let event = tokio::select! {
+                () = self.tx.closed() => return,
+                e = events.recv() => e,
+            };
+            let Some(event) = event else {
+                let _ = self
+                    .tx
+                    .send(Err(Status::unavailable(
+                        "the kernel event stream ended; watch again to resubscribe",
+                    )))
+                    .await;
+                return;
+            };
+            let ok = match event {
+                NetEvent::Link { index } | NetEvent::Address { index } => {
+                    self.refresh(&mut known, index).await
+                }
+                NetEvent::LinkRemoved { index, name } => match known.remove(&index) {
+                    Some(_) => {
+                        self.send(Event::Removed(pb::InterfaceRemoved { index, name }))
+                            .await
+                    }
+                    None => true,
+                },
+                NetEvent::Overrun => self.resync(&mut known).await,
+            };
+            if !ok {
+                return;
+            }
+        }
+    }
+
+    /// Re-reads one link and reports how it differs from what was last sent.
+    async fn refresh(&self, known: &mut HashMap<u32, Interface>, index: u32) -> bool {
+        match self.svc.current(index).await {
+            Ok(now) => self.report(known, now).await,
+            Err(Error::Net(NetError::NotFound { .. })) => match known.remove(&index) {
+                Some(old) => {
+                    self.send(Event::Removed(pb::InterfaceRemoved {
+                        index,
+                        name: old.name,
+                    }))
+                    .await
+                }
+                None => true,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, index, "cannot read a changed link");
+                true
+            }
+        }
+    }
+
+    async fn report(&self, known: &mut HashMap<u32, Interface>, now: Interface) -> bool {
+        let event = match known.get(&now.index) {
+            None => Event::Added(now.clone().into()),
+            Some(old) => {
+                let fields = old.changed_fields(&now);
+                if fields.is_empty() {
+                    return true;
+                }
+                Event::Changed(pb::InterfaceChanged {
+                    interface: Some(now.clone().into()),
+                    fields: fields.into_iter().map(str::to_owned).collect(),
+                })
+            }
+        };
+        known.insert(now.index, now);
+        self.send(event).await
+    }
+
+    /// After lost events: compare everything with the kernel again.
+    async fn resync(&self, known: &mut HashMap<u32, Interface>) -> bool {
+        let Ok(mut links) = self.svc.ctx.net.links().await else {
+            return true;
+        };
+        self.svc.ctx.leases.annotate(&mut links).await;
+        let present: Vec<u32> = links.iter().map(|l| l.index).collect();
+        let gone: Vec<u32> = known
+            .keys()
+            .copied()
+            .filter(|i| !present.contains(i))
+            .collect();
+        for index in gone {
+            if let Some(old) = known.remove(&index) {
+                if !self
+                    .send(Event::Removed(pb::InterfaceRemoved {
+                        index,
+                        name: old.name,
+                    }))
+                    .await
+                {
+                    return false;
+                }
+            }
+        }
+        for link in links {
+            if !self.report(known, link).await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mtu_range_error_names_the_device_range() {
+        let link = linkherd_proto::model::interface_sample();
+        assert!(check_mtu_range(&link, 9000).is_ok());
+        let err = check_mtu_range(&link, 9001).expect_err("above max");
+        assert_eq!(err.field, "mtu");
+        assert_eq!(err.value, "9001");
+        assert_eq!(
+            err.problem,
+            "is outside the MTU range of ens192 (68..=9000)"
+        );
+        assert_eq!(err.fix, "choose an MTU in 68..=9000");
+        assert!(check_mtu_range(&link, 67).is_err());
+    }
+}

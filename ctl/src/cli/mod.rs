@@ -1,0 +1,107 @@
+//! The command line: global connection options and one module per command
+//! group.
+
+mod certs;
+mod host;
+mod iface;
+mod promisc;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use tonic::transport::Channel;
+
+use crate::{client::Target, config::Selection, error::CtlError, output::Format};
+
+/// linkherdctl: inspect and change linkherd hosts (interfaces, promiscuous
+/// mode, VLANs, macvlan networks) over mTLS gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "linkherdctl", version, about)]
+pub struct Cli {
+    /// Agent address: https://HOST:PORT (mTLS) or unix:///PATH.
+    #[arg(long, global = true, env = "LINKHERD_AGENT")]
+    pub agent: Option<String>,
+    /// CA certificate that signed the agents' certificates (PEM).
+    #[arg(long, global = true, env = "LINKHERD_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, global = true, env = "LINKHERD_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, global = true, env = "LINKHERD_KEY")]
+    pub key: Option<PathBuf>,
+    /// TOML file with default credentials and named hosts.
+    #[arg(long, global = true, env = "LINKHERD_CTL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Host from --config to talk to.
+    #[arg(long, global = true, env = "LINKHERD_HOST")]
+    pub host: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Format>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Host information and capabilities.
+    #[command(subcommand)]
+    Host(host::HostCmd),
+    /// Interfaces: list, get, watch, up/down, mtu.
+    #[command(name = "if", subcommand)]
+    If(iface::IfCmd),
+    /// Promiscuous mode, optionally with a lease that reverts by itself.
+    #[command(subcommand)]
+    Promisc(promisc::PromiscCmd),
+    /// Certificates: create a fleet CA, issue agent and client certificates.
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
+}
+
+/// What a command needs to reach its agent and print.
+#[derive(Debug)]
+pub struct Ctx {
+    target: Result<Target, CtlError>,
+    pub format: Format,
+}
+
+impl Ctx {
+    pub async fn channel(&self) -> Result<Channel, CtlError> {
+        match &self.target {
+            Ok(t) => t.connect().await,
+            Err(e) => Err(match e {
+                CtlError::Config(c) => CtlError::Config(c.clone()),
+                other => CtlError::Output(other.to_string()),
+            }),
+        }
+    }
+}
+
+/// Runs one command; the exit code is for the shell.
+pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
+    let sel = Selection {
+        agent: cli.agent,
+        ca: cli.ca,
+        cert: cli.cert,
+        key: cli.key,
+        config: cli.config,
+        host: cli.host,
+    };
+    // Resolution errors only matter to commands that connect (certs do not).
+    let resolved = sel.resolve().map_err(CtlError::from);
+    let (target, file_format) = match resolved {
+        Ok((t, f)) => (Ok(t), f),
+        Err(e) => (Err(e), None),
+    };
+    let ctx = Ctx {
+        target,
+        format: cli.output.or(file_format).unwrap_or_default(),
+    };
+    match cli.command {
+        Command::Host(c) => host::run(&ctx, c).await,
+        Command::If(c) => iface::run(&ctx, c).await,
+        Command::Promisc(c) => promisc::run(&ctx, c).await,
+        Command::Certs(c) => certs::run(&ctx, c),
+    }
+}

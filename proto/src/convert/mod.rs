@@ -1,0 +1,13 @@
+//! Conversions between protobuf messages and model types.
+//!
+//! `TryFrom<pb::…Request>` is where every request is validated; a handler that
+//! holds the model value knows its input is well formed. `From<model::…>`
+//! builds responses. The inverse conversions (`TryFrom<pb::Interface>`) serve
+//! `linkherdctl`, which prints model types.
+
+mod enums;
+mod interface;
+mod requests;
+
+pub use interface::DecodeError;
+pub use requests::{InterfaceName, MAX_PROMISC_LEASE, SetMtu, SetPromiscuous, SetUp};

@@ -1,0 +1,49 @@
+//! Domain types: what an interface is, what a valid name or MAC is, who may do
+//! what. Validation lives in the constructors, so a value of one of these types
+//! is valid by construction.
+
+mod error;
+mod ifname;
+mod interface;
+mod mac;
+mod role;
+
+pub use error::ValidationError;
+pub use ifname::IfName;
+pub use interface::{
+    Counters, Interface, LinkDetails, LinkKind, MacvlanMode, OperState, PromiscLease, VlanProtocol,
+};
+pub use mac::MacAddr;
+pub use role::{ROLE_URI_PREFIX, Role, UnknownRole};
+
+/// A realistic interface for tests in this crate and its dependents.
+#[doc(hidden)]
+pub fn interface_sample() -> Interface {
+    Interface {
+        index: 2,
+        name: "ens192".into(),
+        kind: LinkKind::Device,
+        kind_name: String::new(),
+        parent_index: 0,
+        parent: None,
+        mac: Some(MacAddr([0x00, 0x50, 0x56, 0xb0, 0x80, 0xc6])),
+        mtu: 1500,
+        min_mtu: 68,
+        max_mtu: 9000,
+        admin_up: true,
+        oper_state: OperState::Up,
+        flags: vec!["BROADCAST".into(), "MULTICAST".into(), "UP".into()],
+        promiscuous: false,
+        promiscuity: 0,
+        addresses: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+            std::net::Ipv4Addr::new(172, 25, 22, 109),
+            22,
+        ))],
+        counters: Counters::default(),
+        alias: None,
+        group: 0,
+        master: None,
+        details: None,
+        promisc_lease: None,
+    }
+}
