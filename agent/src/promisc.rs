@@ -103,15 +103,12 @@ impl PromiscLeases {
             old.timer.abort();
         }
         let changed = link.promiscuous != enabled;
-        if changed {
-            if let Err(e) = self.net.set_promisc(link.index, enabled).await {
-                // Nothing changed: put the previous lease back as it was.
-                if let Some(old) = existing {
-                    let record = old.record.clone();
-                    self.arm(&mut inner, record);
-                }
-                return Err(e);
+        if changed && let Err(e) = self.net.set_promisc(link.index, enabled).await {
+            // Nothing changed: put the previous lease back as it was.
+            if let Some(old) = existing {
+                self.arm(&mut inner, old.record);
             }
+            return Err(e);
         }
         if let Some(lease) = lease {
             let revert_to = existing

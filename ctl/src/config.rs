@@ -87,10 +87,8 @@ impl CtlConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let fix = |p: &mut Option<PathBuf>| {
-            if let Some(v) = p.as_mut() {
-                if v.is_relative() {
-                    *v = base.join(&*v);
-                }
+            if let Some(v) = p.as_mut().filter(|v| v.is_relative()) {
+                *v = base.join(&*v);
             }
         };
         fix(&mut cfg.defaults.ca);

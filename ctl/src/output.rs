@@ -154,8 +154,10 @@ pub fn interface_detail(i: &Interface) -> String {
             if *reorder_header { "on" } else { "off" }.into(),
         );
     }
-    if let Some(LinkDetails::Macvlan { source_macs, .. }) = &i.details {
-        if !source_macs.is_empty() {
+    if let Some(LinkDetails::Macvlan { source_macs, .. }) = &i.details
+        && !source_macs.is_empty()
+    {
+        {
             row(
                 "source macs",
                 source_macs

@@ -337,16 +337,15 @@ impl Watcher {
             .filter(|i| !present.contains(i))
             .collect();
         for index in gone {
-            if let Some(old) = known.remove(&index) {
-                if !self
+            if let Some(old) = known.remove(&index)
+                && !self
                     .send(Event::Removed(pb::InterfaceRemoved {
                         index,
                         name: old.name,
                     }))
                     .await
-                {
-                    return false;
-                }
+            {
+                return false;
             }
         }
         for link in links {

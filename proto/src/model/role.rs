@@ -48,6 +48,22 @@ impl FromStr for Role {
     }
 }
 
+/// Client certificates carry their role as a URI SAN `urn:linkherd:role:NAME`;
+/// `linkherdctl certs issue` writes it and the agent reads it.
+pub const ROLE_URI_PREFIX: &str = "urn:linkherd:role:";
+
+impl Role {
+    /// The URI SAN that grants this role.
+    pub fn uri(self) -> String {
+        format!("{ROLE_URI_PREFIX}{self}")
+    }
+
+    /// The role granted by a URI SAN, if it is a linkherd role URI.
+    pub fn from_uri(uri: &str) -> Option<Role> {
+        uri.strip_prefix(ROLE_URI_PREFIX)?.parse().ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,21 +80,5 @@ mod tests {
             "root".parse::<Role>().map_err(|e| e.to_string()),
             Err("unknown role \"root\": use viewer, operator or admin".to_owned())
         );
-    }
-}
-
-/// Client certificates carry their role as a URI SAN `urn:linkherd:role:NAME`;
-/// `linkherdctl certs issue` writes it and the agent reads it.
-pub const ROLE_URI_PREFIX: &str = "urn:linkherd:role:";
-
-impl Role {
-    /// The URI SAN that grants this role.
-    pub fn uri(self) -> String {
-        format!("{ROLE_URI_PREFIX}{self}")
-    }
-
-    /// The role granted by a URI SAN, if it is a linkherd role URI.
-    pub fn from_uri(uri: &str) -> Option<Role> {
-        uri.strip_prefix(ROLE_URI_PREFIX)?.parse().ok()
     }
 }

@@ -413,10 +413,10 @@ impl NetOps for Rtnl {
                     () = tx.closed() => break,
                     msg = messages.next() => {
                         let Some((msg, _)) = msg else { break };
-                        if let Some(event) = to_event(msg) {
-                            if tx.send(event).await.is_err() {
-                                break;
-                            }
+                        if let Some(event) = to_event(msg)
+                            && tx.send(event).await.is_err()
+                        {
+                            break;
                         }
                     }
                 }

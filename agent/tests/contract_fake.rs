@@ -1,0 +1,42 @@
+//! The kernel contract against the in-memory fake (no root needed).
+
+mod contract;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contract::{Env, Fixture};
+use linkherd_agent::net::fake::FakeKernel;
+
+struct FakeFixture(Arc<FakeKernel>);
+
+#[async_trait]
+impl Fixture for FakeFixture {
+    async fn add_veth(&self, a: &str, b: &str) {
+        self.0.add_veth(a, b).expect("add veth");
+    }
+    async fn del_link(&self, name: &str) {
+        self.0.del_link(name).expect("del link");
+    }
+    async fn add_addr(&self, name: &str, cidr: &str) {
+        self.0
+            .add_addr(name, cidr.parse().expect("cidr"))
+            .expect("add addr");
+    }
+    fn vlan_expected(&self) -> bool {
+        false
+    }
+}
+
+async fn make(_case: &str) -> Option<(Env, ())> {
+    let fake = Arc::new(FakeKernel::new());
+    Some((
+        Env {
+            net: fake.clone(),
+            fx: Box::new(FakeFixture(fake)),
+        },
+        (),
+    ))
+}
+
+contract_tests!(make);

@@ -1,0 +1,67 @@
+//! The kernel contract against the real kernel, inside a private network
+//! namespace per test (root only; veth pairs stand in for NICs).
+
+mod common;
+mod contract;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::{TestNetns, have_root, kernel_has_vlan};
+use contract::{Env, Fixture};
+use linkherd_agent::net::rtnl::Rtnl;
+
+struct IpFixture {
+    ns: String,
+    vlan: bool,
+}
+
+impl IpFixture {
+    fn ip(&self, args: &[&str]) {
+        let mut full = vec!["-n", self.ns.as_str()];
+        full.extend_from_slice(args);
+        common::run("ip", &full);
+    }
+}
+
+#[async_trait]
+impl Fixture for IpFixture {
+    async fn add_veth(&self, a: &str, b: &str) {
+        self.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+    }
+    async fn del_link(&self, name: &str) {
+        self.ip(&["link", "del", name]);
+    }
+    async fn add_addr(&self, name: &str, cidr: &str) {
+        // nodad: the address is usable at once, as in the fake.
+        if cidr.contains(':') {
+            self.ip(&["addr", "add", cidr, "dev", name, "nodad"]);
+        } else {
+            self.ip(&["addr", "add", cidr, "dev", name]);
+        }
+    }
+    fn vlan_expected(&self) -> bool {
+        self.vlan
+    }
+}
+
+async fn make(case: &str) -> Option<(Env, TestNetns)> {
+    if !have_root(case) {
+        return None;
+    }
+    let ns = TestNetns::new("ct");
+    let vlan = kernel_has_vlan(&ns);
+    let net = Arc::new(Rtnl::in_netns(ns.path()).expect("netlink in netns"));
+    Some((
+        Env {
+            net,
+            fx: Box::new(IpFixture {
+                ns: ns.name.clone(),
+                vlan,
+            }),
+        },
+        ns,
+    ))
+}
+
+contract_tests!(make);
