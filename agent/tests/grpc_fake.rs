@@ -636,3 +636,42 @@ async fn unix_socket_serves_root_as_admin() {
     assert_eq!(caller.identity, format!("uid:{}", nix::unistd::geteuid()));
     let _ = tx.send(());
 }
+
+#[tokio::test]
+async fn reflection_lists_every_linkherd_service() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let pki = Pki::new();
+    let agent = start_agent(fake_with_nic(), &pki, None).await;
+    let mut c = ServerReflectionClient::new(agent.channel(&pki, Some(Role::Viewer)).await.expect("connect"));
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = c
+        .server_reflection_info(futures::stream::iter([req]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let resp = futures::StreamExt::next(&mut stream)
+        .await
+        .expect("one response")
+        .expect("ok");
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection response: {resp:?}");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    for want in [
+        "grpc.health.v1.Health",
+        "linkherd.v1.HostService",
+        "linkherd.v1.InterfaceService",
+        "linkherd.v1.MacvlanService",
+        "linkherd.v1.ProbeService",
+        "linkherd.v1.VlanService",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+}

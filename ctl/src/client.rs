@@ -100,8 +100,16 @@ impl Target {
                     (Some(cert), Some(key)) => {
                         cfg = cfg.identity(Identity::from_pem(read(cert)?, read(key)?));
                     }
-                    (None, None) => {}
-                    _ => return Err(fail("give both --cert and --key, or neither".into())),
+                    // Agents accept mTLS only: say so here instead of
+                    // letting the handshake fail with a vaguer message.
+                    (None, None) => {
+                        return Err(fail(
+                            "linkherd agents require a client certificate: give --cert and --key \
+                             (issue one with `linkherdctl certs issue --client NAME --role ROLE`)"
+                                .into(),
+                        ));
+                    }
+                    _ => return Err(fail("give both --cert and --key".into())),
                 }
                 Endpoint::from_shared(url.clone())
                     .map_err(|e| fail(e.to_string()))?

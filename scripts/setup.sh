@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks to build and test linkherd: iproute2
+# (ip with JSON output), a C toolchain for ring, and the Rust components.
+# Safe to run repeatedly; installs nothing that is already there.
+set -euo pipefail
+
+export PATH="$HOME/.cargo/bin:$PATH"
+need=()
+command -v ip >/dev/null 2>&1 && ip -j link show lo >/dev/null 2>&1 || need+=(iproute2)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing packages ${need[*]}; install them as root" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: no Rust toolchain (cargo) on PATH; install one with rustup" >&2
+  exit 1
+fi
+for comp in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
+    rustup component add "$comp"
+  fi
+done

@@ -1,0 +1,226 @@
+//! `linkherd-lab`: bring a local fleet of linkherd hosts up and down, or run
+//! the end-to-end demo on one.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+use clap::{Parser, Subcommand, ValueEnum};
+use linkherd_tests::{
+    bins,
+    lab::{self, HostSpec, LabState},
+    sh::ip_in,
+};
+
+/// A local fleet of linkherd hosts, each running a real agent.
+#[derive(Debug, Parser)]
+#[command(name = "linkherd-lab", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// Hosts are network namespaces on this kernel.
+    Netns,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create the hosts, start their agents, write DIR/ctl.toml.
+    Up {
+        #[arg(long, value_enum, default_value = "netns")]
+        backend: Backend,
+        /// Comma-separated host names.
+        #[arg(long, value_delimiter = ',', default_value = "no1,no2")]
+        hosts: Vec<String>,
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+        /// Tear down a lab already in DIR first.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Stop the agents and remove everything the lab created.
+    Down {
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+    },
+    /// Show the lab's hosts and how to reach them.
+    Status {
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+    },
+    /// Bring up a lab, drive it with linkherdctl, check the results, tear down.
+    Demo {
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+        /// Leave the lab running afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn print_status(state: &LabState) {
+    println!("lab {} ({}) in {}", state.id, state.backend, state.dir.display());
+    for h in &state.hosts {
+        println!(
+            "  {:<6} nic {:<7} netns {:<14} agent {} (pid {})",
+            h.name,
+            h.nic,
+            h.netns,
+            h.agent_url,
+            h.pid.map_or("-".into(), |p| p.to_string())
+        );
+    }
+    println!(
+        "try:  linkherdctl --config {} --host {} if list",
+        state.ctl_config().display(),
+        state.hosts.first().map_or("no1", |h| h.name.as_str())
+    );
+}
+
+/// One linkherdctl invocation of the demo, echoed like a shell transcript.
+struct Ctl {
+    bin: PathBuf,
+    config: PathBuf,
+}
+
+impl Ctl {
+    fn run(&self, host: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        println!("$ linkherdctl --host {host} {}", args.join(" "));
+        let out = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--host", host])
+            .args(args)
+            .output()
+            .context("running linkherdctl")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{stdout}");
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.success(), stdout))
+    }
+
+    fn ok(&self, host: &str, args: &[&str]) -> anyhow::Result<String> {
+        let (ok, out) = self.run(host, args)?;
+        ensure!(ok, "linkherdctl {} failed on {host}", args.join(" "));
+        Ok(out)
+    }
+}
+
+fn promiscuity(netns: &str, dev: &str) -> anyhow::Result<u64> {
+    let out = ip_in(netns, &["-j", "-d", "link", "show", "dev", dev])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    v[0]["promiscuity"].as_u64().context("no promiscuity in ip -j output")
+}
+
+async fn demo(dir: &Path) -> anyhow::Result<()> {
+    println!("== bringing up the lab (hosts no1 with NIC ens192, no2 with NIC eth0)");
+    let t = Instant::now();
+    let state = lab::up(dir, &HostSpec::seed(), true).await?;
+    println!("lab up in {:.2} s", t.elapsed().as_secs_f64());
+    print_status(&state);
+    let ctl = Ctl {
+        bin: bins::ctl()?,
+        config: state.ctl_config(),
+    };
+    let no1 = state.host("no1").context("no1")?;
+    let no2 = state.host("no2").context("no2")?;
+
+    println!("\n== each agent over mTLS: identity, kernel, capabilities");
+    for h in [no1, no2] {
+        let out = ctl.ok(&h.name, &["host", "info"])?;
+        ensure!(out.contains(&format!("host:        {}", h.name)), "wrong host answered");
+    }
+
+    println!("\n== interfaces (the parent NICs are named differently on each host)");
+    ensure!(ctl.ok("no1", &["if", "list"])?.contains("ens192"), "ens192 missing on no1");
+    ensure!(ctl.ok("no2", &["if", "list"])?.contains("eth0"), "eth0 missing on no2");
+
+    println!("\n== promiscuous mode on the parent NICs, as the source document does with ifconfig");
+    ctl.ok("no1", &["promisc", "on", "ens192", "--lease", "3"])?;
+    println!("kernel on no1: promiscuity {}", promiscuity(&no1.netns, "ens192")?);
+    ensure!(promiscuity(&no1.netns, "ens192")? == 1, "promisc not set on no1");
+    ctl.ok("no2", &["promisc", "on", "eth0"])?;
+    let out = ctl.ok("no2", &["promisc", "on", "eth0"])?;
+    ensure!(out.contains("(unchanged)"), "second promisc on must be a no-op");
+    ensure!(promiscuity(&no2.netns, "eth0")? == 1, "promisc counted twice on no2");
+    ctl.ok("no2", &["if", "get", "eth0"])?;
+
+    println!("\n== a viewer may look but not change");
+    let viewer_cert = state.pki().join("client-viewer.pem");
+    let viewer_key = state.pki().join("client-viewer-key.pem");
+    let (ok, _) = ctl.run(
+        "no2",
+        &[
+            "--cert",
+            &viewer_cert.to_string_lossy(),
+            "--key",
+            &viewer_key.to_string_lossy(),
+            "promisc",
+            "off",
+            "eth0",
+        ],
+    )?;
+    ensure!(!ok, "a viewer changed promiscuous mode");
+    ensure!(promiscuity(&no2.netns, "eth0")? == 1, "the viewer's change went through");
+
+    println!("\n== the lease on no1 reverts by itself");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while promiscuity(&no1.netns, "ens192")? != 0 {
+        ensure!(Instant::now() < deadline, "lease did not revert");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("kernel on no1: promiscuity {}", promiscuity(&no1.netns, "ens192")?);
+    ctl.ok("no2", &["promisc", "off", "eth0"])?;
+    println!("\ndemo passed");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Up {
+            backend: Backend::Netns,
+            hosts,
+            dir,
+            replace,
+        } => {
+            let t = Instant::now();
+            let state = lab::up(&dir, &HostSpec::from_names(&hosts), replace).await?;
+            println!("lab up in {:.2} s", t.elapsed().as_secs_f64());
+            print_status(&state);
+        }
+        Cmd::Down { dir } => {
+            let t = Instant::now();
+            lab::down(&dir)?;
+            println!("lab in {} is down ({:.2} s)", dir.display(), t.elapsed().as_secs_f64());
+        }
+        Cmd::Status { dir } => match LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))? {
+            Some(state) => print_status(&state),
+            None => bail!("no lab in {}", dir.display()),
+        },
+        Cmd::Demo { dir, keep } => {
+            let res = demo(&dir).await;
+            if res.is_err() {
+                if let Ok(Some(state)) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone())) {
+                    for h in &state.hosts {
+                        eprintln!("--- {} agent log (tail)\n{}", h.name, lab::tail(&h.log, 15));
+                    }
+                }
+            }
+            if !keep || res.is_err() {
+                let t = Instant::now();
+                lab::down(&dir)?;
+                println!("lab down in {:.2} s", t.elapsed().as_secs_f64());
+            }
+            res?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

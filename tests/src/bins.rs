@@ -1,0 +1,35 @@
+//! Finding the project's binaries: next to the running executable (an
+//! installed or `cargo build` tree), or one level up from a test binary in
+//! `target/*/deps`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot find the `{0}` binary next to this program; build it with `cargo build --workspace --bins` (or set {1})")]
+pub struct NotFound(pub &'static str, pub &'static str);
+
+/// Path of binary `name`; `env` names a variable that overrides it.
+pub fn find(name: &'static str, env: &'static str) -> Result<PathBuf, NotFound> {
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|_| NotFound(name, env))?;
+    let mut dir = exe.parent().map(PathBuf::from).ok_or(NotFound(name, env))?;
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let candidate = dir.join(name);
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(NotFound(name, env))
+    }
+}
+
+pub fn agent() -> Result<PathBuf, NotFound> {
+    find("linkherd-agent", "LINKHERD_AGENT_BIN")
+}
+
+pub fn ctl() -> Result<PathBuf, NotFound> {
+    find("linkherdctl", "LINKHERDCTL_BIN")
+}

@@ -1,0 +1,322 @@
+//! The netns backend: each host is a network namespace on this kernel.
+//!
+//! ```text
+//!  root ns: lh<id>mg (bridge, 198.18.K.1/24) ── lh<id>m0 ─┐   ┌─ lh<id>m1 ──
+//!                                                         │   │
+//!  lh-<id>-no1: mgmt0 198.18.K.11 (agent :7443)   lh-<id>-no2: mgmt0 198.18.K.12
+//!               ens192 ──┐                                     eth0 ──┐
+//!  lh-<id>-sw:  br0 ── p-no1                          br0 ── p-no2 ───┘
+//! ```
+//!
+//! The management network reaches only the lab's own namespaces; the data
+//! network (the NICs) is a bridge inside its own namespace with no route
+//! anywhere.
+
+use std::{
+    fs,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use linkherd_proto::model::Role;
+use linkherdctl::{certs, client::Target};
+
+use super::{AGENT_PORT, HostSpec, HostState, LabError, LabState, lab_id, tail};
+use crate::{
+    bins,
+    sh::{ip, ip_in},
+};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn check_names(hosts: &[HostSpec]) -> Result<(), LabError> {
+    for h in hosts {
+        let ok = !h.name.is_empty()
+            && h.name.len() <= 8
+            && h.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !ok {
+            return Err(LabError::HostName(h.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// A /24 in 198.18.0.0/15 (reserved for benchmarking, RFC 2544) that no
+/// address on this machine uses yet.
+fn free_subnet(id: &str) -> Result<u8, LabError> {
+    let used = ip(&["-4", "-o", "addr", "show"])?;
+    let start = u8::from_str_radix(&id[..2], 16).unwrap_or(0);
+    (0..=255u8)
+        .map(|i| start.wrapping_add(i))
+        .find(|k| !used.contains(&format!("198.18.{k}.")))
+        .ok_or(LabError::NoSubnet)
+}
+
+/// Brings up a lab of `hosts` in `dir`. With `replace`, a lab left in `dir`
+/// (e.g. by a failed test) is torn down first.
+pub async fn up(dir: &Path, hosts: &[HostSpec], replace: bool) -> Result<LabState, LabError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LabError::NotRoot);
+    }
+    check_names(hosts)?;
+    fs::create_dir_all(dir).map_err(|e| LabError::Io(dir.to_owned(), e))?;
+    let dir = dir.canonicalize().map_err(|e| LabError::Io(dir.to_owned(), e))?;
+    if LabState::load(&dir)?.is_some() {
+        if !replace {
+            return Err(LabError::AlreadyUp(dir));
+        }
+        down(&dir)?;
+    }
+    let agent_bin = bins::agent()?;
+    let id = lab_id(&dir);
+    let k = free_subnet(&id)?;
+    let mut state = LabState {
+        id: id.clone(),
+        backend: "netns".into(),
+        dir: dir.clone(),
+        mgmt_bridge: format!("lh{id}mg"),
+        mgmt_subnet: format!("198.18.{k}.0/24"),
+        switch_netns: format!("lh-{id}-sw"),
+        hosts: hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let mgmt_ip = format!("198.18.{k}.{}", 11 + i);
+                HostState {
+                    name: h.name.clone(),
+                    nic: h.nic.clone(),
+                    netns: format!("lh-{id}-{}", h.name),
+                    agent_url: format!("https://{mgmt_ip}:{AGENT_PORT}"),
+                    mgmt_ip,
+                    socket: dir.join(&h.name).join("agent.sock"),
+                    log: dir.join(&h.name).join("agent.log"),
+                    pid: None,
+                }
+            })
+            .collect(),
+    };
+    // Record intent first: a crash from here on is cleaned up by `down`.
+    state.save()?;
+    match build(&mut state, &agent_bin).await {
+        Ok(()) => Ok(state),
+        Err(e) => {
+            let _ = down(&dir);
+            Err(e)
+        }
+    }
+}
+
+fn issue_pki(state: &LabState) -> Result<(), LabError> {
+    let pki = state.pki();
+    certs::init(&pki, 30, true)?;
+    for role in Role::ALL {
+        certs::issue_client(&pki, role.as_str(), role, 30)?;
+    }
+    for h in &state.hosts {
+        certs::issue_agent(&pki, &h.name, std::slice::from_ref(&h.mgmt_ip), 30)?;
+    }
+    Ok(())
+}
+
+async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
+    issue_pki(state)?;
+    let gw = format!("{}/24", state.mgmt_subnet.replace(".0/24", ".1"));
+    ip(&["link", "add", &state.mgmt_bridge, "type", "bridge"])?;
+    ip(&["addr", "add", &gw, "dev", &state.mgmt_bridge])?;
+    ip(&["link", "set", &state.mgmt_bridge, "up"])?;
+
+    let sw = state.switch_netns.clone();
+    ip(&["netns", "add", &sw])?;
+    ip_in(&sw, &["link", "set", "lo", "up"])?;
+    ip_in(&sw, &["link", "add", "br0", "type", "bridge"])?;
+    ip_in(&sw, &["link", "set", "br0", "up"])?;
+
+    for (i, h) in state.hosts.iter().enumerate() {
+        ip(&["netns", "add", &h.netns])?;
+        ip_in(&h.netns, &["link", "set", "lo", "up"])?;
+        // Data NIC, plugged into the switch.
+        let port = format!("p-{}", h.name);
+        ip_in(&h.netns, &["link", "add", &h.nic, "type", "veth", "peer", "name", &port, "netns", &sw])?;
+        ip_in(&sw, &["link", "set", &port, "master", "br0", "up"])?;
+        ip_in(&h.netns, &["link", "set", &h.nic, "up"])?;
+        // Management leg to the root namespace.
+        let leg = format!("lh{}m{i}", state.id);
+        ip(&["link", "add", &leg, "type", "veth", "peer", "name", "mgmt0", "netns", &h.netns])?;
+        ip(&["link", "set", &leg, "master", &state.mgmt_bridge, "up"])?;
+        ip_in(&h.netns, &["addr", "add", &format!("{}/24", h.mgmt_ip), "dev", "mgmt0"])?;
+        ip_in(&h.netns, &["link", "set", "mgmt0", "up"])?;
+    }
+
+    let pki = state.pki();
+    for h in &mut state.hosts {
+        let hdir = state.dir.join(&h.name);
+        fs::create_dir_all(&hdir).map_err(|e| LabError::Io(hdir.clone(), e))?;
+        let log = fs::File::create(&h.log).map_err(|e| LabError::Io(h.log.clone(), e))?;
+        let err = log.try_clone().map_err(|e| LabError::Io(h.log.clone(), e))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &h.netns])
+            .arg(agent_bin)
+            .arg("--listen")
+            .arg(format!("{}:{AGENT_PORT}", h.mgmt_ip))
+            .arg("--tls-cert")
+            .arg(pki.join(format!("agent-{}.pem", h.name)))
+            .arg("--tls-key")
+            .arg(pki.join(format!("agent-{}-key.pem", h.name)))
+            .arg("--client-ca")
+            .arg(pki.join(certs::CA_CERT))
+            .arg("--socket")
+            .arg(&h.socket)
+            .arg("--state-dir")
+            .arg(hdir.join("state"))
+            .arg("--name")
+            .arg(&h.name)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            // Its own process group: a Ctrl-C at the lab's terminal must not
+            // kill the agents behind `down`'s back.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| LabError::Io(agent_bin.to_owned(), e))?;
+        h.pid = Some(child.id());
+    }
+    state.save()?;
+    for h in &state.hosts {
+        wait_ready(state, h).await?;
+    }
+    write_ctl_config(state)
+}
+
+/// Waits until the agent answers a health check over mTLS as admin.
+async fn wait_ready(state: &LabState, h: &HostState) -> Result<(), LabError> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let pki = state.pki();
+    let target = Target::parse(
+        &h.agent_url,
+        Some(pki.join(certs::CA_CERT)),
+        Some(pki.join("client-admin.pem")),
+        Some(pki.join("client-admin-key.pem")),
+    )
+    .map_err(LabError::State)?;
+    let started = Instant::now();
+    while started.elapsed() < READY_TIMEOUT {
+        if let Ok(ch) = target.connect().await {
+            let res = HealthClient::new(ch)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if res.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(LabError::NotReady {
+        host: h.name.clone(),
+        secs: READY_TIMEOUT.as_secs(),
+        log: tail(&h.log, 20),
+    })
+}
+
+fn write_ctl_config(state: &LabState) -> Result<(), LabError> {
+    let mut text = String::from(
+        "# linkherdctl configuration for this lab (written by linkherd-lab up)\n\
+         [defaults]\nca = \"pki/ca.pem\"\ncert = \"pki/client-admin.pem\"\nkey = \"pki/client-admin-key.pem\"\n",
+    );
+    for h in &state.hosts {
+        text.push_str(&format!(
+            "\n[[hosts]]\nname = \"{}\"\nagent = \"{}\"\n[hosts.labels]\nnic = \"{}\"\nnetns = \"{}\"\n",
+            h.name, h.agent_url, h.nic, h.netns
+        ));
+    }
+    let path = state.ctl_config();
+    fs::write(&path, text).map_err(|e| LabError::Io(path, e))
+}
+
+/// True when `pid` is a running linkherd agent (not a reused pid).
+fn is_agent(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("linkherd-agent"))
+        .unwrap_or(false)
+}
+
+fn stop(pid: u32) {
+    use nix::{sys::signal::{Signal, kill}, unistd::Pid};
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let target = Pid::from_raw(raw);
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while is_agent(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if is_agent(pid) {
+        let _ = kill(target, Signal::SIGKILL);
+    }
+    // Reap it if it was our child; harmless otherwise.
+    let _ = nix::sys::wait::waitpid(target, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+}
+
+/// Removes every object of the lab in `dir`, found by name from the lab id,
+/// whether or not `up` finished. Safe to run twice.
+pub fn down(dir: &Path) -> Result<(), LabError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LabError::NotRoot);
+    }
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let id = lab_id(&dir);
+    if let Some(state) = LabState::load(&dir)? {
+        for h in &state.hosts {
+            if let Some(pid) = h.pid.filter(|p| is_agent(*p)) {
+                stop(pid);
+            }
+        }
+    }
+    // Namespaces of this lab, whatever the state file says.
+    let prefix = format!("lh-{id}-");
+    let listed = ip(&["netns", "list"]).unwrap_or_default();
+    for ns in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        if !ns.starts_with(&prefix) {
+            continue;
+        }
+        // Anything still running inside a lab namespace was started by the
+        // lab (or by a test on it).
+        for pid in ip(&["netns", "pids", ns]).unwrap_or_default().split_whitespace() {
+            if let Ok(pid) = pid.parse::<u32>() {
+                stop(pid);
+            }
+        }
+        let _ = ip(&["netns", "del", ns]);
+    }
+    // Root-namespace links: the management bridge and legs.
+    let links = ip(&["-o", "link", "show"]).unwrap_or_default();
+    let root_prefix = format!("lh{id}m");
+    for name in links.lines().filter_map(|l| l.split(": ").nth(1)) {
+        let name = name.split('@').next().unwrap_or(name);
+        if name.starts_with(&root_prefix) {
+            let _ = ip(&["link", "del", name]);
+        }
+    }
+    for p in [LabState::path(&dir), dir.join("ctl.toml")] {
+        let _ = fs::remove_file(p);
+    }
+    for d in ["pki"] {
+        let _ = fs::remove_dir_all(dir.join(d));
+    }
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            // Per-host directories (agent log, socket, state).
+            if e.path().join("agent.log").exists() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Default lab directory: `./linkherd-lab`.
+pub fn netns_default_dir() -> PathBuf {
+    PathBuf::from("linkherd-lab")
+}
