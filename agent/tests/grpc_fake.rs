@@ -645,7 +645,12 @@ async fn reflection_lists_every_linkherd_service() {
     };
     let pki = Pki::new();
     let agent = start_agent(fake_with_nic(), &pki, None).await;
-    let mut c = ServerReflectionClient::new(agent.channel(&pki, Some(Role::Viewer)).await.expect("connect"));
+    let mut c = ServerReflectionClient::new(
+        agent
+            .channel(&pki, Some(Role::Viewer))
+            .await
+            .expect("connect"),
+    );
     let req = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -672,6 +677,9 @@ async fn reflection_lists_every_linkherd_service() {
         "linkherd.v1.ProbeService",
         "linkherd.v1.VlanService",
     ] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
     }
 }

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot find the `{0}` binary next to this program; build it with `cargo build --workspace --bins` (or set {1})")]
+#[error(
+    "cannot find the `{0}` binary next to this program; build it with `cargo build --workspace --bins` (or set {1})"
+)]
 pub struct NotFound(pub &'static str, pub &'static str);
 
 /// Path of binary `name`; `env` names a variable that overrides it.

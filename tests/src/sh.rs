@@ -13,10 +13,13 @@ pub struct ShError {
 /// the command line and its stderr.
 pub fn run(program: &str, args: &[&str]) -> Result<String, ShError> {
     let cmd = format!("{program} {}", args.join(" "));
-    let out = Command::new(program).args(args).output().map_err(|e| ShError {
-        cmd: cmd.clone(),
-        detail: e.to_string(),
-    })?;
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| ShError {
+            cmd: cmd.clone(),
+            detail: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(ShError {
             cmd,

@@ -30,7 +30,10 @@ fn agent_refuses_plaintext_tcp_from_the_environment() {
         .expect("run agent");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing plaintext TCP on 0.0.0.0:7443"), "{err}");
+    assert!(
+        err.contains("refusing plaintext TCP on 0.0.0.0:7443"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -57,12 +60,30 @@ async fn agent_example_config_serves_mtls() {
     let example = std::fs::read_to_string(repo().join("deploy/agent.toml")).expect("example");
     let cfg = example
         .replace("0.0.0.0:7443", &format!("127.0.0.1:{port}"))
-        .replace("/etc/linkherd/pki/agent.pem", &pki.join("agent-agent.pem").to_string_lossy())
-        .replace("/etc/linkherd/pki/agent-key.pem", &pki.join("agent-agent-key.pem").to_string_lossy())
-        .replace("/etc/linkherd/pki/ca.pem", &pki.join("ca.pem").to_string_lossy())
-        .replace("/run/linkherd/agent.sock", &tmp.path().join("agent.sock").to_string_lossy())
-        .replace("/var/lib/linkherd", &tmp.path().join("state").to_string_lossy());
-    assert_ne!(cfg, example, "the example's paths changed: update this test");
+        .replace(
+            "/etc/linkherd/pki/agent.pem",
+            &pki.join("agent-agent.pem").to_string_lossy(),
+        )
+        .replace(
+            "/etc/linkherd/pki/agent-key.pem",
+            &pki.join("agent-agent-key.pem").to_string_lossy(),
+        )
+        .replace(
+            "/etc/linkherd/pki/ca.pem",
+            &pki.join("ca.pem").to_string_lossy(),
+        )
+        .replace(
+            "/run/linkherd/agent.sock",
+            &tmp.path().join("agent.sock").to_string_lossy(),
+        )
+        .replace(
+            "/var/lib/linkherd",
+            &tmp.path().join("state").to_string_lossy(),
+        );
+    assert_ne!(
+        cfg, example,
+        "the example's paths changed: update this test"
+    );
     let cfg_path = tmp.path().join("agent.toml");
     std::fs::write(&cfg_path, cfg).expect("write");
 
@@ -102,5 +123,8 @@ async fn agent_example_config_serves_mtls() {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(info["caller"]["transport"], "mtls");
     assert!(status.success(), "agent exit after SIGTERM: {status}");
-    assert!(!tmp.path().join("agent.sock").exists(), "socket removed on shutdown");
+    assert!(
+        !tmp.path().join("agent.sock").exists(),
+        "socket removed on shutdown"
+    );
 }

@@ -66,7 +66,11 @@ impl Ctl<'_> {
         let mut full = args.to_vec();
         full.extend(["-o", "json"]);
         let out = self.host(host, &full);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("json output")
     }
 }
@@ -92,7 +96,9 @@ async fn seed_hosts_over_mtls() {
     // A fixed directory: a lab left behind by a crashed run is replaced.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed-netns");
     let started = Instant::now();
-    let state = lab::up(&dir, &HostSpec::seed(), true).await.expect("lab up");
+    let state = lab::up(&dir, &HostSpec::seed(), true)
+        .await
+        .expect("lab up");
     let _guard = LabGuard(state.dir.clone());
     eprintln!("lab up in {:?}", started.elapsed());
     let ctl = Ctl { state: &state };
@@ -142,10 +148,18 @@ async fn seed_hosts_over_mtls() {
     // Bad input: exit non-zero with the gRPC code and the field.
     let out = ctl.host("no2", &["if", "mtu", "eth0", "70000"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("INVALID_ARGUMENT: invalid mtu \"70000\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("INVALID_ARGUMENT: invalid mtu \"70000\""),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(link(&no2.netns, "eth0")["mtu"], 9000);
     let out = ctl.host("no2", &["if", "get", "ens192"]);
-    assert!(stderr(&out).contains("NOT_FOUND: interface \"ens192\" not found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("NOT_FOUND: interface \"ens192\" not found"),
+        "{}",
+        stderr(&out)
+    );
 
     // A lease reverts by itself.
     ctl.json("no2", &["promisc", "on", "eth0", "--lease", "1"]);
@@ -186,12 +200,20 @@ async fn seed_hosts_over_mtls() {
             .map(|_| ())
             .map_err(|s| s.to_string()),
     };
-    assert!(refused.is_err(), "the agent accepted a client without a certificate");
+    assert!(
+        refused.is_err(),
+        "the agent accepted a client without a certificate"
+    );
 
     let other = tempfile::tempdir().expect("tempdir");
     linkherdctl::certs::init(other.path(), 1, false).expect("ca");
-    linkherdctl::certs::issue_client(other.path(), "mallory", linkherd_proto::model::Role::Admin, 1)
-        .expect("cert");
+    linkherdctl::certs::issue_client(
+        other.path(),
+        "mallory",
+        linkherd_proto::model::Role::Admin,
+        1,
+    )
+    .expect("cert");
     let wrong_ca = ctl.raw(&[
         "--agent",
         url,
@@ -206,7 +228,11 @@ async fn seed_hosts_over_mtls() {
         "ens192",
     ]);
     assert!(!wrong_ca.status.success());
-    assert!(stderr(&wrong_ca).starts_with("error: "), "{}", stderr(&wrong_ca));
+    assert!(
+        stderr(&wrong_ca).starts_with("error: "),
+        "{}",
+        stderr(&wrong_ca)
+    );
 
     let viewer = ctl.raw(&[
         "--agent",
@@ -243,12 +269,23 @@ async fn seed_hosts_over_mtls() {
         "list",
     ]);
     assert!(viewer_list.status.success(), "{}", stderr(&viewer_list));
-    assert_eq!(link(&no1.netns, "ens192")["promiscuity"], 1, "refused clients changed the NIC");
+    assert_eq!(
+        link(&no1.netns, "ens192")["promiscuity"],
+        1,
+        "refused clients changed the NIC"
+    );
 
     // Audit: the admin's changes were recorded with the caller's identity.
     let audit = std::fs::read_to_string(dir.join("no1/state/audit.log")).expect("audit log");
-    assert!(audit.lines().any(|l| l.contains("\"caller\":\"admin\"") && l.contains("SetPromiscuous")));
-    assert!(!audit.contains("\"caller\":\"viewer\""), "denied calls are not mutations");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"caller\":\"admin\"") && l.contains("SetPromiscuous"))
+    );
+    assert!(
+        !audit.contains("\"caller\":\"viewer\""),
+        "denied calls are not mutations"
+    );
 
     // Watch via the CLI sees a change made with `ip` behind the agent's back.
     let ctl_bin = bins::ctl().expect("ctl");
@@ -265,10 +302,7 @@ async fn seed_hosts_over_mtls() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         ip_in(&netns, &["link", "set", "ens192", "mtu", "1400"]).expect("ip");
     };
-    let (out, ()) = tokio::join!(
-        tokio::time::timeout(Duration::from_secs(10), watch),
-        change
-    );
+    let (out, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(10), watch), change);
     let out = out.expect("watch ended in time").expect("watch ran");
     assert!(out.status.success(), "{}", stderr(&out));
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)

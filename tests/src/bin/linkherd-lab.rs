@@ -65,7 +65,12 @@ enum Cmd {
 }
 
 fn print_status(state: &LabState) {
-    println!("lab {} ({}) in {}", state.id, state.backend, state.dir.display());
+    println!(
+        "lab {} ({}) in {}",
+        state.id,
+        state.backend,
+        state.dir.display()
+    );
     for h in &state.hosts {
         println!(
             "  {:<6} nic {:<7} netns {:<14} agent {} (pid {})",
@@ -115,7 +120,9 @@ impl Ctl {
 fn promiscuity(netns: &str, dev: &str) -> anyhow::Result<u64> {
     let out = ip_in(netns, &["-j", "-d", "link", "show", "dev", dev])?;
     let v: serde_json::Value = serde_json::from_str(&out)?;
-    v[0]["promiscuity"].as_u64().context("no promiscuity in ip -j output")
+    v[0]["promiscuity"]
+        .as_u64()
+        .context("no promiscuity in ip -j output")
 }
 
 async fn demo(dir: &Path) -> anyhow::Result<()> {
@@ -134,21 +141,42 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     println!("\n== each agent over mTLS: identity, kernel, capabilities");
     for h in [no1, no2] {
         let out = ctl.ok(&h.name, &["host", "info"])?;
-        ensure!(out.contains(&format!("host:        {}", h.name)), "wrong host answered");
+        ensure!(
+            out.contains(&format!("host:        {}", h.name)),
+            "wrong host answered"
+        );
     }
 
     println!("\n== interfaces (the parent NICs are named differently on each host)");
-    ensure!(ctl.ok("no1", &["if", "list"])?.contains("ens192"), "ens192 missing on no1");
-    ensure!(ctl.ok("no2", &["if", "list"])?.contains("eth0"), "eth0 missing on no2");
+    ensure!(
+        ctl.ok("no1", &["if", "list"])?.contains("ens192"),
+        "ens192 missing on no1"
+    );
+    ensure!(
+        ctl.ok("no2", &["if", "list"])?.contains("eth0"),
+        "eth0 missing on no2"
+    );
 
     println!("\n== promiscuous mode on the parent NICs, as the source document does with ifconfig");
     ctl.ok("no1", &["promisc", "on", "ens192", "--lease", "3"])?;
-    println!("kernel on no1: promiscuity {}", promiscuity(&no1.netns, "ens192")?);
-    ensure!(promiscuity(&no1.netns, "ens192")? == 1, "promisc not set on no1");
+    println!(
+        "kernel on no1: promiscuity {}",
+        promiscuity(&no1.netns, "ens192")?
+    );
+    ensure!(
+        promiscuity(&no1.netns, "ens192")? == 1,
+        "promisc not set on no1"
+    );
     ctl.ok("no2", &["promisc", "on", "eth0"])?;
     let out = ctl.ok("no2", &["promisc", "on", "eth0"])?;
-    ensure!(out.contains("(unchanged)"), "second promisc on must be a no-op");
-    ensure!(promiscuity(&no2.netns, "eth0")? == 1, "promisc counted twice on no2");
+    ensure!(
+        out.contains("(unchanged)"),
+        "second promisc on must be a no-op"
+    );
+    ensure!(
+        promiscuity(&no2.netns, "eth0")? == 1,
+        "promisc counted twice on no2"
+    );
     ctl.ok("no2", &["if", "get", "eth0"])?;
 
     println!("\n== a viewer may look but not change");
@@ -167,7 +195,10 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         ],
     )?;
     ensure!(!ok, "a viewer changed promiscuous mode");
-    ensure!(promiscuity(&no2.netns, "eth0")? == 1, "the viewer's change went through");
+    ensure!(
+        promiscuity(&no2.netns, "eth0")? == 1,
+        "the viewer's change went through"
+    );
 
     println!("\n== the lease on no1 reverts by itself");
     let deadline = Instant::now() + Duration::from_secs(8);
@@ -175,7 +206,10 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         ensure!(Instant::now() < deadline, "lease did not revert");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    println!("kernel on no1: promiscuity {}", promiscuity(&no1.netns, "ens192")?);
+    println!(
+        "kernel on no1: promiscuity {}",
+        promiscuity(&no1.netns, "ens192")?
+    );
     ctl.ok("no2", &["promisc", "off", "eth0"])?;
     println!("\ndemo passed");
     Ok(())
@@ -199,7 +233,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         Cmd::Down { dir } => {
             let t = Instant::now();
             lab::down(&dir)?;
-            println!("lab in {} is down ({:.2} s)", dir.display(), t.elapsed().as_secs_f64());
+            println!(
+                "lab in {} is down ({:.2} s)",
+                dir.display(),
+                t.elapsed().as_secs_f64()
+            );
         }
         Cmd::Status { dir } => match LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))? {
             Some(state) => print_status(&state),
@@ -208,7 +246,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         Cmd::Demo { dir, keep } => {
             let res = demo(&dir).await;
             if res.is_err() {
-                if let Ok(Some(state)) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone())) {
+                if let Ok(Some(state)) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))
+                {
                     for h in &state.hosts {
                         eprintln!("--- {} agent log (tail)\n{}", h.name, lab::tail(&h.log, 15));
                     }

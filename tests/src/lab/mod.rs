@@ -95,7 +95,10 @@ impl LabState {
                 .map(Some)
                 .map_err(|e| LabError::State(format!("{}: {e}", Self::path(dir).display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LabError::State(format!("{}: {e}", Self::path(dir).display()))),
+            Err(e) => Err(LabError::State(format!(
+                "{}: {e}",
+                Self::path(dir).display()
+            ))),
         }
     }
 
@@ -135,7 +138,11 @@ pub enum LabError {
     #[error("invalid host name {0:?}: use 1-8 lowercase letters and digits")]
     HostName(String),
     #[error("agent on {host} did not become ready within {secs} s; last log lines:\n{log}")]
-    NotReady { host: String, secs: u64, log: String },
+    NotReady {
+        host: String,
+        secs: u64,
+        log: String,
+    },
     #[error("no free management subnet in 198.18.0.0/16")]
     NoSubnet,
     #[error("{0}: {1}")]
@@ -152,7 +159,9 @@ pub fn lab_id(dir: &Path) -> String {
         .as_os_str()
         .as_bytes()
         .iter()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        });
     format!("{:04x}", (hash ^ (hash >> 16)) & 0xffff)
 }
 

@@ -35,7 +35,9 @@ fn check_names(hosts: &[HostSpec]) -> Result<(), LabError> {
     for h in hosts {
         let ok = !h.name.is_empty()
             && h.name.len() <= 8
-            && h.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            && h.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !ok {
             return Err(LabError::HostName(h.name.clone()));
         }
@@ -62,7 +64,9 @@ pub async fn up(dir: &Path, hosts: &[HostSpec], replace: bool) -> Result<LabStat
     }
     check_names(hosts)?;
     fs::create_dir_all(dir).map_err(|e| LabError::Io(dir.to_owned(), e))?;
-    let dir = dir.canonicalize().map_err(|e| LabError::Io(dir.to_owned(), e))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| LabError::Io(dir.to_owned(), e))?;
     if LabState::load(&dir)?.is_some() {
         if !replace {
             return Err(LabError::AlreadyUp(dir));
@@ -138,14 +142,24 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
         ip_in(&h.netns, &["link", "set", "lo", "up"])?;
         // Data NIC, plugged into the switch.
         let port = format!("p-{}", h.name);
-        ip_in(&h.netns, &["link", "add", &h.nic, "type", "veth", "peer", "name", &port, "netns", &sw])?;
+        ip_in(
+            &h.netns,
+            &[
+                "link", "add", &h.nic, "type", "veth", "peer", "name", &port, "netns", &sw,
+            ],
+        )?;
         ip_in(&sw, &["link", "set", &port, "master", "br0", "up"])?;
         ip_in(&h.netns, &["link", "set", &h.nic, "up"])?;
         // Management leg to the root namespace.
         let leg = format!("lh{}m{i}", state.id);
-        ip(&["link", "add", &leg, "type", "veth", "peer", "name", "mgmt0", "netns", &h.netns])?;
+        ip(&[
+            "link", "add", &leg, "type", "veth", "peer", "name", "mgmt0", "netns", &h.netns,
+        ])?;
         ip(&["link", "set", &leg, "master", &state.mgmt_bridge, "up"])?;
-        ip_in(&h.netns, &["addr", "add", &format!("{}/24", h.mgmt_ip), "dev", "mgmt0"])?;
+        ip_in(
+            &h.netns,
+            &["addr", "add", &format!("{}/24", h.mgmt_ip), "dev", "mgmt0"],
+        )?;
         ip_in(&h.netns, &["link", "set", "mgmt0", "up"])?;
     }
 
@@ -154,7 +168,9 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
         let hdir = state.dir.join(&h.name);
         fs::create_dir_all(&hdir).map_err(|e| LabError::Io(hdir.clone(), e))?;
         let log = fs::File::create(&h.log).map_err(|e| LabError::Io(h.log.clone(), e))?;
-        let err = log.try_clone().map_err(|e| LabError::Io(h.log.clone(), e))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| LabError::Io(h.log.clone(), e))?;
         let child = Command::new("ip")
             .args(["netns", "exec", &h.netns])
             .arg(agent_bin)
@@ -191,7 +207,9 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
 
 /// Waits until the agent answers a health check over mTLS as admin.
 async fn wait_ready(state: &LabState, h: &HostState) -> Result<(), LabError> {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
     let pki = state.pki();
     let target = Target::parse(
         &h.agent_url,
@@ -244,7 +262,10 @@ fn is_agent(pid: u32) -> bool {
 }
 
 fn stop(pid: u32) {
-    use nix::{sys::signal::{Signal, kill}, unistd::Pid};
+    use nix::{
+        sys::signal::{Signal, kill},
+        unistd::Pid,
+    };
     let Ok(raw) = i32::try_from(pid) else { return };
     let target = Pid::from_raw(raw);
     let _ = kill(target, Signal::SIGTERM);
@@ -283,7 +304,10 @@ pub fn down(dir: &Path) -> Result<(), LabError> {
         }
         // Anything still running inside a lab namespace was started by the
         // lab (or by a test on it).
-        for pid in ip(&["netns", "pids", ns]).unwrap_or_default().split_whitespace() {
+        for pid in ip(&["netns", "pids", ns])
+            .unwrap_or_default()
+            .split_whitespace()
+        {
             if let Ok(pid) = pid.parse::<u32>() {
                 stop(pid);
             }
