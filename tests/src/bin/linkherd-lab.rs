@@ -245,12 +245,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         },
         Cmd::Demo { dir, keep } => {
             let res = demo(&dir).await;
-            if res.is_err() {
-                if let Ok(Some(state)) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))
-                {
-                    for h in &state.hosts {
-                        eprintln!("--- {} agent log (tail)\n{}", h.name, lab::tail(&h.log, 15));
-                    }
+            if res.is_err()
+                && let Ok(Some(state)) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))
+            {
+                for h in &state.hosts {
+                    eprintln!("--- {} agent log (tail)\n{}", h.name, lab::tail(&h.log, 15));
                 }
             }
             if !keep || res.is_err() {

@@ -326,9 +326,7 @@ pub fn down(dir: &Path) -> Result<(), LabError> {
     for p in [LabState::path(&dir), dir.join("ctl.toml")] {
         let _ = fs::remove_file(p);
     }
-    for d in ["pki"] {
-        let _ = fs::remove_dir_all(dir.join(d));
-    }
+    let _ = fs::remove_dir_all(dir.join("pki"));
     if let Ok(entries) = fs::read_dir(&dir) {
         for e in entries.flatten() {
             // Per-host directories (agent log, socket, state).
