@@ -13,9 +13,7 @@ use std::{
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use linkherd_proto::model::{
-    Counters, IfName, Interface, LinkKind, MacAddr, MacvlanMode, OperState,
-};
+use linkherd_proto::model::{IfName, Interface, LinkKind, MacAddr, MacvlanMode, OperState};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Capabilities, EventStream, NO_VLAN_NOTE, NetError, NetEvent, NetOps};
@@ -57,28 +55,10 @@ impl FakeKernel {
             1,
             FakeLink {
                 iface: Interface {
-                    index: 1,
-                    name: "lo".into(),
-                    kind: LinkKind::Loopback,
-                    kind_name: String::new(),
-                    parent_index: 0,
-                    parent: None,
                     mac: Some(MacAddr([0; 6])),
                     mtu: 65536,
-                    min_mtu: 0,
-                    max_mtu: 0,
-                    admin_up: false,
-                    oper_state: OperState::Down,
                     flags: vec!["LOOPBACK".into()],
-                    promiscuous: false,
-                    promiscuity: 0,
-                    addresses: Vec::new(),
-                    counters: Counters::default(),
-                    alias: None,
-                    group: 0,
-                    master: None,
-                    details: None,
-                    promisc_lease: None,
+                    ..Interface::new(1, "lo", LinkKind::Loopback)
                 },
                 peer: None,
             },
@@ -112,28 +92,13 @@ impl FakeKernel {
 
     fn new_link(index: u32, name: &str, kind_name: &str, mac: MacAddr) -> Interface {
         Interface {
-            index,
-            name: name.to_owned(),
-            kind: LinkKind::from_kind_name(kind_name, false),
             kind_name: kind_name.to_owned(),
-            parent_index: 0,
-            parent: None,
             mac: Some(mac),
             mtu: 1500,
             min_mtu: 68,
             max_mtu: 65535,
-            admin_up: false,
-            oper_state: OperState::Down,
             flags: vec!["BROADCAST".into(), "MULTICAST".into()],
-            promiscuous: false,
-            promiscuity: 0,
-            addresses: Vec::new(),
-            counters: Counters::default(),
-            alias: None,
-            group: 0,
-            master: None,
-            details: None,
-            promisc_lease: None,
+            ..Interface::new(index, name, LinkKind::from_kind_name(kind_name, false))
         }
     }
 

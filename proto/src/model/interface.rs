@@ -202,6 +202,35 @@ pub struct Interface {
 }
 
 impl Interface {
+    /// An interface with only its identity set: down, no addresses, no
+    /// counters. Readers of the kernel fill in the rest.
+    pub fn new(index: u32, name: impl Into<String>, kind: LinkKind) -> Self {
+        Self {
+            index,
+            name: name.into(),
+            kind,
+            kind_name: String::new(),
+            parent_index: 0,
+            parent: None,
+            mac: None,
+            mtu: 0,
+            min_mtu: 0,
+            max_mtu: 0,
+            admin_up: false,
+            oper_state: OperState::Down,
+            flags: Vec::new(),
+            promiscuous: false,
+            promiscuity: 0,
+            addresses: Vec::new(),
+            counters: Counters::default(),
+            alias: None,
+            group: 0,
+            master: None,
+            details: None,
+            promisc_lease: None,
+        }
+    }
+
     /// Names of the fields that differ between two observations of the same
     /// link, leaving out counters: they change with every frame and the
     /// kernel does not announce them, so reporting them would be noise.

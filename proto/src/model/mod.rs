@@ -20,12 +20,6 @@ pub use role::{ROLE_URI_PREFIX, Role, UnknownRole};
 #[doc(hidden)]
 pub fn interface_sample() -> Interface {
     Interface {
-        index: 2,
-        name: "ens192".into(),
-        kind: LinkKind::Device,
-        kind_name: String::new(),
-        parent_index: 0,
-        parent: None,
         mac: Some(MacAddr([0x00, 0x50, 0x56, 0xb0, 0x80, 0xc6])),
         mtu: 1500,
         min_mtu: 68,
@@ -33,17 +27,10 @@ pub fn interface_sample() -> Interface {
         admin_up: true,
         oper_state: OperState::Up,
         flags: vec!["BROADCAST".into(), "MULTICAST".into(), "UP".into()],
-        promiscuous: false,
-        promiscuity: 0,
         addresses: vec![ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
             std::net::Ipv4Addr::new(172, 25, 22, 109),
             22,
         ))],
-        counters: Counters::default(),
-        alias: None,
-        group: 0,
-        master: None,
-        details: None,
-        promisc_lease: None,
+        ..Interface::new(2, "ens192", LinkKind::Device)
     }
 }

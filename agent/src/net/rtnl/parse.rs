@@ -46,16 +46,6 @@ pub(super) struct ParsedLink {
 pub(super) fn link(msg: &LinkMessage) -> ParsedLink {
     let flags = msg.header.flags;
     let mut iface = Interface {
-        index: msg.header.index,
-        name: String::new(),
-        kind: LinkKind::Device,
-        kind_name: String::new(),
-        parent_index: 0,
-        parent: None,
-        mac: None,
-        mtu: 0,
-        min_mtu: 0,
-        max_mtu: 0,
         admin_up: flags.contains(LinkFlags::Up),
         oper_state: OperState::Unknown,
         flags: FLAG_NAMES
@@ -64,14 +54,7 @@ pub(super) fn link(msg: &LinkMessage) -> ParsedLink {
             .map(|(_, n)| (*n).to_owned())
             .collect(),
         promiscuous: flags.contains(LinkFlags::Promisc),
-        promiscuity: 0,
-        addresses: Vec::new(),
-        counters: Counters::default(),
-        alias: None,
-        group: 0,
-        master: None,
-        details: None,
-        promisc_lease: None,
+        ..Interface::new(msg.header.index, String::new(), LinkKind::Device)
     };
     let mut master_index = 0;
     let mut parent_elsewhere = false;
