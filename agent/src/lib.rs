@@ -12,3 +12,4 @@ pub mod net;
 pub mod promisc;
 pub mod server;
 pub mod service;
+pub mod tls;

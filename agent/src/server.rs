@@ -4,11 +4,8 @@ use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use linkherd_proto::{FILE_DESCRIPTOR_SET, pb};
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::{
-    service::Routes,
-    transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig},
-};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
+use tonic::{service::Routes, transport::Server};
 
 use crate::{
     audit::Audit,
@@ -52,8 +49,8 @@ pub struct TlsPem {
 /// Errors starting or running a listener.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("TLS configuration: {0}")]
-    Tls(#[source] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("serving: {0}")]
     Transport(#[source] tonic::transport::Error),
     #[error("reflection service: {0}")]
@@ -185,21 +182,25 @@ impl Agent {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let routes = self.routes().await?;
-        let insecure = tls.is_none();
-        let mut builder = self.builder();
-        if let Some(tls) = tls {
-            let cfg = ServerTlsConfig::new()
-                .identity(TlsIdentity::from_pem(tls.cert, tls.key))
-                .client_ca_root(Certificate::from_pem(tls.client_ca))
-                .timeout(Duration::from_secs(10));
-            builder = builder.tls_config(cfg).map_err(ServeError::Tls)?;
+        match tls {
+            Some(tls) => {
+                let config = crate::tls::server_config(&tls)?;
+                let incoming = ReceiverStream::new(crate::tls::incoming(listener, config));
+                self.builder()
+                    .layer(AuthLayer::new(false))
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+            None => {
+                self.builder()
+                    .layer(AuthLayer::new(true))
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                    .await
+            }
         }
-        builder
-            .layer(AuthLayer::new(insecure))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await
-            .map_err(ServeError::Transport)
+        .map_err(ServeError::Transport)
     }
 
     /// Serves on the local unix socket (peer must be root or the agent's uid).
