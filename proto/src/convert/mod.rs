@@ -7,7 +7,9 @@
 
 mod enums;
 mod interface;
+mod lifecycle;
 mod requests;
 
 pub use interface::DecodeError;
+pub use lifecycle::{DeleteEndpoints, EndpointSelector, netns_target, netns_to_pb};
 pub use requests::{InterfaceName, MAX_PROMISC_LEASE, SetMtu, SetPromiscuous, SetUp};

@@ -55,6 +55,13 @@ impl IfName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// For names built from parts already known to be valid and short
+    /// enough; the caller guarantees the kernel's rules.
+    pub(crate) fn from_valid(name: String) -> Self {
+        debug_assert!(Self::parse("name", &name).is_ok(), "{name:?}");
+        Self(name)
+    }
 }
 
 impl fmt::Display for IfName {

@@ -2,19 +2,32 @@
 //! what. Validation lives in the constructors, so a value of one of these types
 //! is valid by construction.
 
+mod endpoint;
 mod error;
 mod ifname;
 mod interface;
 mod mac;
+mod names;
+mod netns;
+mod owner;
 mod role;
+mod vlan;
 
+pub use endpoint::{
+    EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, MIN_MTU, check_gateway,
+    check_host_address, default_shim_name,
+};
 pub use error::ValidationError;
-pub use ifname::IfName;
+pub use ifname::{IfName, MAX_IFNAME_LEN};
 pub use interface::{
     Counters, Interface, LinkDetails, LinkKind, MacvlanMode, OperState, PromiscLease, VlanProtocol,
 };
 pub use mac::MacAddr;
+pub use names::ObjName;
+pub use netns::NetnsRef;
+pub use owner::{OWNER_PREFIX, Owner};
 pub use role::{ROLE_URI_PREFIX, Role, UnknownRole};
+pub use vlan::{VlanId, VlanSpec, VlanState, default_vlan_name, split_vlan_name};
 
 /// A realistic interface for tests in this crate and its dependents.
 #[doc(hidden)]

@@ -1,0 +1,696 @@
+//! VLAN, macvlan endpoint and host-access requests and objects.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::DecodeError;
+use crate::{
+    model::{
+        EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, MIN_MTU, MacAddr,
+        MacvlanMode, NetnsRef, ObjName, ValidationError, VlanId, VlanSpec, VlanState,
+        check_gateway, check_host_address, default_shim_name, default_vlan_name,
+    },
+    pb,
+};
+
+fn parse_cidr(field: &str, s: &str) -> Result<IpNet, ValidationError> {
+    s.parse::<IpNet>().map_err(|_| {
+        ValidationError::new(
+            field,
+            s,
+            "is not an address with prefix length",
+            "write it as ADDRESS/PREFIX, e.g. 172.16.10.10/24 or fd00:10::10/64",
+        )
+    })
+}
+
+fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ValidationError> {
+    s.parse::<IpAddr>().map_err(|_| {
+        ValidationError::new(
+            field,
+            s,
+            "is not an IP address",
+            "write e.g. 172.16.10.1 (no prefix length)",
+        )
+    })
+}
+
+fn parse_mac(field: &str, s: &str) -> Result<MacAddr, ValidationError> {
+    let mac = MacAddr::parse(field, s)?;
+    if mac.is_multicast() {
+        return Err(ValidationError::new(
+            field,
+            s,
+            "is a multicast address (the first byte is odd)",
+            "use a unicast MAC, e.g. 02:42:ac:10:0a:0a",
+        ));
+    }
+    if mac.is_zero() {
+        return Err(ValidationError::new(
+            field,
+            s,
+            "is the all-zero MAC",
+            "use a real unicast MAC",
+        ));
+    }
+    Ok(mac)
+}
+
+fn mtu(field: &str, v: u32) -> Result<Option<u32>, ValidationError> {
+    match v {
+        0 => Ok(None),
+        m if m < MIN_MTU => Err(ValidationError::new(
+            field,
+            m.to_string(),
+            format!("is below the minimum MTU {MIN_MTU}"),
+            "give at least 68, or 0 for the parent's MTU",
+        )),
+        m => Ok(Some(m)),
+    }
+}
+
+/// The target namespace of a request; `None` when not given.
+pub fn netns_target(
+    field: &str,
+    t: Option<pb::NetnsTarget>,
+) -> Result<Option<NetnsRef>, ValidationError> {
+    use pb::netns_target::Target;
+    match t.and_then(|t| t.target) {
+        None => Ok(None),
+        Some(Target::Name(n)) => NetnsRef::named(&format!("{field}.name"), &n).map(Some),
+        Some(Target::Path(p)) => NetnsRef::path(&format!("{field}.path"), &p).map(Some),
+        Some(Target::Pid(p)) => NetnsRef::pid(&format!("{field}.pid"), p).map(Some),
+    }
+}
+
+pub fn netns_to_pb(n: &NetnsRef) -> pb::NetnsTarget {
+    use pb::netns_target::Target;
+    pb::NetnsTarget {
+        target: Some(match n {
+            NetnsRef::Named(s) => Target::Name(s.clone()),
+            NetnsRef::Path(p) => Target::Path(p.to_string_lossy().into_owned()),
+            NetnsRef::Pid(p) => Target::Pid(*p),
+        }),
+    }
+}
+
+impl TryFrom<pb::CreateVlanRequest> for VlanSpec {
+    type Error = ValidationError;
+    fn try_from(r: pb::CreateVlanRequest) -> Result<Self, Self::Error> {
+        let parent = IfName::parse("parent", &r.parent)?;
+        let id = VlanId::new("id", r.id)?;
+        let protocol = pb::VlanProtocol::try_from(r.protocol)
+            .map_err(|_| {
+                ValidationError::new(
+                    "protocol",
+                    r.protocol.to_string(),
+                    "is not a VLAN protocol",
+                    "use 802.1Q or 802.1ad",
+                )
+            })?
+            .into();
+        let name = if r.name.is_empty() {
+            default_vlan_name(&parent, id)?
+        } else {
+            IfName::parse("name", &r.name)?
+        };
+        Ok(Self {
+            parent,
+            id,
+            protocol,
+            name,
+            mtu: mtu("mtu", r.mtu)?,
+        })
+    }
+}
+
+impl TryFrom<pb::CreateMacvlanRequest> for EndpointSpec {
+    type Error = ValidationError;
+    fn try_from(r: pb::CreateMacvlanRequest) -> Result<Self, Self::Error> {
+        let e = r.endpoint.unwrap_or_default();
+        let f = |s: &str| format!("endpoint.{s}");
+        let network = ObjName::parse(&f("network"), &e.network)?;
+        let name = ObjName::parse(&f("name"), &e.name)?;
+        let parent = IfName::parse(&f("parent"), &e.parent)?;
+        let mode = MacvlanMode::try_from(
+            pb::MacvlanMode::try_from(e.mode).unwrap_or(pb::MacvlanMode::Unspecified),
+        )
+        .map_err(|err| err.within("endpoint"))?;
+        let netns = netns_target(&f("netns"), e.netns)?.ok_or_else(|| {
+            ValidationError::new(
+                f("netns"),
+                "",
+                "an endpoint needs a network namespace",
+                "give a namespace name, a namespace path or a process id",
+            )
+        })?;
+        if r.create_netns && !matches!(netns, NetnsRef::Named(_)) {
+            return Err(ValidationError::new(
+                "create_netns",
+                "true",
+                "only a named namespace can be created",
+                "give the namespace by name, or create the process's namespace yourself",
+            ));
+        }
+        let ifname = if e.ifname.is_empty() {
+            IfName::parse(&f("ifname"), "eth0")?
+        } else {
+            IfName::parse(&f("ifname"), &e.ifname)?
+        };
+        let mut addresses: Vec<IpNet> = Vec::new();
+        for a in &e.addresses {
+            let net = parse_cidr(&f("addresses"), a)?;
+            check_host_address(&f("addresses"), &net)?;
+            if addresses.iter().any(|x| x.addr() == net.addr()) {
+                return Err(ValidationError::new(
+                    f("addresses"),
+                    a,
+                    "is given twice",
+                    "list each address once",
+                ));
+            }
+            addresses.push(net);
+        }
+        let gateway = match e.gateway.as_str() {
+            "" => None,
+            g => {
+                let gw = parse_ip(&f("gateway"), g)?;
+                check_gateway(&f("gateway"), gw, &addresses)?;
+                Some(gw)
+            }
+        };
+        let mac = match e.mac.as_str() {
+            "" => None,
+            m => Some(parse_mac(&f("mac"), m)?),
+        };
+        let source_macs = e
+            .source_macs
+            .iter()
+            .map(|m| parse_mac(&f("source_macs"), m))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !source_macs.is_empty() && mode != MacvlanMode::Source {
+            return Err(ValidationError::new(
+                f("source_macs"),
+                e.source_macs.join(","),
+                format!(
+                    "a source MAC list only applies to mode source, not {}",
+                    mode.as_str()
+                ),
+                "drop the list, or use mode source",
+            ));
+        }
+        Ok(Self {
+            network,
+            name,
+            parent,
+            mode,
+            netns,
+            create_netns: r.create_netns,
+            ifname,
+            addresses,
+            gateway,
+            mac,
+            mtu: mtu(&f("mtu"), e.mtu)?,
+            source_macs,
+        })
+    }
+}
+
+impl TryFrom<pb::CreateHostAccessRequest> for HostAccessSpec {
+    type Error = ValidationError;
+    fn try_from(r: pb::CreateHostAccessRequest) -> Result<Self, Self::Error> {
+        let h = r.host_access.unwrap_or_default();
+        let network = ObjName::parse("host_access.network", &h.network)?;
+        let parent = IfName::parse("host_access.parent", &h.parent)?;
+        let name = if h.name.is_empty() {
+            default_shim_name(&network)
+        } else {
+            IfName::parse("host_access.name", &h.name)?
+        };
+        if h.addresses.is_empty() {
+            return Err(ValidationError::new(
+                "host_access.addresses",
+                "",
+                "the host needs an address of its own on the network",
+                "give a free address, e.g. 172.16.10.254/32",
+            ));
+        }
+        let addresses = h
+            .addresses
+            .iter()
+            .map(|a| parse_cidr("host_access.addresses", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = h
+            .routes
+            .iter()
+            .map(|a| {
+                let net = parse_cidr("host_access.routes", a)?;
+                if net.trunc() != net {
+                    return Err(ValidationError::new(
+                        "host_access.routes",
+                        a,
+                        format!("has host bits set (the network is {})", net.trunc()),
+                        format!("write {}", net.trunc()),
+                    ));
+                }
+                Ok(net)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            network,
+            parent,
+            name,
+            addresses,
+            routes,
+        })
+    }
+}
+
+/// Which endpoints a delete request means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointSelector {
+    /// One endpoint by network and name.
+    Named { network: ObjName, name: ObjName },
+    /// Every endpoint of a network on this host.
+    Network(ObjName),
+    /// A macvlan by where it is (also for links linkherd does not own).
+    Located { netns: NetnsRef, ifname: IfName },
+}
+
+/// A validated `MacvlanService.Delete`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteEndpoints {
+    pub selector: EndpointSelector,
+    pub force: bool,
+}
+
+impl TryFrom<pb::DeleteMacvlanRequest> for DeleteEndpoints {
+    type Error = ValidationError;
+    fn try_from(r: pb::DeleteMacvlanRequest) -> Result<Self, Self::Error> {
+        let netns = netns_target("netns", r.netns)?;
+        let selector = match (r.network.is_empty(), r.name.is_empty(), netns) {
+            (false, false, _) => EndpointSelector::Named {
+                network: ObjName::parse("network", &r.network)?,
+                name: ObjName::parse("name", &r.name)?,
+            },
+            (false, true, None) => {
+                EndpointSelector::Network(ObjName::parse("network", &r.network)?)
+            }
+            (true, _, Some(netns)) => EndpointSelector::Located {
+                netns,
+                ifname: IfName::parse(
+                    "ifname",
+                    if r.ifname.is_empty() {
+                        "eth0"
+                    } else {
+                        &r.ifname
+                    },
+                )?,
+            },
+            _ => {
+                return Err(ValidationError::new(
+                    "network",
+                    r.network,
+                    "does not say which endpoint to delete",
+                    "give network and name, a network alone (all its endpoints), or netns and ifname",
+                ));
+            }
+        };
+        Ok(Self {
+            selector,
+            force: r.force,
+        })
+    }
+}
+
+impl From<VlanState> for pb::Vlan {
+    fn from(v: VlanState) -> Self {
+        Self {
+            name: v.name,
+            parent: v.parent,
+            id: v.id.into(),
+            protocol: pb::VlanProtocol::from(v.protocol).into(),
+            mtu: v.mtu,
+            reorder_header: v.reorder_header,
+            owned: v.owned,
+            interface: None,
+            auto_for_network: v.auto_for_network.unwrap_or_default(),
+        }
+    }
+}
+
+impl TryFrom<pb::Vlan> for VlanState {
+    type Error = DecodeError;
+    fn try_from(v: pb::Vlan) -> Result<Self, Self::Error> {
+        Ok(Self {
+            protocol: v.protocol().into(),
+            id: u16::try_from(v.id).map_err(|_| DecodeError {
+                field: "vlan.id",
+                value: v.id.to_string(),
+            })?,
+            name: v.name,
+            parent: v.parent,
+            mtu: v.mtu,
+            reorder_header: v.reorder_header,
+            owned: v.owned,
+            auto_for_network: (!v.auto_for_network.is_empty()).then_some(v.auto_for_network),
+        })
+    }
+}
+
+impl From<EndpointState> for pb::MacvlanEndpoint {
+    fn from(e: EndpointState) -> Self {
+        Self {
+            network: e.network,
+            name: e.name,
+            parent: e.parent,
+            mode: pb::MacvlanMode::from(e.mode).into(),
+            netns: Some(netns_to_pb(&e.netns)),
+            ifname: e.ifname,
+            addresses: e.addresses.iter().map(ToString::to_string).collect(),
+            gateway: e.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            mac: e.mac.map(|m| m.to_string()).unwrap_or_default(),
+            mtu: e.mtu,
+            source_macs: e.source_macs.iter().map(ToString::to_string).collect(),
+            owned: e.owned,
+            interface: None,
+            parent_created: e.parent_created,
+            netns_created: e.netns_created,
+        }
+    }
+}
+
+fn decode<T>(
+    field: &'static str,
+    v: &str,
+    f: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, DecodeError> {
+    f(v).ok_or_else(|| DecodeError {
+        field,
+        value: v.to_owned(),
+    })
+}
+
+impl TryFrom<pb::MacvlanEndpoint> for EndpointState {
+    type Error = DecodeError;
+    fn try_from(e: pb::MacvlanEndpoint) -> Result<Self, Self::Error> {
+        let mode = MacvlanMode::try_from(e.mode()).map_err(|_| DecodeError {
+            field: "endpoint.mode",
+            value: e.mode.to_string(),
+        })?;
+        let netns = netns_target("netns", e.netns)
+            .ok()
+            .flatten()
+            .ok_or(DecodeError {
+                field: "endpoint.netns",
+                value: String::new(),
+            })?;
+        Ok(Self {
+            mode,
+            netns,
+            addresses: e
+                .addresses
+                .iter()
+                .map(|a| decode("endpoint.addresses", a, |s| s.parse().ok()))
+                .collect::<Result<_, _>>()?,
+            gateway: match e.gateway.as_str() {
+                "" => None,
+                g => Some(decode("endpoint.gateway", g, |s| s.parse().ok())?),
+            },
+            mac: match e.mac.as_str() {
+                "" => None,
+                m => Some(decode("endpoint.mac", m, |s| {
+                    MacAddr::parse("mac", s).ok()
+                })?),
+            },
+            source_macs: e
+                .source_macs
+                .iter()
+                .map(|m| decode("endpoint.source_macs", m, |s| MacAddr::parse("mac", s).ok()))
+                .collect::<Result<_, _>>()?,
+            network: e.network,
+            name: e.name,
+            parent: e.parent,
+            ifname: e.ifname,
+            mtu: e.mtu,
+            owned: e.owned,
+            parent_created: e.parent_created,
+            netns_created: e.netns_created,
+        })
+    }
+}
+
+impl From<HostAccessState> for pb::HostAccess {
+    fn from(h: HostAccessState) -> Self {
+        Self {
+            network: h.network,
+            parent: h.parent,
+            name: h.name,
+            addresses: h.addresses.iter().map(ToString::to_string).collect(),
+            routes: h.routes.iter().map(ToString::to_string).collect(),
+            owned: h.owned,
+            mac: h.mac.map(|m| m.to_string()).unwrap_or_default(),
+            interface: None,
+        }
+    }
+}
+
+impl TryFrom<pb::HostAccess> for HostAccessState {
+    type Error = DecodeError;
+    fn try_from(h: pb::HostAccess) -> Result<Self, Self::Error> {
+        Ok(Self {
+            addresses: h
+                .addresses
+                .iter()
+                .map(|a| decode("host_access.addresses", a, |s| s.parse().ok()))
+                .collect::<Result<_, _>>()?,
+            routes: h
+                .routes
+                .iter()
+                .map(|a| decode("host_access.routes", a, |s| s.parse().ok()))
+                .collect::<Result<_, _>>()?,
+            mac: match h.mac.as_str() {
+                "" => None,
+                m => Some(decode("host_access.mac", m, |s| {
+                    MacAddr::parse("mac", s).ok()
+                })?),
+            },
+            network: h.network,
+            parent: h.parent,
+            name: h.name,
+            owned: h.owned,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> pb::MacvlanEndpoint {
+        pb::MacvlanEndpoint {
+            network: "mac_net10".into(),
+            name: "b1".into(),
+            parent: "ens192.10".into(),
+            mode: pb::MacvlanMode::Bridge.into(),
+            netns: Some(pb::NetnsTarget {
+                target: Some(pb::netns_target::Target::Name("b1".into())),
+            }),
+            addresses: vec!["172.16.10.10/24".into()],
+            gateway: "172.16.10.1".into(),
+            ..Default::default()
+        }
+    }
+
+    fn create(e: pb::MacvlanEndpoint) -> Result<EndpointSpec, ValidationError> {
+        EndpointSpec::try_from(pb::CreateMacvlanRequest {
+            endpoint: Some(e),
+            create_netns: true,
+        })
+    }
+
+    #[test]
+    fn a_seed_endpoint_validates_with_defaults() {
+        let s = create(endpoint()).expect("valid");
+        assert_eq!(s.ifname.as_str(), "eth0");
+        assert_eq!(s.mode, MacvlanMode::Bridge);
+        assert_eq!(s.effective_mac(), MacAddr::stable("mac_net10", "b1"));
+        assert_eq!(s.gateway, Some("172.16.10.1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(Box<dyn Fn(&mut pb::MacvlanEndpoint)>, &str, &str)> = vec![
+            (
+                Box::new(|e| e.mode = 0),
+                "endpoint.mode",
+                "a macvlan mode is required (the kernel would silently pick vepa)",
+            ),
+            (
+                Box::new(|e| e.addresses = vec!["172.16.10.300/24".into()]),
+                "endpoint.addresses",
+                "is not an address with prefix length",
+            ),
+            (
+                Box::new(|e| e.addresses = vec!["172.16.10.0/24".into()]),
+                "endpoint.addresses",
+                "is the network address of 172.16.10.0/24",
+            ),
+            (
+                Box::new(|e| e.gateway = "172.16.20.1".into()),
+                "endpoint.gateway",
+                "is outside the endpoint's subnet 172.16.10.0/24",
+            ),
+            (
+                Box::new(|e| e.gateway = "fd00::1".into()),
+                "endpoint.gateway",
+                "is IPv6, but the endpoint has no IPv6 address",
+            ),
+            (
+                Box::new(|e| e.gateway = "172.16.10.1/24".into()),
+                "endpoint.gateway",
+                "is not an IP address",
+            ),
+            (
+                Box::new(|e| e.mac = "01:00:5e:00:00:01".into()),
+                "endpoint.mac",
+                "is a multicast address (the first byte is odd)",
+            ),
+            (
+                Box::new(|e| e.mac = "zz".into()),
+                "endpoint.mac",
+                "is not a MAC address",
+            ),
+            (
+                Box::new(|e| e.source_macs = vec!["02:00:00:00:00:01".into()]),
+                "endpoint.source_macs",
+                "a source MAC list only applies to mode source, not bridge",
+            ),
+            (
+                Box::new(|e| e.netns = None),
+                "endpoint.netns",
+                "an endpoint needs a network namespace",
+            ),
+            (
+                Box::new(|e| e.parent = "a/b".into()),
+                "endpoint.parent",
+                "contains '/', which Linux does not allow in interface names",
+            ),
+            (
+                Box::new(|e| e.mtu = 40),
+                "endpoint.mtu",
+                "is below the minimum MTU 68",
+            ),
+            (
+                Box::new(|e| e.network = "bad name".into()),
+                "endpoint.network",
+                "is not a valid name",
+            ),
+        ];
+        for (mutate, field, problem) in cases {
+            let mut e = endpoint();
+            mutate(&mut e);
+            let err = create(e).expect_err(field);
+            assert_eq!((err.field.as_str(), err.problem.as_str()), (field, problem));
+        }
+    }
+
+    #[test]
+    fn source_mode_takes_its_list() {
+        let mut e = endpoint();
+        e.mode = pb::MacvlanMode::Source.into();
+        e.source_macs = vec!["02:00:00:00:00:01".into()];
+        assert_eq!(create(e).expect("valid").source_macs.len(), 1);
+    }
+
+    #[test]
+    fn create_netns_needs_a_name() {
+        let mut e = endpoint();
+        e.netns = Some(pb::NetnsTarget {
+            target: Some(pb::netns_target::Target::Pid(1)),
+        });
+        let err = create(e).expect_err("pid");
+        assert_eq!(err.field, "create_netns");
+    }
+
+    #[test]
+    fn vlan_requests() {
+        let r = |parent: &str, id, name: &str| pb::CreateVlanRequest {
+            parent: parent.into(),
+            id,
+            protocol: 0,
+            name: name.into(),
+            mtu: 0,
+        };
+        let v = VlanSpec::try_from(r("ens192", 10, "")).expect("valid");
+        assert_eq!(
+            (v.name.as_str(), v.protocol),
+            ("ens192.10", crate::model::VlanProtocol::Ieee8021Q)
+        );
+        assert_eq!(
+            VlanSpec::try_from(r("ens192", 4095, ""))
+                .expect_err("id")
+                .field,
+            "id"
+        );
+        let e = VlanSpec::try_from(r("enp0s31f6abcdef", 10, "")).expect_err("long");
+        assert_eq!(e.fix, "give a name, e.g. --name enp0s31f6abc.10");
+        assert!(VlanSpec::try_from(r("enp0s31f6abcdef", 10, "uplink.10")).is_ok());
+    }
+
+    #[test]
+    fn delete_selectors() {
+        let d = DeleteEndpoints::try_from(pb::DeleteMacvlanRequest {
+            network: "mac_net10".into(),
+            ..Default::default()
+        })
+        .expect("network");
+        assert!(matches!(d.selector, EndpointSelector::Network(_)));
+        let err =
+            DeleteEndpoints::try_from(pb::DeleteMacvlanRequest::default()).expect_err("nothing");
+        assert_eq!(err.problem, "does not say which endpoint to delete");
+    }
+
+    #[test]
+    fn host_access_routes_have_no_host_bits() {
+        let err = HostAccessSpec::try_from(pb::CreateHostAccessRequest {
+            host_access: Some(pb::HostAccess {
+                network: "mac_net10".into(),
+                parent: "ens192".into(),
+                addresses: vec!["172.16.10.254/32".into()],
+                routes: vec!["172.16.10.5/24".into()],
+                ..Default::default()
+            }),
+        })
+        .expect_err("host bits");
+        assert_eq!(
+            err.problem,
+            "has host bits set (the network is 172.16.10.0/24)"
+        );
+    }
+
+    #[test]
+    fn endpoint_state_round_trips() {
+        let s = EndpointState {
+            network: "mac_net10".into(),
+            name: "b1".into(),
+            parent: "ens192.10".into(),
+            mode: MacvlanMode::Bridge,
+            netns: NetnsRef::Named("b1".into()),
+            ifname: "eth0".into(),
+            addresses: vec!["172.16.10.10/24".parse().expect("cidr")],
+            gateway: Some("172.16.10.1".parse().expect("ip")),
+            mac: Some(MacAddr::stable("mac_net10", "b1")),
+            mtu: 1500,
+            source_macs: vec![],
+            owned: true,
+            parent_created: true,
+            netns_created: false,
+        };
+        assert_eq!(
+            EndpointState::try_from(pb::MacvlanEndpoint::from(s.clone())),
+            Ok(s)
+        );
+    }
+}

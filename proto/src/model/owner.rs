@@ -1,0 +1,119 @@
+use std::fmt;
+
+use super::ObjName;
+
+/// Prefix of every interface alias linkherd writes. Links without it are
+/// not linkherd's, and linkherd does not touch them unless forced.
+pub const OWNER_PREFIX: &str = "linkherd:v1 ";
+
+/// What linkherd created a link for, as recorded in its alias
+/// (IFLA_IFALIAS), e.g. `linkherd:v1 ep net=mac_net10 name=b1`. The kernel
+/// is the source of truth: ownership survives agent restarts and state loss.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// A VLAN sub-interface created through VlanService.
+    Vlan,
+    /// A VLAN created automatically as the parent of a network's endpoints.
+    AutoVlan { network: String },
+    /// A macvlan endpoint.
+    Endpoint { network: String, name: String },
+    /// A host-access (shim) macvlan.
+    HostAccess { network: String },
+}
+
+impl Owner {
+    pub fn endpoint(network: &ObjName, name: &ObjName) -> Self {
+        Owner::Endpoint {
+            network: network.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Reads an alias; `None` when the link is not linkherd's.
+    pub fn parse(alias: &str) -> Option<Owner> {
+        let rest = alias.strip_prefix(OWNER_PREFIX)?;
+        let mut words = rest.split(' ');
+        let kind = words.next()?;
+        let mut auto = false;
+        let (mut net, mut name) = (None, None);
+        for w in words {
+            match w.split_once('=') {
+                Some(("net", v)) => net = Some(v.to_owned()),
+                Some(("name", v)) => name = Some(v.to_owned()),
+                None if w == "auto" => auto = true,
+                _ => {}
+            }
+        }
+        Some(match (kind, auto) {
+            ("vlan", false) => Owner::Vlan,
+            ("vlan", true) => Owner::AutoVlan { network: net? },
+            ("ep", _) => Owner::Endpoint {
+                network: net?,
+                name: name?,
+            },
+            ("shim", _) => Owner::HostAccess { network: net? },
+            _ => return None,
+        })
+    }
+
+    pub fn network(&self) -> Option<&str> {
+        match self {
+            Owner::Vlan => None,
+            Owner::AutoVlan { network }
+            | Owner::Endpoint { network, .. }
+            | Owner::HostAccess { network } => Some(network),
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    /// The alias text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(OWNER_PREFIX)?;
+        match self {
+            Owner::Vlan => f.write_str("vlan"),
+            Owner::AutoVlan { network } => write!(f, "vlan auto net={network}"),
+            Owner::Endpoint { network, name } => write!(f, "ep net={network} name={name}"),
+            Owner::HostAccess { network } => write!(f, "shim net={network}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_round_trip() {
+        for o in [
+            Owner::Vlan,
+            Owner::AutoVlan {
+                network: "mac_net10".into(),
+            },
+            Owner::Endpoint {
+                network: "mac_net10".into(),
+                name: "b1".into(),
+            },
+            Owner::HostAccess {
+                network: "mac_net20".into(),
+            },
+        ] {
+            assert_eq!(Owner::parse(&o.to_string()), Some(o.clone()), "{o}");
+        }
+        assert_eq!(
+            Owner::Endpoint {
+                network: "n".into(),
+                name: "b1".into()
+            }
+            .to_string(),
+            "linkherd:v1 ep net=n name=b1"
+        );
+    }
+
+    #[test]
+    fn foreign_aliases_are_not_ours() {
+        assert_eq!(Owner::parse("uplink to core"), None);
+        assert_eq!(Owner::parse("linkherd:v1 ep net=x"), None, "incomplete");
+        assert_eq!(Owner::parse("linkherd:v2 vlan"), None, "other version");
+    }
+}
