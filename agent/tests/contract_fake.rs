@@ -16,7 +16,7 @@ impl Fixture for FakeFixture {
         self.0.add_veth(a, b).expect("add veth");
     }
     async fn del_link(&self, name: &str) {
-        self.0.del_link(name).expect("del link");
+        self.0.del_link_named(name).expect("del link");
     }
     async fn add_addr(&self, name: &str, cidr: &str) {
         self.0
@@ -25,6 +25,13 @@ impl Fixture for FakeFixture {
     }
     fn vlan_expected(&self) -> bool {
         false
+    }
+    async fn add_bridge_with_port(&self, bridge: &str, port: &str) {
+        self.0.add_bridge(bridge).expect("bridge");
+        self.0.set_master(port, bridge).expect("master");
+    }
+    fn netns_name(&self, base: &str) -> String {
+        format!("fake-{base}")
     }
 }
 

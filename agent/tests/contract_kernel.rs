@@ -16,6 +16,22 @@ struct IpFixture {
     vlan: bool,
 }
 
+impl Drop for IpFixture {
+    /// Named namespaces a case created (and may have left behind on failure).
+    fn drop(&mut self) {
+        if let Ok(dir) = std::fs::read_dir("/run/netns") {
+            for e in dir.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("{}-", self.ns)) {
+                    let _ = std::process::Command::new("ip")
+                        .args(["netns", "del", &n])
+                        .status();
+                }
+            }
+        }
+    }
+}
+
 impl IpFixture {
     fn ip(&self, args: &[&str]) {
         let mut full = vec!["-n", self.ns.as_str()];
@@ -42,6 +58,13 @@ impl Fixture for IpFixture {
     }
     fn vlan_expected(&self) -> bool {
         self.vlan
+    }
+    async fn add_bridge_with_port(&self, bridge: &str, port: &str) {
+        self.ip(&["link", "add", bridge, "type", "bridge"]);
+        self.ip(&["link", "set", port, "master", bridge]);
+    }
+    fn netns_name(&self, base: &str) -> String {
+        format!("{}-{base}", self.ns)
     }
 }
 

@@ -533,7 +533,7 @@ async fn watch_streams_snapshot_sync_then_changes() {
         Event::Changed(c) => assert_eq!(c.fields, ["addresses"]),
         other => panic!("expected changed: {other:?}"),
     }
-    fake.del_link("mv-a").expect("del");
+    fake.del_link_named("mv-a").expect("del");
     let removed: Vec<String> = [
         common::next_event(&mut stream).await,
         common::next_event(&mut stream).await,

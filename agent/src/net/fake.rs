@@ -2,53 +2,57 @@
 //!
 //! It mimics the kernel's observable rules that linkherd relies on (index
 //! allocation, IFF_PROMISC vs the promiscuity counter, MTU limits, veth
-//! carrier, change notifications), and is held to the real kernel by the
-//! shared contract suite. Inject it explicitly; nothing swaps it in behind
-//! the caller's back.
+//! carrier, macvlan port rules, VLAN ids, namespaces, change notifications),
+//! and is held to the real kernel by the shared contract suite. Inject it
+//! explicitly; nothing swaps it in behind the caller's back.
 
 use std::{
-    collections::BTreeMap,
-    sync::{Mutex, MutexGuard},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
 };
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use linkherd_proto::model::{IfName, Interface, LinkKind, MacAddr, MacvlanMode, OperState};
+use linkherd_proto::model::{
+    IfName, Interface, LinkDetails, LinkKind, MacAddr, MacvlanMode, OperState,
+};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Capabilities, EventStream, NO_VLAN_NOTE, NetError, NetEvent, NetOps};
+use super::{
+    Capabilities, EventStream, NO_VLAN_NOTE, NetError, NetEvent, NetOps, NewLink, NewLinkKind,
+    Route, netns::NETNS_RUN_DIR,
+};
 
 #[derive(Debug, Clone)]
 struct FakeLink {
     iface: Interface,
-    /// Index of the other end, for veth pairs.
+    /// Index of the other end, for veth pairs (same namespace).
     peer: Option<u32>,
+    /// The lower device: (namespace id, index), for VLANs and macvlans.
+    lower: Option<(u64, u32)>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct State {
     links: BTreeMap<u32, FakeLink>,
-    next_index: u32,
+    routes: Vec<Route>,
+    announce: BTreeSet<String>,
 }
 
-/// The in-memory kernel. See the module docs.
+/// One network namespace.
 #[derive(Debug)]
-pub struct FakeKernel {
+struct FakeNs {
+    id: u64,
     state: Mutex<State>,
     events: broadcast::Sender<NetEvent>,
-    vlan_supported: bool,
 }
 
-impl Default for FakeKernel {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl FakeKernel {
-    /// A kernel with only `lo`, like a fresh network namespace, and without
-    /// 802.1Q (like this project's CI machine).
-    pub fn new() -> Self {
+impl FakeNs {
+    fn new(id: u64) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         let mut links = BTreeMap::new();
         links.insert(
@@ -61,22 +65,17 @@ impl FakeKernel {
                     ..Interface::new(1, "lo", LinkKind::Loopback)
                 },
                 peer: None,
+                lower: None,
             },
         );
-        Self {
+        Arc::new(Self {
+            id,
             state: Mutex::new(State {
                 links,
-                next_index: 2,
+                ..State::default()
             }),
             events,
-            vlan_supported: false,
-        }
-    }
-
-    /// A fake kernel that reports 802.1Q support.
-    pub fn with_vlan_support(mut self) -> Self {
-        self.vlan_supported = true;
-        self
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -88,6 +87,102 @@ impl FakeKernel {
     fn emit(&self, event: NetEvent) {
         // No receivers is fine: nobody is watching.
         let _ = self.events.send(event);
+    }
+}
+
+/// Every namespace of the fake machine.
+#[derive(Debug)]
+struct World {
+    host: Arc<FakeNs>,
+    /// Namespace files (named namespaces and process namespaces).
+    others: Mutex<HashMap<PathBuf, Arc<FakeNs>>>,
+    next_index: AtomicU32,
+    next_ns: AtomicU64,
+    vlan_supported: bool,
+}
+
+impl World {
+    fn all(&self) -> Vec<Arc<FakeNs>> {
+        let mut v = vec![self.host.clone()];
+        v.extend(
+            self.others
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned(),
+        );
+        v
+    }
+
+    fn find(&self, path: &Path) -> Result<Arc<FakeNs>, NetError> {
+        self.others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned()
+            .ok_or_else(|| NetError::NotFound {
+                what: format!("network namespace {}", path.display()),
+            })
+    }
+}
+
+/// The in-memory kernel, seen from one namespace. See the module docs.
+#[derive(Debug, Clone)]
+pub struct FakeKernel {
+    world: Arc<World>,
+    ns: Arc<FakeNs>,
+}
+
+impl Default for FakeKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn not_found(name: &str) -> NetError {
+    NetError::NotFound {
+        what: format!("interface {name:?}"),
+    }
+}
+
+fn index_not_found(index: u32) -> NetError {
+    NetError::NotFound {
+        what: format!("interface index {index}"),
+    }
+}
+
+impl FakeKernel {
+    /// A machine with only `lo`, like a fresh network namespace, and without
+    /// 802.1Q (like this project's CI machine).
+    pub fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// A fake machine whose kernel has 802.1Q.
+    pub fn with_vlan_support() -> Self {
+        Self::build(true)
+    }
+
+    fn build(vlan_supported: bool) -> Self {
+        let world = Arc::new(World {
+            host: FakeNs::new(0),
+            others: Mutex::default(),
+            next_index: AtomicU32::new(2),
+            next_ns: AtomicU64::new(1),
+            vlan_supported,
+        });
+        Self {
+            ns: world.host.clone(),
+            world,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.ns.lock()
+    }
+
+    fn alloc_index(&self) -> u32 {
+        self.world.next_index.fetch_add(1, Ordering::SeqCst)
     }
 
     fn new_link(index: u32, name: &str, kind_name: &str, mac: MacAddr) -> Interface {
@@ -102,9 +197,14 @@ impl FakeKernel {
         }
     }
 
+    fn mac_for(index: u32) -> MacAddr {
+        MacAddr([0x02, 0x1f, 0, 0, (index >> 8) as u8, index as u8])
+    }
+
     /// Adds a veth pair, as `ip link add A type veth peer name B` would.
-    /// This is a test fixture: the agent itself never creates veths.
+    /// A test fixture: the agent itself never creates veths.
     pub fn add_veth(&self, a: &str, b: &str) -> Result<(u32, u32), NetError> {
+        let (ia, ib) = (self.alloc_index(), self.alloc_index());
         let mut st = self.lock();
         for name in [a, b] {
             if st.links.values().any(|l| l.iface.name == name) {
@@ -113,59 +213,97 @@ impl FakeKernel {
                 });
             }
         }
-        let (ia, ib) = (st.next_index, st.next_index + 1);
-        st.next_index += 2;
         for (index, name, peer) in [(ia, a, ib), (ib, b, ia)] {
-            let mac = MacAddr([0x02, 0x1f, 0, 0, (index >> 8) as u8, index as u8]);
-            let mut iface = Self::new_link(index, name, "veth", mac);
+            let mut iface = Self::new_link(index, name, "veth", Self::mac_for(index));
             iface.parent_index = peer;
             st.links.insert(
                 index,
                 FakeLink {
                     iface,
                     peer: Some(peer),
+                    lower: None,
                 },
             );
         }
-        Self::resolve_parents(&mut st);
+        Self::resolve_names(&mut st);
         drop(st);
-        self.emit(NetEvent::Link { index: ia });
-        self.emit(NetEvent::Link { index: ib });
+        self.ns.emit(NetEvent::Link { index: ia });
+        self.ns.emit(NetEvent::Link { index: ib });
         Ok((ia, ib))
     }
 
-    /// Deletes a link (and its veth peer), as `ip link del` would.
-    pub fn del_link(&self, name: &str) -> Result<(), NetError> {
+    /// Adds a bridge, as `ip link add NAME type bridge` would (fixture).
+    pub fn add_bridge(&self, name: &str) -> Result<u32, NetError> {
+        let index = self.alloc_index();
         let mut st = self.lock();
-        let index = Self::index_of(&st, name)?;
-        let mut removed = Vec::new();
-        if let Some(link) = st.links.remove(&index) {
-            removed.push((index, link.iface.name));
-            if let Some(peer) = link.peer.and_then(|p| st.links.remove(&p)) {
-                removed.push((peer.iface.index, peer.iface.name));
-            }
+        if st.links.values().any(|l| l.iface.name == name) {
+            return Err(NetError::AlreadyExists {
+                what: format!("interface {name:?}"),
+            });
+        }
+        let iface = Self::new_link(index, name, "bridge", Self::mac_for(index));
+        st.links.insert(
+            index,
+            FakeLink {
+                iface,
+                peer: None,
+                lower: None,
+            },
+        );
+        drop(st);
+        self.ns.emit(NetEvent::Link { index });
+        Ok(index)
+    }
+
+    /// Enslaves `port` to `master`, as `ip link set PORT master BR` (fixture).
+    pub fn set_master(&self, port: &str, master: &str) -> Result<(), NetError> {
+        let mut st = self.lock();
+        Self::index_of(&st, master)?;
+        let p = Self::index_of(&st, port)?;
+        if let Some(l) = st.links.get_mut(&p) {
+            l.iface.master = Some(master.to_owned());
+            l.iface.promiscuity += 1;
         }
         drop(st);
-        for (index, name) in removed {
-            self.emit(NetEvent::LinkRemoved { index, name });
-        }
+        self.ns.emit(NetEvent::Link { index: p });
         Ok(())
     }
 
-    /// Adds an address, as `ip addr add` would.
-    pub fn add_addr(&self, name: &str, addr: IpNet) -> Result<(), NetError> {
-        let mut st = self.lock();
-        let index = Self::index_of(&st, name)?;
-        let link = st.links.get_mut(&index).ok_or_else(|| not_found(name))?;
-        if link.iface.addresses.contains(&addr) {
-            return Err(NetError::AlreadyExists {
-                what: format!("address {addr} on {name}"),
-            });
-        }
-        link.iface.addresses.push(addr);
-        drop(st);
-        self.emit(NetEvent::Address { index });
+    /// Deletes a link by name, as `ip link del` would (fixture).
+    pub fn del_link_named(&self, name: &str) -> Result<(), NetError> {
+        let index = Self::index_of(&self.lock(), name)?;
+        self.remove(index);
         Ok(())
+    }
+
+    /// Adds an address by name, as `ip addr add` would (fixture).
+    pub fn add_addr(&self, name: &str, addr: IpNet) -> Result<(), NetError> {
+        let index = Self::index_of(&self.lock(), name)?;
+        self.insert_address(index, addr)
+    }
+
+    /// Registers the namespace of process `pid` (`/proc/PID/ns/net`), as a
+    /// container runtime would have created it.
+    pub fn add_process_netns(&self, pid: u32) -> FakeKernel {
+        self.register(PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
+    /// Whether announcements were enabled for `ifname` in this namespace.
+    pub fn announces(&self, ifname: &str) -> bool {
+        self.lock().announce.contains(ifname)
+    }
+
+    fn register(&self, path: PathBuf) -> FakeKernel {
+        let ns = FakeNs::new(self.world.next_ns.fetch_add(1, Ordering::SeqCst));
+        self.world
+            .others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path, ns.clone());
+        FakeKernel {
+            world: self.world.clone(),
+            ns,
+        }
     }
 
     fn index_of(st: &State, name: &str) -> Result<u32, NetError> {
@@ -176,31 +314,46 @@ impl FakeKernel {
             .ok_or_else(|| not_found(name))
     }
 
-    fn resolve_parents(st: &mut State) {
+    fn resolve_names(st: &mut State) {
         let names: BTreeMap<u32, String> = st
             .links
             .iter()
             .map(|(i, l)| (*i, l.iface.name.clone()))
             .collect();
         for link in st.links.values_mut() {
-            link.iface.parent = names.get(&link.iface.parent_index).cloned();
+            // A lower device in another namespace has no name here.
+            let local = link.lower.is_none() || link.peer.is_some();
+            if local || link.iface.parent.is_none() {
+                link.iface.parent = names.get(&link.iface.parent_index).cloned();
+            }
         }
     }
 
     /// Recomputes flags and carrier the way the kernel does: RUNNING and
     /// LOWER_UP only when up with carrier; a veth has carrier when its peer
-    /// is up.
-    fn refresh(st: &mut State) {
-        let admin: BTreeMap<u32, bool> = st
-            .links
+    /// is up; a VLAN or macvlan when its lower device is up.
+    fn refresh(&self) {
+        let lower_up: HashMap<(u64, u32), bool> = self
+            .world
+            .all()
             .iter()
-            .map(|(i, l)| (*i, l.iface.admin_up))
+            .flat_map(|ns| {
+                let st = ns.lock();
+                let id = ns.id;
+                st.links
+                    .iter()
+                    .map(|(i, l)| ((id, *i), l.iface.admin_up))
+                    .collect::<Vec<_>>()
+            })
             .collect();
+        let id = self.ns.id;
+        let mut st = self.lock();
         for link in st.links.values_mut() {
             let i = &mut link.iface;
-            let carrier = match link.peer {
-                Some(p) => admin.get(&p).copied().unwrap_or(false),
-                None => true,
+            let carrier = match (link.peer, link.lower) {
+                (Some(p), _) => lower_up.get(&(id, p)).copied().unwrap_or(false),
+                (None, Some(l)) => lower_up.get(&l).copied().unwrap_or(false),
+                (None, None) => true,
             };
             let running = i.admin_up && carrier;
             i.oper_state = match (i.admin_up, carrier, i.kind) {
@@ -209,9 +362,8 @@ impl FakeKernel {
                 (true, true, _) => OperState::Up,
                 (true, false, _) => OperState::LowerLayerDown,
             };
-            let mut flags = Vec::new();
             let loopback = i.kind == LinkKind::Loopback;
-            flags.push(if loopback { "LOOPBACK" } else { "BROADCAST" });
+            let mut flags = vec![if loopback { "LOOPBACK" } else { "BROADCAST" }];
             if !loopback {
                 flags.push("MULTICAST");
             }
@@ -235,41 +387,197 @@ impl FakeKernel {
         f: impl FnOnce(&mut Interface) -> Result<bool, NetError>,
     ) -> Result<(), NetError> {
         let mut st = self.lock();
-        let link = st.links.get_mut(&index).ok_or_else(|| NetError::NotFound {
-            what: format!("interface index {index}"),
-        })?;
+        let link = st
+            .links
+            .get_mut(&index)
+            .ok_or_else(|| index_not_found(index))?;
         let changed = f(&mut link.iface)?;
         let peer = link.peer;
-        Self::refresh(&mut st);
         drop(st);
         if changed {
-            self.emit(NetEvent::Link { index });
+            self.ns.emit(NetEvent::Link { index });
             if let Some(p) = peer {
-                self.emit(NetEvent::Link { index: p });
+                self.ns.emit(NetEvent::Link { index: p });
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_address(&self, index: u32, addr: IpNet) -> Result<(), NetError> {
+        let mut st = self.lock();
+        let link = st
+            .links
+            .get_mut(&index)
+            .ok_or_else(|| index_not_found(index))?;
+        if link.iface.addresses.contains(&addr) {
+            return Err(NetError::AlreadyExists {
+                what: format!("address {addr}"),
+            });
+        }
+        link.iface.addresses.push(addr);
+        drop(st);
+        self.ns.emit(NetEvent::Address { index });
+        Ok(())
+    }
+
+    /// Removes a link and, as the kernel does, everything stacked on it
+    /// (VLANs, macvlans, in any namespace) and its veth peer.
+    fn remove(&self, index: u32) {
+        let mut doomed = vec![(self.ns.clone(), index)];
+        let mut removed = Vec::new();
+        while let Some((ns, index)) = doomed.pop() {
+            let mut st = ns.lock();
+            let Some(link) = st.links.remove(&index) else {
+                continue;
+            };
+            st.routes.retain(|r| r.index != index);
+            drop(st);
+            if let Some(p) = link.peer {
+                doomed.push((ns.clone(), p));
+            }
+            for other in self.world.all() {
+                let st = other.lock();
+                for l in st.links.values() {
+                    if l.lower == Some((ns.id, index)) {
+                        doomed.push((other.clone(), l.iface.index));
+                    }
+                }
+            }
+            removed.push((ns, index, link.iface.name));
+        }
+        for (ns, index, name) in removed {
+            ns.emit(NetEvent::LinkRemoved { index, name });
+        }
+    }
+
+    /// Macvlans (anywhere) whose lower device is `lower`: mode, MAC, up.
+    fn macvlans_on(&self, lower: (u64, u32)) -> Vec<(MacvlanMode, Option<MacAddr>, bool)> {
+        self.world
+            .all()
+            .iter()
+            .flat_map(|ns| {
+                ns.lock()
+                    .links
+                    .values()
+                    .filter(|l| l.lower == Some(lower))
+                    .filter_map(|l| match &l.iface.details {
+                        Some(LinkDetails::Macvlan { mode, .. }) => {
+                            Some((*mode, l.iface.mac, l.iface.admin_up))
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The kernel's macvlan_open check: no other up macvlan on the same
+    /// lower device may have this MAC.
+    fn check_mac_free(&self, index: u32) -> Result<(), NetError> {
+        let (lower, mac) = {
+            let st = self.lock();
+            let Some(l) = st.links.get(&index) else {
+                return Ok(());
+            };
+            match (&l.iface.details, l.lower) {
+                (Some(LinkDetails::Macvlan { .. }), Some(lower)) => (lower, l.iface.mac),
+                _ => return Ok(()),
+            }
+        };
+        let busy = self
+            .macvlans_on(lower)
+            .iter()
+            .filter(|(_, m, up)| *up && *m == mac)
+            .count()
+            > 0;
+        if busy {
+            return Err(NetError::Busy {
+                op: "set link state",
+                detail: "Address already in use (os error 98)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_new_link(&self, link: &NewLink, parent: &Interface) -> Result<(), NetError> {
+        let invalid = |op: &'static str, detail: &str| NetError::Invalid {
+            op,
+            detail: detail.to_owned(),
+        };
+        match &link.kind {
+            NewLinkKind::Vlan { id, .. } => {
+                if !self.world.vlan_supported {
+                    return Err(NetError::Unsupported {
+                        op: "add vlan",
+                        detail: "Operation not supported (os error 95)".into(),
+                    });
+                }
+                if parent.kind == LinkKind::Loopback {
+                    return Err(NetError::Unsupported {
+                        op: "add vlan",
+                        detail: "VLANs not supported on lo".into(),
+                    });
+                }
+                let dup = self.lock().links.values().any(|l| {
+                    l.lower == Some((self.ns.id, parent.index))
+                        && matches!(l.iface.details, Some(LinkDetails::Vlan { id: i, .. }) if i == id.get())
+                });
+                if dup {
+                    return Err(NetError::AlreadyExists {
+                        what: format!("VLAN {id} on {}", parent.name),
+                    });
+                }
+                if link.mtu.is_some_and(|m| m > parent.mtu) {
+                    return Err(invalid("add vlan", "Invalid argument (os error 22)"));
+                }
+            }
+            NewLinkKind::Macvlan { mode, .. } => {
+                if parent.kind == LinkKind::Loopback {
+                    return Err(invalid("add macvlan", "Invalid argument (os error 22)"));
+                }
+                if parent.master.is_some() {
+                    return Err(NetError::Busy {
+                        op: "add macvlan",
+                        detail: "Device or resource busy (os error 16)".into(),
+                    });
+                }
+                let port = self.macvlans_on((self.ns.id, parent.index));
+                let passthru_taken = port.iter().any(|(m, _, _)| *m == MacvlanMode::Passthru);
+                if passthru_taken || (*mode == MacvlanMode::Passthru && !port.is_empty()) {
+                    return Err(invalid("add macvlan", "Invalid argument (os error 22)"));
+                }
+                if link.mtu.is_some_and(|m| m > parent.mtu) {
+                    return Err(invalid("add macvlan", "Invalid argument (os error 22)"));
+                }
             }
         }
         Ok(())
     }
 }
 
-fn not_found(name: &str) -> NetError {
-    NetError::NotFound {
-        what: format!("interface {name:?}"),
-    }
+fn link_index_filter(st: &State, index: u32) -> Result<Interface, NetError> {
+    st.links
+        .get(&index)
+        .map(|l| l.iface.clone())
+        .ok_or_else(|| index_not_found(index))
 }
 
 #[async_trait]
 impl NetOps for FakeKernel {
     async fn links(&self) -> Result<Vec<Interface>, NetError> {
-        let mut st = self.lock();
-        Self::refresh(&mut st);
-        Ok(st.links.values().map(|l| l.iface.clone()).collect())
+        self.refresh();
+        Ok(self
+            .lock()
+            .links
+            .values()
+            .map(|l| l.iface.clone())
+            .collect())
     }
 
     async fn link(&self, name: &IfName) -> Result<Interface, NetError> {
-        let mut st = self.lock();
-        Self::refresh(&mut st);
-        st.links
+        self.refresh();
+        self.lock()
+            .links
             .values()
             .find(|l| l.iface.name == name.as_str())
             .map(|l| l.iface.clone())
@@ -277,14 +585,8 @@ impl NetOps for FakeKernel {
     }
 
     async fn link_by_index(&self, index: u32) -> Result<Interface, NetError> {
-        let mut st = self.lock();
-        Self::refresh(&mut st);
-        st.links
-            .get(&index)
-            .map(|l| l.iface.clone())
-            .ok_or_else(|| NetError::NotFound {
-                what: format!("interface index {index}"),
-            })
+        self.refresh();
+        link_index_filter(&self.lock(), index)
     }
 
     async fn set_promisc(&self, index: u32, on: bool) -> Result<(), NetError> {
@@ -303,6 +605,15 @@ impl NetOps for FakeKernel {
     }
 
     async fn set_up(&self, index: u32, up: bool) -> Result<(), NetError> {
+        if up
+            && !self
+                .lock()
+                .links
+                .get(&index)
+                .is_some_and(|l| l.iface.admin_up)
+        {
+            self.check_mac_free(index)?;
+        }
         self.modify(index, |i| {
             let changed = i.admin_up != up;
             i.admin_up = up;
@@ -330,13 +641,23 @@ impl NetOps for FakeKernel {
         })
     }
 
+    async fn set_alias(&self, index: u32, alias: &str) -> Result<(), NetError> {
+        self.modify(index, |i| {
+            let new = (!alias.is_empty()).then(|| alias.to_owned());
+            let changed = i.alias != new;
+            i.alias = new;
+            Ok(changed)
+        })
+    }
+
     async fn capabilities(&self) -> Capabilities {
+        let vlan = self.world.vlan_supported;
         Capabilities {
-            vlan: self.vlan_supported,
+            vlan,
             macvlan: true,
             macvlan_modes: MacvlanMode::ALL.to_vec(),
             netns: true,
-            notes: if self.vlan_supported {
+            notes: if vlan {
                 Vec::new()
             } else {
                 vec![NO_VLAN_NOTE.to_owned()]
@@ -345,7 +666,7 @@ impl NetOps for FakeKernel {
     }
 
     async fn watch(&self) -> Result<EventStream, NetError> {
-        let mut rx = self.events.subscribe();
+        let mut rx = self.ns.events.subscribe();
         let (tx, out) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {
@@ -360,5 +681,215 @@ impl NetOps for FakeKernel {
             }
         });
         Ok(out)
+    }
+
+    async fn add_link(&self, link: &NewLink) -> Result<(), NetError> {
+        let parent_index = match &link.kind {
+            NewLinkKind::Vlan { parent_index, .. } | NewLinkKind::Macvlan { parent_index, .. } => {
+                *parent_index
+            }
+        };
+        self.refresh();
+        let parent = link_index_filter(&self.lock(), parent_index)?;
+        let target = match &link.target {
+            Some(path) => self.world.find(path)?,
+            None => self.ns.clone(),
+        };
+        if target
+            .lock()
+            .links
+            .values()
+            .any(|l| l.iface.name == link.name.as_str())
+        {
+            return Err(NetError::AlreadyExists {
+                what: format!("interface {:?}", link.name.as_str()),
+            });
+        }
+        self.check_new_link(link, &parent)?;
+        let index = self.alloc_index();
+        let (kind_name, details) = match &link.kind {
+            NewLinkKind::Vlan { id, protocol, .. } => (
+                "vlan",
+                LinkDetails::Vlan {
+                    id: id.get(),
+                    protocol: *protocol,
+                    reorder_header: true,
+                },
+            ),
+            NewLinkKind::Macvlan {
+                mode, source_macs, ..
+            } => (
+                "macvlan",
+                LinkDetails::Macvlan {
+                    mode: *mode,
+                    source_macs: source_macs.clone(),
+                },
+            ),
+        };
+        let mut iface = Self::new_link(
+            index,
+            link.name.as_str(),
+            kind_name,
+            link.mac.unwrap_or(Self::mac_for(index)),
+        );
+        iface.parent_index = parent_index;
+        iface.parent = Arc::ptr_eq(&target, &self.ns).then(|| parent.name.clone());
+        iface.mtu = link.mtu.unwrap_or(parent.mtu);
+        iface.max_mtu = parent.max_mtu;
+        iface.alias = (!link.alias.is_empty()).then(|| link.alias.clone());
+        iface.group = link.group;
+        iface.details = Some(details);
+        target.lock().links.insert(
+            index,
+            FakeLink {
+                iface,
+                peer: None,
+                lower: Some((self.ns.id, parent_index)),
+            },
+        );
+        target.emit(NetEvent::Link { index });
+        Ok(())
+    }
+
+    async fn del_link(&self, index: u32) -> Result<(), NetError> {
+        if !self.lock().links.contains_key(&index) {
+            return Err(index_not_found(index));
+        }
+        self.remove(index);
+        Ok(())
+    }
+
+    async fn del_group(&self, group: u32) -> Result<(), NetError> {
+        let members: Vec<u32> = self
+            .lock()
+            .links
+            .values()
+            .filter(|l| l.iface.group == group)
+            .map(|l| l.iface.index)
+            .collect();
+        for index in members {
+            self.remove(index);
+        }
+        Ok(())
+    }
+
+    async fn add_address(&self, index: u32, addr: IpNet) -> Result<(), NetError> {
+        self.insert_address(index, addr)
+    }
+
+    async fn routes(&self) -> Result<Vec<Route>, NetError> {
+        let st = self.lock();
+        // Connected routes of every address on an up link, as the kernel
+        // adds them, then the explicit ones.
+        let mut out: Vec<Route> = st
+            .links
+            .values()
+            .filter(|l| l.iface.admin_up)
+            .flat_map(|l| {
+                l.iface
+                    .addresses
+                    .iter()
+                    .filter(|a| a.addr().is_ipv4())
+                    .map(|a| Route {
+                        dest: a.trunc(),
+                        gateway: None,
+                        index: l.iface.index,
+                    })
+            })
+            .collect();
+        out.extend(st.routes.iter().cloned());
+        Ok(out)
+    }
+
+    async fn add_route(&self, route: &Route) -> Result<(), NetError> {
+        let mut st = self.lock();
+        let link = st
+            .links
+            .get(&route.index)
+            .ok_or_else(|| index_not_found(route.index))?;
+        if !link.iface.admin_up {
+            return Err(NetError::Kernel {
+                op: "add route",
+                errno: libc::ENETDOWN,
+            });
+        }
+        if let Some(gw) = route.gateway
+            && !link.iface.addresses.iter().any(|a| a.contains(&gw))
+        {
+            return Err(NetError::Kernel {
+                op: "add route",
+                errno: libc::ENETUNREACH,
+            });
+        }
+        if st.routes.iter().any(|r| r.dest == route.dest) {
+            return Err(NetError::AlreadyExists {
+                what: format!("route to {}", route.dest),
+            });
+        }
+        st.routes.push(route.clone());
+        Ok(())
+    }
+
+    async fn enable_announce(&self, name: &IfName) -> Result<(), NetError> {
+        let mut st = self.lock();
+        Self::index_of(&st, name.as_str())?;
+        st.announce.insert(name.to_string());
+        Ok(())
+    }
+
+    async fn netns(&self, file: &Path) -> Result<Arc<dyn NetOps>, NetError> {
+        Ok(Arc::new(FakeKernel {
+            world: self.world.clone(),
+            ns: self.world.find(file)?,
+        }))
+    }
+
+    async fn create_netns(&self, name: &str) -> Result<(), NetError> {
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        if self.world.find(&path).is_ok() {
+            return Err(NetError::AlreadyExists {
+                what: format!("network namespace {name:?}"),
+            });
+        }
+        self.register(path);
+        Ok(())
+    }
+
+    async fn delete_netns(&self, name: &str) -> Result<(), NetError> {
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        let ns = self
+            .world
+            .others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&path)
+            .ok_or_else(|| NetError::NotFound {
+                what: format!("network namespace {name:?}"),
+            })?;
+        // Virtual links die with their namespace.
+        let indexes: Vec<u32> = ns.lock().links.keys().copied().collect();
+        let view = FakeKernel {
+            world: self.world.clone(),
+            ns,
+        };
+        for i in indexes {
+            view.remove(i);
+        }
+        Ok(())
+    }
+
+    async fn netns_names(&self) -> Result<Vec<String>, NetError> {
+        let run = Path::new(NETNS_RUN_DIR);
+        let mut names: Vec<String> = self
+            .world
+            .others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|p| p.parent() == Some(run))
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
     }
 }

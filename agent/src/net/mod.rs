@@ -11,10 +11,16 @@ pub mod fake;
 pub mod netns;
 pub mod rtnl;
 
-use std::fmt;
+use std::{
+    fmt,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
-use linkherd_proto::model::{IfName, Interface, MacvlanMode};
+use ipnet::IpNet;
+use linkherd_proto::model::{IfName, Interface, MacAddr, MacvlanMode, VlanId, VlanProtocol};
 use tokio::sync::mpsc;
 
 /// Why a kernel operation failed, mapped once from errno in `rtnl` (and
@@ -75,6 +81,48 @@ pub struct Capabilities {
     pub notes: Vec<String>,
 }
 
+/// A link to create. It is created down; the caller configures it, then
+/// brings it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLink {
+    pub name: IfName,
+    pub kind: NewLinkKind,
+    /// `None`: the kernel's default (the parent's MTU).
+    pub mtu: Option<u32>,
+    pub mac: Option<MacAddr>,
+    /// IFLA_IFALIAS: the ownership mark.
+    pub alias: String,
+    /// Link group, for deleting many links in one request.
+    pub group: u32,
+    /// Create the link directly inside this namespace (a namespace file);
+    /// `None`: in this one. The parent always lives in this one.
+    pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewLinkKind {
+    Vlan {
+        parent_index: u32,
+        id: VlanId,
+        protocol: VlanProtocol,
+    },
+    Macvlan {
+        parent_index: u32,
+        /// Always sent: the kernel's own default is VEPA.
+        mode: MacvlanMode,
+        source_macs: Vec<MacAddr>,
+    },
+}
+
+/// A route in the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dest: IpNet,
+    pub gateway: Option<IpAddr>,
+    /// Output interface index.
+    pub index: u32,
+}
+
 /// The explanation given whenever 802.1Q is missing.
 pub const NO_VLAN_NOTE: &str = "kernel lacks 802.1Q VLAN support (module 8021q): load it with `modprobe 8021q` \
      or use a kernel built with CONFIG_VLAN_8021Q";
@@ -97,10 +145,39 @@ pub trait NetOps: Send + Sync + fmt::Debug + 'static {
     /// Sets or clears IFF_UP.
     async fn set_up(&self, index: u32, up: bool) -> Result<(), NetError>;
     async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetError>;
+    /// Sets IFLA_IFALIAS (the ownership mark); empty clears it.
+    async fn set_alias(&self, index: u32, alias: &str) -> Result<(), NetError>;
     /// Probes what this kernel supports. Never creates anything.
     async fn capabilities(&self) -> Capabilities;
     /// Subscribes to link and address changes. Events that happen after this
     /// returns are delivered; a caller that also lists links should subscribe
     /// first so nothing falls between the list and the first event.
     async fn watch(&self) -> Result<EventStream, NetError>;
+
+    /// Creates a link (down). Errors: parent missing (`NotFound`), name
+    /// taken (`AlreadyExists`), kernel without the link type
+    /// (`Unsupported`), parent unusable (`Invalid`/`Busy`).
+    async fn add_link(&self, link: &NewLink) -> Result<(), NetError>;
+    /// Deletes a link (~16 ms of kernel time each: RCU).
+    async fn del_link(&self, index: u32) -> Result<(), NetError>;
+    /// Deletes every link of a group in one request (fast for many links).
+    async fn del_group(&self, group: u32) -> Result<(), NetError>;
+    async fn add_address(&self, index: u32, addr: IpNet) -> Result<(), NetError>;
+    /// Main-table routes.
+    async fn routes(&self) -> Result<Vec<Route>, NetError>;
+    async fn add_route(&self, route: &Route) -> Result<(), NetError>;
+    /// Makes the kernel announce the link's addresses when it comes up
+    /// (gratuitous ARP, unsolicited neighbour advertisement), so peers'
+    /// caches pick up a new MAC at once.
+    async fn enable_announce(&self, name: &IfName) -> Result<(), NetError>;
+
+    /// The same operations inside another namespace (a namespace file).
+    /// `NotFound` when it does not exist.
+    async fn netns(&self, file: &Path) -> Result<Arc<dyn NetOps>, NetError>;
+    /// Creates the named namespace `/run/netns/NAME`, like `ip netns add`.
+    async fn create_netns(&self, name: &str) -> Result<(), NetError>;
+    /// Deletes a named namespace, like `ip netns del`.
+    async fn delete_netns(&self, name: &str) -> Result<(), NetError>;
+    /// Names of the named namespaces.
+    async fn netns_names(&self) -> Result<Vec<String>, NetError>;
 }

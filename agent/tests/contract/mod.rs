@@ -5,8 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use linkherd_agent::net::{NetError, NetEvent, NetOps};
-use linkherd_proto::model::{IfName, LinkKind, OperState};
+use linkherd_agent::net::{NetError, NetEvent, NetOps, NewLink, NewLinkKind, Route};
+use linkherd_proto::model::{
+    IfName, LinkDetails, LinkKind, MacAddr, MacvlanMode, OperState, VlanId, VlanProtocol,
+};
 
 /// Changes made behind the agent's back, the way an operator with `ip` would.
 #[async_trait]
@@ -16,6 +18,9 @@ pub trait Fixture: Send + Sync {
     async fn add_addr(&self, name: &str, cidr: &str);
     /// Whether this kernel has 802.1Q, judged independently of the agent.
     fn vlan_expected(&self) -> bool;
+    async fn add_bridge_with_port(&self, bridge: &str, port: &str);
+    /// A test-unique name for a named namespace (cleaned up by the fixture).
+    fn netns_name(&self, base: &str) -> String;
 }
 
 pub struct Env {
@@ -209,6 +214,288 @@ pub async fn capabilities_match_the_kernel(env: Env) {
     assert!(links.iter().all(|l| !l.name.contains("capprobe")));
 }
 
+fn macvlan(name: &str, parent_index: u32, mode: MacvlanMode) -> NewLink {
+    NewLink {
+        name: self::name(name),
+        kind: NewLinkKind::Macvlan {
+            parent_index,
+            mode,
+            source_macs: Vec::new(),
+        },
+        mtu: None,
+        mac: None,
+        alias: String::new(),
+        group: 0,
+        target: None,
+    }
+}
+
+pub async fn macvlan_created_inside_a_named_namespace(env: Env) {
+    env.fx.add_veth("ct-a", "ct-b").await;
+    let parent = env.net.link(&name("ct-a")).await.expect("parent");
+    let ns = env.fx.netns_name("mv");
+    env.net.create_netns(&ns).await.expect("create netns");
+    assert!(env.net.netns_names().await.expect("names").contains(&ns));
+    let file = std::path::PathBuf::from("/run/netns").join(&ns);
+    let mac = MacAddr([0x02, 0x42, 0xac, 0x10, 0x0a, 0x0a]);
+    let link = NewLink {
+        mtu: Some(1400),
+        mac: Some(mac),
+        alias: "linkherd:v1 ep net=n1 name=e1".into(),
+        group: 4242,
+        target: Some(file.clone()),
+        ..macvlan("eth0", parent.index, MacvlanMode::Bridge)
+    };
+    env.net.add_link(&link).await.expect("add macvlan in netns");
+    // Created where asked, not here.
+    assert!(matches!(
+        env.net.link(&name("eth0")).await,
+        Err(NetError::NotFound { .. })
+    ));
+    let inside = env.net.netns(&file).await.expect("netns ops");
+    let e = inside.link(&name("eth0")).await.expect("eth0 inside");
+    assert_eq!(e.kind, LinkKind::Macvlan);
+    assert_eq!(
+        e.details,
+        Some(LinkDetails::Macvlan {
+            mode: MacvlanMode::Bridge,
+            source_macs: vec![]
+        })
+    );
+    assert_eq!((e.mtu, e.mac, e.group), (1400, Some(mac), 4242));
+    assert_eq!(e.alias.as_deref(), Some("linkherd:v1 ep net=n1 name=e1"));
+    assert_eq!(e.parent_index, parent.index);
+    assert_eq!(e.parent, None, "the parent lives in another namespace");
+    assert!(!e.admin_up, "created down");
+
+    inside
+        .add_address(e.index, "10.80.0.2/24".parse().expect("cidr"))
+        .await
+        .expect("addr");
+    let err = inside
+        .add_address(e.index, "10.80.0.2/24".parse().expect("cidr"))
+        .await
+        .expect_err("dup");
+    assert!(matches!(err, NetError::AlreadyExists { .. }), "{err:?}");
+    inside
+        .enable_announce(&name("eth0"))
+        .await
+        .expect("announce");
+    inside.set_up(e.index, true).await.expect("up");
+    let default = Route {
+        dest: "0.0.0.0/0".parse().expect("cidr"),
+        gateway: Some("10.80.0.1".parse().expect("ip")),
+        index: e.index,
+    };
+    inside.add_route(&default).await.expect("default route");
+    let routes = inside.routes().await.expect("routes");
+    assert!(routes.contains(&default), "{routes:?}");
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dest == "10.80.0.0/24".parse().expect("cidr") && r.index == e.index)
+    );
+    let err = inside.add_route(&default).await.expect_err("twice");
+    assert!(matches!(err, NetError::AlreadyExists { .. }), "{err:?}");
+
+    inside.del_link(e.index).await.expect("delete");
+    assert!(matches!(
+        inside.link(&name("eth0")).await,
+        Err(NetError::NotFound { .. })
+    ));
+    drop(inside);
+    env.net.delete_netns(&ns).await.expect("delete netns");
+    assert!(matches!(
+        env.net.netns(&file).await,
+        Err(NetError::NotFound { .. })
+    ));
+    assert!(!env.net.netns_names().await.expect("names").contains(&ns));
+    let err = env.net.create_netns(&ns).await;
+    assert!(err.is_ok(), "the name is free again: {err:?}");
+    env.net.delete_netns(&ns).await.expect("delete again");
+}
+
+pub async fn link_creation_rules(env: Env) {
+    env.fx.add_veth("ct-p", "ct-q").await;
+    let p = env.net.link(&name("ct-p")).await.expect("p");
+    let lo = env.net.link(&name("lo")).await.expect("lo");
+
+    let err = env
+        .net
+        .add_link(&macvlan("mv-lo", lo.index, MacvlanMode::Bridge))
+        .await
+        .expect_err("lo");
+    assert!(
+        matches!(err, NetError::Invalid { .. }),
+        "macvlan on lo: {err:?}"
+    );
+    let err = env
+        .net
+        .add_link(&NewLink {
+            mtu: Some(9000),
+            ..macvlan("mv-big", p.index, MacvlanMode::Bridge)
+        })
+        .await
+        .expect_err("mtu");
+    assert!(
+        matches!(err, NetError::Invalid { .. }),
+        "mtu above parent: {err:?}"
+    );
+    let err = env
+        .net
+        .add_link(&macvlan("mv-x", 99_999, MacvlanMode::Bridge))
+        .await
+        .expect_err("parent");
+    assert!(
+        matches!(err, NetError::NotFound { .. }),
+        "missing parent: {err:?}"
+    );
+
+    let mac = MacAddr([0x02, 0, 0, 0, 0, 0x11]);
+    env.net
+        .add_link(&NewLink {
+            mac: Some(mac),
+            ..macvlan("mv-1", p.index, MacvlanMode::Bridge)
+        })
+        .await
+        .expect("mv-1");
+    let err = env
+        .net
+        .add_link(&macvlan("mv-1", p.index, MacvlanMode::Bridge))
+        .await
+        .expect_err("dup");
+    assert!(
+        matches!(err, NetError::AlreadyExists { .. }),
+        "duplicate name: {err:?}"
+    );
+    // A duplicate MAC on the same parent is only refused when the second
+    // link comes up (the kernel checks in macvlan_open).
+    let mv1 = env.net.link(&name("mv-1")).await.expect("mv-1");
+    env.net.set_up(p.index, true).await.expect("parent up");
+    env.net.set_up(mv1.index, true).await.expect("mv-1 up");
+    env.net
+        .add_link(&NewLink {
+            mac: Some(mac),
+            ..macvlan("mv-2", p.index, MacvlanMode::Bridge)
+        })
+        .await
+        .expect("created while down");
+    let mv2 = env.net.link(&name("mv-2")).await.expect("mv-2");
+    let err = env
+        .net
+        .set_up(mv2.index, true)
+        .await
+        .expect_err("mac in use");
+    assert!(
+        matches!(err, NetError::Busy { .. }),
+        "duplicate MAC on the parent: {err:?}"
+    );
+    env.net.del_link(mv2.index).await.expect("delete mv-2");
+    let err = env
+        .net
+        .add_link(&macvlan("mv-pt", p.index, MacvlanMode::Passthru))
+        .await
+        .expect_err("pt");
+    assert!(
+        matches!(err, NetError::Invalid { .. }),
+        "passthru on a used parent: {err:?}"
+    );
+
+    env.fx.add_bridge_with_port("ct-br", "ct-q").await;
+    let q = env.net.link(&name("ct-q")).await.expect("q");
+    assert_eq!(q.master.as_deref(), Some("ct-br"));
+    let err = env
+        .net
+        .add_link(&macvlan("mv-q", q.index, MacvlanMode::Bridge))
+        .await
+        .expect_err("port");
+    assert!(
+        matches!(err, NetError::Busy { .. }),
+        "parent is a bridge port: {err:?}"
+    );
+
+    let vlan = NewLink {
+        name: name("ct-p.10"),
+        kind: NewLinkKind::Vlan {
+            parent_index: p.index,
+            id: VlanId::new("id", 10).expect("id"),
+            protocol: VlanProtocol::Ieee8021Q,
+        },
+        ..macvlan("unused", p.index, MacvlanMode::Bridge)
+    };
+    let res = env.net.add_link(&vlan).await;
+    if env.fx.vlan_expected() {
+        res.expect("vlan");
+        let v = env.net.link(&name("ct-p.10")).await.expect("vlan link");
+        assert_eq!(
+            v.details,
+            Some(LinkDetails::Vlan {
+                id: 10,
+                protocol: VlanProtocol::Ieee8021Q,
+                reorder_header: true
+            })
+        );
+        let err = env
+            .net
+            .add_link(&NewLink {
+                name: name("ct-p.x"),
+                ..vlan.clone()
+            })
+            .await
+            .expect_err("dup id");
+        assert!(matches!(err, NetError::AlreadyExists { .. }), "{err:?}");
+    } else {
+        let err = res.expect_err("no 8021q");
+        assert!(matches!(err, NetError::Unsupported { .. }), "{err:?}");
+    }
+}
+
+pub async fn group_delete_and_cascade(env: Env) {
+    env.fx.add_veth("ct-g", "ct-h").await;
+    let g = env.net.link(&name("ct-g")).await.expect("g");
+    for (n, group) in [("mv-g1", 4343), ("mv-g2", 4343), ("mv-g3", 4344)] {
+        env.net
+            .add_link(&NewLink {
+                group,
+                ..macvlan(n, g.index, MacvlanMode::Private)
+            })
+            .await
+            .expect(n);
+    }
+    env.net.del_group(4343).await.expect("group delete");
+    let names: Vec<String> = env
+        .net
+        .links()
+        .await
+        .expect("links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert!(
+        !names.contains(&"mv-g1".to_owned()) && !names.contains(&"mv-g2".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"mv-g3".to_owned()),
+        "other groups stay: {names:?}"
+    );
+    env.net.del_group(4343).await.expect("empty group is fine");
+    // Deleting the lower device takes its macvlans with it.
+    env.net.del_link(g.index).await.expect("delete parent");
+    let names: Vec<String> = env
+        .net
+        .links()
+        .await
+        .expect("links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "mv-g3" || n == "ct-h"),
+        "{names:?}"
+    );
+}
+
 /// Generates one `#[tokio::test]` per contract case, each with a fresh
 /// environment from `$make` (an async fn returning `Option<Env>`; `None`
 /// skips, e.g. without root).
@@ -218,7 +505,8 @@ macro_rules! contract_tests {
         contract_tests!(@each $make,
             lists_loopback, veth_pair_is_described, unknown_links_are_not_found,
             promisc_flag_and_counter, up_down_and_veth_carrier, mtu_within_device_limits,
-            addresses_are_reported, watch_reports_changes, capabilities_match_the_kernel);
+            addresses_are_reported, watch_reports_changes, capabilities_match_the_kernel,
+            macvlan_created_inside_a_named_namespace, link_creation_rules, group_delete_and_cascade);
     };
     (@each $make:path, $($case:ident),*) => {$(
         #[tokio::test]

@@ -519,9 +519,11 @@ mod tests {
         assert_eq!(s.gateway, Some("172.16.10.1".parse().expect("ip")));
     }
 
+    type Mutation = Box<dyn Fn(&mut pb::MacvlanEndpoint)>;
+
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(Box<dyn Fn(&mut pb::MacvlanEndpoint)>, &str, &str)> = vec![
+        let cases: Vec<(Mutation, &str, &str)> = vec![
             (
                 Box::new(|e| e.mode = 0),
                 "endpoint.mode",

@@ -8,10 +8,14 @@
 
 mod parse;
 
+mod create;
+mod nsfs;
+
 use std::{
     collections::HashMap,
     future::Future,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use async_trait::async_trait;
@@ -25,9 +29,14 @@ use rtnetlink::{
         link::{InfoData, InfoKind, InfoVlan, LinkAttribute, LinkMessage},
     },
 };
-use tokio::{runtime::Runtime, sync::mpsc};
+use tokio::{
+    runtime::Runtime,
+    sync::{mpsc, oneshot},
+};
 
-use super::{Capabilities, EventStream, NO_VLAN_NOTE, NetError, NetEvent, NetOps, netns};
+use super::{
+    Capabilities, EventStream, NO_VLAN_NOTE, NetError, NetEvent, NetOps, NewLink, Route, netns,
+};
 
 /// Netlink worker threads: enough to overlap a slow delete with reads.
 const NETLINK_THREADS: usize = 2;
@@ -89,9 +98,11 @@ impl Drop for NetRuntime {
 /// The real kernel, for one network namespace.
 #[derive(Debug)]
 pub struct Rtnl {
-    rt: NetRuntime,
+    rt: Arc<NetRuntime>,
     handle: rtnetlink::Handle,
     netns: Option<PathBuf>,
+    /// Dropping this ends the connection task (and closes its socket).
+    _conn: oneshot::Sender<()>,
 }
 
 type Connection = rtnetlink::proto::Connection<RouteNetlinkMessage>;
@@ -113,14 +124,29 @@ impl Rtnl {
     }
 
     fn build(netns: Option<PathBuf>) -> Result<Self, NetError> {
-        let rt = NetRuntime::new()?;
+        Self::on(Arc::new(NetRuntime::new()?), netns)
+    }
+
+    /// A connection to `netns` on an existing netlink runtime.
+    fn on(rt: Arc<NetRuntime>, netns: Option<PathBuf>) -> Result<Self, NetError> {
         let (conn, handle, _) = connect(rt.handle()?, netns.as_deref(), &[])?;
-        rt.handle()?.spawn(conn);
-        Ok(Self { rt, handle, netns })
+        let (stop, stopped) = oneshot::channel::<()>();
+        rt.handle()?.spawn(async move {
+            tokio::select! {
+                () = conn => {}
+                _ = stopped => {}
+            }
+        });
+        Ok(Self {
+            rt,
+            handle,
+            netns,
+            _conn: stop,
+        })
     }
 
     /// The namespace this instance works on, if not the agent's own.
-    pub fn netns(&self) -> Option<&Path> {
+    pub fn netns_file(&self) -> Option<&Path> {
         self.netns.as_deref()
     }
 }
@@ -357,6 +383,13 @@ impl NetOps for Rtnl {
         self.set(index, "set mtu", msg).await
     }
 
+    async fn set_alias(&self, index: u32, alias: &str) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_index(index)
+            .alias(alias.to_owned())
+            .build();
+        self.set(index, "set alias", msg).await
+    }
+
     async fn capabilities(&self) -> Capabilities {
         let h = self.handle.clone();
         let probed = self
@@ -401,7 +434,7 @@ impl NetOps for Rtnl {
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
         ];
-        let (conn, _handle, mut messages) = connect(self.rt.handle()?, self.netns(), &groups)?;
+        let (conn, _handle, mut messages) = connect(self.rt.handle()?, self.netns_file(), &groups)?;
         let (tx, rx) = mpsc::channel(256);
         // One task owns the socket: it ends, closing the socket, when the
         // subscriber goes away or the connection dies.
@@ -423,6 +456,129 @@ impl NetOps for Rtnl {
             }
         });
         Ok(rx)
+    }
+
+    async fn add_link(&self, link: &NewLink) -> Result<(), NetError> {
+        let h = self.handle.clone();
+        let new = link.clone();
+        self.rt
+            .run(async move { create::add_link(&h, &new).await })
+            .await?;
+        // The kernel ignores IFLA_IFALIAS on RTM_NEWLINK: set it on the new
+        // link, in the namespace it was created in.
+        if link.alias.is_empty() {
+            return Ok(());
+        }
+        let here: Arc<dyn NetOps>;
+        let ops: &dyn NetOps = match &link.target {
+            Some(file) => {
+                here = NetOps::netns(self, file).await?;
+                here.as_ref()
+            }
+            None => self,
+        };
+        let created = ops.link(&link.name).await?;
+        ops.set_alias(created.index, &link.alias).await
+    }
+
+    async fn del_link(&self, index: u32) -> Result<(), NetError> {
+        let h = self.handle.clone();
+        self.rt
+            .run(async move {
+                h.link()
+                    .del(index)
+                    .execute()
+                    .await
+                    .map_err(|e| parse::error("delete link", index_what(index), e))
+            })
+            .await
+    }
+
+    async fn del_group(&self, group: u32) -> Result<(), NetError> {
+        let h = self.handle.clone();
+        self.rt
+            .run(async move { create::del_group(&h, group).await })
+            .await
+    }
+
+    async fn add_address(&self, index: u32, addr: ipnet::IpNet) -> Result<(), NetError> {
+        let h = self.handle.clone();
+        self.rt
+            .run(async move {
+                h.address()
+                    .add(index, addr.addr(), addr.prefix_len())
+                    .execute()
+                    .await
+                    .map_err(|e| parse::error("add address", || format!("address {addr}"), e))
+            })
+            .await
+    }
+
+    async fn routes(&self) -> Result<Vec<Route>, NetError> {
+        let h = self.handle.clone();
+        self.rt.run(async move { create::routes(&h).await }).await
+    }
+
+    async fn add_route(&self, route: &Route) -> Result<(), NetError> {
+        let h = self.handle.clone();
+        let route = route.clone();
+        self.rt
+            .run(async move { create::add_route(&h, &route).await })
+            .await
+    }
+
+    async fn enable_announce(&self, name: &IfName) -> Result<(), NetError> {
+        let name = name.to_string();
+        let netns = self.netns.clone();
+        tokio::task::spawn_blocking(move || {
+            netns::run_in(netns.as_deref(), || nsfs::enable_announce(&name))
+        })
+        .await
+        .map_err(|e| NetError::Io {
+            op: "enable announcements",
+            detail: e.to_string(),
+        })?
+    }
+
+    async fn netns(&self, file: &Path) -> Result<Arc<dyn NetOps>, NetError> {
+        let file = file.to_owned();
+        let rt = self.rt.clone();
+        let child = tokio::task::spawn_blocking(move || Rtnl::on(rt, Some(file)))
+            .await
+            .map_err(|e| NetError::Io {
+                op: "enter network namespace",
+                detail: e.to_string(),
+            })??;
+        Ok(Arc::new(child))
+    }
+
+    async fn create_netns(&self, name: &str) -> Result<(), NetError> {
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || nsfs::create_named(&name))
+            .await
+            .map_err(|e| NetError::Io {
+                op: "create network namespace",
+                detail: e.to_string(),
+            })?
+    }
+
+    async fn delete_netns(&self, name: &str) -> Result<(), NetError> {
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || nsfs::delete_named(&name))
+            .await
+            .map_err(|e| NetError::Io {
+                op: "delete network namespace",
+                detail: e.to_string(),
+            })?
+    }
+
+    async fn netns_names(&self) -> Result<Vec<String>, NetError> {
+        tokio::task::spawn_blocking(nsfs::names)
+            .await
+            .map_err(|e| NetError::Io {
+                op: "list network namespaces",
+                detail: e.to_string(),
+            })?
     }
 }
 

@@ -219,7 +219,7 @@ pub(super) fn error(
         libc::ENODEV | libc::ENOENT => NetError::NotFound { what: what() },
         libc::EEXIST => NetError::AlreadyExists { what: what() },
         libc::EOPNOTSUPP => NetError::Unsupported { op, detail },
-        libc::EBUSY => NetError::Busy { op, detail },
+        libc::EBUSY | libc::EADDRINUSE => NetError::Busy { op, detail },
         libc::EPERM | libc::EACCES => NetError::PermissionDenied { op },
         libc::EINVAL | libc::ERANGE => NetError::Invalid { op, detail },
         errno => NetError::Kernel { op, errno },
