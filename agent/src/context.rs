@@ -2,10 +2,9 @@
 
 use std::{sync::Arc, time::Instant};
 
-use tokio::sync::OnceCell;
-
 use crate::{
     audit::Audit,
+    lifecycle::Lifecycle,
     net::{Capabilities, NetOps},
     promisc::PromiscLeases,
 };
@@ -19,7 +18,8 @@ pub struct Context {
     /// The name this host has in the fleet (defaults to the hostname).
     pub host_name: String,
     pub started: Instant,
-    capabilities: OnceCell<Capabilities>,
+    /// VLANs, endpoints and host access.
+    pub lifecycle: Lifecycle,
 }
 
 impl Context {
@@ -27,6 +27,7 @@ impl Context {
         net: Arc<dyn NetOps>,
         audit: Arc<Audit>,
         leases: PromiscLeases,
+        lifecycle: Lifecycle,
         host_name: String,
     ) -> Self {
         Self {
@@ -35,15 +36,12 @@ impl Context {
             audit,
             host_name,
             started: Instant::now(),
-            capabilities: OnceCell::new(),
+            lifecycle,
         }
     }
 
-    /// Kernel capabilities, probed once: the probe can make the kernel try to
-    /// load modules, which is not something to repeat on every call.
+    /// Kernel capabilities, probed once.
     pub async fn capabilities(&self) -> &Capabilities {
-        self.capabilities
-            .get_or_init(|| async { self.net.capabilities().await })
-            .await
+        self.lifecycle.capabilities().await
     }
 }

@@ -12,6 +12,22 @@ pub enum Error {
     Invalid(#[from] ValidationError),
     #[error(transparent)]
     Net(#[from] NetError),
+    /// An object the request names does not exist (message says which).
+    #[error("{0}")]
+    NotFound(String),
+    /// The object exists, differently (message says how).
+    #[error("{0}")]
+    Exists(String),
+    /// The host is not in a state that allows this (message gives the fix).
+    #[error("{0}")]
+    Precondition(String),
+}
+
+impl Error {
+    /// For `map_err` chains.
+    pub fn into_status(self) -> Status {
+        self.into()
+    }
 }
 
 impl From<Error> for Status {
@@ -21,6 +37,9 @@ impl From<Error> for Status {
         match err {
             Error::Invalid(v) => v.into(),
             Error::Net(n) => net_status(n),
+            Error::NotFound(m) => Status::not_found(m),
+            Error::Exists(m) => Status::already_exists(m),
+            Error::Precondition(m) => Status::failed_precondition(m),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod lifecycle;
 pub mod net;
 pub mod promisc;
 pub mod server;

@@ -107,7 +107,8 @@ impl Agent {
         let leases = PromiscLeases::new(net.clone(), audit.clone(), opts.state_dir.clone());
         leases.restore().await;
         let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
-        let ctx = Arc::new(Context::new(net, audit, leases, host_name));
+        let lifecycle = crate::lifecycle::Lifecycle::new(net.clone(), opts.state_dir.clone());
+        let ctx = Arc::new(Context::new(net, audit, leases, lifecycle, host_name));
         Ok(Self {
             ctx,
             limits: opts.limits,
@@ -126,6 +127,12 @@ impl Agent {
             .await;
         health
             .set_serving::<pb::host_service_server::HostServiceServer<HostSvc>>()
+            .await;
+        health
+            .set_serving::<pb::vlan_service_server::VlanServiceServer<VlanSvc>>()
+            .await;
+        health
+            .set_serving::<pb::macvlan_service_server::MacvlanServiceServer<MacvlanSvc>>()
             .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -151,12 +158,14 @@ impl Agent {
                 .max_decoding_message_size(max),
             )
             .add_service(
-                pb::vlan_service_server::VlanServiceServer::new(VlanSvc)
+                pb::vlan_service_server::VlanServiceServer::new(VlanSvc::new(self.ctx.clone()))
                     .max_decoding_message_size(max),
             )
             .add_service(
-                pb::macvlan_service_server::MacvlanServiceServer::new(MacvlanSvc)
-                    .max_decoding_message_size(max),
+                pb::macvlan_service_server::MacvlanServiceServer::new(MacvlanSvc::new(
+                    self.ctx.clone(),
+                ))
+                .max_decoding_message_size(max),
             )
             .add_service(
                 pb::probe_service_server::ProbeServiceServer::new(ProbeSvc)

@@ -591,8 +591,8 @@ async fn staged_services_answer_unimplemented_to_admins() {
         .channel(&pki, Some(Role::Admin))
         .await
         .expect("connect");
-    let err = pb::vlan_service_client::VlanServiceClient::new(ch)
-        .list(pb::ListVlansRequest {})
+    let err = pb::probe_service_client::ProbeServiceClient::new(ch)
+        .tcp(pb::TcpRequest::default())
         .await
         .expect_err("not yet");
     assert_eq!(err.code(), Code::Unimplemented);

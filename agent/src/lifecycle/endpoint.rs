@@ -1,0 +1,750 @@
+//! Macvlan endpoints in network namespaces.
+
+use std::{collections::BTreeSet, net::IpAddr, sync::Arc};
+
+use ipnet::IpNet;
+use linkherd_proto::{
+    convert::EndpointSelector,
+    model::{
+        EndpointSpec, EndpointState, IfName, Interface, LinkDetails, LinkKind, MacvlanMode,
+        NetnsRef, Owner, ValidationError, VlanProtocol, VlanSpec, split_vlan_name,
+    },
+};
+
+use super::{
+    Lifecycle, Outcome, group_of,
+    registry::{Entry, Netns, Registry},
+    undo::Undo,
+    vlan::describe,
+};
+use crate::{
+    error::Error,
+    net::{NetError, NetOps, NewLink, NewLinkKind, Route},
+};
+
+/// What a delete removed, in words ("endpoint mac_net10/b1 (eth0 in netns b1)").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed(pub Vec<String>);
+
+fn default_route(v4: bool) -> IpNet {
+    if v4 {
+        IpNet::V4(ipnet::Ipv4Net::default())
+    } else {
+        IpNet::V6(ipnet::Ipv6Net::default())
+    }
+}
+
+/// Addresses a user sets: IPv6 link-local ones are the kernel's own.
+fn configured(addrs: &[IpNet]) -> BTreeSet<IpNet> {
+    addrs
+        .iter()
+        .filter(|a| !matches!(a, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80))
+        .copied()
+        .collect()
+}
+
+fn entry_netns(e: &Entry) -> NetnsRef {
+    NetnsRef::from(&e.netns)
+}
+
+impl Lifecycle {
+    /// Operations inside an endpoint's namespace, with a message that says
+    /// what is missing.
+    async fn ns_ops(&self, netns: &NetnsRef) -> Result<Arc<dyn NetOps>, Error> {
+        match self.net.netns(&netns.file()).await {
+            Ok(ops) => Ok(ops),
+            Err(NetError::NotFound { .. }) => Err(Error::NotFound(match netns {
+                NetnsRef::Named(n) => {
+                    format!(
+                        "network namespace {n} does not exist; create it, or pass --create-netns"
+                    )
+                }
+                NetnsRef::Pid(p) => format!("process {p} does not exist (no /proc/{p}/ns/net)"),
+                NetnsRef::Path(p) => {
+                    format!("network namespace file {} does not exist", p.display())
+                }
+            })),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The endpoint as the kernel has it, if its link is there.
+    async fn observe(&self, e: &Entry) -> Result<Option<EndpointState>, Error> {
+        let Ok(ops) = self.ns_ops(&entry_netns(e)).await else {
+            return Ok(None);
+        };
+        let name = IfName::parse("ifname", &e.ifname)?;
+        let link = match ops.link(&name).await {
+            Ok(l) => l,
+            Err(NetError::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let (mode, source_macs) = match &link.details {
+            Some(LinkDetails::Macvlan { mode, source_macs }) => (*mode, source_macs.clone()),
+            _ => return Ok(None),
+        };
+        let gateway = ops
+            .routes()
+            .await?
+            .into_iter()
+            .find(|r| r.index == link.index && r.dest.prefix_len() == 0)
+            .and_then(|r| r.gateway);
+        let owned = link.alias.as_deref().and_then(Owner::parse)
+            == Some(Owner::Endpoint {
+                network: e.network.clone(),
+                name: e.name.clone(),
+            });
+        Ok(Some(EndpointState {
+            network: e.network.clone(),
+            name: e.name.clone(),
+            parent: e.parent.clone(),
+            mode,
+            netns: entry_netns(e),
+            ifname: e.ifname.clone(),
+            addresses: configured(&link.addresses).into_iter().collect(),
+            gateway,
+            mac: link.mac,
+            mtu: link.mtu,
+            source_macs,
+            owned,
+            parent_created: e.parent_created,
+            netns_created: e.netns_created,
+        }))
+    }
+
+    /// Registry entries plus owned endpoints found in named namespaces that
+    /// the registry does not know (state lost): the kernel is the truth.
+    async fn discover(&self, reg: &mut Registry) -> Result<Vec<Entry>, Error> {
+        let known: BTreeSet<(String, String)> = reg
+            .all()
+            .map(|e| (e.network.clone(), e.name.clone()))
+            .collect();
+        let host = self.net.links().await?;
+        for ns in self.net.netns_names().await? {
+            let Ok(ops) = self.net.netns(&NetnsRef::Named(ns.clone()).file()).await else {
+                continue;
+            };
+            let Ok(links) = ops.links().await else {
+                continue;
+            };
+            for l in links {
+                let Some(Owner::Endpoint { network, name }) =
+                    l.alias.as_deref().and_then(Owner::parse)
+                else {
+                    continue;
+                };
+                if known.contains(&(network.clone(), name.clone())) {
+                    continue;
+                }
+                let parent = host.iter().find(|h| h.index == l.parent_index);
+                let parent_created = parent
+                    .and_then(|p| p.alias.as_deref())
+                    .and_then(Owner::parse)
+                    .is_some_and(|o| matches!(o, Owner::AutoVlan { network: n } if n == network));
+                tracing::info!(
+                    network,
+                    name,
+                    netns = ns,
+                    "re-registering an endpoint found in the kernel"
+                );
+                reg.insert(Entry {
+                    network,
+                    name,
+                    netns: Netns::Name(ns.clone()),
+                    ifname: l.name.clone(),
+                    parent: parent.map(|p| p.name.clone()).unwrap_or_default(),
+                    parent_created,
+                    netns_created: false,
+                });
+            }
+        }
+        Ok(reg.all().cloned().collect())
+    }
+
+    /// Creates an endpoint: the macvlan directly in its namespace, addresses,
+    /// announcements, up, default route. Identical existing: `Unchanged`.
+    /// Any failure undoes everything done for this request.
+    pub async fn create_endpoint(
+        &self,
+        spec: &EndpointSpec,
+    ) -> Result<(EndpointState, Outcome), Error> {
+        let mut reg = self.registry.lock().await;
+        if let Some(e) = reg.get(spec.network.as_str(), spec.name.as_str())
+            && (entry_netns(e) != spec.netns || e.ifname != spec.ifname.as_str())
+        {
+            return Err(Error::Exists(format!(
+                "endpoint {}/{} already exists as {} in {}; delete it first to move it",
+                spec.network,
+                spec.name,
+                e.ifname,
+                entry_netns(e)
+            )));
+        }
+        let mut undo = Undo::default();
+        let res = self.create_endpoint_steps(spec, &mut reg, &mut undo).await;
+        match res {
+            Ok(done) => {
+                undo.commit();
+                Ok(done)
+            }
+            Err(e) => {
+                undo.run().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_endpoint_steps(
+        &self,
+        spec: &EndpointSpec,
+        reg: &mut Registry,
+        undo: &mut Undo,
+    ) -> Result<(EndpointState, Outcome), Error> {
+        // 1. The namespace.
+        let mut netns_created = false;
+        let ops = match self.ns_ops(&spec.netns).await {
+            Ok(ops) => ops,
+            Err(Error::NotFound(_)) if spec.create_netns => {
+                let NetnsRef::Named(name) = &spec.netns else {
+                    // Validation only allows create_netns with a name.
+                    return Err(Error::Precondition(
+                        "only a named namespace can be created".into(),
+                    ));
+                };
+                self.net.create_netns(name).await?;
+                let (net, n) = (self.net.clone(), name.clone());
+                undo.push(format!("delete netns {n}"), async move {
+                    if let Err(e) = net.delete_netns(&n).await {
+                        tracing::error!(error = %e, "undo: cannot delete netns");
+                    }
+                });
+                netns_created = true;
+                let ops = self.ns_ops(&spec.netns).await?;
+                // A fresh namespace's loopback is down; containers expect it up.
+                ops.set_up(1, true).await?;
+                ops
+            }
+            Err(e) => return Err(e),
+        };
+
+        // 2. The interface name inside it.
+        match ops.link(&spec.ifname).await {
+            Ok(existing) => {
+                let mine = Owner::endpoint(&spec.network, &spec.name);
+                if existing.alias.as_deref().and_then(Owner::parse).as_ref() != Some(&mine) {
+                    return Err(Error::Exists(format!(
+                        "interface {} already exists in {} ({}) and is not endpoint {}/{}; choose another --ifname",
+                        spec.ifname,
+                        spec.netns,
+                        describe(&existing),
+                        spec.network,
+                        spec.name
+                    )));
+                }
+                let diffs = self.differences(spec, &existing, ops.as_ref()).await?;
+                if !diffs.is_empty() {
+                    return Err(Error::Exists(format!(
+                        "endpoint {}/{} exists with different settings: {}; delete it first to change them",
+                        spec.network,
+                        spec.name,
+                        diffs.join(", ")
+                    )));
+                }
+                if reg.get(spec.network.as_str(), spec.name.as_str()).is_none() {
+                    reg.insert(self.entry(spec, false, false));
+                }
+                let entry = reg.get(spec.network.as_str(), spec.name.as_str()).cloned();
+                let state = match entry {
+                    Some(e) => self.observe(&e).await?,
+                    None => None,
+                };
+                return state.map(|s| (s, Outcome::Unchanged)).ok_or_else(|| {
+                    Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
+                });
+            }
+            Err(NetError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+
+        // 3. The parent, created when it is a missing VLAN "X.<id>".
+        let (parent, parent_created) = match self.net.link(&spec.parent).await {
+            Ok(_) => (self.parent(&spec.parent, "parent").await?, false),
+            Err(NetError::NotFound { .. }) => match split_vlan_name(&spec.parent) {
+                Some((base, id)) if self.net.link(&base).await.is_ok() => {
+                    self.require_vlan().await?;
+                    let vlan = VlanSpec {
+                        parent: base,
+                        id,
+                        protocol: VlanProtocol::Ieee8021Q,
+                        name: spec.parent.clone(),
+                        mtu: None,
+                    };
+                    let owner = Owner::AutoVlan {
+                        network: spec.network.to_string(),
+                    };
+                    self.create_vlan_locked(&vlan, owner).await?;
+                    let (net, name) = (self.net.clone(), spec.parent.clone());
+                    undo.push(format!("delete vlan {name}"), async move {
+                        if let Ok(l) = net.link(&name).await {
+                            let _ = net.del_link(l.index).await;
+                        }
+                    });
+                    (self.parent(&spec.parent, "parent").await?, true)
+                }
+                _ => {
+                    return Err(Error::NotFound(format!(
+                        "parent interface {:?} not found on this host",
+                        spec.parent.as_str()
+                    )));
+                }
+            },
+            Err(e) => return Err(e.into()),
+        };
+        self.check_parent(spec, &parent, reg).await?;
+
+        // 4. The macvlan, created directly inside the namespace.
+        let file = spec.netns.file();
+        let mac = spec.effective_mac();
+        let new = NewLink {
+            name: spec.ifname.clone(),
+            kind: NewLinkKind::Macvlan {
+                parent_index: parent.index,
+                mode: spec.mode,
+                source_macs: spec.source_macs.clone(),
+            },
+            mtu: spec.mtu,
+            mac: Some(mac),
+            alias: Owner::endpoint(&spec.network, &spec.name).to_string(),
+            group: group_of(spec.network.as_str()),
+            target: Some(file),
+        };
+        self.net
+            .add_link(&new)
+            .await
+            .map_err(|e| explain_parent_error(e, spec, &parent))?;
+        let (inside, ifname) = (ops.clone(), spec.ifname.clone());
+        undo.push(format!("delete {ifname} in {}", spec.netns), async move {
+            if let Ok(l) = inside.link(&ifname).await {
+                let _ = inside.del_link(l.index).await;
+            }
+        });
+        let link = ops.link(&spec.ifname).await?;
+
+        // 5. Addresses, announcements, up, default route.
+        ops.enable_announce(&spec.ifname).await?;
+        for a in &spec.addresses {
+            ops.add_address(link.index, *a).await?;
+        }
+        ops.set_up(link.index, true).await.map_err(|e| match e {
+            NetError::Busy { .. } => Error::Precondition(format!(
+                "MAC {mac} is already in use on parent {} by another macvlan; give the endpoint another MAC",
+                parent.name
+            )),
+            e => e.into(),
+        })?;
+        if let Some(gw) = spec.gateway {
+            self.add_default_route(ops.as_ref(), &spec.netns, gw, link.index)
+                .await?;
+        }
+
+        let entry = self.entry(spec, parent_created, netns_created);
+        reg.insert(entry.clone());
+        let state = self.observe(&entry).await?.ok_or_else(|| {
+            Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
+        })?;
+        Ok((state, Outcome::Created))
+    }
+
+    fn entry(&self, spec: &EndpointSpec, parent_created: bool, netns_created: bool) -> Entry {
+        Entry {
+            network: spec.network.to_string(),
+            name: spec.name.to_string(),
+            netns: Netns::from(&spec.netns),
+            ifname: spec.ifname.to_string(),
+            parent: spec.parent.to_string(),
+            parent_created,
+            netns_created,
+        }
+    }
+
+    async fn add_default_route(
+        &self,
+        ops: &dyn NetOps,
+        netns: &NetnsRef,
+        gw: IpAddr,
+        index: u32,
+    ) -> Result<(), Error> {
+        let dest = default_route(gw.is_ipv4());
+        if let Some(r) = ops.routes().await?.into_iter().find(|r| r.dest == dest) {
+            return Err(Error::Precondition(format!(
+                "{netns} already has a default route{}; remove it, or leave the gateway out",
+                r.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+            )));
+        }
+        ops.add_route(&Route {
+            dest,
+            gateway: Some(gw),
+            index,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Checks that the kernel would refuse with a bare errno, explained.
+    async fn check_parent(
+        &self,
+        spec: &EndpointSpec,
+        parent: &Interface,
+        reg: &Registry,
+    ) -> Result<(), Error> {
+        if let Some(master) = &parent.master {
+            return Err(Error::Precondition(format!(
+                "parent {} is a port of {master}: a NIC has one receive handler, and {master} holds it \
+                 (the kernel answers EBUSY); attach the macvlan to {master} or to another NIC",
+                parent.name
+            )));
+        }
+        let host = self.net.links().await?;
+        if let Some(ipvlan) = host
+            .iter()
+            .find(|l| l.kind == LinkKind::Ipvlan && l.parent_index == parent.index)
+        {
+            return Err(Error::Precondition(format!(
+                "parent {} carries the ipvlan {}: macvlan and ipvlan cannot share a NIC (EBUSY); \
+                 use another NIC or remove the ipvlan",
+                parent.name, ipvlan.name
+            )));
+        }
+        let mut users: Vec<String> = reg
+            .all()
+            .filter(|e| e.parent == parent.name)
+            .map(|e| format!("{}/{}", e.network, e.name))
+            .collect();
+        users.extend(
+            host.iter()
+                .filter(|l| l.kind == LinkKind::Macvlan && l.parent_index == parent.index)
+                .map(|l| l.name.clone()),
+        );
+        if spec.mode == MacvlanMode::Passthru && !users.is_empty() {
+            return Err(Error::Precondition(format!(
+                "passthru takes the whole parent, and {} already has macvlans: {}",
+                parent.name,
+                users.join(", ")
+            )));
+        }
+        if let Some(m) = spec.mtu.filter(|m| *m > parent.mtu) {
+            return Err(ValidationError::new(
+                "endpoint.mtu",
+                m.to_string(),
+                format!(
+                    "is above the MTU of parent {} ({})",
+                    parent.name, parent.mtu
+                ),
+                format!("use at most {}", parent.mtu),
+            )
+            .into());
+        }
+        if parent.mac == Some(spec.effective_mac()) {
+            return Err(ValidationError::new(
+                "endpoint.mac",
+                spec.effective_mac().to_string(),
+                format!("is the MAC of parent {}", parent.name),
+                "give the endpoint a MAC of its own (or leave it out for a stable one)",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// How an existing endpoint differs from a spec, in words.
+    async fn differences(
+        &self,
+        spec: &EndpointSpec,
+        link: &Interface,
+        ops: &dyn NetOps,
+    ) -> Result<Vec<String>, Error> {
+        let mut d = Vec::new();
+        match &link.details {
+            Some(LinkDetails::Macvlan { mode, source_macs }) => {
+                if *mode != spec.mode {
+                    d.push(format!(
+                        "mode {} (asked {})",
+                        mode.as_str(),
+                        spec.mode.as_str()
+                    ));
+                }
+                if *source_macs != spec.source_macs {
+                    d.push("source MAC list".to_owned());
+                }
+            }
+            _ => d.push(format!("it is {}", describe(link))),
+        }
+        if link.mac != Some(spec.effective_mac()) {
+            d.push(format!(
+                "mac {} (asked {})",
+                link.mac.map(|m| m.to_string()).unwrap_or_default(),
+                spec.effective_mac()
+            ));
+        }
+        if let Some(m) = spec.mtu.filter(|m| *m != link.mtu) {
+            d.push(format!("mtu {} (asked {m})", link.mtu));
+        }
+        let have = configured(&link.addresses);
+        let want: BTreeSet<IpNet> = spec.addresses.iter().copied().collect();
+        if have != want {
+            let fmt = |s: &BTreeSet<IpNet>| {
+                s.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            d.push(format!(
+                "addresses [{}] (asked [{}])",
+                fmt(&have),
+                fmt(&want)
+            ));
+        }
+        let parent_index = self.net.link(&spec.parent).await.map(|p| p.index).ok();
+        if parent_index != Some(link.parent_index) {
+            d.push(format!("parent is not {}", spec.parent));
+        }
+        let gw = ops
+            .routes()
+            .await?
+            .into_iter()
+            .find(|r| r.index == link.index && r.dest.prefix_len() == 0)
+            .and_then(|r| r.gateway);
+        if gw != spec.gateway {
+            let show = |g: Option<IpAddr>| g.map_or("none".to_owned(), |g| g.to_string());
+            d.push(format!(
+                "gateway {} (asked {})",
+                show(gw),
+                show(spec.gateway)
+            ));
+        }
+        Ok(d)
+    }
+
+    /// Deletes endpoints, then what linkherd created only for them: an
+    /// auto-created VLAN parent without endpoints, a namespace it created.
+    pub async fn delete_endpoints(
+        &self,
+        sel: &EndpointSelector,
+        force: bool,
+    ) -> Result<Removed, Error> {
+        let mut reg = self.registry.lock().await;
+        let all = self.discover(&mut reg).await?;
+        let targets: Vec<Entry> = match sel {
+            EndpointSelector::Named { network, name } => all
+                .into_iter()
+                .filter(|e| e.network == network.as_str() && e.name == name.as_str())
+                .collect(),
+            EndpointSelector::Network(network) => all
+                .into_iter()
+                .filter(|e| e.network == network.as_str())
+                .collect(),
+            EndpointSelector::Located { netns, ifname } => {
+                let ops = self.ns_ops(netns).await?;
+                let link = match ops.link(ifname).await {
+                    Ok(l) => l,
+                    Err(NetError::NotFound { .. }) => {
+                        return Err(Error::NotFound(format!(
+                            "interface {ifname} not found in {netns}"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match link.alias.as_deref().and_then(Owner::parse) {
+                    Some(Owner::Endpoint { network, name }) => all
+                        .into_iter()
+                        .filter(|e| e.network == network && e.name == name)
+                        .collect(),
+                    _ if !force => {
+                        return Err(Error::Precondition(format!(
+                            "{ifname} in {netns} ({}) was not created by linkherd; pass --force to delete it anyway",
+                            describe(&link)
+                        )));
+                    }
+                    _ => {
+                        ops.del_link(link.index).await?;
+                        return Ok(Removed(vec![format!("{ifname} in {netns} (forced)")]));
+                    }
+                }
+            }
+        };
+        if targets.is_empty() {
+            return Err(Error::NotFound(match sel {
+                EndpointSelector::Named { network, name } => {
+                    format!("endpoint {network}/{name} not found on this host")
+                }
+                EndpointSelector::Network(n) => format!("no endpoints of network {n} on this host"),
+                EndpointSelector::Located { netns, ifname } => {
+                    format!("{ifname} in {netns} is linkherd's but not in its records")
+                }
+            }));
+        }
+        let mut removed = Removed::default();
+        self.remove_links(&targets, &mut removed).await?;
+        for e in &targets {
+            reg.remove(&e.network, &e.name);
+        }
+        self.remove_leftovers(&targets, &reg, &mut removed).await;
+        Ok(removed)
+    }
+
+    /// Deletes the targets' links, a whole network's links in a namespace
+    /// with one group request when nothing else shares the group.
+    async fn remove_links(&self, targets: &[Entry], removed: &mut Removed) -> Result<(), Error> {
+        let mut by_ns: Vec<(Netns, Vec<&Entry>)> = Vec::new();
+        for e in targets {
+            match by_ns.iter_mut().find(|(n, _)| *n == e.netns) {
+                Some((_, v)) => v.push(e),
+                None => by_ns.push((e.netns.clone(), vec![e])),
+            }
+        }
+        for (ns, entries) in by_ns {
+            let netns = NetnsRef::from(&ns);
+            let Ok(ops) = self.ns_ops(&netns).await else {
+                // The namespace is gone, and its links with it.
+                for e in entries {
+                    removed.0.push(format!(
+                        "endpoint {}/{} (its {netns} was already gone)",
+                        e.network, e.name
+                    ));
+                }
+                continue;
+            };
+            let links = ops.links().await?;
+            let network = &entries[0].network;
+            let group = group_of(network);
+            let in_group: Vec<&Interface> = links.iter().filter(|l| l.group == group).collect();
+            let whole_group = entries.len() > 1
+                && entries.iter().all(|e| e.network == *network)
+                && in_group.len() == entries.len()
+                && in_group.iter().all(|l| {
+                    matches!(l.alias.as_deref().and_then(Owner::parse), Some(Owner::Endpoint { network: n, .. }) if n == *network)
+                });
+            if whole_group {
+                ops.del_group(group).await?;
+            } else {
+                for e in &entries {
+                    if let Some(l) = links.iter().find(|l| l.name == e.ifname) {
+                        match ops.del_link(l.index).await {
+                            Ok(()) | Err(NetError::NotFound { .. }) => {}
+                            Err(err) => return Err(err.into()),
+                        }
+                    }
+                }
+            }
+            for e in entries {
+                removed.0.push(format!(
+                    "endpoint {}/{} ({} in {netns})",
+                    e.network, e.name, e.ifname
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Namespaces and VLAN parents linkherd created for endpoints that are
+    /// now gone. Failures are logged, not returned: the endpoints are gone.
+    async fn remove_leftovers(&self, targets: &[Entry], reg: &Registry, removed: &mut Removed) {
+        let mut parents = BTreeSet::new();
+        let mut namespaces = BTreeSet::new();
+        for e in targets {
+            if e.parent_created {
+                parents.insert(e.parent.clone());
+            }
+            if let (true, Netns::Name(n)) = (e.netns_created, &e.netns) {
+                namespaces.insert(n.clone());
+            }
+        }
+        for n in namespaces {
+            let still_used = reg.all().any(|e| e.netns == Netns::Name(n.clone()));
+            let Ok(ops) = self.net.netns(&NetnsRef::Named(n.clone()).file()).await else {
+                continue;
+            };
+            let only_lo = ops
+                .links()
+                .await
+                .map(|l| l.iter().all(|l| l.kind == LinkKind::Loopback))
+                .unwrap_or(false);
+            drop(ops);
+            if !still_used && only_lo {
+                match self.net.delete_netns(&n).await {
+                    Ok(()) => removed.0.push(format!("netns {n}")),
+                    Err(e) => {
+                        tracing::error!(netns = n, error = %e, "cannot delete a namespace linkherd created")
+                    }
+                }
+            }
+        }
+        for p in parents {
+            if reg.all().any(|e| e.parent == p) {
+                continue;
+            }
+            let Ok(name) = IfName::parse("parent", &p) else {
+                continue;
+            };
+            let Ok(link) = self.net.link(&name).await else {
+                continue;
+            };
+            let auto = matches!(
+                link.alias.as_deref().and_then(Owner::parse),
+                Some(Owner::AutoVlan { .. })
+            );
+            if !auto {
+                continue;
+            }
+            match self.net.del_link(link.index).await {
+                Ok(()) => removed.0.push(format!("vlan {p}")),
+                Err(e) => {
+                    tracing::error!(vlan = p, error = %e, "cannot delete a VLAN linkherd created")
+                }
+            }
+        }
+    }
+
+    /// Every endpoint on the host, as the kernel has it. Records of
+    /// endpoints that are gone (their process exited) are dropped.
+    pub async fn list_endpoints(&self) -> Result<Vec<EndpointState>, Error> {
+        let mut reg = self.registry.lock().await;
+        let mut out = Vec::new();
+        for e in self.discover(&mut reg).await? {
+            match self.observe(&e).await? {
+                Some(s) => out.push(s),
+                None => {
+                    tracing::info!(
+                        network = e.network,
+                        name = e.name,
+                        "endpoint is gone; forgetting it"
+                    );
+                    reg.remove(&e.network, &e.name);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Explains what the kernel means when it refuses a macvlan.
+fn explain_parent_error(e: NetError, spec: &EndpointSpec, parent: &Interface) -> Error {
+    match e {
+        NetError::Busy { .. } => Error::Precondition(format!(
+            "parent {} refused the macvlan (EBUSY): it is a bridge or bond port or carries an ipvlan; \
+             use another parent",
+            parent.name
+        )),
+        NetError::Invalid { .. } if spec.mode == MacvlanMode::Passthru => {
+            Error::Precondition(format!(
+                "parent {} refused passthru mode: passthru needs a parent with no other macvlan",
+                parent.name
+            ))
+        }
+        NetError::Invalid { .. } => Error::Precondition(format!(
+            "parent {} refused the macvlan: it is in passthru mode already, or not an Ethernet device",
+            parent.name
+        )),
+        e => e.into(),
+    }
+}

@@ -1,0 +1,179 @@
+//! Host access: a macvlan "shim" on the host side of a parent, with its own
+//! address and routes to the endpoints. The kernel never passes frames
+//! between a macvlan parent and its children, so without this the host
+//! cannot reach its own containers (every tool leaves it as a manual
+//! workaround).
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+use linkherd_proto::model::{
+    HostAccessSpec, HostAccessState, Interface, MacvlanMode, ObjName, Owner,
+};
+
+use super::{Lifecycle, Outcome, undo::Undo, vlan::describe};
+use crate::{
+    error::Error,
+    net::{NetError, NewLink, NewLinkKind, Route},
+};
+
+fn configured(l: &Interface) -> Vec<IpNet> {
+    l.addresses
+        .iter()
+        .filter(|a| !matches!(a, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80))
+        .copied()
+        .collect()
+}
+
+impl Lifecycle {
+    async fn host_access_state(&self, link: &Interface) -> Result<Option<HostAccessState>, Error> {
+        let Some(Owner::HostAccess { network }) = link.alias.as_deref().and_then(Owner::parse)
+        else {
+            return Ok(None);
+        };
+        let routes: Vec<IpNet> = self
+            .net
+            .routes()
+            .await?
+            .into_iter()
+            .filter(|r| r.index == link.index && r.gateway.is_none())
+            .map(|r| r.dest)
+            // Connected routes of the shim's own addresses are the kernel's.
+            .filter(|d| !link.addresses.iter().any(|a| a.trunc() == *d))
+            .collect();
+        Ok(Some(HostAccessState {
+            network,
+            parent: link.parent.clone().unwrap_or_default(),
+            name: link.name.clone(),
+            addresses: configured(link),
+            routes,
+            mac: link.mac,
+            owned: true,
+        }))
+    }
+
+    /// Creates the shim: a bridge-mode macvlan on the parent, its address,
+    /// up, and a route per destination through it.
+    pub async fn create_host_access(
+        &self,
+        spec: &HostAccessSpec,
+    ) -> Result<(HostAccessState, Outcome), Error> {
+        let _guard = self.registry.lock().await;
+        let parent = self.parent(&spec.parent, "host_access.parent").await?;
+        let links = self.net.links().await?;
+        let mine = Owner::HostAccess {
+            network: spec.network.to_string(),
+        };
+        if let Some(existing) = links.iter().find(|l| {
+            l.name == spec.name.as_str()
+                || l.alias.as_deref().and_then(Owner::parse).as_ref() == Some(&mine)
+        }) {
+            let state = self.host_access_state(existing).await?;
+            let same = state.as_ref().is_some_and(|s| {
+                s.network == spec.network.as_str()
+                    && existing.parent_index == parent.index
+                    && s.addresses.iter().collect::<BTreeSet<_>>()
+                        == spec.addresses.iter().collect()
+                    && s.routes.iter().collect::<BTreeSet<_>>() == spec.routes.iter().collect()
+            });
+            return match (same, state) {
+                (true, Some(s)) => Ok((s, Outcome::Unchanged)),
+                _ => Err(Error::Exists(format!(
+                    "{} already exists ({}{}) and differs from the request; delete it first",
+                    existing.name,
+                    describe(existing),
+                    existing
+                        .alias
+                        .as_deref()
+                        .map(|a| format!(", alias {a:?}"))
+                        .unwrap_or_default()
+                ))),
+            };
+        }
+        let mut undo = Undo::default();
+        let res = async {
+            self.net
+                .add_link(&NewLink {
+                    name: spec.name.clone(),
+                    kind: NewLinkKind::Macvlan {
+                        parent_index: parent.index,
+                        mode: MacvlanMode::Bridge,
+                        source_macs: Vec::new(),
+                    },
+                    mtu: None,
+                    mac: Some(spec.mac()),
+                    alias: mine.to_string(),
+                    group: 0,
+                    target: None,
+                })
+                .await?;
+            let link = self.net.link(&spec.name).await?;
+            let (net, index) = (self.net.clone(), link.index);
+            undo.push(format!("delete {}", spec.name), async move {
+                let _ = net.del_link(index).await;
+            });
+            for a in &spec.addresses {
+                self.net.add_address(link.index, *a).await?;
+            }
+            self.net.set_up(link.index, true).await?;
+            for dest in &spec.routes {
+                self.net
+                    .add_route(&Route {
+                        dest: *dest,
+                        gateway: None,
+                        index: link.index,
+                    })
+                    .await
+                    .map_err(|e| match e {
+                        NetError::AlreadyExists { .. } => Error::Exists(format!(
+                            "the host already has a route to {dest}; the shim cannot take it over"
+                        )),
+                        e => e.into(),
+                    })?;
+            }
+            let link = self.net.link_by_index(link.index).await?;
+            self.host_access_state(&link)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("{} lost its alias", spec.name)))
+        }
+        .await;
+        match res {
+            Ok(s) => {
+                undo.commit();
+                Ok((s, Outcome::Created))
+            }
+            Err(e) => {
+                undo.run().await;
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn delete_host_access(&self, network: &ObjName) -> Result<Outcome, Error> {
+        let _guard = self.registry.lock().await;
+        let mine = Some(Owner::HostAccess {
+            network: network.to_string(),
+        });
+        let link = self
+            .net
+            .links()
+            .await?
+            .into_iter()
+            .find(|l| l.alias.as_deref().and_then(Owner::parse) == mine)
+            .ok_or_else(|| {
+                Error::NotFound(format!("no host access for network {network} on this host"))
+            })?;
+        self.net.del_link(link.index).await?;
+        Ok(Outcome::Deleted)
+    }
+
+    pub async fn list_host_access(&self) -> Result<Vec<HostAccessState>, Error> {
+        let mut out = Vec::new();
+        for l in self.net.links().await? {
+            if let Some(s) = self.host_access_state(&l).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+}

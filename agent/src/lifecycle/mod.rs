@@ -1,0 +1,98 @@
+//! VLAN sub-interfaces, macvlan endpoints and host access: what the source
+//! document does by hand with `ip link add … type vlan` and
+//! `docker network create -d macvlan`, as idempotent, owned, reversible
+//! operations over the kernel seam.
+//!
+//! Every change takes the lifecycle lock, so two requests never race on the
+//! same parent, namespace or registry entry.
+
+mod endpoint;
+mod host_access;
+pub mod registry;
+mod undo;
+mod vlan;
+
+use std::{path::PathBuf, sync::Arc};
+
+use linkherd_proto::model::{IfName, Interface, LinkKind};
+use tokio::sync::{Mutex, OnceCell};
+
+pub use endpoint::Removed;
+use registry::Registry;
+
+use crate::{
+    error::Error,
+    net::{Capabilities, NO_VLAN_NOTE, NetError, NetOps},
+};
+
+/// The outcome of an idempotent create or delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Unchanged,
+    Deleted,
+}
+
+/// The VLAN / macvlan / host-access manager of one host.
+#[derive(Debug)]
+pub struct Lifecycle {
+    net: Arc<dyn NetOps>,
+    caps: OnceCell<Capabilities>,
+    registry: Mutex<Registry>,
+}
+
+/// Link group of a network's endpoints ("LH" in the high bits), so that a
+/// whole network can be deleted from a namespace in one request.
+pub fn group_of(network: &str) -> u32 {
+    let h = network.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    0x4c48_0000 | (h & 0xffff)
+}
+
+impl Lifecycle {
+    pub fn new(net: Arc<dyn NetOps>, state_dir: Option<PathBuf>) -> Self {
+        Self {
+            net,
+            caps: OnceCell::new(),
+            registry: Mutex::new(Registry::load(state_dir)),
+        }
+    }
+
+    /// Kernel capabilities, probed once: the probe can make the kernel try to
+    /// load modules, which is not something to repeat on every call.
+    pub async fn capabilities(&self) -> &Capabilities {
+        self.caps
+            .get_or_init(|| async { self.net.capabilities().await })
+            .await
+    }
+
+    /// The 802.1Q check every VLAN path makes first, with the fix.
+    async fn require_vlan(&self) -> Result<(), Error> {
+        if self.capabilities().await.vlan {
+            Ok(())
+        } else {
+            Err(Error::Precondition(NO_VLAN_NOTE.to_owned()))
+        }
+    }
+
+    /// A parent interface in the host namespace, checked for use as the
+    /// lower device of a VLAN or macvlan.
+    async fn parent(&self, name: &IfName, field: &str) -> Result<Interface, Error> {
+        let parent = match self.net.link(name).await {
+            Ok(p) => p,
+            Err(NetError::NotFound { .. }) => {
+                return Err(Error::NotFound(format!(
+                    "{field} interface {name:?} not found on this host"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if parent.kind == LinkKind::Loopback {
+            return Err(Error::Precondition(format!(
+                "{field} {name} is the loopback device; give an Ethernet interface (e.g. ens192)"
+            )));
+        }
+        Ok(parent)
+    }
+}

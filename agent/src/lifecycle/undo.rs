@@ -1,0 +1,45 @@
+//! Undo steps for multi-step changes: a change that fails half way leaves
+//! nothing behind.
+
+use std::{future::Future, pin::Pin};
+
+type Step = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Steps that reverse what has been done so far, run newest first.
+#[derive(Default)]
+pub struct Undo {
+    steps: Vec<(String, Step)>,
+}
+
+impl std::fmt::Debug for Undo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.steps.iter().map(|(d, _)| d))
+            .finish()
+    }
+}
+
+impl Undo {
+    /// Records how to reverse a step that just succeeded.
+    pub fn push(
+        &mut self,
+        what: impl Into<String>,
+        step: impl Future<Output = ()> + Send + 'static,
+    ) {
+        self.steps.push((what.into(), Box::pin(step)));
+    }
+
+    /// Reverses everything, newest first. Undo steps log their own failures:
+    /// the original error is what the caller reports.
+    pub async fn run(mut self) {
+        while let Some((what, step)) = self.steps.pop() {
+            tracing::info!(step = %what, "rolling back");
+            step.await;
+        }
+    }
+
+    /// The change is complete: keep it.
+    pub fn commit(mut self) {
+        self.steps.clear();
+    }
+}

@@ -1,0 +1,205 @@
+//! VLAN sub-interfaces.
+
+use linkherd_proto::model::{LinkDetails, LinkKind, Owner, VlanSpec, VlanState};
+
+use super::{Lifecycle, Outcome};
+use crate::{
+    error::Error,
+    net::{NetError, NewLink, NewLinkKind},
+};
+
+fn state_of(link: &linkherd_proto::model::Interface) -> Option<VlanState> {
+    let Some(LinkDetails::Vlan {
+        id,
+        protocol,
+        reorder_header,
+    }) = link.details
+    else {
+        return None;
+    };
+    let owner = link.alias.as_deref().and_then(Owner::parse);
+    Some(VlanState {
+        name: link.name.clone(),
+        parent: link.parent.clone().unwrap_or_default(),
+        id,
+        protocol,
+        mtu: link.mtu,
+        reorder_header,
+        owned: matches!(owner, Some(Owner::Vlan | Owner::AutoVlan { .. })),
+        auto_for_network: match owner {
+            Some(Owner::AutoVlan { network }) => Some(network),
+            _ => None,
+        },
+    })
+}
+
+impl Lifecycle {
+    /// Creates a VLAN sub-interface, up; an identical existing one is
+    /// `Unchanged`, a different one is `Exists` with the difference.
+    pub async fn create_vlan(
+        &self,
+        spec: &VlanSpec,
+        owner: Owner,
+    ) -> Result<(VlanState, Outcome), Error> {
+        self.require_vlan().await?;
+        let _guard = self.registry.lock().await;
+        self.create_vlan_locked(spec, owner).await
+    }
+
+    pub(super) async fn create_vlan_locked(
+        &self,
+        spec: &VlanSpec,
+        owner: Owner,
+    ) -> Result<(VlanState, Outcome), Error> {
+        let parent = self.parent(&spec.parent, "parent").await?;
+        let links = self.net.links().await?;
+        if let Some(existing) = links.iter().find(|l| l.name == spec.name.as_str()) {
+            let same = state_of(existing).filter(|v| {
+                v.parent == spec.parent.as_str()
+                    && v.id == spec.id.get()
+                    && v.protocol == spec.protocol
+                    && spec.mtu.is_none_or(|m| m == v.mtu)
+            });
+            return match same {
+                Some(v) => Ok((v, Outcome::Unchanged)),
+                None => Err(Error::Exists(format!(
+                    "interface {} already exists ({}); it is not VLAN {} {} on {}",
+                    spec.name,
+                    describe(existing),
+                    spec.protocol.as_str(),
+                    spec.id,
+                    spec.parent
+                ))),
+            };
+        }
+        if let Some(twin) = links.iter().find(|l| {
+            l.parent_index == parent.index
+                && matches!(l.details, Some(LinkDetails::Vlan { id, protocol, .. }) if id == spec.id.get() && protocol == spec.protocol)
+        }) {
+            return Err(Error::Exists(format!(
+                "VLAN {} already exists on {} as {}; use that name or delete it first",
+                spec.id, spec.parent, twin.name
+            )));
+        }
+        if let Some(m) = spec.mtu.filter(|m| *m > parent.mtu) {
+            return Err(linkherd_proto::model::ValidationError::new(
+                "mtu",
+                m.to_string(),
+                format!(
+                    "is above the MTU of parent {} ({})",
+                    parent.name, parent.mtu
+                ),
+                format!(
+                    "use at most {}, or raise the parent's MTU first",
+                    parent.mtu
+                ),
+            )
+            .into());
+        }
+        let new = NewLink {
+            name: spec.name.clone(),
+            kind: NewLinkKind::Vlan {
+                parent_index: parent.index,
+                id: spec.id,
+                protocol: spec.protocol,
+            },
+            mtu: spec.mtu,
+            mac: None,
+            alias: owner.to_string(),
+            group: 0,
+            target: None,
+        };
+        self.net.add_link(&new).await.map_err(|e| match e {
+            NetError::Unsupported { .. } => {
+                Error::Precondition(crate::net::NO_VLAN_NOTE.to_owned())
+            }
+            e => e.into(),
+        })?;
+        let link = self.net.link(&spec.name).await?;
+        if let Err(e) = self.net.set_up(link.index, true).await {
+            let _ = self.net.del_link(link.index).await;
+            return Err(e.into());
+        }
+        let link = self.net.link_by_index(link.index).await?;
+        let state = state_of(&link).ok_or_else(|| {
+            Error::Net(NetError::Io {
+                op: "add vlan",
+                detail: "the new link is not a VLAN".into(),
+            })
+        })?;
+        Ok((state, Outcome::Created))
+    }
+
+    /// Deletes a VLAN. Refuses links linkherd does not own unless `force`,
+    /// and a VLAN that still carries endpoints.
+    pub async fn delete_vlan(
+        &self,
+        name: &linkherd_proto::model::IfName,
+        force: bool,
+    ) -> Result<Outcome, Error> {
+        let registry = self.registry.lock().await;
+        let link = match self.net.link(name).await {
+            Ok(l) => l,
+            Err(NetError::NotFound { .. }) => {
+                return Err(Error::NotFound(format!("VLAN {name} not found")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(state) = state_of(&link) else {
+            return Err(Error::Precondition(format!(
+                "{name} is {}, not a VLAN",
+                describe(&link)
+            )));
+        };
+        if !state.owned && !force {
+            return Err(Error::Precondition(format!(
+                "{name} was not created by linkherd; pass --force to delete it anyway"
+            )));
+        }
+        let users: Vec<String> = registry
+            .all()
+            .filter(|e| e.parent == name.as_str())
+            .map(|e| format!("{}/{}", e.network, e.name))
+            .collect();
+        if !users.is_empty() && !force {
+            return Err(Error::Precondition(format!(
+                "{name} carries endpoints {}; delete them first (or pass --force, which deletes them with it)",
+                users.join(", ")
+            )));
+        }
+        self.net.del_link(link.index).await?;
+        Ok(Outcome::Deleted)
+    }
+
+    /// Every VLAN on the host, owned or not.
+    pub async fn list_vlans(&self) -> Result<Vec<VlanState>, Error> {
+        Ok(self
+            .net
+            .links()
+            .await?
+            .iter()
+            .filter_map(state_of)
+            .collect())
+    }
+}
+
+/// "a veth", "VLAN 20 on eth0", "a macvlan" — for messages.
+pub(super) fn describe(l: &linkherd_proto::model::Interface) -> String {
+    match (&l.details, l.kind) {
+        (Some(LinkDetails::Vlan { id, protocol, .. }), _) => format!(
+            "VLAN {} {id} on {}",
+            protocol.as_str(),
+            l.parent.as_deref().unwrap_or("?")
+        ),
+        (Some(LinkDetails::Macvlan { mode, .. }), _) => format!("a {} macvlan", mode.as_str()),
+        (None, LinkKind::Device) => "a physical device".into(),
+        (None, _) => format!(
+            "a {}",
+            if l.kind_name.is_empty() {
+                "link"
+            } else {
+                &l.kind_name
+            }
+        ),
+    }
+}

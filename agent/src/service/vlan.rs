@@ -1,0 +1,103 @@
+//! `linkherd.v1.VlanService`.
+
+use std::sync::Arc;
+
+use linkherd_proto::{
+    model::{IfName, Owner, VlanSpec},
+    pb,
+};
+use tonic::{Request, Response, Status};
+
+use super::{audit, outcome_pb, outcome_word};
+use crate::{auth::Identity, context::Context, error::Error};
+
+#[derive(Debug, Clone)]
+pub struct VlanSvc {
+    ctx: Arc<Context>,
+}
+
+impl VlanSvc {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::vlan_service_server::VlanService for VlanSvc {
+    #[tracing::instrument(skip_all, fields(rpc = "VlanService/Create"))]
+    async fn create(
+        &self,
+        req: Request<pb::CreateVlanRequest>,
+    ) -> Result<Response<pb::CreateVlanResponse>, Status> {
+        let who = Identity::of(&req);
+        let r = req.into_inner();
+        let target = if r.name.is_empty() {
+            format!("{}.{}", r.parent, r.id)
+        } else {
+            r.name.clone()
+        };
+        let detail = format!("vlan {} on {}", r.id, r.parent);
+        let res = async {
+            let spec = VlanSpec::try_from(r)?;
+            self.ctx.lifecycle.create_vlan(&spec, Owner::Vlan).await
+        }
+        .await;
+        audit(
+            &self.ctx,
+            &who,
+            "VlanService/Create",
+            &target,
+            &detail,
+            &res,
+            |(_, o)| outcome_word(*o),
+        );
+        let (vlan, outcome) = res?;
+        Ok(Response::new(pb::CreateVlanResponse {
+            vlan: Some(vlan.into()),
+            outcome: outcome_pb(outcome),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "VlanService/Delete"))]
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteVlanRequest>,
+    ) -> Result<Response<pb::DeleteVlanResponse>, Status> {
+        let who = Identity::of(&req);
+        let r = req.into_inner();
+        let detail = if r.force { "forced" } else { "" };
+        let res = async {
+            let name = IfName::parse("name", &r.name)?;
+            self.ctx.lifecycle.delete_vlan(&name, r.force).await
+        }
+        .await;
+        audit(
+            &self.ctx,
+            &who,
+            "VlanService/Delete",
+            &r.name,
+            detail,
+            &res,
+            |o| outcome_word(*o),
+        );
+        Ok(Response::new(pb::DeleteVlanResponse {
+            outcome: outcome_pb(res?),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "VlanService/List"))]
+    async fn list(
+        &self,
+        _req: Request<pb::ListVlansRequest>,
+    ) -> Result<Response<pb::ListVlansResponse>, Status> {
+        let vlans = self
+            .ctx
+            .lifecycle
+            .list_vlans()
+            .await
+            .map_err(Error::into_status)?;
+        Ok(Response::new(pb::ListVlansResponse {
+            vlans: vlans.into_iter().map(Into::into).collect(),
+        }))
+    }
+}
