@@ -268,7 +268,16 @@ impl Lifecycle {
 
         // 3. The parent, created when it is a missing VLAN "X.<id>".
         let (parent, parent_created) = match self.net.link(&spec.parent).await {
-            Ok(_) => (self.parent(&spec.parent, "parent").await?, false),
+            Ok(_) => {
+                let p = self.parent(&spec.parent, "parent").await?;
+                // Another endpoint of this network had it created: it goes
+                // with the network's last endpoint, whichever that is.
+                let auto = p.alias.as_deref().and_then(Owner::parse)
+                    == Some(Owner::AutoVlan {
+                        network: spec.network.to_string(),
+                    });
+                (p, auto)
+            }
             Err(NetError::NotFound { .. }) => match split_vlan_name(&spec.parent) {
                 Some((base, id)) if self.net.link(&base).await.is_ok() => {
                     self.require_vlan().await?;

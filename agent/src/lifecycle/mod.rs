@@ -83,7 +83,8 @@ impl Lifecycle {
             Ok(p) => p,
             Err(NetError::NotFound { .. }) => {
                 return Err(Error::NotFound(format!(
-                    "{field} interface {name:?} not found on this host"
+                    "{field} interface {:?} not found on this host",
+                    name.as_str()
                 )));
             }
             Err(e) => return Err(e.into()),
