@@ -31,11 +31,18 @@ struct Fixture {
 }
 
 async fn fixture(vlan: bool) -> Fixture {
-    let fake = Arc::new(if vlan { FakeKernel::with_vlan_support() } else { FakeKernel::new() });
+    let fake = Arc::new(if vlan {
+        FakeKernel::with_vlan_support()
+    } else {
+        FakeKernel::new()
+    });
     fake.add_veth("ens192", "sw-no1").expect("nic");
     let pki = Pki::new();
     let agent = start_agent(fake.clone(), &pki, None).await;
-    let ch = agent.channel(&pki, Some(Role::Admin)).await.expect("connect");
+    let ch = agent
+        .channel(&pki, Some(Role::Admin))
+        .await
+        .expect("connect");
     Fixture {
         fake,
         _agent: agent,
@@ -46,7 +53,9 @@ async fn fixture(vlan: bool) -> Fixture {
 }
 
 fn named(ns: &str) -> Option<pb::NetnsTarget> {
-    Some(pb::NetnsTarget { target: Some(Target::Name(ns.into())) })
+    Some(pb::NetnsTarget {
+        target: Some(Target::Name(ns.into())),
+    })
 }
 
 fn endpoint(network: &str, ep: &str, parent: &str, ip: &str) -> pb::MacvlanEndpoint {
@@ -57,17 +66,25 @@ fn endpoint(network: &str, ep: &str, parent: &str, ip: &str) -> pb::MacvlanEndpo
         mode: pb::MacvlanMode::Bridge.into(),
         netns: named(ep),
         addresses: vec![ip.into()],
-        gateway: ip.rsplit_once('.').map(|(n, _)| format!("{n}.1")).unwrap_or_default(),
+        gateway: ip
+            .rsplit_once('.')
+            .map(|(n, _)| format!("{n}.1"))
+            .unwrap_or_default(),
         ..Default::default()
     }
 }
 
 fn create(e: pb::MacvlanEndpoint, create_netns: bool) -> pb::CreateMacvlanRequest {
-    pb::CreateMacvlanRequest { endpoint: Some(e), create_netns }
+    pb::CreateMacvlanRequest {
+        endpoint: Some(e),
+        create_netns,
+    }
 }
 
 async fn inside(fake: &FakeKernel, ns: &str) -> Arc<dyn NetOps> {
-    fake.netns(&Path::new("/run/netns").join(ns)).await.expect("netns exists")
+    fake.netns(&Path::new("/run/netns").join(ns))
+        .await
+        .expect("netns exists")
 }
 
 #[tokio::test]
@@ -75,20 +92,34 @@ async fn vlan_without_8021q_is_a_failed_precondition_with_the_fix() {
     let mut f = fixture(false).await;
     let err = f
         .vlan
-        .create(pb::CreateVlanRequest { parent: "ens192".into(), id: 10, ..Default::default() })
+        .create(pb::CreateVlanRequest {
+            parent: "ens192".into(),
+            id: 10,
+            ..Default::default()
+        })
         .await
         .expect_err("no 8021q");
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().starts_with("kernel lacks 802.1Q VLAN support (module 8021q)"), "{}", err.message());
+    assert!(
+        err.message()
+            .starts_with("kernel lacks 802.1Q VLAN support (module 8021q)"),
+        "{}",
+        err.message()
+    );
     // An endpoint on a VLAN parent says the same, and leaves nothing behind.
-    let err = f
-        .mv
-        .create(create(endpoint("mac_net10", "b1", "ens192.10", "172.16.10.10/24"), true))
+    let err =
+        f.mv.create(create(
+            endpoint("mac_net10", "b1", "ens192.10", "172.16.10.10/24"),
+            true,
+        ))
         .await
         .expect_err("no 8021q");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("module 8021q"));
-    assert!(f.fake.netns_names().await.expect("names").is_empty(), "created netns was not removed");
+    assert!(
+        f.fake.netns_names().await.expect("names").is_empty(),
+        "created netns was not removed"
+    );
 }
 
 #[tokio::test]
@@ -100,49 +131,103 @@ async fn vlan_create_is_idempotent_and_conflicts_say_how() {
         name: name.into(),
         ..Default::default()
     };
-    let r = f.vlan.create(req(10, "")).await.expect("create").into_inner();
+    let r = f
+        .vlan
+        .create(req(10, ""))
+        .await
+        .expect("create")
+        .into_inner();
     assert_eq!(r.outcome(), pb::Outcome::Created);
     let v = r.vlan.expect("vlan");
-    assert_eq!((v.name.as_str(), v.id, v.owned, v.reorder_header), ("ens192.10", 10, true, true));
+    assert_eq!(
+        (v.name.as_str(), v.id, v.owned, v.reorder_header),
+        ("ens192.10", 10, true, true)
+    );
     let link = f.fake.link(&name("ens192.10")).await.expect("in kernel");
     assert!(link.admin_up);
-    assert_eq!(link.alias.as_deref().and_then(Owner::parse), Some(Owner::Vlan));
+    assert_eq!(
+        link.alias.as_deref().and_then(Owner::parse),
+        Some(Owner::Vlan)
+    );
 
-    let r = f.vlan.create(req(10, "")).await.expect("again").into_inner();
+    let r = f
+        .vlan
+        .create(req(10, ""))
+        .await
+        .expect("again")
+        .into_inner();
     assert_eq!(r.outcome(), pb::Outcome::Unchanged);
 
-    let err = f.vlan.create(req(20, "ens192.10")).await.expect_err("other id");
+    let err = f
+        .vlan
+        .create(req(20, "ens192.10"))
+        .await
+        .expect_err("other id");
     assert_eq!(err.code(), Code::AlreadyExists);
     assert_eq!(
         err.message(),
         "interface ens192.10 already exists (VLAN 802.1Q 10 on ens192); it is not VLAN 802.1Q 20 on ens192"
     );
-    let err = f.vlan.create(req(10, "uplink.10")).await.expect_err("same id");
-    assert_eq!(err.message(), "VLAN 10 already exists on ens192 as ens192.10; use that name or delete it first");
+    let err = f
+        .vlan
+        .create(req(10, "uplink.10"))
+        .await
+        .expect_err("same id");
+    assert_eq!(
+        err.message(),
+        "VLAN 10 already exists on ens192 as ens192.10; use that name or delete it first"
+    );
 
     let err = f
         .vlan
-        .create(pb::CreateVlanRequest { parent: "ens999".into(), id: 10, ..Default::default() })
+        .create(pb::CreateVlanRequest {
+            parent: "ens999".into(),
+            id: 10,
+            ..Default::default()
+        })
         .await
         .expect_err("no parent");
-    assert_eq!((err.code(), err.message()), (Code::NotFound, "parent interface \"ens999\" not found on this host"));
+    assert_eq!(
+        (err.code(), err.message()),
+        (
+            Code::NotFound,
+            "parent interface \"ens999\" not found on this host"
+        )
+    );
     let err = f
         .vlan
-        .create(pb::CreateVlanRequest { parent: "lo".into(), id: 10, ..Default::default() })
+        .create(pb::CreateVlanRequest {
+            parent: "lo".into(),
+            id: 10,
+            ..Default::default()
+        })
         .await
         .expect_err("lo");
     assert_eq!(err.code(), Code::FailedPrecondition);
     let err = f
         .vlan
-        .create(pb::CreateVlanRequest { parent: "enp0s31f6abcdef".into(), id: 4094, ..Default::default() })
+        .create(pb::CreateVlanRequest {
+            parent: "enp0s31f6abcdef".into(),
+            id: 4094,
+            ..Default::default()
+        })
         .await
         .expect_err("long");
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("--name enp0s31f6a.4094"), "{}", err.message());
+    assert!(
+        err.message().contains("--name enp0s31f6a.4094"),
+        "{}",
+        err.message()
+    );
     let err = f.vlan.create(req(4095, "")).await.expect_err("id");
     assert_eq!(field_violations(&err)[0].0, "id");
 
-    let list = f.vlan.list(pb::ListVlansRequest {}).await.expect("list").into_inner();
+    let list = f
+        .vlan
+        .list(pb::ListVlansRequest {})
+        .await
+        .expect("list")
+        .into_inner();
     assert_eq!(list.vlans.len(), 1);
 }
 
@@ -166,19 +251,33 @@ async fn foreign_vlans_are_deleted_only_when_forced() {
         })
         .await
         .expect("foreign vlan");
-    let list = f.vlan.list(pb::ListVlansRequest {}).await.expect("list").into_inner();
+    let list = f
+        .vlan
+        .list(pb::ListVlansRequest {})
+        .await
+        .expect("list")
+        .into_inner();
     assert!(!list.vlans[0].owned);
     let err = f
         .vlan
-        .delete(pb::DeleteVlanRequest { name: "ens192.30".into(), force: false })
+        .delete(pb::DeleteVlanRequest {
+            name: "ens192.30".into(),
+            force: false,
+        })
         .await
         .expect_err("not ours");
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(err.message(), "ens192.30 was not created by linkherd; pass --force to delete it anyway");
+    assert_eq!(
+        err.message(),
+        "ens192.30 was not created by linkherd; pass --force to delete it anyway"
+    );
     assert!(f.fake.link(&name("ens192.30")).await.is_ok(), "still there");
     let r = f
         .vlan
-        .delete(pb::DeleteVlanRequest { name: "ens192.30".into(), force: true })
+        .delete(pb::DeleteVlanRequest {
+            name: "ens192.30".into(),
+            force: true,
+        })
         .await
         .expect("forced")
         .into_inner();
@@ -186,7 +285,10 @@ async fn foreign_vlans_are_deleted_only_when_forced() {
     assert!(f.fake.link(&name("ens192.30")).await.is_err());
     let err = f
         .vlan
-        .delete(pb::DeleteVlanRequest { name: "ens192".into(), force: true })
+        .delete(pb::DeleteVlanRequest {
+            name: "ens192".into(),
+            force: true,
+        })
         .await
         .expect_err("not a vlan");
     assert_eq!(err.message(), "ens192 is a veth, not a VLAN");
@@ -195,9 +297,11 @@ async fn foreign_vlans_are_deleted_only_when_forced() {
 #[tokio::test]
 async fn endpoints_on_an_auto_vlan_parent_and_their_cleanup() {
     let mut f = fixture(true).await;
-    let r = f
-        .mv
-        .create(create(endpoint("mac_net10", "b1", "ens192.10", "172.16.10.10/24"), true))
+    let r =
+        f.mv.create(create(
+            endpoint("mac_net10", "b1", "ens192.10", "172.16.10.10/24"),
+            true,
+        ))
         .await
         .expect("b1")
         .into_inner();
@@ -211,56 +315,128 @@ async fn endpoints_on_an_auto_vlan_parent_and_their_cleanup() {
     let parent = f.fake.link(&name("ens192.10")).await.expect("auto vlan");
     assert_eq!(
         parent.alias.as_deref().and_then(Owner::parse),
-        Some(Owner::AutoVlan { network: "mac_net10".into() })
+        Some(Owner::AutoVlan {
+            network: "mac_net10".into()
+        })
     );
     // Inside the namespace: eth0, bridge mode, address, up, default route,
     // announcements on, loopback up.
     let ns = inside(&f.fake, "b1").await;
     let eth0 = ns.link(&name("eth0")).await.expect("eth0");
-    assert_eq!(eth0.details, Some(LinkDetails::Macvlan { mode: MacvlanMode::Bridge, source_macs: vec![] }));
+    assert_eq!(
+        eth0.details,
+        Some(LinkDetails::Macvlan {
+            mode: MacvlanMode::Bridge,
+            source_macs: vec![]
+        })
+    );
     assert_eq!(eth0.parent_index, parent.index);
     assert!(eth0.admin_up);
-    assert_eq!(eth0.addresses, vec!["172.16.10.10/24".parse().expect("cidr")]);
+    assert_eq!(
+        eth0.addresses,
+        vec!["172.16.10.10/24".parse().expect("cidr")]
+    );
     let routes = ns.routes().await.expect("routes");
-    assert!(routes.iter().any(|r| r.dest.prefix_len() == 0 && r.gateway == Some("172.16.10.1".parse().expect("ip"))));
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dest.prefix_len() == 0
+                && r.gateway == Some("172.16.10.1".parse().expect("ip")))
+    );
     assert!(ns.link(&name("lo")).await.expect("lo").admin_up);
-    assert!(f.fake.netns(Path::new("/run/netns/b1")).await.expect("ns").link(&name("eth0")).await.is_ok());
+    assert!(
+        f.fake
+            .netns(Path::new("/run/netns/b1"))
+            .await
+            .expect("ns")
+            .link(&name("eth0"))
+            .await
+            .is_ok()
+    );
 
     // A second endpoint shares the parent.
-    f.mv.create(create(endpoint("mac_net10", "b2", "ens192.10", "172.16.10.12/24"), true))
-        .await
-        .expect("b2");
-    let r = f
-        .mv
-        .delete(pb::DeleteMacvlanRequest { network: "mac_net10".into(), name: "b1".into(), ..Default::default() })
+    f.mv.create(create(
+        endpoint("mac_net10", "b2", "ens192.10", "172.16.10.12/24"),
+        true,
+    ))
+    .await
+    .expect("b2");
+    let r =
+        f.mv.delete(pb::DeleteMacvlanRequest {
+            network: "mac_net10".into(),
+            name: "b1".into(),
+            ..Default::default()
+        })
         .await
         .expect("delete b1")
         .into_inner();
-    assert_eq!(r.removed, ["endpoint mac_net10/b1 (eth0 in netns b1)", "netns b1"]);
-    assert!(f.fake.link(&name("ens192.10")).await.is_ok(), "parent still carries b2");
-    let r = f
-        .mv
-        .delete(pb::DeleteMacvlanRequest { network: "mac_net10".into(), name: "b2".into(), ..Default::default() })
+    assert_eq!(
+        r.removed,
+        ["endpoint mac_net10/b1 (eth0 in netns b1)", "netns b1"]
+    );
+    assert!(
+        f.fake.link(&name("ens192.10")).await.is_ok(),
+        "parent still carries b2"
+    );
+    let r =
+        f.mv.delete(pb::DeleteMacvlanRequest {
+            network: "mac_net10".into(),
+            name: "b2".into(),
+            ..Default::default()
+        })
         .await
         .expect("delete b2")
         .into_inner();
-    assert_eq!(r.removed, ["endpoint mac_net10/b2 (eth0 in netns b2)", "netns b2", "vlan ens192.10"]);
-    assert!(f.fake.link(&name("ens192.10")).await.is_err(), "auto parent removed with its last endpoint");
+    assert_eq!(
+        r.removed,
+        [
+            "endpoint mac_net10/b2 (eth0 in netns b2)",
+            "netns b2",
+            "vlan ens192.10"
+        ]
+    );
+    assert!(
+        f.fake.link(&name("ens192.10")).await.is_err(),
+        "auto parent removed with its last endpoint"
+    );
     assert!(f.fake.netns_names().await.expect("names").is_empty());
-    let err = f
-        .mv
-        .delete(pb::DeleteMacvlanRequest { network: "mac_net10".into(), name: "b2".into(), ..Default::default() })
+    let err =
+        f.mv.delete(pb::DeleteMacvlanRequest {
+            network: "mac_net10".into(),
+            name: "b2".into(),
+            ..Default::default()
+        })
         .await
         .expect_err("gone");
-    assert_eq!((err.code(), err.message()), (Code::NotFound, "endpoint mac_net10/b2 not found on this host"));
+    assert_eq!(
+        (err.code(), err.message()),
+        (
+            Code::NotFound,
+            "endpoint mac_net10/b2 not found on this host"
+        )
+    );
 }
 
 #[tokio::test]
 async fn create_is_idempotent_and_differences_are_spelled_out() {
     let mut f = fixture(false).await;
     let e = endpoint("mac_net", "node_1", "ens192", "10.0.100.100/24");
-    assert_eq!(f.mv.create(create(e.clone(), true)).await.expect("1").into_inner().outcome(), pb::Outcome::Created);
-    assert_eq!(f.mv.create(create(e.clone(), true)).await.expect("2").into_inner().outcome(), pb::Outcome::Unchanged);
+    assert_eq!(
+        f.mv.create(create(e.clone(), true))
+            .await
+            .expect("1")
+            .into_inner()
+            .outcome(),
+        pb::Outcome::Created
+    );
+    assert_eq!(
+        f.mv.create(create(e.clone(), true))
+            .await
+            .expect("2")
+            .into_inner()
+            .outcome(),
+        pb::Outcome::Unchanged
+    );
     let mut vepa = e.clone();
     vepa.mode = pb::MacvlanMode::Vepa.into();
     vepa.addresses = vec!["10.0.100.101/24".into()];
@@ -271,7 +447,11 @@ async fn create_is_idempotent_and_differences_are_spelled_out() {
         "endpoint mac_net/node_1 exists with different settings: mode bridge (asked vepa), \
          addresses [10.0.100.100/24] (asked [10.0.100.101/24]); delete it first to change them"
     );
-    let list = f.mv.list(pb::ListMacvlansRequest {}).await.expect("list").into_inner();
+    let list =
+        f.mv.list(pb::ListMacvlansRequest {})
+            .await
+            .expect("list")
+            .into_inner();
     assert_eq!(list.endpoints.len(), 1);
     assert_eq!(list.endpoints[0].addresses, ["10.0.100.100/24"]);
 }
@@ -279,32 +459,54 @@ async fn create_is_idempotent_and_differences_are_spelled_out() {
 #[tokio::test]
 async fn namespaces_must_exist_unless_created_and_names_inside_may_clash() {
     let mut f = fixture(false).await;
-    let err = f
-        .mv
-        .create(create(endpoint("n", "b1", "ens192", "10.0.100.100/24"), false))
+    let err =
+        f.mv.create(create(
+            endpoint("n", "b1", "ens192", "10.0.100.100/24"),
+            false,
+        ))
         .await
         .expect_err("no netns");
     assert_eq!(err.code(), Code::NotFound);
-    assert_eq!(err.message(), "network namespace b1 does not exist; create it, or pass --create-netns");
+    assert_eq!(
+        err.message(),
+        "network namespace b1 does not exist; create it, or pass --create-netns"
+    );
 
     let mut by_pid = endpoint("n", "c1", "ens192", "10.0.100.101/24");
-    by_pid.netns = Some(pb::NetnsTarget { target: Some(Target::Pid(4_000_000)) });
-    let err = f.mv.create(create(by_pid.clone(), false)).await.expect_err("no pid");
-    assert_eq!(err.message(), "process 4000000 does not exist (no /proc/4000000/ns/net)");
+    by_pid.netns = Some(pb::NetnsTarget {
+        target: Some(Target::Pid(4_000_000)),
+    });
+    let err =
+        f.mv.create(create(by_pid.clone(), false))
+            .await
+            .expect_err("no pid");
+    assert_eq!(
+        err.message(),
+        "process 4000000 does not exist (no /proc/4000000/ns/net)"
+    );
     // A container's namespace, found by its pid; eth0 also exists on the
     // host (ens192's peer is not called eth0 here, so add one).
     let container = f.fake.add_process_netns(4_000_000);
     f.fake.add_veth("eth0", "eth0-peer").expect("host eth0");
-    let r = f.mv.create(create(by_pid, false)).await.expect("pid ns").into_inner();
+    let r =
+        f.mv.create(create(by_pid, false))
+            .await
+            .expect("pid ns")
+            .into_inner();
     assert_eq!(r.outcome(), pb::Outcome::Created);
     assert!(container.link(&name("eth0")).await.is_ok());
-    assert!(f.fake.link(&name("eth0")).await.expect("host eth0").kind == LinkKind::Veth, "host eth0 untouched");
+    assert!(
+        f.fake.link(&name("eth0")).await.expect("host eth0").kind == LinkKind::Veth,
+        "host eth0 untouched"
+    );
 
     // A name already taken inside the namespace by something else.
     let other = f.fake.add_process_netns(4_000_001);
     other.add_veth("eth0", "x").expect("veth");
     let mut clash = endpoint("n", "c2", "ens192", "10.0.100.102/24");
-    clash.netns = Some(pb::NetnsTarget { target: Some(Target::Pid(4_000_001)) });
+    clash.netns = Some(pb::NetnsTarget {
+        target: Some(Target::Pid(4_000_001)),
+    });
     let err = f.mv.create(create(clash, false)).await.expect_err("clash");
     assert_eq!(err.code(), Code::AlreadyExists);
     assert_eq!(
@@ -322,7 +524,9 @@ async fn a_failure_half_way_leaves_nothing_behind() {
     let pns = f.fake.add_process_netns(4_100_000);
     pns.add_veth("up0", "up1").expect("veth");
     let up0 = pns.link(&name("up0")).await.expect("up0");
-    pns.add_address(up0.index, "10.9.0.2/24".parse().expect("cidr")).await.expect("addr");
+    pns.add_address(up0.index, "10.9.0.2/24".parse().expect("cidr"))
+        .await
+        .expect("addr");
     pns.set_up(up0.index, true).await.expect("up");
     pns.add_route(&linkherd_agent::net::Route {
         dest: "0.0.0.0/0".parse().expect("cidr"),
@@ -332,47 +536,86 @@ async fn a_failure_half_way_leaves_nothing_behind() {
     .await
     .expect("default route");
     let mut e = endpoint("mac_net10", "b9", "ens192.10", "172.16.10.19/24");
-    e.netns = Some(pb::NetnsTarget { target: Some(Target::Pid(4_100_000)) });
-    let err = f.mv.create(create(e, false)).await.expect_err("route clash");
+    e.netns = Some(pb::NetnsTarget {
+        target: Some(Target::Pid(4_100_000)),
+    });
+    let err =
+        f.mv.create(create(e, false))
+            .await
+            .expect_err("route clash");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(
         err.message(),
         "netns of pid 4100000 already has a default route via 10.9.0.1; remove it, or leave the gateway out"
     );
-    let names: Vec<String> = pns.links().await.expect("links").into_iter().map(|l| l.name).collect();
+    let names: Vec<String> = pns
+        .links()
+        .await
+        .expect("links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
     assert_eq!(names, ["lo", "up0", "up1"], "the macvlan was rolled back");
-    assert!(f.fake.link(&name("ens192.10")).await.is_err(), "auto VLAN rolled back");
-    let list = f.mv.list(pb::ListMacvlansRequest {}).await.expect("list").into_inner();
+    assert!(
+        f.fake.link(&name("ens192.10")).await.is_err(),
+        "auto VLAN rolled back"
+    );
+    let list =
+        f.mv.list(pb::ListMacvlansRequest {})
+            .await
+            .expect("list")
+            .into_inner();
     assert!(list.endpoints.is_empty());
 }
 
 #[tokio::test]
 async fn parents_that_cannot_carry_a_macvlan_are_explained() {
     let mut f = fixture(false).await;
-    f.mv.create(create(endpoint("n", "a1", "ens192", "10.0.100.100/24"), true)).await.expect("a1");
+    f.mv.create(create(
+        endpoint("n", "a1", "ens192", "10.0.100.100/24"),
+        true,
+    ))
+    .await
+    .expect("a1");
     let mut pt = endpoint("n", "a2", "ens192", "10.0.100.101/24");
     pt.mode = pb::MacvlanMode::Passthru.into();
     let err = f.mv.create(create(pt, true)).await.expect_err("passthru");
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(err.message(), "passthru takes the whole parent, and ens192 already has macvlans: n/a1");
-    assert!(!f.fake.netns_names().await.expect("names").contains(&"a2".to_owned()), "netns a2 rolled back");
+    assert_eq!(
+        err.message(),
+        "passthru takes the whole parent, and ens192 already has macvlans: n/a1"
+    );
+    assert!(
+        !f.fake
+            .netns_names()
+            .await
+            .expect("names")
+            .contains(&"a2".to_owned()),
+        "netns a2 rolled back"
+    );
 
     f.fake.add_bridge("br0").expect("bridge");
     f.fake.add_veth("eth1", "eth1-peer").expect("veth");
     f.fake.set_master("eth1", "br0").expect("port");
-    let err = f
-        .mv
-        .create(create(endpoint("n", "a3", "eth1", "10.0.100.103/24"), true))
-        .await
-        .expect_err("bridge port");
+    let err =
+        f.mv.create(create(endpoint("n", "a3", "eth1", "10.0.100.103/24"), true))
+            .await
+            .expect_err("bridge port");
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().starts_with("parent eth1 is a port of br0"), "{}", err.message());
+    assert!(
+        err.message().starts_with("parent eth1 is a port of br0"),
+        "{}",
+        err.message()
+    );
 
     let mut big = endpoint("n", "a4", "ens192", "10.0.100.104/24");
     big.mtu = 9000;
     let err = f.mv.create(create(big, true)).await.expect_err("mtu");
     assert_eq!(field_violations(&err)[0].0, "endpoint.mtu");
-    assert_eq!(err.message(), "invalid endpoint.mtu \"9000\": is above the MTU of parent ens192 (1500); use at most 1500");
+    assert_eq!(
+        err.message(),
+        "invalid endpoint.mtu \"9000\": is above the MTU of parent ens192 (1500); use at most 1500"
+    );
 }
 
 #[tokio::test]
@@ -380,25 +623,53 @@ async fn a_whole_network_is_deleted_in_one_group_request() {
     let mut f = fixture(false).await;
     f.fake.create_netns("multi").await.expect("ns");
     for (i, ifname) in ["eth0", "eth1", "eth2"].iter().enumerate() {
-        let mut e = endpoint("bulk", &format!("e{i}"), "ens192", &format!("10.0.100.{}/24", 10 + i));
+        let mut e = endpoint(
+            "bulk",
+            &format!("e{i}"),
+            "ens192",
+            &format!("10.0.100.{}/24", 10 + i),
+        );
         e.netns = named("multi");
         e.ifname = (*ifname).into();
         e.gateway.clear();
         f.mv.create(create(e, false)).await.expect("create");
     }
     let ns = inside(&f.fake, "multi").await;
-    let groups: Vec<u32> = ns.links().await.expect("links").iter().filter(|l| l.kind == LinkKind::Macvlan).map(|l| l.group).collect();
+    let groups: Vec<u32> = ns
+        .links()
+        .await
+        .expect("links")
+        .iter()
+        .filter(|l| l.kind == LinkKind::Macvlan)
+        .map(|l| l.group)
+        .collect();
     assert_eq!(groups.len(), 3);
-    assert!(groups.iter().all(|g| *g == linkherd_agent::lifecycle::group_of("bulk")));
-    let r = f
-        .mv
-        .delete(pb::DeleteMacvlanRequest { network: "bulk".into(), ..Default::default() })
+    assert!(
+        groups
+            .iter()
+            .all(|g| *g == linkherd_agent::lifecycle::group_of("bulk"))
+    );
+    let r =
+        f.mv.delete(pb::DeleteMacvlanRequest {
+            network: "bulk".into(),
+            ..Default::default()
+        })
         .await
         .expect("delete network")
         .into_inner();
     assert_eq!(r.removed.len(), 3);
-    let left: Vec<String> = ns.links().await.expect("links").into_iter().map(|l| l.name).collect();
-    assert_eq!(left, ["lo"], "the namespace was not created by linkherd, so it stays");
+    let left: Vec<String> = ns
+        .links()
+        .await
+        .expect("links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(
+        left,
+        ["lo"],
+        "the namespace was not created by linkherd, so it stays"
+    );
 }
 
 #[tokio::test]
@@ -409,7 +680,11 @@ async fn foreign_macvlans_by_location_need_force() {
     f.fake
         .add_link(&NewLink {
             name: name("eth0"),
-            kind: NewLinkKind::Macvlan { parent_index: nic.index, mode: MacvlanMode::Bridge, source_macs: vec![] },
+            kind: NewLinkKind::Macvlan {
+                parent_index: nic.index,
+                mode: MacvlanMode::Bridge,
+                source_macs: vec![],
+            },
             mtu: None,
             mac: None,
             alias: String::new(),
@@ -418,14 +693,34 @@ async fn foreign_macvlans_by_location_need_force() {
         })
         .await
         .expect("foreign macvlan");
-    let req = |force| pb::DeleteMacvlanRequest { netns: named("fx"), ifname: "eth0".into(), force, ..Default::default() };
+    let req = |force| pb::DeleteMacvlanRequest {
+        netns: named("fx"),
+        ifname: "eth0".into(),
+        force,
+        ..Default::default()
+    };
     let err = f.mv.delete(req(false)).await.expect_err("not ours");
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(err.message(), "eth0 in netns fx (a bridge macvlan) was not created by linkherd; pass --force to delete it anyway");
-    assert!(inside(&f.fake, "fx").await.link(&name("eth0")).await.is_ok());
+    assert_eq!(
+        err.message(),
+        "eth0 in netns fx (a bridge macvlan) was not created by linkherd; pass --force to delete it anyway"
+    );
+    assert!(
+        inside(&f.fake, "fx")
+            .await
+            .link(&name("eth0"))
+            .await
+            .is_ok()
+    );
     let r = f.mv.delete(req(true)).await.expect("forced").into_inner();
     assert_eq!(r.removed, ["eth0 in netns fx (forced)"]);
-    assert!(inside(&f.fake, "fx").await.link(&name("eth0")).await.is_err());
+    assert!(
+        inside(&f.fake, "fx")
+            .await
+            .link(&name("eth0"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -435,19 +730,46 @@ async fn endpoints_are_rediscovered_after_state_loss() {
     let pki = Pki::new();
     {
         let agent = start_agent(fake.clone(), &pki, None).await;
-        let mut mv = MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
-        mv.create(create(endpoint("mac_net", "node_1", "ens192", "10.0.100.100/24"), true)).await.expect("create");
+        let mut mv =
+            MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
+        mv.create(create(
+            endpoint("mac_net", "node_1", "ens192", "10.0.100.100/24"),
+            true,
+        ))
+        .await
+        .expect("create");
     }
     // A new agent with no records still finds the endpoint by its alias.
     let agent = start_agent(fake.clone(), &pki, None).await;
-    let mut mv = MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
-    let list = mv.list(pb::ListMacvlansRequest {}).await.expect("list").into_inner();
-    assert_eq!(list.endpoints.len(), 1);
-    assert_eq!((list.endpoints[0].network.as_str(), list.endpoints[0].name.as_str()), ("mac_net", "node_1"));
-    mv.delete(pb::DeleteMacvlanRequest { network: "mac_net".into(), name: "node_1".into(), ..Default::default() })
+    let mut mv =
+        MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
+    let list = mv
+        .list(pb::ListMacvlansRequest {})
         .await
-        .expect("delete");
-    assert!(inside(&fake, "node_1").await.link(&name("eth0")).await.is_err());
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.endpoints.len(), 1);
+    assert_eq!(
+        (
+            list.endpoints[0].network.as_str(),
+            list.endpoints[0].name.as_str()
+        ),
+        ("mac_net", "node_1")
+    );
+    mv.delete(pb::DeleteMacvlanRequest {
+        network: "mac_net".into(),
+        name: "node_1".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("delete");
+    assert!(
+        inside(&fake, "node_1")
+            .await
+            .link(&name("eth0"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -462,19 +784,43 @@ async fn host_access_shim_routes_to_the_endpoints() {
             ..Default::default()
         }),
     };
-    let r = f.mv.create_host_access(req.clone()).await.expect("create").into_inner();
+    let r =
+        f.mv.create_host_access(req.clone())
+            .await
+            .expect("create")
+            .into_inner();
     assert_eq!(r.outcome(), pb::Outcome::Created);
     let h = r.host_access.expect("shim");
     assert_eq!(h.name, "lh-mac_net");
     assert_eq!(h.routes, ["10.0.100.100/32", "10.0.100.101/32"]);
     let shim = f.fake.link(&name("lh-mac_net")).await.expect("shim link");
-    assert_eq!(shim.details, Some(LinkDetails::Macvlan { mode: MacvlanMode::Bridge, source_macs: vec![] }));
+    assert_eq!(
+        shim.details,
+        Some(LinkDetails::Macvlan {
+            mode: MacvlanMode::Bridge,
+            source_macs: vec![]
+        })
+    );
     assert!(shim.admin_up);
-    assert_eq!(f.mv.create_host_access(req).await.expect("again").into_inner().outcome(), pb::Outcome::Unchanged);
-    let list = f.mv.list_host_access(pb::ListHostAccessRequest {}).await.expect("list").into_inner();
+    assert_eq!(
+        f.mv.create_host_access(req)
+            .await
+            .expect("again")
+            .into_inner()
+            .outcome(),
+        pb::Outcome::Unchanged
+    );
+    let list =
+        f.mv.list_host_access(pb::ListHostAccessRequest {})
+            .await
+            .expect("list")
+            .into_inner();
     assert_eq!(list.host_access.len(), 1);
-    f.mv.delete_host_access(pb::DeleteHostAccessRequest { network: "mac_net".into(), force: false })
-        .await
-        .expect("delete");
+    f.mv.delete_host_access(pb::DeleteHostAccessRequest {
+        network: "mac_net".into(),
+        force: false,
+    })
+    .await
+    .expect("delete");
     assert!(f.fake.link(&name("lh-mac_net")).await.is_err());
 }

@@ -1,0 +1,584 @@
+//! Endpoints, VLANs and host access on the real kernel (root only). The
+//! agent works on a private namespace whose NIC (`up0`, a veth) is plugged
+//! into a switch namespace with a hairpin bridge, so every macvlan mode
+//! shows its real behaviour. Results are checked with `ip -j` and with real
+//! TCP traffic between the namespaces the test created.
+
+mod common;
+
+use std::{
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{Pki, TestNetns, have_root, kernel_has_vlan, start_agent};
+use linkherd_agent::net::{netns::NetnsGuard, rtnl::Rtnl};
+use linkherd_proto::{
+    model::{MacAddr, Role},
+    pb::{
+        self, macvlan_service_client::MacvlanServiceClient, netns_target::Target,
+        vlan_service_client::VlanServiceClient,
+    },
+};
+use tonic::{Code, transport::Channel};
+
+/// A host namespace with NIC up0 on a hairpin switch, and an agent on it.
+struct Lab {
+    host: TestNetns,
+    _switch: TestNetns,
+    _pki: Pki,
+    _agent: common::RunningAgent,
+    mv: MacvlanServiceClient<Channel>,
+    vlan: VlanServiceClient<Channel>,
+}
+
+impl Lab {
+    /// A test-unique name for a namespace the agent creates.
+    fn ns(&self, base: &str) -> String {
+        format!("{}-{base}", self.host.name)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let prefix = format!("{}-", self.host.name);
+        if let Ok(dir) = std::fs::read_dir("/run/netns") {
+            for e in dir.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&prefix) {
+                    let _ = std::process::Command::new("ip")
+                        .args(["netns", "del", &n])
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+async fn lab(tag: &str) -> Option<Lab> {
+    lab_with(tag, false).await
+}
+
+/// With `hairpin`, the switch reflects frames back out of the port they came
+/// in on (what VEPA needs). It also reflects the parent's own frames to its
+/// macvlans, so the host-access test runs without it.
+async fn lab_with(tag: &str, hairpin: bool) -> Option<Lab> {
+    if !have_root(tag) {
+        return None;
+    }
+    let host = TestNetns::new(tag);
+    let switch = TestNetns::new(&format!("{tag}-sw"));
+    host.ip(&[
+        "link",
+        "add",
+        "up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "sw0",
+        "netns",
+        &switch.name,
+    ]);
+    switch.ip(&["link", "add", "br0", "type", "bridge"]);
+    switch.ip(&["link", "set", "sw0", "master", "br0"]);
+    if hairpin {
+        switch.ip(&[
+            "link",
+            "set",
+            "dev",
+            "sw0",
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ]);
+    }
+    switch.ip(&["link", "set", "br0", "up"]);
+    switch.ip(&["link", "set", "sw0", "up"]);
+    host.ip(&["link", "set", "up0", "up"]);
+    let pki = Pki::new();
+    let agent = start_agent(
+        Arc::new(Rtnl::in_netns(host.path()).expect("netlink")),
+        &pki,
+        None,
+    )
+    .await;
+    let ch = agent
+        .channel(&pki, Some(Role::Admin))
+        .await
+        .expect("connect");
+    Some(Lab {
+        host,
+        _switch: switch,
+        _pki: pki,
+        _agent: agent,
+        mv: MacvlanServiceClient::new(ch.clone()),
+        vlan: VlanServiceClient::new(ch),
+    })
+}
+
+fn endpoint(
+    network: &str,
+    ns: &str,
+    parent: &str,
+    mode: pb::MacvlanMode,
+    cidr: &str,
+) -> pb::CreateMacvlanRequest {
+    pb::CreateMacvlanRequest {
+        endpoint: Some(pb::MacvlanEndpoint {
+            network: network.into(),
+            name: ns.rsplit('-').next().unwrap_or(ns).into(),
+            parent: parent.into(),
+            mode: mode.into(),
+            netns: Some(pb::NetnsTarget {
+                target: Some(Target::Name(ns.into())),
+            }),
+            addresses: vec![cidr.into()],
+            ..Default::default()
+        }),
+        create_netns: true,
+    }
+}
+
+fn netns_file(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+/// Whether a TCP connection from namespace `from` reaches `ip:port` served
+/// in namespace `to` (each side on its own thread inside its namespace).
+fn tcp_reaches(from: &Path, to: &Path, ip: IpAddr, port: u16) -> bool {
+    let addr = SocketAddr::new(ip, port);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let to = to.to_owned();
+    let server = std::thread::spawn(move || {
+        let _ns = NetnsGuard::enter(&to).expect("enter server netns");
+        let listener = TcpListener::bind(addr).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        ready_tx.send(()).expect("ready");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if listener.accept().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    ready_rx.recv().expect("server ready");
+    let from = from.to_owned();
+    let ok = std::thread::spawn(move || {
+        let _ns = NetnsGuard::enter(&from).expect("enter client netns");
+        TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).is_ok()
+    })
+    .join()
+    .expect("client");
+    let _ = server.join();
+    ok
+}
+
+fn ip_json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&common::run("ip", args)).expect("ip -j")
+}
+
+fn link_in(ns: &str, dev: &str) -> serde_json::Value {
+    ip_json(&["-n", ns, "-j", "-d", "link", "show", "dev", dev])[0].clone()
+}
+
+fn ip_of(cidr: &str) -> IpAddr {
+    cidr.split('/').next().expect("ip").parse().expect("ip")
+}
+
+#[tokio::test]
+async fn each_mode_behaves_as_the_kernel_documents() {
+    let Some(mut lab) = lab_with("lk-modes", true).await else {
+        return;
+    };
+    let cases = [
+        ("br", pb::MacvlanMode::Bridge, "bridge", true),
+        ("pr", pb::MacvlanMode::Private, "private", false),
+        ("ve", pb::MacvlanMode::Vepa, "vepa", true),
+    ];
+    for (i, (tag, mode, word, reach)) in cases.into_iter().enumerate() {
+        let (a, b) = (lab.ns(&format!("{tag}1")), lab.ns(&format!("{tag}2")));
+        let (ca, cb) = (format!("10.60.{i}.1/24"), format!("10.60.{i}.2/24"));
+        lab.mv
+            .create(endpoint(tag, &a, "up0", mode, &ca))
+            .await
+            .expect("a");
+        lab.mv
+            .create(endpoint(tag, &b, "up0", mode, &cb))
+            .await
+            .expect("b");
+        let l = link_in(&a, "eth0");
+        assert_eq!(l["linkinfo"]["info_kind"], "macvlan");
+        assert_eq!(
+            l["linkinfo"]["info_data"]["mode"], word,
+            "mode sent explicitly"
+        );
+        let got = tcp_reaches(
+            &netns_file(&a),
+            &netns_file(&b),
+            ip_of(&cb),
+            7000 + i as u16,
+        );
+        assert_eq!(
+            got, reach,
+            "{word} endpoints on one parent: reach = {reach}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn endpoint_in_a_named_namespace_with_eth0_route_and_stable_mac() {
+    let Some(mut lab) = lab("lk-ep").await else {
+        return;
+    };
+    let ns = lab.ns("b1");
+    let mut req = endpoint(
+        "mac_net",
+        &ns,
+        "up0",
+        pb::MacvlanMode::Bridge,
+        "10.0.100.100/24",
+    );
+    if let Some(e) = req.endpoint.as_mut() {
+        e.gateway = "10.0.100.33".into();
+    }
+    let r = lab
+        .mv
+        .create(req.clone())
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(r.outcome(), pb::Outcome::Created);
+    let stable = MacAddr::stable("mac_net", "b1").to_string();
+
+    let l = link_in(&ns, "eth0");
+    assert_eq!(l["address"], stable.as_str());
+    assert_eq!(l["ifalias"], "linkherd:v1 ep net=mac_net name=b1");
+    assert!(l["flags"].to_string().contains("\"UP\""));
+    let addrs = ip_json(&["-n", &ns, "-j", "-4", "addr", "show", "dev", "eth0"]);
+    assert_eq!(addrs[0]["addr_info"][0]["local"], "10.0.100.100");
+    assert_eq!(addrs[0]["addr_info"][0]["prefixlen"], 24);
+    let routes = ip_json(&["-n", &ns, "-j", "route", "show", "default"]);
+    assert_eq!(routes[0]["gateway"], "10.0.100.33");
+    assert_eq!(routes[0]["dev"], "eth0");
+    let notify = std::thread::spawn({
+        let f = netns_file(&ns);
+        move || {
+            let _g = NetnsGuard::enter(&f).expect("enter");
+            std::fs::read_to_string("/proc/sys/net/ipv4/conf/eth0/arp_notify").expect("sysctl")
+        }
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(notify.trim(), "1", "gratuitous ARP on up");
+    // The host namespace has no eth0, and its NIC is untouched.
+    assert!(
+        std::process::Command::new("ip")
+            .args(["-n", &lab.host.name, "link", "show", "eth0"])
+            .output()
+            .expect("ip")
+            .stderr
+            .len()
+            > 0
+    );
+
+    // Idempotent: the same request changes nothing.
+    assert_eq!(
+        lab.mv
+            .create(req.clone())
+            .await
+            .expect("again")
+            .into_inner()
+            .outcome(),
+        pb::Outcome::Unchanged
+    );
+    assert_eq!(
+        ip_json(&["-n", &ns, "-j", "link", "show", "type", "macvlan"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    // Delete and re-create: the same MAC.
+    let d = lab
+        .mv
+        .delete(pb::DeleteMacvlanRequest {
+            network: "mac_net".into(),
+            name: "b1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete")
+        .into_inner();
+    assert!(
+        d.removed.contains(&format!("netns {ns}")),
+        "{:?}",
+        d.removed
+    );
+    assert!(
+        !netns_file(&ns).exists(),
+        "namespace created for the endpoint is gone"
+    );
+    lab.mv.create(req).await.expect("re-create");
+    assert_eq!(link_in(&ns, "eth0")["address"], stable.as_str());
+}
+
+#[tokio::test]
+async fn gratuitous_arp_refreshes_a_peers_cache() {
+    let Some(mut lab) = lab("lk-garp").await else {
+        return;
+    };
+    let (a, b) = (lab.ns("g1"), lab.ns("g2"));
+    lab.mv
+        .create(endpoint(
+            "g",
+            &a,
+            "up0",
+            pb::MacvlanMode::Bridge,
+            "10.61.0.1/24",
+        ))
+        .await
+        .expect("a");
+    lab.mv
+        .create(endpoint(
+            "g",
+            &b,
+            "up0",
+            pb::MacvlanMode::Bridge,
+            "10.61.0.2/24",
+        ))
+        .await
+        .expect("b");
+    // b learns a's MAC by talking to it.
+    assert!(tcp_reaches(
+        &netns_file(&b),
+        &netns_file(&a),
+        "10.61.0.1".parse().expect("ip"),
+        7100
+    ));
+    let neigh =
+        |ns: &str| ip_json(&["-n", ns, "-j", "neigh", "show", "10.61.0.1"])[0]["lladdr"].clone();
+    assert_eq!(neigh(&b), MacAddr::stable("g", "g1").to_string().as_str());
+    // The kernel ignores ARP overrides within locktime (1 s) of an update.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    lab.mv
+        .delete(pb::DeleteMacvlanRequest {
+            network: "g".into(),
+            name: "g1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete a");
+    let mut again = endpoint("g", &a, "up0", pb::MacvlanMode::Bridge, "10.61.0.1/24");
+    let new_mac = "02:61:00:00:00:01";
+    if let Some(e) = again.endpoint.as_mut() {
+        e.mac = new_mac.into();
+    }
+    lab.mv.create(again).await.expect("a again, new MAC");
+    // Without any traffic from b, its cache follows the announcement.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while neigh(&b) != new_mac {
+        assert!(
+            Instant::now() < deadline,
+            "b still has {} for 10.61.0.1",
+            neigh(&b)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn host_access_lets_the_host_reach_its_endpoints() {
+    let Some(mut lab) = lab("lk-shim").await else {
+        return;
+    };
+    let ns = lab.ns("h1");
+    lab.mv
+        .create(endpoint(
+            "mac_net",
+            &ns,
+            "up0",
+            pb::MacvlanMode::Bridge,
+            "10.62.0.10/24",
+        ))
+        .await
+        .expect("ep");
+    lab.host.ip(&["addr", "add", "10.62.0.5/24", "dev", "up0"]);
+    let target: IpAddr = "10.62.0.10".parse().expect("ip");
+    // The kernel does not pass traffic between a parent and its macvlans.
+    assert!(
+        !tcp_reaches(&lab.host.path(), &netns_file(&ns), target, 7200),
+        "parent reached its child without a shim"
+    );
+    lab.mv
+        .create_host_access(pb::CreateHostAccessRequest {
+            host_access: Some(pb::HostAccess {
+                network: "mac_net".into(),
+                parent: "up0".into(),
+                addresses: vec!["10.62.0.254/32".into()],
+                routes: vec!["10.62.0.10/32".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("shim");
+    let shim = link_in(&lab.host.name, "lh-mac_net");
+    assert_eq!(shim["linkinfo"]["info_data"]["mode"], "bridge");
+    assert!(
+        tcp_reaches(&lab.host.path(), &netns_file(&ns), target, 7201),
+        "the shim does not reach the endpoint"
+    );
+    lab.mv
+        .delete_host_access(pb::DeleteHostAccessRequest {
+            network: "mac_net".into(),
+            force: false,
+        })
+        .await
+        .expect("delete shim");
+    assert!(!common::run("ip", &["-n", &lab.host.name, "link"]).contains("lh-mac_net"));
+}
+
+#[tokio::test]
+async fn foreign_links_are_deleted_only_when_forced() {
+    let Some(mut lab) = lab("lk-foreign").await else {
+        return;
+    };
+    let ns = lab.ns("fx");
+    common::run("ip", &["netns", "add", &ns]);
+    lab.host.ip(&[
+        "link", "add", "fx0", "link", "up0", "type", "macvlan", "mode", "bridge",
+    ]);
+    lab.host.ip(&["link", "set", "fx0", "netns", &ns]);
+    let req = |force| pb::DeleteMacvlanRequest {
+        netns: Some(pb::NetnsTarget {
+            target: Some(Target::Name(ns.clone())),
+        }),
+        ifname: "fx0".into(),
+        force,
+        ..Default::default()
+    };
+    let err = lab.mv.delete(req(false)).await.expect_err("not ours");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .contains("was not created by linkherd; pass --force"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(link_in(&ns, "fx0")["ifname"], "fx0", "still there");
+    lab.mv.delete(req(true)).await.expect("forced");
+    let out = std::process::Command::new("ip")
+        .args(["-n", &ns, "link", "show", "fx0"])
+        .output()
+        .expect("ip");
+    assert!(!out.status.success(), "fx0 survived a forced delete");
+}
+
+#[tokio::test]
+async fn a_failure_half_way_leaves_nothing_in_the_kernel() {
+    let Some(mut lab) = lab("lk-undo").await else {
+        return;
+    };
+    let ns = lab.ns("rt");
+    common::run("ip", &["netns", "add", &ns]);
+    common::run(
+        "ip",
+        &[
+            "-n", &ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ],
+    );
+    common::run(
+        "ip",
+        &["-n", &ns, "addr", "add", "10.63.0.2/24", "dev", "v0"],
+    );
+    common::run("ip", &["-n", &ns, "link", "set", "v0", "up"]);
+    common::run("ip", &["-n", &ns, "link", "set", "v1", "up"]);
+    common::run(
+        "ip",
+        &["-n", &ns, "route", "add", "default", "via", "10.63.0.1"],
+    );
+    let mut req = endpoint("n", &ns, "up0", pb::MacvlanMode::Bridge, "10.64.0.2/24");
+    if let Some(e) = req.endpoint.as_mut() {
+        e.gateway = "10.64.0.1".into();
+    }
+    req.create_netns = false;
+    let err = lab.mv.create(req).await.expect_err("default route exists");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .contains("already has a default route via 10.63.0.1"),
+        "{}",
+        err.message()
+    );
+    let macvlans = ip_json(&["-n", &ns, "-j", "link", "show", "type", "macvlan"]);
+    assert_eq!(
+        macvlans.as_array().map(Vec::len),
+        Some(0),
+        "the macvlan was not rolled back: {macvlans}"
+    );
+    assert!(
+        netns_file(&ns).exists(),
+        "a namespace linkherd did not create is never removed"
+    );
+}
+
+#[tokio::test]
+async fn vlans_on_this_kernel() {
+    let Some(mut lab) = lab("lk-vlan").await else {
+        return;
+    };
+    let has_vlan = kernel_has_vlan(&lab.host);
+    let r = lab
+        .vlan
+        .create(pb::CreateVlanRequest {
+            parent: "up0".into(),
+            id: 10,
+            ..Default::default()
+        })
+        .await;
+    let ns = lab.ns("v1");
+    let ep = lab
+        .mv
+        .create(endpoint(
+            "mac_net10",
+            &ns,
+            "up0.20",
+            pb::MacvlanMode::Bridge,
+            "172.16.20.10/24",
+        ))
+        .await;
+    if has_vlan {
+        assert_eq!(
+            r.expect("vlan").into_inner().outcome(),
+            pb::Outcome::Created
+        );
+        let l = link_in(&lab.host.name, "up0.10");
+        assert_eq!(l["linkinfo"]["info_data"]["id"], 10);
+        ep.expect("endpoint on an auto VLAN");
+        assert_eq!(
+            link_in(&lab.host.name, "up0.20")["linkinfo"]["info_data"]["id"],
+            20
+        );
+    } else {
+        // This machine's kernel: EOPNOTSUPP, explained, nothing left behind.
+        let err = r.expect_err("no 8021q");
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(
+            err.message()
+                .starts_with("kernel lacks 802.1Q VLAN support (module 8021q)"),
+            "{}",
+            err.message()
+        );
+        let err = ep.expect_err("no 8021q");
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(
+            !netns_file(&ns).exists(),
+            "the namespace created for the endpoint was not rolled back"
+        );
+        assert!(!common::run("ip", &["-n", &lab.host.name, "link"]).contains("up0.20"));
+    }
+}
