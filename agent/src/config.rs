@@ -47,6 +47,14 @@ pub struct Flags {
     /// This host's name in the fleet (default: the kernel hostname).
     #[arg(long, env = "LINKHERD_NAME")]
     pub name: Option<String>,
+    /// Run in this network namespace (a namespace file), e.g. for a lab
+    /// host; default: the namespace the agent is started in.
+    #[arg(long, env = "LINKHERD_NETNS")]
+    pub netns: Option<PathBuf>,
+    /// Prefix for the named namespaces this agent creates and manages under
+    /// /run/netns (for several agents on one machine, as in a lab).
+    #[arg(long, env = "LINKHERD_NETNS_PREFIX")]
+    pub netns_prefix: Option<String>,
     /// Log format.
     #[arg(long, env = "LINKHERD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -72,6 +80,8 @@ pub struct FileConfig {
     pub socket: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub name: Option<String>,
+    pub netns: Option<PathBuf>,
+    pub netns_prefix: Option<String>,
     pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -118,6 +128,8 @@ pub struct Settings {
     pub socket: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub name: Option<String>,
+    pub netns: Option<PathBuf>,
+    pub netns_prefix: String,
     pub log_format: LogFormat,
     pub limits: Limits,
 }
@@ -233,6 +245,8 @@ impl Settings {
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             name: flags.name.or(file.name),
+            netns: flags.netns.or(file.netns),
+            netns_prefix: flags.netns_prefix.or(file.netns_prefix).unwrap_or_default(),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             limits,
         })

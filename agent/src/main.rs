@@ -33,18 +33,31 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::resolve(cli.flags)?;
     init_logging(settings.log_format);
+    // Before any thread exists: every thread and socket inherits it.
+    if let Some(ns) = &settings.netns {
+        linkherd_agent::net::netns::enter_for_good(ns)
+            .with_context(|| format!("entering network namespace {}", ns.display()))?;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lh-grpc")
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(settings))
+}
 
+async fn run(settings: Settings) -> anyhow::Result<()> {
     let net = Arc::new(Rtnl::new().context("opening netlink")?);
     let agent = Agent::new(
         net,
         AgentOptions {
             state_dir: Some(settings.state_dir.clone()),
             host_name: settings.name.clone(),
+            netns_prefix: settings.netns_prefix.clone(),
             limits: settings.limits,
         },
     )

@@ -70,6 +70,8 @@ pub struct AgentOptions {
     pub state_dir: Option<PathBuf>,
     /// Fleet name of this host; defaults to the kernel hostname.
     pub host_name: Option<String>,
+    /// Prefix of this agent's named namespaces under /run/netns.
+    pub netns_prefix: String,
     pub limits: Limits,
 }
 
@@ -107,7 +109,11 @@ impl Agent {
         let leases = PromiscLeases::new(net.clone(), audit.clone(), opts.state_dir.clone());
         leases.restore().await;
         let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
-        let lifecycle = crate::lifecycle::Lifecycle::new(net.clone(), opts.state_dir.clone());
+        let lifecycle = crate::lifecycle::Lifecycle::new(
+            net.clone(),
+            opts.state_dir.clone(),
+            opts.netns_prefix.clone(),
+        );
         let ctx = Arc::new(Context::new(net, audit, leases, lifecycle, host_name));
         Ok(Self {
             ctx,

@@ -824,3 +824,60 @@ async fn host_access_shim_routes_to_the_endpoints() {
     .expect("delete");
     assert!(f.fake.link(&name("lh-mac_net")).await.is_err());
 }
+
+#[tokio::test]
+async fn agents_sharing_a_machine_keep_to_their_namespace_prefix() {
+    let fake = Arc::new(FakeKernel::new());
+    fake.add_veth("ens192", "sw").expect("nic");
+    let pki = Pki::new();
+    let opts = |prefix: &str| linkherd_agent::server::AgentOptions {
+        netns_prefix: prefix.into(),
+        ..Default::default()
+    };
+    let a = common::start_agent_with(fake.clone(), &pki, opts("lab-no1-")).await;
+    let b = common::start_agent_with(fake.clone(), &pki, opts("lab-no2-")).await;
+    let mut mv_a = MacvlanServiceClient::new(a.channel(&pki, Some(Role::Admin)).await.expect("ch"));
+    let mut mv_b = MacvlanServiceClient::new(b.channel(&pki, Some(Role::Admin)).await.expect("ch"));
+    mv_a.create(create(
+        endpoint("n", "b1", "ens192", "10.0.100.100/24"),
+        true,
+    ))
+    .await
+    .expect("a: b1");
+    // Same namespace name, other network (the stable MAC must differ on a
+    // shared parent).
+    mv_b.create(create(
+        endpoint("m", "b1", "ens192", "10.0.100.101/24"),
+        true,
+    ))
+    .await
+    .expect("b: b1 too");
+    assert_eq!(
+        fake.netns_names().await.expect("names"),
+        ["lab-no1-b1", "lab-no2-b1"]
+    );
+    // Each agent sees only its own endpoint.
+    for (mv, ip) in [
+        (&mut mv_a, "10.0.100.100/24"),
+        (&mut mv_b, "10.0.100.101/24"),
+    ] {
+        let list = mv
+            .list(pb::ListMacvlansRequest {})
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(list.endpoints.len(), 1);
+        assert_eq!(list.endpoints[0].addresses, [ip]);
+    }
+    let r = mv_a
+        .delete(pb::DeleteMacvlanRequest {
+            network: "n".into(),
+            name: "b1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete")
+        .into_inner();
+    assert_eq!(r.removed, ["endpoint n/b1 (eth0 in netns b1)", "netns b1"]);
+    assert_eq!(fake.netns_names().await.expect("names"), ["lab-no2-b1"]);
+}

@@ -280,7 +280,10 @@ async fn endpoint_in_a_named_namespace_with_eth0_route_and_stable_mac() {
         .args(["-n", &lab.host.name, "link", "show", "eth0"])
         .output()
         .expect("ip");
-    assert!(!host_eth0.status.success(), "eth0 appeared in the host namespace");
+    assert!(
+        !host_eth0.status.success(),
+        "eth0 appeared in the host namespace"
+    );
 
     // Idempotent: the same request changes nothing.
     assert_eq!(

@@ -42,7 +42,8 @@ pub fn print<T: Serialize>(
     Ok(())
 }
 
-fn table() -> Table {
+/// A borderless table, as every listing uses.
+pub fn table() -> Table {
     let mut t = Table::new();
     t.load_preset(NOTHING);
     t

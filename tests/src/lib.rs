@@ -5,3 +5,4 @@
 pub mod bins;
 pub mod lab;
 pub mod sh;
+pub mod traffic;

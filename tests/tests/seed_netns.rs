@@ -80,6 +80,15 @@ fn link(netns: &str, dev: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&out).expect("json")[0].clone()
 }
 
+/// `host info` on no1 says whether this kernel has 802.1Q.
+fn info_vlan(ctl: &Ctl) -> serde_json::Value {
+    ctl.json("no1", &["host", "info"])
+}
+
+fn linkherd_agent_has_vlan(info: &serde_json::Value) -> bool {
+    info["capabilities"]["vlan"] == true
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -315,6 +324,93 @@ async fn seed_hosts_over_mtls() {
     assert_eq!(last["interface"]["mtu"], 1400);
     assert!(last["fields"].to_string().contains("mtu"));
     assert!(events.iter().any(|e| e["event"] == "synced"));
+
+    // The source document's first example: macvlan network mac_net
+    // (10.0.100.0/24, gateway .33), node_1 on no1's ens192, node_2 on no2's
+    // eth0, reaching each other across the lab switch.
+    // Each lab host's agent keeps its namespaces under its own prefix.
+    let ns1 = format!("{}-node1", no1.netns);
+    let ns2 = format!("{}-node2", no2.netns);
+    for (host, nic, ns, name, ip) in [
+        ("no1", "ens192", &ns1, "node_1", "10.0.100.100/24"),
+        ("no2", "eth0", &ns2, "node_2", "10.0.100.101/24"),
+    ] {
+        let short = if host == "no1" { "node1" } else { "node2" };
+        let r = ctl.json(
+            host,
+            &[
+                "macvlan",
+                "create",
+                "--network",
+                "mac_net",
+                "--name",
+                name,
+                "--parent",
+                nic,
+                "--mode",
+                "bridge",
+                "--netns",
+                short,
+                "--create-netns",
+                "--ip",
+                ip,
+                "--gateway",
+                "10.0.100.33",
+            ],
+        );
+        assert_eq!(r["outcome"], "created");
+        let eth0 = serde_json::from_str::<serde_json::Value>(
+            &ip_in(ns, &["-j", "-4", "addr", "show", "dev", "eth0"]).expect("ip"),
+        )
+        .expect("json");
+        assert_eq!(
+            eth0[0]["addr_info"][0]["local"],
+            ip.split('/').next().expect("ip")
+        );
+    }
+    let reach = linkherd_tests::traffic::tcp_reaches(
+        &PathBuf::from("/run/netns").join(&ns1),
+        &PathBuf::from("/run/netns").join(&ns2),
+        "10.0.100.101".parse().expect("ip"),
+        7300,
+        Duration::from_secs(2),
+    )
+    .expect("traffic test");
+    assert!(reach, "node_1 on no1 does not reach node_2 on no2");
+    let list = ctl.json("no2", &["macvlan", "list"]);
+    assert_eq!(list[0]["name"], "node_2");
+    assert_eq!(list[0]["parent"], "eth0");
+    let d = ctl.json(
+        "no1",
+        &[
+            "macvlan",
+            "delete",
+            "--network",
+            "mac_net",
+            "--name",
+            "node_1",
+        ],
+    );
+    assert_eq!(
+        d["removed"],
+        serde_json::json!([
+            "endpoint mac_net/node_1 (eth0 in netns node1)",
+            "netns node1"
+        ])
+    );
+    assert!(!PathBuf::from("/run/netns").join(&ns1).exists());
+    let err = ctl.host(
+        "no1",
+        &["vlan", "create", "--parent", "ens192", "--id", "10"],
+    );
+    if !linkherd_agent_has_vlan(&info_vlan(&ctl)) {
+        assert!(
+            stderr(&err)
+                .contains("FAILED_PRECONDITION: kernel lacks 802.1Q VLAN support (module 8021q)"),
+            "{}",
+            stderr(&err)
+        );
+    }
 
     drop(_guard);
     // Everything the lab made is gone.

@@ -51,7 +51,7 @@ impl Lifecycle {
     /// Operations inside an endpoint's namespace, with a message that says
     /// what is missing.
     async fn ns_ops(&self, netns: &NetnsRef) -> Result<Arc<dyn NetOps>, Error> {
-        match self.net.netns(&netns.file()).await {
+        match self.net.netns(&self.ns_file(netns)).await {
             Ok(ops) => Ok(ops),
             Err(NetError::NotFound { .. }) => Err(Error::NotFound(match netns {
                 NetnsRef::Named(n) => {
@@ -120,8 +120,17 @@ impl Lifecycle {
             .map(|e| (e.network.clone(), e.name.clone()))
             .collect();
         let host = self.net.links().await?;
-        for ns in self.net.netns_names().await? {
-            let Ok(ops) = self.net.netns(&NetnsRef::Named(ns.clone()).file()).await else {
+        for full in self.net.netns_names().await? {
+            // Only this agent's namespaces (several agents may share a
+            // machine, as in a lab).
+            let Some(ns) = full.strip_prefix(&self.netns_prefix).map(str::to_owned) else {
+                continue;
+            };
+            let Ok(ops) = self
+                .net
+                .netns(&self.ns_file(&NetnsRef::Named(ns.clone())))
+                .await
+            else {
                 continue;
             };
             let Ok(links) = ops.links().await else {
@@ -211,7 +220,8 @@ impl Lifecycle {
                         "only a named namespace can be created".into(),
                     ));
                 };
-                self.net.create_netns(name).await?;
+                let name = format!("{}{name}", self.netns_prefix);
+                self.net.create_netns(&name).await?;
                 let (net, n) = (self.net.clone(), name.clone());
                 undo.push(format!("delete netns {n}"), async move {
                     if let Err(e) = net.delete_netns(&n).await {
@@ -312,7 +322,7 @@ impl Lifecycle {
         self.check_parent(spec, &parent, reg).await?;
 
         // 4. The macvlan, created directly inside the namespace.
-        let file = spec.netns.file();
+        let file = self.ns_file(&spec.netns);
         let mac = spec.effective_mac();
         let new = NewLink {
             name: spec.ifname.clone(),
@@ -669,22 +679,41 @@ impl Lifecycle {
             }
         }
         for n in namespaces {
-            let still_used = reg.all().any(|e| e.netns == Netns::Name(n.clone()));
-            let Ok(ops) = self.net.netns(&NetnsRef::Named(n.clone()).file()).await else {
+            if reg.all().any(|e| e.netns == Netns::Name(n.clone())) {
                 continue;
-            };
-            let only_lo = ops
-                .links()
+            }
+            let ops = match self
+                .net
+                .netns(&self.ns_file(&NetnsRef::Named(n.clone())))
                 .await
-                .map(|l| l.iter().all(|l| l.kind == LinkKind::Loopback))
-                .unwrap_or(false);
+            {
+                Ok(ops) => ops,
+                Err(e) => {
+                    tracing::warn!(netns = n, error = %e, "cannot inspect a namespace linkherd created");
+                    continue;
+                }
+            };
+            let others: Vec<String> = match ops.links().await {
+                Ok(links) => links
+                    .into_iter()
+                    .filter(|l| l.kind != LinkKind::Loopback)
+                    .map(|l| l.name)
+                    .collect(),
+                Err(e) => vec![format!("(cannot list links: {e})")],
+            };
             drop(ops);
-            if !still_used && only_lo {
-                match self.net.delete_netns(&n).await {
-                    Ok(()) => removed.0.push(format!("netns {n}")),
-                    Err(e) => {
-                        tracing::error!(netns = n, error = %e, "cannot delete a namespace linkherd created")
-                    }
+            if !others.is_empty() {
+                tracing::info!(netns = n, links = ?others, "keeping a namespace linkherd created: it has other links");
+                continue;
+            }
+            match self
+                .net
+                .delete_netns(&format!("{}{n}", self.netns_prefix))
+                .await
+            {
+                Ok(()) => removed.0.push(format!("netns {n}")),
+                Err(e) => {
+                    tracing::error!(netns = n, error = %e, "cannot delete a namespace linkherd created")
                 }
             }
         }

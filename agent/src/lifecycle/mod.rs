@@ -37,6 +37,9 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Lifecycle {
     net: Arc<dyn NetOps>,
+    /// Prefix of this agent's named namespaces under /run/netns (empty on a
+    /// normal host; a lab host's own prefix when agents share a machine).
+    netns_prefix: String,
     caps: OnceCell<Capabilities>,
     registry: Mutex<Registry>,
 }
@@ -51,9 +54,10 @@ pub fn group_of(network: &str) -> u32 {
 }
 
 impl Lifecycle {
-    pub fn new(net: Arc<dyn NetOps>, state_dir: Option<PathBuf>) -> Self {
+    pub fn new(net: Arc<dyn NetOps>, state_dir: Option<PathBuf>, netns_prefix: String) -> Self {
         Self {
             net,
+            netns_prefix,
             caps: OnceCell::new(),
             registry: Mutex::new(Registry::load(state_dir)),
         }
@@ -65,6 +69,17 @@ impl Lifecycle {
         self.caps
             .get_or_init(|| async { self.net.capabilities().await })
             .await
+    }
+
+    /// The namespace file of a target: named ones carry this agent's prefix.
+    fn ns_file(&self, n: &linkherd_proto::model::NetnsRef) -> PathBuf {
+        match n {
+            linkherd_proto::model::NetnsRef::Named(name) => {
+                linkherd_proto::model::NetnsRef::Named(format!("{}{name}", self.netns_prefix))
+                    .file()
+            }
+            other => other.file(),
+        }
     }
 
     /// The 802.1Q check every VLAN path makes first, with the fix.

@@ -66,6 +66,27 @@ impl Drop for NetnsGuard {
     }
 }
 
+/// Moves the calling thread into the namespace at `path` for good. Called
+/// by the agent before it starts any other thread, so that every thread it
+/// makes (and every socket) lives there — unlike `ip netns exec`, this does
+/// not give the agent a mount namespace of its own, so the namespaces it
+/// creates under /run/netns are visible to the whole host.
+pub fn enter_for_good(path: &Path) -> Result<(), NetError> {
+    let target = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => NetError::NotFound {
+            what: format!("network namespace {}", path.display()),
+        },
+        _ => NetError::Io {
+            op: "enter network namespace",
+            detail: format!("open {}: {e}", path.display()),
+        },
+    })?;
+    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Io {
+        op: "enter network namespace",
+        detail: format!("setns {}: {e}", path.display()),
+    })
+}
+
 /// Runs `f` on a fresh thread inside the namespace at `path` (or in the
 /// current one when `None`), leaving the caller's thread where it is.
 pub fn run_in<T: Send>(

@@ -100,16 +100,16 @@ pub async fn start_agent(
     pki: &Pki,
     state_dir: Option<&Path>,
 ) -> RunningAgent {
-    let agent = Agent::new(
-        net,
-        AgentOptions {
-            state_dir: state_dir.map(Path::to_owned),
-            host_name: Some("test-host".into()),
-            ..AgentOptions::default()
-        },
-    )
-    .await
-    .expect("agent");
+    let opts = AgentOptions {
+        state_dir: state_dir.map(Path::to_owned),
+        host_name: Some("test-host".into()),
+        ..AgentOptions::default()
+    };
+    start_agent_with(net, pki, opts).await
+}
+
+pub async fn start_agent_with(net: Arc<dyn NetOps>, pki: &Pki, opts: AgentOptions) -> RunningAgent {
+    let agent = Agent::new(net, opts).await.expect("agent");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -4,7 +4,9 @@
 mod certs;
 mod host;
 mod iface;
+mod macvlan;
 mod promisc;
+mod vlan;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -54,6 +56,15 @@ pub enum Command {
     /// Promiscuous mode, optionally with a lease that reverts by itself.
     #[command(subcommand)]
     Promisc(promisc::PromiscCmd),
+    /// 802.1Q / 802.1ad VLAN sub-interfaces.
+    #[command(subcommand)]
+    Vlan(vlan::VlanCmd),
+    /// Macvlan endpoints in network namespaces.
+    #[command(subcommand)]
+    Macvlan(macvlan::MacvlanCmd),
+    /// Host access: let a host reach its own macvlan endpoints.
+    #[command(name = "host-access", subcommand)]
+    HostAccess(macvlan::HostAccessCmd),
     /// Certificates: create a fleet CA, issue agent and client certificates.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
@@ -102,6 +113,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         Command::Host(c) => host::run(&ctx, c).await,
         Command::If(c) => iface::run(&ctx, c).await,
         Command::Promisc(c) => promisc::run(&ctx, c).await,
+        Command::Vlan(c) => vlan::run(&ctx, c).await,
+        Command::Macvlan(c) => macvlan::run(&ctx, c).await,
+        Command::HostAccess(c) => macvlan::run_host_access(&ctx, c).await,
         Command::Certs(c) => certs::run(&ctx, c),
     }
 }

@@ -171,9 +171,9 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
         let err = log
             .try_clone()
             .map_err(|e| LabError::Io(h.log.clone(), e))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &h.netns])
-            .arg(agent_bin)
+        let child = Command::new(agent_bin)
+            .arg("--netns")
+            .arg(Path::new("/run/netns").join(&h.netns))
             .arg("--listen")
             .arg(format!("{}:{AGENT_PORT}", h.mgmt_ip))
             .arg("--tls-cert")
@@ -188,6 +188,9 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
             .arg(hdir.join("state"))
             .arg("--name")
             .arg(&h.name)
+            // Endpoint namespaces of this host: lh-<id>-<host>-NAME.
+            .arg("--netns-prefix")
+            .arg(format!("{}-", h.netns))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

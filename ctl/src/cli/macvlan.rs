@@ -1,0 +1,384 @@
+//! `linkherdctl macvlan create|delete|list` and `host-access create|delete|list`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Subcommand, ValueEnum};
+use linkherd_proto::{
+    convert::netns_to_pb,
+    model::{EndpointState, HostAccessState, NetnsRef},
+    pb::{self, macvlan_service_client::MacvlanServiceClient},
+};
+use serde::Serialize;
+
+use super::{Ctx, iface::outcome_name};
+use crate::{error::CtlError, output};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    Bridge,
+    Vepa,
+    Private,
+    Passthru,
+    Source,
+}
+
+impl From<Mode> for pb::MacvlanMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Bridge => pb::MacvlanMode::Bridge,
+            Mode::Vepa => pb::MacvlanMode::Vepa,
+            Mode::Private => pb::MacvlanMode::Private,
+            Mode::Passthru => pb::MacvlanMode::Passthru,
+            Mode::Source => pb::MacvlanMode::Source,
+        }
+    }
+}
+
+/// Where the endpoint lives: one of these.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct Where {
+    /// A named namespace (/run/netns/NAME).
+    #[arg(long)]
+    netns: Option<String>,
+    /// A namespace file, e.g. /proc/1234/ns/net.
+    #[arg(long)]
+    netns_path: Option<PathBuf>,
+    /// A process (e.g. a container's) whose namespace to use.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+impl Where {
+    fn target(&self) -> Option<pb::NetnsTarget> {
+        let n = match (&self.netns, &self.netns_path, self.pid) {
+            (Some(n), _, _) => NetnsRef::Named(n.clone()),
+            (_, Some(p), _) => NetnsRef::Path(p.clone()),
+            (_, _, Some(pid)) => NetnsRef::Pid(pid),
+            _ => return None,
+        };
+        Some(netns_to_pb(&n))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MacvlanCmd {
+    /// Create an endpoint: a macvlan inside a namespace, with addresses,
+    /// default route and a stable MAC. A missing VLAN parent "X.<id>" is
+    /// created (and removed with the network's last endpoint).
+    Create {
+        /// The macvlan network, e.g. mac_net10.
+        #[arg(long)]
+        network: String,
+        /// The endpoint's name in the network, e.g. b1.
+        #[arg(long)]
+        name: String,
+        /// Parent interface, e.g. ens192 or ens192.10.
+        #[arg(long)]
+        parent: String,
+        /// Always explicit: the kernel's own default is vepa.
+        #[arg(long, value_enum)]
+        mode: Mode,
+        #[command(flatten)]
+        place: Where,
+        /// Create the named namespace if missing (and delete it with the endpoint).
+        #[arg(long, requires = "netns")]
+        create_netns: bool,
+        /// Interface name inside the namespace.
+        #[arg(long, default_value = "eth0")]
+        ifname: String,
+        /// Address with prefix length; repeat for more (IPv4 and/or IPv6).
+        #[arg(long = "ip", value_name = "CIDR")]
+        ips: Vec<String>,
+        /// Default route via this gateway.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// MAC address (default: stable, derived from network and name).
+        #[arg(long)]
+        mac: Option<String>,
+        /// MTU (default: the parent's).
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// Mode source only: a MAC allowed to send; repeat for more.
+        #[arg(long = "source-mac", value_name = "MAC")]
+        source_macs: Vec<String>,
+    },
+    /// Delete one endpoint (--network and --name), a whole network
+    /// (--network alone), or a macvlan by place (--netns… and --ifname).
+    Delete {
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long, requires = "network")]
+        name: Option<String>,
+        #[command(flatten)]
+        place: Where,
+        #[arg(long)]
+        ifname: Option<String>,
+        /// Delete a macvlan linkherd did not create.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Every endpoint on the host.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostAccessCmd {
+    /// Let the host reach its own endpoints through a macvlan "shim".
+    Create {
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        parent: String,
+        /// The host's own address on the network; repeat for more.
+        #[arg(long = "ip", value_name = "CIDR", required = true)]
+        ips: Vec<String>,
+        /// A destination routed through the shim (endpoint /32s or a range).
+        #[arg(long = "route", value_name = "CIDR")]
+        routes: Vec<String>,
+        /// Interface name (default lh-NETWORK).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    Delete {
+        #[arg(long)]
+        network: String,
+    },
+    List,
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedEndpoint {
+    outcome: &'static str,
+    endpoint: EndpointState,
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedShim {
+    outcome: &'static str,
+    host_access: HostAccessState,
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn endpoint_table(eps: &[EndpointState]) -> String {
+    let mut t = output::table();
+    t.set_header([
+        "NETWORK",
+        "NAME",
+        "NETNS",
+        "IFNAME",
+        "PARENT",
+        "MODE",
+        "MAC",
+        "ADDRESSES",
+        "GATEWAY",
+    ]);
+    for e in eps {
+        t.add_row([
+            e.network.clone(),
+            e.name.clone(),
+            e.netns.to_string().trim_start_matches("netns ").to_owned(),
+            e.ifname.clone(),
+            e.parent.clone(),
+            e.mode.as_str().to_owned(),
+            e.mac.map(|m| m.to_string()).unwrap_or_default(),
+            join(&e.addresses),
+            e.gateway
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.to_string()
+}
+
+fn shim_table(list: &[HostAccessState]) -> String {
+    let mut t = output::table();
+    t.set_header(["NETWORK", "NAME", "PARENT", "MAC", "ADDRESSES", "ROUTES"]);
+    for h in list {
+        t.add_row([
+            h.network.clone(),
+            h.name.clone(),
+            h.parent.clone(),
+            h.mac.map(|m| m.to_string()).unwrap_or_default(),
+            join(&h.addresses),
+            join(&h.routes),
+        ]);
+    }
+    t.to_string()
+}
+
+pub async fn run(ctx: &Ctx, cmd: MacvlanCmd) -> Result<ExitCode, CtlError> {
+    let mut client = MacvlanServiceClient::new(ctx.channel().await?);
+    match cmd {
+        MacvlanCmd::Create {
+            network,
+            name,
+            parent,
+            mode,
+            place,
+            create_netns,
+            ifname,
+            ips,
+            gateway,
+            mac,
+            mtu,
+            source_macs,
+        } => {
+            let r = client
+                .create(pb::CreateMacvlanRequest {
+                    endpoint: Some(pb::MacvlanEndpoint {
+                        network,
+                        name,
+                        parent,
+                        mode: pb::MacvlanMode::from(mode).into(),
+                        netns: place.target(),
+                        ifname,
+                        addresses: ips,
+                        gateway: gateway.unwrap_or_default(),
+                        mac: mac.unwrap_or_default(),
+                        mtu: mtu.unwrap_or(0),
+                        source_macs,
+                        ..Default::default()
+                    }),
+                    create_netns,
+                })
+                .await?
+                .into_inner();
+            let c = CreatedEndpoint {
+                outcome: outcome_name(r.outcome),
+                endpoint: r.endpoint.ok_or(CtlError::EmptyResponse)?.try_into()?,
+            };
+            output::print(ctx.format, &c, |c| {
+                let e = &c.endpoint;
+                format!(
+                    "{}/{}: {} in {} on {} ({}), mac {}, {} ({})",
+                    e.network,
+                    e.name,
+                    e.ifname,
+                    e.netns,
+                    e.parent,
+                    e.mode.as_str(),
+                    e.mac.map(|m| m.to_string()).unwrap_or_default(),
+                    join(&e.addresses),
+                    c.outcome
+                )
+            })?;
+        }
+        MacvlanCmd::Delete {
+            network,
+            name,
+            place,
+            ifname,
+            force,
+        } => {
+            let r = client
+                .delete(pb::DeleteMacvlanRequest {
+                    network: network.unwrap_or_default(),
+                    name: name.unwrap_or_default(),
+                    netns: place.target(),
+                    ifname: ifname.unwrap_or_default(),
+                    force,
+                })
+                .await?
+                .into_inner();
+            output::print(
+                ctx.format,
+                &serde_json::json!({ "removed": r.removed }),
+                |_| {
+                    r.removed
+                        .iter()
+                        .map(|s| format!("removed {s}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            )?;
+        }
+        MacvlanCmd::List => {
+            let r = client.list(pb::ListMacvlansRequest {}).await?.into_inner();
+            let eps = r
+                .endpoints
+                .into_iter()
+                .map(EndpointState::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            output::print(ctx.format, &eps, |e| endpoint_table(e))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run_host_access(ctx: &Ctx, cmd: HostAccessCmd) -> Result<ExitCode, CtlError> {
+    let mut client = MacvlanServiceClient::new(ctx.channel().await?);
+    match cmd {
+        HostAccessCmd::Create {
+            network,
+            parent,
+            ips,
+            routes,
+            name,
+        } => {
+            let r = client
+                .create_host_access(pb::CreateHostAccessRequest {
+                    host_access: Some(pb::HostAccess {
+                        network,
+                        parent,
+                        name: name.unwrap_or_default(),
+                        addresses: ips,
+                        routes,
+                        ..Default::default()
+                    }),
+                })
+                .await?
+                .into_inner();
+            let c = CreatedShim {
+                outcome: outcome_name(r.outcome),
+                host_access: r.host_access.ok_or(CtlError::EmptyResponse)?.try_into()?,
+            };
+            output::print(ctx.format, &c, |c| {
+                let h = &c.host_access;
+                format!(
+                    "{}: shim {} on {}, {} -> {} ({})",
+                    h.network,
+                    h.name,
+                    h.parent,
+                    join(&h.addresses),
+                    join(&h.routes),
+                    c.outcome
+                )
+            })?;
+        }
+        HostAccessCmd::Delete { network } => {
+            let r = client
+                .delete_host_access(pb::DeleteHostAccessRequest {
+                    network: network.clone(),
+                    force: false,
+                })
+                .await?
+                .into_inner();
+            let outcome = outcome_name(r.outcome);
+            output::print(
+                ctx.format,
+                &serde_json::json!({ "network": network, "outcome": outcome }),
+                |_| format!("{network}: host access {outcome}"),
+            )?;
+        }
+        HostAccessCmd::List => {
+            let r = client
+                .list_host_access(pb::ListHostAccessRequest {})
+                .await?
+                .into_inner();
+            let list = r
+                .host_access
+                .into_iter()
+                .map(HostAccessState::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            output::print(ctx.format, &list, |l| shim_table(l))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
