@@ -127,7 +127,7 @@ pub fn check_gateway(field: &str, gw: IpAddr, addresses: &[IpNet]) -> Result<(),
 
 impl MacAddr {
     /// A locally administered unicast MAC derived from network and endpoint
-    /// names (FNV-1a): the same names always give the same MAC, so an
+    /// names (FNV-1a, then mixed): the same names always give the same MAC, so an
     /// endpoint that is re-created keeps the MAC its neighbours have cached.
     pub fn stable(network: &str, endpoint: &str) -> MacAddr {
         let h = format!("linkherd/{network}/{endpoint}")
