@@ -581,3 +581,95 @@ async fn vlans_on_this_kernel() {
         assert!(!common::run("ip", &["-n", &lab.host.name, "link"]).contains("up0.20"));
     }
 }
+
+#[tokio::test]
+async fn process_and_path_namespaces_ipv6_and_source_mode() {
+    let Some(mut lab) = lab("lk-targets").await else {
+        return;
+    };
+    // A "container": a process in a namespace the test made, found by pid.
+    let cns = lab.ns("ctr");
+    common::run("ip", &["netns", "add", &cns]);
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &cns, "sleep", "30"])
+        .spawn()
+        .expect("start the container process");
+    let pid = child.id();
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(self.0).unwrap_or(0)),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _kill = Kill(pid);
+    // Wait until the process is inside its namespace.
+    let want = std::fs::metadata(netns_file(&cns))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("ino");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .ok()
+        != Some(want)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the process never entered its namespace"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut req = endpoint("c", "c1", "up0", pb::MacvlanMode::Bridge, "10.65.0.10/24");
+    if let Some(e) = req.endpoint.as_mut() {
+        e.netns = Some(pb::NetnsTarget {
+            target: Some(Target::Pid(pid)),
+        });
+        e.addresses.push("fd00:65::10/64".into());
+    }
+    req.create_netns = false;
+    lab.mv.create(req).await.expect("endpoint by pid");
+    let v6 = ip_json(&["-n", &cns, "-j", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(v6.to_string().contains("fd00:65::10"), "{v6}");
+    assert_eq!(
+        link_in(&cns, "eth0")["ifalias"],
+        "linkherd:v1 ep net=c name=c1"
+    );
+
+    // The same namespace by path, a second interface in source mode.
+    let mut by_path = endpoint("s", "s1", "up0", pb::MacvlanMode::Source, "10.66.0.10/24");
+    if let Some(e) = by_path.endpoint.as_mut() {
+        e.netns = Some(pb::NetnsTarget {
+            target: Some(Target::Path(format!("/proc/{pid}/ns/net"))),
+        });
+        e.ifname = "src0".into();
+        e.source_macs = vec!["02:66:00:00:00:01".into(), "02:66:00:00:00:02".into()];
+    }
+    by_path.create_netns = false;
+    lab.mv.create(by_path).await.expect("endpoint by path");
+    let src = link_in(&cns, "src0");
+    assert_eq!(src["linkinfo"]["info_data"]["mode"], "source");
+    assert_eq!(src["linkinfo"]["info_data"]["macaddr_count"], 2, "{src}");
+    let list = lab
+        .mv
+        .list(pb::ListMacvlansRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.endpoints.len(), 2);
+    let s = list.endpoints.iter().find(|e| e.name == "s1").expect("s1");
+    assert_eq!(s.source_macs, ["02:66:00:00:00:01", "02:66:00:00:00:02"]);
+
+    // When the process is gone, so is its namespace and the endpoint.
+    drop(_kill);
+    let _ = child.wait();
+    common::run("ip", &["netns", "del", &cns]);
+    let list = lab
+        .mv
+        .list(pb::ListMacvlansRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(list.endpoints.is_empty(), "{:?}", list.endpoints);
+}

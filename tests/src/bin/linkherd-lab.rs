@@ -212,7 +212,9 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     );
     ctl.ok("no2", &["promisc", "off", "eth0"])?;
 
-    println!("\n== the source document's first example: macvlan network mac_net (10.0.100.0/24, gateway .33)");
+    println!(
+        "\n== the source document's first example: macvlan network mac_net (10.0.100.0/24, gateway .33)"
+    );
     for (h, nic, ns, name, ip) in [
         (no1, "ens192", "node1", "node_1", "10.0.100.100/24"),
         (no2, "eth0", "node2", "node_2", "10.0.100.101/24"),
@@ -220,8 +222,23 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         let out = ctl.ok(
             &h.name,
             &[
-                "macvlan", "create", "--network", "mac_net", "--name", name, "--parent", nic, "--mode", "bridge",
-                "--netns", ns, "--create-netns", "--ip", ip, "--gateway", "10.0.100.33",
+                "macvlan",
+                "create",
+                "--network",
+                "mac_net",
+                "--name",
+                name,
+                "--parent",
+                nic,
+                "--mode",
+                "bridge",
+                "--netns",
+                ns,
+                "--create-netns",
+                "--ip",
+                ip,
+                "--gateway",
+                "10.0.100.33",
             ],
         )?;
         ensure!(out.contains("(created)"), "{name} was not created");
@@ -244,18 +261,49 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         if reached { "connected" } else { "FAILED" }
     );
     ensure!(reached, "node_1 does not reach node_2 across the hosts");
-    let out = ctl.ok("no1", &["macvlan", "create", "--network", "mac_net", "--name", "node_1", "--parent", "ens192", "--mode", "bridge", "--netns", "node1", "--ip", "10.0.100.100/24", "--gateway", "10.0.100.33"])?;
-    ensure!(out.contains("(unchanged)"), "re-creating node_1 must be a no-op");
+    let out = ctl.ok(
+        "no1",
+        &[
+            "macvlan",
+            "create",
+            "--network",
+            "mac_net",
+            "--name",
+            "node_1",
+            "--parent",
+            "ens192",
+            "--mode",
+            "bridge",
+            "--netns",
+            "node1",
+            "--ip",
+            "10.0.100.100/24",
+            "--gateway",
+            "10.0.100.33",
+        ],
+    )?;
+    ensure!(
+        out.contains("(unchanged)"),
+        "re-creating node_1 must be a no-op"
+    );
 
-    println!("\n== VLAN sub-interfaces (the second half of the document) need 802.1Q in the kernel");
-    let (ok, _) = ctl.run("no1", &["vlan", "create", "--parent", "ens192", "--id", "10"])?;
+    println!(
+        "\n== VLAN sub-interfaces (the second half of the document) need 802.1Q in the kernel"
+    );
+    let (ok, _) = ctl.run(
+        "no1",
+        &["vlan", "create", "--parent", "ens192", "--id", "10"],
+    )?;
     if ok {
         ctl.ok("no1", &["vlan", "delete", "ens192.10"])?;
     } else {
         println!("(this kernel has no 802.1Q: the agent said so, and changed nothing)");
     }
     for (h, name) in [(no1, "node_1"), (no2, "node_2")] {
-        ctl.ok(&h.name, &["macvlan", "delete", "--network", "mac_net", "--name", name])?;
+        ctl.ok(
+            &h.name,
+            &["macvlan", "delete", "--network", "mac_net", "--name", name],
+        )?;
     }
     println!("\ndemo passed");
     Ok(())
