@@ -174,7 +174,7 @@ impl Agent {
                 .max_decoding_message_size(max),
             )
             .add_service(
-                pb::probe_service_server::ProbeServiceServer::new(ProbeSvc)
+                pb::probe_service_server::ProbeServiceServer::new(ProbeSvc::new(self.ctx.clone()))
                     .max_decoding_message_size(max),
             ))
     }

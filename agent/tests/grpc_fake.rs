@@ -592,7 +592,7 @@ async fn staged_services_answer_unimplemented_to_admins() {
         .await
         .expect("connect");
     let err = pb::probe_service_client::ProbeServiceClient::new(ch)
-        .tcp(pb::TcpRequest::default())
+        .arp(pb::ArpRequest::default())
         .await
         .expect_err("not yet");
     assert_eq!(err.code(), Code::Unimplemented);

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Pki, TestNetns, have_root, kernel_has_vlan, start_agent};
+use common::{Pki, TestNetns, have_root, kernel_has_vlan};
 use linkherd_agent::net::{netns::NetnsGuard, rtnl::Rtnl};
 use linkherd_proto::{
     model::{MacAddr, Role},
@@ -100,12 +100,14 @@ async fn lab_with(tag: &str, hairpin: bool) -> Option<Lab> {
     switch.ip(&["link", "set", "sw0", "up"]);
     host.ip(&["link", "set", "up0", "up"]);
     let pki = Pki::new();
-    let agent = start_agent(
-        Arc::new(Rtnl::in_netns(host.path()).expect("netlink")),
-        &pki,
-        None,
-    )
-    .await;
+    // Tests run in parallel: each agent keeps to namespaces named after its
+    // own host namespace, so one test's endpoints never show in another's.
+    let opts = linkherd_agent::server::AgentOptions {
+        netns_prefix: format!("{}-", host.name),
+        ..Default::default()
+    };
+    let net = Arc::new(Rtnl::in_netns(host.path()).expect("netlink"));
+    let agent = common::start_agent_with(net, &pki, opts).await;
     let ch = agent
         .channel(&pki, Some(Role::Admin))
         .await
@@ -120,6 +122,11 @@ async fn lab_with(tag: &str, hairpin: bool) -> Option<Lab> {
     })
 }
 
+/// The name the agent knows a lab namespace by (without its prefix).
+fn short(ns: &str) -> &str {
+    ns.rsplit('-').next().unwrap_or(ns)
+}
+
 fn endpoint(
     network: &str,
     ns: &str,
@@ -130,11 +137,11 @@ fn endpoint(
     pb::CreateMacvlanRequest {
         endpoint: Some(pb::MacvlanEndpoint {
             network: network.into(),
-            name: ns.rsplit('-').next().unwrap_or(ns).into(),
+            name: short(ns).into(),
             parent: parent.into(),
             mode: mode.into(),
             netns: Some(pb::NetnsTarget {
-                target: Some(Target::Name(ns.into())),
+                target: Some(Target::Name(short(ns).into())),
             }),
             addresses: vec![cidr.into()],
             ..Default::default()
@@ -314,7 +321,7 @@ async fn endpoint_in_a_named_namespace_with_eth0_route_and_stable_mac() {
         .expect("delete")
         .into_inner();
     assert!(
-        d.removed.contains(&format!("netns {ns}")),
+        d.removed.contains(&"netns b1".to_owned()),
         "{:?}",
         d.removed
     );
@@ -454,7 +461,7 @@ async fn foreign_links_are_deleted_only_when_forced() {
     lab.host.ip(&["link", "set", "fx0", "netns", &ns]);
     let req = |force| pb::DeleteMacvlanRequest {
         netns: Some(pb::NetnsTarget {
-            target: Some(Target::Name(ns.clone())),
+            target: Some(Target::Name(short(&ns).into())),
         }),
         ifname: "fx0".into(),
         force,
@@ -672,4 +679,72 @@ async fn process_and_path_namespaces_ipv6_and_source_mode() {
         .expect("list")
         .into_inner();
     assert!(list.endpoints.is_empty(), "{:?}", list.endpoints);
+}
+
+#[tokio::test]
+async fn tcp_probe_from_inside_an_endpoint() {
+    let Some(mut lab) = lab("lk-probe").await else {
+        return;
+    };
+    let (a, b) = (lab.ns("pa"), lab.ns("pb"));
+    let mk = |ns: &str, cidr: &str| endpoint("p", ns, "up0", pb::MacvlanMode::Bridge, cidr);
+    lab.mv.create(mk(&a, "10.67.0.1/24")).await.expect("a");
+    lab.mv.create(mk(&b, "10.67.0.2/24")).await.expect("b");
+    // A listener in b, on a thread inside b's namespace.
+    let file = netns_file(&b);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let _g = NetnsGuard::enter(&file).expect("enter");
+        let l = TcpListener::bind("10.67.0.2:7400").expect("bind");
+        tx.send(()).expect("ready");
+        let _ = l.accept();
+    });
+    rx.recv().expect("ready");
+    let probe = pb::probe_service_client::ProbeServiceClient::new(
+        lab._agent
+            .channel(&lab._pki, Some(Role::Operator))
+            .await
+            .expect("operator"),
+    );
+    let from = Some(pb::NetnsTarget {
+        target: Some(Target::Name("pa".into())),
+    });
+    let tcp = |to: &str, port: u32, timeout_ms: u32| {
+        let req = pb::TcpRequest {
+            source: from.clone(),
+            interface: String::new(),
+            destination: to.into(),
+            port,
+            timeout_ms,
+        };
+        let mut p = probe.clone();
+        async move { p.tcp(req).await.expect("probe").into_inner() }
+    };
+    assert_eq!(
+        tcp("10.67.0.2", 7400, 2000).await.result(),
+        pb::TcpResult::Connected
+    );
+    let refused = tcp("10.67.0.2", 7401, 2000).await;
+    assert_eq!(
+        refused.result(),
+        pb::TcpResult::Refused,
+        "{}",
+        refused.detail
+    );
+    let lost = tcp("10.67.0.99", 7400, 300).await;
+    assert!(
+        matches!(
+            lost.result(),
+            pb::TcpResult::TimedOut | pb::TcpResult::Unreachable
+        ),
+        "{:?}: {}",
+        lost.result(),
+        lost.detail
+    );
+    assert!(
+        lost.elapsed_us < 3_500_000,
+        "a probe must be bounded: {} us",
+        lost.elapsed_us
+    );
+    let _ = server.join();
 }

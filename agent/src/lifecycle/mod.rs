@@ -72,7 +72,7 @@ impl Lifecycle {
     }
 
     /// The namespace file of a target: named ones carry this agent's prefix.
-    fn ns_file(&self, n: &linkherd_proto::model::NetnsRef) -> PathBuf {
+    pub fn ns_file(&self, n: &linkherd_proto::model::NetnsRef) -> PathBuf {
         match n {
             linkherd_proto::model::NetnsRef::Named(name) => {
                 linkherd_proto::model::NetnsRef::Named(format!("{}{name}", self.netns_prefix))

@@ -6,13 +6,13 @@
 mod host;
 mod interface;
 mod macvlan;
-mod staged;
+mod probe;
 mod vlan;
 
 pub use host::HostSvc;
 pub use interface::InterfaceSvc;
 pub use macvlan::MacvlanSvc;
-pub use staged::ProbeSvc;
+pub use probe::ProbeSvc;
 pub use vlan::VlanSvc;
 
 use linkherd_proto::pb;

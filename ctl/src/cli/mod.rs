@@ -5,6 +5,7 @@ mod certs;
 mod host;
 mod iface;
 mod macvlan;
+mod probe;
 mod promisc;
 mod vlan;
 
@@ -65,6 +66,9 @@ pub enum Command {
     /// Host access: let a host reach its own macvlan endpoints.
     #[command(name = "host-access", subcommand)]
     HostAccess(macvlan::HostAccessCmd),
+    /// Connectivity probes run by the agent inside a namespace.
+    #[command(subcommand)]
+    Probe(probe::ProbeCmd),
     /// Certificates: create a fleet CA, issue agent and client certificates.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
@@ -116,6 +120,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         Command::Vlan(c) => vlan::run(&ctx, c).await,
         Command::Macvlan(c) => macvlan::run(&ctx, c).await,
         Command::HostAccess(c) => macvlan::run_host_access(&ctx, c).await,
+        Command::Probe(c) => probe::run(&ctx, c).await,
         Command::Certs(c) => certs::run(&ctx, c),
     }
 }

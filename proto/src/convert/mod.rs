@@ -8,8 +8,10 @@
 mod enums;
 mod interface;
 mod lifecycle;
+mod probe;
 mod requests;
 
 pub use interface::DecodeError;
 pub use lifecycle::{DeleteEndpoints, EndpointSelector, netns_target, netns_to_pb};
+pub use probe::{DEFAULT_PROBE_TIMEOUT, MAX_PROBE_TIMEOUT, TcpProbe};
 pub use requests::{InterfaceName, MAX_PROMISC_LEASE, SetMtu, SetPromiscuous, SetUp};
