@@ -35,3 +35,30 @@ pub fn agent() -> Result<PathBuf, NotFound> {
 pub fn ctl() -> Result<PathBuf, NotFound> {
     find("linkherdctl", "LINKHERDCTL_BIN")
 }
+
+/// Where `scripts/` builds the static agent for guests.
+pub const GUEST_TARGET_DIR: &str = "target/guest";
+
+/// The statically linked agent that vm-backend guests run: built with
+/// `RUSTFLAGS="-C target-feature=+crt-static" cargo build --target
+/// x86_64-unknown-linux-gnu --target-dir target/guest --bin linkherd-agent`
+/// (scripts/build-guest-agent.sh).
+pub fn guest_agent() -> Result<PathBuf, NotFound> {
+    if let Some(p) = std::env::var_os("LINKHERD_GUEST_AGENT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|_| NotFound("static linkherd-agent", "LINKHERD_GUEST_AGENT_BIN"))?;
+    // target/debug[/deps]/X -> target/guest/x86_64-unknown-linux-gnu/release/linkherd-agent
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(PathBuf::from);
+    target
+        .map(|t| t.join("guest/x86_64-unknown-linux-gnu/release/linkherd-agent"))
+        .filter(|p| p.is_file())
+        .ok_or(NotFound(
+            "static linkherd-agent (scripts/build-guest-agent.sh)",
+            "LINKHERD_GUEST_AGENT_BIN",
+        ))
+}

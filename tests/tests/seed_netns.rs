@@ -105,7 +105,7 @@ async fn seed_hosts_over_mtls() {
     // A fixed directory: a lab left behind by a crashed run is replaced.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed-netns");
     let started = Instant::now();
-    let state = lab::up(&dir, &HostSpec::seed(), true)
+    let state = lab::up(&dir, &HostSpec::seed(), lab::Backend::Netns, true)
         .await
         .expect("lab up");
     let _guard = LabGuard(state.dir.clone());

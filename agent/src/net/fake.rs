@@ -650,6 +650,30 @@ impl NetOps for FakeKernel {
         })
     }
 
+    async fn rename(&self, index: u32, name: &IfName) -> Result<(), NetError> {
+        if self
+            .lock()
+            .links
+            .values()
+            .any(|l| l.iface.name == name.as_str() && l.iface.index != index)
+        {
+            return Err(NetError::AlreadyExists {
+                what: format!("interface {:?}", name.as_str()),
+            });
+        }
+        self.modify(index, |i| {
+            if i.admin_up {
+                return Err(NetError::Busy {
+                    op: "rename link",
+                    detail: "Device or resource busy (os error 16)".into(),
+                });
+            }
+            let changed = i.name != name.as_str();
+            i.name = name.to_string();
+            Ok(changed)
+        })
+    }
+
     async fn capabilities(&self) -> Capabilities {
         let vlan = self.world.vlan_supported;
         Capabilities {

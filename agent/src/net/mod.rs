@@ -147,6 +147,8 @@ pub trait NetOps: Send + Sync + fmt::Debug + 'static {
     async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetError>;
     /// Sets IFLA_IFALIAS (the ownership mark); empty clears it.
     async fn set_alias(&self, index: u32, alias: &str) -> Result<(), NetError>;
+    /// Renames a link (it must be down).
+    async fn rename(&self, index: u32, name: &IfName) -> Result<(), NetError>;
     /// Probes what this kernel supports. Never creates anything.
     async fn capabilities(&self) -> Capabilities;
     /// Subscribes to link and address changes. Events that happen after this

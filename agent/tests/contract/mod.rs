@@ -298,6 +298,24 @@ pub async fn macvlan_created_inside_a_named_namespace(env: Env) {
     let err = inside.add_route(&default).await.expect_err("twice");
     assert!(matches!(err, NetError::AlreadyExists { .. }), "{err:?}");
 
+    // A link named like one of this namespace's own (eth0 on the host, say)
+    // can still be created in another namespace.
+    env.fx.add_veth("eth1", "eth1-peer").await;
+    env.net
+        .add_link(&NewLink {
+            target: Some(file.clone()),
+            ..macvlan("eth1", parent.index, MacvlanMode::Bridge)
+        })
+        .await
+        .expect("eth1 inside although the host has an eth1");
+    let eth1 = inside.link(&name("eth1")).await.expect("eth1 inside");
+    assert_eq!(eth1.kind, LinkKind::Macvlan);
+    inside.del_link(eth1.index).await.expect("delete eth1");
+    assert_eq!(
+        env.net.link(&name("eth1")).await.expect("host eth1").kind,
+        LinkKind::Veth
+    );
+
     inside.del_link(e.index).await.expect("delete");
     assert!(matches!(
         inside.link(&name("eth0")).await,

@@ -24,17 +24,31 @@ struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
+enum BackendArg {
     /// Hosts are network namespaces on this kernel.
     Netns,
+    /// Hosts are QEMU guests with a kernel that has 802.1Q.
+    Vm,
+    /// netns when this kernel has 802.1Q, else vm.
+    Auto,
+}
+
+impl BackendArg {
+    fn resolve(self) -> lab::Backend {
+        match self {
+            BackendArg::Netns => lab::Backend::Netns,
+            BackendArg::Vm => lab::Backend::Vm,
+            BackendArg::Auto => lab::Backend::auto(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Create the hosts, start their agents, write DIR/ctl.toml.
     Up {
-        #[arg(long, value_enum, default_value = "netns")]
-        backend: Backend,
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendArg,
         /// Comma-separated host names.
         #[arg(long, value_delimiter = ',', default_value = "no1,no2")]
         hosts: Vec<String>,
@@ -53,6 +67,14 @@ enum Cmd {
     Status {
         #[arg(long, default_value_os_t = lab::netns_default_dir())]
         dir: PathBuf,
+    },
+    /// The vm backend's wire (run by `up`; not for direct use).
+    #[command(hide = true)]
+    Hub {
+        #[arg(long)]
+        port_file: PathBuf,
+        #[arg(long)]
+        pcap: PathBuf,
     },
     /// Bring up a lab, drive it with linkherdctl, check the results, tear down.
     Demo {
@@ -128,7 +150,7 @@ fn promiscuity(netns: &str, dev: &str) -> anyhow::Result<u64> {
 async fn demo(dir: &Path) -> anyhow::Result<()> {
     println!("== bringing up the lab (hosts no1 with NIC ens192, no2 with NIC eth0)");
     let t = Instant::now();
-    let state = lab::up(dir, &HostSpec::seed(), true).await?;
+    let state = lab::up(dir, &HostSpec::seed(), lab::Backend::Netns, true).await?;
     println!("lab up in {:.2} s", t.elapsed().as_secs_f64());
     print_status(&state);
     let ctl = Ctl {
@@ -314,13 +336,19 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Up {
-            backend: Backend::Netns,
+            backend,
             hosts,
             dir,
             replace,
         } => {
             let t = Instant::now();
-            let state = lab::up(&dir, &HostSpec::from_names(&hosts), replace).await?;
+            let state = lab::up(
+                &dir,
+                &HostSpec::from_names(&hosts),
+                backend.resolve(),
+                replace,
+            )
+            .await?;
             println!("lab up in {:.2} s", t.elapsed().as_secs_f64());
             print_status(&state);
         }
@@ -337,6 +365,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             Some(state) => print_status(&state),
             None => bail!("no lab in {}", dir.display()),
         },
+        Cmd::Hub { port_file, pcap } => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            std::fs::write(&port_file, listener.local_addr()?.port().to_string())?;
+            lab::vm::hub::serve(listener, &pcap)?;
+        }
         Cmd::Demo { dir, keep } => {
             let res = demo(&dir).await;
             if res.is_err()

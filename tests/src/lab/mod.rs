@@ -7,12 +7,220 @@
 //! (a crash half way through `up`).
 
 mod netns;
+pub mod vm;
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
+use linkherd_proto::model::Role;
+use linkherdctl::{certs, client::Target};
 use serde::{Deserialize, Serialize};
 
-pub use netns::{down, netns_default_dir, up};
+pub use netns::netns_default_dir;
+
+/// Where the lab's hosts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Network namespaces on this kernel (fast; VLANs only if it has 8021q).
+    Netns,
+    /// QEMU guests with a kernel that has 8021q (real tagged frames).
+    Vm,
+}
+
+impl Backend {
+    /// netns when this kernel has 802.1Q, else vm.
+    pub fn auto() -> Backend {
+        if kernel_has_vlan() {
+            Backend::Netns
+        } else {
+            Backend::Vm
+        }
+    }
+}
+
+/// Whether this kernel can create an 802.1Q VLAN, tried in a throwaway
+/// namespace (the only reliable test: a module may be built in or loadable).
+pub fn kernel_has_vlan() -> bool {
+    let ns = format!("lh-vlanprobe-{}", std::process::id());
+    if crate::sh::ip(&["netns", "add", &ns]).is_err() {
+        return false;
+    }
+    let ok = crate::sh::ip_in(
+        &ns,
+        &["link", "add", "p0", "type", "veth", "peer", "name", "p1"],
+    )
+    .is_ok()
+        && crate::sh::ip_in(
+            &ns,
+            &[
+                "link", "add", "link", "p0", "name", "p0.5", "type", "vlan", "id", "5",
+            ],
+        )
+        .is_ok();
+    let _ = crate::sh::ip(&["netns", "del", &ns]);
+    ok
+}
+
+/// Brings up a lab of `hosts` in `dir` on `backend`. With `replace`, a lab
+/// left in `dir` (e.g. by a failed test) is torn down first.
+pub async fn up(
+    dir: &Path,
+    hosts: &[HostSpec],
+    backend: Backend,
+    replace: bool,
+) -> Result<LabState, LabError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LabError::NotRoot);
+    }
+    check_names(hosts)?;
+    fs::create_dir_all(dir).map_err(|e| LabError::Io(dir.to_owned(), e))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| LabError::Io(dir.to_owned(), e))?;
+    if LabState::load(&dir)?.is_some() {
+        if !replace {
+            return Err(LabError::AlreadyUp(dir));
+        }
+        down(&dir)?;
+    }
+    let res = match backend {
+        Backend::Netns => netns::up(&dir, hosts).await,
+        Backend::Vm => vm::up(&dir, hosts).await,
+    };
+    if res.is_err() {
+        // Show why before the evidence goes with the lab.
+        if let Ok(Some(state)) = LabState::load(&dir) {
+            for h in &state.hosts {
+                eprintln!("--- {} log (tail)\n{}", h.name, tail(&h.log, 25));
+            }
+        }
+        let _ = down(&dir);
+    }
+    res
+}
+
+/// Removes every object of the lab in `dir`, whether or not `up` finished.
+/// Safe to run twice.
+pub fn down(dir: &Path) -> Result<(), LabError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LabError::NotRoot);
+    }
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    if let Some(state) = LabState::load(&dir)?.filter(|s| s.backend == "vm") {
+        vm::down(&state);
+    }
+    netns::down(&dir)
+}
+
+fn check_names(hosts: &[HostSpec]) -> Result<(), LabError> {
+    for h in hosts {
+        let ok = !h.name.is_empty()
+            && h.name.len() <= 8
+            && h.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !ok {
+            return Err(LabError::HostName(h.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The lab's CA, a client per role, an agent certificate per host (valid
+/// for its management address).
+fn issue_pki(state: &LabState) -> Result<(), LabError> {
+    let pki = state.pki();
+    certs::init(&pki, 30, true)?;
+    for role in Role::ALL {
+        certs::issue_client(&pki, role.as_str(), role, 30)?;
+    }
+    for h in &state.hosts {
+        certs::issue_agent(&pki, &h.name, std::slice::from_ref(&h.mgmt_ip), 30)?;
+    }
+    Ok(())
+}
+
+/// Waits until the agent answers a health check over mTLS as admin.
+async fn wait_ready(state: &LabState, h: &HostState, timeout: Duration) -> Result<(), LabError> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let pki = state.pki();
+    let target = Target::parse(
+        &h.agent_url,
+        Some(pki.join(certs::CA_CERT)),
+        Some(pki.join("client-admin.pem")),
+        Some(pki.join("client-admin-key.pem")),
+    )
+    .map_err(LabError::State)?;
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Ok(ch) = target.connect().await {
+            let res = HealthClient::new(ch)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if res.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LabError::NotReady {
+        host: h.name.clone(),
+        secs: timeout.as_secs(),
+        log: tail(&h.log, 20),
+    })
+}
+
+/// `DIR/ctl.toml`, naming every host with the admin credentials.
+fn write_ctl_config(state: &LabState) -> Result<(), LabError> {
+    let mut text = String::from(
+        "# linkherdctl configuration for this lab (written by linkherd-lab up)\n\
+         [defaults]\nca = \"pki/ca.pem\"\ncert = \"pki/client-admin.pem\"\nkey = \"pki/client-admin-key.pem\"\n",
+    );
+    for h in &state.hosts {
+        text.push_str(&format!(
+            "\n[[hosts]]\nname = \"{}\"\nagent = \"{}\"\n[hosts.labels]\nnic = \"{}\"\nbackend = \"{}\"\n",
+            h.name, h.agent_url, h.nic, state.backend
+        ));
+    }
+    let path = state.ctl_config();
+    fs::write(&path, text).map_err(|e| LabError::Io(path, e))
+}
+
+/// True while `pid` runs a program whose command line contains `what`
+/// (so a reused pid is never signalled).
+fn runs(pid: u32, what: &str) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(what))
+        .unwrap_or(false)
+}
+
+/// SIGTERM, then SIGKILL after 3 s, for a process the lab started.
+fn stop(pid: u32, what: &str) {
+    use nix::{
+        sys::signal::{Signal, kill},
+        unistd::Pid,
+    };
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let target = Pid::from_raw(raw);
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while runs(pid, what) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if runs(pid, what) {
+        let _ = kill(target, Signal::SIGKILL);
+    }
+    // Reap it if it was our child; harmless otherwise.
+    let _ = nix::sys::wait::waitpid(target, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+}
 
 /// Port every lab agent listens on (mTLS) on its management address.
 pub const AGENT_PORT: u16 = 7443;
@@ -66,8 +274,12 @@ pub struct HostState {
     pub agent_url: String,
     /// The agent's local unix socket.
     pub socket: PathBuf,
+    /// Agent log (netns) or guest console (vm).
     pub log: PathBuf,
     pub pid: Option<u32>,
+    /// Position among the guests (vm backend).
+    #[serde(default)]
+    pub vm_index: Option<usize>,
 }
 
 /// What `up` made; `down` undoes it.
@@ -81,6 +293,12 @@ pub struct LabState {
     pub mgmt_subnet: String,
     /// Namespace holding the data-plane "switch" (a bridge).
     pub switch_netns: String,
+    /// The vm backend's hub process.
+    #[serde(default)]
+    pub hub_pid: Option<u32>,
+    /// The vm backend's capture of the wire.
+    #[serde(default)]
+    pub wire: Option<PathBuf>,
     pub hosts: Vec<HostState>,
 }
 
@@ -102,7 +320,7 @@ impl LabState {
         }
     }
 
-    fn save(&self) -> Result<(), LabError> {
+    pub(crate) fn save(&self) -> Result<(), LabError> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| LabError::State(e.to_string()))?;
         std::fs::write(Self::path(&self.dir), bytes).map_err(|e| LabError::State(e.to_string()))
     }
@@ -147,6 +365,8 @@ pub enum LabError {
     NoSubnet,
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    #[error("vm assets: {0}")]
+    Assets(String),
 }
 
 /// Short id of the lab in `dir`, used in every name it creates. FNV-1a of

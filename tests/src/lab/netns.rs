@@ -17,33 +17,21 @@ use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use linkherd_proto::model::Role;
-use linkherdctl::{certs, client::Target};
+use linkherdctl::certs;
 
-use super::{AGENT_PORT, HostSpec, HostState, LabError, LabState, lab_id, tail};
+use super::{
+    AGENT_PORT, HostSpec, HostState, LabError, LabState, issue_pki, lab_id, runs, stop, wait_ready,
+    write_ctl_config,
+};
 use crate::{
     bins,
     sh::{ip, ip_in},
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn check_names(hosts: &[HostSpec]) -> Result<(), LabError> {
-    for h in hosts {
-        let ok = !h.name.is_empty()
-            && h.name.len() <= 8
-            && h.name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        if !ok {
-            return Err(LabError::HostName(h.name.clone()));
-        }
-    }
-    Ok(())
-}
 
 /// A /24 in 198.18.0.0/15 (reserved for benchmarking, RFC 2544) that no
 /// address on this machine uses yet.
@@ -56,23 +44,10 @@ fn free_subnet(id: &str) -> Result<u8, LabError> {
         .ok_or(LabError::NoSubnet)
 }
 
-/// Brings up a lab of `hosts` in `dir`. With `replace`, a lab left in `dir`
-/// (e.g. by a failed test) is torn down first.
-pub async fn up(dir: &Path, hosts: &[HostSpec], replace: bool) -> Result<LabState, LabError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(LabError::NotRoot);
-    }
-    check_names(hosts)?;
-    fs::create_dir_all(dir).map_err(|e| LabError::Io(dir.to_owned(), e))?;
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| LabError::Io(dir.to_owned(), e))?;
-    if LabState::load(&dir)?.is_some() {
-        if !replace {
-            return Err(LabError::AlreadyUp(dir));
-        }
-        down(&dir)?;
-    }
+/// Brings up `hosts` as namespaces (`dir` is canonical and free; the
+/// caller checked).
+pub(super) async fn up(dir: &Path, hosts: &[HostSpec]) -> Result<LabState, LabError> {
+    let dir = dir.to_owned();
     let agent_bin = bins::agent()?;
     let id = lab_id(&dir);
     let k = free_subnet(&id)?;
@@ -83,6 +58,8 @@ pub async fn up(dir: &Path, hosts: &[HostSpec], replace: bool) -> Result<LabStat
         mgmt_bridge: format!("lh{id}mg"),
         mgmt_subnet: format!("198.18.{k}.0/24"),
         switch_netns: format!("lh-{id}-sw"),
+        hub_pid: None,
+        wire: None,
         hosts: hosts
             .iter()
             .enumerate()
@@ -97,31 +74,15 @@ pub async fn up(dir: &Path, hosts: &[HostSpec], replace: bool) -> Result<LabStat
                     socket: dir.join(&h.name).join("agent.sock"),
                     log: dir.join(&h.name).join("agent.log"),
                     pid: None,
+                    vm_index: None,
                 }
             })
             .collect(),
     };
     // Record intent first: a crash from here on is cleaned up by `down`.
     state.save()?;
-    match build(&mut state, &agent_bin).await {
-        Ok(()) => Ok(state),
-        Err(e) => {
-            let _ = down(&dir);
-            Err(e)
-        }
-    }
-}
-
-fn issue_pki(state: &LabState) -> Result<(), LabError> {
-    let pki = state.pki();
-    certs::init(&pki, 30, true)?;
-    for role in Role::ALL {
-        certs::issue_client(&pki, role.as_str(), role, 30)?;
-    }
-    for h in &state.hosts {
-        certs::issue_agent(&pki, &h.name, std::slice::from_ref(&h.mgmt_ip), 30)?;
-    }
-    Ok(())
+    build(&mut state, &agent_bin).await?;
+    Ok(state)
 }
 
 async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
@@ -203,98 +164,19 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
     }
     state.save()?;
     for h in &state.hosts {
-        wait_ready(state, h).await?;
+        wait_ready(state, h, READY_TIMEOUT).await?;
     }
     write_ctl_config(state)
 }
 
-/// Waits until the agent answers a health check over mTLS as admin.
-async fn wait_ready(state: &LabState, h: &HostState) -> Result<(), LabError> {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
-    let pki = state.pki();
-    let target = Target::parse(
-        &h.agent_url,
-        Some(pki.join(certs::CA_CERT)),
-        Some(pki.join("client-admin.pem")),
-        Some(pki.join("client-admin-key.pem")),
-    )
-    .map_err(LabError::State)?;
-    let started = Instant::now();
-    while started.elapsed() < READY_TIMEOUT {
-        if let Ok(ch) = target.connect().await {
-            let res = HealthClient::new(ch)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            if res.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving) {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(LabError::NotReady {
-        host: h.name.clone(),
-        secs: READY_TIMEOUT.as_secs(),
-        log: tail(&h.log, 20),
-    })
-}
-
-fn write_ctl_config(state: &LabState) -> Result<(), LabError> {
-    let mut text = String::from(
-        "# linkherdctl configuration for this lab (written by linkherd-lab up)\n\
-         [defaults]\nca = \"pki/ca.pem\"\ncert = \"pki/client-admin.pem\"\nkey = \"pki/client-admin-key.pem\"\n",
-    );
-    for h in &state.hosts {
-        text.push_str(&format!(
-            "\n[[hosts]]\nname = \"{}\"\nagent = \"{}\"\n[hosts.labels]\nnic = \"{}\"\nnetns = \"{}\"\n",
-            h.name, h.agent_url, h.nic, h.netns
-        ));
-    }
-    let path = state.ctl_config();
-    fs::write(&path, text).map_err(|e| LabError::Io(path, e))
-}
-
-/// True when `pid` is a running linkherd agent (not a reused pid).
-fn is_agent(pid: u32) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("linkherd-agent"))
-        .unwrap_or(false)
-}
-
-fn stop(pid: u32) {
-    use nix::{
-        sys::signal::{Signal, kill},
-        unistd::Pid,
-    };
-    let Ok(raw) = i32::try_from(pid) else { return };
-    let target = Pid::from_raw(raw);
-    let _ = kill(target, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while is_agent(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if is_agent(pid) {
-        let _ = kill(target, Signal::SIGKILL);
-    }
-    // Reap it if it was our child; harmless otherwise.
-    let _ = nix::sys::wait::waitpid(target, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-}
-
 /// Removes every object of the lab in `dir`, found by name from the lab id,
-/// whether or not `up` finished. Safe to run twice.
-pub fn down(dir: &Path) -> Result<(), LabError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(LabError::NotRoot);
-    }
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let id = lab_id(&dir);
-    if let Some(state) = LabState::load(&dir)? {
+/// whether or not `up` finished, and the lab's files. Safe to run twice.
+pub(super) fn down(dir: &Path) -> Result<(), LabError> {
+    let id = lab_id(dir);
+    if let Some(state) = LabState::load(dir)? {
         for h in &state.hosts {
-            if let Some(pid) = h.pid.filter(|p| is_agent(*p)) {
-                stop(pid);
+            if let Some(pid) = h.pid.filter(|p| runs(*p, "linkherd-agent")) {
+                stop(pid, "linkherd-agent");
             }
         }
     }
@@ -312,7 +194,7 @@ pub fn down(dir: &Path) -> Result<(), LabError> {
             .split_whitespace()
         {
             if let Ok(pid) = pid.parse::<u32>() {
-                stop(pid);
+                stop(pid, "");
             }
         }
         let _ = ip(&["netns", "del", ns]);
@@ -326,14 +208,14 @@ pub fn down(dir: &Path) -> Result<(), LabError> {
             let _ = ip(&["link", "del", name]);
         }
     }
-    for p in [LabState::path(&dir), dir.join("ctl.toml")] {
+    for p in [LabState::path(dir), dir.join("ctl.toml")] {
         let _ = fs::remove_file(p);
     }
     let _ = fs::remove_dir_all(dir.join("pki"));
-    if let Ok(entries) = fs::read_dir(&dir) {
+    if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
-            // Per-host directories (agent log, socket, state).
-            if e.path().join("agent.log").exists() {
+            // Per-host directories (agent log or console, socket, state).
+            if e.path().join("agent.log").exists() || e.path().join("console.log").exists() {
                 let _ = fs::remove_dir_all(e.path());
             }
         }

@@ -172,6 +172,32 @@ fn connect(
     })
 }
 
+/// A name no one else uses, for a link on its way to another namespace.
+fn temporary_name() -> Result<IfName, NetError> {
+    let mut bytes = [0u8; 4];
+    temp_entropy(&mut bytes);
+    let name = format!("lhtmp{:08x}", u32::from_ne_bytes(bytes));
+    IfName::parse("name", &name).map_err(|e| NetError::Io {
+        op: "add link",
+        detail: e.to_string(),
+    })
+}
+
+/// Randomness for temporary names: the clock and the pid are enough to avoid
+/// collisions between concurrent requests, which also hold the lifecycle lock.
+fn temp_entropy(out: &mut [u8; 4]) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mix = nanos
+        ^ std::process::id().rotate_left(16)
+        ^ TEMP_SEQ.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed);
+    *out = mix.to_ne_bytes();
+}
+
+static TEMP_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn iface_what(name: &str) -> impl FnOnce() -> String + '_ {
     move || format!("interface {name:?}")
 }
@@ -459,16 +485,20 @@ impl NetOps for Rtnl {
     }
 
     async fn add_link(&self, link: &NewLink) -> Result<(), NetError> {
-        let h = self.handle.clone();
-        let new = link.clone();
-        self.rt
-            .run(async move { create::add_link(&h, &new).await })
-            .await?;
-        // The kernel ignores IFLA_IFALIAS on RTM_NEWLINK: set it on the new
-        // link, in the namespace it was created in.
-        if link.alias.is_empty() {
-            return Ok(());
+        // RTM_NEWLINK looks the name up in the *sending* namespace first: if
+        // it exists here (say the host's own eth0), the kernel answers
+        // EEXIST even though the link is meant for another namespace. So a
+        // link for another namespace is created under a temporary name and
+        // renamed once it is there (it is created down, so renaming works).
+        let mut new = link.clone();
+        if link.target.is_some() {
+            new.name = temporary_name()?;
         }
+        let h = self.handle.clone();
+        let sent = new.clone();
+        self.rt
+            .run(async move { create::add_link(&h, &sent).await })
+            .await?;
         let here: Arc<dyn NetOps>;
         let ops: &dyn NetOps = match &link.target {
             Some(file) => {
@@ -477,8 +507,36 @@ impl NetOps for Rtnl {
             }
             None => self,
         };
-        let created = ops.link(&link.name).await?;
+        let created = ops.link(&new.name).await?;
+        if new.name != link.name
+            && let Err(e) = ops.rename(created.index, &link.name).await
+        {
+            let _ = ops.del_link(created.index).await;
+            return Err(e);
+        }
+        // The kernel ignores IFLA_IFALIAS on RTM_NEWLINK: set it on the new
+        // link, in the namespace it was created in.
+        if link.alias.is_empty() {
+            return Ok(());
+        }
         ops.set_alias(created.index, &link.alias).await
+    }
+
+    async fn rename(&self, index: u32, name: &IfName) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_index(index)
+            .name(name.to_string())
+            .build();
+        let what = name.to_string();
+        let h = self.handle.clone();
+        self.rt
+            .run(async move {
+                h.link()
+                    .set(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| parse::error("rename link", || format!("interface {what:?}"), e))
+            })
+            .await
     }
 
     async fn del_link(&self, index: u32) -> Result<(), NetError> {
