@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test linkherd: iproute2
-# (ip with JSON output), a C toolchain for ring, and the Rust components.
+# (ip with JSON output), a C toolchain for ring, QEMU for the lab's vm
+# backend, and the Rust components. (The lab fetches its guest kernel and
+# busybox itself, through apt-get download, into /var/cache/linkherd-lab.)
 # Safe to run repeatedly; installs nothing that is already there.
 set -euo pipefail
 
@@ -8,6 +10,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 need=()
 command -v ip >/dev/null 2>&1 && ip -j link show lo >/dev/null 2>&1 || need+=(iproute2)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages ${need[*]}; install them as root" >&2

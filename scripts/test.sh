@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test tier: formatting and lints, unit tests (T0), the gRPC stack
 # over the fake kernel (T1), the kernel contract and services in private
-# network namespaces (T2, root), and the two-host lab driven by linkherdctl
-# over mTLS (T3, root). As root, no root test may skip.
+# network namespaces (T2, root), the two-host lab in namespaces (T3, root) and
+# in QEMU guests with real 802.1Q (T4, root). As root, no root test may skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -16,6 +16,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The lab and end-to-end tests run the real binaries.
+# The lab and end-to-end tests run the real binaries; the QEMU guests a
+# static agent.
 cargo build --workspace --bins --locked
+bash scripts/build-guest-agent.sh
 cargo test --workspace --locked

@@ -377,6 +377,27 @@ async fn seed_hosts_over_mtls() {
     )
     .expect("traffic test");
     assert!(reach, "node_1 on no1 does not reach node_2 on no2");
+    // ...and the upstream router answers as the gateway (.33), seen by the
+    // agent's own probe from inside node_1.
+    let gw = ctl.host(
+        "no1",
+        &[
+            "probe",
+            "tcp",
+            "--netns",
+            "node1",
+            "--to",
+            "10.0.100.33",
+            "--port",
+            "7",
+        ],
+    );
+    assert_eq!(
+        gw.status.code(),
+        Some(2),
+        "gateway: {}",
+        String::from_utf8_lossy(&gw.stdout)
+    );
     let list = ctl.json("no2", &["macvlan", "list"]);
     assert_eq!(list[0]["name"], "node_2");
     assert_eq!(list[0]["parent"], "eth0");

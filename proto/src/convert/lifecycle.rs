@@ -133,10 +133,15 @@ impl TryFrom<pb::CreateMacvlanRequest> for EndpointSpec {
         let network = ObjName::parse(&f("network"), &e.network)?;
         let name = ObjName::parse(&f("name"), &e.name)?;
         let parent = IfName::parse(&f("parent"), &e.parent)?;
-        let mode = MacvlanMode::try_from(
-            pb::MacvlanMode::try_from(e.mode).unwrap_or(pb::MacvlanMode::Unspecified),
-        )
-        .map_err(|err| err.within("endpoint"))?;
+        let mode = pb::MacvlanMode::try_from(e.mode).map_err(|_| {
+            ValidationError::new(
+                f("mode"),
+                e.mode.to_string(),
+                "is not a macvlan mode",
+                "choose bridge, vepa, private, passthru or source",
+            )
+        })?;
+        let mode = MacvlanMode::try_from(mode).map_err(|err| err.within("endpoint"))?;
         let netns = netns_target(&f("netns"), e.netns)?.ok_or_else(|| {
             ValidationError::new(
                 f("netns"),
@@ -588,6 +593,11 @@ mod tests {
                 Box::new(|e| e.network = "bad name".into()),
                 "endpoint.network",
                 "is not a valid name",
+            ),
+            (
+                Box::new(|e| e.mode = 42),
+                "endpoint.mode",
+                "is not a macvlan mode",
             ),
         ];
         for (mutate, field, problem) in cases {

@@ -130,11 +130,18 @@ impl MacAddr {
     /// names (FNV-1a, then mixed): the same names always give the same MAC, so an
     /// endpoint that is re-created keeps the MAC its neighbours have cached.
     pub fn stable(network: &str, endpoint: &str) -> MacAddr {
-        let h = format!("linkherd/{network}/{endpoint}")
+        let mut h = format!("linkherd/{network}/{endpoint}")
             .bytes()
             .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
                 (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
             });
+        // FNV alone gives similar names similar MACs; a final mix (murmur3's
+        // fmix64) spreads every input bit over every output bit.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
         let b = h.to_be_bytes();
         MacAddr([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
     }
@@ -155,6 +162,17 @@ mod tests {
         assert_ne!(a, MacAddr::stable("mac_net10", "b2"));
         assert_ne!(a, MacAddr::stable("mac_net20", "b1"));
         assert_eq!(a.0[0] & 0x03, 0x02, "locally administered, unicast: {a}");
+        // Names that differ in one character share no MAC bytes by pattern.
+        let (b1, b3) = (
+            MacAddr::stable("mac_net10", "b1"),
+            MacAddr::stable("mac_net10", "b3"),
+        );
+        let same = b1.0[1..]
+            .iter()
+            .zip(&b3.0[1..])
+            .filter(|(x, y)| x == y)
+            .count();
+        assert!(same <= 2, "{b1} and {b3} are too alike");
     }
 
     #[test]

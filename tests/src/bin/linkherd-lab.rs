@@ -132,6 +132,21 @@ impl Ctl {
         Ok((out.status.success(), stdout))
     }
 
+    /// The exit status, for commands whose status is the answer (probes).
+    fn code(&self, host: &str, args: &[&str]) -> anyhow::Result<i32> {
+        println!("$ linkherdctl --host {host} {}", args.join(" "));
+        let out = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--host", host])
+            .args(args)
+            .output()
+            .context("running linkherdctl")?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        Ok(out.status.code().unwrap_or(-1))
+    }
+
     fn ok(&self, host: &str, args: &[&str]) -> anyhow::Result<String> {
         let (ok, out) = self.run(host, args)?;
         ensure!(ok, "linkherdctl {} failed on {host}", args.join(" "));
@@ -145,6 +160,100 @@ fn promiscuity(netns: &str, dev: &str) -> anyhow::Result<u64> {
     v[0]["promiscuity"]
         .as_u64()
         .context("no promiscuity in ip -j output")
+}
+
+/// The document's VLAN scenario: mac_net10 (VLAN 10) and mac_net20 (VLAN
+/// 20) on no1 (ens192) and no2 (eth0), endpoints b1..b4.
+async fn demo_vlan(dir: &Path, backend: lab::Backend) -> anyhow::Result<()> {
+    println!(
+        "\n== the document's VLAN scenario, on the {} backend (VLAN 10 and 20 over one wire)",
+        match backend {
+            lab::Backend::Netns => "netns",
+            lab::Backend::Vm => "vm (QEMU guests: this kernel has no 802.1Q)",
+        }
+    );
+    let t = Instant::now();
+    let state = lab::up(dir, &HostSpec::seed(), backend, true).await?;
+    println!("lab up in {:.2} s", t.elapsed().as_secs_f64());
+    print_status(&state);
+    let ctl = Ctl {
+        bin: bins::ctl()?,
+        config: state.ctl_config(),
+    };
+    for (h, nic) in [("no1", "ens192"), ("no2", "eth0")] {
+        for id in ["10", "20"] {
+            ctl.ok(h, &["vlan", "create", "--parent", nic, "--id", id])?;
+        }
+    }
+    ctl.ok("no1", &["vlan", "list"])?;
+    for (h, parent, name, ip, gw) in [
+        ("no1", "ens192.10", "b1", "172.16.10.10/24", "172.16.10.1"),
+        ("no1", "ens192.20", "b2", "172.16.20.10/24", "172.16.20.1"),
+        ("no2", "eth0.10", "b3", "172.16.10.11/24", "172.16.10.1"),
+        ("no2", "eth0.20", "b4", "172.16.20.11/24", "172.16.20.1"),
+    ] {
+        let net = if parent.ends_with(".10") {
+            "mac_net10"
+        } else {
+            "mac_net20"
+        };
+        let args = [
+            "macvlan",
+            "create",
+            "--network",
+            net,
+            "--name",
+            name,
+            "--parent",
+            parent,
+            "--mode",
+            "bridge",
+            "--netns",
+            name,
+            "--create-netns",
+            "--ip",
+            ip,
+            "--gateway",
+            gw,
+        ];
+        ctl.ok(h, &args)?;
+    }
+    ctl.ok("no2", &["macvlan", "list"])?;
+    println!(
+        "\n== b1 <-> b3 on VLAN 10 and b2 <-> b4 on VLAN 20, across the hosts (a refused port proves the path)"
+    );
+    for (h, from, to) in [
+        ("no1", "b1", "172.16.10.11"),
+        ("no2", "b3", "172.16.10.10"),
+        ("no1", "b2", "172.16.20.11"),
+        ("no2", "b4", "172.16.20.10"),
+    ] {
+        let code = ctl.code(
+            h,
+            &[
+                "probe",
+                "tcp",
+                "--netns",
+                from,
+                "--to",
+                to,
+                "--port",
+                "7",
+                "--timeout-ms",
+                "1500",
+            ],
+        )?;
+        ensure!(code == 2, "{from} on {h} got no answer from {to}");
+    }
+    if let Some(wire) = &state.wire {
+        let tags = lab::vm::hub::vlan_ids(wire)?;
+        println!("802.1Q frames on the wire by VLAN id: {tags:?}");
+        ensure!(
+            tags.contains_key(&10) && tags.contains_key(&20),
+            "tags 10 and 20 missing on the wire"
+        );
+    }
+    Ok(())
 }
 
 async fn demo(dir: &Path) -> anyhow::Result<()> {
@@ -327,7 +436,6 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
             &["macvlan", "delete", "--network", "mac_net", "--name", name],
         )?;
     }
-    println!("\ndemo passed");
     Ok(())
 }
 
@@ -371,7 +479,31 @@ async fn main() -> anyhow::Result<ExitCode> {
             lab::vm::hub::serve(listener, &pcap)?;
         }
         Cmd::Demo { dir, keep } => {
-            let res = demo(&dir).await;
+            let mut res = demo(&dir).await;
+            if res.is_ok() {
+                // The document's second scenario needs 802.1Q: on this kernel
+                // when it has it, else on QEMU guests with one that does.
+                let vlan_dir = dir.with_file_name(format!(
+                    "{}-vlan",
+                    dir.file_name().and_then(|n| n.to_str()).unwrap_or("lab")
+                ));
+                let vres = demo_vlan(&vlan_dir, lab::Backend::auto()).await;
+                if vres.is_err()
+                    && let Ok(Some(state)) =
+                        LabState::load(&vlan_dir.canonicalize().unwrap_or(vlan_dir.clone()))
+                {
+                    for h in &state.hosts {
+                        eprintln!("--- {} log (tail)\n{}", h.name, lab::tail(&h.log, 15));
+                    }
+                }
+                if !keep || vres.is_err() {
+                    lab::down(&vlan_dir)?;
+                }
+                res = vres;
+                if res.is_ok() {
+                    println!("\ndemo passed");
+                }
+            }
             if res.is_err()
                 && let Ok(Some(state)) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))
             {

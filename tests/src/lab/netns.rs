@@ -33,6 +33,44 @@ use crate::{
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The upstream router of the data network: answers as the gateway of the
+/// document's networks (10.0.100.33 for the flat example; 172.16.10.1 and
+/// 172.16.20.1 on VLANs 10 and 20 when this kernel has 802.1Q).
+fn upstream(state: &LabState) -> Result<(), LabError> {
+    let up = format!("lh-{}-up", state.id);
+    let sw = &state.switch_netns;
+    ip(&["netns", "add", &up])?;
+    ip_in(&up, &["link", "set", "lo", "up"])?;
+    ip_in(
+        &up,
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "p-up", "netns", sw,
+        ],
+    )?;
+    ip_in(sw, &["link", "set", "p-up", "master", "br0", "up"])?;
+    ip_in(&up, &["addr", "add", UPSTREAM_FLAT, "dev", "eth0"])?;
+    ip_in(&up, &["link", "set", "eth0", "up"])?;
+    for (id, cidr) in UPSTREAM_VLANS {
+        let dev = format!("eth0.{id}");
+        if ip_in(
+            &up,
+            &[
+                "link", "add", "link", "eth0", "name", &dev, "type", "vlan", "id", id,
+            ],
+        )
+        .is_ok()
+        {
+            ip_in(&up, &["addr", "add", cidr, "dev", &dev])?;
+            ip_in(&up, &["link", "set", &dev, "up"])?;
+        }
+    }
+    Ok(())
+}
+
+/// The upstream router's addresses.
+pub const UPSTREAM_FLAT: &str = "10.0.100.33/24";
+pub const UPSTREAM_VLANS: [(&str, &str); 2] = [("10", "172.16.10.1/24"), ("20", "172.16.20.1/24")];
+
 /// A /24 in 198.18.0.0/15 (reserved for benchmarking, RFC 2544) that no
 /// address on this machine uses yet.
 fn free_subnet(id: &str) -> Result<u8, LabError> {
@@ -97,6 +135,7 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
     ip_in(&sw, &["link", "set", "lo", "up"])?;
     ip_in(&sw, &["link", "add", "br0", "type", "bridge"])?;
     ip_in(&sw, &["link", "set", "br0", "up"])?;
+    upstream(state)?;
 
     for (i, h) in state.hosts.iter().enumerate() {
         ip(&["netns", "add", &h.netns])?;
