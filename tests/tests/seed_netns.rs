@@ -8,6 +8,7 @@ use std::{
     process::{Command, Output},
     time::{Duration, Instant},
 };
+use tokio::io::AsyncBufReadExt;
 
 use linkherd_tests::{
     bins,
@@ -296,28 +297,32 @@ async fn seed_hosts_over_mtls() {
         "denied calls are not mutations"
     );
 
-    // Watch via the CLI sees a change made with `ip` behind the agent's back.
-    let ctl_bin = bins::ctl().expect("ctl");
-    let config = state.ctl_config();
-    let watch = tokio::process::Command::new(ctl_bin)
+    // Watch via the CLI sees a change made with `ip` behind the agent's back:
+    // read its output until the snapshot is synced, then change the MTU.
+    let mut watch = tokio::process::Command::new(bins::ctl().expect("ctl"))
         .arg("--config")
-        .arg(&config)
+        .arg(state.ctl_config())
         .args(["--host", "no1", "if", "watch", "--count", "1", "-o", "json"])
-        .output();
-    let netns = no1.netns.clone();
-    let change = async move {
-        // Give the watch time to subscribe; the event arrives either way
-        // only if it was subscribed, so the assertion below stays honest.
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        ip_in(&netns, &["link", "set", "ens192", "mtu", "1400"]).expect("ip");
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start watch");
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            let ev: serde_json::Value = serde_json::from_str(&line).expect("ndjson");
+            let synced = ev["event"] == "synced";
+            events.push(ev);
+            if synced {
+                ip_in(&no1.netns, &["link", "set", "ens192", "mtu", "1400"]).expect("ip");
+            }
+        }
     };
-    let (out, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(10), watch), change);
-    let out = out.expect("watch ended in time").expect("watch ran");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("ndjson"))
-        .collect();
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("watch ended in time");
+    assert!(watch.wait().await.expect("watch").success());
     let last = events.last().expect("events");
     assert_eq!(last["event"], "changed");
     assert_eq!(last["interface"]["name"], "ens192");
@@ -437,4 +442,44 @@ async fn seed_hosts_over_mtls() {
     // Everything the lab made is gone.
     let left = linkherd_tests::sh::ip(&["netns", "list"]).expect("ip");
     assert!(!left.contains(&format!("lh-{}-", state.id)), "{left}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_labs_in_different_directories_do_not_collide() {
+    if !have_root() {
+        return;
+    }
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let (a, b) = (base.join("twin-a"), base.join("twin-b"));
+    let la = lab::up(
+        &a,
+        &HostSpec::from_names(&["no1".into()]),
+        lab::Backend::Netns,
+        true,
+    )
+    .await
+    .expect("lab a");
+    let _ga = LabGuard(la.dir.clone());
+    let lb = lab::up(
+        &b,
+        &HostSpec::from_names(&["no1".into()]),
+        lab::Backend::Netns,
+        true,
+    )
+    .await
+    .expect("lab b");
+    let _gb = LabGuard(lb.dir.clone());
+    assert_ne!(la.id, lb.id);
+    assert_ne!(la.mgmt_subnet, lb.mgmt_subnet);
+    for s in [&la, &lb] {
+        let info = Ctl { state: s }.json("no1", &["host", "info"]);
+        assert_eq!(info["hostname"], "no1");
+    }
+    drop(_ga);
+    // Taking one down leaves the other working.
+    let info = Ctl { state: &lb }.json("no1", &["if", "list"]);
+    assert!(
+        info.as_array()
+            .is_some_and(|l| l.iter().any(|i| i["name"] == "ens192"))
+    );
 }
