@@ -591,8 +591,8 @@ async fn staged_services_answer_unimplemented_to_admins() {
         .channel(&pki, Some(Role::Admin))
         .await
         .expect("connect");
-    let err = pb::probe_service_client::ProbeServiceClient::new(ch)
-        .arp(pb::ArpRequest::default())
+    let err = pb::host_service_client::HostServiceClient::new(ch)
+        .plan(pb::PlanRequest::default())
         .await
         .expect_err("not yet");
     assert_eq!(err.code(), Code::Unimplemented);

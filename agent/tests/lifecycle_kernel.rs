@@ -748,3 +748,219 @@ async fn tcp_probe_from_inside_an_endpoint() {
     );
     let _ = server.join();
 }
+
+async fn probe_client(
+    lab: &Lab,
+    role: Role,
+) -> pb::probe_service_client::ProbeServiceClient<Channel> {
+    pb::probe_service_client::ProbeServiceClient::new(
+        lab._agent
+            .channel(&lab._pki, Some(role))
+            .await
+            .expect("channel"),
+    )
+}
+
+fn from(ns: &str) -> Option<pb::NetnsTarget> {
+    Some(pb::NetnsTarget {
+        target: Some(Target::Name(ns.into())),
+    })
+}
+
+async fn ping(
+    probe: &mut pb::probe_service_client::ProbeServiceClient<Channel>,
+    ns: &str,
+    to: &str,
+    count: u32,
+) -> (Vec<pb::PingReply>, pb::PingSummary) {
+    let mut stream = probe
+        .ping(pb::PingRequest {
+            source: from(ns),
+            destination: to.into(),
+            count,
+            interval_ms: 50,
+            timeout_ms: 500,
+            ..Default::default()
+        })
+        .await
+        .expect("ping")
+        .into_inner();
+    let mut replies = Vec::new();
+    while let Some(msg) = futures::StreamExt::next(&mut stream).await {
+        match msg.expect("ok").event.expect("event") {
+            pb::ping_response::Event::Reply(r) => replies.push(r),
+            pb::ping_response::Event::Summary(s) => return (replies, s),
+        }
+    }
+    panic!("no summary");
+}
+
+/// Waits until IPv6 duplicate address detection is over for `cidr` in `ns`.
+fn wait_v6_ready(ns: &str, addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let j = ip_json(&["-n", ns, "-j", "-6", "addr", "show", "dev", "eth0"]);
+        let ready = j[0]["addr_info"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i["local"] == addr && i.get("tentative").is_none())
+        });
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "DAD never finished for {addr}: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn ping_and_neighbour_probes_from_inside_endpoints() {
+    let Some(mut lab) = lab("lk-ping").await else {
+        return;
+    };
+    let (a, b) = (lab.ns("qa"), lab.ns("qb"));
+    for (ns, v4, v6) in [
+        (&a, "10.68.0.1/24", "fd00:68::1/64"),
+        (&b, "10.68.0.2/24", "fd00:68::2/64"),
+    ] {
+        let mut req = endpoint("q", ns, "up0", pb::MacvlanMode::Bridge, v4);
+        if let Some(e) = req.endpoint.as_mut() {
+            e.addresses.push(v6.into());
+        }
+        lab.mv.create(req).await.expect("endpoint");
+    }
+    wait_v6_ready(&a, "fd00:68::1");
+    wait_v6_ready(&b, "fd00:68::2");
+    let mut probe = probe_client(&lab, Role::Operator).await;
+
+    // IPv4 and IPv6 echo, every reply streamed, then the summary.
+    let (replies, s) = ping(&mut probe, "qa", "10.68.0.2", 3).await;
+    assert_eq!(replies.len(), 3);
+    assert!(
+        replies
+            .iter()
+            .all(|r| !r.timed_out && r.ttl == 64 && r.rtt_us > 0),
+        "{replies:?}"
+    );
+    assert_eq!((s.sent, s.received, s.loss_percent), (3, 3, 0.0));
+    assert!(s.min_us <= s.avg_us && s.avg_us <= s.max_us);
+    let (_, s6) = ping(&mut probe, "qa", "fd00:68::2", 2).await;
+    assert_eq!((s6.sent, s6.received), (2, 2), "IPv6 echo");
+
+    // Neighbour discovery: who has fd00:68::2 -> b's MAC.
+    let b_mac = MacAddr::stable("q", "qb").to_string();
+    let ns6 = probe
+        .arp(pb::ArpRequest {
+            source: from("qa"),
+            interface: "eth0".into(),
+            address: "fd00:68::2".into(),
+            timeout_ms: 500,
+            free_check: false,
+        })
+        .await
+        .expect("ns")
+        .into_inner();
+    assert_eq!(
+        ns6.responders
+            .iter()
+            .map(|r| r.mac.as_str())
+            .collect::<Vec<_>>(),
+        [b_mac.as_str()]
+    );
+
+    // ARP, and the free-address probe (RFC 5227).
+    let arp = |address: &str, free_check: bool| pb::ArpRequest {
+        source: from("qa"),
+        interface: "eth0".into(),
+        address: address.into(),
+        timeout_ms: 400,
+        free_check,
+    };
+    let r = probe
+        .arp(arp("10.68.0.2", false))
+        .await
+        .expect("arp")
+        .into_inner();
+    assert_eq!(r.responders.len(), 1);
+    assert_eq!(r.responders[0].mac, b_mac);
+    assert_eq!(r.verdict, format!("10.68.0.2 is at {b_mac}"));
+    let r = probe
+        .arp(arp("10.68.0.77", true))
+        .await
+        .expect("free")
+        .into_inner();
+    assert!(r.responders.is_empty());
+    assert_eq!(r.verdict, "10.68.0.77 is free: no one answered the probe");
+    let r = probe
+        .arp(arp("10.68.0.2", true))
+        .await
+        .expect("in use")
+        .into_inner();
+    assert_eq!(r.verdict, format!("10.68.0.2 is in use by {b_mac}"));
+
+    // A duplicate: a second endpoint claims 10.68.0.2 (another network).
+    let c = lab.ns("qc");
+    lab.mv
+        .create(endpoint(
+            "dup",
+            &c,
+            "up0",
+            pb::MacvlanMode::Bridge,
+            "10.68.0.2/24",
+        ))
+        .await
+        .expect("dup");
+    let r = probe
+        .arp(arp("10.68.0.2", false))
+        .await
+        .expect("arp")
+        .into_inner();
+    assert!(r.duplicate, "{r:?}");
+    assert_eq!(r.responders.len(), 2);
+    assert!(
+        r.verdict
+            .starts_with("DUPLICATE ADDRESS: 10.68.0.2 is answered by 2 different MACs"),
+        "{}",
+        r.verdict
+    );
+
+    // Loss: the target is down.
+    lab.mv
+        .delete(pb::DeleteMacvlanRequest {
+            network: "dup".into(),
+            name: "qc".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete dup");
+    common::run("ip", &["-n", &b, "link", "set", "eth0", "down"]);
+    let (replies, s) = ping(&mut probe, "qa", "10.68.0.2", 2).await;
+    assert!(replies.iter().all(|r| r.timed_out), "{replies:?}");
+    assert_eq!((s.sent, s.received, s.loss_percent), (2, 0, 100.0));
+
+    // Viewers may not probe; sub-10 ms intervals need admin.
+    let mut viewer = probe_client(&lab, Role::Viewer).await;
+    let err = viewer
+        .arp(arp("10.68.0.2", false))
+        .await
+        .expect_err("viewer");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = probe
+        .ping(pb::PingRequest {
+            source: from("qa"),
+            destination: "10.68.0.2".into(),
+            interval_ms: 5,
+            ..Default::default()
+        })
+        .await
+        .expect_err("fast");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message()
+            .starts_with("an interval below 10 ms needs the admin role"),
+        "{}",
+        err.message()
+    );
+}

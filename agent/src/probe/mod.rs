@@ -6,4 +6,6 @@
 //! many can run at once from different namespaces. Every probe is bounded in
 //! time.
 
+pub mod arp;
+pub mod icmp;
 pub mod tcp;

@@ -13,5 +13,8 @@ mod requests;
 
 pub use interface::DecodeError;
 pub use lifecycle::{DeleteEndpoints, EndpointSelector, netns_target, netns_to_pb};
-pub use probe::{DEFAULT_PROBE_TIMEOUT, MAX_PROBE_TIMEOUT, TcpProbe};
+pub use probe::{
+    ArpProbe, DEFAULT_PROBE_TIMEOUT, MAX_PING_COUNT, MAX_PROBE_TIMEOUT, MIN_PING_INTERVAL,
+    PingProbe, TcpProbe,
+};
 pub use requests::{InterfaceName, MAX_PROMISC_LEASE, SetMtu, SetPromiscuous, SetUp};

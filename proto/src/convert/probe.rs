@@ -113,3 +113,193 @@ mod tests {
         );
     }
 }
+
+/// A validated `ProbeService.Ping`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingProbe {
+    pub netns: Option<NetnsRef>,
+    pub interface: Option<IfName>,
+    pub to: std::net::IpAddr,
+    pub count: u32,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub size: usize,
+}
+
+/// Most echo requests one Ping may send.
+pub const MAX_PING_COUNT: u32 = 10_000;
+/// Shortest interval for callers below admin (as iputils limits non-root).
+pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
+
+impl TryFrom<pb::PingRequest> for PingProbe {
+    type Error = ValidationError;
+    fn try_from(r: pb::PingRequest) -> Result<Self, Self::Error> {
+        let to = r.destination.parse::<std::net::IpAddr>().map_err(|_| {
+            ValidationError::new(
+                "destination",
+                &r.destination,
+                "is not an IP address",
+                "give e.g. 172.16.10.11",
+            )
+        })?;
+        let count = match r.count {
+            0 => 3,
+            c if c > MAX_PING_COUNT => {
+                return Err(ValidationError::new(
+                    "count",
+                    c.to_string(),
+                    format!("is more than {MAX_PING_COUNT} echo requests"),
+                    "use a smaller count",
+                ));
+            }
+            c => c,
+        };
+        let interval = match r.interval_ms {
+            0 => Duration::from_secs(1),
+            ms if ms > 60_000 => {
+                return Err(ValidationError::new(
+                    "interval_ms",
+                    ms.to_string(),
+                    "is longer than a minute",
+                    "use at most 60000",
+                ));
+            }
+            ms => Duration::from_millis(ms.into()),
+        };
+        let size = match r.payload_size {
+            0 => 56,
+            s if s > 65_000 => {
+                return Err(ValidationError::new(
+                    "payload_size",
+                    s.to_string(),
+                    "is larger than an IP packet allows",
+                    "use at most 65000 bytes",
+                ));
+            }
+            s => s as usize,
+        };
+        Ok(Self {
+            netns: netns_target("source", r.source)?,
+            interface: match r.interface.as_str() {
+                "" => None,
+                i => Some(IfName::parse("interface", i)?),
+            },
+            to,
+            count,
+            interval,
+            timeout: match r.timeout_ms {
+                0 => Duration::from_secs(1),
+                ms => timeout(ms)?,
+            },
+            size,
+        })
+    }
+}
+
+/// A validated `ProbeService.Arp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArpProbe {
+    pub netns: Option<NetnsRef>,
+    pub interface: IfName,
+    pub target: std::net::IpAddr,
+    pub timeout: Duration,
+    pub free_check: bool,
+}
+
+impl TryFrom<pb::ArpRequest> for ArpProbe {
+    type Error = ValidationError;
+    fn try_from(r: pb::ArpRequest) -> Result<Self, Self::Error> {
+        let target = r.address.parse::<std::net::IpAddr>().map_err(|_| {
+            ValidationError::new(
+                "address",
+                &r.address,
+                "is not an IP address",
+                "give e.g. 172.16.10.11",
+            )
+        })?;
+        if r.free_check && target.is_ipv6() {
+            return Err(ValidationError::new(
+                "free_check",
+                "true",
+                "the free-address probe is IPv4's (RFC 5227)",
+                "ask who has the IPv6 address instead (free_check off)",
+            ));
+        }
+        Ok(Self {
+            netns: netns_target("source", r.source)?,
+            interface: IfName::parse(
+                "interface",
+                if r.interface.is_empty() {
+                    "eth0"
+                } else {
+                    &r.interface
+                },
+            )?,
+            target,
+            timeout: match r.timeout_ms {
+                0 => Duration::from_secs(1),
+                ms => timeout(ms)?,
+            },
+            free_check: r.free_check,
+        })
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn ping_bounds() {
+        let ok = PingProbe::try_from(pb::PingRequest {
+            destination: "fd00::1".into(),
+            ..Default::default()
+        })
+        .expect("ok");
+        assert_eq!(
+            (ok.count, ok.interval, ok.size),
+            (3, Duration::from_secs(1), 56)
+        );
+        let bad = |r: pb::PingRequest| PingProbe::try_from(r).expect_err("bad").field;
+        assert_eq!(
+            bad(pb::PingRequest {
+                destination: "1.2.3.4".into(),
+                count: 10_001,
+                ..Default::default()
+            }),
+            "count"
+        );
+        assert_eq!(
+            bad(pb::PingRequest {
+                destination: "nope".into(),
+                ..Default::default()
+            }),
+            "destination"
+        );
+        assert_eq!(
+            bad(pb::PingRequest {
+                destination: "1.2.3.4".into(),
+                timeout_ms: 31_000,
+                ..Default::default()
+            }),
+            "timeout_ms"
+        );
+    }
+
+    #[test]
+    fn arp_free_check_is_ipv4_only() {
+        let err = ArpProbe::try_from(pb::ArpRequest {
+            address: "fd00::1".into(),
+            free_check: true,
+            ..Default::default()
+        })
+        .expect_err("v6 free");
+        assert_eq!(err.field, "free_check");
+        let ok = ArpProbe::try_from(pb::ArpRequest {
+            address: "10.0.0.1".into(),
+            ..Default::default()
+        })
+        .expect("ok");
+        assert_eq!(ok.interface.as_str(), "eth0");
+    }
+}

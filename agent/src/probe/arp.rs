@@ -1,0 +1,295 @@
+//! Who answers for an address on a link: ARP (IPv4) and neighbour
+//! solicitation (IPv6). Every responder is reported, so two of them means a
+//! duplicate address. With `free_check` the ARP request is an RFC 5227 probe
+//! (sender 0.0.0.0), which asks "is anyone using this?" without claiming it.
+
+use std::{
+    collections::BTreeMap,
+    mem::MaybeUninit,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use linkherd_proto::model::MacAddr;
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
+
+use crate::net::{NetError, netns::NetnsGuard};
+
+/// The link to ask on, as the caller looked it up in the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub mac: MacAddr,
+    /// Our own address on the link, for the request's sender field.
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArpSpec {
+    pub netns: Option<PathBuf>,
+    pub link: Link,
+    pub target: IpAddr,
+    pub timeout: Duration,
+    pub free_check: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Responder {
+    pub mac: MacAddr,
+    /// Time to the first answer from this MAC.
+    pub rtt: Duration,
+}
+
+fn io(op: &'static str) -> impl Fn(std::io::Error) -> NetError {
+    move |e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => NetError::PermissionDenied { op },
+        _ => NetError::Io {
+            op,
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// A `sockaddr_ll` for interface `index`, protocol `proto`, to `dest`.
+fn link_addr(index: u32, proto: u16, dest: [u8; 6]) -> Result<SockAddr, NetError> {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: sockaddr_ll is one of this platform's sockaddr types, and the
+    // storage is zeroed, which is a valid sockaddr_ll.
+    let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
+    ll.sll_family = libc::AF_PACKET as u16;
+    ll.sll_protocol = proto.to_be();
+    ll.sll_ifindex = i32::try_from(index).map_err(|_| NetError::Invalid {
+        op: "arp",
+        detail: format!("interface index {index}"),
+    })?;
+    ll.sll_halen = 6;
+    ll.sll_addr[..6].copy_from_slice(&dest);
+    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `storage` holds a valid sockaddr_ll of length `len`.
+    Ok(unsafe { SockAddr::new(storage, len) })
+}
+
+fn arp_request(link: &Link, target: Ipv4Addr, probe: bool) -> Vec<u8> {
+    let sender = if probe {
+        Ipv4Addr::UNSPECIFIED
+    } else {
+        link.ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED)
+    };
+    let mut p = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    p.extend(link.mac.0);
+    p.extend(sender.octets());
+    p.extend([0u8; 6]);
+    p.extend(target.octets());
+    p
+}
+
+/// (sender MAC, sender IP) of an ARP reply.
+fn parse_arp_reply(p: &[u8]) -> Option<(MacAddr, Ipv4Addr)> {
+    if p.len() < 28 || p[0..2] != [0, 1] || p[2..4] != [0x08, 0x00] || p[6..8] != [0, 2] {
+        return None;
+    }
+    let mac = MacAddr(p[8..14].try_into().ok()?);
+    let ip = Ipv4Addr::new(p[14], p[15], p[16], p[17]);
+    Some((mac, ip))
+}
+
+fn collect(
+    sock: &Socket,
+    deadline: Instant,
+    started: Instant,
+    mut parse: impl FnMut(&[u8]) -> Option<MacAddr>,
+) -> Result<Vec<Responder>, NetError> {
+    let mut seen: BTreeMap<MacAddr, Duration> = BTreeMap::new();
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        sock.set_read_timeout(Some(left)).map_err(io("arp"))?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(io("arp")(e)),
+        };
+        // SAFETY: recv initialised the first `n` bytes.
+        let data: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        if let Some(mac) = parse(&data) {
+            seen.entry(mac).or_insert_with(|| started.elapsed());
+        }
+    }
+    let mut out: Vec<Responder> = seen
+        .into_iter()
+        .map(|(mac, rtt)| Responder { mac, rtt })
+        .collect();
+    out.sort_by_key(|r| r.rtt);
+    Ok(out)
+}
+
+fn run_v4(spec: &ArpSpec, target: Ipv4Addr) -> Result<Vec<Responder>, NetError> {
+    let eth_p_arp = libc::ETH_P_ARP as u16;
+    let sock = Socket::new(
+        Domain::PACKET,
+        Type::DGRAM,
+        Some(Protocol::from(i32::from(eth_p_arp.to_be()))),
+    )
+    .map_err(io("open ARP socket"))?;
+    sock.bind(&link_addr(spec.link.index, eth_p_arp, [0; 6])?)
+        .map_err(io("bind ARP socket"))?;
+    let started = Instant::now();
+    let request = arp_request(&spec.link, target, spec.free_check);
+    sock.send_to(&request, &link_addr(spec.link.index, eth_p_arp, [0xff; 6])?)
+        .map_err(io("send ARP request"))?;
+    collect(&sock, started + spec.timeout, started, |p| {
+        parse_arp_reply(p)
+            .filter(|(_, ip)| *ip == target)
+            .map(|(mac, _)| mac)
+    })
+}
+
+/// ff02::1:ffXX:XXXX for `target`.
+fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
+    let o = target.octets();
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    )
+}
+
+fn run_v6(spec: &ArpSpec, target: Ipv6Addr) -> Result<Vec<Responder>, NetError> {
+    let sock = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+        .map_err(io("open ICMPv6 socket"))?;
+    // Neighbour discovery is only accepted with hop limit 255 (RFC 4861).
+    sock.set_multicast_hops_v6(255)
+        .map_err(io("neighbour solicitation"))?;
+    sock.set_unicast_hops_v6(255)
+        .map_err(io("neighbour solicitation"))?;
+    sock.set_multicast_if_v6(spec.link.index)
+        .map_err(io("neighbour solicitation"))?;
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend(target.octets());
+    ns.extend([1, 1]);
+    ns.extend(spec.link.mac.0);
+    let dest = SocketAddrV6::new(solicited_node(target), 0, 0, spec.link.index);
+    let started = Instant::now();
+    sock.send_to(&ns, &SockAddr::from(SocketAddr::V6(dest)))
+        .map_err(io("send neighbour solicitation"))?;
+    collect(&sock, started + spec.timeout, started, |p| {
+        // Neighbour advertisement for our target, with its link-layer address.
+        if p.len() < 24 || p[0] != 136 || p[8..24] != target.octets() {
+            return None;
+        }
+        let mut opts = &p[24..];
+        while opts.len() >= 8 {
+            let len = usize::from(opts[1]) * 8;
+            if len == 0 || len > opts.len() {
+                break;
+            }
+            if opts[0] == 2 {
+                return opts[2..8].try_into().ok().map(MacAddr);
+            }
+            opts = &opts[len..];
+        }
+        None
+    })
+}
+
+/// Asks who has `spec.target` on the link, from inside the namespace.
+pub async fn who_has(spec: ArpSpec) -> Result<Vec<Responder>, NetError> {
+    tokio::task::spawn_blocking(move || {
+        let _ns = spec.netns.as_deref().map(NetnsGuard::enter).transpose()?;
+        match spec.target {
+            IpAddr::V4(t) => run_v4(&spec, t),
+            IpAddr::V6(t) => run_v6(&spec, t),
+        }
+    })
+    .await
+    .map_err(|e| NetError::Io {
+        op: "arp",
+        detail: e.to_string(),
+    })?
+}
+
+/// What the answers mean, in words.
+pub fn verdict(target: IpAddr, responders: &[Responder], free_check: bool) -> String {
+    let macs: Vec<String> = responders.iter().map(|r| r.mac.to_string()).collect();
+    match (responders.len(), free_check) {
+        (0, true) => format!("{target} is free: no one answered the probe"),
+        (0, false) => format!("no answer: nothing on this link answers for {target}"),
+        (1, true) => format!("{target} is in use by {}", macs[0]),
+        (1, false) => format!("{target} is at {}", macs[0]),
+        (n, _) => format!(
+            "DUPLICATE ADDRESS: {target} is answered by {n} different MACs ({}): two hosts use the same address",
+            macs.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_probes() {
+        let link = Link {
+            index: 2,
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            ipv4: Some(Ipv4Addr::new(172, 16, 10, 10)),
+        };
+        let r = arp_request(&link, Ipv4Addr::new(172, 16, 10, 11), false);
+        assert_eq!(r.len(), 28);
+        assert_eq!(&r[14..18], &[172, 16, 10, 10]);
+        let p = arp_request(&link, Ipv4Addr::new(172, 16, 10, 11), true);
+        assert_eq!(&p[14..18], &[0, 0, 0, 0], "RFC 5227: sender 0.0.0.0");
+        assert_eq!(parse_arp_reply(&r), None, "a request is not a reply");
+    }
+
+    #[test]
+    fn solicited_node_address() {
+        let t: Ipv6Addr = "fd00:10::1:2:3".parse().expect("ip");
+        assert_eq!(
+            solicited_node(t),
+            "ff02::1:ff02:3".parse::<Ipv6Addr>().expect("ip")
+        );
+    }
+
+    #[test]
+    fn verdicts_say_what_it_means() {
+        let r = |b| Responder {
+            mac: MacAddr([2, 0, 0, 0, 0, b]),
+            rtt: Duration::from_millis(1),
+        };
+        let t: IpAddr = "10.0.0.5".parse().expect("ip");
+        assert!(
+            verdict(t, &[r(1), r(2)], false)
+                .starts_with("DUPLICATE ADDRESS: 10.0.0.5 is answered by 2")
+        );
+        assert_eq!(
+            verdict(t, &[], true),
+            "10.0.0.5 is free: no one answered the probe"
+        );
+        assert_eq!(
+            verdict(t, &[r(1)], false),
+            "10.0.0.5 is at 02:00:00:00:00:01"
+        );
+    }
+}
