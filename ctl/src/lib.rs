@@ -6,5 +6,6 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod output;

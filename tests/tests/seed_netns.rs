@@ -403,6 +403,81 @@ async fn seed_hosts_over_mtls() {
         "gateway: {}",
         String::from_utf8_lossy(&gw.stdout)
     );
+    // Diagnose, layer by layer: OK; the target's parent down; an endpoint
+    // without address; an endpoint on another network.
+    let diag = |from: &str, to: &str| {
+        let out = ctl.host(
+            "no1",
+            &[
+                "probe", "diagnose", "--from", from, "--to", to, "-o", "json",
+            ],
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("diagnose json");
+        (out.status.code(), r)
+    };
+    let (code, r) = diag("no1/node_1", "no2/node_2");
+    assert_eq!((code, r["verdict"].as_str()), (Some(0), Some("ok")), "{r}");
+    assert!(
+        r["steps"].to_string().contains("node_1 sent"),
+        "counters back the ARP step: {r}"
+    );
+    ip_in(&no2.netns, &["link", "set", "eth0", "down"]).expect("ip");
+    let (code, r) = diag("no1/node_1", "no2/node_2");
+    assert_eq!(code, Some(1));
+    assert_eq!(r["verdict"], "eth0 on no2 is down: bring it up", "{r}");
+    ip_in(&no2.netns, &["link", "set", "eth0", "up"]).expect("ip");
+    ctl.json(
+        "no2",
+        &[
+            "macvlan",
+            "create",
+            "--network",
+            "mac_net",
+            "--name",
+            "node_3",
+            "--parent",
+            "eth0",
+            "--mode",
+            "bridge",
+            "--netns",
+            "node3",
+            "--create-netns",
+        ],
+    );
+    let (_, r) = diag("no1/node_1", "no2/node_3");
+    assert_eq!(r["verdict"], "endpoint no2/node_3 has no address", "{r}");
+    ctl.json(
+        "no2",
+        &[
+            "macvlan",
+            "create",
+            "--network",
+            "other",
+            "--name",
+            "node_4",
+            "--parent",
+            "eth0",
+            "--mode",
+            "bridge",
+            "--netns",
+            "node4",
+            "--create-netns",
+            "--ip",
+            "192.168.77.4/24",
+        ],
+    );
+    let (_, r) = diag("no1/node_1", "no2/node_4");
+    assert!(
+        r["verdict"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("the endpoints are on different networks")),
+        "{r}"
+    );
+    for n in ["node_3", "node_4"] {
+        let net = if n == "node_3" { "mac_net" } else { "other" };
+        ctl.json("no2", &["macvlan", "delete", "--network", net, "--name", n]);
+    }
+
     let list = ctl.json("no2", &["macvlan", "list"]);
     assert_eq!(list[0]["name"], "node_2");
     assert_eq!(list[0]["parent"], "eth0");

@@ -173,7 +173,7 @@ async fn seed_vlan_scenario_on_real_kernels() {
                 "macvlan",
                 "create",
                 "--network",
-                "leak",
+                "mac_net10",
                 "--name",
                 name,
                 "--parent",
@@ -192,6 +192,64 @@ async fn seed_vlan_scenario_on_real_kernels() {
     assert_eq!(code, 2, "x2 (VLAN 20) -> x4 (VLAN 20): {out}");
     let (code, out) = reach(&state, "no1", "b1", "172.16.10.99");
     assert_eq!(code, 1, "b1 (VLAN 10) reached x4 on VLAN 20: {out}");
+
+    // Probes across hosts over the VLANs: ICMP, ARP, and a diagnosis that
+    // finds the VLAN mismatch at the ARP layer.
+    let ping = json(
+        &state,
+        "no1",
+        &[
+            "probe",
+            "ping",
+            "--netns",
+            "b1",
+            "--to",
+            "172.16.10.11",
+            "-c",
+            "2",
+            "--interval-ms",
+            "100",
+        ],
+    );
+    assert_eq!(ping["received"], 2, "{ping}");
+    let b3_mac = json(&state, "no2", &["macvlan", "list"])
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|e| e["name"] == "b3")
+                .map(|e| e["mac"].clone())
+        })
+        .expect("b3 listed");
+    let arp = json(
+        &state,
+        "no1",
+        &["probe", "arp", "--netns", "b1", "--to", "172.16.10.11"],
+    );
+    assert_eq!(arp["responders"][0]["mac"], b3_mac, "{arp}");
+    let out = ctl(
+        &state,
+        "no1",
+        &[
+            "probe", "diagnose", "--from", "no1/b1", "--to", "no2/x4", "-o", "json",
+        ],
+    );
+    let diag: serde_json::Value = serde_json::from_slice(&out.stdout).expect("diagnose json");
+    let verdict = diag["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.starts_with("ARP for 172.16.10.99 is unanswered"),
+        "{diag}"
+    );
+    assert!(verdict.contains("VLAN is not trunked"), "{verdict}");
+    let out = ctl(
+        &state,
+        "no1",
+        &["probe", "diagnose", "--from", "no1/b1", "--to", "no2/b3"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Promiscuous mode set remotely, as the guest kernel reports it.
     json(&state, "no1", &["promisc", "on", "ens192"]);

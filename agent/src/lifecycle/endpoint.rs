@@ -109,6 +109,7 @@ impl Lifecycle {
             owned,
             parent_created: e.parent_created,
             netns_created: e.netns_created,
+            interface: Some(link),
         }))
     }
 

@@ -79,6 +79,8 @@ pub enum Command {
 pub struct Ctx {
     target: Result<Target, CtlError>,
     pub format: Format,
+    /// The connection flags, to reach other hosts of the config file.
+    pub selection: Selection,
 }
 
 impl Ctx {
@@ -93,6 +95,13 @@ impl Ctx {
     }
 }
 
+/// Decodes an interface from an agent's response.
+pub fn decode_interface(
+    i: Option<linkherd_proto::pb::Interface>,
+) -> Result<linkherd_proto::model::Interface, CtlError> {
+    iface::decode(i)
+}
+
 /// Runs one command; the exit code is for the shell.
 pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
     let sel = Selection {
@@ -105,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
     };
     // Resolution errors only matter to commands that connect (certs do not).
     let resolved = sel.resolve().map_err(CtlError::from);
+    let selection = sel.clone();
     let (target, file_format) = match resolved {
         Ok((t, f)) => (Ok(t), f),
         Err(e) => (Err(e), None),
@@ -112,6 +122,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
     let ctx = Ctx {
         target,
         format: cli.output.or(file_format).unwrap_or_default(),
+        selection,
     };
     match cli.command {
         Command::Host(c) => host::run(&ctx, c).await,

@@ -379,7 +379,7 @@ impl From<EndpointState> for pb::MacvlanEndpoint {
             mtu: e.mtu,
             source_macs: e.source_macs.iter().map(ToString::to_string).collect(),
             owned: e.owned,
-            interface: None,
+            interface: e.interface.map(Into::into),
             parent_created: e.parent_created,
             netns_created: e.netns_created,
         }
@@ -442,6 +442,10 @@ impl TryFrom<pb::MacvlanEndpoint> for EndpointState {
             owned: e.owned,
             parent_created: e.parent_created,
             netns_created: e.netns_created,
+            interface: e
+                .interface
+                .map(crate::model::Interface::try_from)
+                .transpose()?,
         })
     }
 }
@@ -699,6 +703,7 @@ mod tests {
             owned: true,
             parent_created: true,
             netns_created: false,
+            interface: Some(crate::model::interface_sample()),
         };
         assert_eq!(
             EndpointState::try_from(pb::MacvlanEndpoint::from(s.clone())),

@@ -225,6 +225,10 @@ pub struct EndpointState {
     pub owned: bool,
     pub parent_created: bool,
     pub netns_created: bool,
+    /// The link inside the namespace as the kernel reports it (state,
+    /// counters), when it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<super::Interface>,
 }
 
 /// A host-access link as observed.
