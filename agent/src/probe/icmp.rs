@@ -187,6 +187,8 @@ fn await_reply(
     }
 }
 
+static NEXT_IDENT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0x4c48);
+
 fn run(spec: PingSpec, events: mpsc::Sender<PingEvent>) -> Result<PingSummary, NetError> {
     let _ns = spec.netns.as_deref().map(NetnsGuard::enter).transpose()?;
     let v4 = spec.to.is_ipv4();
@@ -203,8 +205,10 @@ fn run(spec: PingSpec, events: mpsc::Sender<PingEvent>) -> Result<PingSummary, N
     if !v4 {
         sock.set_recv_hoplimit_v6(true).map_err(io("ping"))?;
     }
+    // Raw ICMP sockets see every echo reply in the namespace: a distinct
+    // identifier per probe keeps concurrent pings from taking each other's.
     let ident =
-        (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16) ^ 0x4c48;
+        (std::process::id() as u16) ^ NEXT_IDENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dest = SockAddr::from(SocketAddr::new(spec.to, 0));
     let mut rtts = Vec::new();
     let mut sent = 0;
