@@ -103,6 +103,24 @@ pub struct Rtnl {
     netns: Option<PathBuf>,
     /// Dropping this ends the connection task (and closes its socket).
     _conn: oneshot::Sender<()>,
+    /// Connections into other namespaces, by namespace (device, inode),
+    /// kept briefly: one endpoint create talks to its namespace several
+    /// times, and opening a socket there costs a thread and a setns.
+    children: std::sync::Mutex<Children>,
+}
+
+/// Namespace (device, inode) -> connection and when it was last used.
+type Children = HashMap<(u64, u64), (Arc<Rtnl>, std::time::Instant)>;
+
+/// How long an idle connection into another namespace is kept. Short: an
+/// open socket keeps its namespace alive after the last process left it.
+const CHILD_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The identity of a namespace file: the same namespace has the same inode
+/// whether reached as /run/netns/NAME or /proc/PID/ns/net.
+fn ns_key(file: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(file).ok().map(|m| (m.dev(), m.ino()))
 }
 
 type Connection = rtnetlink::proto::Connection<RouteNetlinkMessage>;
@@ -142,7 +160,27 @@ impl Rtnl {
             handle,
             netns,
             _conn: stop,
+            children: std::sync::Mutex::default(),
         })
+    }
+
+    fn cached(&self, key: (u64, u64)) -> Option<Arc<Rtnl>> {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        children.retain(|_, (_, used)| now.duration_since(*used) < CHILD_IDLE);
+        children.get_mut(&key).map(|(c, used)| {
+            *used = now;
+            c.clone()
+        })
+    }
+
+    fn forget(&self, file: &Path) {
+        if let Some(key) = ns_key(file) {
+            self.children
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        }
     }
 
     /// The namespace this instance works on, if not the agent's own.
@@ -487,11 +525,12 @@ impl NetOps for Rtnl {
     async fn add_link(&self, link: &NewLink) -> Result<(), NetError> {
         // RTM_NEWLINK looks the name up in the *sending* namespace first: if
         // it exists here (say the host's own eth0), the kernel answers
-        // EEXIST even though the link is meant for another namespace. So a
-        // link for another namespace is created under a temporary name and
-        // renamed once it is there (it is created down, so renaming works).
+        // EEXIST even though the link is meant for another namespace. Such a
+        // link is created under a temporary name and renamed once it is
+        // there (it is created down, so renaming works). Only then: a rename
+        // waits for an RCU grace period (~16 ms).
         let mut new = link.clone();
-        if link.target.is_some() {
+        if link.target.is_some() && self.link(&link.name).await.is_ok() {
             new.name = temporary_name()?;
         }
         let h = self.handle.clone();
@@ -599,15 +638,27 @@ impl NetOps for Rtnl {
     }
 
     async fn netns(&self, file: &Path) -> Result<Arc<dyn NetOps>, NetError> {
-        let file = file.to_owned();
+        let key = ns_key(file).ok_or_else(|| NetError::NotFound {
+            what: format!("network namespace {}", file.display()),
+        })?;
+        if let Some(c) = self.cached(key) {
+            return Ok(c);
+        }
+        let path = file.to_owned();
         let rt = self.rt.clone();
-        let child = tokio::task::spawn_blocking(move || Rtnl::on(rt, Some(file)))
-            .await
-            .map_err(|e| NetError::Io {
-                op: "enter network namespace",
-                detail: e.to_string(),
-            })??;
-        Ok(Arc::new(child))
+        let child = Arc::new(
+            tokio::task::spawn_blocking(move || Rtnl::on(rt, Some(path)))
+                .await
+                .map_err(|e| NetError::Io {
+                    op: "enter network namespace",
+                    detail: e.to_string(),
+                })??,
+        );
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (child.clone(), std::time::Instant::now()));
+        Ok(child)
     }
 
     async fn create_netns(&self, name: &str) -> Result<(), NetError> {
@@ -621,6 +672,8 @@ impl NetOps for Rtnl {
     }
 
     async fn delete_netns(&self, name: &str) -> Result<(), NetError> {
+        // Our own socket in it would keep the namespace alive.
+        self.forget(&netns::named(name));
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || nsfs::delete_named(&name))
             .await
