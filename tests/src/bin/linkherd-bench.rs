@@ -132,6 +132,76 @@ async fn main() -> anyhow::Result<()> {
     let t_del = ip_batch(Some(&b.target), &del)?;
     writeln!(report, "{}", row("ip -batch: delete one by one", n, t_del))?;
 
+    // The CNI reference macvlan plugin, when installed (Debian's
+    // containernetworking-plugins): one ADD per endpoint, as a container
+    // runtime calls it, started inside the host namespace.
+    let cni = std::path::Path::new("/usr/lib/cni/macvlan");
+    if cni.is_file() {
+        let run_cni = |cmd: &str, i: usize| -> anyhow::Result<()> {
+            let conf = format!(
+                r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"up0","mode":"bridge","ipam":{{"type":"static","addresses":[{{"address":"10.{}.{}.{}/8"}}]}}}}"#,
+                100 + i / 65536,
+                (i / 256) % 256,
+                i % 256
+            );
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &b.host])
+                .arg(cni)
+                .env("CNI_COMMAND", cmd)
+                .env("CNI_CONTAINERID", format!("bench{i}"))
+                .env("CNI_NETNS", format!("/run/netns/{}", b.target))
+                .env("CNI_IFNAME", format!("c{i}"))
+                .env("CNI_PATH", "/usr/lib/cni")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            child
+                .stdin
+                .take()
+                .context("stdin")?
+                .write_all(conf.as_bytes())?;
+            let out = child.wait_with_output()?;
+            ensure!(
+                out.status.success(),
+                "CNI {cmd}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            Ok(())
+        };
+        let started = Instant::now();
+        for i in 0..n {
+            run_cni("ADD", i)?;
+        }
+        writeln!(
+            report,
+            "{}",
+            row(
+                "CNI macvlan plugin: ADD (via ip netns exec)",
+                n,
+                started.elapsed()
+            )
+        )?;
+        let started = Instant::now();
+        for i in 0..n {
+            run_cni("DEL", i)?;
+        }
+        writeln!(
+            report,
+            "{}",
+            row(
+                "CNI macvlan plugin: DEL (via ip netns exec)",
+                n,
+                started.elapsed()
+            )
+        )?;
+    } else {
+        writeln!(
+            report,
+            "(CNI macvlan plugin not installed: apt-get install containernetworking-plugins)"
+        )?;
+    }
+
     // linkherd: a real agent (netlink in the host namespace), gRPC over mTLS.
     let pki = tempfile::tempdir()?;
     linkherdctl::certs::init(pki.path(), 1, false)?;
