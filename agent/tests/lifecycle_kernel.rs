@@ -849,6 +849,30 @@ async fn ping_and_neighbour_probes_from_inside_endpoints() {
     let (_, s6) = ping(&mut probe, "qa", "fd00:68::2", 2).await;
     assert_eq!((s6.sent, s6.received), (2, 2), "IPv6 echo");
 
+    // Many probes at once, from both namespaces: each gets its own replies.
+    let mut set = tokio::task::JoinSet::new();
+    for (ns, to) in [
+        ("qa", "10.68.0.2"),
+        ("qb", "10.68.0.1"),
+        ("qa", "fd00:68::2"),
+        ("qb", "fd00:68::1"),
+    ]
+    .into_iter()
+    .cycle()
+    .take(12)
+    {
+        let mut p = probe.clone();
+        set.spawn(async move { ping(&mut p, ns, to, 3).await.1 });
+    }
+    while let Some(s) = set.join_next().await {
+        let s = s.expect("task");
+        assert_eq!(
+            (s.sent, s.received),
+            (3, 3),
+            "a concurrent ping lost replies: {s:?}"
+        );
+    }
+
     // Neighbour discovery: who has fd00:68::2 -> b's MAC.
     let b_mac = MacAddr::stable("q", "qb").to_string();
     let ns6 = probe
