@@ -1,16 +1,15 @@
 //! `linkherdctl macvlan create|delete|list` and `host-access create|delete|list`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 use linkherd_proto::{
-    convert::netns_to_pb,
-    model::{EndpointState, HostAccessState, NetnsRef},
+    model::{EndpointState, HostAccessState},
     pb::{self, macvlan_service_client::MacvlanServiceClient},
 };
 use serde::Serialize;
 
-use super::{Ctx, iface::outcome_name};
+use super::{Ctx, NetnsArgs, iface::outcome_name};
 use crate::{error::CtlError, output};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -34,33 +33,6 @@ impl From<Mode> for pb::MacvlanMode {
     }
 }
 
-/// Where the endpoint lives: one of these.
-#[derive(Debug, Args)]
-#[group(multiple = false)]
-pub struct Where {
-    /// A named namespace (/run/netns/NAME).
-    #[arg(long)]
-    netns: Option<String>,
-    /// A namespace file, e.g. /proc/1234/ns/net.
-    #[arg(long)]
-    netns_path: Option<PathBuf>,
-    /// A process (e.g. a container's) whose namespace to use.
-    #[arg(long)]
-    pid: Option<u32>,
-}
-
-impl Where {
-    fn target(&self) -> Option<pb::NetnsTarget> {
-        let n = match (&self.netns, &self.netns_path, self.pid) {
-            (Some(n), _, _) => NetnsRef::Named(n.clone()),
-            (_, Some(p), _) => NetnsRef::Path(p.clone()),
-            (_, _, Some(pid)) => NetnsRef::Pid(pid),
-            _ => return None,
-        };
-        Some(netns_to_pb(&n))
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum MacvlanCmd {
     /// Create an endpoint: a macvlan inside a namespace, with addresses,
@@ -80,7 +52,7 @@ pub enum MacvlanCmd {
         #[arg(long, value_enum)]
         mode: Mode,
         #[command(flatten)]
-        place: Where,
+        place: NetnsArgs,
         /// Create the named namespace if missing (and delete it with the endpoint).
         #[arg(long, requires = "netns")]
         create_netns: bool,
@@ -111,7 +83,7 @@ pub enum MacvlanCmd {
         #[arg(long, requires = "network")]
         name: Option<String>,
         #[command(flatten)]
-        place: Where,
+        place: NetnsArgs,
         #[arg(long)]
         ifname: Option<String>,
         /// Delete a macvlan linkherd did not create.

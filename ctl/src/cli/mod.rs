@@ -74,6 +74,35 @@ pub enum Command {
     Certs(certs::CertsCmd),
 }
 
+/// A network namespace, given one of three ways (endpoints and probes).
+#[derive(Debug, clap::Args)]
+#[group(multiple = false)]
+pub struct NetnsArgs {
+    /// A named namespace (/run/netns/NAME).
+    #[arg(long)]
+    netns: Option<String>,
+    /// A namespace file, e.g. /proc/1234/ns/net.
+    #[arg(long)]
+    netns_path: Option<PathBuf>,
+    /// A process (e.g. a container's) whose namespace to use.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+impl NetnsArgs {
+    /// The request field; `None` when no namespace was given.
+    pub fn target(&self) -> Option<linkherd_proto::pb::NetnsTarget> {
+        use linkherd_proto::model::NetnsRef;
+        let n = match (&self.netns, &self.netns_path, self.pid) {
+            (Some(n), _, _) => NetnsRef::Named(n.clone()),
+            (_, Some(p), _) => NetnsRef::Path(p.clone()),
+            (_, _, Some(pid)) => NetnsRef::Pid(pid),
+            _ => return None,
+        };
+        Some(linkherd_proto::convert::netns_to_pb(&n))
+    }
+}
+
 /// What a command needs to reach its agent and print.
 #[derive(Debug)]
 pub struct Ctx {

@@ -1,41 +1,13 @@
 //! `linkherdctl probe tcp`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
-use linkherd_proto::{
-    convert::netns_to_pb,
-    model::NetnsRef,
-    pb::{self, probe_service_client::ProbeServiceClient},
-};
+use clap::Subcommand;
+use linkherd_proto::pb::{self, probe_service_client::ProbeServiceClient};
 use serde::Serialize;
 
-use super::Ctx;
+use super::{Ctx, NetnsArgs};
 use crate::{error::CtlError, output};
-
-/// The namespace to probe from (default: the agent's own).
-#[derive(Debug, Args)]
-#[group(multiple = false)]
-pub struct From {
-    #[arg(long)]
-    netns: Option<String>,
-    #[arg(long)]
-    netns_path: Option<PathBuf>,
-    #[arg(long)]
-    pid: Option<u32>,
-}
-
-impl From {
-    fn target(&self) -> Option<pb::NetnsTarget> {
-        let n = match (&self.netns, &self.netns_path, self.pid) {
-            (Some(n), _, _) => NetnsRef::Named(n.clone()),
-            (_, Some(p), _) => NetnsRef::Path(p.clone()),
-            (_, _, Some(pid)) => NetnsRef::Pid(pid),
-            _ => return None,
-        };
-        Some(netns_to_pb(&n))
-    }
-}
 
 #[derive(Debug, Subcommand)]
 pub enum ProbeCmd {
@@ -43,7 +15,7 @@ pub enum ProbeCmd {
     /// Exit status 1 when nothing answered.
     Ping {
         #[command(flatten)]
-        from: From,
+        from: NetnsArgs,
         #[arg(long)]
         interface: Option<String>,
         #[arg(long)]
@@ -66,7 +38,7 @@ pub enum ProbeCmd {
     /// (or in use with --free), 3 a duplicate address.
     Arp {
         #[command(flatten)]
-        from: From,
+        from: NetnsArgs,
         /// The link to ask on (default eth0).
         #[arg(long)]
         interface: Option<String>,
@@ -91,7 +63,7 @@ pub enum ProbeCmd {
     /// 2 refused (the host answered, the port is closed), 1 no answer.
     Tcp {
         #[command(flatten)]
-        from: From,
+        from: NetnsArgs,
         /// Bind to this interface.
         #[arg(long)]
         interface: Option<String>,

@@ -22,6 +22,19 @@ pub struct TcpProbe {
     pub timeout: Duration,
 }
 
+fn destination(field: &str, s: &str) -> Result<std::net::IpAddr, ValidationError> {
+    s.parse::<std::net::IpAddr>().map_err(|_| {
+        ValidationError::new(field, s, "is not an IP address", "give e.g. 172.16.10.11")
+    })
+}
+
+fn interface(s: &str) -> Result<Option<IfName>, ValidationError> {
+    match s {
+        "" => Ok(None),
+        i => IfName::parse("interface", i).map(Some),
+    }
+}
+
 fn timeout(ms: u32) -> Result<Duration, ValidationError> {
     match ms {
         0 => Ok(DEFAULT_PROBE_TIMEOUT),
@@ -41,14 +54,7 @@ fn timeout(ms: u32) -> Result<Duration, ValidationError> {
 impl TryFrom<pb::TcpRequest> for TcpProbe {
     type Error = ValidationError;
     fn try_from(r: pb::TcpRequest) -> Result<Self, Self::Error> {
-        let ip = r.destination.parse::<std::net::IpAddr>().map_err(|_| {
-            ValidationError::new(
-                "destination",
-                &r.destination,
-                "is not an IP address",
-                "give e.g. 172.16.10.11",
-            )
-        })?;
+        let ip = destination("destination", &r.destination)?;
         let port = u16::try_from(r.port)
             .ok()
             .filter(|p| *p != 0)
@@ -62,10 +68,7 @@ impl TryFrom<pb::TcpRequest> for TcpProbe {
             })?;
         Ok(Self {
             netns: netns_target("source", r.source)?,
-            interface: match r.interface.as_str() {
-                "" => None,
-                i => Some(IfName::parse("interface", i)?),
-            },
+            interface: interface(&r.interface)?,
             to: SocketAddr::new(ip, port),
             timeout: timeout(r.timeout_ms)?,
         })
@@ -134,14 +137,7 @@ pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
 impl TryFrom<pb::PingRequest> for PingProbe {
     type Error = ValidationError;
     fn try_from(r: pb::PingRequest) -> Result<Self, Self::Error> {
-        let to = r.destination.parse::<std::net::IpAddr>().map_err(|_| {
-            ValidationError::new(
-                "destination",
-                &r.destination,
-                "is not an IP address",
-                "give e.g. 172.16.10.11",
-            )
-        })?;
+        let to = destination("destination", &r.destination)?;
         let count = match r.count {
             0 => 3,
             c if c > MAX_PING_COUNT => {
@@ -180,10 +176,7 @@ impl TryFrom<pb::PingRequest> for PingProbe {
         };
         Ok(Self {
             netns: netns_target("source", r.source)?,
-            interface: match r.interface.as_str() {
-                "" => None,
-                i => Some(IfName::parse("interface", i)?),
-            },
+            interface: interface(&r.interface)?,
             to,
             count,
             interval,
@@ -209,14 +202,7 @@ pub struct ArpProbe {
 impl TryFrom<pb::ArpRequest> for ArpProbe {
     type Error = ValidationError;
     fn try_from(r: pb::ArpRequest) -> Result<Self, Self::Error> {
-        let target = r.address.parse::<std::net::IpAddr>().map_err(|_| {
-            ValidationError::new(
-                "address",
-                &r.address,
-                "is not an IP address",
-                "give e.g. 172.16.10.11",
-            )
-        })?;
+        let target = destination("address", &r.address)?;
         if r.free_check && target.is_ipv6() {
             return Err(ValidationError::new(
                 "free_check",

@@ -117,7 +117,8 @@ struct Ctl {
 }
 
 impl Ctl {
-    fn run(&self, host: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    /// Runs and echoes one command: (exit status, stdout).
+    fn invoke(&self, host: &str, args: &[&str]) -> anyhow::Result<(i32, String)> {
         println!("$ linkherdctl --host {host} {}", args.join(" "));
         let out = Command::new(&self.bin)
             .arg("--config")
@@ -129,22 +130,16 @@ impl Ctl {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         print!("{stdout}");
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        Ok((out.status.success(), stdout))
+        Ok((out.status.code().unwrap_or(-1), stdout))
+    }
+
+    fn run(&self, host: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        self.invoke(host, args).map(|(code, out)| (code == 0, out))
     }
 
     /// The exit status, for commands whose status is the answer (probes).
     fn code(&self, host: &str, args: &[&str]) -> anyhow::Result<i32> {
-        println!("$ linkherdctl --host {host} {}", args.join(" "));
-        let out = Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--host", host])
-            .args(args)
-            .output()
-            .context("running linkherdctl")?;
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        Ok(out.status.code().unwrap_or(-1))
+        self.invoke(host, args).map(|(code, _)| code)
     }
 
     fn ok(&self, host: &str, args: &[&str]) -> anyhow::Result<String> {

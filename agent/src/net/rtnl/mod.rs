@@ -210,6 +210,20 @@ fn connect(
     })
 }
 
+/// Runs blocking namespace or file-system work on the blocking pool, never on
+/// a runtime worker.
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
+) -> Result<T, NetError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NetError::Io {
+            op,
+            detail: e.to_string(),
+        })?
+}
+
 /// A name no one else uses, for a link on its way to another namespace.
 fn temporary_name() -> Result<IfName, NetError> {
     let mut bytes = [0u8; 4];
@@ -627,14 +641,10 @@ impl NetOps for Rtnl {
     async fn enable_announce(&self, name: &IfName) -> Result<(), NetError> {
         let name = name.to_string();
         let netns = self.netns.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking("enable announcements", move || {
             netns::run_in(netns.as_deref(), || nsfs::enable_announce(&name))
         })
         .await
-        .map_err(|e| NetError::Io {
-            op: "enable announcements",
-            detail: e.to_string(),
-        })?
     }
 
     async fn netns(&self, file: &Path) -> Result<Arc<dyn NetOps>, NetError> {
@@ -646,14 +656,8 @@ impl NetOps for Rtnl {
         }
         let path = file.to_owned();
         let rt = self.rt.clone();
-        let child = Arc::new(
-            tokio::task::spawn_blocking(move || Rtnl::on(rt, Some(path)))
-                .await
-                .map_err(|e| NetError::Io {
-                    op: "enter network namespace",
-                    detail: e.to_string(),
-                })??,
-        );
+        let child =
+            Arc::new(blocking("enter network namespace", move || Rtnl::on(rt, Some(path))).await?);
         self.children
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -663,33 +667,24 @@ impl NetOps for Rtnl {
 
     async fn create_netns(&self, name: &str) -> Result<(), NetError> {
         let name = name.to_owned();
-        tokio::task::spawn_blocking(move || nsfs::create_named(&name))
-            .await
-            .map_err(|e| NetError::Io {
-                op: "create network namespace",
-                detail: e.to_string(),
-            })?
+        blocking("create network namespace", move || {
+            nsfs::create_named(&name)
+        })
+        .await
     }
 
     async fn delete_netns(&self, name: &str) -> Result<(), NetError> {
         // Our own socket in it would keep the namespace alive.
         self.forget(&netns::named(name));
         let name = name.to_owned();
-        tokio::task::spawn_blocking(move || nsfs::delete_named(&name))
-            .await
-            .map_err(|e| NetError::Io {
-                op: "delete network namespace",
-                detail: e.to_string(),
-            })?
+        blocking("delete network namespace", move || {
+            nsfs::delete_named(&name)
+        })
+        .await
     }
 
     async fn netns_names(&self) -> Result<Vec<String>, NetError> {
-        tokio::task::spawn_blocking(nsfs::names)
-            .await
-            .map_err(|e| NetError::Io {
-                op: "list network namespaces",
-                detail: e.to_string(),
-            })?
+        blocking("list network namespaces", nsfs::names).await
     }
 }
 
