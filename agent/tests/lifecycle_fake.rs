@@ -881,3 +881,68 @@ async fn agents_sharing_a_machine_keep_to_their_namespace_prefix() {
     assert_eq!(r.removed, ["endpoint n/b1 (eth0 in netns b1)", "netns b1"]);
     assert_eq!(fake.netns_names().await.expect("names"), ["lab-no2-b1"]);
 }
+
+#[tokio::test]
+async fn get_state_reports_owned_objects_and_a_generation_that_follows_changes() {
+    let mut f = fixture(true).await;
+    let mut host = pb::host_service_client::HostServiceClient::new(
+        f._agent
+            .channel(&f._pki, Some(Role::Viewer))
+            .await
+            .expect("viewer"),
+    );
+    let s0 = host
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner();
+    let empty = s0.observed.expect("observed");
+    assert!(empty.vlans.is_empty() && empty.endpoints.is_empty() && empty.host_access.is_empty());
+
+    f.mv.create(create(
+        endpoint("mac_net10", "b1", "ens192.10", "172.16.10.10/24"),
+        true,
+    ))
+    .await
+    .expect("b1");
+    let s1 = host
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner();
+    let o = s1.observed.expect("observed");
+    assert_eq!(
+        o.vlans.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        ["ens192.10"]
+    );
+    assert_eq!(o.vlans[0].auto_for_network, "mac_net10");
+    assert_eq!(
+        (
+            o.endpoints[0].network.as_str(),
+            o.endpoints[0].name.as_str()
+        ),
+        ("mac_net10", "b1")
+    );
+    assert_ne!(
+        s1.generation, s0.generation,
+        "a change changes the generation"
+    );
+    let again = host
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner();
+    assert_eq!(
+        again.generation, s1.generation,
+        "no change, same generation"
+    );
+
+    // Objects linkherd does not own are not its state.
+    f.fake.add_veth("foreign0", "foreign1").expect("veth");
+    let s2 = host
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner();
+    assert_eq!(s2.generation, s1.generation);
+}

@@ -16,6 +16,7 @@ use std::{
 use common::{Pki, TestNetns, have_root, kernel_has_vlan};
 use linkherd_agent::net::{netns::NetnsGuard, rtnl::Rtnl};
 use linkherd_proto::{
+    field_violations,
     model::{MacAddr, Role},
     pb::{
         self, macvlan_service_client::MacvlanServiceClient, netns_target::Target,
@@ -963,6 +964,44 @@ async fn ping_and_neighbour_probes_from_inside_endpoints() {
     let (replies, s) = ping(&mut probe, "qa", "10.68.0.2", 2).await;
     assert!(replies.iter().all(|r| r.timed_out), "{replies:?}");
     assert_eq!((s.sent, s.received, s.loss_percent), (2, 0, 100.0));
+
+    // Bad input: an unknown namespace or interface, a bad address.
+    let err = probe
+        .arp(pb::ArpRequest {
+            source: from("nosuch"),
+            interface: "eth0".into(),
+            address: "10.68.0.2".into(),
+            timeout_ms: 100,
+            free_check: false,
+        })
+        .await
+        .expect_err("no namespace");
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    let err = probe
+        .arp(pb::ArpRequest {
+            source: from("qa"),
+            interface: "eth9".into(),
+            address: "10.68.0.2".into(),
+            timeout_ms: 100,
+            free_check: false,
+        })
+        .await
+        .expect_err("no interface");
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::NotFound, "interface \"eth9\" not found")
+    );
+    let err = probe
+        .tcp(pb::TcpRequest {
+            source: from("qa"),
+            destination: "10.68.0.300".into(),
+            port: 7,
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad address");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&err)[0].0, "destination");
 
     // Viewers may not probe; sub-10 ms intervals need admin.
     let mut viewer = probe_client(&lab, Role::Viewer).await;

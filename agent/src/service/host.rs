@@ -5,7 +5,7 @@ use std::sync::Arc;
 use linkherd_proto::{API_VERSION, pb};
 use tonic::{Request, Response, Status};
 
-use crate::{auth::Identity, context::Context};
+use crate::{auth::Identity, context::Context, error::Error};
 
 #[derive(Debug, Clone)]
 pub struct HostSvc {
@@ -57,4 +57,68 @@ impl pb::host_service_server::HostService for HostSvc {
             uptime_seconds: self.ctx.started.elapsed().as_secs(),
         }))
     }
+
+    #[tracing::instrument(skip_all, fields(rpc = "HostService/GetState"))]
+    async fn get_state(
+        &self,
+        _req: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::GetStateResponse>, Status> {
+        let observed = observed(&self.ctx).await.map_err(Error::into_status)?;
+        Ok(Response::new(pb::GetStateResponse {
+            generation: generation(&observed),
+            observed: Some(observed),
+        }))
+    }
+}
+
+/// Everything linkherd owns on this host, as the kernel has it, in a stable
+/// order (so equal states encode to equal bytes).
+async fn observed(ctx: &Context) -> Result<pb::DesiredState, Error> {
+    let mut vlans: Vec<pb::Vlan> = ctx
+        .lifecycle
+        .list_vlans()
+        .await?
+        .into_iter()
+        .filter(|v| v.owned)
+        .map(Into::into)
+        .collect();
+    vlans.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut endpoints: Vec<pb::MacvlanEndpoint> = ctx
+        .lifecycle
+        .list_endpoints()
+        .await?
+        .into_iter()
+        .filter(|e| e.owned)
+        .map(|mut e| {
+            // Counters and carrier change all the time; they are not state.
+            e.interface = None;
+            e.into()
+        })
+        .collect();
+    endpoints.sort_by(|a, b| (&a.network, &a.name).cmp(&(&b.network, &b.name)));
+    let mut host_access: Vec<pb::HostAccess> = ctx
+        .lifecycle
+        .list_host_access()
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    host_access.sort_by(|a, b| a.network.cmp(&b.network));
+    Ok(pb::DesiredState {
+        vlans,
+        endpoints,
+        host_access,
+    })
+}
+
+/// A fingerprint of the owned state: any change to an owned object changes
+/// it, so a transaction planned against one state can refuse another.
+fn generation(state: &pb::DesiredState) -> u64 {
+    use prost::Message;
+    state
+        .encode_to_vec()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
