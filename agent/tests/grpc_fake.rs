@@ -592,7 +592,7 @@ async fn staged_services_answer_unimplemented_to_admins() {
         .await
         .expect("connect");
     let err = pb::host_service_client::HostServiceClient::new(ch)
-        .plan(pb::PlanRequest::default())
+        .apply(pb::ApplyRequest::default())
         .await
         .expect_err("not yet");
     assert_eq!(err.code(), Code::Unimplemented);

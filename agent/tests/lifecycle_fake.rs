@@ -946,3 +946,136 @@ async fn get_state_reports_owned_objects_and_a_generation_that_follows_changes()
         .into_inner();
     assert_eq!(s2.generation, s1.generation);
 }
+
+#[tokio::test]
+async fn plan_lists_what_would_change_in_apply_order() {
+    let mut f = fixture(true).await;
+    let mut host = pb::host_service_client::HostServiceClient::new(
+        f._agent
+            .channel(&f._pki, Some(Role::Viewer))
+            .await
+            .expect("viewer"),
+    );
+    let vlan = pb::Vlan {
+        name: "ens192.10".into(),
+        parent: "ens192".into(),
+        id: 10,
+        ..Default::default()
+    };
+    let b1 = endpoint("mac_net10", "b1", "ens192.10", "172.16.10.10/24");
+    let b2 = endpoint("mac_net10", "b2", "ens192.10", "172.16.10.12/24");
+    let desired = |vlans: Vec<pb::Vlan>, eps: Vec<pb::MacvlanEndpoint>| pb::PlanRequest {
+        desired: Some(pb::DesiredState {
+            vlans,
+            endpoints: eps,
+            host_access: vec![],
+        }),
+    };
+    let summary = |r: pb::PlanResponse| -> Vec<(i32, String, String)> {
+        r.changes
+            .into_iter()
+            .map(|c| (c.action, c.object_kind, c.object))
+            .collect()
+    };
+    let create = pb::ChangeAction::Create as i32;
+    let update = pb::ChangeAction::Update as i32;
+    let delete = pb::ChangeAction::Delete as i32;
+
+    // An empty host: everything is to be created, VLAN first.
+    let r = host
+        .plan(desired(vec![vlan.clone()], vec![b1.clone(), b2.clone()]))
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!(
+        summary(r),
+        [
+            (create, "vlan".into(), "ens192.10".into()),
+            (create, "endpoint".into(), "mac_net10/b1".into()),
+            (create, "endpoint".into(), "mac_net10/b2".into()),
+        ]
+    );
+    // Planning changed nothing.
+    assert!(f.fake.link(&name("ens192.10")).await.is_err());
+
+    // Once b1 exists: only b2 remains; then b1 with another address is an
+    // update (with the difference), and b1 left out of the spec is a delete.
+    f.mv.create(create_req(b1.clone())).await.expect("b1");
+    let r = host
+        .plan(desired(vec![vlan.clone()], vec![b1.clone(), b2.clone()]))
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!(
+        summary(r.clone()),
+        [(create, "endpoint".into(), "mac_net10/b2".into())]
+    );
+    assert_ne!(r.generation, 0);
+    let mut moved = b1.clone();
+    moved.addresses = vec!["172.16.10.11/24".into()];
+    let r = host
+        .plan(desired(vec![vlan.clone()], vec![moved]))
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!(r.changes[0].action, update);
+    assert_eq!(
+        r.changes[0].detail,
+        "addresses [172.16.10.10/24] (asked [172.16.10.11/24])"
+    );
+    let r = host
+        .plan(desired(vec![vlan.clone()], vec![b2.clone()]))
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!(
+        summary(r),
+        [
+            (delete, "endpoint".into(), "mac_net10/b1".into()),
+            (create, "endpoint".into(), "mac_net10/b2".into())
+        ]
+    );
+    // A spec about another network leaves mac_net10 alone.
+    let other = endpoint("other", "x1", "ens192", "10.9.0.5/24");
+    let r = host
+        .plan(desired(vec![], vec![other]))
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!(summary(r), [(create, "endpoint".into(), "other/x1".into())]);
+
+    // Bad input names its path; a name taken by a foreign link is refused.
+    let mut bad = b2.clone();
+    bad.gateway = "10.0.0.1".into();
+    let err = host
+        .plan(desired(vec![], vec![b2.clone(), bad]))
+        .await
+        .expect_err("bad");
+    assert_eq!(field_violations(&err)[0].0, "desired.endpoints[1].gateway");
+    let err = host
+        .plan(desired(vec![], vec![b2.clone(), b2.clone()]))
+        .await
+        .expect_err("twice");
+    assert_eq!(field_violations(&err)[0].0, "desired.endpoints[1].name");
+    f.fake.add_veth("ens193", "peer193").expect("veth");
+    let taken = pb::Vlan {
+        name: "ens193".into(),
+        parent: "ens192".into(),
+        id: 20,
+        ..Default::default()
+    };
+    let err = host
+        .plan(desired(vec![taken], vec![]))
+        .await
+        .expect_err("taken");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(
+        err.message().contains("is not linkherd's"),
+        "{}",
+        err.message()
+    );
+}
+
+fn create_req(e: pb::MacvlanEndpoint) -> pb::CreateMacvlanRequest {
+    create(e, true)
+}

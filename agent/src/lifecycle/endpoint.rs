@@ -50,7 +50,7 @@ fn entry_netns(e: &Entry) -> NetnsRef {
 impl Lifecycle {
     /// Operations inside an endpoint's namespace, with a message that says
     /// what is missing.
-    async fn ns_ops(&self, netns: &NetnsRef) -> Result<Arc<dyn NetOps>, Error> {
+    pub(super) async fn ns_ops(&self, netns: &NetnsRef) -> Result<Arc<dyn NetOps>, Error> {
         match self.net.netns(&self.ns_file(netns)).await {
             Ok(ops) => Ok(ops),
             Err(NetError::NotFound { .. }) => Err(Error::NotFound(match netns {
@@ -69,7 +69,7 @@ impl Lifecycle {
     }
 
     /// The endpoint as the kernel has it, if its link is there.
-    async fn observe(&self, e: &Entry) -> Result<Option<EndpointState>, Error> {
+    pub(super) async fn observe(&self, e: &Entry) -> Result<Option<EndpointState>, Error> {
         let Ok(ops) = self.ns_ops(&entry_netns(e)).await else {
             return Ok(None);
         };
@@ -115,7 +115,7 @@ impl Lifecycle {
 
     /// Registry entries plus owned endpoints found in named namespaces that
     /// the registry does not know (state lost): the kernel is the truth.
-    async fn discover(&self, reg: &mut Registry) -> Result<Vec<Entry>, Error> {
+    pub(super) async fn discover(&self, reg: &mut Registry) -> Result<Vec<Entry>, Error> {
         let known: BTreeSet<(String, String)> = reg
             .all()
             .map(|e| (e.network.clone(), e.name.clone()))
@@ -477,7 +477,7 @@ impl Lifecycle {
     }
 
     /// How an existing endpoint differs from a spec, in words.
-    async fn differences(
+    pub(super) async fn differences(
         &self,
         spec: &EndpointSpec,
         link: &Interface,

@@ -8,6 +8,7 @@
 
 mod endpoint;
 mod host_access;
+pub mod plan;
 pub mod registry;
 mod undo;
 mod vlan;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use linkherd_proto::{API_VERSION, pb};
+use linkherd_proto::{API_VERSION, convert::Desired, pb};
 use tonic::{Request, Response, Status};
 
 use crate::{auth::Identity, context::Context, error::Error};
@@ -55,6 +55,39 @@ impl pb::host_service_server::HostService for HostSvc {
                 transport: who.transport.as_str().to_owned(),
             }),
             uptime_seconds: self.ctx.started.elapsed().as_secs(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "HostService/Plan"))]
+    async fn plan(
+        &self,
+        req: Request<pb::PlanRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        use crate::lifecycle::plan::Action;
+        let desired = Desired::try_from(req.into_inner().desired.unwrap_or_default())?;
+        let changes = self
+            .ctx
+            .lifecycle
+            .plan(&desired)
+            .await
+            .map_err(Error::into_status)?;
+        let observed = observed(&self.ctx).await.map_err(Error::into_status)?;
+        Ok(Response::new(pb::PlanResponse {
+            generation: generation(&observed),
+            changes: changes
+                .into_iter()
+                .map(|c| pb::Change {
+                    action: match c.action {
+                        Action::Create => pb::ChangeAction::Create,
+                        Action::Update => pb::ChangeAction::Update,
+                        Action::Delete => pb::ChangeAction::Delete,
+                    }
+                    .into(),
+                    object_kind: c.kind.to_owned(),
+                    object: c.object,
+                    detail: c.detail,
+                })
+                .collect(),
         }))
     }
 

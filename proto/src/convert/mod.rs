@@ -5,12 +5,14 @@
 //! builds responses. The inverse conversions (`TryFrom<pb::Interface>`) serve
 //! `linkherdctl`, which prints model types.
 
+mod desired;
 mod enums;
 mod interface;
 mod lifecycle;
 mod probe;
 mod requests;
 
+pub use desired::Desired;
 pub use interface::DecodeError;
 pub use lifecycle::{DeleteEndpoints, EndpointSelector, netns_target, netns_to_pb};
 pub use probe::{

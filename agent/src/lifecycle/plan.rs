@@ -1,0 +1,201 @@
+//! Planning: what would change on this host to reach a desired state.
+//!
+//! A desired state is authoritative for the networks it names (their
+//! endpoints and host access) and for the VLANs it lists; everything else on
+//! the host is left out of the plan. Steps come in the order an apply would
+//! run them: VLANs, endpoint removals, replacements, creations, host access.
+
+use std::collections::BTreeSet;
+
+use linkherd_proto::{
+    convert::Desired,
+    model::{IfName, LinkDetails, Owner},
+};
+
+use super::{Lifecycle, vlan::describe};
+use crate::{error::Error, net::NetError};
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    /// Replace: delete and create again with the new settings.
+    Update,
+    Delete,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub action: Action,
+    /// "vlan", "endpoint", "host-access".
+    pub kind: &'static str,
+    pub object: String,
+    pub detail: String,
+}
+
+fn change(
+    action: Action,
+    kind: &'static str,
+    object: impl Into<String>,
+    detail: impl Into<String>,
+) -> Change {
+    Change {
+        action,
+        kind,
+        object: object.into(),
+        detail: detail.into(),
+    }
+}
+
+impl Lifecycle {
+    /// The steps from this host's state to `desired`. Refuses (with the
+    /// reason) when a name is taken by something linkherd does not own.
+    pub async fn plan(&self, desired: &Desired) -> Result<Vec<Change>, Error> {
+        let mut steps = Vec::new();
+        let links = self.net.links().await?;
+        for v in &desired.vlans {
+            let what = format!("VLAN {} {} on {}", v.protocol.as_str(), v.id, v.parent);
+            match links.iter().find(|l| l.name == v.name.as_str()) {
+                None => steps.push(change(Action::Create, "vlan", v.name.as_str(), what)),
+                Some(l) => {
+                    let same = matches!(l.details, Some(LinkDetails::Vlan { id, protocol, .. }) if id == v.id.get() && protocol == v.protocol)
+                        && l.parent.as_deref() == Some(v.parent.as_str());
+                    let owned = matches!(
+                        l.alias.as_deref().and_then(Owner::parse),
+                        Some(Owner::Vlan | Owner::AutoVlan { .. })
+                    );
+                    match (same, owned) {
+                        (true, _) => {}
+                        (false, true) => steps.push(change(
+                            Action::Update,
+                            "vlan",
+                            v.name.as_str(),
+                            format!("{} -> {what}", describe(l)),
+                        )),
+                        (false, false) => {
+                            return Err(Error::Exists(format!(
+                                "{} exists ({}) and is not linkherd's; it cannot become {what}",
+                                v.name,
+                                describe(l)
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+
+        let scope: BTreeSet<&str> = desired
+            .endpoints
+            .iter()
+            .map(|e| e.network.as_str())
+            .chain(desired.host_access.iter().map(|h| h.network.as_str()))
+            .collect();
+        let mut reg = self.registry.lock().await;
+        let current = self.discover(&mut reg).await?;
+        drop(reg);
+        for c in current
+            .iter()
+            .filter(|c| scope.contains(c.network.as_str()))
+        {
+            let wanted = desired
+                .endpoints
+                .iter()
+                .any(|e| e.network.as_str() == c.network && e.name.as_str() == c.name);
+            if !wanted {
+                steps.push(change(
+                    Action::Delete,
+                    "endpoint",
+                    format!("{}/{}", c.network, c.name),
+                    format!(
+                        "{} in {}",
+                        c.ifname,
+                        linkherd_proto::model::NetnsRef::from(&c.netns)
+                    ),
+                ));
+            }
+        }
+        let mut creates = Vec::new();
+        for e in &desired.endpoints {
+            let object = format!("{}/{}", e.network, e.name);
+            let existing = current
+                .iter()
+                .find(|c| c.network == e.network.as_str() && c.name == e.name.as_str());
+            let Some(c) = existing else {
+                let addrs: Vec<String> = e.addresses.iter().map(ToString::to_string).collect();
+                creates.push(change(
+                    Action::Create,
+                    "endpoint",
+                    object,
+                    format!(
+                        "{} in {} on {} ({}), {}",
+                        e.ifname,
+                        e.netns,
+                        e.parent,
+                        e.mode.as_str(),
+                        addrs.join(" ")
+                    ),
+                ));
+                continue;
+            };
+            let moved = linkherd_proto::model::NetnsRef::from(&c.netns) != e.netns
+                || c.ifname != e.ifname.as_str();
+            let diffs = if moved {
+                vec![format!("moves to {} in {}", e.ifname, e.netns)]
+            } else {
+                let ops = self.ns_ops(&e.netns).await?;
+                match ops.link(&IfName::parse("ifname", &c.ifname)?).await {
+                    Ok(link) => self.differences(e, &link, ops.as_ref()).await?,
+                    Err(NetError::NotFound { .. }) => vec!["its link is gone".to_owned()],
+                    Err(err) => return Err(err.into()),
+                }
+            };
+            if !diffs.is_empty() {
+                steps.push(change(Action::Update, "endpoint", object, diffs.join(", ")));
+            }
+        }
+        steps.extend(creates);
+
+        let shims = self.list_host_access().await?;
+        for s in shims.iter().filter(|s| scope.contains(s.network.as_str())) {
+            if !desired
+                .host_access
+                .iter()
+                .any(|h| h.network.as_str() == s.network)
+            {
+                steps.push(change(
+                    Action::Delete,
+                    "host-access",
+                    s.network.clone(),
+                    s.name.clone(),
+                ));
+            }
+        }
+        for h in &desired.host_access {
+            let routes: Vec<String> = h.routes.iter().map(ToString::to_string).collect();
+            match shims.iter().find(|s| s.network == h.network.as_str()) {
+                None => steps.push(change(
+                    Action::Create,
+                    "host-access",
+                    h.network.as_str(),
+                    format!("{} on {} -> {}", h.name, h.parent, routes.join(" ")),
+                )),
+                Some(s) => {
+                    let same = s.addresses.iter().collect::<BTreeSet<_>>()
+                        == h.addresses.iter().collect()
+                        && s.routes.iter().collect::<BTreeSet<_>>() == h.routes.iter().collect()
+                        && s.parent == h.parent.as_str();
+                    if !same {
+                        steps.push(change(
+                            Action::Update,
+                            "host-access",
+                            h.network.as_str(),
+                            format!("routes -> {}", routes.join(" ")),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(steps)
+    }
+}
