@@ -25,10 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("linkherd_descriptor.bin"),
         compiler.encode_file_descriptor_set(),
     )?;
-    tonic_prost_build::configure()
-        // The later services (VLAN, macvlan, probes, host transactions) land in
-        // stages; until a method is implemented the agent answers UNIMPLEMENTED.
-        .generate_default_stubs(true)
-        .compile_fds(compiler.file_descriptor_set())?;
+    // No default stubs: every RPC must be implemented, or the agent does not
+    // compile.
+    tonic_prost_build::configure().compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

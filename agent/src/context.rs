@@ -19,7 +19,9 @@ pub struct Context {
     pub host_name: String,
     pub started: Instant,
     /// VLANs, endpoints and host access.
-    pub lifecycle: Lifecycle,
+    pub lifecycle: Arc<Lifecycle>,
+    /// Commit-confirmed transactions over the desired state.
+    pub txns: crate::txn::Transactions,
 }
 
 impl Context {
@@ -27,7 +29,8 @@ impl Context {
         net: Arc<dyn NetOps>,
         audit: Arc<Audit>,
         leases: PromiscLeases,
-        lifecycle: Lifecycle,
+        lifecycle: Arc<Lifecycle>,
+        txns: crate::txn::Transactions,
         host_name: String,
     ) -> Self {
         Self {
@@ -37,6 +40,7 @@ impl Context {
             host_name,
             started: Instant::now(),
             lifecycle,
+            txns,
         }
     }
 

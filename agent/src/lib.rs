@@ -15,3 +15,4 @@ pub mod promisc;
 pub mod server;
 pub mod service;
 pub mod tls;
+pub mod txn;

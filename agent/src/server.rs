@@ -109,12 +109,16 @@ impl Agent {
         let leases = PromiscLeases::new(net.clone(), audit.clone(), opts.state_dir.clone());
         leases.restore().await;
         let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
-        let lifecycle = crate::lifecycle::Lifecycle::new(
+        let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
             net.clone(),
             opts.state_dir.clone(),
             opts.netns_prefix.clone(),
-        );
-        let ctx = Arc::new(Context::new(net, audit, leases, lifecycle, host_name));
+        ));
+        let txns =
+            crate::txn::Transactions::new(lifecycle.clone(), audit.clone(), opts.state_dir.clone());
+        // A transaction left unconfirmed by a previous run is rolled back.
+        txns.recover().await;
+        let ctx = Arc::new(Context::new(net, audit, leases, lifecycle, txns, host_name));
         Ok(Self {
             ctx,
             limits: opts.limits,

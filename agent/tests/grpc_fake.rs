@@ -584,21 +584,6 @@ async fn health_reports_serving() {
 }
 
 #[tokio::test]
-async fn staged_services_answer_unimplemented_to_admins() {
-    let pki = Pki::new();
-    let agent = start_agent(fake_with_nic(), &pki, None).await;
-    let ch = agent
-        .channel(&pki, Some(Role::Admin))
-        .await
-        .expect("connect");
-    let err = pb::host_service_client::HostServiceClient::new(ch)
-        .apply(pb::ApplyRequest::default())
-        .await
-        .expect_err("not yet");
-    assert_eq!(err.code(), Code::Unimplemented);
-}
-
-#[tokio::test]
 async fn unix_socket_serves_root_as_admin() {
     let fake = fake_with_nic();
     let agent = linkherd_agent::server::Agent::new(fake, Default::default())

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use linkherd_proto::{
     convert::Desired,
-    model::{IfName, LinkDetails, Owner},
+    model::{EndpointSpec, HostAccessSpec, IfName, LinkDetails, Owner, VlanSpec},
 };
 
 use super::{Lifecycle, vlan::describe};
@@ -32,6 +32,27 @@ pub struct Change {
     pub kind: &'static str,
     pub object: String,
     pub detail: String,
+    /// What an apply does for this step.
+    pub op: Op,
+}
+
+/// The operation behind a step, with everything needed to carry it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    CreateVlan(VlanSpec),
+    /// Delete the (owned) VLAN of that name, create it anew.
+    ReplaceVlan(VlanSpec),
+    DeleteEndpoint {
+        network: String,
+        name: String,
+    },
+    ReplaceEndpoint(EndpointSpec),
+    CreateEndpoint(EndpointSpec),
+    DeleteHostAccess {
+        network: String,
+    },
+    ReplaceHostAccess(HostAccessSpec),
+    CreateHostAccess(HostAccessSpec),
 }
 
 fn change(
@@ -39,12 +60,14 @@ fn change(
     kind: &'static str,
     object: impl Into<String>,
     detail: impl Into<String>,
+    op: Op,
 ) -> Change {
     Change {
         action,
         kind,
         object: object.into(),
         detail: detail.into(),
+        op,
     }
 }
 
@@ -57,7 +80,13 @@ impl Lifecycle {
         for v in &desired.vlans {
             let what = format!("VLAN {} {} on {}", v.protocol.as_str(), v.id, v.parent);
             match links.iter().find(|l| l.name == v.name.as_str()) {
-                None => steps.push(change(Action::Create, "vlan", v.name.as_str(), what)),
+                None => steps.push(change(
+                    Action::Create,
+                    "vlan",
+                    v.name.as_str(),
+                    what,
+                    Op::CreateVlan(v.clone()),
+                )),
                 Some(l) => {
                     let same = matches!(l.details, Some(LinkDetails::Vlan { id, protocol, .. }) if id == v.id.get() && protocol == v.protocol)
                         && l.parent.as_deref() == Some(v.parent.as_str());
@@ -72,6 +101,7 @@ impl Lifecycle {
                             "vlan",
                             v.name.as_str(),
                             format!("{} -> {what}", describe(l)),
+                            Op::ReplaceVlan(v.clone()),
                         )),
                         (false, false) => {
                             return Err(Error::Exists(format!(
@@ -112,6 +142,10 @@ impl Lifecycle {
                         c.ifname,
                         linkherd_proto::model::NetnsRef::from(&c.netns)
                     ),
+                    Op::DeleteEndpoint {
+                        network: c.network.clone(),
+                        name: c.name.clone(),
+                    },
                 ));
             }
         }
@@ -135,6 +169,7 @@ impl Lifecycle {
                         e.mode.as_str(),
                         addrs.join(" ")
                     ),
+                    Op::CreateEndpoint(e.clone()),
                 ));
                 continue;
             };
@@ -151,7 +186,13 @@ impl Lifecycle {
                 }
             };
             if !diffs.is_empty() {
-                steps.push(change(Action::Update, "endpoint", object, diffs.join(", ")));
+                steps.push(change(
+                    Action::Update,
+                    "endpoint",
+                    object,
+                    diffs.join(", "),
+                    Op::ReplaceEndpoint(e.clone()),
+                ));
             }
         }
         steps.extend(creates);
@@ -168,6 +209,9 @@ impl Lifecycle {
                     "host-access",
                     s.network.clone(),
                     s.name.clone(),
+                    Op::DeleteHostAccess {
+                        network: s.network.clone(),
+                    },
                 ));
             }
         }
@@ -179,6 +223,7 @@ impl Lifecycle {
                     "host-access",
                     h.network.as_str(),
                     format!("{} on {} -> {}", h.name, h.parent, routes.join(" ")),
+                    Op::CreateHostAccess(h.clone()),
                 )),
                 Some(s) => {
                     let same = s.addresses.iter().collect::<BTreeSet<_>>()
@@ -191,6 +236,7 @@ impl Lifecycle {
                             "host-access",
                             h.network.as_str(),
                             format!("routes -> {}", routes.join(" ")),
+                            Op::ReplaceHostAccess(h.clone()),
                         ));
                     }
                 }

@@ -63,7 +63,6 @@ impl pb::host_service_server::HostService for HostSvc {
         &self,
         req: Request<pb::PlanRequest>,
     ) -> Result<Response<pb::PlanResponse>, Status> {
-        use crate::lifecycle::plan::Action;
         let desired = Desired::try_from(req.into_inner().desired.unwrap_or_default())?;
         let changes = self
             .ctx
@@ -71,23 +70,12 @@ impl pb::host_service_server::HostService for HostSvc {
             .plan(&desired)
             .await
             .map_err(Error::into_status)?;
-        let observed = observed(&self.ctx).await.map_err(Error::into_status)?;
+        let generation = crate::txn::generation(&self.ctx.lifecycle)
+            .await
+            .map_err(Error::into_status)?;
         Ok(Response::new(pb::PlanResponse {
-            generation: generation(&observed),
-            changes: changes
-                .into_iter()
-                .map(|c| pb::Change {
-                    action: match c.action {
-                        Action::Create => pb::ChangeAction::Create,
-                        Action::Update => pb::ChangeAction::Update,
-                        Action::Delete => pb::ChangeAction::Delete,
-                    }
-                    .into(),
-                    object_kind: c.kind.to_owned(),
-                    object: c.object,
-                    detail: c.detail,
-                })
-                .collect(),
+            generation,
+            changes: changes.into_iter().map(change_pb).collect(),
         }))
     }
 
@@ -96,62 +84,128 @@ impl pb::host_service_server::HostService for HostSvc {
         &self,
         _req: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::GetStateResponse>, Status> {
-        let observed = observed(&self.ctx).await.map_err(Error::into_status)?;
+        let observed = crate::txn::observed(&self.ctx.lifecycle)
+            .await
+            .map_err(Error::into_status)?;
         Ok(Response::new(pb::GetStateResponse {
-            generation: generation(&observed),
+            generation: crate::txn::fingerprint(&observed),
             observed: Some(observed),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "HostService/Apply"))]
+    async fn apply(
+        &self,
+        req: Request<pb::ApplyRequest>,
+    ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let who = Identity::of(&req);
+        let r = req.into_inner();
+        let res = async {
+            let desired = Desired::try_from(r.desired.unwrap_or_default())?;
+            let confirm = match r.confirm_timeout_seconds {
+                0 => crate::txn::DEFAULT_CONFIRM,
+                s if u64::from(s) > crate::txn::MAX_CONFIRM.as_secs() => {
+                    return Err(Error::Invalid(linkherd_proto::model::ValidationError::new(
+                        "confirm_timeout_seconds",
+                        s.to_string(),
+                        format!("is longer than {} s", crate::txn::MAX_CONFIRM.as_secs()),
+                        "confirm sooner",
+                    )));
+                }
+                s => std::time::Duration::from_secs(s.into()),
+            };
+            self.ctx
+                .txns
+                .apply(&desired, r.expected_generation, confirm)
+                .await
+        }
+        .await;
+        super::audit(
+            &self.ctx,
+            &who,
+            "HostService/Apply",
+            "desired state",
+            "",
+            &res,
+            |a| format!("{} pending with {} change(s)", a.id, a.changes.len()),
+        );
+        let a = res?;
+        let deadline = a
+            .deadline
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(Response::new(pb::ApplyResponse {
+            txn_id: a.id,
+            applied: a.changes.into_iter().map(change_pb).collect(),
+            confirm_deadline: Some(prost_types::Timestamp {
+                seconds: i64::try_from(deadline.as_secs()).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "HostService/Confirm"))]
+    async fn confirm(
+        &self,
+        req: Request<pb::ConfirmRequest>,
+    ) -> Result<Response<pb::ConfirmResponse>, Status> {
+        let who = Identity::of(&req);
+        let id = req.into_inner().txn_id;
+        let res = self.ctx.txns.confirm(&id).await;
+        super::audit(
+            &self.ctx,
+            &who,
+            "HostService/Confirm",
+            &id,
+            "",
+            &res,
+            |_| "confirmed".into(),
+        );
+        Ok(Response::new(pb::ConfirmResponse { generation: res? }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "HostService/Rollback"))]
+    async fn rollback(
+        &self,
+        req: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackResponse>, Status> {
+        let who = Identity::of(&req);
+        let id = req.into_inner().txn_id;
+        let res = self.ctx.txns.rollback(&id).await;
+        super::audit(
+            &self.ctx,
+            &who,
+            "HostService/Rollback",
+            &id,
+            "",
+            &res,
+            |r| r.join("; "),
+        );
+        Ok(Response::new(pb::RollbackResponse {
+            reverted: res?
+                .into_iter()
+                .map(|detail| pb::Change {
+                    action: pb::ChangeAction::Unspecified.into(),
+                    object_kind: String::new(),
+                    object: String::new(),
+                    detail,
+                })
+                .collect(),
         }))
     }
 }
 
-/// Everything linkherd owns on this host, as the kernel has it, in a stable
-/// order (so equal states encode to equal bytes).
-async fn observed(ctx: &Context) -> Result<pb::DesiredState, Error> {
-    let mut vlans: Vec<pb::Vlan> = ctx
-        .lifecycle
-        .list_vlans()
-        .await?
-        .into_iter()
-        .filter(|v| v.owned)
-        .map(Into::into)
-        .collect();
-    vlans.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut endpoints: Vec<pb::MacvlanEndpoint> = ctx
-        .lifecycle
-        .list_endpoints()
-        .await?
-        .into_iter()
-        .filter(|e| e.owned)
-        .map(|mut e| {
-            // Counters and carrier change all the time; they are not state.
-            e.interface = None;
-            e.into()
-        })
-        .collect();
-    endpoints.sort_by(|a, b| (&a.network, &a.name).cmp(&(&b.network, &b.name)));
-    let mut host_access: Vec<pb::HostAccess> = ctx
-        .lifecycle
-        .list_host_access()
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    host_access.sort_by(|a, b| a.network.cmp(&b.network));
-    Ok(pb::DesiredState {
-        vlans,
-        endpoints,
-        host_access,
-    })
-}
-
-/// A fingerprint of the owned state: any change to an owned object changes
-/// it, so a transaction planned against one state can refuse another.
-fn generation(state: &pb::DesiredState) -> u64 {
-    use prost::Message;
-    state
-        .encode_to_vec()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
+fn change_pb(c: crate::lifecycle::plan::Change) -> pb::Change {
+    use crate::lifecycle::plan::Action;
+    pb::Change {
+        action: match c.action {
+            Action::Create => pb::ChangeAction::Create,
+            Action::Update => pb::ChangeAction::Update,
+            Action::Delete => pb::ChangeAction::Delete,
+        }
+        .into(),
+        object_kind: c.kind.to_owned(),
+        object: c.object,
+        detail: c.detail,
+    }
 }

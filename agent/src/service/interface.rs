@@ -69,6 +69,8 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchInterfacesResponse,
 
 #[tonic::async_trait]
 impl pb::interface_service_server::InterfaceService for InterfaceSvc {
+    type WatchStream = WatchStream;
+
     #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/List"))]
     async fn list(
         &self,

@@ -48,6 +48,8 @@ type PingStream =
 
 #[tonic::async_trait]
 impl pb::probe_service_server::ProbeService for ProbeSvc {
+    type PingStream = PingStream;
+
     #[tracing::instrument(skip_all, fields(rpc = "ProbeService/Ping"))]
     async fn ping(&self, req: Request<pb::PingRequest>) -> Result<Response<PingStream>, Status> {
         let who = Identity::of(&req);

@@ -1,0 +1,574 @@
+//! Commit-confirmed transactions over a host's desired state.
+//!
+//! `Apply` carries out a plan step by step, recording after each step how to
+//! undo it — in memory and in a journal in the state directory. A failure
+//! undoes the steps done so far. Success leaves the transaction pending until
+//! `Confirm`; if no confirmation comes in time (the controller lost contact,
+//! or its verification failed) the agent rolls back by itself. An agent that
+//! restarts with a journal rolls that transaction back at once.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use linkherd_proto::{
+    convert::{Desired, EndpointSelector},
+    model::{EndpointSpec, HostAccessSpec, IfName, ObjName, Owner, VlanSpec},
+    pb,
+};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::{sync::Mutex, task::AbortHandle};
+
+use crate::{
+    audit::Audit,
+    auth::Identity,
+    error::Error,
+    lifecycle::{
+        Lifecycle, Outcome,
+        plan::{Change, Op},
+    },
+};
+
+const JOURNAL: &str = "txn.json";
+/// Confirmation window when the caller gives none, and the longest allowed.
+pub const DEFAULT_CONFIRM: Duration = Duration::from_secs(60);
+pub const MAX_CONFIRM: Duration = Duration::from_secs(3600);
+
+/// How to undo one applied step. Specs are kept as encoded protobuf, the
+/// API's own stable form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "snake_case")]
+enum Undo {
+    DeleteVlan {
+        name: String,
+    },
+    CreateVlan {
+        vlan: Vec<u8>,
+    },
+    DeleteEndpoint {
+        network: String,
+        name: String,
+    },
+    CreateEndpoint {
+        endpoint: Vec<u8>,
+        create_netns: bool,
+    },
+    DeleteHostAccess {
+        network: String,
+    },
+    CreateHostAccess {
+        host_access: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Journal {
+    id: String,
+    /// Unix seconds.
+    deadline: u64,
+    undo: Vec<Undo>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    journal: Journal,
+    timer: Option<AbortHandle>,
+}
+
+/// The result of an apply.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub id: String,
+    pub changes: Vec<Change>,
+    pub deadline: SystemTime,
+}
+
+/// A host's transaction manager: at most one pending transaction.
+#[derive(Debug, Clone)]
+pub struct Transactions {
+    lifecycle: Arc<Lifecycle>,
+    audit: Arc<Audit>,
+    journal: Option<PathBuf>,
+    pending: Arc<Mutex<Option<Pending>>>,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Transactions {
+    pub fn new(lifecycle: Arc<Lifecycle>, audit: Arc<Audit>, state_dir: Option<PathBuf>) -> Self {
+        Self {
+            lifecycle,
+            audit,
+            journal: state_dir.map(|d| d.join(JOURNAL)),
+            pending: Arc::default(),
+        }
+    }
+
+    async fn save(&self, j: Option<&Journal>) {
+        let Some(path) = &self.journal else { return };
+        let res = match j {
+            Some(j) => {
+                let tmp = path.with_extension("json.tmp");
+                match serde_json::to_vec_pretty(j) {
+                    Ok(bytes) => match tokio::fs::write(&tmp, bytes).await {
+                        Ok(()) => tokio::fs::rename(&tmp, path).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            }
+            None => match tokio::fs::remove_file(path).await {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        };
+        if let Err(e) = res {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the transaction journal");
+        }
+    }
+
+    /// Rolls back a transaction left by an agent that stopped before it was
+    /// confirmed. Called once at start.
+    pub async fn recover(&self) {
+        let Some(path) = &self.journal else { return };
+        let Ok(bytes) = tokio::fs::read(path).await else {
+            return;
+        };
+        let j: Journal = match serde_json::from_slice(&bytes) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "ignoring a corrupt transaction journal");
+                return;
+            }
+        };
+        tracing::warn!(
+            txn = j.id,
+            "rolling back a transaction left unconfirmed by a previous run"
+        );
+        let reverted = self.undo(&j.undo).await;
+        let who = Identity::agent("restart with an unconfirmed transaction");
+        self.audit.record(
+            &who,
+            "txn-recover",
+            &j.id,
+            &reverted.join("; "),
+            "rolled back",
+        );
+        self.save(None).await;
+    }
+
+    /// Applies `desired` if the host is still at `expected` (0: any).
+    pub async fn apply(
+        &self,
+        desired: &Desired,
+        expected: u64,
+        confirm: Duration,
+    ) -> Result<Applied, Error> {
+        let mut pending = self.pending.lock().await;
+        if let Some(p) = pending.as_ref() {
+            return Err(Error::Precondition(format!(
+                "transaction {} is pending on this host; confirm or roll it back first",
+                p.journal.id
+            )));
+        }
+        let now = generation(&self.lifecycle).await?;
+        if expected != 0 && expected != now {
+            return Err(Error::Precondition(format!(
+                "this host changed since it was planned (generation {expected}, now {now}); plan again"
+            )));
+        }
+        let changes = self.lifecycle.plan(desired).await?;
+        let deadline = SystemTime::now() + confirm;
+        let mut journal = Journal {
+            id: format!("txn-{}-{}", unix(SystemTime::now()), std::process::id()),
+            deadline: unix(deadline),
+            undo: Vec::new(),
+        };
+        for c in &changes {
+            if let Err(e) = self.step(&c.op, &mut journal).await {
+                let reverted = self.undo(&journal.undo).await;
+                self.save(None).await;
+                tracing::warn!(step = c.object, error = %e, reverted = reverted.len(), "apply failed; rolled back");
+                return Err(match e {
+                    Error::Invalid(v) => Error::Invalid(v),
+                    other => Error::Precondition(format!(
+                        "{} {} failed: {other}; everything done before it was rolled back",
+                        c.kind, c.object
+                    )),
+                });
+            }
+        }
+        let id = journal.id.clone();
+        let timer = (!journal.undo.is_empty()).then(|| {
+            let this = self.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(confirm).await;
+                if let Ok(reverted) = this.rollback(&id).await {
+                    let who = Identity::agent("confirmation timed out");
+                    this.audit
+                        .record(&who, "txn-expiry", &id, &reverted.join("; "), "rolled back");
+                }
+            })
+            .abort_handle()
+        });
+        if journal.undo.is_empty() {
+            // Nothing changed: nothing to confirm.
+            self.save(None).await;
+        } else {
+            *pending = Some(Pending { journal, timer });
+        }
+        Ok(Applied {
+            id,
+            changes,
+            deadline,
+        })
+    }
+
+    /// Keeps a pending transaction.
+    pub async fn confirm(&self, id: &str) -> Result<u64, Error> {
+        let mut pending = self.pending.lock().await;
+        match pending.as_ref() {
+            Some(p) if p.journal.id == id => {}
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "no pending transaction {id} on this host"
+                )));
+            }
+        }
+        if let Some(p) = pending.take()
+            && let Some(t) = p.timer
+        {
+            t.abort();
+        }
+        self.save(None).await;
+        drop(pending);
+        generation(&self.lifecycle).await
+    }
+
+    /// Undoes a pending transaction; returns what was reverted, in words.
+    pub async fn rollback(&self, id: &str) -> Result<Vec<String>, Error> {
+        let mut pending = self.pending.lock().await;
+        match pending.as_ref() {
+            Some(p) if p.journal.id == id => {}
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "no pending transaction {id} on this host"
+                )));
+            }
+        }
+        let Some(p) = pending.take() else {
+            return Err(Error::NotFound(format!(
+                "no pending transaction {id} on this host"
+            )));
+        };
+        if let Some(t) = p.timer {
+            t.abort();
+        }
+        let reverted = self.undo(&p.journal.undo).await;
+        self.save(None).await;
+        Ok(reverted)
+    }
+
+    /// Carries out one step and records its undo (journal first on disk).
+    async fn step(&self, op: &Op, j: &mut Journal) -> Result<(), Error> {
+        let lc = &self.lifecycle;
+        match op {
+            Op::CreateVlan(spec) => {
+                if lc.create_vlan(spec, Owner::Vlan).await?.1 == Outcome::Created {
+                    j.undo.push(Undo::DeleteVlan {
+                        name: spec.name.to_string(),
+                    });
+                }
+            }
+            Op::ReplaceVlan(spec) => {
+                let old = lc
+                    .list_vlans()
+                    .await?
+                    .into_iter()
+                    .find(|v| v.name == spec.name.as_str());
+                lc.delete_vlan(&spec.name, false).await?;
+                if let Some(old) = old {
+                    j.undo.push(Undo::CreateVlan {
+                        vlan: pb::Vlan::from(old).encode_to_vec(),
+                    });
+                }
+                self.save(Some(j)).await;
+                lc.create_vlan(spec, Owner::Vlan).await?;
+                j.undo.push(Undo::DeleteVlan {
+                    name: spec.name.to_string(),
+                });
+            }
+            Op::DeleteEndpoint { network, name } => {
+                self.remove_endpoint(network, name, j).await?;
+            }
+            Op::ReplaceEndpoint(spec) => {
+                self.remove_endpoint(spec.network.as_str(), spec.name.as_str(), j)
+                    .await?;
+                self.save(Some(j)).await;
+                self.add_endpoint(spec, j).await?;
+            }
+            Op::CreateEndpoint(spec) => self.add_endpoint(spec, j).await?,
+            Op::DeleteHostAccess { network } => self.remove_shim(network, j).await?,
+            Op::ReplaceHostAccess(spec) => {
+                self.remove_shim(spec.network.as_str(), j).await?;
+                self.save(Some(j)).await;
+                self.add_shim(spec, j).await?;
+            }
+            Op::CreateHostAccess(spec) => self.add_shim(spec, j).await?,
+        }
+        self.save(Some(j)).await;
+        Ok(())
+    }
+
+    async fn add_endpoint(&self, spec: &EndpointSpec, j: &mut Journal) -> Result<(), Error> {
+        if self.lifecycle.create_endpoint(spec).await?.1 == Outcome::Created {
+            j.undo.push(Undo::DeleteEndpoint {
+                network: spec.network.to_string(),
+                name: spec.name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn remove_endpoint(
+        &self,
+        network: &str,
+        name: &str,
+        j: &mut Journal,
+    ) -> Result<(), Error> {
+        let old = self
+            .lifecycle
+            .list_endpoints()
+            .await?
+            .into_iter()
+            .find(|e| e.network == network && e.name == name);
+        let sel = EndpointSelector::Named {
+            network: ObjName::parse("network", network)?,
+            name: ObjName::parse("name", name)?,
+        };
+        self.lifecycle.delete_endpoints(&sel, false).await?;
+        if let Some(mut old) = old {
+            let create_netns = old.netns_created;
+            old.interface = None;
+            j.undo.push(Undo::CreateEndpoint {
+                endpoint: pb::MacvlanEndpoint::from(old).encode_to_vec(),
+                create_netns,
+            });
+        }
+        Ok(())
+    }
+
+    async fn add_shim(&self, spec: &HostAccessSpec, j: &mut Journal) -> Result<(), Error> {
+        if self.lifecycle.create_host_access(spec).await?.1 == Outcome::Created {
+            j.undo.push(Undo::DeleteHostAccess {
+                network: spec.network.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn remove_shim(&self, network: &str, j: &mut Journal) -> Result<(), Error> {
+        let old = self
+            .lifecycle
+            .list_host_access()
+            .await?
+            .into_iter()
+            .find(|h| h.network == network);
+        self.lifecycle
+            .delete_host_access(&ObjName::parse("network", network)?)
+            .await?;
+        if let Some(old) = old {
+            j.undo.push(Undo::CreateHostAccess {
+                host_access: pb::HostAccess::from(old).encode_to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Undoes steps, newest first. Every step is tried; failures are logged
+    /// and reported, since the caller needs the rest undone regardless.
+    async fn undo(&self, steps: &[Undo]) -> Vec<String> {
+        let lc = &self.lifecycle;
+        let mut out = Vec::new();
+        for u in steps.iter().rev() {
+            let (what, res): (String, Result<(), Error>) = match u {
+                Undo::DeleteVlan { name } => (
+                    format!("deleted vlan {name}"),
+                    async {
+                        lc.delete_vlan(&IfName::parse("name", name)?, false).await?;
+                        Ok(())
+                    }
+                    .await,
+                ),
+                Undo::CreateVlan { vlan } => match pb::Vlan::decode(vlan.as_slice()) {
+                    Ok(v) => {
+                        let owner = if v.auto_for_network.is_empty() {
+                            Owner::Vlan
+                        } else {
+                            Owner::AutoVlan {
+                                network: v.auto_for_network.clone(),
+                            }
+                        };
+                        let name = v.name.clone();
+                        let req = pb::CreateVlanRequest {
+                            parent: v.parent,
+                            id: v.id,
+                            protocol: v.protocol,
+                            name: v.name,
+                            mtu: v.mtu,
+                        };
+                        (
+                            format!("re-created vlan {name}"),
+                            async {
+                                lc.create_vlan(&VlanSpec::try_from(req)?, owner).await?;
+                                Ok(())
+                            }
+                            .await,
+                        )
+                    }
+                    Err(e) => (
+                        "re-create a vlan".into(),
+                        Err(Error::Precondition(e.to_string())),
+                    ),
+                },
+                Undo::DeleteEndpoint { network, name } => (
+                    format!("deleted endpoint {network}/{name}"),
+                    async {
+                        let sel = EndpointSelector::Named {
+                            network: ObjName::parse("network", network)?,
+                            name: ObjName::parse("name", name)?,
+                        };
+                        lc.delete_endpoints(&sel, false).await?;
+                        Ok(())
+                    }
+                    .await,
+                ),
+                Undo::CreateEndpoint {
+                    endpoint,
+                    create_netns,
+                } => match pb::MacvlanEndpoint::decode(endpoint.as_slice()) {
+                    Ok(e) => {
+                        let what = format!("re-created endpoint {}/{}", e.network, e.name);
+                        let req = pb::CreateMacvlanRequest {
+                            endpoint: Some(e),
+                            create_netns: *create_netns,
+                        };
+                        (
+                            what,
+                            async {
+                                lc.create_endpoint(&EndpointSpec::try_from(req)?).await?;
+                                Ok(())
+                            }
+                            .await,
+                        )
+                    }
+                    Err(e) => (
+                        "re-create an endpoint".into(),
+                        Err(Error::Precondition(e.to_string())),
+                    ),
+                },
+                Undo::DeleteHostAccess { network } => (
+                    format!("deleted host access {network}"),
+                    async {
+                        lc.delete_host_access(&ObjName::parse("network", network)?)
+                            .await?;
+                        Ok(())
+                    }
+                    .await,
+                ),
+                Undo::CreateHostAccess { host_access } => {
+                    match pb::HostAccess::decode(host_access.as_slice()) {
+                        Ok(h) => {
+                            let what = format!("re-created host access {}", h.network);
+                            let req = pb::CreateHostAccessRequest {
+                                host_access: Some(h),
+                            };
+                            (
+                                what,
+                                async {
+                                    lc.create_host_access(&HostAccessSpec::try_from(req)?)
+                                        .await?;
+                                    Ok(())
+                                }
+                                .await,
+                            )
+                        }
+                        Err(e) => (
+                            "re-create host access".into(),
+                            Err(Error::Precondition(e.to_string())),
+                        ),
+                    }
+                }
+            };
+            match res {
+                Ok(()) => out.push(what),
+                Err(e) => {
+                    tracing::error!(step = what, error = %e, "rollback step failed");
+                    out.push(format!("FAILED to {what}: {e}"));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Everything linkherd owns on this host, as the kernel has it, in a stable
+/// order (so equal states encode to equal bytes).
+pub async fn observed(lc: &Lifecycle) -> Result<pb::DesiredState, Error> {
+    let mut vlans: Vec<pb::Vlan> = lc
+        .list_vlans()
+        .await?
+        .into_iter()
+        .filter(|v| v.owned)
+        .map(Into::into)
+        .collect();
+    vlans.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut endpoints: Vec<pb::MacvlanEndpoint> = lc
+        .list_endpoints()
+        .await?
+        .into_iter()
+        .filter(|e| e.owned)
+        .map(|mut e| {
+            // Counters and carrier change all the time; they are not state.
+            e.interface = None;
+            e.into()
+        })
+        .collect();
+    endpoints.sort_by(|a, b| (&a.network, &a.name).cmp(&(&b.network, &b.name)));
+    let mut host_access: Vec<pb::HostAccess> = lc
+        .list_host_access()
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    host_access.sort_by(|a, b| a.network.cmp(&b.network));
+    Ok(pb::DesiredState {
+        vlans,
+        endpoints,
+        host_access,
+    })
+}
+
+/// A fingerprint of the owned state: any change to an owned object changes
+/// it, so a transaction planned against one state can refuse another.
+pub fn fingerprint(state: &pb::DesiredState) -> u64 {
+    state
+        .encode_to_vec()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+/// The current generation of this host.
+pub async fn generation(lc: &Lifecycle) -> Result<u64, Error> {
+    Ok(fingerprint(&observed(lc).await?))
+}

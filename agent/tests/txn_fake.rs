@@ -1,0 +1,254 @@
+//! Commit-confirmed transactions (HostService Apply / Confirm / Rollback)
+//! over the full gRPC stack and the fake kernel: confirm keeps, rollback and
+//! an expired confirmation undo, a failure half way undoes the steps before
+//! it, a changed host or a pending transaction refuses, and an agent that
+//! restarts with a journal rolls back.
+
+mod common;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use common::{Pki, start_agent};
+use linkherd_agent::net::{NetOps, fake::FakeKernel};
+use linkherd_proto::{
+    model::{IfName, Role},
+    pb::{self, host_service_client::HostServiceClient, netns_target::Target},
+};
+use tonic::{Code, transport::Channel};
+
+fn ep(name: &str, ip: &str) -> pb::MacvlanEndpoint {
+    pb::MacvlanEndpoint {
+        network: "mac_net".into(),
+        name: name.into(),
+        parent: "ens192".into(),
+        mode: pb::MacvlanMode::Bridge.into(),
+        netns: Some(pb::NetnsTarget {
+            target: Some(Target::Name(name.into())),
+        }),
+        addresses: vec![ip.into()],
+        ..Default::default()
+    }
+}
+
+fn state(eps: Vec<pb::MacvlanEndpoint>) -> Option<pb::DesiredState> {
+    Some(pb::DesiredState {
+        endpoints: eps,
+        ..Default::default()
+    })
+}
+
+async fn setup(
+    state_dir: Option<&Path>,
+) -> (
+    Arc<FakeKernel>,
+    Pki,
+    common::RunningAgent,
+    HostServiceClient<Channel>,
+) {
+    let fake = Arc::new(FakeKernel::new());
+    fake.add_veth("ens192", "sw").expect("nic");
+    let pki = Pki::new();
+    let agent = start_agent(fake.clone(), &pki, state_dir).await;
+    let host = HostServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("admin"));
+    (fake, pki, agent, host)
+}
+
+async fn addresses(fake: &FakeKernel, ns: &str) -> Option<Vec<String>> {
+    let ops = fake.netns(&Path::new("/run/netns").join(ns)).await.ok()?;
+    let l = ops
+        .link(&IfName::parse("n", "eth0").expect("name"))
+        .await
+        .ok()?;
+    Some(l.addresses.iter().map(ToString::to_string).collect())
+}
+
+fn apply(eps: Vec<pb::MacvlanEndpoint>, expected: u64, confirm: u32) -> pb::ApplyRequest {
+    pb::ApplyRequest {
+        desired: state(eps),
+        expected_generation: expected,
+        confirm_timeout_seconds: confirm,
+    }
+}
+
+#[tokio::test]
+async fn confirm_keeps_and_rollback_restores() {
+    let (fake, _pki, _agent, mut host) = setup(None).await;
+    let plan = host
+        .plan(pb::PlanRequest {
+            desired: state(vec![ep("b1", "10.0.100.10/24")]),
+        })
+        .await
+        .expect("plan")
+        .into_inner();
+    let a = host
+        .apply(apply(vec![ep("b1", "10.0.100.10/24")], plan.generation, 60))
+        .await
+        .expect("apply")
+        .into_inner();
+    assert_eq!(a.applied.len(), 1);
+    assert!(a.confirm_deadline.is_some());
+    assert_eq!(
+        addresses(&fake, "b1").await,
+        Some(vec!["10.0.100.10/24".into()])
+    );
+    let c = host
+        .confirm(pb::ConfirmRequest {
+            txn_id: a.txn_id.clone(),
+        })
+        .await
+        .expect("confirm")
+        .into_inner();
+    let now = host
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner();
+    assert_eq!(c.generation, now.generation);
+    let err = host
+        .rollback(pb::RollbackRequest { txn_id: a.txn_id })
+        .await
+        .expect_err("confirmed");
+    assert_eq!(err.code(), Code::NotFound);
+
+    // A change (new address = replace), then rollback: the old one is back.
+    let a = host
+        .apply(apply(vec![ep("b1", "10.0.100.11/24")], now.generation, 60))
+        .await
+        .expect("apply")
+        .into_inner();
+    assert_eq!(
+        addresses(&fake, "b1").await,
+        Some(vec!["10.0.100.11/24".into()])
+    );
+    let r = host
+        .rollback(pb::RollbackRequest { txn_id: a.txn_id })
+        .await
+        .expect("rollback")
+        .into_inner();
+    let words: Vec<String> = r.reverted.into_iter().map(|c| c.detail).collect();
+    assert_eq!(
+        words,
+        [
+            "deleted endpoint mac_net/b1",
+            "re-created endpoint mac_net/b1"
+        ]
+    );
+    assert_eq!(
+        addresses(&fake, "b1").await,
+        Some(vec!["10.0.100.10/24".into()])
+    );
+    let back = host
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner();
+    assert_eq!(
+        back.generation, now.generation,
+        "the host is exactly as before"
+    );
+}
+
+#[tokio::test]
+async fn an_unconfirmed_transaction_rolls_back_by_itself() {
+    let (fake, _pki, _agent, mut host) = setup(None).await;
+    host.apply(apply(vec![ep("b1", "10.0.100.10/24")], 0, 1))
+        .await
+        .expect("apply");
+    assert!(addresses(&fake, "b1").await.is_some());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while addresses(&fake, "b1").await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "never rolled back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        fake.netns_names().await.expect("names").is_empty(),
+        "the namespace it created went too"
+    );
+}
+
+#[tokio::test]
+async fn refusals_changed_host_pending_transaction_failure_half_way() {
+    let (fake, _pki, _agent, mut host) = setup(None).await;
+    let err = host
+        .apply(apply(vec![ep("b1", "10.0.100.10/24")], 12345, 60))
+        .await
+        .expect_err("stale");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .starts_with("this host changed since it was planned (generation 12345, now "),
+        "{}",
+        err.message()
+    );
+
+    let a = host
+        .apply(apply(vec![ep("b1", "10.0.100.10/24")], 0, 60))
+        .await
+        .expect("apply")
+        .into_inner();
+    let err = host
+        .apply(apply(vec![ep("b2", "10.0.100.12/24")], 0, 60))
+        .await
+        .expect_err("pending");
+    assert_eq!(
+        err.message(),
+        format!(
+            "transaction {} is pending on this host; confirm or roll it back first",
+            a.txn_id
+        )
+    );
+    host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
+        .await
+        .expect("confirm");
+
+    // b2 is created, then b3 fails (its process does not exist): b2 goes.
+    let mut b3 = ep("b3", "10.0.100.13/24");
+    b3.netns = Some(pb::NetnsTarget {
+        target: Some(Target::Pid(4_242_424)),
+    });
+    let err = host
+        .apply(apply(
+            vec![ep("b1", "10.0.100.10/24"), ep("b2", "10.0.100.12/24"), b3],
+            0,
+            60,
+        ))
+        .await
+        .expect_err("b3 fails");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .starts_with("endpoint mac_net/b3 failed: process 4242424 does not exist"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        addresses(&fake, "b2").await.is_none(),
+        "b2 was not rolled back"
+    );
+    assert!(
+        addresses(&fake, "b1").await.is_some(),
+        "b1 (confirmed before) stays"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_agent_rolls_back_the_journaled_transaction() {
+    let dir = tempfile::tempdir().expect("state");
+    let (fake, pki, agent, mut host) = setup(Some(dir.path())).await;
+    host.apply(apply(vec![ep("b1", "10.0.100.10/24")], 0, 600))
+        .await
+        .expect("apply");
+    assert!(dir.path().join("txn.json").exists(), "journaled");
+    assert!(addresses(&fake, "b1").await.is_some());
+    drop(host);
+    drop(agent);
+    // The "restarted" agent finds the journal and undoes the transaction.
+    let _agent2 = start_agent(fake.clone(), &pki, Some(dir.path())).await;
+    assert!(
+        addresses(&fake, "b1").await.is_none(),
+        "not rolled back on restart"
+    );
+    assert!(!dir.path().join("txn.json").exists());
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).expect("audit");
+    assert!(audit.contains("txn-recover"), "{audit}");
+}
