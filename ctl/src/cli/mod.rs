@@ -16,31 +16,51 @@ use tonic::transport::Channel;
 
 use crate::{client::Target, config::Selection, error::CtlError, output::Format};
 
-/// linkherdctl: inspect and change linkherd hosts (interfaces, promiscuous
-/// mode, VLANs, macvlan networks) over mTLS gRPC.
+/// linkherdctl: inspect and change linkherd hosts over mTLS gRPC:
+/// interfaces and promiscuous mode, VLANs, macvlan endpoints, probes.
 #[derive(Debug, Parser)]
 #[command(name = "linkherdctl", version, about)]
 pub struct Cli {
     /// Agent address: https://HOST:PORT (mTLS) or unix:///PATH.
-    #[arg(long, global = true, env = "LINKHERD_AGENT")]
+    #[arg(
+        long,
+        global = true,
+        env = "LINKHERD_AGENT",
+        help_heading = "Connection"
+    )]
     pub agent: Option<String>,
     /// CA certificate that signed the agents' certificates (PEM).
-    #[arg(long, global = true, env = "LINKHERD_CA")]
+    #[arg(long, global = true, env = "LINKHERD_CA", help_heading = "Connection")]
     pub ca: Option<PathBuf>,
     /// Client certificate (PEM).
-    #[arg(long, global = true, env = "LINKHERD_CERT")]
+    #[arg(
+        long,
+        global = true,
+        env = "LINKHERD_CERT",
+        help_heading = "Connection"
+    )]
     pub cert: Option<PathBuf>,
     /// Client private key (PEM).
-    #[arg(long, global = true, env = "LINKHERD_KEY")]
+    #[arg(long, global = true, env = "LINKHERD_KEY", help_heading = "Connection")]
     pub key: Option<PathBuf>,
     /// TOML file with default credentials and named hosts.
-    #[arg(long, global = true, env = "LINKHERD_CTL_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        env = "LINKHERD_CTL_CONFIG",
+        help_heading = "Connection"
+    )]
     pub config: Option<PathBuf>,
     /// Host from --config to talk to.
-    #[arg(long, global = true, env = "LINKHERD_HOST")]
+    #[arg(
+        long,
+        global = true,
+        env = "LINKHERD_HOST",
+        help_heading = "Connection"
+    )]
     pub host: Option<String>,
     /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum)]
+    #[arg(short = 'o', long, global = true, value_enum, help_heading = "Output")]
     pub output: Option<Format>,
     #[command(subcommand)]
     pub command: Command,

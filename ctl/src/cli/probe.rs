@@ -1,4 +1,4 @@
-//! `linkherdctl probe tcp`.
+//! `linkherdctl probe ping|arp|tcp|diagnose`.
 
 use std::process::ExitCode;
 
@@ -16,8 +16,10 @@ pub enum ProbeCmd {
     Ping {
         #[command(flatten)]
         from: NetnsArgs,
+        /// Send from this interface (SO_BINDTODEVICE).
         #[arg(long)]
         interface: Option<String>,
+        /// Destination address (IPv4 or IPv6).
         #[arg(long)]
         to: String,
         /// Echo requests to send (default 3, at most 10000).
@@ -42,11 +44,13 @@ pub enum ProbeCmd {
         /// The link to ask on (default eth0).
         #[arg(long)]
         interface: Option<String>,
+        /// The address asked for (IPv4: ARP; IPv6: neighbour solicitation).
         #[arg(long)]
         to: String,
         /// RFC 5227 probe: is the address free?
         #[arg(long)]
         free: bool,
+        /// Milliseconds to collect answers (default 1000).
         #[arg(long)]
         timeout_ms: Option<u32>,
     },
@@ -54,8 +58,10 @@ pub enum ProbeCmd {
     /// endpoint, parent / VLAN, ARP, ICMP. Endpoints as HOST/NAME, hosts from
     /// --config.
     Diagnose {
+        /// The endpoint that should reach, as HOST/NAME (e.g. no1/b1).
         #[arg(long)]
         from: String,
+        /// The endpoint it should reach, as HOST/NAME (e.g. no2/b3).
         #[arg(long)]
         to: String,
     },
@@ -64,12 +70,13 @@ pub enum ProbeCmd {
     Tcp {
         #[command(flatten)]
         from: NetnsArgs,
-        /// Bind to this interface.
+        /// Connect from this interface (SO_BINDTODEVICE).
         #[arg(long)]
         interface: Option<String>,
-        /// Destination address.
+        /// Destination address (IPv4 or IPv6).
         #[arg(long)]
         to: String,
+        /// Destination TCP port.
         #[arg(long)]
         port: u32,
         /// Timeout in milliseconds (default 2000, at most 30000).
