@@ -8,4 +8,5 @@ pub mod client;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod ipam;
 pub mod output;
