@@ -478,6 +478,18 @@ async fn seed_hosts_over_mtls() {
         ctl.json("no2", &["macvlan", "delete", "--network", net, "--name", n]);
     }
 
+    // The host's state as linkherd owns it, and transaction commands.
+    let st = ctl.json("no1", &["host", "state"]);
+    assert_eq!(st["endpoints"][0]["name"], "node_1", "{st}");
+    assert!(st["generation"].as_u64().is_some_and(|g| g != 0));
+    let out = ctl.host("no1", &["host", "rollback", "txn-nope"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("NOT_FOUND: no pending transaction txn-nope on this host"),
+        "{}",
+        stderr(&out)
+    );
+
     let list = ctl.json("no2", &["macvlan", "list"]);
     assert_eq!(list[0]["name"], "node_2");
     assert_eq!(list[0]["parent"], "eth0");

@@ -13,6 +13,13 @@ use crate::{error::CtlError, output};
 pub enum HostCmd {
     /// Hostname, kernel, agent version, probed capabilities, and who you are.
     Info,
+    /// Everything linkherd owns on the host (VLANs, endpoints, host access)
+    /// and the generation that changes with any of it.
+    State,
+    /// Keep a pending transaction (from an apply).
+    Confirm { txn: String },
+    /// Undo a pending transaction now.
+    Rollback { txn: String },
 }
 
 #[derive(Debug, Serialize)]
@@ -62,8 +69,105 @@ fn role_name(r: i32) -> String {
         .unwrap_or_else(|_| r.to_string())
 }
 
+#[derive(Debug, Serialize)]
+struct State {
+    generation: u64,
+    vlans: Vec<linkherd_proto::model::VlanState>,
+    endpoints: Vec<linkherd_proto::model::EndpointState>,
+    host_access: Vec<linkherd_proto::model::HostAccessState>,
+}
+
 pub async fn run(ctx: &Ctx, cmd: HostCmd) -> Result<ExitCode, CtlError> {
     match cmd {
+        HostCmd::State => {
+            let r = HostServiceClient::new(ctx.channel().await?)
+                .get_state(pb::GetStateRequest {})
+                .await?
+                .into_inner();
+            let o = r.observed.unwrap_or_default();
+            let state = State {
+                generation: r.generation,
+                vlans: o
+                    .vlans
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect::<Result<_, _>>()?,
+                endpoints: o
+                    .endpoints
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect::<Result<_, _>>()?,
+                host_access: o
+                    .host_access
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect::<Result<_, _>>()?,
+            };
+            output::print(ctx.format, &state, |s| {
+                let mut out = vec![format!("generation {}", s.generation)];
+                out.extend(s.vlans.iter().map(|v| {
+                    format!(
+                        "vlan      {} (VLAN {} {} on {})",
+                        v.name,
+                        v.protocol.as_str(),
+                        v.id,
+                        v.parent
+                    )
+                }));
+                out.extend(s.endpoints.iter().map(|e| {
+                    let addrs: Vec<String> = e.addresses.iter().map(ToString::to_string).collect();
+                    format!(
+                        "endpoint  {}/{} ({} in {} on {}, {})",
+                        e.network,
+                        e.name,
+                        e.ifname,
+                        e.netns,
+                        e.parent,
+                        addrs.join(" ")
+                    )
+                }));
+                out.extend(
+                    s.host_access
+                        .iter()
+                        .map(|h| format!("shim      {} ({} on {})", h.network, h.name, h.parent)),
+                );
+                out.join("\n")
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        HostCmd::Confirm { txn } => {
+            let r = HostServiceClient::new(ctx.channel().await?)
+                .confirm(pb::ConfirmRequest {
+                    txn_id: txn.clone(),
+                })
+                .await?
+                .into_inner();
+            output::print(
+                ctx.format,
+                &serde_json::json!({ "txn": txn, "generation": r.generation }),
+                |_| format!("{txn}: confirmed (generation {})", r.generation),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        HostCmd::Rollback { txn } => {
+            let r = HostServiceClient::new(ctx.channel().await?)
+                .rollback(pb::RollbackRequest {
+                    txn_id: txn.clone(),
+                })
+                .await?
+                .into_inner();
+            let reverted: Vec<String> = r.reverted.into_iter().map(|c| c.detail).collect();
+            output::print(
+                ctx.format,
+                &serde_json::json!({ "txn": txn, "reverted": reverted }),
+                |_| {
+                    let mut out = vec![format!("{txn}: rolled back")];
+                    out.extend(reverted.iter().map(|r| format!("  {r}")));
+                    out.join("\n")
+                },
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         HostCmd::Info => {
             let mut client = HostServiceClient::new(ctx.channel().await?);
             let r = client.get_info(pb::GetInfoRequest {}).await?.into_inner();
