@@ -57,7 +57,9 @@ pub enum IpamError {
 }
 
 impl Pool {
-    fn check(&self) -> Result<(), IpamError> {
+    /// Checks the pool on its own: subnet without host bits, gateway, range and
+    /// reserved addresses inside it.
+    pub fn check(&self) -> Result<(), IpamError> {
         let bad = |field, value: String, problem: &str| IpamError::Pool {
             field,
             value,
@@ -117,7 +119,7 @@ impl Pool {
     }
 
     /// Why `a` cannot be an endpoint's address, if it cannot.
-    fn unusable(&self, a: IpAddr) -> Option<String> {
+    pub fn why_unusable(&self, a: IpAddr) -> Option<String> {
         if !self.subnet.contains(&a) {
             return Some(format!("is outside the subnet {}", self.subnet));
         }
@@ -171,7 +173,7 @@ pub fn allocate(
             && let Some(addr) = current
                 .get(&w.key)
                 .copied()
-                .filter(|a| pool.unusable(*a).is_none())
+                .filter(|a| pool.why_unusable(*a).is_none())
             && !c.owner.contains_key(&addr)
         {
             c.claim(&w.key, addr)?;
@@ -182,7 +184,7 @@ pub fn allocate(
             continue;
         }
         let free = pool.candidates().find(|a| {
-            pool.unusable(*a).is_none() && !c.owner.contains_key(a) && !taken.contains_key(a)
+            pool.why_unusable(*a).is_none() && !c.owner.contains_key(a) && !taken.contains_key(a)
         });
         match free {
             Some(a) => c.claim(&w.key, a)?,
@@ -208,7 +210,7 @@ struct Claims<'a> {
 
 impl Claims<'_> {
     fn claim(&mut self, key: &str, addr: IpAddr) -> Result<(), IpamError> {
-        if let Some(problem) = self.pool.unusable(addr) {
+        if let Some(problem) = self.pool.why_unusable(addr) {
             return Err(IpamError::Unusable {
                 key: key.to_owned(),
                 addr,
@@ -397,13 +399,13 @@ mod tests {
                     let distinct: BTreeSet<_> = got.values().collect();
                     prop_assert_eq!(distinct.len(), n, "duplicate addresses");
                     for (k, a) in &got {
-                        prop_assert!(pool.unusable(*a).is_none(), "{} got unusable {}", k, a);
+                        prop_assert!(pool.why_unusable(*a).is_none(), "{} got unusable {}", k, a);
                     }
                     // Sticky: each usable current address stays with its
                     // endpoint, unless an earlier key (in key order) has it.
                     let mut kept = BTreeSet::new();
                     for w in &wants {
-                        if let Some(c) = current.get(&w.key).filter(|c| pool.unusable(**c).is_none())
+                        if let Some(c) = current.get(&w.key).filter(|c| pool.why_unusable(**c).is_none())
                             && kept.insert(*c)
                         {
                             prop_assert_eq!(got[&w.key], *c, "{} lost its address", w.key);
@@ -413,7 +415,7 @@ mod tests {
                     prop_assert_eq!(allocate(&pool, &wants, &current, &BTreeMap::new()).expect("again"), got);
                 }
                 Err(IpamError::Exhausted { .. }) => {
-                    let usable = pool.candidates().filter(|a| pool.unusable(*a).is_none()).count();
+                    let usable = pool.candidates().filter(|a| pool.why_unusable(*a).is_none()).count();
                     prop_assert!(n > usable, "exhausted with {} wants and {} usable", n, usable);
                 }
                 Err(e) => prop_assert!(false, "unexpected error {}", e),

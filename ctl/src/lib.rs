@@ -10,3 +10,4 @@ pub mod diagnose;
 pub mod error;
 pub mod ipam;
 pub mod output;
+pub mod spec;

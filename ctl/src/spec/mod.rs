@@ -1,0 +1,119 @@
+//! The fleet spec: one YAML file that says which hosts exist, which macvlan
+//! networks (optionally on an 802.1Q VLAN) span them, and which endpoints
+//! live where. Parsing checks everything that can be checked without asking
+//! a host, and reports every problem with its path and line/column.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::Path,
+    time::Duration,
+};
+
+use linkherd_proto::model::{IfName, MacAddr, MacvlanMode, NetnsRef, ObjName, VlanId};
+
+pub use error::{SpecError, SpecIssue};
+
+use crate::ipam::Pool;
+
+/// A checked fleet spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSpec {
+    pub hosts: BTreeMap<String, HostSpec>,
+    pub networks: BTreeMap<ObjName, NetworkSpec>,
+    pub verify: VerifySpec,
+}
+
+/// A host running linkherd-agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSpec {
+    /// `https://host:port` of its agent.
+    pub address: String,
+    /// The host's default parent NIC (names differ between hosts).
+    pub parent: Option<IfName>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One macvlan network across hosts. Subnet and gateway are the same on
+/// every host by construction: they are stated once, here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: ObjName,
+    pub vlan: Option<VlanId>,
+    pub v4: Option<Pool>,
+    pub v6: Option<Pool>,
+    pub mode: MacvlanMode,
+    pub mtu: Option<u32>,
+    /// Every host the network spans, with the parent NIC used there (the
+    /// VLAN sub-interface is created on it when `vlan` is set).
+    pub parents: BTreeMap<String, IfName>,
+    /// Host access (shim) addresses per host.
+    pub host_access: BTreeMap<String, IpAddr>,
+    pub endpoints: BTreeMap<ObjName, EndpointDecl>,
+}
+
+/// An endpoint as declared: where it lives and what the spec fixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointDecl {
+    pub host: String,
+    pub netns: NetnsRef,
+    pub ip: Option<IpAddr>,
+    pub ip6: Option<IpAddr>,
+    pub mac: Option<MacAddr>,
+}
+
+/// What to prove after applying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifySpec {
+    /// Every endpoint reaches every other endpoint of its network.
+    pub mesh: bool,
+    /// No endpoint reaches an endpoint of another network.
+    pub isolation: bool,
+    pub timeout: Duration,
+}
+
+impl Default for VerifySpec {
+    fn default() -> Self {
+        Self {
+            mesh: true,
+            isolation: false,
+            timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl FleetSpec {
+    /// Reads and checks a spec file.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks spec text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, SpecError> {
+        let invalid = |issues| SpecError::Invalid {
+            file: file.to_owned(),
+            issues,
+        };
+        let raw = validate::deserialize(text).map_err(|i| invalid(vec![i]))?;
+        validate::check(raw).map_err(invalid)
+    }
+
+    /// Hosts some network uses, in name order.
+    pub fn used_hosts(&self) -> BTreeSet<&str> {
+        self.networks
+            .values()
+            .flat_map(|n| n.parents.keys().map(String::as_str))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,665 @@
+//! From the spec as written to a checked [`FleetSpec`]: every name, address,
+//! VLAN id and reference is checked here, and every problem is collected
+//! with its path and position.
+
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    str::FromStr,
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use linkherd_proto::model::{
+    IfName, MacAddr, MacvlanMode, NetnsRef, ObjName, ValidationError, VlanId,
+};
+use serde_saphyr::Location;
+
+use super::{
+    EndpointDecl, FleetSpec, HostSpec, NetworkSpec, SpecIssue, VerifySpec,
+    raw::{RawEndpoint, RawHost, RawNetwork, RawSpec, RawVerify, S},
+};
+use crate::ipam::{IpamError, Pool};
+
+/// Parses the YAML, keeping the path of a field that fails to deserialize.
+pub(super) fn deserialize(text: &str) -> Result<RawSpec, SpecIssue> {
+    let path = RefCell::new(String::new());
+    let res = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            *path.borrow_mut() = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    res.map_err(|e| {
+        let p = path.into_inner();
+        // A `Spanned` leaf shows up as an extra `.value` segment.
+        let p = p.strip_suffix(".value").unwrap_or(&p);
+        let p = if p.is_empty() || p == "." {
+            "(spec)"
+        } else {
+            p
+        };
+        let msg = e.to_string();
+        let first = msg.lines().next().unwrap_or(&msg);
+        let mut problem = strip_position(first).to_owned();
+        // Type errors ("invalid u32") do not say what was found; show it.
+        if let Some(tok) = e.location().and_then(|l| token_at(text, l))
+            && problem.starts_with("invalid ")
+            && !problem.contains(tok)
+        {
+            problem = format!("{problem} (found {tok:?})");
+        }
+        SpecIssue::at(
+            p,
+            e.location(),
+            problem,
+            "see the spec reference in README.md",
+        )
+    })
+}
+
+/// The scalar starting at `loc`, as written (up to the end of the line or
+/// of the flow item).
+fn token_at(text: &str, loc: Location) -> Option<&str> {
+    let line = text
+        .lines()
+        .nth(usize::try_from(loc.line()).ok()?.checked_sub(1)?)?;
+    let col = usize::try_from(loc.column()).ok()?.checked_sub(1)?;
+    let start = line.char_indices().nth(col).map(|(i, _)| i)?;
+    let rest = &line[start..];
+    let end = rest.find([',', '}', ']', '#']).unwrap_or(rest.len());
+    Some(rest[..end].trim()).filter(|t| !t.is_empty())
+}
+
+/// Drops the library's own `error: line L column C: ` prefix: the position
+/// is reported separately, in the same form as for every other problem.
+fn strip_position(msg: &str) -> &str {
+    let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    match msg.strip_prefix("line ").and_then(|m| m.split_once(": ")) {
+        Some((pos, rest)) if pos.contains("column") => rest,
+        _ => msg,
+    }
+}
+
+/// Collects problems while checking.
+#[derive(Default)]
+struct Issues(Vec<SpecIssue>);
+
+impl Issues {
+    fn push(&mut self, path: &str, loc: Location, problem: String, fix: &str) {
+        self.0.push(SpecIssue::at(path, Some(loc), problem, fix));
+    }
+
+    /// Records a model validation error at `path`, keeping its fix.
+    fn model(&mut self, path: &str, loc: Location, e: ValidationError) {
+        self.0.push(SpecIssue::at(
+            path,
+            Some(loc),
+            format!("{:?} {}", e.value, e.problem),
+            e.fix,
+        ));
+    }
+
+    fn ok<T>(&mut self, path: &str, loc: Location, r: Result<T, ValidationError>) -> Option<T> {
+        r.map_err(|e| self.model(path, loc, e)).ok()
+    }
+}
+
+pub(super) fn check(raw: RawSpec) -> Result<FleetSpec, Vec<SpecIssue>> {
+    let mut is = Issues::default();
+    if raw.hosts.is_empty() {
+        is.0.push(SpecIssue::at(
+            "hosts",
+            None,
+            "no hosts are declared",
+            "add at least one host with the address of its agent",
+        ));
+    }
+    let hosts: BTreeMap<String, HostSpec> = raw
+        .hosts
+        .iter()
+        .filter_map(|(name, h)| Some((name.clone(), host(&mut is, name, h)?)))
+        .collect();
+    let mut networks = BTreeMap::new();
+    for (name, n) in &raw.networks {
+        let path = format!("networks.{name}");
+        let Some(obj) = is.ok(&path, n_loc(n), ObjName::parse("name", name)) else {
+            continue;
+        };
+        if let Some(net) = network(&mut is, &path, obj.clone(), n, &raw.hosts, &hosts) {
+            networks.insert(obj, net);
+        }
+    }
+    let verify = verify(&mut is, raw.verify.as_ref());
+    fixed_collisions(&mut is, &raw);
+    if is.0.is_empty() {
+        Ok(FleetSpec {
+            hosts,
+            networks,
+            verify,
+        })
+    } else {
+        Err(is.0)
+    }
+}
+
+/// The best position for a whole network: its first spanned field.
+fn n_loc(n: &RawNetwork) -> Location {
+    [&n.subnet, &n.subnet_v6, &n.mode]
+        .into_iter()
+        .flatten()
+        .map(|s| s.referenced)
+        .next()
+        .or(n.vlan.as_ref().map(|v| v.referenced))
+        .unwrap_or(Location::UNKNOWN)
+}
+
+fn host(is: &mut Issues, name: &str, h: &RawHost) -> Option<HostSpec> {
+    let path = format!("hosts.{name}");
+    let addr = &h.address;
+    let ok_scheme = addr.value.starts_with("https://") || addr.value.starts_with("http://");
+    if !ok_scheme || addr.value.len() <= "https://".len() {
+        is.push(
+            &format!("{path}.address"),
+            addr.referenced,
+            format!("{:?} is not an agent address", addr.value),
+            "give https://HOST:PORT of the host's linkherd-agent",
+        );
+        return None;
+    }
+    let parent = match &h.parent {
+        Some(p) => Some(is.ok(
+            &format!("{path}.parent"),
+            p.referenced,
+            IfName::parse("parent", &p.value),
+        )?),
+        None => None,
+    };
+    Some(HostSpec {
+        address: addr.value.clone(),
+        parent,
+        labels: h.labels.clone(),
+    })
+}
+
+fn parse_ip(is: &mut Issues, path: &str, s: &S<String>) -> Option<IpAddr> {
+    IpAddr::from_str(s.value.trim())
+        .map_err(|_| {
+            is.push(
+                path,
+                s.referenced,
+                format!("{:?} is not an IP address", s.value),
+                "write e.g. 172.16.10.10 or fd00:10::10",
+            )
+        })
+        .ok()
+}
+
+fn parse_net(is: &mut Issues, path: &str, s: &S<String>) -> Option<IpNet> {
+    IpNet::from_str(s.value.trim())
+        .map_err(|_| {
+            is.push(
+                path,
+                s.referenced,
+                format!("{:?} is not a prefix", s.value),
+                "write e.g. 172.16.10.0/24 or fd00:10::/64",
+            )
+        })
+        .ok()
+}
+
+/// One address family's pool: subnet, gateway, range, reserved.
+#[allow(clippy::too_many_arguments)]
+fn pool(
+    is: &mut Issues,
+    path: &str,
+    v6: bool,
+    subnet: Option<&S<String>>,
+    gateway: Option<&S<String>>,
+    range: Option<&S<String>>,
+    reserved: &[S<String>],
+) -> Option<Pool> {
+    let sfx = if v6 { "_v6" } else { "" };
+    let field = |f: &str| format!("{path}.{f}{sfx}");
+    let Some(subnet_s) = subnet else {
+        for (f, s) in [("gateway", gateway), ("ip_range", range)] {
+            if let Some(s) = s {
+                is.push(
+                    &field(f),
+                    s.referenced,
+                    format!("is set but subnet{sfx} is not"),
+                    &format!("add subnet{sfx}, or remove {f}{sfx}"),
+                );
+            }
+        }
+        return None;
+    };
+    let subnet = parse_net(is, &field("subnet"), subnet_s)?;
+    if subnet.addr().is_ipv6() != v6 {
+        let want = if v6 { "an IPv6" } else { "an IPv4" };
+        is.push(
+            &field("subnet"),
+            subnet_s.referenced,
+            format!("{subnet} is not {want} prefix"),
+            "put IPv4 in subnet/gateway/ip_range and IPv6 in the *_v6 fields",
+        );
+        return None;
+    }
+    let gw = gateway.and_then(|g| parse_ip(is, &field("gateway"), g));
+    let rng = range.and_then(|r| parse_net(is, &field("ip_range"), r));
+    let mut res = BTreeSet::new();
+    for (i, r) in reserved.iter().enumerate() {
+        if let Some(a) = parse_ip(is, &format!("{}[{i}]", field("reserved")), r) {
+            res.insert(a);
+        }
+    }
+    let p = Pool {
+        subnet,
+        gateway: gw,
+        range: rng,
+        reserved: res,
+    };
+    if let Err(IpamError::Pool {
+        field: f,
+        value,
+        problem,
+    }) = p.check()
+    {
+        let loc = match f {
+            "gateway" => gateway.map(|s| s.referenced),
+            "ip_range" => range.map(|s| s.referenced),
+            "reserved" => reserved
+                .iter()
+                .find(|s| s.value.trim() == value)
+                .map(|s| s.referenced),
+            _ => Some(subnet_s.referenced),
+        };
+        is.push(
+            &field(f),
+            loc.unwrap_or(subnet_s.referenced),
+            format!("{value} {problem}"),
+            "addresses of a network must lie inside its subnet",
+        );
+        return None;
+    }
+    Some(p)
+}
+
+fn network(
+    is: &mut Issues,
+    path: &str,
+    name: ObjName,
+    n: &RawNetwork,
+    raw_hosts: &BTreeMap<String, RawHost>,
+    hosts: &BTreeMap<String, HostSpec>,
+) -> Option<NetworkSpec> {
+    let before = is.0.len();
+    let vlan = n.vlan.as_ref().and_then(|v| {
+        is.ok(
+            &format!("{path}.vlan"),
+            v.referenced,
+            VlanId::new("vlan", v.value),
+        )
+    });
+    let v4 = pool(
+        is,
+        path,
+        false,
+        n.subnet.as_ref(),
+        n.gateway.as_ref(),
+        n.ip_range.as_ref(),
+        &n.reserved,
+    );
+    let v6 = pool(
+        is,
+        path,
+        true,
+        n.subnet_v6.as_ref(),
+        n.gateway_v6.as_ref(),
+        n.ip_range_v6.as_ref(),
+        &n.reserved_v6,
+    );
+    if n.subnet.is_none() && n.subnet_v6.is_none() {
+        is.push(
+            path,
+            n_loc(n),
+            "has neither subnet nor subnet_v6".into(),
+            "give the network's subnet, e.g. subnet: 172.16.10.0/24",
+        );
+    }
+    let mode = match &n.mode {
+        None => MacvlanMode::Bridge,
+        Some(m) => match MacvlanMode::ALL.iter().find(|x| x.as_str() == m.value) {
+            Some(x) => *x,
+            None => {
+                is.push(
+                    &format!("{path}.mode"),
+                    m.referenced,
+                    format!("{:?} is not a macvlan mode", m.value),
+                    "use bridge, private, vepa, passthru or source",
+                );
+                MacvlanMode::Bridge
+            }
+        },
+    };
+    let mtu = n.mtu.as_ref().and_then(|m| {
+        if (68..=65535).contains(&m.value) {
+            Some(m.value)
+        } else {
+            is.push(
+                &format!("{path}.mtu"),
+                m.referenced,
+                format!("{} is out of range", m.value),
+                "give an MTU between 68 and 65535",
+            );
+            None
+        }
+    });
+
+    let mut endpoints = BTreeMap::new();
+    for (ename, e) in &n.endpoints {
+        let epath = format!("{path}.endpoints.{ename}");
+        if let Some((obj, decl)) = endpoint(is, &epath, ename, e, raw_hosts, &v4, &v6) {
+            endpoints.insert(obj, decl);
+        }
+    }
+
+    // The hosts the network spans: stated, or those with endpoints.
+    let mut span: BTreeMap<String, Location> = BTreeMap::new();
+    match &n.hosts {
+        Some(list) => {
+            for (i, h) in list.iter().enumerate() {
+                if !raw_hosts.contains_key(&h.value) {
+                    unknown_host(is, &format!("{path}.hosts[{i}]"), h, raw_hosts);
+                }
+                span.insert(h.value.clone(), h.referenced);
+            }
+            for (ename, e) in &n.endpoints {
+                if raw_hosts.contains_key(&e.host.value) && !span.contains_key(&e.host.value) {
+                    is.push(
+                        &format!("{path}.endpoints.{ename}.host"),
+                        e.host.referenced,
+                        format!("{:?} is not in {path}.hosts", e.host.value),
+                        "add the host to the network's hosts list",
+                    );
+                }
+            }
+        }
+        None => {
+            for e in n.endpoints.values() {
+                span.entry(e.host.value.clone())
+                    .or_insert(e.host.referenced);
+            }
+            span.extend(n.host_access.iter().map(|(h, a)| (h.clone(), a.referenced)));
+        }
+    }
+    for (h, s) in &n.parents {
+        if !span.contains_key(h) {
+            is.push(
+                &format!("{path}.parents.{h}"),
+                s.referenced,
+                format!("host {h:?} is not part of this network"),
+                "remove the override or add the host to the network",
+            );
+        }
+    }
+    let mut parents = BTreeMap::new();
+    for (h, loc) in &span {
+        let Some(hs) = hosts.get(h) else { continue };
+        let parent = match n.parents.get(h) {
+            Some(p) => is.ok(
+                &format!("{path}.parents.{h}"),
+                p.referenced,
+                IfName::parse("parent", &p.value),
+            ),
+            None => {
+                if hs.parent.is_none() {
+                    is.push(
+                        path,
+                        *loc,
+                        format!("no parent NIC for host {h:?}"),
+                        &format!("set hosts.{h}.parent or {path}.parents.{h}"),
+                    );
+                }
+                hs.parent.clone()
+            }
+        };
+        if let Some(p) = parent {
+            parents.insert(h.clone(), p);
+        }
+    }
+
+    let mut host_access = BTreeMap::new();
+    for (h, a) in &n.host_access {
+        let hpath = format!("{path}.host_access.{h}");
+        if !raw_hosts.contains_key(h) {
+            is.push(
+                &hpath,
+                a.referenced,
+                format!("{h:?} is not a declared host"),
+                "use a name from hosts",
+            );
+            continue;
+        }
+        if let Some(ip) = parse_ip(is, &hpath, a) {
+            in_pool(is, &hpath, a.referenced, ip, &v4, &v6);
+            host_access.insert(h.clone(), ip);
+        }
+    }
+
+    (is.0.len() == before).then_some(NetworkSpec {
+        name,
+        vlan,
+        v4,
+        v6,
+        mode,
+        mtu,
+        parents,
+        host_access,
+        endpoints,
+    })
+}
+
+fn unknown_host(is: &mut Issues, path: &str, h: &S<String>, hosts: &BTreeMap<String, RawHost>) {
+    let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
+    is.push(
+        path,
+        h.referenced,
+        format!("{:?} is not a declared host", h.value),
+        &format!("use one of: {}", known.join(", ")),
+    );
+}
+
+/// Checks that a fixed address belongs to the family's subnet and is usable.
+fn in_pool(
+    is: &mut Issues,
+    path: &str,
+    loc: Location,
+    ip: IpAddr,
+    v4: &Option<Pool>,
+    v6: &Option<Pool>,
+) {
+    let pool = if ip.is_ipv4() { v4 } else { v6 };
+    let Some(p) = pool else {
+        let fam = if ip.is_ipv4() { "subnet" } else { "subnet_v6" };
+        is.push(
+            path,
+            loc,
+            format!("{ip} has no {fam} to belong to"),
+            &format!("add {fam} to the network"),
+        );
+        return;
+    };
+    if let Some(problem) = p.why_unusable(ip) {
+        is.push(
+            path,
+            loc,
+            format!("{ip} {problem}"),
+            "pick another address, or leave it out to have one allocated",
+        );
+    }
+}
+
+fn endpoint(
+    is: &mut Issues,
+    path: &str,
+    name: &str,
+    e: &RawEndpoint,
+    hosts: &BTreeMap<String, RawHost>,
+    v4: &Option<Pool>,
+    v6: &Option<Pool>,
+) -> Option<(ObjName, EndpointDecl)> {
+    let before = is.0.len();
+    let obj = is.ok(path, e.host.referenced, ObjName::parse("name", name));
+    if !hosts.contains_key(&e.host.value) {
+        unknown_host(is, &format!("{path}.host"), &e.host, hosts);
+    }
+    let netns = match (&e.netns, &e.pid) {
+        (Some(_), Some(p)) => {
+            is.push(
+                &format!("{path}.pid"),
+                p.referenced,
+                "both netns and pid are set".into(),
+                "give one of them",
+            );
+            None
+        }
+        (Some(n), None) => is.ok(
+            &format!("{path}.netns"),
+            n.referenced,
+            NetnsRef::named("netns", &n.value),
+        ),
+        (None, Some(p)) => is.ok(
+            &format!("{path}.pid"),
+            p.referenced,
+            NetnsRef::pid("pid", p.value),
+        ),
+        // The endpoint's own name is the natural namespace name (b1 in b1).
+        (None, None) => is.ok(path, e.host.referenced, NetnsRef::named("netns", name)),
+    };
+    let mut addr = |field: &str, s: &Option<S<String>>, v6: bool| {
+        let s = s.as_ref()?;
+        let p = format!("{path}.{field}");
+        let ip = parse_ip(is, &p, s)?;
+        if ip.is_ipv6() != v6 {
+            is.push(
+                &p,
+                s.referenced,
+                format!("{ip} is the wrong address family"),
+                "put IPv4 in ip and IPv6 in ip6",
+            );
+            return None;
+        }
+        Some((ip, s.referenced, p))
+    };
+    let ip = addr("ip", &e.ip, false);
+    let ip6 = addr("ip6", &e.ip6, true);
+    for (a, loc, p) in ip.iter().chain(ip6.iter()) {
+        in_pool(is, p, *loc, *a, v4, v6);
+    }
+    let mac = e.mac.as_ref().and_then(|m| {
+        let mac = is.ok(
+            &format!("{path}.mac"),
+            m.referenced,
+            MacAddr::parse("mac", &m.value),
+        )?;
+        if mac.is_multicast() || mac.is_zero() {
+            is.push(
+                &format!("{path}.mac"),
+                m.referenced,
+                format!("{mac} is not a unicast address"),
+                "use a unicast MAC (first octet even), e.g. 02:42:ac:10:0a:0a",
+            );
+            return None;
+        }
+        Some(mac)
+    });
+    if is.0.len() != before {
+        return None;
+    }
+    Some((
+        obj?,
+        EndpointDecl {
+            host: e.host.value.clone(),
+            netns: netns?,
+            ip: ip.map(|x| x.0),
+            ip6: ip6.map(|x| x.0),
+            mac,
+        },
+    ))
+}
+
+/// Two endpoints fixing the same address, or MAC, in one network, or one
+/// namespace holding two endpoints of the same network on one host.
+fn fixed_collisions(is: &mut Issues, raw: &RawSpec) {
+    for (nname, n) in &raw.networks {
+        let mut seen: BTreeMap<(String, &str), (&str, Location)> = BTreeMap::new();
+        for (ename, e) in &n.endpoints {
+            let path = format!("networks.{nname}.endpoints.{ename}");
+            let keys = [
+                (
+                    "ip",
+                    e.ip.as_ref()
+                        .map(|s| (s.value.trim().to_owned(), s.referenced)),
+                ),
+                (
+                    "ip6",
+                    e.ip6
+                        .as_ref()
+                        .map(|s| (s.value.trim().to_owned(), s.referenced)),
+                ),
+                (
+                    "mac",
+                    e.mac
+                        .as_ref()
+                        .map(|s| (s.value.trim().to_ascii_lowercase(), s.referenced)),
+                ),
+            ];
+            for (field, v) in keys {
+                let Some((value, loc)) = v else { continue };
+                let canon = match field {
+                    "mac" => value.clone(),
+                    _ => match IpAddr::from_str(&value) {
+                        Ok(a) => a.to_string(),
+                        Err(_) => continue,
+                    },
+                };
+                match seen.get(&(canon.clone(), field)) {
+                    Some((other, _)) => is.push(
+                        &format!("{path}.{field}"),
+                        loc,
+                        format!("{value} is also fixed for endpoint {other}"),
+                        "give each endpoint its own address, or leave one out to allocate",
+                    ),
+                    None => {
+                        seen.insert((canon, field), (ename.as_str(), loc));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn verify(is: &mut Issues, v: Option<&RawVerify>) -> VerifySpec {
+    let d = VerifySpec::default();
+    let Some(v) = v else { return d };
+    let timeout = match &v.timeout_ms {
+        None => d.timeout,
+        Some(t) if (1..=60_000).contains(&t.value) => Duration::from_millis(t.value),
+        Some(t) => {
+            is.push(
+                "verify.timeout_ms",
+                t.referenced,
+                format!("{} is out of range", t.value),
+                "give a probe timeout between 1 and 60000 ms",
+            );
+            d.timeout
+        }
+    };
+    VerifySpec {
+        mesh: v.mesh.unwrap_or(d.mesh),
+        isolation: v.isolation.unwrap_or(d.isolation),
+        timeout,
+    }
+}
