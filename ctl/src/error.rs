@@ -19,6 +19,8 @@ pub enum CtlError {
     Cert(#[from] crate::certs::CertError),
     #[error("output: {0}")]
     Output(String),
+    #[error(transparent)]
+    Spec(Box<crate::spec::SpecError>),
     #[error("the agent sent an empty response")]
     EmptyResponse,
 }

@@ -128,3 +128,55 @@ async fn agent_example_config_serves_mtls() {
         "socket removed on shutdown"
     );
 }
+
+#[test]
+fn fleet_spec_examples_pass_spec_check() {
+    for (file, want) in [
+        (
+            "deploy/examples/seed-vlan.yaml",
+            "mac_net10 vlan 10 172.16.10.0/24 on no1:ens192.10 no2:eth0.10",
+        ),
+        (
+            "deploy/examples/seed-flat.yaml",
+            "macvlan 10.0.100.0/24 on no1:ens192",
+        ),
+    ] {
+        let out = Command::new(bins::ctl().expect("linkherdctl built"))
+            .args(["spec", "check", "-f"])
+            .arg(repo().join(file))
+            .output()
+            .expect("run linkherdctl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(want), "{file}: {text}");
+    }
+}
+
+#[test]
+fn spec_check_points_at_the_bad_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &bad,
+        "hosts:\n  no1: {address: https://a:1, parent: ens192}\nnetworks:\n  mac_net10:\n    \
+         subnet: 172.16.10.0/24\n    endpoints:\n      b3: {host: no1, ip: 172.16.20.5}\n",
+    )
+    .expect("write");
+    let out = Command::new(bins::ctl().expect("linkherdctl built"))
+        .args(["spec", "check", "-f"])
+        .arg(&bad)
+        .output()
+        .expect("run linkherdctl");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "7:27: networks.mac_net10.endpoints.b3.ip: 172.16.20.5 is outside the subnet 172.16.10.0/24"
+        ),
+        "{err}"
+    );
+}

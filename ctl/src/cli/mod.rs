@@ -7,6 +7,7 @@ mod iface;
 mod macvlan;
 mod probe;
 mod promisc;
+mod spec;
 mod vlan;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -92,6 +93,9 @@ pub enum Command {
     /// Certificates: create a fleet CA, issue agent and client certificates.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// Fleet specs: check one offline, print the JSON Schema.
+    #[command(subcommand)]
+    Spec(spec::SpecCmd),
 }
 
 /// A network namespace, given one of three ways (endpoints and probes).
@@ -182,5 +186,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         Command::HostAccess(c) => macvlan::run_host_access(&ctx, c).await,
         Command::Probe(c) => probe::run(&ctx, c).await,
         Command::Certs(c) => certs::run(&ctx, c),
+        Command::Spec(c) => spec::run(&ctx, c),
     }
 }

@@ -106,6 +106,11 @@ impl FleetSpec {
         validate::check(raw).map_err(invalid)
     }
 
+    /// The JSON Schema of the spec file, for editors and CI linters.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::Value::from(schemars::schema_for!(raw::RawSpec))
+    }
+
     /// Hosts some network uses, in name order.
     pub fn used_hosts(&self) -> BTreeSet<&str> {
         self.networks

@@ -230,3 +230,27 @@ fn a_missing_file_names_it() {
         "{e}"
     );
 }
+
+#[test]
+fn the_published_schema_is_the_one_the_parser_uses() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/fleet.schema.json");
+    let text = std::fs::read_to_string(&path).expect("deploy/fleet.schema.json");
+    let published: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        published,
+        FleetSpec::json_schema(),
+        "regenerate with: linkherdctl spec schema > deploy/fleet.schema.json"
+    );
+}
+
+#[test]
+fn the_schema_refuses_unknown_fields_and_bounds_numbers() {
+    let s = FleetSpec::json_schema();
+    let net = &s["$defs"]["RawNetwork"];
+    assert_eq!(net["additionalProperties"], serde_json::json!(false));
+    assert_eq!(net["properties"]["vlan"]["minimum"], 1);
+    assert_eq!(net["properties"]["vlan"]["maximum"], 4094);
+    let ep = &s["$defs"]["RawEndpoint"];
+    assert_eq!(ep["required"], serde_json::json!(["host"]));
+    assert!(ep["properties"]["ip"]["description"].is_string());
+}

@@ -357,10 +357,12 @@ fn network(
         }
     });
 
+    let declared = (n.subnet.is_some(), n.subnet_v6.is_some());
     let mut endpoints = BTreeMap::new();
     for (ename, e) in &n.endpoints {
         let epath = format!("{path}.endpoints.{ename}");
-        if let Some((obj, decl)) = endpoint(is, &epath, ename, e, raw_hosts, &v4, &v6) {
+        let pools = (&v4, &v6, declared);
+        if let Some((obj, decl)) = endpoint(is, &epath, ename, e, raw_hosts, pools) {
             endpoints.insert(obj, decl);
         }
     }
@@ -443,7 +445,7 @@ fn network(
             continue;
         }
         if let Some(ip) = parse_ip(is, &hpath, a) {
-            in_pool(is, &hpath, a.referenced, ip, &v4, &v6);
+            in_pool(is, &hpath, a.referenced, ip, &v4, &v6, declared);
             host_access.insert(h.clone(), ip);
         }
     }
@@ -479,9 +481,18 @@ fn in_pool(
     ip: IpAddr,
     v4: &Option<Pool>,
     v6: &Option<Pool>,
+    declared: (bool, bool),
 ) {
-    let pool = if ip.is_ipv4() { v4 } else { v6 };
+    let (pool, declared) = if ip.is_ipv4() {
+        (v4, declared.0)
+    } else {
+        (v6, declared.1)
+    };
     let Some(p) = pool else {
+        if declared {
+            // The subnet itself is wrong, and reported already.
+            return;
+        }
         let fam = if ip.is_ipv4() { "subnet" } else { "subnet_v6" };
         is.push(
             path,
@@ -507,8 +518,7 @@ fn endpoint(
     name: &str,
     e: &RawEndpoint,
     hosts: &BTreeMap<String, RawHost>,
-    v4: &Option<Pool>,
-    v6: &Option<Pool>,
+    (v4, v6, declared): (&Option<Pool>, &Option<Pool>, (bool, bool)),
 ) -> Option<(ObjName, EndpointDecl)> {
     let before = is.0.len();
     let obj = is.ok(path, e.host.referenced, ObjName::parse("name", name));
@@ -556,7 +566,7 @@ fn endpoint(
     let ip = addr("ip", &e.ip, false);
     let ip6 = addr("ip6", &e.ip6, true);
     for (a, loc, p) in ip.iter().chain(ip6.iter()) {
-        in_pool(is, p, *loc, *a, v4, v6);
+        in_pool(is, p, *loc, *a, v4, v6, declared);
     }
     let mac = e.mac.as_ref().and_then(|m| {
         let mac = is.ok(
