@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod diagnose;
 pub mod error;
+pub mod fleet;
 pub mod ipam;
 pub mod output;
 pub mod spec;

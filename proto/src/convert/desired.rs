@@ -88,6 +88,58 @@ impl TryFrom<pb::DesiredState> for Desired {
     }
 }
 
+/// The wire form a client sends to `HostService.Plan` / `Apply`: exactly
+/// what [`Desired::try_from`] reads back (no observed-only fields are set).
+impl From<&Desired> for pb::DesiredState {
+    fn from(d: &Desired) -> Self {
+        let strings = |v: &[ipnet::IpNet]| v.iter().map(ToString::to_string).collect();
+        Self {
+            vlans: d
+                .vlans
+                .iter()
+                .map(|v| pb::Vlan {
+                    name: v.name.to_string(),
+                    parent: v.parent.to_string(),
+                    id: u32::from(v.id.get()),
+                    protocol: pb::VlanProtocol::from(v.protocol).into(),
+                    mtu: v.mtu.unwrap_or(0),
+                    ..Default::default()
+                })
+                .collect(),
+            endpoints: d
+                .endpoints
+                .iter()
+                .map(|e| pb::MacvlanEndpoint {
+                    network: e.network.to_string(),
+                    name: e.name.to_string(),
+                    parent: e.parent.to_string(),
+                    mode: pb::MacvlanMode::from(e.mode).into(),
+                    netns: Some(super::lifecycle::netns_to_pb(&e.netns)),
+                    ifname: e.ifname.to_string(),
+                    addresses: strings(&e.addresses),
+                    gateway: e.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                    mac: e.mac.map(|m| m.to_string()).unwrap_or_default(),
+                    mtu: e.mtu.unwrap_or(0),
+                    source_macs: e.source_macs.iter().map(ToString::to_string).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            host_access: d
+                .host_access
+                .iter()
+                .map(|h| pb::HostAccess {
+                    network: h.network.to_string(),
+                    parent: h.parent.to_string(),
+                    name: h.name.to_string(),
+                    addresses: strings(&h.addresses),
+                    routes: strings(&h.routes),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

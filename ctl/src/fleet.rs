@@ -1,0 +1,199 @@
+//! From a fleet spec to what each host should have: addresses assigned by
+//! the fleet IPAM, VLAN sub-interfaces on each host's own parent NIC,
+//! endpoints and host-access shims. The result is what `HostService.Plan`
+//! and `Apply` take, one [`Desired`] per host.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ipnet::IpNet;
+use linkherd_proto::{
+    convert::Desired,
+    model::{
+        EndpointSpec, HostAccessSpec, IfName, NetnsRef, ValidationError, VlanProtocol, VlanSpec,
+        default_shim_name, default_vlan_name,
+    },
+};
+
+use crate::{
+    ipam::{self, IpamError, Pool, Want},
+    spec::{FleetSpec, NetworkSpec},
+};
+
+/// The interface name endpoints get inside their namespace.
+pub const ENDPOINT_IFNAME: &str = "eth0";
+
+/// What the fleet has now, as far as addresses go (read from the agents:
+/// they are the truth, there is no database).
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Addresses the spec's endpoints have now, by network and endpoint.
+    pub endpoints: BTreeMap<(String, String), Vec<IpAddr>>,
+    /// Addresses in use by anything else, with a description of the user
+    /// (`no2/mac_net10/old` or `no1 lh-mac_net10`).
+    pub others: BTreeMap<IpAddr, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("networks.{network}: {source}")]
+    Ipam { network: String, source: IpamError },
+    #[error("networks.{network} on {host}: {source}")]
+    Name {
+        network: String,
+        host: String,
+        source: Box<ValidationError>,
+    },
+    #[error(transparent)]
+    Model(Box<ValidationError>),
+}
+
+/// The desired state of every host the spec uses, in host order.
+pub fn desired(spec: &FleetSpec, seen: &Observed) -> Result<BTreeMap<String, Desired>, FleetError> {
+    let mut out: BTreeMap<String, Desired> = spec
+        .used_hosts()
+        .into_iter()
+        .map(|h| (h.to_owned(), Desired::default()))
+        .collect();
+    let ifname =
+        IfName::parse("ifname", ENDPOINT_IFNAME).map_err(|e| FleetError::Model(Box::new(e)))?;
+    for net in spec.networks.values() {
+        let addrs = addresses(net, seen)?;
+        for (host, parent) in &net.parents {
+            let d = out.entry(host.clone()).or_default();
+            let link = match net.vlan {
+                Some(id) => {
+                    let name =
+                        default_vlan_name(parent, id).map_err(|source| FleetError::Name {
+                            network: net.name.to_string(),
+                            host: host.clone(),
+                            source: Box::new(source),
+                        })?;
+                    d.vlans.push(VlanSpec {
+                        parent: parent.clone(),
+                        id,
+                        protocol: VlanProtocol::Ieee8021Q,
+                        name: name.clone(),
+                        mtu: None,
+                    });
+                    name
+                }
+                None => parent.clone(),
+            };
+            endpoints_on(net, host, (&link, &ifname), &addrs, d);
+        }
+    }
+    Ok(out)
+}
+
+/// Every endpoint's addresses (v4 then v6), by endpoint name.
+fn addresses(
+    net: &NetworkSpec,
+    seen: &Observed,
+) -> Result<BTreeMap<String, Vec<IpNet>>, FleetError> {
+    let mut out: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+    let pools = [
+        (&net.v4, IpAddr::is_ipv4 as fn(&IpAddr) -> bool),
+        (&net.v6, IpAddr::is_ipv6),
+    ];
+    for (pool, family) in pools {
+        let Some(pool) = pool else { continue };
+        let wants: Vec<Want> = net
+            .endpoints
+            .iter()
+            .map(|(name, e)| Want {
+                key: name.to_string(),
+                fixed: [e.ip, e.ip6].into_iter().flatten().find(family),
+            })
+            .collect();
+        let current: BTreeMap<String, IpAddr> = net
+            .endpoints
+            .keys()
+            .filter_map(|name| {
+                let have = seen
+                    .endpoints
+                    .get(&(net.name.to_string(), name.to_string()))?;
+                Some((name.to_string(), *have.iter().find(|a| family(a))?))
+            })
+            .collect();
+        let taken = taken_by_others(net, pool, seen);
+        let got =
+            ipam::allocate(pool, &wants, &current, &taken).map_err(|source| FleetError::Ipam {
+                network: net.name.to_string(),
+                source,
+            })?;
+        let prefix = pool.subnet.prefix_len();
+        for (name, addr) in got {
+            // The prefix is valid for the family by construction of the pool.
+            if let Ok(n) = IpNet::new(addr, prefix) {
+                out.entry(name).or_default().push(n);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Addresses in the pool's subnet that are not this network's endpoints':
+/// other users, and host-access shims.
+fn taken_by_others(net: &NetworkSpec, pool: &Pool, seen: &Observed) -> BTreeMap<IpAddr, String> {
+    let mut taken: BTreeMap<IpAddr, String> = seen
+        .others
+        .iter()
+        .filter(|(a, _)| pool.subnet.contains(*a))
+        .map(|(a, who)| (*a, who.clone()))
+        .collect();
+    for (host, a) in &net.host_access {
+        taken.insert(*a, format!("{host} host access"));
+    }
+    taken
+}
+
+fn endpoints_on(
+    net: &NetworkSpec,
+    host: &str,
+    (link, ifname): (&IfName, &IfName),
+    addrs: &BTreeMap<String, Vec<IpNet>>,
+    d: &mut Desired,
+) {
+    let gateway = net
+        .v4
+        .as_ref()
+        .and_then(|p| p.gateway)
+        .or(net.v6.as_ref().and_then(|p| p.gateway));
+    let mut local = Vec::new();
+    for (name, e) in net.endpoints.iter().filter(|(_, e)| e.host == host) {
+        let addresses = addrs.get(name.as_str()).cloned().unwrap_or_default();
+        local.extend(addresses.iter().map(|a| host_route(a.addr())));
+        d.endpoints.push(EndpointSpec {
+            network: net.name.clone(),
+            name: name.clone(),
+            parent: link.clone(),
+            mode: net.mode,
+            create_netns: matches!(e.netns, NetnsRef::Named(_)),
+            netns: e.netns.clone(),
+            ifname: ifname.clone(),
+            addresses,
+            gateway,
+            mac: e.mac,
+            mtu: net.mtu,
+            source_macs: Vec::new(),
+        });
+    }
+    if let Some(a) = net.host_access.get(host) {
+        d.host_access.push(HostAccessSpec {
+            network: net.name.clone(),
+            parent: link.clone(),
+            name: default_shim_name(&net.name),
+            addresses: vec![host_route(*a)],
+            // The shim reaches this host's own endpoints; the others are
+            // reached through the parent as usual.
+            routes: local,
+        });
+    }
+}
+
+fn host_route(a: IpAddr) -> IpNet {
+    IpNet::from(a)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+use std::path::PathBuf;
+
+use super::*;
+
+fn spec(text: &str) -> FleetSpec {
+    FleetSpec::parse(text, "t.yaml").expect("valid spec")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn names<T>(v: &[T], f: impl Fn(&T) -> String) -> Vec<String> {
+    v.iter().map(f).collect()
+}
+
+const HOSTS: &str = "hosts:\n  no1: {address: https://a:1, parent: ens192}\n  no2: {address: https://b:1, parent: eth0}\n";
+
+#[test]
+fn seed_vlan_puts_each_network_on_each_hosts_own_vlan_parent() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/seed-vlan.yaml");
+    let s = FleetSpec::load(&path).expect("seed-vlan.yaml");
+    let d = desired(&s, &Observed::default()).expect("desired");
+    assert_eq!(d.keys().collect::<Vec<_>>(), ["no1", "no2"]);
+    let no1 = &d["no1"];
+    assert_eq!(
+        names(&no1.vlans, |v| v.name.to_string()),
+        ["ens192.10", "ens192.20"]
+    );
+    assert_eq!(
+        names(&no1.vlans, |v| v.parent.to_string()),
+        ["ens192", "ens192"]
+    );
+    let b1 = &no1.endpoints[0];
+    assert_eq!(
+        (b1.name.as_str(), b1.parent.as_str(), b1.ifname.as_str()),
+        ("b1", "ens192.10", "eth0")
+    );
+    assert_eq!(
+        b1.addresses,
+        ["172.16.10.10/24".parse::<IpNet>().expect("net")]
+    );
+    assert_eq!(b1.gateway, Some(ip("172.16.10.1")));
+    assert_eq!(b1.netns, NetnsRef::Named("b1".into()));
+    assert!(b1.create_netns);
+    let no2 = &d["no2"];
+    assert_eq!(
+        names(&no2.vlans, |v| v.name.to_string()),
+        ["eth0.10", "eth0.20"]
+    );
+    assert_eq!(
+        names(&no2.endpoints, |e| format!(
+            "{} {} {:?}",
+            e.name, e.parent, e.addresses
+        )),
+        [
+            "b3 eth0.10 [172.16.10.11/24]",
+            "b4 eth0.20 [172.16.20.11/24]"
+        ]
+    );
+    assert!(no1.host_access.is_empty() && no2.host_access.is_empty());
+}
+
+#[test]
+fn new_endpoints_get_the_lowest_free_address_and_old_ones_keep_theirs() {
+    let s = spec(&format!(
+        "{HOSTS}networks:\n  n:\n    subnet: 10.0.0.0/24\n    gateway: 10.0.0.1\n    reserved: [10.0.0.2]\n    \
+         host_access: {{no1: 10.0.0.3}}\n    endpoints:\n      a: {{host: no1}}\n      b: {{host: no2}}\n      \
+         c: {{host: no1, ip: 10.0.0.4}}\n      d: {{host: no2}}\n"
+    ));
+    let mut seen = Observed::default();
+    // d already has .9 from a previous apply; .5 is used by something else.
+    seen.endpoints
+        .insert(("n".into(), "d".into()), vec![ip("10.0.0.9")]);
+    seen.others.insert(ip("10.0.0.5"), "no2/other/x".into());
+    let got = desired(&s, &seen).expect("desired");
+    let all: BTreeMap<String, String> = got
+        .values()
+        .flat_map(|d| d.endpoints.iter())
+        .map(|e| (e.name.to_string(), e.addresses[0].to_string()))
+        .collect();
+    let want: BTreeMap<String, String> = [
+        ("a", "10.0.0.6/24"),
+        ("b", "10.0.0.7/24"),
+        ("c", "10.0.0.4/24"),
+        ("d", "10.0.0.9/24"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(all, want);
+    // The shim on no1 gets its /32 and routes to no1's own endpoints only.
+    let shim = &got["no1"].host_access[0];
+    assert_eq!(shim.name.as_str(), "lh-n");
+    assert_eq!(shim.parent.as_str(), "ens192");
+    assert_eq!(
+        shim.addresses,
+        ["10.0.0.3/32".parse::<IpNet>().expect("net")]
+    );
+    assert_eq!(
+        names(&shim.routes, ToString::to_string),
+        ["10.0.0.6/32", "10.0.0.4/32"]
+    );
+}
+
+#[test]
+fn a_fixed_address_in_use_elsewhere_names_both_users() {
+    let s = spec(&format!(
+        "{HOSTS}networks:\n  n:\n    subnet: 10.0.0.0/24\n    endpoints:\n      a: {{host: no1, ip: 10.0.0.5}}\n"
+    ));
+    let mut seen = Observed::default();
+    seen.others.insert(ip("10.0.0.5"), "no2/other/x".into());
+    let e = desired(&s, &seen).expect_err("collision");
+    assert_eq!(
+        e.to_string(),
+        "networks.n: 10.0.0.5 is wanted by both no2/other/x and a"
+    );
+}
+
+#[test]
+fn an_exhausted_range_is_an_error_naming_the_network() {
+    let s = spec(&format!(
+        "{HOSTS}networks:\n  n:\n    subnet: 10.0.0.0/24\n    ip_range: 10.0.0.8/31\n    endpoints:\n      \
+         a: {{host: no1}}\n      b: {{host: no1}}\n      c: {{host: no2}}\n"
+    ));
+    let e = desired(&s, &Observed::default()).expect_err("exhausted");
+    assert!(
+        e.to_string()
+            .starts_with("networks.n: no free address left in 10.0.0.8/31 for c"),
+        "{e}"
+    );
+}
+
+#[test]
+fn dual_stack_endpoints_get_one_address_of_each_family() {
+    let s = spec(&format!(
+        "{HOSTS}networks:\n  n:\n    subnet: 10.0.0.0/24\n    gateway: 10.0.0.1\n    subnet_v6: fd00:1::/64\n    \
+         endpoints:\n      a: {{host: no1, ip6: 'fd00:1::a'}}\n      b: {{host: no2}}\n"
+    ));
+    let d = desired(&s, &Observed::default()).expect("desired");
+    let a = &d["no1"].endpoints[0];
+    assert_eq!(
+        names(&a.addresses, ToString::to_string),
+        ["10.0.0.2/24", "fd00:1::a/64"]
+    );
+    let b = &d["no2"].endpoints[0];
+    assert_eq!(
+        names(&b.addresses, ToString::to_string),
+        ["10.0.0.3/24", "fd00:1::1/64"]
+    );
+}
+
+#[test]
+fn a_vlan_name_too_long_for_the_parent_is_an_error() {
+    let s = spec(
+        "hosts:\n  no1: {address: https://a:1, parent: enp129s0f1np1}\nnetworks:\n  n:\n    vlan: 1000\n    \
+         subnet: 10.0.0.0/24\n    endpoints:\n      a: {host: no1}\n",
+    );
+    let e = desired(&s, &Observed::default()).expect_err("too long");
+    assert!(
+        e.to_string().starts_with("networks.n on no1: invalid"),
+        "{e}"
+    );
+}
+
+/// What the fleet computes is what an agent accepts: the wire form reads
+/// back, through the agent's own validation, to the same desired state.
+#[test]
+fn every_hosts_desired_state_survives_the_agents_validation() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/seed-vlan.yaml");
+    let seed = FleetSpec::load(&path).expect("seed-vlan.yaml");
+    let shim = spec(&format!(
+        "{HOSTS}networks:\n  n:\n    subnet: 10.0.0.0/24\n    gateway: 10.0.0.1\n    subnet_v6: fd00:1::/64\n    \
+         mtu: 1400\n    host_access: {{no1: 10.0.0.3}}\n    endpoints:\n      a: {{host: no1, mac: '02:00:00:00:00:0a'}}\n      \
+         b: {{host: no2, pid: 1}}\n"
+    ));
+    for s in [seed, shim] {
+        for (host, d) in desired(&s, &Observed::default()).expect("desired") {
+            let wire = linkherd_proto::pb::DesiredState::from(&d);
+            let back = Desired::try_from(wire).unwrap_or_else(|e| panic!("{host}: {e}"));
+            assert_eq!(back, d, "{host}");
+        }
+    }
+}
