@@ -21,6 +21,10 @@ pub enum CtlError {
     Output(String),
     #[error(transparent)]
     Spec(Box<crate::spec::SpecError>),
+    #[error(transparent)]
+    Fleet(Box<crate::fleet::FleetError>),
+    #[error("cannot reach {}; nothing was changed", .0.join("; "))]
+    Unreachable(Vec<String>),
     #[error("the agent sent an empty response")]
     EmptyResponse,
 }

@@ -3,6 +3,10 @@
 //! endpoints and host-access shims. The result is what `HostService.Plan`
 //! and `Apply` take, one [`Desired`] per host.
 
+mod observe;
+
+pub use observe::observed;
+
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
@@ -49,10 +53,12 @@ pub enum FleetError {
 
 /// The desired state of every host the spec uses, in host order.
 pub fn desired(spec: &FleetSpec, seen: &Observed) -> Result<BTreeMap<String, Desired>, FleetError> {
+    // Every host of the spec, even one without networks: its owned state
+    // is what the spec says, so endpoints removed from the spec go away.
     let mut out: BTreeMap<String, Desired> = spec
-        .used_hosts()
-        .into_iter()
-        .map(|h| (h.to_owned(), Desired::default()))
+        .hosts
+        .keys()
+        .map(|h| (h.clone(), Desired::default()))
         .collect();
     let ifname =
         IfName::parse("ifname", ENDPOINT_IFNAME).map_err(|e| FleetError::Model(Box::new(e)))?;

@@ -201,6 +201,13 @@ pub fn interface_detail(i: &Interface) -> String {
     t.to_string()
 }
 
+/// Colour only for a person at a terminal who has not asked for none
+/// (<https://no-color.org>).
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ mod certs;
 mod host;
 mod iface;
 mod macvlan;
+mod plan;
 mod probe;
 mod promisc;
 mod spec;
@@ -93,6 +94,13 @@ pub enum Command {
     /// Certificates: create a fleet CA, issue agent and client certificates.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// What applying a fleet spec would change on every host (exit 2 when
+    /// there are changes, 0 when none); changes nothing.
+    Plan {
+        /// The fleet spec (YAML).
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+    },
     /// Fleet specs: check one offline, print the JSON Schema.
     #[command(subcommand)]
     Spec(spec::SpecCmd),
@@ -187,5 +195,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         Command::Probe(c) => probe::run(&ctx, c).await,
         Command::Certs(c) => certs::run(&ctx, c),
         Command::Spec(c) => spec::run(&ctx, c),
+        Command::Plan { file } => plan::run(&ctx, file).await,
     }
 }

@@ -1,0 +1,51 @@
+//! What the agents report, turned into what the fleet IPAM needs: the
+//! addresses the spec's endpoints have now (kept: sticky), and every other
+//! address in use (never handed out again).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use linkherd_proto::pb;
+
+use super::Observed;
+use crate::spec::FleetSpec;
+
+/// Merges the observed state of every host (`(host, state)`).
+pub fn observed<'a>(
+    spec: &FleetSpec,
+    hosts: impl IntoIterator<Item = (&'a str, &'a pb::DesiredState)>,
+) -> Observed {
+    let mut out = Observed::default();
+    for (host, state) in hosts {
+        for e in &state.endpoints {
+            let addrs: Vec<IpAddr> = e
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse::<IpNet>().ok().map(|n| n.addr()))
+                .collect();
+            let declared = spec.networks.iter().any(|(n, net)| {
+                n.as_str() == e.network
+                    && net
+                        .endpoints
+                        .iter()
+                        .any(|(name, d)| name.as_str() == e.name && d.host == host)
+            });
+            if declared {
+                out.endpoints
+                    .insert((e.network.clone(), e.name.clone()), addrs);
+            } else {
+                for a in addrs {
+                    out.others
+                        .insert(a, format!("{host}/{}/{}", e.network, e.name));
+                }
+            }
+        }
+        for h in &state.host_access {
+            for a in h.addresses.iter().filter_map(|a| a.parse::<IpNet>().ok()) {
+                out.others
+                    .insert(a.addr(), format!("{host} host access {}", h.network));
+            }
+        }
+    }
+    out
+}

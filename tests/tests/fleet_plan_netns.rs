@@ -1,0 +1,247 @@
+//! `linkherdctl plan -f` against two real agents (netns lab, mTLS): the plan
+//! reads every host, allocates addresses around what the fleet already uses,
+//! shows per-host changes and exit status 2 — and changes nothing, checked
+//! with `ip -j` in every host namespace.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use linkherd_tests::{
+    bins,
+    lab::{self, HostSpec, LabState},
+    sh::ip_in,
+};
+
+fn have_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("LINKHERD_REQUIRE_ROOT").as_deref() != Ok("1"),
+        "the fleet plan lab needs root, and LINKHERD_REQUIRE_ROOT=1 forbids skipping"
+    );
+    eprintln!("SKIPPED fleet plan lab: needs root (network namespaces)");
+    false
+}
+
+/// Tears the lab down when the test ends, passed or failed.
+struct LabGuard(PathBuf);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Err(e) = lab::down(&self.0) {
+            eprintln!("lab down failed: {e}");
+        }
+    }
+}
+
+fn ctl(state: &LabState, args: &[&str]) -> Output {
+    Command::new(bins::ctl().expect("linkherdctl built"))
+        .arg("--config")
+        .arg(state.ctl_config())
+        .args(args)
+        .output()
+        .expect("run linkherdctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every link name in a namespace, from `ip -j link`.
+fn links(ns: &str) -> Vec<String> {
+    let out = ip_in(ns, &["-j", "link", "show"]).expect("ip -j link");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mut names: Vec<String> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|l| l["ifname"].as_str().expect("ifname").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every named namespace (`ip -j netns list`): a plan creates none.
+fn namespaces() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-j", "netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut names: Vec<String> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn write_spec(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).expect("write spec");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {
+    if !have_root() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fleet-plan");
+    let state = lab::up(&dir, &HostSpec::seed(), lab::Backend::Netns, true)
+        .await
+        .expect("lab up");
+    let _guard = LabGuard(state.dir.clone());
+    let no1 = state.host("no1").expect("no1").clone();
+    let no2 = state.host("no2").expect("no2").clone();
+    let hosts = format!(
+        "hosts:\n  no1: {{address: \"{}\", parent: ens192}}\n  no2: {{address: \"{}\", parent: eth0}}\n",
+        no1.agent_url, no2.agent_url
+    );
+    let spec = write_spec(
+        &dir,
+        "flat.yaml",
+        &format!(
+            "{hosts}networks:\n  macvlan:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.33\n    \
+             host_access: {{no1: 10.0.100.250}}\n    endpoints:\n      node_1: {{host: no1, ip: 10.0.100.100}}\n      \
+             node_2: {{host: no2}}\n"
+        ),
+    );
+
+    // Something else on no2 already uses 10.0.100.1.
+    let out = ctl(
+        &state,
+        &[
+            "--host",
+            "no2",
+            "macvlan",
+            "create",
+            "--network",
+            "other",
+            "--name",
+            "x",
+            "--parent",
+            "eth0",
+            "--mode",
+            "bridge",
+            "--netns",
+            "x",
+            "--create-netns",
+            "--ip",
+            "10.0.100.1/24",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let before = (links(&no1.netns), links(&no2.netns), namespaces());
+    let out = ctl(&state, &["plan", "-f", &spec]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let want = format!(
+        "no1 ({}):\n  \
+         + endpoint    macvlan/node_1           eth0 in netns node_1 on ens192 (bridge), 10.0.100.100/24\n  \
+         + host-access macvlan                  lh-macvlan on ens192 -> 10.0.100.100/32\n\
+         no2 ({}):\n  \
+         + endpoint    macvlan/node_2           eth0 in netns node_2 on eth0 (bridge), 10.0.100.2/24\n\
+         Plan: 3 to create, 0 to change, 0 to delete.\n",
+        no1.agent_url, no2.agent_url
+    );
+    assert_eq!(shown, want);
+    // A plan changes nothing.
+    assert_eq!((links(&no1.netns), links(&no2.netns), namespaces()), before);
+
+    // What the hosts already have is kept: node_1 made by hand as the spec
+    // says is no longer a change, and its address stays.
+    let out = ctl(
+        &state,
+        &[
+            "--host",
+            "no1",
+            "macvlan",
+            "create",
+            "--network",
+            "macvlan",
+            "--name",
+            "node_1",
+            "--parent",
+            "ens192",
+            "--mode",
+            "bridge",
+            "--netns",
+            "node_1",
+            "--create-netns",
+            "--ip",
+            "10.0.100.100/24",
+            "--gateway",
+            "10.0.100.33",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = ctl(&state, &["plan", "-f", &spec, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let objects: Vec<String> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .flat_map(|h| {
+            let host = h["host"].as_str().expect("host").to_owned();
+            h["changes"]
+                .as_array()
+                .expect("changes")
+                .iter()
+                .map(move |c| {
+                    format!("{host} {} {} {}", c["action"], c["kind"], c["object"]).replace('"', "")
+                })
+        })
+        .collect();
+    assert_eq!(
+        objects,
+        [
+            "no1 create host-access macvlan",
+            "no2 create endpoint macvlan/node_2"
+        ]
+    );
+
+    // A fixed address that something else in the fleet uses is refused,
+    // naming both users.
+    let clash = write_spec(
+        &dir,
+        "clash.yaml",
+        &format!(
+            "{hosts}networks:\n  macvlan:\n    subnet: 10.0.100.0/24\n    endpoints:\n      \
+             node_3: {{host: no1, ip: 10.0.100.1}}\n"
+        ),
+    );
+    let out = ctl(&state, &["plan", "-f", &clash]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: networks.macvlan: 10.0.100.1 is wanted by both no2/other/x and node_3\n"
+    );
+
+    // A host that does not answer fails the plan before anything, named.
+    let down = write_spec(
+        &dir,
+        "down.yaml",
+        &format!(
+            "{hosts}  no3: {{address: \"https://127.0.0.1:1\", parent: eth0}}\nnetworks:\n  macvlan:\n    \
+             subnet: 10.0.100.0/24\n    endpoints:\n      node_1: {{host: no1, ip: 10.0.100.100}}\n"
+        ),
+    );
+    let out = ctl(&state, &["plan", "-f", &down]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: cannot reach no3 (https://127.0.0.1:1): "),
+        "{err}"
+    );
+    assert!(err.trim_end().ends_with("; nothing was changed"), "{err}");
+}
