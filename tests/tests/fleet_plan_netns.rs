@@ -210,6 +210,46 @@ async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {
         ]
     );
 
+    // `get endpoints` reports what the hosts have, as the kernel has it.
+    let out = ctl(&state, &["get", "endpoints", "-f", &spec, "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let node1 = &rows[0];
+    assert_eq!(
+        (
+            &node1["endpoint"],
+            &node1["host"],
+            &node1["present"],
+            &node1["parent"]
+        ),
+        (
+            &serde_json::json!("node_1"),
+            &serde_json::json!("no1"),
+            &serde_json::json!(true),
+            &serde_json::json!("ens192")
+        )
+    );
+    assert_eq!(node1["addresses"], serde_json::json!(["10.0.100.100/24"]));
+    let kernel = ip_in(
+        &format!("{}-node_1", no1.netns),
+        &["-j", "link", "show", "eth0"],
+    )
+    .expect("ip -j link in node_1");
+    let kernel: serde_json::Value = serde_json::from_str(&kernel).expect("json");
+    assert_eq!(node1["mac"], kernel[0]["address"]);
+    let node2 = &rows[1];
+    assert_eq!(
+        (&node2["endpoint"], &node2["present"], &node2["addresses"]),
+        (
+            &serde_json::json!("node_2"),
+            &serde_json::json!(false),
+            &serde_json::json!([])
+        )
+    );
+    let table = text(&ctl(&state, &["get", "endpoints", "-f", &spec]).stdout);
+    assert!(table.contains("node_2"), "{table}");
+    assert!(table.contains("(missing)"), "{table}");
+
     // A fixed address that something else in the fleet uses is refused,
     // naming both users.
     let clash = write_spec(

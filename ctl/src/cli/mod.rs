@@ -2,6 +2,7 @@
 //! group.
 
 mod certs;
+mod get;
 mod host;
 mod iface;
 mod macvlan;
@@ -101,6 +102,9 @@ pub enum Command {
         #[arg(short = 'f', long)]
         file: PathBuf,
     },
+    /// Read a fleet spec's objects from the hosts.
+    #[command(subcommand)]
+    Get(get::GetCmd),
     /// Fleet specs: check one offline, print the JSON Schema.
     #[command(subcommand)]
     Spec(spec::SpecCmd),
@@ -196,5 +200,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         Command::Certs(c) => certs::run(&ctx, c),
         Command::Spec(c) => spec::run(&ctx, c),
         Command::Plan { file } => plan::run(&ctx, file).await,
+        Command::Get(c) => get::run(&ctx, c).await,
     }
 }
