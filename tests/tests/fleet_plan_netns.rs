@@ -210,6 +210,36 @@ async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {
         ]
     );
 
+    // `status` tells the same as drift.
+    let out = ctl(&state, &["status", "-f", &spec]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "no1: 1 difference(s) from the spec\n  \
+         missing  host-access macvlan                  lh-macvlan on ens192 -> 10.0.100.100/32\n\
+         no2: 1 difference(s) from the spec\n  \
+         missing  endpoint    macvlan/node_2           eth0 in netns node_2 on eth0 (bridge), 10.0.100.2/24\n"
+    );
+    // A spec the fleet matches is in sync (other networks are not its business).
+    let synced = write_spec(
+        &dir,
+        "synced.yaml",
+        &format!(
+            "{hosts}networks:\n  macvlan:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.33\n    \
+             endpoints:\n      node_1: {{host: no1, ip: 10.0.100.100}}\n"
+        ),
+    );
+    let out = ctl(&state, &["status", "-f", &synced]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "no1: in sync\nno2: in sync\n");
+    let out = ctl(&state, &["plan", "-f", &synced]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).ends_with("No changes: the fleet matches the spec.\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
     // `get endpoints` reports what the hosts have, as the kernel has it.
     let out = ctl(&state, &["get", "endpoints", "-f", &spec, "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -102,6 +102,13 @@ pub enum Command {
         #[arg(short = 'f', long)]
         file: PathBuf,
     },
+    /// How every host differs from a fleet spec (drift); exit 2 when one
+    /// does, 0 when all are in sync.
+    Status {
+        /// The fleet spec (YAML).
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+    },
     /// Read a fleet spec's objects from the hosts.
     #[command(subcommand)]
     Get(get::GetCmd),
@@ -201,5 +208,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         Command::Spec(c) => spec::run(&ctx, c),
         Command::Plan { file } => plan::run(&ctx, file).await,
         Command::Get(c) => get::run(&ctx, c).await,
+        Command::Status { file } => plan::status(&ctx, file).await,
     }
 }

@@ -115,8 +115,9 @@ fn action(a: i32) -> &'static str {
     }
 }
 
-pub async fn run(ctx: &Ctx, file: PathBuf) -> Result<ExitCode, CtlError> {
-    let spec = FleetSpec::load(&file).map_err(|e| CtlError::Spec(Box::new(e)))?;
+/// Each host's plan for the spec: read the fleet, allocate, ask each agent.
+async fn host_plans(ctx: &Ctx, file: &std::path::Path) -> Result<Vec<HostPlan>, CtlError> {
+    let spec = FleetSpec::load(file).map_err(|e| CtlError::Spec(Box::new(e)))?;
     let states = read_fleet(ctx, &spec).await?;
     let desired = desired_states(&spec, &states)?;
     let spec = &spec;
@@ -152,17 +153,56 @@ pub async fn run(ctx: &Ctx, file: PathBuf) -> Result<ExitCode, CtlError> {
             })
         }
     });
-    let plans: Vec<HostPlan> = join_all(plans)
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-    let changed = plans.iter().any(|p| !p.changes.is_empty());
+    join_all(plans).await.into_iter().collect()
+}
+
+/// `plan -f`: exit 2 when there are changes.
+pub async fn run(ctx: &Ctx, file: PathBuf) -> Result<ExitCode, CtlError> {
+    let plans = host_plans(ctx, &file).await?;
     output::print(ctx.format, &plans, |p| render(p, output::colour()))?;
-    Ok(if changed {
+    Ok(exit(&plans))
+}
+
+/// `status -f`: the same comparison, told as drift of the fleet from the
+/// spec; exit 2 when a host has drifted.
+pub async fn status(ctx: &Ctx, file: PathBuf) -> Result<ExitCode, CtlError> {
+    let plans = host_plans(ctx, &file).await?;
+    output::print(ctx.format, &plans, |p| render_drift(p))?;
+    Ok(exit(&plans))
+}
+
+fn exit(plans: &[HostPlan]) -> ExitCode {
+    if plans.iter().any(|p| !p.changes.is_empty()) {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    })
+    }
+}
+
+/// Per host: in sync, or what is missing, differs, or is extra.
+fn render_drift(plans: &[HostPlan]) -> String {
+    let mut out = Vec::new();
+    for p in plans {
+        if p.changes.is_empty() {
+            out.push(format!("{}: in sync", p.host));
+            continue;
+        }
+        out.push(format!(
+            "{}: {} difference(s) from the spec",
+            p.host,
+            p.changes.len()
+        ));
+        for c in &p.changes {
+            let what = match c.action {
+                "create" => "missing",
+                "delete" => "extra",
+                _ => "differs",
+            };
+            let line = format!("  {what:<8} {:<11} {:<24} {}", c.kind, c.object, c.detail);
+            out.push(line.trim_end().to_owned());
+        }
+    }
+    out.join("\n")
 }
 
 /// Terraform-like: `+` create, `~` update, `-` delete, per host, then a
@@ -221,6 +261,35 @@ mod tests {
             object: object.into(),
             detail: String::new(),
         }
+    }
+
+    #[test]
+    fn drift_names_missing_differing_and_extra_objects() {
+        let plans = [
+            HostPlan {
+                host: "no1".into(),
+                agent: "https://a:1".into(),
+                generation: 1,
+                changes: vec![
+                    change("create", "endpoint", "n/b5"),
+                    change("update", "endpoint", "n/b1"),
+                    change("delete", "endpoint", "n/b2"),
+                ],
+            },
+            HostPlan {
+                host: "no2".into(),
+                agent: "https://b:1".into(),
+                generation: 1,
+                changes: vec![],
+            },
+        ];
+        assert_eq!(
+            render_drift(&plans),
+            "no1: 3 difference(s) from the spec\n  missing  endpoint    n/b5\n  \
+             differs  endpoint    n/b1\n  extra    endpoint    n/b2\nno2: in sync"
+        );
+        assert_eq!(exit(&plans), ExitCode::from(2));
+        assert_eq!(exit(&plans[1..]), ExitCode::SUCCESS);
     }
 
     #[test]
