@@ -10,32 +10,10 @@ use std::{
 
 use linkherd_tests::{
     bins,
+    guard::{LabGuard, have_root},
     lab::{self, HostSpec, LabState},
     sh::ip_in,
 };
-
-fn have_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("LINKHERD_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "the fleet plan lab needs root, and LINKHERD_REQUIRE_ROOT=1 forbids skipping"
-    );
-    eprintln!("SKIPPED fleet plan lab: needs root (network namespaces)");
-    false
-}
-
-/// Tears the lab down when the test ends, passed or failed.
-struct LabGuard(PathBuf);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if let Err(e) = lab::down(&self.0) {
-            eprintln!("lab down failed: {e}");
-        }
-    }
-}
 
 fn ctl(state: &LabState, args: &[&str]) -> Output {
     Command::new(bins::ctl().expect("linkherdctl built"))
@@ -91,7 +69,7 @@ fn write_spec(dir: &Path, name: &str, body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {
-    if !have_root() {
+    if !have_root("the fleet plan lab") {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fleet-plan");

@@ -12,32 +12,10 @@ use tokio::io::AsyncBufReadExt;
 
 use linkherd_tests::{
     bins,
+    guard::{LabGuard, have_root},
     lab::{self, HostSpec, LabState},
     sh::ip_in,
 };
-
-fn have_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("LINKHERD_REQUIRE_ROOT").as_deref() != Ok("1"),
-        "the seed lab needs root, and LINKHERD_REQUIRE_ROOT=1 forbids skipping"
-    );
-    eprintln!("SKIPPED seed lab: needs root (network namespaces)");
-    false
-}
-
-/// Tears the lab down when the test ends, passed or failed.
-struct LabGuard(PathBuf);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if let Err(e) = lab::down(&self.0) {
-            eprintln!("lab down failed: {e}");
-        }
-    }
-}
 
 struct Ctl<'a> {
     state: &'a LabState,
@@ -100,7 +78,7 @@ fn p(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_hosts_over_mtls() {
-    if !have_root() {
+    if !have_root("the seed lab") {
         return;
     }
     // A fixed directory: a lab left behind by a crashed run is replaced.
@@ -533,7 +511,7 @@ async fn seed_hosts_over_mtls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_labs_in_different_directories_do_not_collide() {
-    if !have_root() {
+    if !have_root("the seed lab") {
         return;
     }
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

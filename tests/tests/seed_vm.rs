@@ -13,18 +13,9 @@ use std::{
 
 use linkherd_tests::{
     bins,
+    guard::LabGuard,
     lab::{self, HostSpec, LabState, vm::hub},
 };
-
-struct LabGuard(PathBuf);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        if let Err(e) = lab::down(&self.0) {
-            eprintln!("lab down failed: {e}");
-        }
-    }
-}
 
 fn ctl(state: &LabState, host: &str, args: &[&str]) -> Output {
     Command::new(bins::ctl().expect("linkherdctl built"))

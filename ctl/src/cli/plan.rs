@@ -263,9 +263,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn drift_names_missing_differing_and_extra_objects() {
-        let plans = [
+    /// no1 with one change of each kind, no2 with none.
+    fn fixture() -> [HostPlan; 2] {
+        [
             HostPlan {
                 host: "no1".into(),
                 agent: "https://a:1".into(),
@@ -282,7 +282,12 @@ mod tests {
                 generation: 1,
                 changes: vec![],
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn drift_names_missing_differing_and_extra_objects() {
+        let plans = fixture();
         assert_eq!(
             render_drift(&plans),
             "no1: 3 difference(s) from the spec\n  missing  endpoint    n/b5\n  \
@@ -294,33 +299,16 @@ mod tests {
 
     #[test]
     fn render_marks_each_action_and_counts_them() {
-        let plans = [
-            HostPlan {
-                host: "no1".into(),
-                agent: "https://a:1".into(),
-                generation: 1,
-                changes: vec![
-                    change("create", "vlan", "ens192.10"),
-                    change("update", "endpoint", "n/b1"),
-                    change("delete", "endpoint", "n/b2"),
-                ],
-            },
-            HostPlan {
-                host: "no2".into(),
-                agent: "https://b:1".into(),
-                generation: 1,
-                changes: vec![],
-            },
-        ];
+        let plans = fixture();
         let plain = render(&plans, false);
         assert_eq!(
             plain,
-            "no1 (https://a:1):\n  + vlan        ens192.10\n  ~ endpoint    n/b1\n  - endpoint    n/b2\n\
+            "no1 (https://a:1):\n  + endpoint    n/b5\n  ~ endpoint    n/b1\n  - endpoint    n/b2\n\
              no2 (https://b:1): no changes\nPlan: 1 to create, 1 to change, 1 to delete."
         );
         let coloured = render(&plans, true);
         assert!(
-            coloured.contains("\x1b[32m  + vlan        ens192.10\x1b[0m"),
+            coloured.contains("\x1b[32m  + endpoint    n/b5\x1b[0m"),
             "{coloured}"
         );
         assert!(
