@@ -168,7 +168,7 @@ fn endpoints_on(
     let mut local = Vec::new();
     for (name, e) in net.endpoints.iter().filter(|(_, e)| e.host == host) {
         let addresses = addrs.get(name.as_str()).cloned().unwrap_or_default();
-        local.extend(addresses.iter().map(|a| host_route(a.addr())));
+        local.extend(addresses.iter().map(|a| IpNet::from(a.addr())));
         d.endpoints.push(EndpointSpec {
             network: net.name.clone(),
             name: name.clone(),
@@ -189,16 +189,12 @@ fn endpoints_on(
             network: net.name.clone(),
             parent: link.clone(),
             name: default_shim_name(&net.name),
-            addresses: vec![host_route(*a)],
+            addresses: vec![IpNet::from(*a)],
             // The shim reaches this host's own endpoints; the others are
             // reached through the parent as usual.
             routes: local,
         });
     }
-}
-
-fn host_route(a: IpAddr) -> IpNet {
-    IpNet::from(a)
 }
 
 #[cfg(test)]

@@ -48,27 +48,15 @@ pub async fn run(ctx: &Ctx, cmd: GetCmd) -> Result<ExitCode, CtlError> {
                         .iter()
                         .find(|e| e.network == net_name.as_str() && e.name == name.as_str())
                 });
-            rows.push(match have {
-                Some(e) => Row {
-                    network: net_name.to_string(),
-                    endpoint: name.to_string(),
-                    host: decl.host.clone(),
-                    present: true,
-                    addresses: e.addresses.clone(),
-                    mac: e.mac.clone(),
-                    parent: e.parent.clone(),
-                    netns: decl.netns.to_string(),
-                },
-                None => Row {
-                    network: net_name.to_string(),
-                    endpoint: name.to_string(),
-                    host: decl.host.clone(),
-                    present: false,
-                    addresses: Vec::new(),
-                    mac: String::new(),
-                    parent: String::new(),
-                    netns: decl.netns.to_string(),
-                },
+            rows.push(Row {
+                network: net_name.to_string(),
+                endpoint: name.to_string(),
+                host: decl.host.clone(),
+                present: have.is_some(),
+                addresses: have.map(|e| e.addresses.clone()).unwrap_or_default(),
+                mac: have.map(|e| e.mac.clone()).unwrap_or_default(),
+                parent: have.map(|e| e.parent.clone()).unwrap_or_default(),
+                netns: decl.netns.to_string(),
             });
         }
     }

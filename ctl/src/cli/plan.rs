@@ -40,12 +40,9 @@ struct Change {
 }
 
 /// How the agent of `name` at `url` is reached: the global flags, else the
-/// config file's entry for that host name, else the config defaults.
-fn target_for(sel: &Selection, name: &str, url: &str) -> Result<Target, CtlError> {
-    let listed = match &sel.config {
-        Some(path) => CtlConfig::load(path)?.hosts.iter().any(|h| h.name == name),
-        None => false,
-    };
+/// config file's entry for that host name (`listed`), else the config
+/// defaults.
+fn target_for(sel: &Selection, listed: bool, name: &str, url: &str) -> Result<Target, CtlError> {
     let s = Selection {
         agent: Some(url.to_owned()),
         host: listed.then(|| name.to_owned()),
@@ -60,9 +57,20 @@ pub(super) async fn read_fleet(
     ctx: &Ctx,
     spec: &FleetSpec,
 ) -> Result<BTreeMap<String, (Channel, pb::GetStateResponse)>, CtlError> {
+    // The config file is read once, not once per host.
+    let cfg = ctx
+        .selection
+        .config
+        .as_deref()
+        .map(CtlConfig::load)
+        .transpose()?;
+    let listed = |name: &str| {
+        cfg.as_ref()
+            .is_some_and(|c| c.hosts.iter().any(|h| h.name == name))
+    };
     let reads = spec.hosts.iter().map(|(name, h)| async move {
         let res = async {
-            let ch = target_for(&ctx.selection, name, &h.address)?
+            let ch = target_for(&ctx.selection, listed(name), name, &h.address)?
                 .connect()
                 .await?;
             let st = HostServiceClient::new(ch.clone())

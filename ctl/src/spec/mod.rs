@@ -7,12 +7,7 @@ mod error;
 mod raw;
 mod validate;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-    path::Path,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::IpAddr, path::Path, time::Duration};
 
 use linkherd_proto::model::{IfName, MacAddr, MacvlanMode, NetnsRef, ObjName, VlanId};
 
@@ -109,14 +104,6 @@ impl FleetSpec {
     /// The JSON Schema of the spec file, for editors and CI linters.
     pub fn json_schema() -> serde_json::Value {
         serde_json::Value::from(schemars::schema_for!(raw::RawSpec))
-    }
-
-    /// Hosts some network uses, in name order.
-    pub fn used_hosts(&self) -> BTreeSet<&str> {
-        self.networks
-            .values()
-            .flat_map(|n| n.parents.keys().map(String::as_str))
-            .collect()
     }
 }
 
