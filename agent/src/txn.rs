@@ -288,18 +288,9 @@ impl Transactions {
                     });
                 }
             }
+            Op::DeleteVlan { name } => self.remove_vlan(name, j).await?,
             Op::ReplaceVlan(spec) => {
-                let old = lc
-                    .list_vlans()
-                    .await?
-                    .into_iter()
-                    .find(|v| v.name == spec.name.as_str());
-                lc.delete_vlan(&spec.name, false).await?;
-                if let Some(old) = old {
-                    j.undo.push(Undo::CreateVlan {
-                        vlan: pb::Vlan::from(old).encode_to_vec(),
-                    });
-                }
+                self.remove_vlan(&spec.name, j).await?;
                 self.save(Some(j)).await;
                 lc.create_vlan(spec, Owner::Vlan).await?;
                 j.undo.push(Undo::DeleteVlan {
@@ -388,6 +379,23 @@ impl Transactions {
         if let Some(old) = old {
             j.undo.push(Undo::CreateHostAccess {
                 host_access: pb::HostAccess::from(old).encode_to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes an owned VLAN, journaling how to re-create it as it was.
+    async fn remove_vlan(&self, name: &IfName, j: &mut Journal) -> Result<(), Error> {
+        let lc = &self.lifecycle;
+        let old = lc
+            .list_vlans()
+            .await?
+            .into_iter()
+            .find(|v| v.name == name.as_str());
+        lc.delete_vlan(name, false).await?;
+        if let Some(old) = old {
+            j.undo.push(Undo::CreateVlan {
+                vlan: pb::Vlan::from(old).encode_to_vec(),
             });
         }
         Ok(())
@@ -554,6 +562,7 @@ pub async fn observed(lc: &Lifecycle) -> Result<pb::DesiredState, Error> {
         vlans,
         endpoints,
         host_access,
+        ..Default::default()
     })
 }
 

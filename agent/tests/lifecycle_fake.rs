@@ -968,7 +968,7 @@ async fn plan_lists_what_would_change_in_apply_order() {
         desired: Some(pb::DesiredState {
             vlans,
             endpoints: eps,
-            host_access: vec![],
+            ..Default::default()
         }),
     };
     let summary = |r: pb::PlanResponse| -> Vec<(i32, String, String)> {

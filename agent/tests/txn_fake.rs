@@ -45,7 +45,8 @@ async fn setup(
     common::RunningAgent,
     HostServiceClient<Channel>,
 ) {
-    let fake = Arc::new(FakeKernel::new());
+    // With 802.1Q, as the fleet's VLAN networks need.
+    let fake = Arc::new(FakeKernel::with_vlan_support());
     fake.add_veth("ens192", "sw").expect("nic");
     let pki = Pki::new();
     let agent = start_agent(fake.clone(), &pki, state_dir).await;
@@ -251,4 +252,114 @@ async fn a_restarted_agent_rolls_back_the_journaled_transaction() {
     assert!(!dir.path().join("txn.json").exists());
     let audit = std::fs::read_to_string(dir.path().join("audit.log")).expect("audit");
     assert!(audit.contains("txn-recover"), "{audit}");
+}
+
+/// A fleet's teardown: a desired state that speaks for a network without
+/// listing any of its endpoints deletes them, and a VLAN it says must be
+/// absent goes after them — only when linkherd made it. Rolling back puts
+/// back the VLAN first, then the endpoint on it.
+#[tokio::test]
+async fn teardown_deletes_endpoints_of_spoken_for_networks_then_absent_vlans() {
+    let (fake, _pki, _agent, mut host) = setup(None).await;
+    let vlan = pb::Vlan {
+        name: "ens192.10".into(),
+        parent: "ens192".into(),
+        id: 10,
+        ..Default::default()
+    };
+    let mut b1 = ep("b1", "172.16.10.10/24");
+    b1.parent = "ens192.10".into();
+    let a = host
+        .apply(pb::ApplyRequest {
+            desired: Some(pb::DesiredState {
+                vlans: vec![vlan],
+                endpoints: vec![b1],
+                ..Default::default()
+            }),
+            expected_generation: 0,
+            confirm_timeout_seconds: 60,
+        })
+        .await
+        .expect("apply")
+        .into_inner();
+    host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
+        .await
+        .expect("confirm");
+    // A VLAN linkherd did not make, named as absent too: left alone.
+    fake.add_veth("ens193", "sw3").expect("nic");
+    let teardown = pb::DesiredState {
+        networks: vec!["mac_net".into()],
+        absent_vlans: vec!["ens192.10".into(), "ens193".into()],
+        ..Default::default()
+    };
+    let plan = host
+        .plan(pb::PlanRequest {
+            desired: Some(teardown.clone()),
+        })
+        .await
+        .expect("plan")
+        .into_inner();
+    let steps: Vec<(i32, &str, &str)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.action, c.object_kind.as_str(), c.object.as_str()))
+        .collect();
+    let delete = pb::ChangeAction::Delete as i32;
+    assert_eq!(
+        steps,
+        [
+            (delete, "endpoint", "mac_net/b1"),
+            (delete, "vlan", "ens192.10")
+        ]
+    );
+    let t = host
+        .apply(pb::ApplyRequest {
+            desired: Some(teardown),
+            expected_generation: plan.generation,
+            confirm_timeout_seconds: 60,
+        })
+        .await
+        .expect("teardown")
+        .into_inner();
+    let vlan_name = IfName::parse("n", "ens192.10").expect("name");
+    assert!(addresses(&fake, "b1").await.is_none(), "b1 still there");
+    assert!(fake.link(&vlan_name).await.is_err(), "VLAN still there");
+    assert!(
+        fake.link(&IfName::parse("n", "ens193").expect("name"))
+            .await
+            .is_ok(),
+        "a link linkherd does not own was deleted"
+    );
+    host.rollback(pb::RollbackRequest { txn_id: t.txn_id })
+        .await
+        .expect("rollback");
+    assert_eq!(
+        addresses(&fake, "b1").await,
+        Some(vec!["172.16.10.10/24".to_owned()])
+    );
+    let back = fake.link(&vlan_name).await.expect("VLAN back");
+    assert_eq!(back.parent.as_deref(), Some("ens192"));
+
+    // A VLAN named both wanted and absent is refused with its path.
+    let err = host
+        .plan(pb::PlanRequest {
+            desired: Some(pb::DesiredState {
+                vlans: vec![pb::Vlan {
+                    name: "ens192.10".into(),
+                    parent: "ens192".into(),
+                    id: 10,
+                    ..Default::default()
+                }],
+                absent_vlans: vec!["ens192.10".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("both");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("desired.absent_vlans[0]"),
+        "{}",
+        err.message()
+    );
 }

@@ -55,11 +55,7 @@ pub enum FleetError {
 pub fn desired(spec: &FleetSpec, seen: &Observed) -> Result<BTreeMap<String, Desired>, FleetError> {
     // Every host of the spec, even one without networks: its owned state
     // is what the spec says, so endpoints removed from the spec go away.
-    let mut out: BTreeMap<String, Desired> = spec
-        .hosts
-        .keys()
-        .map(|h| (h.clone(), Desired::default()))
-        .collect();
+    let mut out = spoken_for(spec);
     let ifname =
         IfName::parse("ifname", ENDPOINT_IFNAME).map_err(|e| FleetError::Model(Box::new(e)))?;
     for net in spec.networks.values() {
@@ -74,18 +70,59 @@ pub fn desired(spec: &FleetSpec, seen: &Observed) -> Result<BTreeMap<String, Des
                             host: host.clone(),
                             source: Box::new(source),
                         })?;
-                    d.vlans.push(VlanSpec {
-                        parent: parent.clone(),
-                        id,
-                        protocol: VlanProtocol::Ieee8021Q,
-                        name: name.clone(),
-                        mtu: None,
-                    });
+                    // Two networks may share a VLAN: it is listed once.
+                    if !d.vlans.iter().any(|v| v.name == name) {
+                        d.vlans.push(VlanSpec {
+                            parent: parent.clone(),
+                            id,
+                            protocol: VlanProtocol::Ieee8021Q,
+                            name: name.clone(),
+                            mtu: None,
+                        });
+                    }
                     name
                 }
                 None => parent.clone(),
             };
             endpoints_on(net, host, (&link, &ifname), &addrs, d);
+        }
+    }
+    Ok(out)
+}
+
+/// Every host of the spec with nothing on it yet, but speaking for every
+/// network of the spec: so an endpoint the spec no longer lists on a host
+/// is deleted even when the network has no other endpoint left there.
+fn spoken_for(spec: &FleetSpec) -> BTreeMap<String, Desired> {
+    spec.hosts
+        .keys()
+        .map(|h| {
+            let d = Desired {
+                networks: spec.networks.keys().cloned().collect(),
+                ..Desired::default()
+            };
+            (h.clone(), d)
+        })
+        .collect()
+}
+
+/// What `destroy` converges every host to: none of the spec's endpoints
+/// or host access, and none of the VLAN sub-interfaces its networks use
+/// (those linkherd made; a VLAN that was there before is left).
+pub fn teardown(spec: &FleetSpec) -> Result<BTreeMap<String, Desired>, FleetError> {
+    let mut out = spoken_for(spec);
+    for net in spec.networks.values() {
+        let Some(id) = net.vlan else { continue };
+        for (host, parent) in &net.parents {
+            let name = default_vlan_name(parent, id).map_err(|source| FleetError::Name {
+                network: net.name.to_string(),
+                host: host.clone(),
+                source: Box::new(source),
+            })?;
+            let d = out.entry(host.clone()).or_default();
+            if !d.absent_vlans.contains(&name) {
+                d.absent_vlans.push(name);
+            }
         }
     }
     Ok(out)

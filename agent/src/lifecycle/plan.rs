@@ -3,7 +3,8 @@
 //! A desired state is authoritative for the networks it names (their
 //! endpoints and host access) and for the VLANs it lists; everything else on
 //! the host is left out of the plan. Steps come in the order an apply would
-//! run them: VLANs, endpoint removals, replacements, creations, host access.
+//! run them: VLANs, endpoint removals, replacements, creations, host access,
+//! and last the removal of VLANs the state says must be absent.
 
 use std::collections::BTreeSet;
 
@@ -42,6 +43,10 @@ pub enum Op {
     CreateVlan(VlanSpec),
     /// Delete the (owned) VLAN of that name, create it anew.
     ReplaceVlan(VlanSpec),
+    /// Delete an owned VLAN (its endpoints are gone by then).
+    DeleteVlan {
+        name: IfName,
+    },
     DeleteEndpoint {
         network: String,
         name: String,
@@ -115,12 +120,7 @@ impl Lifecycle {
             }
         }
 
-        let scope: BTreeSet<&str> = desired
-            .endpoints
-            .iter()
-            .map(|e| e.network.as_str())
-            .chain(desired.host_access.iter().map(|h| h.network.as_str()))
-            .collect();
+        let scope = desired.scope();
         let mut reg = self.registry.lock().await;
         let current = self.discover(&mut reg).await?;
         drop(reg);
@@ -240,6 +240,25 @@ impl Lifecycle {
                         ));
                     }
                 }
+            }
+        }
+        // Last: the VLANs the endpoints above were taken off.
+        for name in &desired.absent_vlans {
+            let Some(l) = links.iter().find(|l| l.name == name.as_str()) else {
+                continue;
+            };
+            let owned = matches!(
+                l.alias.as_deref().and_then(Owner::parse),
+                Some(Owner::Vlan | Owner::AutoVlan { .. })
+            );
+            if owned && matches!(l.details, Some(LinkDetails::Vlan { .. })) {
+                steps.push(change(
+                    Action::Delete,
+                    "vlan",
+                    name.as_str(),
+                    describe(l),
+                    Op::DeleteVlan { name: name.clone() },
+                ));
             }
         }
         Ok(steps)

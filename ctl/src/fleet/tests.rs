@@ -62,6 +62,39 @@ fn seed_vlan_puts_each_network_on_each_hosts_own_vlan_parent() {
 }
 
 #[test]
+fn every_host_speaks_for_every_network_and_teardown_names_the_vlans() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/seed-vlan.yaml");
+    let s = FleetSpec::load(&path).expect("seed-vlan.yaml");
+    // b2 is no1's only mac_net20 endpoint: without it, no1 must still
+    // speak for mac_net20 so that the agent deletes b2.
+    let mut without_b2 = s.clone();
+    for n in without_b2.networks.values_mut() {
+        n.endpoints.retain(|name, _| name.as_str() != "b2");
+    }
+    let d = desired(&without_b2, &Observed::default()).expect("desired");
+    assert_eq!(
+        names(&d["no1"].networks, ToString::to_string),
+        ["mac_net10", "mac_net20"]
+    );
+    assert_eq!(names(&d["no1"].endpoints, |e| e.name.to_string()), ["b1"]);
+    assert!(d["no1"].absent_vlans.is_empty());
+
+    let t = teardown(&s).expect("teardown");
+    for (host, vlans) in [
+        ("no1", ["ens192.10", "ens192.20"]),
+        ("no2", ["eth0.10", "eth0.20"]),
+    ] {
+        let h = &t[host];
+        assert!(h.endpoints.is_empty() && h.vlans.is_empty() && h.host_access.is_empty());
+        assert_eq!(names(&h.absent_vlans, ToString::to_string), vlans);
+        assert_eq!(
+            names(&h.networks, ToString::to_string),
+            ["mac_net10", "mac_net20"]
+        );
+    }
+}
+
+#[test]
 fn new_endpoints_get_the_lowest_free_address_and_old_ones_keep_theirs() {
     let s = spec(&format!(
         "{HOSTS}networks:\n  n:\n    subnet: 10.0.0.0/24\n    gateway: 10.0.0.1\n    reserved: [10.0.0.2]\n    \

@@ -1,7 +1,7 @@
 //! A host's desired state (`HostService.Plan` / `Apply`), validated.
 
 use crate::{
-    model::{EndpointSpec, HostAccessSpec, ValidationError, VlanSpec},
+    model::{EndpointSpec, HostAccessSpec, IfName, ObjName, ValidationError, VlanSpec},
     pb,
 };
 
@@ -11,6 +11,22 @@ pub struct Desired {
     pub vlans: Vec<VlanSpec>,
     pub endpoints: Vec<EndpointSpec>,
     pub host_access: Vec<HostAccessSpec>,
+    /// Networks spoken for even without endpoints or host access here.
+    pub networks: Vec<ObjName>,
+    /// VLANs that must not exist (deleted only if linkherd owns them).
+    pub absent_vlans: Vec<IfName>,
+}
+
+impl Desired {
+    /// Every network this state is authoritative for on the host.
+    pub fn scope(&self) -> std::collections::BTreeSet<&str> {
+        self.endpoints
+            .iter()
+            .map(|e| e.network.as_str())
+            .chain(self.host_access.iter().map(|h| h.network.as_str()))
+            .chain(self.networks.iter().map(ObjName::as_str))
+            .collect()
+    }
 }
 
 /// Re-roots a field path: `endpoint.mac` -> `desired.endpoints[2].mac`.
@@ -84,6 +100,23 @@ impl TryFrom<pb::DesiredState> for Desired {
             .map_err(|err| at(err, "host_access.", f.clone()))?;
             out.host_access.push(spec);
         }
+        for (i, n) in d.networks.iter().enumerate() {
+            out.networks
+                .push(ObjName::parse(&format!("desired.networks[{i}]"), n)?);
+        }
+        for (i, v) in d.absent_vlans.iter().enumerate() {
+            let f = format!("desired.absent_vlans[{i}]");
+            let name = IfName::parse(&f, v)?;
+            if out.vlans.iter().any(|x| x.name == name) {
+                return Err(ValidationError::new(
+                    f,
+                    v,
+                    "is also listed in desired.vlans",
+                    "a VLAN is either wanted or absent: drop one of the two",
+                ));
+            }
+            out.absent_vlans.push(name);
+        }
         Ok(out)
     }
 }
@@ -136,6 +169,8 @@ impl From<&Desired> for pb::DesiredState {
                     ..Default::default()
                 })
                 .collect(),
+            networks: d.networks.iter().map(ToString::to_string).collect(),
+            absent_vlans: d.absent_vlans.iter().map(ToString::to_string).collect(),
         }
     }
 }
