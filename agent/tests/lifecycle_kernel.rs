@@ -876,6 +876,29 @@ async fn ping_and_neighbour_probes_from_inside_endpoints() {
 
     // Neighbour discovery: who has fd00:68::2 -> b's MAC.
     let b_mac = MacAddr::stable("q", "qb").to_string();
+
+    // 32 ARP probes at once from one namespace (a fleet verification does
+    // this): each reads its link over the same netlink connection, and
+    // every one must get b's answer, none a "device busy".
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let mut p = probe.clone();
+        set.spawn(async move {
+            p.arp(pb::ArpRequest {
+                source: from("qa"),
+                interface: "eth0".into(),
+                address: "10.68.0.2".into(),
+                timeout_ms: 300,
+                free_check: false,
+            })
+            .await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task").expect("concurrent arp").into_inner();
+        let macs: Vec<&str> = r.responders.iter().map(|x| x.mac.as_str()).collect();
+        assert_eq!(macs, [b_mac.as_str()]);
+    }
     let ns6 = probe
         .arp(pb::ArpRequest {
             source: from("qa"),

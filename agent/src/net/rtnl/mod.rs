@@ -107,6 +107,10 @@ pub struct Rtnl {
     /// kept briefly: one endpoint create talks to its namespace several
     /// times, and opening a socket there costs a thread and a setns.
     children: std::sync::Mutex<Children>,
+    /// The kernel runs one dump at a time per netlink socket and answers
+    /// EBUSY to a second; concurrent callers (probes from one namespace,
+    /// say) share this connection's socket, so dumps take turns.
+    dumps: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Namespace (device, inode) -> connection and when it was last used.
@@ -161,6 +165,7 @@ impl Rtnl {
             netns,
             _conn: stop,
             children: std::sync::Mutex::default(),
+            dumps: Arc::default(),
         })
     }
 
@@ -381,8 +386,10 @@ fn to_event(msg: rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>) ->
 impl NetOps for Rtnl {
     async fn links(&self) -> Result<Vec<Interface>, NetError> {
         let h = self.handle.clone();
+        let dumps = self.dumps.clone();
         self.rt
             .run(async move {
+                let _turn = dumps.lock().await;
                 let links: Vec<LinkMessage> = h
                     .link()
                     .get()
@@ -427,8 +434,10 @@ impl NetOps for Rtnl {
     async fn link(&self, name: &IfName) -> Result<Interface, NetError> {
         let h = self.handle.clone();
         let name = name.to_string();
+        let dumps = self.dumps.clone();
         self.rt
             .run(async move {
+                let _turn = dumps.lock().await;
                 let req = h.link().get().match_name(name.clone());
                 one_link(h, req, iface_what(&name)).await
             })
@@ -437,8 +446,10 @@ impl NetOps for Rtnl {
 
     async fn link_by_index(&self, index: u32) -> Result<Interface, NetError> {
         let h = self.handle.clone();
+        let dumps = self.dumps.clone();
         self.rt
             .run(async move {
+                let _turn = dumps.lock().await;
                 let req = h.link().get().match_index(index);
                 one_link(h, req, index_what(index)).await
             })
@@ -627,7 +638,13 @@ impl NetOps for Rtnl {
 
     async fn routes(&self) -> Result<Vec<Route>, NetError> {
         let h = self.handle.clone();
-        self.rt.run(async move { create::routes(&h).await }).await
+        let dumps = self.dumps.clone();
+        self.rt
+            .run(async move {
+                let _turn = dumps.lock().await;
+                create::routes(&h).await
+            })
+            .await
     }
 
     async fn add_route(&self, route: &Route) -> Result<(), NetError> {
