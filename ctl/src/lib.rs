@@ -11,4 +11,7 @@ pub mod error;
 pub mod fleet;
 pub mod ipam;
 pub mod output;
+pub mod progress;
+pub mod rollout;
 pub mod spec;
+pub mod verify;

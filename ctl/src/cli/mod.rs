@@ -1,6 +1,7 @@
 //! The command line: global connection options and one module per command
 //! group.
 
+mod apply;
 mod certs;
 mod get;
 mod host;
@@ -101,13 +102,26 @@ pub enum Command {
         /// The fleet spec (YAML).
         #[arg(short = 'f', long)]
         file: PathBuf,
+        /// Leave out hosts that do not answer instead of stopping.
+        #[arg(long)]
+        skip_unreachable: bool,
     },
+    /// Make the fleet what a spec says: plan, ask, apply on every host as
+    /// one commit-confirmed transaction, prove it with probes, then confirm
+    /// everywhere or roll back everywhere.
+    Apply(apply::ApplyArgs),
+    /// Remove every endpoint, host access and VLAN a spec made, on every
+    /// host, as one transaction.
+    Destroy(apply::DestroyArgs),
     /// How every host differs from a fleet spec (drift); exit 2 when one
     /// does, 0 when all are in sync.
     Status {
         /// The fleet spec (YAML).
         #[arg(short = 'f', long)]
         file: PathBuf,
+        /// Leave out hosts that do not answer instead of stopping.
+        #[arg(long)]
+        skip_unreachable: bool,
     },
     /// Read a fleet spec's objects from the hosts.
     #[command(subcommand)]
@@ -206,8 +220,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         Command::Probe(c) => probe::run(&ctx, c).await,
         Command::Certs(c) => certs::run(&ctx, c),
         Command::Spec(c) => spec::run(&ctx, c),
-        Command::Plan { file } => plan::run(&ctx, file).await,
+        Command::Plan {
+            file,
+            skip_unreachable,
+        } => plan::run(&ctx, file, skip_unreachable).await,
+        Command::Apply(a) => apply::apply(&ctx, a).await,
+        Command::Destroy(a) => apply::destroy(&ctx, a).await,
         Command::Get(c) => get::run(&ctx, c).await,
-        Command::Status { file } => plan::status(&ctx, file).await,
+        Command::Status {
+            file,
+            skip_unreachable,
+        } => plan::status(&ctx, file, skip_unreachable).await,
     }
 }

@@ -22,9 +22,9 @@ use crate::{
     spec::FleetSpec,
 };
 
-/// One host's part of the plan.
+/// One host's part of the plan, as shown.
 #[derive(Debug, Serialize)]
-struct HostPlan {
+pub(super) struct HostPlan {
     host: String,
     agent: String,
     generation: u64,
@@ -51,12 +51,30 @@ fn target_for(sel: &Selection, listed: bool, name: &str, url: &str) -> Result<Ta
     Ok(s.resolve()?.0)
 }
 
+/// The hosts that answered (with their state) and those that did not
+/// (`name (address): why`).
+type FleetRead = (
+    BTreeMap<String, (Channel, pb::GetStateResponse)>,
+    Vec<String>,
+);
+
 /// Connects to every host and reads its state; fails naming every host
 /// that does not answer, before anything is planned.
 pub(super) async fn read_fleet(
     ctx: &Ctx,
     spec: &FleetSpec,
 ) -> Result<BTreeMap<String, (Channel, pb::GetStateResponse)>, CtlError> {
+    let (ok, failed) = read_hosts(ctx, spec).await?;
+    if failed.is_empty() {
+        Ok(ok)
+    } else {
+        Err(CtlError::Unreachable(failed))
+    }
+}
+
+/// Reads every host's state concurrently; unreachable hosts are listed,
+/// not fatal, so that `--skip-unreachable` can go on without them.
+async fn read_hosts(ctx: &Ctx, spec: &FleetSpec) -> Result<FleetRead, CtlError> {
     // The config file is read once, not once per host.
     let cfg = ctx
         .selection
@@ -92,11 +110,7 @@ pub(super) async fn read_fleet(
             Err(e) => failed.push(format!("{name} ({addr}): {e}")),
         }
     }
-    if failed.is_empty() {
-        Ok(ok)
-    } else {
-        Err(CtlError::Unreachable(failed))
-    }
+    Ok((ok, failed))
 }
 
 /// Every host's desired state for the spec, given what the hosts have now.
@@ -123,58 +137,158 @@ fn action(a: i32) -> &'static str {
     }
 }
 
-/// Each host's plan for the spec: read the fleet, allocate, ask each agent.
-async fn host_plans(ctx: &Ctx, file: &std::path::Path) -> Result<Vec<HostPlan>, CtlError> {
+/// What the fleet is converged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Goal {
+    /// What the spec says.
+    Spec,
+    /// None of the spec's objects (`destroy`).
+    Teardown,
+}
+
+/// One host's part of a fleet plan, with what applying it needs.
+#[derive(Debug)]
+pub(super) struct Planned {
+    pub host: String,
+    pub agent: String,
+    pub channel: Channel,
+    pub desired: pb::DesiredState,
+    /// The generation planned against: Apply refuses if it moved.
+    pub generation: u64,
+    pub changes: Vec<pb::Change>,
+}
+
+impl Planned {
+    fn view(&self) -> HostPlan {
+        HostPlan {
+            host: self.host.clone(),
+            agent: self.agent.clone(),
+            generation: self.generation,
+            changes: self
+                .changes
+                .iter()
+                .map(|c| Change {
+                    action: action(c.action),
+                    kind: c.object_kind.clone(),
+                    object: c.object.clone(),
+                    detail: c.detail.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A plan for the whole fleet.
+#[derive(Debug)]
+pub(super) struct FleetPlan {
+    pub spec: FleetSpec,
+    /// Every reachable host, in name order.
+    pub hosts: Vec<Planned>,
+    /// Hosts left out by `--skip-unreachable`, with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl FleetPlan {
+    pub fn has_changes(&self) -> bool {
+        self.hosts.iter().any(|h| !h.changes.is_empty())
+    }
+
+    pub fn views(&self) -> Vec<HostPlan> {
+        self.hosts.iter().map(Planned::view).collect()
+    }
+
+    /// Prints the plan (text or structured) on stdout.
+    pub fn print(&self, ctx: &Ctx) -> Result<(), CtlError> {
+        output::print(ctx.format, &self.views(), |p| render(p, output::colour()))
+    }
+}
+
+/// Reads the fleet, computes each host's desired state for `goal`
+/// (allocating addresses), and asks each agent to plan its part. With
+/// `skip_unreachable`, hosts that do not answer are left out (and named)
+/// instead of stopping everything.
+pub(super) async fn plan_fleet(
+    ctx: &Ctx,
+    file: &std::path::Path,
+    goal: Goal,
+    skip_unreachable: bool,
+) -> Result<FleetPlan, CtlError> {
     let spec = FleetSpec::load(file).map_err(|e| CtlError::Spec(Box::new(e)))?;
-    let states = read_fleet(ctx, &spec).await?;
-    let desired = desired_states(&spec, &states)?;
-    let spec = &spec;
-    let plans = desired.iter().map(|(host, d)| {
-        let ch = states.get(host).map(|(c, _)| c.clone());
+    let (states, skipped) = read_hosts(ctx, &spec).await?;
+    if !skipped.is_empty() && (!skip_unreachable || states.is_empty()) {
+        return Err(CtlError::Unreachable(skipped));
+    }
+    let mut desired = match goal {
+        Goal::Spec => desired_states(&spec, &states)?,
+        Goal::Teardown => fleet::teardown(&spec).map_err(|e| CtlError::Fleet(Box::new(e)))?,
+    };
+    desired.retain(|h, _| states.contains_key(h));
+    let plans = desired.into_iter().map(|(host, d)| {
+        let ch = states.get(&host).map(|(c, _)| c.clone());
+        let agent = spec
+            .hosts
+            .get(&host)
+            .map(|h| h.address.clone())
+            .unwrap_or_default();
         async move {
             let ch = ch.ok_or_else(|| CtlError::Output(format!("no connection to {host}")))?;
-            let r = HostServiceClient::new(ch)
+            let desired = pb::DesiredState::from(&d);
+            let r = HostServiceClient::new(ch.clone())
                 .plan(pb::PlanRequest {
-                    desired: Some(pb::DesiredState::from(d)),
+                    desired: Some(desired.clone()),
                 })
                 .await
                 .map_err(|s| CtlError::Output(format!("{host}: {}", CtlError::Rpc(s))))?
                 .into_inner();
-            Ok::<_, CtlError>(HostPlan {
-                host: host.clone(),
-                agent: spec
-                    .hosts
-                    .get(host)
-                    .map(|h| h.address.clone())
-                    .unwrap_or_default(),
+            Ok::<_, CtlError>(Planned {
+                host,
+                agent,
+                channel: ch,
+                desired,
                 generation: r.generation,
-                changes: r
-                    .changes
-                    .into_iter()
-                    .map(|c| Change {
-                        action: action(c.action),
-                        kind: c.object_kind,
-                        object: c.object,
-                        detail: c.detail,
-                    })
-                    .collect(),
+                changes: r.changes,
             })
         }
     });
-    join_all(plans).await.into_iter().collect()
+    let hosts = join_all(plans)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(FleetPlan {
+        spec,
+        hosts,
+        skipped,
+    })
+}
+
+/// Each host's plan for the spec: read the fleet, allocate, ask each agent.
+async fn host_plans(
+    ctx: &Ctx,
+    file: &std::path::Path,
+    skip_unreachable: bool,
+) -> Result<Vec<HostPlan>, CtlError> {
+    let plan = plan_fleet(ctx, file, Goal::Spec, skip_unreachable).await?;
+    for s in &plan.skipped {
+        eprintln!("warning: skipping unreachable host {s}");
+    }
+    Ok(plan.views())
 }
 
 /// `plan -f`: exit 2 when there are changes.
-pub async fn run(ctx: &Ctx, file: PathBuf) -> Result<ExitCode, CtlError> {
-    let plans = host_plans(ctx, &file).await?;
+pub async fn run(ctx: &Ctx, file: PathBuf, skip_unreachable: bool) -> Result<ExitCode, CtlError> {
+    let plans = host_plans(ctx, &file, skip_unreachable).await?;
     output::print(ctx.format, &plans, |p| render(p, output::colour()))?;
     Ok(exit(&plans))
 }
 
 /// `status -f`: the same comparison, told as drift of the fleet from the
 /// spec; exit 2 when a host has drifted.
-pub async fn status(ctx: &Ctx, file: PathBuf) -> Result<ExitCode, CtlError> {
-    let plans = host_plans(ctx, &file).await?;
+pub async fn status(
+    ctx: &Ctx,
+    file: PathBuf,
+    skip_unreachable: bool,
+) -> Result<ExitCode, CtlError> {
+    let plans = host_plans(ctx, &file, skip_unreachable).await?;
     output::print(ctx.format, &plans, |p| render_drift(p))?;
     Ok(exit(&plans))
 }

@@ -1,0 +1,106 @@
+//! Progress of fleet-wide work on stderr: live spinners and bars on a
+//! terminal (indicatif), one plain line per finished task otherwise, so
+//! that logs of scripted runs still say what happened on which host.
+
+use std::{
+    io::IsTerminal,
+    time::{Duration, Instant},
+};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The display all tasks of one command share.
+#[derive(Debug)]
+pub struct Progress {
+    /// `None`: not a terminal (or quiet), print finished tasks as lines.
+    multi: Option<MultiProgress>,
+    quiet: bool,
+}
+
+/// One unit of work shown on its own line: a host's apply, the probes.
+#[derive(Debug)]
+pub struct Task {
+    bar: Option<ProgressBar>,
+    label: String,
+    started: Instant,
+    quiet: bool,
+}
+
+impl Progress {
+    /// Live display when stderr is a terminal; `quiet` shows nothing (for
+    /// structured output, whose reader wants the document alone).
+    pub fn new(quiet: bool) -> Self {
+        let live = !quiet && std::io::stderr().is_terminal();
+        Self {
+            multi: live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            quiet,
+        }
+    }
+
+    /// A spinner labelled `label` saying `msg` until it finishes.
+    pub fn spinner(&self, label: &str, msg: &str) -> Task {
+        let bar = self.multi.as_ref().map(|m| {
+            let b = m.add(ProgressBar::new_spinner());
+            b.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {prefix:<8} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.set_prefix(label.to_owned());
+            b.set_message(msg.to_owned());
+            b.enable_steady_tick(Duration::from_millis(100));
+            b
+        });
+        self.task(bar, label)
+    }
+
+    /// A bar counting `len` steps.
+    pub fn counter(&self, label: &str, len: u64) -> Task {
+        let bar = self.multi.as_ref().map(|m| {
+            let b = m.add(ProgressBar::new(len));
+            b.set_style(
+                ProgressStyle::with_template("  {prefix:<8} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(label.to_owned());
+            b
+        });
+        self.task(bar, label)
+    }
+
+    fn task(&self, bar: Option<ProgressBar>, label: &str) -> Task {
+        Task {
+            bar,
+            label: label.to_owned(),
+            started: Instant::now(),
+            quiet: self.quiet,
+        }
+    }
+}
+
+impl Task {
+    /// One more step done (counters).
+    pub fn inc(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    /// Ends the task with a last word, kept on screen (or printed).
+    pub fn finish(&self, ok: bool, msg: &str) {
+        let mark = if ok { "ok" } else { "FAILED" };
+        let secs = self.started.elapsed().as_secs_f64();
+        match &self.bar {
+            Some(b) => {
+                b.set_style(
+                    ProgressStyle::with_template("{prefix:<10} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                b.set_prefix(format!("{mark:<2} {}", self.label));
+                b.finish_with_message(format!("{msg} ({secs:.2} s)"));
+            }
+            None if !self.quiet => eprintln!("{}: {mark}: {msg} ({secs:.2} s)", self.label),
+            None => {}
+        }
+    }
+}

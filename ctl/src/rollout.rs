@@ -1,0 +1,208 @@
+//! A fleet-wide commit-confirmed transaction: every host applies its part
+//! as a pending transaction (its agent rolls back by itself unless
+//! confirmed in time), then the caller confirms everywhere or rolls back
+//! everywhere.
+//!
+//! The first host (in name order) is applied alone before the others, and
+//! acts as the fleet's lock: a pending transaction there refuses any other
+//! apply, so of two applies of the same fleet racing each other one wins
+//! and the other is refused before it has changed anything. The other hosts
+//! then apply concurrently.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::{StreamExt, stream};
+use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use crate::{error::CtlError, progress::Progress};
+
+/// One host's part: what to apply there, against which generation.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub host: String,
+    pub channel: Channel,
+    pub desired: pb::DesiredState,
+    pub generation: u64,
+    /// Changes the plan showed, for the progress line.
+    pub changes: usize,
+}
+
+/// A host's applied, not yet confirmed transaction.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub host: String,
+    pub channel: Channel,
+    pub txn_id: String,
+    pub applied: Vec<pb::Change>,
+}
+
+/// What happened on one host.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HostOutcome {
+    pub host: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Why a fleet apply stopped: the hosts that failed (or were not started
+/// because another failed first), and the transactions that did go through
+/// and now need rolling back.
+#[derive(Debug)]
+pub struct ApplyFailure {
+    pub failed: Vec<HostOutcome>,
+    pub pending: Vec<Pending>,
+}
+
+/// Applies every step as a pending transaction. Hosts with nothing to
+/// change are not asked (nothing to lock or confirm there).
+pub async fn apply(
+    steps: Vec<Step>,
+    confirm_timeout: u32,
+    parallel: usize,
+    progress: &Progress,
+) -> Result<Vec<Pending>, ApplyFailure> {
+    let mut steps: Vec<Step> = steps.into_iter().filter(|s| s.changes > 0).collect();
+    steps.sort_by(|a, b| a.host.cmp(&b.host));
+    let mut rest = steps.into_iter();
+    let Some(lead) = rest.next() else {
+        return Ok(Vec::new());
+    };
+    let stop = AtomicBool::new(false);
+    let mut pending = Vec::new();
+    let mut failed = Vec::new();
+    match apply_one(lead, confirm_timeout, progress, &stop).await {
+        Ok(p) => pending.push(p),
+        Err(f) => {
+            failed.push(f);
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+    let results: Vec<Result<Pending, HostOutcome>> = stream::iter(rest)
+        .map(|s| apply_one(s, confirm_timeout, progress, &stop))
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(p) => pending.push(p),
+            Err(f) => failed.push(f),
+        }
+    }
+    if failed.is_empty() {
+        Ok(pending)
+    } else {
+        failed.sort_by(|a, b| a.host.cmp(&b.host));
+        Err(ApplyFailure { failed, pending })
+    }
+}
+
+/// One host's Apply; after another host failed, hosts not yet started are
+/// not started (their outcome says so).
+async fn apply_one(
+    s: Step,
+    confirm_timeout: u32,
+    progress: &Progress,
+    stop: &AtomicBool,
+) -> Result<Pending, HostOutcome> {
+    if stop.load(Ordering::SeqCst) {
+        return Err(HostOutcome {
+            host: s.host,
+            ok: false,
+            detail: "not started: another host failed first".into(),
+        });
+    }
+    let task = progress.spinner(&s.host, &format!("applying {} change(s)", s.changes));
+    let r = HostServiceClient::new(s.channel.clone())
+        .apply(pb::ApplyRequest {
+            desired: Some(s.desired),
+            expected_generation: s.generation,
+            confirm_timeout_seconds: confirm_timeout,
+        })
+        .await;
+    match r {
+        Ok(r) => {
+            let r = r.into_inner();
+            task.finish(
+                true,
+                &format!(
+                    "{} change(s) applied, pending confirmation ({})",
+                    r.applied.len(),
+                    r.txn_id
+                ),
+            );
+            Ok(Pending {
+                host: s.host,
+                channel: s.channel,
+                txn_id: r.txn_id,
+                applied: r.applied,
+            })
+        }
+        Err(status) => {
+            stop.store(true, Ordering::SeqCst);
+            let detail = CtlError::Rpc(status).to_string();
+            task.finish(false, &detail);
+            Err(HostOutcome {
+                host: s.host,
+                ok: false,
+                detail,
+            })
+        }
+    }
+}
+
+/// Rolls back every pending transaction, all hosts at once; says per host
+/// what was reverted or why it could not be (the agent then rolls back by
+/// itself when its confirmation time ends, or at its restart).
+pub async fn rollback(pending: &[Pending]) -> Vec<HostOutcome> {
+    let calls = pending.iter().map(|p| async move {
+        let r = HostServiceClient::new(p.channel.clone())
+            .rollback(pb::RollbackRequest {
+                txn_id: p.txn_id.clone(),
+            })
+            .await;
+        match r {
+            Ok(r) => HostOutcome {
+                host: p.host.clone(),
+                ok: true,
+                detail: format!("rolled back {} step(s)", r.into_inner().reverted.len()),
+            },
+            Err(s) => HostOutcome {
+                host: p.host.clone(),
+                ok: false,
+                detail: format!(
+                    "could not roll back ({}); its agent rolls {} back by itself when the \
+                     confirmation time ends or when it restarts",
+                    CtlError::Rpc(s),
+                    p.txn_id
+                ),
+            },
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
+/// Confirms every pending transaction, all hosts at once.
+pub async fn confirm(pending: &[Pending]) -> Vec<HostOutcome> {
+    let calls = pending.iter().map(|p| async move {
+        let r = HostServiceClient::new(p.channel.clone())
+            .confirm(pb::ConfirmRequest {
+                txn_id: p.txn_id.clone(),
+            })
+            .await;
+        match r {
+            Ok(r) => HostOutcome {
+                host: p.host.clone(),
+                ok: true,
+                detail: format!("confirmed (generation {})", r.into_inner().generation),
+            },
+            Err(s) => HostOutcome {
+                host: p.host.clone(),
+                ok: false,
+                detail: format!("could not confirm {}: {}", p.txn_id, CtlError::Rpc(s)),
+            },
+        }
+    });
+    futures::future::join_all(calls).await
+}
