@@ -51,6 +51,10 @@ enum Undo {
     DeleteEndpoint {
         network: String,
         name: String,
+        /// The named namespace the create made (it did not exist before),
+        /// removed with whatever is in it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<String>,
     },
     CreateEndpoint {
         endpoint: Vec<u8>,
@@ -319,14 +323,33 @@ impl Transactions {
         Ok(())
     }
 
+    /// Creates an endpoint, write-ahead: its undo is on disk before the
+    /// kernel is touched, so an agent killed half way through the create
+    /// still removes what it made when it restarts.
     async fn add_endpoint(&self, spec: &EndpointSpec, j: &mut Journal) -> Result<(), Error> {
-        if self.lifecycle.create_endpoint(spec).await?.1 == Outcome::Created {
-            j.undo.push(Undo::DeleteEndpoint {
-                network: spec.network.to_string(),
-                name: spec.name.to_string(),
-            });
+        let netns = match (&spec.netns, spec.create_netns) {
+            (linkherd_proto::model::NetnsRef::Named(n), true)
+                if !self.lifecycle.netns_exists(n).await? =>
+            {
+                Some(n.clone())
+            }
+            _ => None,
+        };
+        j.undo.push(Undo::DeleteEndpoint {
+            network: spec.network.to_string(),
+            name: spec.name.to_string(),
+            netns,
+        });
+        self.save(Some(j)).await;
+        match self.lifecycle.create_endpoint(spec).await {
+            Ok((_, Outcome::Created)) => Ok(()),
+            // There already (nothing to undo), or failed and undone by the
+            // create itself.
+            other => {
+                j.undo.pop();
+                other.map(|_| ())
+            }
         }
-        Ok(())
     }
 
     async fn remove_endpoint(
@@ -447,14 +470,25 @@ impl Transactions {
                         Err(Error::Precondition(e.to_string())),
                     ),
                 },
-                Undo::DeleteEndpoint { network, name } => (
+                Undo::DeleteEndpoint {
+                    network,
+                    name,
+                    netns,
+                } => (
                     format!("deleted endpoint {network}/{name}"),
                     async {
                         let sel = EndpointSelector::Named {
                             network: ObjName::parse("network", network)?,
                             name: ObjName::parse("name", name)?,
                         };
-                        lc.delete_endpoints(&sel, false).await?;
+                        match lc.delete_endpoints(&sel, false).await {
+                            // Never finished (the agent died creating it).
+                            Ok(_) | Err(Error::NotFound(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                        if let Some(n) = netns {
+                            lc.remove_step_netns(n).await?;
+                        }
                         Ok(())
                     }
                     .await,

@@ -254,6 +254,30 @@ async fn a_restarted_agent_rolls_back_the_journaled_transaction() {
     assert!(audit.contains("txn-recover"), "{audit}");
 }
 
+/// An agent killed half way through creating an endpoint: the journal
+/// already holds the step's undo (written ahead), the namespace exists but
+/// the endpoint never finished. The restarted agent removes the namespace.
+#[tokio::test]
+async fn a_create_cut_short_by_a_crash_is_undone_at_restart() {
+    let dir = tempfile::tempdir().expect("state");
+    let fake = Arc::new(FakeKernel::with_vlan_support());
+    fake.add_veth("ens192", "sw").expect("nic");
+    fake.create_netns("k1").await.expect("netns");
+    std::fs::write(
+        dir.path().join("txn.json"),
+        r#"{"id":"txn-1-1","deadline":4102444800,"undo":[{"undo":"delete_endpoint","network":"mac_net","name":"k1","netns":"k1"}]}"#,
+    )
+    .expect("journal");
+    let pki = Pki::new();
+    let _agent = start_agent(fake.clone(), &pki, Some(dir.path())).await;
+    assert_eq!(
+        fake.netns_names().await.expect("names"),
+        Vec::<String>::new(),
+        "the half-made endpoint's namespace stayed"
+    );
+    assert!(!dir.path().join("txn.json").exists());
+}
+
 /// A fleet's teardown: a desired state that speaks for a network without
 /// listing any of its endpoints deletes them, and a VLAN it says must be
 /// absent goes after them — only when linkherd made it. Rolling back puts

@@ -83,6 +83,25 @@ impl Lifecycle {
         }
     }
 
+    /// Whether the named namespace (without this agent's prefix) exists.
+    pub async fn netns_exists(&self, name: &str) -> Result<bool, Error> {
+        let full = format!("{}{name}", self.netns_prefix);
+        Ok(self.net.netns_names().await?.iter().any(|n| *n == full))
+    }
+
+    /// Deletes a named namespace (without this agent's prefix) that a
+    /// transaction step created, whatever is left in it: an agent killed
+    /// half way through creating an endpoint may have left a link there
+    /// without its ownership alias. Gone already is fine.
+    pub async fn remove_step_netns(&self, name: &str) -> Result<(), Error> {
+        if self.netns_exists(name).await? {
+            self.net
+                .delete_netns(&format!("{}{name}", self.netns_prefix))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The 802.1Q check every VLAN path makes first, with the fix.
     async fn require_vlan(&self) -> Result<(), Error> {
         if self.capabilities().await.vlan {
