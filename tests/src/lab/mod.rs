@@ -103,6 +103,18 @@ pub async fn up(
     res
 }
 
+/// Starts the agent of `host` again after it was stopped (a test that kills
+/// an agent mid-transaction); same state directory, so it finds its
+/// journal. Netns backend only.
+pub async fn restart_agent(state: &mut LabState, host: &str) -> Result<(), LabError> {
+    match state.backend.as_str() {
+        "netns" => netns::restart_agent(state, host).await,
+        other => Err(LabError::State(format!(
+            "restarting an agent is supported on the netns backend, not {other}"
+        ))),
+    }
+}
+
 /// Removes every object of the lab in `dir`, whether or not `up` finished.
 /// Safe to run twice.
 pub fn down(dir: &Path) -> Result<(), LabError> {
@@ -330,6 +342,15 @@ impl LabState {
     }
 
     /// `DIR/ctl.toml`: a linkherdctl config naming every host.
+    /// A fleet spec from `deploy/examples` made to address this lab's
+    /// agents: the examples' placeholder addresses `https://HOST.lab:7443`
+    /// become the agents' real ones.
+    pub fn fleet_spec(&self, example: &str) -> String {
+        self.hosts.iter().fold(example.to_owned(), |text, h| {
+            text.replace(&format!("https://{}.lab:7443", h.name), &h.agent_url)
+        })
+    }
+
     pub fn ctl_config(&self) -> PathBuf {
         self.dir.join("ctl.toml")
     }

@@ -163,49 +163,75 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
         ip_in(&h.netns, &["link", "set", "mgmt0", "up"])?;
     }
 
-    let pki = state.pki();
-    for h in &mut state.hosts {
-        let hdir = state.dir.join(&h.name);
-        fs::create_dir_all(&hdir).map_err(|e| LabError::Io(hdir.clone(), e))?;
-        let log = fs::File::create(&h.log).map_err(|e| LabError::Io(h.log.clone(), e))?;
-        let err = log
-            .try_clone()
-            .map_err(|e| LabError::Io(h.log.clone(), e))?;
-        let child = Command::new(agent_bin)
-            .arg("--netns")
-            .arg(Path::new("/run/netns").join(&h.netns))
-            .arg("--listen")
-            .arg(format!("{}:{AGENT_PORT}", h.mgmt_ip))
-            .arg("--tls-cert")
-            .arg(pki.join(format!("agent-{}.pem", h.name)))
-            .arg("--tls-key")
-            .arg(pki.join(format!("agent-{}-key.pem", h.name)))
-            .arg("--client-ca")
-            .arg(pki.join(certs::CA_CERT))
-            .arg("--socket")
-            .arg(&h.socket)
-            .arg("--state-dir")
-            .arg(hdir.join("state"))
-            .arg("--name")
-            .arg(&h.name)
-            // Endpoint namespaces of this host: lh-<id>-<host>-NAME.
-            .arg("--netns-prefix")
-            .arg(format!("{}-", h.netns))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            // Its own process group: a Ctrl-C at the lab's terminal must not
-            // kill the agents behind `down`'s back.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| LabError::Io(agent_bin.to_owned(), e))?;
-        h.pid = Some(child.id());
+    for i in 0..state.hosts.len() {
+        let pid = spawn_agent(state, &state.hosts[i], agent_bin)?;
+        state.hosts[i].pid = Some(pid);
     }
     state.save()?;
     for h in &state.hosts {
         wait_ready(state, h, READY_TIMEOUT).await?;
     }
     write_ctl_config(state)
+}
+
+/// Starts host `h`'s agent in its namespace; returns its pid.
+fn spawn_agent(state: &LabState, h: &HostState, agent_bin: &Path) -> Result<u32, LabError> {
+    let pki = state.pki();
+    let hdir = state.dir.join(&h.name);
+    fs::create_dir_all(&hdir).map_err(|e| LabError::Io(hdir.clone(), e))?;
+    // Appended to: a restarted agent's log follows its predecessor's.
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&h.log)
+        .map_err(|e| LabError::Io(h.log.clone(), e))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| LabError::Io(h.log.clone(), e))?;
+    let child = Command::new(agent_bin)
+        .arg("--netns")
+        .arg(Path::new("/run/netns").join(&h.netns))
+        .arg("--listen")
+        .arg(format!("{}:{AGENT_PORT}", h.mgmt_ip))
+        .arg("--tls-cert")
+        .arg(pki.join(format!("agent-{}.pem", h.name)))
+        .arg("--tls-key")
+        .arg(pki.join(format!("agent-{}-key.pem", h.name)))
+        .arg("--client-ca")
+        .arg(pki.join(certs::CA_CERT))
+        .arg("--socket")
+        .arg(&h.socket)
+        .arg("--state-dir")
+        .arg(hdir.join("state"))
+        .arg("--name")
+        .arg(&h.name)
+        // Endpoint namespaces of this host: lh-<id>-<host>-NAME.
+        .arg("--netns-prefix")
+        .arg(format!("{}-", h.netns))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        // Its own process group: a Ctrl-C at the lab's terminal must not
+        // kill the agents behind `down`'s back.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| LabError::Io(agent_bin.to_owned(), e))?;
+    Ok(child.id())
+}
+
+/// Starts the agent of `host` again (after a test killed it), with the same
+/// state directory, and waits until it answers.
+pub(super) async fn restart_agent(state: &mut LabState, host: &str) -> Result<(), LabError> {
+    let agent_bin = bins::agent()?;
+    let i = state
+        .hosts
+        .iter()
+        .position(|h| h.name == host)
+        .ok_or_else(|| LabError::State(format!("no host {host} in this lab")))?;
+    let pid = spawn_agent(state, &state.hosts[i], &agent_bin)?;
+    state.hosts[i].pid = Some(pid);
+    state.save()?;
+    wait_ready(state, &state.hosts[i], READY_TIMEOUT).await
 }
 
 /// Removes every object of the lab in `dir`, found by name from the lab id,
