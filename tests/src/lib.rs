@@ -3,6 +3,7 @@
 //! network — plus the helpers the end-to-end suites share with it.
 
 pub mod bins;
+pub mod fleet;
 pub mod guard;
 pub mod lab;
 pub mod sh;

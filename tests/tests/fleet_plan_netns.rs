@@ -3,69 +3,14 @@
 //! shows per-host changes and exit status 2 — and changes nothing, checked
 //! with `ip -j` in every host namespace.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+use std::path::PathBuf;
 
 use linkherd_tests::{
-    bins,
+    fleet::{ctl, links, namespaces, text, write_spec},
     guard::{LabGuard, have_root},
-    lab::{self, HostSpec, LabState},
+    lab::{self, HostSpec},
     sh::ip_in,
 };
-
-fn ctl(state: &LabState, args: &[&str]) -> Output {
-    Command::new(bins::ctl().expect("linkherdctl built"))
-        .arg("--config")
-        .arg(state.ctl_config())
-        .args(args)
-        .output()
-        .expect("run linkherdctl")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Every link name in a namespace, from `ip -j link`.
-fn links(ns: &str) -> Vec<String> {
-    let out = ip_in(ns, &["-j", "link", "show"]).expect("ip -j link");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    let mut names: Vec<String> = v
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|l| l["ifname"].as_str().expect("ifname").to_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// Every named namespace (`ip -j netns list`): a plan creates none.
-fn namespaces() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-j", "netns", "list"])
-        .output()
-        .expect("ip netns list");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let mut names: Vec<String> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n["name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-fn write_spec(dir: &Path, name: &str, body: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, body).expect("write spec");
-    path.display().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {

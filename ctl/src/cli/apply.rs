@@ -215,7 +215,7 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
     if o.verify {
         let failed = verify_fleet(&mut run, &progress, o.parallel).await?;
         if let Some(why) = failed {
-            return roll_back(run, &pending, format!("verification failed: {why}")).await;
+            return roll_back(run, &pending, format!("verification failed {why}")).await;
         }
     }
 
@@ -295,16 +295,29 @@ async fn verify_fleet(
         failed.is_empty(),
         &format!("{} probe(s), {} failed", outcomes.len(), failed.len()),
     );
-    let why = failed
+    // The first few in the error; all of them are in the matrix / report.
+    const NAMED: usize = 3;
+    let mut why = failed
         .iter()
+        .take(NAMED)
         .map(|o| format!("{} -> {} ({}): {}", o.from, o.to, o.address, o.detail))
         .collect::<Vec<_>>();
+    if failed.len() > NAMED {
+        why.push(format!("and {} more", failed.len() - NAMED));
+    }
+    let total = outcomes.len();
     if run.text() {
         println!("\nVerification (ARP + ICMP within each network; ARP only across networks):");
         println!("{}", verify::render(&members, &outcomes));
     }
     run.verification = outcomes;
-    Ok((!why.is_empty()).then(|| why.join("; ")))
+    Ok((!why.is_empty()).then(|| {
+        format!(
+            "({} of {total} probe(s)) {}",
+            run.verification.iter().filter(|o| !o.ok).count(),
+            why.join("; ")
+        )
+    }))
 }
 
 /// Undoes every pending transaction and reports the failure with what was

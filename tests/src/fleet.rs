@@ -1,0 +1,116 @@
+//! What the fleet suites share: running `linkherdctl` against a lab, and
+//! reading the kernel state of a lab's hosts with `ip -j` to compare before
+//! and after.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+use crate::{bins, lab::LabState, sh::ip_in};
+
+/// `linkherdctl --config <the lab's ctl.toml> ARGS`, stdin closed (not a
+/// terminal, so apply does not ask).
+pub fn ctl(state: &LabState, args: &[&str]) -> Output {
+    ctl_command(state, args).output().expect("run linkherdctl")
+}
+
+/// The same, to start in the background.
+pub fn ctl_command(state: &LabState, args: &[&str]) -> Command {
+    let mut c = Command::new(bins::ctl().expect("linkherdctl built"));
+    c.arg("--config")
+        .arg(state.ctl_config())
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Writes a spec file in `dir`; returns its path.
+pub fn write_spec(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).expect("write spec");
+    path.display().to_string()
+}
+
+/// Every link name in a namespace, from `ip -j link`.
+pub fn links(ns: &str) -> Vec<String> {
+    let out = ip_in(ns, &["-j", "link", "show"]).expect("ip -j link");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mut names: Vec<String> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|l| l["ifname"].as_str().expect("ifname").to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every named namespace (`ip -j netns list`).
+pub fn namespaces() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-j", "netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut names: Vec<String> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The links of one namespace as `ip -j addr` shows them: name, index,
+/// MAC and addresses. A re-created link has another index, so equal
+/// snapshots mean nothing was touched.
+pub fn addr_state(ns: &str) -> Vec<String> {
+    let out = ip_in(ns, &["-j", "addr", "show"]).expect("ip -j addr");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mut rows: Vec<String> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|l| {
+            let addrs: Vec<String> = l["addr_info"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| format!("{}/{}", x["local"], x["prefixlen"]).replace('"', ""))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "{} #{} {} [{}]",
+                l["ifname"].as_str().unwrap_or("?"),
+                l["ifindex"],
+                l["address"].as_str().unwrap_or("-"),
+                addrs.join(" ")
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The whole lab as the kernel has it: every namespace of the lab (hosts
+/// and their endpoints) with its links and addresses.
+pub fn lab_snapshot(state: &LabState) -> Vec<(String, Vec<String>)> {
+    let prefix = format!("lh-{}-", state.id);
+    namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .map(|n| {
+            let s = addr_state(&n);
+            (n, s)
+        })
+        .collect()
+}
