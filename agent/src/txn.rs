@@ -191,7 +191,7 @@ impl Transactions {
         let changes = self.lifecycle.plan(desired).await?;
         let deadline = SystemTime::now() + confirm;
         let mut journal = Journal {
-            id: format!("txn-{}-{}", unix(SystemTime::now()), std::process::id()),
+            id: txn_id(),
             deadline: unix(deadline),
             undo: Vec::new(),
         };
@@ -598,6 +598,22 @@ pub async fn observed(lc: &Lifecycle) -> Result<pb::DesiredState, Error> {
         host_access,
         ..Default::default()
     })
+}
+
+/// `txn-<unix seconds>-<8 hex digits>`: the digits come from the clock's
+/// nanoseconds and the pid, so transactions of several hosts started in the
+/// same second (agents in identical guests have the same pid) differ.
+fn txn_id() -> String {
+    let now = SystemTime::now();
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "txn-{}-{:08x}",
+        unix(now),
+        nanos ^ std::process::id().rotate_left(16)
+    )
 }
 
 /// A fingerprint of the owned state: any change to an owned object changes

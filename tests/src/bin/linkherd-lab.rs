@@ -133,13 +133,37 @@ impl Ctl {
         Ok((out.status.code().unwrap_or(-1), stdout))
     }
 
-    fn run(&self, host: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
-        self.invoke(host, args).map(|(code, out)| (code == 0, out))
+    /// A fleet command (no `--host`: the spec names the hosts); progress
+    /// goes straight to the terminal. (exit status, stdout)
+    fn fleet(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
+        use std::io::BufRead;
+        println!("$ linkherdctl {}", args.join(" "));
+        let mut child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .context("running linkherdctl")?;
+        // Line by line, so the plan, the progress and the matrix appear
+        // in the order linkherdctl writes them.
+        let mut stdout = String::new();
+        if let Some(out) = child.stdout.take() {
+            for line in std::io::BufReader::new(out).lines() {
+                let line = line?;
+                println!("{line}");
+                stdout.push_str(&line);
+                stdout.push('\n');
+            }
+        }
+        let status = child.wait()?;
+        Ok((status.code().unwrap_or(-1), stdout))
     }
 
-    /// The exit status, for commands whose status is the answer (probes).
-    fn code(&self, host: &str, args: &[&str]) -> anyhow::Result<i32> {
-        self.invoke(host, args).map(|(code, _)| code)
+    fn run(&self, host: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        self.invoke(host, args).map(|(code, out)| (code == 0, out))
     }
 
     fn ok(&self, host: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -158,7 +182,8 @@ fn promiscuity(netns: &str, dev: &str) -> anyhow::Result<u64> {
 }
 
 /// The document's VLAN scenario: mac_net10 (VLAN 10) and mac_net20 (VLAN
-/// 20) on no1 (ens192) and no2 (eth0), endpoints b1..b4.
+/// 20) on no1 (ens192) and no2 (eth0), endpoints b1..b4 — as one fleet
+/// spec applied, proven, re-applied as a no-op and destroyed.
 async fn demo_vlan(dir: &Path, backend: lab::Backend) -> anyhow::Result<()> {
     println!(
         "\n== the document's VLAN scenario, on the {} backend (VLAN 10 and 20 over one wire)",
@@ -175,71 +200,39 @@ async fn demo_vlan(dir: &Path, backend: lab::Backend) -> anyhow::Result<()> {
         bin: bins::ctl()?,
         config: state.ctl_config(),
     };
-    for (h, nic) in [("no1", "ens192"), ("no2", "eth0")] {
-        for id in ["10", "20"] {
-            ctl.ok(h, &["vlan", "create", "--parent", nic, "--id", id])?;
-        }
-    }
-    ctl.ok("no1", &["vlan", "list"])?;
-    for (h, parent, name, ip, gw) in [
-        ("no1", "ens192.10", "b1", "172.16.10.10/24", "172.16.10.1"),
-        ("no1", "ens192.20", "b2", "172.16.20.10/24", "172.16.20.1"),
-        ("no2", "eth0.10", "b3", "172.16.10.11/24", "172.16.10.1"),
-        ("no2", "eth0.20", "b4", "172.16.20.11/24", "172.16.20.1"),
-    ] {
-        let net = if parent.ends_with(".10") {
-            "mac_net10"
-        } else {
-            "mac_net20"
-        };
-        let args = [
-            "macvlan",
-            "create",
-            "--network",
-            net,
-            "--name",
-            name,
-            "--parent",
-            parent,
-            "--mode",
-            "bridge",
-            "--netns",
-            name,
-            "--create-netns",
-            "--ip",
-            ip,
-            "--gateway",
-            gw,
-        ];
-        ctl.ok(h, &args)?;
-    }
-    ctl.ok("no2", &["macvlan", "list"])?;
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/seed-vlan.yaml"),
+    )
+    .context("reading deploy/examples/seed-vlan.yaml")?;
+    let spec = state.dir.join("seed-vlan.yaml");
+    std::fs::write(&spec, state.fleet_spec(&example))?;
+    let spec = spec.display().to_string();
     println!(
-        "\n== b1 <-> b3 on VLAN 10 and b2 <-> b4 on VLAN 20, across the hosts (a refused port proves the path)"
+        "\n== one spec for the whole fleet: deploy/examples/seed-vlan.yaml (agent addresses set to this lab's), written to {spec}"
     );
-    for (h, from, to) in [
-        ("no1", "b1", "172.16.10.11"),
-        ("no2", "b3", "172.16.10.10"),
-        ("no1", "b2", "172.16.20.11"),
-        ("no2", "b4", "172.16.20.10"),
-    ] {
-        let code = ctl.code(
-            h,
-            &[
-                "probe",
-                "tcp",
-                "--netns",
-                from,
-                "--to",
-                to,
-                "--port",
-                "7",
-                "--timeout-ms",
-                "1500",
-            ],
-        )?;
-        ensure!(code == 2, "{from} on {h} got no answer from {to}");
-    }
+    println!(
+        "\n== apply: plan, apply on both hosts as one transaction, prove it with probes, confirm"
+    );
+    let (code, out) = ctl.fleet(&["apply", "-f", &spec, "--yes"])?;
+    ensure!(code == 0, "apply failed");
+    ensure!(
+        out.contains("Apply complete: 8 change(s) confirmed on no1, no2."),
+        "apply did not confirm all 8 changes"
+    );
+    ensure!(
+        out.lines()
+            .filter(|l| l.starts_with(" mac_net"))
+            .all(|l| l.contains(" ok ") && l.matches("isolated").count() == 2),
+        "the reachability matrix is not all ok within and isolated across VLANs"
+    );
+    println!("\n== the endpoints, as the hosts have them");
+    ctl.fleet(&["get", "endpoints", "-f", &spec])?;
+    println!("\n== apply again: nothing to do");
+    let (code, out) = ctl.fleet(&["apply", "-f", &spec, "--yes"])?;
+    ensure!(
+        code == 0 && out.contains("No changes: the fleet matches the spec."),
+        "re-applying changed something"
+    );
     if let Some(wire) = &state.wire {
         let tags = lab::vm::hub::vlan_ids(wire)?;
         println!("802.1Q frames on the wire by VLAN id: {tags:?}");
@@ -248,6 +241,12 @@ async fn demo_vlan(dir: &Path, backend: lab::Backend) -> anyhow::Result<()> {
             "tags 10 and 20 missing on the wire"
         );
     }
+    println!("\n== destroy: endpoints, then the VLANs linkherd made, on both hosts");
+    let (code, out) = ctl.fleet(&["destroy", "-f", &spec, "--yes"])?;
+    ensure!(
+        code == 0 && out.contains("Destroy complete"),
+        "destroy failed"
+    );
     Ok(())
 }
 
