@@ -179,12 +179,43 @@ async fn a_change_plans_and_applies_only_that() {
     let Some((state, _guard)) = lab_in("fleet-change").await else {
         return;
     };
-    let base = write_spec(
+    let base_text = two_networks(&state, "", "", false);
+    let base = write_spec(&state.dir, "base.yaml", &base_text);
+
+    // A host that does not answer stops everything, named, before anything
+    // changes; with --skip-unreachable the others go on without it.
+    let untouched = lab_snapshot(&state);
+    let with_no3 = write_spec(
         &state.dir,
-        "base.yaml",
-        &two_networks(&state, "", "", false),
+        "with-no3.yaml",
+        &base_text.replace(
+            "networks:\n",
+            "  no3: {address: \"https://127.0.0.1:1\", parent: eth0}\nnetworks:\n",
+        ),
     );
-    apply_ok(&state, &base);
+    let out = ctl(&state, &["apply", "-f", &with_no3]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot reach no3 (https://127.0.0.1:1): ")
+            && stderr.trim_end().ends_with("; nothing was changed"),
+        "{stderr}"
+    );
+    assert_eq!(lab_snapshot(&state), untouched);
+    let out = ctl(&state, &["apply", "-f", &with_no3, "--skip-unreachable"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: skipping unreachable host no3 (https://127.0.0.1:1): "),
+        "{stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("Apply complete: 4 change(s) confirmed on no1, no2."),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ctl(&state, &["status", "-f", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let before = lab_snapshot(&state);
 
     // Add b5 on no2, remove b2 (no1's only net_b endpoint).

@@ -213,9 +213,18 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
     };
 
     if o.verify {
-        let failed = verify_fleet(&mut run, &progress, o.parallel).await?;
+        // Ctrl-C while probing: roll back now rather than leave the hosts
+        // pending until their confirmation time ends.
+        let failed = tokio::select! {
+            f = verify_fleet(&mut run, &progress, o.parallel) => {
+                f?.map(|why| format!("verification failed {why}"))
+            }
+            _ = tokio::signal::ctrl_c() => {
+                Some("interrupted (Ctrl-C) during verification".to_owned())
+            }
+        };
         if let Some(why) = failed {
-            return roll_back(run, &pending, format!("verification failed {why}")).await;
+            return roll_back(run, &pending, why).await;
         }
     }
 
