@@ -68,6 +68,15 @@ enum Cmd {
         #[arg(long, default_value_os_t = lab::netns_default_dir())]
         dir: PathBuf,
     },
+    /// Print a fleet spec (e.g. deploy/examples/seed-vlan.yaml) with its
+    /// placeholder agent addresses (`https://HOST.lab:7443`) replaced by
+    /// this lab's.
+    Spec {
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+        /// The spec to adapt.
+        file: PathBuf,
+    },
     /// The vm backend's wire (run by `up`; not for direct use).
     #[command(hide = true)]
     Hub {
@@ -467,6 +476,14 @@ async fn main() -> anyhow::Result<ExitCode> {
             Some(state) => print_status(&state),
             None => bail!("no lab in {}", dir.display()),
         },
+        Cmd::Spec { dir, file } => {
+            let Some(state) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))? else {
+                bail!("no lab in {}", dir.display());
+            };
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            print!("{}", state.fleet_spec(&text));
+        }
         Cmd::Hub { port_file, pcap } => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             std::fs::write(&port_file, listener.local_addr()?.port().to_string())?;
