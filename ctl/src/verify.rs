@@ -89,6 +89,16 @@ pub enum Check {
     Address,
 }
 
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Reach => "reach",
+            Check::Isolation => "isolation",
+            Check::Address => "address",
+        }
+    }
+}
+
 /// One probe: from `members[from]`, about `address` of `members[to]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -345,10 +355,7 @@ pub fn render(members: &[Member], outcomes: &[Outcome]) -> String {
     for o in outcomes.iter().filter(|o| !o.ok) {
         out.push(format!(
             "FAILED {} {} -> {} ({}): {}",
-            serde_json::to_value(o.check)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            o.check.as_str(),
             o.from,
             o.to,
             o.address,
