@@ -156,52 +156,70 @@ async fn apply_one(
 /// what was reverted or why it could not be (the agent then rolls back by
 /// itself when its confirmation time ends, or at its restart).
 pub async fn rollback(pending: &[Pending]) -> Vec<HostOutcome> {
-    let calls = pending.iter().map(|p| async move {
-        let r = HostServiceClient::new(p.channel.clone())
+    on_every_host(pending, |p| async move {
+        match HostServiceClient::new(p.channel.clone())
             .rollback(pb::RollbackRequest {
                 txn_id: p.txn_id.clone(),
             })
-            .await;
-        match r {
-            Ok(r) => HostOutcome {
-                host: p.host.clone(),
-                ok: true,
-                detail: format!("rolled back {} step(s)", r.into_inner().reverted.len()),
-            },
-            Err(s) => HostOutcome {
-                host: p.host.clone(),
-                ok: false,
-                detail: format!(
-                    "could not roll back ({}); its agent rolls {} back by itself when the \
-                     confirmation time ends or when it restarts",
-                    CtlError::Rpc(s),
-                    p.txn_id
-                ),
-            },
+            .await
+        {
+            Ok(r) => Ok(format!(
+                "rolled back {} step(s)",
+                r.into_inner().reverted.len()
+            )),
+            Err(s) => Err(format!(
+                "could not roll back ({}); its agent rolls {} back by itself when the \
+                 confirmation time ends or when it restarts",
+                CtlError::Rpc(s),
+                p.txn_id
+            )),
         }
-    });
-    futures::future::join_all(calls).await
+    })
+    .await
 }
 
 /// Confirms every pending transaction, all hosts at once.
 pub async fn confirm(pending: &[Pending]) -> Vec<HostOutcome> {
-    let calls = pending.iter().map(|p| async move {
-        let r = HostServiceClient::new(p.channel.clone())
+    on_every_host(pending, |p| async move {
+        match HostServiceClient::new(p.channel.clone())
             .confirm(pb::ConfirmRequest {
                 txn_id: p.txn_id.clone(),
             })
-            .await;
-        match r {
-            Ok(r) => HostOutcome {
+            .await
+        {
+            Ok(r) => Ok(format!(
+                "confirmed (generation {})",
+                r.into_inner().generation
+            )),
+            Err(s) => Err(format!(
+                "could not confirm {}: {}",
+                p.txn_id,
+                CtlError::Rpc(s)
+            )),
+        }
+    })
+    .await
+}
+
+/// Runs `call` for every pending transaction concurrently; its `Ok`/`Err`
+/// text becomes that host's outcome.
+async fn on_every_host<'a, F, Fut>(pending: &'a [Pending], call: F) -> Vec<HostOutcome>
+where
+    F: Fn(&'a Pending) -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    let calls = pending.iter().map(|p| {
+        let fut = call(p);
+        async move {
+            let (ok, detail) = match fut.await {
+                Ok(d) => (true, d),
+                Err(d) => (false, d),
+            };
+            HostOutcome {
                 host: p.host.clone(),
-                ok: true,
-                detail: format!("confirmed (generation {})", r.into_inner().generation),
-            },
-            Err(s) => HostOutcome {
-                host: p.host.clone(),
-                ok: false,
-                detail: format!("could not confirm {}: {}", p.txn_id, CtlError::Rpc(s)),
-            },
+                ok,
+                detail,
+            }
         }
     });
     futures::future::join_all(calls).await

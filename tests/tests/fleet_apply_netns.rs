@@ -30,6 +30,18 @@ async fn lab_in(name: &str) -> Option<(LabState, LabGuard)> {
     Some((state, guard))
 }
 
+/// A lab with `two_networks` applied: (lab, guard, the spec's path).
+async fn lab_with_base(name: &str) -> Option<(LabState, LabGuard, String)> {
+    let (state, guard) = lab_in(name).await?;
+    let base = write_spec(
+        &state.dir,
+        "base.yaml",
+        &two_networks(&state, "", "", false),
+    );
+    apply_ok(&state, &base);
+    Some((state, guard, base))
+}
+
 /// Two flat networks over both hosts (this kernel has no 802.1Q): net_a
 /// with b1 on no1 and b3 on no2 plus `extra_a`, net_b with b2 (unless
 /// `without_b2`) and b4 plus `extra_b`. Addresses come from the IPAM.
@@ -275,15 +287,9 @@ async fn a_change_plans_and_applies_only_that() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stolen_address_rolls_every_host_back() {
-    let Some((state, _guard)) = lab_in("fleet-stolen").await else {
+    let Some((state, _guard, base)) = lab_with_base("fleet-stolen").await else {
         return;
     };
-    let base = write_spec(
-        &state.dir,
-        "base.yaml",
-        &two_networks(&state, "", "", false),
-    );
-    apply_ok(&state, &base);
 
     // A rogue namespace on no1's wire already answers for 10.0.100.120.
     let rogue = format!("lh-{}-rogue", state.id);
@@ -344,15 +350,9 @@ async fn a_stolen_address_rolls_every_host_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_concurrent_applies_one_wins_one_is_refused() {
-    let Some((state, _guard)) = lab_in("fleet-race").await else {
+    let Some((state, _guard, _)) = lab_with_base("fleet-race").await else {
         return;
     };
-    let base = write_spec(
-        &state.dir,
-        "base.yaml",
-        &two_networks(&state, "", "", false),
-    );
-    apply_ok(&state, &base);
     let specs = [
         write_spec(
             &state.dir,
@@ -418,15 +418,9 @@ async fn two_concurrent_applies_one_wins_one_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_killed_mid_apply_leaves_both_hosts_as_before() {
-    let Some((mut state, _guard)) = lab_in("fleet-kill").await else {
+    let Some((mut state, _guard, base)) = lab_with_base("fleet-kill").await else {
         return;
     };
-    let base = write_spec(
-        &state.dir,
-        "base.yaml",
-        &two_networks(&state, "", "", false),
-    );
-    apply_ok(&state, &base);
     let before = lab_snapshot(&state);
 
     // One change on no1 (applied first), many on no2: no2's agent is

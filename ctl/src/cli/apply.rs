@@ -26,9 +26,9 @@ use crate::{
     verify,
 };
 
-/// Options of `apply`.
+/// Options `apply` and `destroy` share.
 #[derive(Debug, clap::Args)]
-pub struct ApplyArgs {
+pub struct TxnArgs {
     /// The fleet spec (YAML).
     #[arg(short = 'f', long)]
     file: PathBuf,
@@ -36,9 +36,21 @@ pub struct ApplyArgs {
     /// a terminal).
     #[arg(short = 'y', long)]
     yes: bool,
-    /// Hosts applied, and probes run, at the same time.
+    /// Hosts changed, and probes run, at the same time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: u16,
+    /// Leave out hosts that do not answer instead of stopping; their
+    /// objects are neither changed nor probed, and addresses they use are
+    /// unknown to the address allocation.
+    #[arg(long)]
+    skip_unreachable: bool,
+}
+
+/// Options of `apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    txn: TxnArgs,
     /// Seconds each agent waits for the confirmation before it rolls back
     /// by itself (covers verification).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(5..=3600))]
@@ -46,28 +58,6 @@ pub struct ApplyArgs {
     /// Confirm without probing (the spec's `verify` section is ignored).
     #[arg(long)]
     no_verify: bool,
-    /// Leave out hosts that do not answer instead of stopping; their
-    /// endpoints are neither changed nor probed, and addresses they use are
-    /// unknown to the address allocation.
-    #[arg(long)]
-    skip_unreachable: bool,
-}
-
-/// Options of `destroy`.
-#[derive(Debug, clap::Args)]
-pub struct DestroyArgs {
-    /// The fleet spec (YAML) whose objects to remove.
-    #[arg(short = 'f', long)]
-    file: PathBuf,
-    /// Do not ask (also implied when stdin is not a terminal).
-    #[arg(short = 'y', long)]
-    yes: bool,
-    /// Hosts changed at the same time.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    parallel: u16,
-    /// Leave out hosts that do not answer instead of stopping.
-    #[arg(long)]
-    skip_unreachable: bool,
 }
 
 /// What `-o json|yaml` prints: the whole run as one document.
@@ -120,10 +110,10 @@ impl Run<'_> {
 
 /// `apply -f`.
 pub async fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<ExitCode, CtlError> {
-    let plan = plan_fleet(ctx, &a.file, Goal::Spec, a.skip_unreachable).await?;
+    let plan = plan_fleet(ctx, &a.txn.file, Goal::Spec, a.txn.skip_unreachable).await?;
     let opts = Opts {
-        yes: a.yes,
-        parallel: usize::from(a.parallel),
+        yes: a.txn.yes,
+        parallel: usize::from(a.txn.parallel),
         confirm_timeout: a.confirm_timeout,
         verify: !a.no_verify,
         verb: "Apply",
@@ -133,7 +123,7 @@ pub async fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<ExitCode, CtlError> {
 
 /// `destroy -f`: every endpoint, host access and VLAN of the spec goes
 /// (VLANs only where linkherd made them); confirmed without probing.
-pub async fn destroy(ctx: &Ctx, a: DestroyArgs) -> Result<ExitCode, CtlError> {
+pub async fn destroy(ctx: &Ctx, a: TxnArgs) -> Result<ExitCode, CtlError> {
     let plan = plan_fleet(ctx, &a.file, Goal::Teardown, a.skip_unreachable).await?;
     let opts = Opts {
         yes: a.yes,

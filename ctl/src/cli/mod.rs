@@ -112,7 +112,7 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Remove every endpoint, host access and VLAN a spec made, on every
     /// host, as one transaction.
-    Destroy(apply::DestroyArgs),
+    Destroy(apply::TxnArgs),
     /// How every host differs from a fleet spec (drift); exit 2 when one
     /// does, 0 when all are in sync.
     Status {
