@@ -444,6 +444,15 @@ fn network(
             );
             continue;
         }
+        if !span.contains_key(h) {
+            is.push(
+                &hpath,
+                a.referenced,
+                format!("{h:?} is not in {path}.hosts"),
+                "add the host to the network's hosts list",
+            );
+            continue;
+        }
         if let Some(ip) = parse_ip(is, &hpath, a) {
             in_pool(is, &hpath, a.referenced, ip, &v4, &v6, declared);
             host_access.insert(h.clone(), ip);
