@@ -36,6 +36,8 @@ const JOURNAL: &str = "txn.json";
 /// Confirmation window when the caller gives none, and the longest allowed.
 pub const DEFAULT_CONFIRM: Duration = Duration::from_secs(60);
 pub const MAX_CONFIRM: Duration = Duration::from_secs(3600);
+/// The longest an address check may wait for answers.
+pub const MAX_ADDRESS_CHECK_MS: u32 = 5000;
 
 /// How to undo one applied step. Specs are kept as encoded protobuf, the
 /// API's own stable form.
@@ -168,12 +170,14 @@ impl Transactions {
         self.save(None).await;
     }
 
-    /// Applies `desired` if the host is still at `expected` (0: any).
+    /// Applies `desired` if the host is still at `expected` (0: any); with
+    /// `check`, new endpoints' addresses are probed free on the wire first.
     pub async fn apply(
         &self,
         desired: &Desired,
         expected: u64,
         confirm: Duration,
+        check: Option<Duration>,
     ) -> Result<Applied, Error> {
         let mut pending = self.pending.lock().await;
         if let Some(p) = pending.as_ref() {
@@ -196,7 +200,7 @@ impl Transactions {
             undo: Vec::new(),
         };
         for c in &changes {
-            if let Err(e) = self.step(&c.op, &mut journal).await {
+            if let Err(e) = self.step(&c.op, &mut journal, check).await {
                 let reverted = self.undo(&journal.undo).await;
                 self.save(None).await;
                 tracing::warn!(step = c.object, error = %e, reverted = reverted.len(), "apply failed; rolled back");
@@ -282,7 +286,7 @@ impl Transactions {
     }
 
     /// Carries out one step and records its undo (journal first on disk).
-    async fn step(&self, op: &Op, j: &mut Journal) -> Result<(), Error> {
+    async fn step(&self, op: &Op, j: &mut Journal, check: Option<Duration>) -> Result<(), Error> {
         let lc = &self.lifecycle;
         match op {
             Op::CreateVlan(spec) => {
@@ -308,9 +312,9 @@ impl Transactions {
                 self.remove_endpoint(spec.network.as_str(), spec.name.as_str(), j)
                     .await?;
                 self.save(Some(j)).await;
-                self.add_endpoint(spec, j).await?;
+                self.add_endpoint(spec, j, check).await?;
             }
-            Op::CreateEndpoint(spec) => self.add_endpoint(spec, j).await?,
+            Op::CreateEndpoint(spec) => self.add_endpoint(spec, j, check).await?,
             Op::DeleteHostAccess { network } => self.remove_shim(network, j).await?,
             Op::ReplaceHostAccess(spec) => {
                 self.remove_shim(spec.network.as_str(), j).await?;
@@ -326,7 +330,12 @@ impl Transactions {
     /// Creates an endpoint, write-ahead: its undo is on disk before the
     /// kernel is touched, so an agent killed half way through the create
     /// still removes what it made when it restarts.
-    async fn add_endpoint(&self, spec: &EndpointSpec, j: &mut Journal) -> Result<(), Error> {
+    async fn add_endpoint(
+        &self,
+        spec: &EndpointSpec,
+        j: &mut Journal,
+        check: Option<Duration>,
+    ) -> Result<(), Error> {
         let netns = match (&spec.netns, spec.create_netns) {
             (linkherd_proto::model::NetnsRef::Named(n), true)
                 if !self.lifecycle.netns_exists(n).await? =>
@@ -341,7 +350,7 @@ impl Transactions {
             netns,
         });
         self.save(Some(j)).await;
-        match self.lifecycle.create_endpoint(spec).await {
+        match self.lifecycle.create_endpoint_checked(spec, check).await {
             Ok((_, Outcome::Created)) => Ok(()),
             // There already (nothing to undo), or failed and undone by the
             // create itself.

@@ -68,6 +68,7 @@ fn apply(eps: Vec<pb::MacvlanEndpoint>, expected: u64, confirm: u32) -> pb::Appl
         desired: state(eps),
         expected_generation: expected,
         confirm_timeout_seconds: confirm,
+        ..Default::default()
     }
 }
 
@@ -254,6 +255,57 @@ async fn a_restarted_agent_rolls_back_the_journaled_transaction() {
     assert!(audit.contains("txn-recover"), "{audit}");
 }
 
+/// With an address check, a new endpoint's address that something else on
+/// the wire already answers for fails the step before it is configured:
+/// the transaction is undone (b1 too) and the endpoint never existed.
+#[tokio::test]
+async fn an_address_in_use_on_the_wire_fails_the_apply_before_it_is_configured() {
+    let (fake, _pki, _agent, mut host) = setup(None).await;
+    let (rogue, _) = fake.add_veth("rogue0", "rogue1").expect("veth");
+    fake.add_addr("rogue0", "10.0.100.12/24".parse().expect("net"))
+        .expect("addr");
+    fake.set_up(rogue, true).await.expect("up");
+    let checked = |ms: u32| pb::ApplyRequest {
+        address_check_ms: ms,
+        ..apply(
+            vec![ep("b1", "10.0.100.10/24"), ep("b2", "10.0.100.12/24")],
+            0,
+            60,
+        )
+    };
+    let err = host.apply(checked(200)).await.expect_err("in use");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let rogue_mac = fake
+        .link(&IfName::parse("n", "rogue0").expect("name"))
+        .await
+        .expect("rogue")
+        .mac
+        .expect("mac");
+    assert_eq!(
+        err.message(),
+        format!(
+            "endpoint mac_net/b2 failed: 10.0.100.12 is already in use on the wire (answered by \
+             {rogue_mac}); endpoint mac_net/b2 was not created: give it another address or free \
+             this one; everything done before it was rolled back"
+        )
+    );
+    assert!(addresses(&fake, "b1").await.is_none(), "b1 was not undone");
+    assert_eq!(
+        fake.netns_names().await.expect("names"),
+        Vec::<String>::new()
+    );
+    let err = host.apply(checked(6000)).await.expect_err("too long");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("address_check_ms"),
+        "{}",
+        err.message()
+    );
+    // Without the check the same apply goes through: the check refused it.
+    host.apply(checked(0)).await.expect("unchecked");
+    assert!(addresses(&fake, "b2").await.is_some());
+}
+
 /// An agent killed half way through creating an endpoint: the journal
 /// already holds the step's undo (written ahead), the namespace exists but
 /// the endpoint never finished. The restarted agent removes the namespace.
@@ -302,6 +354,7 @@ async fn teardown_deletes_endpoints_of_spoken_for_networks_then_absent_vlans() {
             }),
             expected_generation: 0,
             confirm_timeout_seconds: 60,
+            ..Default::default()
         })
         .await
         .expect("apply")
@@ -341,6 +394,7 @@ async fn teardown_deletes_endpoints_of_spoken_for_networks_then_absent_vlans() {
             desired: Some(teardown),
             expected_generation: plan.generation,
             confirm_timeout_seconds: 60,
+            ..Default::default()
         })
         .await
         .expect("teardown")

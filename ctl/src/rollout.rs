@@ -29,6 +29,18 @@ pub struct Step {
     pub changes: usize,
 }
 
+/// How every host applies its part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Seconds before an unconfirmed transaction rolls back by itself.
+    pub confirm_timeout: u32,
+    /// Milliseconds to wait for answers when probing new endpoints'
+    /// addresses on the wire before they are configured (0: no check).
+    pub address_check_ms: u32,
+    /// Hosts applying at the same time (after the first).
+    pub parallel: usize,
+}
+
 /// A host's applied, not yet confirmed transaction.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -59,8 +71,7 @@ pub struct ApplyFailure {
 /// change are not asked (nothing to lock or confirm there).
 pub async fn apply(
     steps: Vec<Step>,
-    confirm_timeout: u32,
-    parallel: usize,
+    opts: ApplyOptions,
     progress: &Progress,
 ) -> Result<Vec<Pending>, ApplyFailure> {
     let mut steps: Vec<Step> = steps.into_iter().filter(|s| s.changes > 0).collect();
@@ -72,7 +83,7 @@ pub async fn apply(
     let stop = AtomicBool::new(false);
     let mut pending = Vec::new();
     let mut failed = Vec::new();
-    match apply_one(lead, confirm_timeout, progress, &stop).await {
+    match apply_one(lead, opts, progress, &stop).await {
         Ok(p) => pending.push(p),
         Err(f) => {
             failed.push(f);
@@ -80,8 +91,8 @@ pub async fn apply(
         }
     }
     let results: Vec<Result<Pending, HostOutcome>> = stream::iter(rest)
-        .map(|s| apply_one(s, confirm_timeout, progress, &stop))
-        .buffer_unordered(parallel.max(1))
+        .map(|s| apply_one(s, opts, progress, &stop))
+        .buffer_unordered(opts.parallel.max(1))
         .collect()
         .await;
     for r in results {
@@ -102,7 +113,7 @@ pub async fn apply(
 /// not started (their outcome says so).
 async fn apply_one(
     s: Step,
-    confirm_timeout: u32,
+    opts: ApplyOptions,
     progress: &Progress,
     stop: &AtomicBool,
 ) -> Result<Pending, HostOutcome> {
@@ -118,7 +129,8 @@ async fn apply_one(
         .apply(pb::ApplyRequest {
             desired: Some(s.desired),
             expected_generation: s.generation,
-            confirm_timeout_seconds: confirm_timeout,
+            confirm_timeout_seconds: opts.confirm_timeout,
+            address_check_ms: opts.address_check_ms,
         })
         .await;
     match r {

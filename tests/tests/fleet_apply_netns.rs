@@ -318,7 +318,24 @@ async fn a_stolen_address_rolls_every_host_back() {
             false,
         ),
     );
+    // With the address check (the default), no1's agent finds the address
+    // answered on the wire before configuring it: no1 (applied first)
+    // fails, no2 is never started, nothing anywhere changes.
     let out = ctl(&state, &["apply", "-f", &spec]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: Apply failed on no1: FAILED_PRECONDITION: endpoint net_a/b6 failed: \
+             10.0.100.120 is already in use on the wire (answered by "
+        ) && stderr.contains("no2: not started: another host failed first; nothing was changed"),
+        "{stderr}"
+    );
+    assert_eq!(lab_snapshot(&state), before);
+
+    // Without it, b6 is made; the verification then finds two MACs
+    // answering for its address, and every host is rolled back.
+    let out = ctl(&state, &["apply", "-f", &spec, "--address-check-ms", "0"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(

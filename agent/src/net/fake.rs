@@ -854,6 +854,30 @@ impl NetOps for FakeKernel {
         Ok(())
     }
 
+    /// The fake machine is one flat wire: every other up link, in any
+    /// namespace, that has the address answers.
+    async fn probe_address(
+        &self,
+        index: u32,
+        _mac: MacAddr,
+        addr: std::net::Ipv4Addr,
+        _timeout: std::time::Duration,
+    ) -> Result<Vec<MacAddr>, NetError> {
+        let mut out = Vec::new();
+        for ns in self.world.all() {
+            let st = ns.lock();
+            out.extend(
+                st.links
+                    .values()
+                    .filter(|l| !(Arc::ptr_eq(&ns, &self.ns) && l.iface.index == index))
+                    .filter(|l| l.iface.admin_up)
+                    .filter(|l| l.iface.addresses.iter().any(|a| a.addr() == addr))
+                    .filter_map(|l| l.iface.mac),
+            );
+        }
+        Ok(out)
+    }
+
     async fn enable_announce(&self, name: &IfName) -> Result<(), NetError> {
         let mut st = self.lock();
         Self::index_of(&st, name.as_str())?;

@@ -172,6 +172,16 @@ pub trait NetOps: Send + Sync + fmt::Debug + 'static {
     /// (gratuitous ARP, unsolicited neighbour advertisement), so peers'
     /// caches pick up a new MAC at once.
     async fn enable_announce(&self, name: &IfName) -> Result<(), NetError>;
+    /// RFC 5227 probe for `addr` from link `index` (up, MAC `mac`) of this
+    /// namespace, with sender 0.0.0.0 so that nothing is claimed: the MACs
+    /// of whoever answers within `timeout`. Empty: nobody uses it.
+    async fn probe_address(
+        &self,
+        index: u32,
+        mac: MacAddr,
+        addr: std::net::Ipv4Addr,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<MacAddr>, NetError>;
 
     /// The same operations inside another namespace (a namespace file).
     /// `NotFound` when it does not exist.

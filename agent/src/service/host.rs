@@ -114,9 +114,21 @@ impl pb::host_service_server::HostService for HostSvc {
                 }
                 s => std::time::Duration::from_secs(s.into()),
             };
+            let check = match r.address_check_ms {
+                0 => None,
+                ms if ms > crate::txn::MAX_ADDRESS_CHECK_MS => {
+                    return Err(Error::Invalid(linkherd_proto::model::ValidationError::new(
+                        "address_check_ms",
+                        ms.to_string(),
+                        format!("is longer than {} ms", crate::txn::MAX_ADDRESS_CHECK_MS),
+                        "answers on one link come within milliseconds; wait less",
+                    )));
+                }
+                ms => Some(std::time::Duration::from_millis(ms.into())),
+            };
             self.ctx
                 .txns
-                .apply(&desired, r.expected_generation, confirm)
+                .apply(&desired, r.expected_generation, confirm, check)
                 .await
         }
         .await;

@@ -172,6 +172,40 @@ pub async fn addresses_are_reported(env: Env) {
     assert_eq!(x2.addresses, x.addresses, "list and get agree");
 }
 
+/// An RFC 5227 probe from one end of a veth pair is answered by the other
+/// end for its address, and by nobody for an unused one; the prober's own
+/// address does not count.
+pub async fn address_probe_finds_who_uses_it(env: Env) {
+    env.fx.add_veth("ct-p", "ct-q").await;
+    env.fx.add_addr("ct-p", "10.78.0.1/24").await;
+    env.fx.add_addr("ct-q", "10.78.0.2/24").await;
+    let p = env.net.link(&name("ct-p")).await.expect("p");
+    let q = env.net.link(&name("ct-q")).await.expect("q");
+    env.net.set_up(q.index, true).await.expect("q up");
+    env.net.set_up(p.index, true).await.expect("p up");
+    let mac = p.mac.expect("p mac");
+    let wait = Duration::from_millis(300);
+    // Carrier may take a moment on a fresh veth: ask until answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let users = loop {
+        let users = env
+            .net
+            .probe_address(p.index, mac, "10.78.0.2".parse().expect("ip"), wait)
+            .await
+            .expect("probe");
+        if !users.is_empty() || tokio::time::Instant::now() > deadline {
+            break users;
+        }
+    };
+    assert_eq!(users, vec![q.mac.expect("q mac")]);
+    let free = env
+        .net
+        .probe_address(p.index, mac, "10.78.0.99".parse().expect("ip"), wait)
+        .await
+        .expect("probe");
+    assert_eq!(free, Vec::<MacAddr>::new());
+}
+
 pub async fn watch_reports_changes(env: Env) {
     let mut rx = env.net.watch().await.expect("watch");
     env.fx.add_veth("ct-w", "ct-z").await;
@@ -523,7 +557,7 @@ macro_rules! contract_tests {
         contract_tests!(@each $make,
             lists_loopback, veth_pair_is_described, unknown_links_are_not_found,
             promisc_flag_and_counter, up_down_and_veth_carrier, mtu_within_device_limits,
-            addresses_are_reported, watch_reports_changes, capabilities_match_the_kernel,
+            addresses_are_reported, address_probe_finds_who_uses_it, watch_reports_changes, capabilities_match_the_kernel,
             macvlan_created_inside_a_named_namespace, link_creation_rules, group_delete_and_cascade);
     };
     (@each $make:path, $($case:ident),*) => {$(

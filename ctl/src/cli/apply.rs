@@ -22,7 +22,7 @@ use crate::{
     error::CtlError,
     output::{self, Format},
     progress::Progress,
-    rollout::{self, HostOutcome, Pending, Step},
+    rollout::{self, ApplyOptions, HostOutcome, Pending, Step},
     verify,
 };
 
@@ -58,6 +58,11 @@ pub struct ApplyArgs {
     /// Confirm without probing (the spec's `verify` section is ignored).
     #[arg(long)]
     no_verify: bool,
+    /// Milliseconds each new endpoint waits for answers when its IPv4
+    /// addresses are probed on the wire before they are configured (RFC
+    /// 5227); 0 skips the check.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=5000))]
+    address_check_ms: u32,
 }
 
 /// What `-o json|yaml` prints: the whole run as one document.
@@ -113,8 +118,11 @@ pub async fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<ExitCode, CtlError> {
     let plan = plan_fleet(ctx, &a.txn.file, Goal::Spec, a.txn.skip_unreachable).await?;
     let opts = Opts {
         yes: a.txn.yes,
-        parallel: usize::from(a.txn.parallel),
-        confirm_timeout: a.confirm_timeout,
+        apply: ApplyOptions {
+            confirm_timeout: a.confirm_timeout,
+            address_check_ms: a.address_check_ms,
+            parallel: usize::from(a.txn.parallel),
+        },
         verify: !a.no_verify,
         verb: "Apply",
     };
@@ -127,8 +135,11 @@ pub async fn destroy(ctx: &Ctx, a: TxnArgs) -> Result<ExitCode, CtlError> {
     let plan = plan_fleet(ctx, &a.file, Goal::Teardown, a.skip_unreachable).await?;
     let opts = Opts {
         yes: a.yes,
-        parallel: usize::from(a.parallel),
-        confirm_timeout: 120,
+        apply: ApplyOptions {
+            confirm_timeout: 120,
+            address_check_ms: 0,
+            parallel: usize::from(a.parallel),
+        },
         verify: false,
         verb: "Destroy",
     };
@@ -138,8 +149,7 @@ pub async fn destroy(ctx: &Ctx, a: TxnArgs) -> Result<ExitCode, CtlError> {
 #[derive(Debug)]
 struct Opts {
     yes: bool,
-    parallel: usize,
-    confirm_timeout: u32,
+    apply: ApplyOptions,
     verify: bool,
     verb: &'static str,
 }
@@ -188,7 +198,7 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
             changes: h.changes.len(),
         })
         .collect();
-    let pending = match rollout::apply(steps, o.confirm_timeout, o.parallel, &progress).await {
+    let pending = match rollout::apply(steps, o.apply, &progress).await {
         Ok(p) => p,
         Err(f) => {
             let why = f
@@ -206,7 +216,7 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
         // Ctrl-C while probing: roll back now rather than leave the hosts
         // pending until their confirmation time ends.
         let failed = tokio::select! {
-            f = verify_fleet(&mut run, &progress, o.parallel) => {
+            f = verify_fleet(&mut run, &progress, o.apply.parallel) => {
                 f?.map(|why| format!("verification failed {why}"))
             }
             _ = tokio::signal::ctrl_c() => {

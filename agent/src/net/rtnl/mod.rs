@@ -655,6 +655,32 @@ impl NetOps for Rtnl {
             .await
     }
 
+    async fn probe_address(
+        &self,
+        index: u32,
+        mac: linkherd_proto::model::MacAddr,
+        addr: std::net::Ipv4Addr,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<linkherd_proto::model::MacAddr>, NetError> {
+        use crate::probe::arp;
+        let spec = arp::ArpSpec {
+            netns: self.netns.clone(),
+            link: arp::Link {
+                index,
+                mac,
+                ipv4: None,
+            },
+            target: std::net::IpAddr::V4(addr),
+            timeout,
+            free_check: true,
+        };
+        Ok(arp::who_has(spec)
+            .await?
+            .into_iter()
+            .map(|r| r.mac)
+            .collect())
+    }
+
     async fn enable_announce(&self, name: &IfName) -> Result<(), NetError> {
         let name = name.to_string();
         let netns = self.netns.clone();
