@@ -217,7 +217,7 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
         // pending until their confirmation time ends.
         let failed = tokio::select! {
             f = verify_fleet(&mut run, &progress, o.apply.parallel) => {
-                f?.map(|why| format!("verification failed {why}"))
+                f.map(|why| format!("verification failed {why}"))
             }
             _ = tokio::signal::ctrl_c() => {
                 Some("interrupted (Ctrl-C) during verification".to_owned())
@@ -263,12 +263,9 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
 }
 
 /// Probes the fleet as the spec's `verify` section says and prints the
-/// matrix; `Some(reason)` when a probe failed.
-async fn verify_fleet(
-    run: &mut Run<'_>,
-    progress: &Progress,
-    parallel: usize,
-) -> Result<Option<String>, CtlError> {
+/// matrix; `Some(reason)` when a probe failed (or a host could not be
+/// read), so that the caller rolls back whatever happened.
+async fn verify_fleet(run: &mut Run<'_>, progress: &Progress, parallel: usize) -> Option<String> {
     let v = run.plan.spec.verify;
     let reads = run.plan.hosts.iter().map(|h| async move {
         let st = HostServiceClient::new(h.channel.clone())
@@ -283,13 +280,13 @@ async fn verify_fleet(
             Ok(s) => {
                 observed.insert(host, s.into_inner().observed.unwrap_or_default());
             }
-            Err(e) => return Ok(Some(format!("cannot read {host} after applying: {e}"))),
+            Err(e) => return Some(format!("cannot read {host} after applying: {e}")),
         }
     }
     let members = verify::members(&run.plan.spec, &observed);
     let probes = verify::probes(&members, v.mesh, v.isolation);
     if probes.is_empty() {
-        return Ok(None);
+        return None;
     }
     let channels: BTreeMap<String, _> = run
         .plan
@@ -320,13 +317,13 @@ async fn verify_fleet(
         println!("{}", verify::render(&members, &outcomes));
     }
     run.verification = outcomes;
-    Ok((!why.is_empty()).then(|| {
+    (!why.is_empty()).then(|| {
         format!(
             "({} of {total} probe(s)) {}",
             run.verification.iter().filter(|o| !o.ok).count(),
             why.join("; ")
         )
-    }))
+    })
 }
 
 /// Undoes every pending transaction and reports the failure with what was
