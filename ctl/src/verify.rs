@@ -163,43 +163,72 @@ pub struct Outcome {
     pub rtt_us: Option<u32>,
 }
 
-/// Runs every probe (at most `parallel` at a time) through the agents of
-/// the prober's host, `task` counting them.
+/// Probes each agent runs at the same time. A probe mostly waits (ARP
+/// collects answers for the whole timeout, to see duplicates), on one of
+/// the agent's blocking threads; the agent serves up to 64 calls per
+/// connection.
+pub const PROBES_PER_HOST: usize = 32;
+
+/// Runs every probe through the agent of the prober's host, all hosts at
+/// once and [`PROBES_PER_HOST`] at a time on each, `task` counting them.
+/// Outcomes come in the order of `probes`.
 pub async fn run(
     members: &[Member],
     probes: &[Probe],
     channels: &BTreeMap<String, Channel>,
     timeout: Duration,
-    parallel: usize,
     task: &Task,
 ) -> Vec<Outcome> {
-    let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-    stream::iter(probes)
-        .map(|p| async move {
-            let (from, to) = (&members[p.from], &members[p.to]);
-            let res = match channels.get(&from.host) {
-                Some(ch) => run_one(ch.clone(), p, from, to, timeout_ms).await,
-                None => Err(CtlError::Output(format!("no connection to {}", from.host))),
-            };
-            task.inc();
-            let (ok, detail, rtt_us) = match res {
-                Ok(v) => v,
-                Err(e) => (false, format!("probe failed: {e}"), None),
-            };
-            Outcome {
-                check: p.check,
-                network: from.network.clone(),
-                from: from.label(),
-                to: to.label(),
-                address: p.address,
-                ok,
-                detail,
-                rtt_us,
-            }
-        })
-        .buffered(parallel.max(1))
-        .collect()
+    let mut by_host: BTreeMap<&str, Vec<(usize, &Probe)>> = BTreeMap::new();
+    for (i, p) in probes.iter().enumerate() {
+        by_host
+            .entry(members[p.from].host.as_str())
+            .or_default()
+            .push((i, p));
+    }
+    let hosts = by_host.into_values().map(|list| {
+        stream::iter(list)
+            .map(|(i, p)| async move { (i, run_probe(members, p, channels, timeout, task).await) })
+            .buffer_unordered(PROBES_PER_HOST)
+            .collect::<Vec<_>>()
+    });
+    let mut all: Vec<(usize, Outcome)> = futures::future::join_all(hosts)
         .await
+        .into_iter()
+        .flatten()
+        .collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, o)| o).collect()
+}
+
+async fn run_probe(
+    members: &[Member],
+    p: &Probe,
+    channels: &BTreeMap<String, Channel>,
+    timeout: Duration,
+    task: &Task,
+) -> Outcome {
+    let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    let (from, to) = (&members[p.from], &members[p.to]);
+    let res = match channels.get(&from.host) {
+        Some(ch) => run_one(ch.clone(), p, from, to, timeout_ms).await,
+        None => Err(CtlError::Output(format!("no connection to {}", from.host))),
+    };
+    task.inc();
+    let (ok, detail, rtt_us) = match res {
+        Ok(v) => v,
+        Err(e) => (false, format!("probe failed: {e}"), None),
+    };
+    Outcome {
+        check: p.check,
+        network: from.network.clone(),
+        from: from.label(),
+        to: to.label(),
+        address: p.address,
+        ok,
+        detail,
+        rtt_us,
+    }
 }
 
 type Verdict = (bool, String, Option<u32>);

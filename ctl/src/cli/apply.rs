@@ -36,7 +36,7 @@ pub struct TxnArgs {
     /// a terminal).
     #[arg(short = 'y', long)]
     yes: bool,
-    /// Hosts changed, and probes run, at the same time.
+    /// Hosts changed at the same time (after the first).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: u16,
     /// Leave out hosts that do not answer instead of stopping; their
@@ -61,7 +61,7 @@ pub struct ApplyArgs {
     /// Milliseconds each new endpoint waits for answers when its IPv4
     /// addresses are probed on the wire before they are configured (RFC
     /// 5227); 0 skips the check.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=5000))]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=5000))]
     address_check_ms: u32,
 }
 
@@ -216,7 +216,7 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
         // Ctrl-C while probing: roll back now rather than leave the hosts
         // pending until their confirmation time ends.
         let failed = tokio::select! {
-            f = verify_fleet(&mut run, &progress, o.apply.parallel) => {
+            f = verify_fleet(&mut run, &progress) => {
                 f.map(|why| format!("verification failed {why}"))
             }
             _ = tokio::signal::ctrl_c() => {
@@ -265,7 +265,7 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
 /// Probes the fleet as the spec's `verify` section says and prints the
 /// matrix; `Some(reason)` when a probe failed (or a host could not be
 /// read), so that the caller rolls back whatever happened.
-async fn verify_fleet(run: &mut Run<'_>, progress: &Progress, parallel: usize) -> Option<String> {
+async fn verify_fleet(run: &mut Run<'_>, progress: &Progress) -> Option<String> {
     let v = run.plan.spec.verify;
     let reads = run.plan.hosts.iter().map(|h| async move {
         let st = HostServiceClient::new(h.channel.clone())
@@ -295,7 +295,7 @@ async fn verify_fleet(run: &mut Run<'_>, progress: &Progress, parallel: usize) -
         .map(|h| (h.host.clone(), h.channel.clone()))
         .collect();
     let task = progress.counter("verify", probes.len() as u64);
-    let outcomes = verify::run(&members, &probes, &channels, v.timeout, parallel, &task).await;
+    let outcomes = verify::run(&members, &probes, &channels, v.timeout, &task).await;
     let failed: Vec<&verify::Outcome> = outcomes.iter().filter(|o| !o.ok).collect();
     task.finish(
         failed.is_empty(),
