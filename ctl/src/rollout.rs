@@ -65,10 +65,34 @@ pub struct HostOutcome {
 pub struct ApplyFailure {
     pub failed: Vec<HostOutcome>,
     pub pending: Vec<Pending>,
+    /// Ctrl-C came while the hosts were applying.
+    pub interrupted: bool,
+}
+
+/// Whether hosts not yet started should start, and if not, why.
+#[derive(Debug, Default)]
+struct Stop {
+    failed: AtomicBool,
+    interrupted: AtomicBool,
+}
+
+impl Stop {
+    fn why(&self) -> Option<&'static str> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            Some("not started: interrupted (Ctrl-C)")
+        } else if self.failed.load(Ordering::SeqCst) {
+            Some("not started: another host failed first")
+        } else {
+            None
+        }
+    }
 }
 
 /// Applies every step as a pending transaction. Hosts with nothing to
-/// change are not asked (nothing to lock or confirm there).
+/// change are not asked (nothing to lock or confirm there). Ctrl-C stops
+/// hosts from starting; those applying finish (an Apply cut off half way
+/// would leave a transaction nobody knows the id of), and the caller gets
+/// every pending transaction back to roll back.
 pub async fn apply(
     steps: Vec<Step>,
     opts: ApplyOptions,
@@ -80,32 +104,45 @@ pub async fn apply(
     let Some(lead) = rest.next() else {
         return Ok(Vec::new());
     };
-    let stop = AtomicBool::new(false);
-    let mut pending = Vec::new();
-    let mut failed = Vec::new();
-    match apply_one(lead, opts, progress, &stop).await {
-        Ok(p) => pending.push(p),
-        Err(f) => {
-            failed.push(f);
-            stop.store(true, Ordering::SeqCst);
+    let stop = Stop::default();
+    let work = async {
+        let mut results = vec![apply_one(lead, opts, progress, &stop).await];
+        results.extend(
+            stream::iter(rest)
+                .map(|s| apply_one(s, opts, progress, &stop))
+                .buffer_unordered(opts.parallel.max(1))
+                .collect::<Vec<_>>()
+                .await,
+        );
+        results
+    };
+    let watch = async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.interrupted.store(true, Ordering::SeqCst);
         }
-    }
-    let results: Vec<Result<Pending, HostOutcome>> = stream::iter(rest)
-        .map(|s| apply_one(s, opts, progress, &stop))
-        .buffer_unordered(opts.parallel.max(1))
-        .collect()
-        .await;
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    let results = tokio::select! {
+        r = work => r,
+        never = watch => match never {},
+    };
+    let (mut pending, mut failed) = (Vec::new(), Vec::new());
     for r in results {
         match r {
             Ok(p) => pending.push(p),
             Err(f) => failed.push(f),
         }
     }
-    if failed.is_empty() {
+    let interrupted = stop.interrupted.load(Ordering::SeqCst);
+    if failed.is_empty() && !interrupted {
         Ok(pending)
     } else {
         failed.sort_by(|a, b| a.host.cmp(&b.host));
-        Err(ApplyFailure { failed, pending })
+        Err(ApplyFailure {
+            failed,
+            pending,
+            interrupted,
+        })
     }
 }
 
@@ -115,13 +152,13 @@ async fn apply_one(
     s: Step,
     opts: ApplyOptions,
     progress: &Progress,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) -> Result<Pending, HostOutcome> {
-    if stop.load(Ordering::SeqCst) {
+    if let Some(why) = stop.why() {
         return Err(HostOutcome {
             host: s.host,
             ok: false,
-            detail: "not started: another host failed first".into(),
+            detail: why.into(),
         });
     }
     let task = progress.spinner(&s.host, &format!("applying {} change(s)", s.changes));
@@ -152,7 +189,7 @@ async fn apply_one(
             })
         }
         Err(status) => {
-            stop.store(true, Ordering::SeqCst);
+            stop.failed.store(true, Ordering::SeqCst);
             let detail = CtlError::Rpc(status).to_string();
             task.finish(false, &detail);
             Err(HostOutcome {

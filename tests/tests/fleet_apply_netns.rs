@@ -63,6 +63,28 @@ fn two_networks(state: &LabState, extra_a: &str, extra_b: &str, without_b2: bool
     )
 }
 
+/// Waits (polling every millisecond) until a namespace whose name starts
+/// with `prefix` exists: the moment an agent starts creating endpoints.
+fn wait_for_netns(prefix: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let started = std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            })
+            .unwrap_or(false);
+        if started {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing named {prefix}* appeared"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn ns_of(state: &LabState, host: &str, endpoint: &str) -> String {
     format!("{}-{endpoint}", state.host(host).expect("host").netns)
 }
@@ -456,21 +478,7 @@ async fn an_agent_killed_mid_apply_leaves_both_hosts_as_before() {
         .spawn()
         .expect("spawn apply");
     let no2 = state.host("no2").expect("no2").clone();
-    let first = format!("{}-k", no2.netns);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let started = std::fs::read_dir("/run/netns")
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(&first))
-            })
-            .unwrap_or(false);
-        if started {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no2 never started creating");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_netns(&format!("{}-k", no2.netns));
     let pid = no2.pid.expect("agent pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
@@ -493,4 +501,44 @@ async fn an_agent_killed_mid_apply_leaves_both_hosts_as_before() {
     assert_eq!(lab_snapshot(&state), before);
     let out = ctl(&state, &["status", "-f", &base]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_applying_rolls_back_everywhere() {
+    let Some((state, _guard, base)) = lab_with_base("fleet-sigint").await else {
+        return;
+    };
+    let before = lab_snapshot(&state);
+    let many: String = (1..=16)
+        .map(|i| format!("      k{i:02}: {{host: no2}}\n"))
+        .collect();
+    let spec = write_spec(
+        &state.dir,
+        "many.yaml",
+        &two_networks(&state, "      b6: {host: no1}\n", &many, false),
+    );
+    let child = ctl_command(&state, &["apply", "-f", &spec])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn apply");
+    // While no2 is creating its endpoints (each waits for its address
+    // check), Ctrl-C: no2 finishes its Apply, then both are rolled back.
+    wait_for_netns(&format!("{}-k", state.host("no2").expect("no2").netns));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("interrupt the apply this test started");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: interrupted (Ctrl-C) while applying; rolled back everywhere \
+             (no1: rolled back 1 step(s); no2: rolled back 16 step(s))"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(lab_snapshot(&state), before);
 }

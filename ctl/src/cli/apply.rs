@@ -201,14 +201,23 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
     let pending = match rollout::apply(steps, o.apply, &progress).await {
         Ok(p) => p,
         Err(f) => {
-            let why = f
+            let hosts = f
                 .failed
                 .iter()
                 .map(|h| format!("{}: {}", h.host, h.detail))
                 .collect::<Vec<_>>()
                 .join("; ");
+            let why = if f.interrupted {
+                let mut why = "interrupted (Ctrl-C) while applying".to_owned();
+                if !hosts.is_empty() {
+                    why.push_str(&format!(" ({hosts})"));
+                }
+                why
+            } else {
+                format!("{} failed on {hosts}", o.verb)
+            };
             run.hosts = f.failed;
-            return roll_back(run, &f.pending, format!("{} failed on {why}", o.verb)).await;
+            return roll_back(run, &f.pending, why).await;
         }
     };
 
