@@ -541,4 +541,6 @@ async fn ctrl_c_while_applying_rolls_back_everywhere() {
         "{stderr}"
     );
     assert_eq!(lab_snapshot(&state), before);
+    let out = ctl(&state, &["status", "-f", &base]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
