@@ -15,7 +15,7 @@ use std::{
 
 use linkherd_proto::{
     convert::{Desired, EndpointSelector},
-    model::{EndpointSpec, HostAccessSpec, IfName, ObjName, Owner, VlanSpec},
+    model::{EndpointSpec, HostAccessSpec, IfName, MacAddr, ObjName, Owner, VlanSpec},
     pb,
 };
 use prost::Message;
@@ -27,7 +27,7 @@ use crate::{
     auth::Identity,
     error::Error,
     lifecycle::{
-        Lifecycle, Outcome,
+        Lifecycle, Outcome, Wanted,
         plan::{Change, Op},
     },
 };
@@ -143,6 +143,9 @@ impl Transactions {
     /// Rolls back a transaction left by an agent that stopped before it was
     /// confirmed. Called once at start.
     pub async fn recover(&self) {
+        if let Err(e) = self.lifecycle.remove_stale_probe_netns().await {
+            tracing::error!(error = %e, "cannot remove the address-check namespace a previous run left");
+        }
         let Some(path) = &self.journal else { return };
         let Ok(bytes) = tokio::fs::read(path).await else {
             return;
@@ -171,7 +174,8 @@ impl Transactions {
     }
 
     /// Applies `desired` if the host is still at `expected` (0: any); with
-    /// `check`, new endpoints' addresses are probed free on the wire first.
+    /// `check`, the addresses of new endpoints are probed free on the wire
+    /// (waiting that long for answers) before any endpoint is made.
     pub async fn apply(
         &self,
         desired: &Desired,
@@ -199,8 +203,22 @@ impl Transactions {
             deadline: unix(deadline),
             undo: Vec::new(),
         };
+        // The address check runs once, right before the first endpoint is
+        // made: VLAN parents exist by then, removed endpoints are gone.
+        let mut check = check;
         for c in &changes {
-            if let Err(e) = self.step(&c.op, &mut journal, check).await {
+            let endpoint = matches!(c.op, Op::CreateEndpoint(_) | Op::ReplaceEndpoint(_));
+            let res = match check.take_if(|_| endpoint) {
+                Some(wait) => self.check_addresses(&changes, wait).await,
+                None => Ok(()),
+            };
+            if let Err(e) = res {
+                let reverted = self.undo(&journal.undo).await;
+                self.save(None).await;
+                tracing::warn!(error = %e, reverted = reverted.len(), "address check failed; rolled back");
+                return Err(e);
+            }
+            if let Err(e) = self.step(&c.op, &mut journal).await {
                 let reverted = self.undo(&journal.undo).await;
                 self.save(None).await;
                 tracing::warn!(step = c.object, error = %e, reverted = reverted.len(), "apply failed; rolled back");
@@ -286,7 +304,57 @@ impl Transactions {
     }
 
     /// Carries out one step and records its undo (journal first on disk).
-    async fn step(&self, op: &Op, j: &mut Journal, check: Option<Duration>) -> Result<(), Error> {
+    /// Probes the IPv4 addresses the plan's new and replaced endpoints are
+    /// to get, all at once; any in use fails the transaction.
+    async fn check_addresses(&self, changes: &[Change], wait: Duration) -> Result<(), Error> {
+        let mut wanted = Vec::new();
+        let mut replaced = Vec::new();
+        for c in changes {
+            let (Op::CreateEndpoint(spec) | Op::ReplaceEndpoint(spec)) = &c.op else {
+                continue;
+            };
+            // A passthru macvlan is the only one its parent may carry: no
+            // probe link can go next to it.
+            if spec.mode == linkherd_proto::model::MacvlanMode::Passthru {
+                continue;
+            }
+            if matches!(c.op, Op::ReplaceEndpoint(_)) {
+                replaced.push((spec.network.to_string(), spec.name.to_string()));
+            }
+            wanted.extend(spec.addresses.iter().filter_map(|a| match a.addr() {
+                std::net::IpAddr::V4(v4) => Some(Wanted {
+                    parent: spec.parent.clone(),
+                    addr: v4,
+                    endpoint: format!("{}/{}", spec.network, spec.name),
+                }),
+                std::net::IpAddr::V6(_) => None,
+            }));
+        }
+        // Endpoints about to be replaced still answer for their addresses.
+        let expected: Vec<MacAddr> = self
+            .lifecycle
+            .list_endpoints()
+            .await?
+            .into_iter()
+            .filter(|e| replaced.contains(&(e.network.clone(), e.name.clone())))
+            .filter_map(|e| e.mac)
+            .collect();
+        let in_use = self
+            .lifecycle
+            .addresses_in_use(&wanted, &expected, wait)
+            .await?;
+        if in_use.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Precondition(format!(
+                "address check failed, nothing was changed on this host: {}; give those \
+                 endpoints other addresses, or free these",
+                in_use.join("; ")
+            )))
+        }
+    }
+
+    async fn step(&self, op: &Op, j: &mut Journal) -> Result<(), Error> {
         let lc = &self.lifecycle;
         match op {
             Op::CreateVlan(spec) => {
@@ -312,9 +380,9 @@ impl Transactions {
                 self.remove_endpoint(spec.network.as_str(), spec.name.as_str(), j)
                     .await?;
                 self.save(Some(j)).await;
-                self.add_endpoint(spec, j, check).await?;
+                self.add_endpoint(spec, j).await?;
             }
-            Op::CreateEndpoint(spec) => self.add_endpoint(spec, j, check).await?,
+            Op::CreateEndpoint(spec) => self.add_endpoint(spec, j).await?,
             Op::DeleteHostAccess { network } => self.remove_shim(network, j).await?,
             Op::ReplaceHostAccess(spec) => {
                 self.remove_shim(spec.network.as_str(), j).await?;
@@ -330,12 +398,7 @@ impl Transactions {
     /// Creates an endpoint, write-ahead: its undo is on disk before the
     /// kernel is touched, so an agent killed half way through the create
     /// still removes what it made when it restarts.
-    async fn add_endpoint(
-        &self,
-        spec: &EndpointSpec,
-        j: &mut Journal,
-        check: Option<Duration>,
-    ) -> Result<(), Error> {
+    async fn add_endpoint(&self, spec: &EndpointSpec, j: &mut Journal) -> Result<(), Error> {
         let netns = match (&spec.netns, spec.create_netns) {
             (linkherd_proto::model::NetnsRef::Named(n), true)
                 if !self.lifecycle.netns_exists(n).await? =>
@@ -350,7 +413,7 @@ impl Transactions {
             netns,
         });
         self.save(Some(j)).await;
-        match self.lifecycle.create_endpoint_checked(spec, check).await {
+        match self.lifecycle.create_endpoint(spec).await {
             Ok((_, Outcome::Created)) => Ok(()),
             // There already (nothing to undo), or failed and undone by the
             // create itself.

@@ -284,9 +284,9 @@ async fn an_address_in_use_on_the_wire_fails_the_apply_before_it_is_configured()
     assert_eq!(
         err.message(),
         format!(
-            "endpoint mac_net/b2 failed: 10.0.100.12 is already in use on the wire (answered by \
-             {rogue_mac}); endpoint mac_net/b2 was not created: give it another address or free \
-             this one; everything done before it was rolled back"
+            "address check failed, nothing was changed on this host: 10.0.100.12 (for \
+             mac_net/b2) is already in use on the wire, answered by {rogue_mac}; give those \
+             endpoints other addresses, or free these"
         )
     );
     assert!(addresses(&fake, "b1").await.is_none(), "b1 was not undone");
@@ -302,8 +302,33 @@ async fn an_address_in_use_on_the_wire_fails_the_apply_before_it_is_configured()
         err.message()
     );
     // Without the check the same apply goes through: the check refused it.
-    host.apply(checked(0)).await.expect("unchecked");
+    let a = host
+        .apply(checked(0))
+        .await
+        .expect("unchecked")
+        .into_inner();
     assert!(addresses(&fake, "b2").await.is_some());
+    host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
+        .await
+        .expect("confirm");
+
+    // An endpoint replaced with its address (here: another mode) answers for
+    // it itself until it is replaced: that is no conflict.
+    let mut b1 = ep("b1", "10.0.100.10/24");
+    b1.mode = pb::MacvlanMode::Private.into();
+    let r = host
+        .apply(pb::ApplyRequest {
+            address_check_ms: 200,
+            ..apply(vec![b1, ep("b2", "10.0.100.12/24")], 0, 60)
+        })
+        .await
+        .expect("replace b1")
+        .into_inner();
+    assert_eq!(r.applied.len(), 1, "{:?}", r.applied);
+    // The probe namespace is gone again.
+    let mut names = fake.netns_names().await.expect("names");
+    names.sort();
+    assert_eq!(names, ["b1", "b2"]);
 }
 
 /// An agent killed half way through creating an endpoint: the journal

@@ -35,7 +35,7 @@ pub struct ApplyOptions {
     /// Seconds before an unconfirmed transaction rolls back by itself.
     pub confirm_timeout: u32,
     /// Milliseconds to wait for answers when probing new endpoints'
-    /// addresses on the wire before they are configured (0: no check).
+    /// addresses on the wire before any is made (0: no check).
     pub address_check_ms: u32,
     /// Hosts applying at the same time (after the first).
     pub parallel: usize,

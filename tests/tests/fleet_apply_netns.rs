@@ -348,8 +348,9 @@ async fn a_stolen_address_rolls_every_host_back() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(
-            "error: Apply failed on no1: FAILED_PRECONDITION: endpoint net_a/b6 failed: \
-             10.0.100.120 is already in use on the wire (answered by "
+            "error: Apply failed on no1: FAILED_PRECONDITION: address check failed, nothing \
+             was changed on this host: 10.0.100.120 (for net_a/b6) is already in use on the \
+             wire, answered by "
         ) && stderr.contains("no2: not started: another host failed first; nothing was changed"),
         "{stderr}"
     );

@@ -178,19 +178,6 @@ impl Lifecycle {
         &self,
         spec: &EndpointSpec,
     ) -> Result<(EndpointState, Outcome), Error> {
-        self.create_endpoint_checked(spec, None).await
-    }
-
-    /// [`Self::create_endpoint`], and with `check`, each IPv4 address is
-    /// first probed on the wire from the new link (RFC 5227, waiting
-    /// `check` for answers) before it is configured: an address someone
-    /// else uses is refused before the endpoint announces it and takes
-    /// that someone's traffic.
-    pub async fn create_endpoint_checked(
-        &self,
-        spec: &EndpointSpec,
-        check: Option<std::time::Duration>,
-    ) -> Result<(EndpointState, Outcome), Error> {
         let mut reg = self.registry.lock().await;
         if let Some(e) = reg.get(spec.network.as_str(), spec.name.as_str())
             && (entry_netns(e) != spec.netns || e.ifname != spec.ifname.as_str())
@@ -204,9 +191,7 @@ impl Lifecycle {
             )));
         }
         let mut undo = Undo::default();
-        let res = self
-            .create_endpoint_steps(spec, &mut reg, &mut undo, check)
-            .await;
+        let res = self.create_endpoint_steps(spec, &mut reg, &mut undo).await;
         match res {
             Ok(done) => {
                 undo.commit();
@@ -224,7 +209,6 @@ impl Lifecycle {
         spec: &EndpointSpec,
         reg: &mut Registry,
         undo: &mut Undo,
-        check: Option<std::time::Duration>,
     ) -> Result<(EndpointState, Outcome), Error> {
         // 1. The namespace.
         let mut netns_created = false;
@@ -366,45 +350,18 @@ impl Lifecycle {
         });
         let link = ops.link(&spec.ifname).await?;
 
-        // 5. Addresses (checked free first if asked), announcements, up,
-        // default route.
-        let up = |on: bool| {
-            let (ops, parent) = (ops.clone(), parent.name.clone());
-            async move {
-                ops.set_up(link.index, on).await.map_err(|e| match e {
-                    NetError::Busy { .. } => Error::Precondition(format!(
-                        "MAC {mac} is already in use on parent {parent} by another macvlan; give the endpoint another MAC"
-                    )),
-                    e => e.into(),
-                })
-            }
-        };
+        // 5. Addresses, announcements, up, default route.
         ops.enable_announce(&spec.ifname).await?;
-        if let Some(wait) = check {
-            // Up without addresses: the kernel announces nothing yet.
-            up(true).await?;
-            for a in &spec.addresses {
-                let std::net::IpAddr::V4(v4) = a.addr() else {
-                    continue;
-                };
-                let users = ops.probe_address(link.index, mac, v4, wait).await?;
-                if !users.is_empty() {
-                    let macs: Vec<String> = users.iter().map(ToString::to_string).collect();
-                    return Err(Error::Precondition(format!(
-                        "{v4} is already in use on the wire (answered by {}); endpoint {}/{} was not created: give it another address or free this one",
-                        macs.join(", "),
-                        spec.network,
-                        spec.name
-                    )));
-                }
-            }
-            // Down again, so that coming up with the addresses announces them.
-            up(false).await?;
-        }
         for a in &spec.addresses {
             ops.add_address(link.index, *a).await?;
         }
-        up(true).await?;
+        ops.set_up(link.index, true).await.map_err(|e| match e {
+            NetError::Busy { .. } => Error::Precondition(format!(
+                "MAC {mac} is already in use on parent {} by another macvlan; give the endpoint another MAC",
+                parent.name
+            )),
+            e => e.into(),
+        })?;
         if let Some(gw) = spec.gateway {
             self.add_default_route(ops.as_ref(), &spec.netns, gw, link.index)
                 .await?;

@@ -6,6 +6,7 @@
 //! Every change takes the lifecycle lock, so two requests never race on the
 //! same parent, namespace or registry entry.
 
+mod addrcheck;
 mod endpoint;
 mod host_access;
 pub mod plan;
@@ -18,6 +19,7 @@ use std::{path::PathBuf, sync::Arc};
 use linkherd_proto::model::{IfName, Interface, LinkKind};
 use tokio::sync::{Mutex, OnceCell};
 
+pub use addrcheck::Wanted;
 pub use endpoint::Removed;
 use registry::Registry;
 

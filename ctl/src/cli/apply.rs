@@ -58,9 +58,9 @@ pub struct ApplyArgs {
     /// Confirm without probing (the spec's `verify` section is ignored).
     #[arg(long)]
     no_verify: bool,
-    /// Milliseconds each new endpoint waits for answers when its IPv4
-    /// addresses are probed on the wire before they are configured (RFC
-    /// 5227); 0 skips the check.
+    /// Milliseconds to wait for answers when each host probes the IPv4
+    /// addresses of its new endpoints on the wire, all at once, before
+    /// making any (RFC 5227); 0 skips the check.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=5000))]
     address_check_ms: u32,
 }
