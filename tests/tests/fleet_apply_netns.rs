@@ -85,6 +85,26 @@ fn wait_for_netns(prefix: &str) {
     }
 }
 
+/// Starts `apply` of one new endpoint on no1 (applied first) and 24 on no2
+/// in the background; returns once no2 has begun creating them.
+fn apply_many_on_no2(state: &LabState) -> std::process::Child {
+    let many: String = (1..=24)
+        .map(|i| format!("      k{i:02}: {{host: no2}}\n"))
+        .collect();
+    let spec = write_spec(
+        &state.dir,
+        "many.yaml",
+        &two_networks(state, "      b6: {host: no1}\n", &many, false),
+    );
+    let child = ctl_command(state, &["apply", "-f", &spec])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn apply");
+    wait_for_netns(&format!("{}-k", state.host("no2").expect("no2").netns));
+    child
+}
+
 fn ns_of(state: &LabState, host: &str, endpoint: &str) -> String {
     format!("{}-{endpoint}", state.host(host).expect("host").netns)
 }
@@ -463,23 +483,9 @@ async fn an_agent_killed_mid_apply_leaves_both_hosts_as_before() {
     };
     let before = lab_snapshot(&state);
 
-    // One change on no1 (applied first), many on no2: no2's agent is
-    // killed while it is creating them.
-    let many: String = (1..=24)
-        .map(|i| format!("      k{i:02}: {{host: no2}}\n"))
-        .collect();
-    let spec = write_spec(
-        &state.dir,
-        "many.yaml",
-        &two_networks(&state, "      b6: {host: no1}\n", &many, false),
-    );
-    let child = ctl_command(&state, &["apply", "-f", &spec])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn apply");
+    // no2's agent is killed while it is creating its endpoints.
+    let child = apply_many_on_no2(&state);
     let no2 = state.host("no2").expect("no2").clone();
-    wait_for_netns(&format!("{}-k", no2.netns));
     let pid = no2.pid.expect("agent pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
@@ -510,22 +516,9 @@ async fn ctrl_c_while_applying_rolls_back_everywhere() {
         return;
     };
     let before = lab_snapshot(&state);
-    let many: String = (1..=16)
-        .map(|i| format!("      k{i:02}: {{host: no2}}\n"))
-        .collect();
-    let spec = write_spec(
-        &state.dir,
-        "many.yaml",
-        &two_networks(&state, "      b6: {host: no1}\n", &many, false),
-    );
-    let child = ctl_command(&state, &["apply", "-f", &spec])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn apply");
-    // While no2 is creating its endpoints (each waits for its address
-    // check), Ctrl-C: no2 finishes its Apply, then both are rolled back.
-    wait_for_netns(&format!("{}-k", state.host("no2").expect("no2").netns));
+    // Ctrl-C while no2 is creating its endpoints: no2 finishes its Apply,
+    // then both hosts are rolled back.
+    let child = apply_many_on_no2(&state);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
         nix::sys::signal::Signal::SIGINT,
@@ -537,7 +530,7 @@ async fn ctrl_c_while_applying_rolls_back_everywhere() {
     assert!(
         stderr.contains(
             "error: interrupted (Ctrl-C) while applying; rolled back everywhere \
-             (no1: rolled back 1 step(s); no2: rolled back 16 step(s))"
+             (no1: rolled back 1 step(s); no2: rolled back 24 step(s))"
         ),
         "{stderr}"
     );
