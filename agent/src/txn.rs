@@ -206,7 +206,8 @@ impl Transactions {
         // The address check runs once, right before the first endpoint is
         // made: VLAN parents exist by then, removed endpoints are gone.
         let mut check = check;
-        for c in &changes {
+        let mut i = 0;
+        while let Some(c) = changes.get(i) {
             let endpoint = matches!(c.op, Op::CreateEndpoint(_) | Op::ReplaceEndpoint(_));
             let res = match check.take_if(|_| endpoint) {
                 Some(wait) => self.check_addresses(&changes, wait).await,
@@ -218,7 +219,29 @@ impl Transactions {
                 tracing::warn!(error = %e, reverted = reverted.len(), "address check failed; rolled back");
                 return Err(e);
             }
-            if let Err(e) = self.step(&c.op, &mut journal).await {
+            // Removals of one network's endpoints in a row go together.
+            let removals: Vec<&str> = changes[i..]
+                .iter()
+                .map_while(|x| match (&x.op, &c.op) {
+                    (
+                        Op::DeleteEndpoint { network, name },
+                        Op::DeleteEndpoint { network: first, .. },
+                    ) if network == first => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let res = match &c.op {
+                Op::DeleteEndpoint { network, .. } => {
+                    i += removals.len();
+                    self.remove_endpoints(network, &removals, &mut journal)
+                        .await
+                }
+                op => {
+                    i += 1;
+                    self.step(op, &mut journal).await
+                }
+            };
+            if let Err(e) = res {
                 let reverted = self.undo(&journal.undo).await;
                 self.save(None).await;
                 tracing::warn!(step = c.object, error = %e, reverted = reverted.len(), "apply failed; rolled back");
@@ -374,10 +397,10 @@ impl Transactions {
                 });
             }
             Op::DeleteEndpoint { network, name } => {
-                self.remove_endpoint(network, name, j).await?;
+                self.remove_endpoints(network, &[name.as_str()], j).await?;
             }
             Op::ReplaceEndpoint(spec) => {
-                self.remove_endpoint(spec.network.as_str(), spec.name.as_str(), j)
+                self.remove_endpoints(spec.network.as_str(), &[spec.name.as_str()], j)
                     .await?;
                 self.save(Some(j)).await;
                 self.add_endpoint(spec, j).await?;
@@ -424,30 +447,41 @@ impl Transactions {
         }
     }
 
-    async fn remove_endpoint(
+    /// Removes endpoints `names` of `network`, write-ahead: how to
+    /// re-create each is on disk first. When they are all the network has
+    /// on this host (a teardown), one link-group request removes them: a
+    /// link delete waits for an RCU grace period, which a group pays once.
+    async fn remove_endpoints(
         &self,
         network: &str,
-        name: &str,
+        names: &[&str],
         j: &mut Journal,
     ) -> Result<(), Error> {
-        let old = self
-            .lifecycle
-            .list_endpoints()
-            .await?
-            .into_iter()
-            .find(|e| e.network == network && e.name == name);
-        let sel = EndpointSelector::Named {
-            network: ObjName::parse("network", network)?,
-            name: ObjName::parse("name", name)?,
-        };
-        self.lifecycle.delete_endpoints(&sel, false).await?;
-        if let Some(mut old) = old {
+        let here = self.lifecycle.endpoint_names(network).await;
+        let whole = here.iter().all(|n| names.contains(&n.as_str()));
+        for old in self.lifecycle.endpoints_of(network, Some(names)).await? {
             let create_netns = old.netns_created;
+            let mut old = old;
             old.interface = None;
             j.undo.push(Undo::CreateEndpoint {
                 endpoint: pb::MacvlanEndpoint::from(old).encode_to_vec(),
                 create_netns,
             });
+        }
+        self.save(Some(j)).await;
+        let network_name = ObjName::parse("network", network)?;
+        if whole {
+            self.lifecycle
+                .delete_endpoints(&EndpointSelector::Network(network_name), false)
+                .await?;
+            return Ok(());
+        }
+        for name in names {
+            let sel = EndpointSelector::Named {
+                network: network_name.clone(),
+                name: ObjName::parse("name", name)?,
+            };
+            self.lifecycle.delete_endpoints(&sel, false).await?;
         }
         Ok(())
     }

@@ -255,6 +255,61 @@ async fn a_restarted_agent_rolls_back_the_journaled_transaction() {
     assert!(audit.contains("txn-recover"), "{audit}");
 }
 
+/// Removing some of a network's endpoints (one by one) and all of them (one
+/// group request) are both undone by a rollback, addresses and all.
+#[tokio::test]
+async fn removals_partial_and_whole_roll_back() {
+    let (fake, _pki, _agent, mut host) = setup(None).await;
+    let three = || {
+        vec![
+            ep("b1", "10.0.100.11/24"),
+            ep("b2", "10.0.100.12/24"),
+            ep("b3", "10.0.100.13/24"),
+        ]
+    };
+    let a = host
+        .apply(apply(three(), 0, 60))
+        .await
+        .expect("three")
+        .into_inner();
+    host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
+        .await
+        .expect("confirm");
+    let all_there = || async {
+        let mut got = Vec::new();
+        for n in ["b1", "b2", "b3"] {
+            got.push(addresses(&fake, n).await);
+        }
+        got
+    };
+    let before = all_there().await;
+    assert!(before.iter().all(Option::is_some), "{before:?}");
+    let teardown = pb::ApplyRequest {
+        desired: Some(pb::DesiredState {
+            networks: vec!["mac_net".into()],
+            ..Default::default()
+        }),
+        ..apply(vec![], 0, 60)
+    };
+    for (what, req, left) in [
+        ("partial", apply(vec![ep("b3", "10.0.100.13/24")], 0, 60), 1),
+        ("whole", teardown, 0),
+    ] {
+        let t = host.apply(req).await.expect(what).into_inner();
+        assert_eq!(t.applied.len(), 3 - left, "{what}");
+        let now = all_there().await;
+        assert_eq!(
+            now.iter().filter(|a| a.is_some()).count(),
+            left,
+            "{what}: {now:?}"
+        );
+        host.rollback(pb::RollbackRequest { txn_id: t.txn_id })
+            .await
+            .expect("rollback");
+        assert_eq!(all_there().await, before, "{what} not undone");
+    }
+}
+
 /// With an address check, a new endpoint's address that something else on
 /// the wire already answers for fails the step before it is configured:
 /// the transaction is undone (b1 too) and the endpoint never existed.

@@ -746,6 +746,41 @@ impl Lifecycle {
 
     /// Every endpoint on the host, as the kernel has it. Records of
     /// endpoints that are gone (their process exited) are dropped.
+    /// Names of the endpoints of `network` this host has, from the registry
+    /// (nothing observed).
+    pub async fn endpoint_names(&self, network: &str) -> Vec<String> {
+        self.registry
+            .lock()
+            .await
+            .all()
+            .filter(|e| e.network == network)
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// Endpoints of `network` as observed — those in `names`, or all of
+    /// them — looking only at those (a transaction removing many endpoints
+    /// must not observe the whole host once per endpoint).
+    pub async fn endpoints_of(
+        &self,
+        network: &str,
+        names: Option<&[&str]>,
+    ) -> Result<Vec<EndpointState>, Error> {
+        let entries: Vec<_> = self
+            .registry
+            .lock()
+            .await
+            .all()
+            .filter(|e| e.network == network && names.is_none_or(|n| n.contains(&e.name.as_str())))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for e in &entries {
+            out.extend(self.observe(e).await?);
+        }
+        Ok(out)
+    }
+
     pub async fn list_endpoints(&self) -> Result<Vec<EndpointState>, Error> {
         let mut reg = self.registry.lock().await;
         let mut out = Vec::new();

@@ -65,9 +65,33 @@ fn ip_batch(ns: Option<&str>, lines: &str) -> anyhow::Result<Duration> {
     Ok(took)
 }
 
+/// Endpoint `e<i>` of network `bench` on `up0`, in namespace `target`, with
+/// its own address.
+fn endpoint(i: usize, target: &str) -> pb::MacvlanEndpoint {
+    pb::MacvlanEndpoint {
+        network: "bench".into(),
+        name: format!("e{i}"),
+        parent: "up0".into(),
+        mode: pb::MacvlanMode::Bridge.into(),
+        netns: Some(pb::NetnsTarget {
+            target: Some(pb::netns_target::Target::Path(format!(
+                "/run/netns/{target}"
+            ))),
+        }),
+        ifname: format!("e{i}"),
+        addresses: vec![format!(
+            "10.{}.{}.{}/8",
+            100 + i / 65536,
+            (i / 256) % 256,
+            i % 256
+        )],
+        ..Default::default()
+    }
+}
+
 fn row(what: &str, n: usize, took: Duration) -> String {
     format!(
-        "{what:<44} {n:>6} {:>10.1} ms {:>10.2} ms/each {:>9.0}/s",
+        "{what:<52} {n:>6} {:>10.1} ms {:>10.2} ms/each {:>9.0}/s",
         took.as_secs_f64() * 1e3,
         took.as_secs_f64() * 1e3 / n as f64,
         n as f64 / took.as_secs_f64()
@@ -98,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
     let mut report = String::new();
     writeln!(
         report,
-        "{:<44} {:>6} {:>13} {:>16} {:>11}",
+        "{:<52} {:>6} {:>13} {:>16} {:>11}",
         "operation", "count", "total", "per endpoint", "rate"
     )?;
 
@@ -241,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
         .connect()
         .await
         .context("connect to the bench agent")?;
-    let client = pb::macvlan_service_client::MacvlanServiceClient::new(ch);
+    let client = pb::macvlan_service_client::MacvlanServiceClient::new(ch.clone());
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(args.parallel));
     let mut tasks = tokio::task::JoinSet::new();
@@ -250,25 +274,7 @@ async fn main() -> anyhow::Result<()> {
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await?;
             c.create(pb::CreateMacvlanRequest {
-                endpoint: Some(pb::MacvlanEndpoint {
-                    network: "bench".into(),
-                    name: format!("e{i}"),
-                    parent: "up0".into(),
-                    mode: pb::MacvlanMode::Bridge.into(),
-                    netns: Some(pb::NetnsTarget {
-                        target: Some(pb::netns_target::Target::Path(format!(
-                            "/run/netns/{target}"
-                        ))),
-                    }),
-                    ifname: format!("e{i}"),
-                    addresses: vec![format!(
-                        "10.{}.{}.{}/8",
-                        100 + i / 65536,
-                        (i / 256) % 256,
-                        i % 256
-                    )],
-                    ..Default::default()
-                }),
+                endpoint: Some(endpoint(i, &target)),
                 create_netns: false,
             })
             .await?;
@@ -314,6 +320,49 @@ async fn main() -> anyhow::Result<()> {
     ensure!(r.removed.len() == n, "removed {} of {n}", r.removed.len());
     let left = ip_in(&b.target, &["-o", "link", "show", "type", "macvlan"])?;
     ensure!(left.lines().count() == 0, "macvlans left behind: {left}");
+
+    // The same endpoints as one HostService transaction, which is what
+    // `linkherdctl apply` asks of each host (Apply, then Confirm): without
+    // and with the address check; then the transaction that removes them.
+    let mut host = pb::host_service_client::HostServiceClient::new(ch);
+    let count = |ns: &str| -> anyhow::Result<usize> {
+        Ok(ip_in(ns, &["-o", "link", "show", "type", "macvlan"])?
+            .lines()
+            .count())
+    };
+    for check_ms in [0_u32, 100] {
+        let desired = pb::DesiredState {
+            endpoints: (0..n).map(|i| endpoint(i, &b.target)).collect(),
+            ..Default::default()
+        };
+        let teardown = pb::DesiredState {
+            networks: vec!["bench".into()],
+            ..Default::default()
+        };
+        for (what, d, want) in [
+            (
+                format!("linkherd transaction: create (address check {check_ms} ms)"),
+                desired,
+                n,
+            ),
+            ("linkherd transaction: delete".to_owned(), teardown, 0),
+        ] {
+            let started = Instant::now();
+            let a = host
+                .apply(pb::ApplyRequest {
+                    desired: Some(d),
+                    expected_generation: 0,
+                    confirm_timeout_seconds: 600,
+                    address_check_ms: check_ms,
+                })
+                .await?
+                .into_inner();
+            host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
+                .await?;
+            writeln!(report, "{}", row(&what, n, started.elapsed()))?;
+            ensure!(count(&b.target)? == want, "{what}: not {want} macvlans");
+        }
+    }
     let _ = stop.send(());
     print!("{report}");
     Ok(())
