@@ -25,8 +25,8 @@ pub enum CtlError {
     Fleet(Box<crate::fleet::FleetError>),
     #[error("cannot reach {}; nothing was changed", .0.join("; "))]
     Unreachable(Vec<String>),
-    /// A fleet apply or destroy that failed: what, where, and what was
-    /// rolled back.
+    /// A fleet apply, destroy or verify that failed: what, where, and
+    /// what was rolled back.
     #[error("{0}")]
     Rollout(String),
     #[error("the agent sent an empty response")]

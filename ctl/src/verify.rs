@@ -80,6 +80,27 @@ pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, pb::DesiredState>) 
     out
 }
 
+/// Endpoints of the spec on the hosts in `observed` that those hosts do
+/// not have (`b1@no1`): nothing can be proven about them.
+pub fn missing(spec: &FleetSpec, observed: &BTreeMap<String, pb::DesiredState>) -> Vec<String> {
+    let found = members(spec, observed);
+    spec.networks
+        .iter()
+        .flat_map(|(net, n)| {
+            n.endpoints
+                .iter()
+                .map(move |(name, e)| (net.as_str(), name.as_str(), e.host.as_str()))
+        })
+        .filter(|(net, name, host)| {
+            observed.contains_key(*host)
+                && !found
+                    .iter()
+                    .any(|m| m.network == *net && m.name == *name && m.host == *host)
+        })
+        .map(|(_, name, host)| format!("{name}@{host}"))
+        .collect()
+}
+
 /// What a probe checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -484,6 +505,36 @@ mod tests {
             },
             rtt_us: rtt,
         }
+    }
+
+    #[test]
+    fn missing_endpoints_are_those_their_reachable_host_lacks() {
+        let spec = FleetSpec::parse(
+            "hosts:\n  no1: {address: https://a:1, parent: ens192}\n  no2: {address: https://b:1, parent: eth0}\n\
+             networks:\n  n:\n    subnet: 10.0.0.0/24\n    endpoints:\n      b1: {host: no1}\n      \
+             b2: {host: no1}\n      b3: {host: no2}\n",
+            "t.yaml",
+        )
+        .expect("spec");
+        let b1 = pb::MacvlanEndpoint {
+            network: "n".into(),
+            name: "b1".into(),
+            addresses: vec!["10.0.0.2/24".into()],
+            mac: "02:00:00:00:00:01".into(),
+            ..Default::default()
+        };
+        // no2 was not read (skipped): b3 is not counted missing.
+        let observed = BTreeMap::from([(
+            "no1".to_owned(),
+            pb::DesiredState {
+                endpoints: vec![b1],
+                ..Default::default()
+            },
+        )]);
+        assert_eq!(missing(&spec, &observed), ["b2@no1"]);
+        let m = members(&spec, &observed);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].addresses, ["10.0.0.2".parse::<IpAddr>().expect("ip")]);
     }
 
     #[test]

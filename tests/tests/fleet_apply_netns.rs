@@ -206,6 +206,24 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(v["outcome"], "no-changes");
 
+    // verify: the same proof, on demand, changing nothing.
+    let out = ctl(&state, &["verify", "-f", &spec]);
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", text(&out.stderr));
+    assert_eq!(
+        shown
+            .lines()
+            .filter(|l| l.contains(" macvlan  ") && l.contains(" ok "))
+            .count(),
+        2,
+        "{shown}"
+    );
+    assert!(
+        shown.ends_with("Verified: the fleet does what the spec says.\n"),
+        "{shown}"
+    );
+    assert_eq!(lab_snapshot(&state), before);
+
     // destroy: both endpoints and their namespaces go; the NIC stays.
     let out = ctl(&state, &["destroy", "-f", &spec]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -225,6 +243,13 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
         text(&out.stdout).ends_with("No changes: the fleet matches the spec.\n"),
         "{}",
         text(&out.stdout)
+    );
+    // Nothing left to prove: verify names what is missing.
+    let out = ctl(&state, &["verify", "-f", &spec]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: verification failed: endpoint(s) missing on their host: node_1@no1, node_2@no1\n"
     );
 }
 

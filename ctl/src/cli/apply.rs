@@ -68,7 +68,8 @@ pub struct ApplyArgs {
 /// What `-o json|yaml` prints: the whole run as one document.
 #[derive(Debug, Serialize)]
 struct Report {
-    /// `no-changes`, `cancelled`, `confirmed`, `rolled-back`, `partial`.
+    /// `no-changes`, `cancelled`, `confirmed`, `rolled-back`, `partial`;
+    /// for `verify`: `verified`, `failed`.
     outcome: &'static str,
     plan: Vec<HostPlan>,
     skipped: Vec<String>,
@@ -127,6 +128,36 @@ pub async fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<ExitCode, CtlError> {
         verb: "Apply",
     };
     transact(ctx, plan, &opts).await
+}
+
+/// `verify -f`: prove the fleet as it is now — every endpoint of the spec
+/// present, and the probes the spec's `verify` section asks for — changing
+/// nothing. Exit 0 when everything holds.
+pub async fn verify(
+    ctx: &Ctx,
+    file: PathBuf,
+    skip_unreachable: bool,
+) -> Result<ExitCode, CtlError> {
+    let plan = plan_fleet(ctx, &file, Goal::Spec, skip_unreachable).await?;
+    for s in &plan.skipped {
+        eprintln!("warning: skipping unreachable host {s}");
+    }
+    let mut run = Run {
+        ctx,
+        plan,
+        hosts: Vec::new(),
+        verification: Vec::new(),
+    };
+    let progress = Progress::new(!run.text());
+    match verify_fleet(&mut run, &progress).await {
+        None => {
+            if run.text() {
+                println!("Verified: the fleet does what the spec says.");
+            }
+            run.finish("verified", None)
+        }
+        Some(why) => run.finish("failed", Some(why)),
+    }
 }
 
 /// `destroy -f`: every endpoint, host access and VLAN of the spec goes
@@ -225,9 +256,7 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
         // Ctrl-C while probing: roll back now rather than leave the hosts
         // pending until their confirmation time ends.
         let failed = tokio::select! {
-            f = verify_fleet(&mut run, &progress) => {
-                f.map(|why| format!("verification failed {why}"))
-            }
+            f = verify_fleet(&mut run, &progress) => f,
             _ = tokio::signal::ctrl_c() => {
                 Some("interrupted (Ctrl-C) during verification".to_owned())
             }
@@ -272,8 +301,9 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
 }
 
 /// Probes the fleet as the spec's `verify` section says and prints the
-/// matrix; `Some(reason)` when a probe failed (or a host could not be
-/// read), so that the caller rolls back whatever happened.
+/// matrix; `Some("verification failed …")` when an endpoint is missing, a
+/// host could not be read or a probe failed, so that the caller rolls back
+/// whatever happened.
 async fn verify_fleet(run: &mut Run<'_>, progress: &Progress) -> Option<String> {
     let v = run.plan.spec.verify;
     let reads = run.plan.hosts.iter().map(|h| async move {
@@ -289,8 +319,15 @@ async fn verify_fleet(run: &mut Run<'_>, progress: &Progress) -> Option<String> 
             Ok(s) => {
                 observed.insert(host, s.into_inner().observed.unwrap_or_default());
             }
-            Err(e) => return Some(format!("cannot read {host} after applying: {e}")),
+            Err(e) => return Some(format!("verification failed: cannot read {host}: {e}")),
         }
+    }
+    let missing = verify::missing(&run.plan.spec, &observed);
+    if !missing.is_empty() {
+        return Some(format!(
+            "verification failed: endpoint(s) missing on their host: {}",
+            missing.join(", ")
+        ));
     }
     let members = verify::members(&run.plan.spec, &observed);
     let probes = verify::probes(&members, v.mesh, v.isolation);
@@ -328,7 +365,7 @@ async fn verify_fleet(run: &mut Run<'_>, progress: &Progress) -> Option<String> 
     run.verification = outcomes;
     (!why.is_empty()).then(|| {
         format!(
-            "({} of {total} probe(s)) {}",
+            "verification failed ({} of {total} probe(s)): {}",
             run.verification.iter().filter(|o| !o.ok).count(),
             why.join("; ")
         )

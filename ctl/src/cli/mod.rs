@@ -113,6 +113,17 @@ pub enum Command {
     /// Remove every endpoint, host access and VLAN a spec made, on every
     /// host, as one transaction.
     Destroy(apply::TxnArgs),
+    /// Prove the fleet as it is: every endpoint of the spec present, and the
+    /// probes of its `verify` section (matrix printed); changes nothing.
+    /// Exit 0 when all holds, 1 otherwise.
+    Verify {
+        /// The fleet spec (YAML).
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Leave out hosts that do not answer instead of stopping.
+        #[arg(long)]
+        skip_unreachable: bool,
+    },
     /// How every host differs from a fleet spec (drift); exit 2 when one
     /// does, 0 when all are in sync.
     Status {
@@ -226,6 +237,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         } => plan::run(&ctx, file, skip_unreachable).await,
         Command::Apply(a) => apply::apply(&ctx, a).await,
         Command::Destroy(a) => apply::destroy(&ctx, a).await,
+        Command::Verify {
+            file,
+            skip_unreachable,
+        } => apply::verify(&ctx, file, skip_unreachable).await,
         Command::Get(c) => get::run(&ctx, c).await,
         Command::Status {
             file,
