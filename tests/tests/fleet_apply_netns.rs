@@ -249,7 +249,9 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        "error: verification failed: endpoint(s) missing on their host: node_1@no1, node_2@no1\n"
+        "warning: the fleet differs from the spec (`linkherdctl status -f` says how); verifying \
+         what is there\nerror: verification failed: endpoint(s) missing on their host: \
+         node_1@no1, node_2@no1\n"
     );
 }
 

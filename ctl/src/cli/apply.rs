@@ -142,6 +142,12 @@ pub async fn verify(
     for s in &plan.skipped {
         eprintln!("warning: skipping unreachable host {s}");
     }
+    if plan.has_changes() {
+        eprintln!(
+            "warning: the fleet differs from the spec (`linkherdctl status -f` says how); \
+             verifying what is there"
+        );
+    }
     let mut run = Run {
         ctx,
         plan,
