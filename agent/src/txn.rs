@@ -214,44 +214,23 @@ impl Transactions {
                 None => Ok(()),
             };
             if let Err(e) = res {
-                let reverted = self.undo(&journal.undo).await;
-                self.save(None).await;
-                tracing::warn!(error = %e, reverted = reverted.len(), "address check failed; rolled back");
+                let reverted = self.abandon(&journal).await;
+                tracing::warn!(error = %e, reverted, "address check failed; rolled back");
                 return Err(e);
             }
-            // Removals of one network's endpoints in a row go together.
-            let removals: Vec<&str> = changes[i..]
-                .iter()
-                .map_while(|x| match (&x.op, &c.op) {
-                    (
-                        Op::DeleteEndpoint { network, name },
-                        Op::DeleteEndpoint { network: first, .. },
-                    ) if network == first => Some(name.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let res = match &c.op {
-                Op::DeleteEndpoint { network, .. } => {
-                    i += removals.len();
-                    self.remove_endpoints(network, &removals, &mut journal)
-                        .await
+            match self.step(&changes[i..], &mut journal).await {
+                Ok(done) => i += done,
+                Err(e) => {
+                    let reverted = self.abandon(&journal).await;
+                    tracing::warn!(step = c.object, error = %e, reverted, "apply failed; rolled back");
+                    return Err(match e {
+                        Error::Invalid(v) => Error::Invalid(v),
+                        other => Error::Precondition(format!(
+                            "{} {} failed: {other}; everything done before it was rolled back",
+                            c.kind, c.object
+                        )),
+                    });
                 }
-                op => {
-                    i += 1;
-                    self.step(op, &mut journal).await
-                }
-            };
-            if let Err(e) = res {
-                let reverted = self.undo(&journal.undo).await;
-                self.save(None).await;
-                tracing::warn!(step = c.object, error = %e, reverted = reverted.len(), "apply failed; rolled back");
-                return Err(match e {
-                    Error::Invalid(v) => Error::Invalid(v),
-                    other => Error::Precondition(format!(
-                        "{} {} failed: {other}; everything done before it was rolled back",
-                        c.kind, c.object
-                    )),
-                });
             }
         }
         let id = journal.id.clone();
@@ -326,7 +305,14 @@ impl Transactions {
         Ok(reverted)
     }
 
-    /// Carries out one step and records its undo (journal first on disk).
+    /// Undoes what a transaction that failed half way did and forgets its
+    /// journal; returns how many steps were reverted.
+    async fn abandon(&self, j: &Journal) -> usize {
+        let reverted = self.undo(&j.undo).await;
+        self.save(None).await;
+        reverted.len()
+    }
+
     /// Probes the IPv4 addresses the plan's new and replaced endpoints are
     /// to get, all at once; any in use fails the transaction.
     async fn check_addresses(&self, changes: &[Change], wait: Duration) -> Result<(), Error> {
@@ -377,9 +363,16 @@ impl Transactions {
         }
     }
 
-    async fn step(&self, op: &Op, j: &mut Journal) -> Result<(), Error> {
+    /// Carries out the first of `ops` — with the removals of the same
+    /// network's endpoints that follow it, as one — and records the undo;
+    /// returns how many of `ops` it did.
+    async fn step(&self, ops: &[Change], j: &mut Journal) -> Result<usize, Error> {
         let lc = &self.lifecycle;
-        match op {
+        let Some(first) = ops.first() else {
+            return Ok(0);
+        };
+        let mut done = 1;
+        match &first.op {
             Op::CreateVlan(spec) => {
                 if lc.create_vlan(spec, Owner::Vlan).await?.1 == Outcome::Created {
                     j.undo.push(Undo::DeleteVlan {
@@ -396,8 +389,19 @@ impl Transactions {
                     name: spec.name.to_string(),
                 });
             }
-            Op::DeleteEndpoint { network, name } => {
-                self.remove_endpoints(network, &[name.as_str()], j).await?;
+            Op::DeleteEndpoint { network, .. } => {
+                // Removals of one network's endpoints in a row go together.
+                let names: Vec<&str> = ops
+                    .iter()
+                    .map_while(|c| match &c.op {
+                        Op::DeleteEndpoint { network: n, name } if n == network => {
+                            Some(name.as_str())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                done = names.len();
+                self.remove_endpoints(network, &names, j).await?;
             }
             Op::ReplaceEndpoint(spec) => {
                 self.remove_endpoints(spec.network.as_str(), &[spec.name.as_str()], j)
@@ -415,7 +419,7 @@ impl Transactions {
             Op::CreateHostAccess(spec) => self.add_shim(spec, j).await?,
         }
         self.save(Some(j)).await;
-        Ok(())
+        Ok(done)
     }
 
     /// Creates an endpoint, write-ahead: its undo is on disk before the

@@ -47,10 +47,8 @@ impl Lifecycle {
             return Ok(Vec::new());
         }
         let full = format!("{}{PROBE_NETNS}", self.netns_prefix);
-        // Left by an agent that died while checking.
-        if self.netns_exists(PROBE_NETNS).await? {
-            self.net.delete_netns(&full).await?;
-        }
+        // One left by an agent that died while checking goes first.
+        self.remove_stale_probe_netns().await?;
         self.net.create_netns(&full).await?;
         let res = self.probe_all(wanted, expected, wait).await;
         let gone = self.net.delete_netns(&full).await;
