@@ -114,3 +114,57 @@ pub fn lab_snapshot(state: &LabState) -> Vec<(String, Vec<String>)> {
         })
         .collect()
 }
+
+/// `linkherdctl --host HOST ARGS` against the lab.
+pub fn ctl_on(state: &LabState, host: &str, args: &[&str]) -> Output {
+    let mut full = vec!["--host", host];
+    full.extend(args);
+    ctl(state, &full)
+}
+
+/// `linkherdctl --host HOST ARGS -o json`, which must succeed: the document.
+pub fn ctl_json(state: &LabState, host: &str, args: &[&str]) -> serde_json::Value {
+    let mut full = args.to_vec();
+    full.extend(["-o", "json"]);
+    let out = ctl_on(state, host, &full);
+    assert!(
+        out.status.success(),
+        "{host} {args:?}: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json output")
+}
+
+/// `macvlan create` of a bridge-mode endpoint in named namespace `netns`
+/// (created), with an optional address and gateway.
+pub fn macvlan_create<'a>(
+    network: &'a str,
+    name: &'a str,
+    parent: &'a str,
+    netns: &'a str,
+    ip: Option<&'a str>,
+    gateway: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "macvlan",
+        "create",
+        "--network",
+        network,
+        "--name",
+        name,
+        "--parent",
+        parent,
+        "--mode",
+        "bridge",
+        "--netns",
+        netns,
+        "--create-netns",
+    ];
+    if let Some(ip) = ip {
+        args.extend(["--ip", ip]);
+    }
+    if let Some(gw) = gateway {
+        args.extend(["--gateway", gw]);
+    }
+    args
+}

@@ -9,20 +9,10 @@
 use std::{path::Path, path::PathBuf};
 
 use linkherd_tests::{
-    fleet::{ctl, text, write_spec},
+    fleet::{ctl, ctl_json as json, text, write_spec},
     guard::{LabGuard, have_root},
-    lab::{self, HostSpec, LabState, vm::hub},
+    lab::{self, HostSpec, vm::hub},
 };
-
-/// `linkherdctl --host HOST ARGS -o json`, which must succeed.
-fn json(state: &LabState, host: &str, args: &[&str]) -> serde_json::Value {
-    let mut full = vec!["--host", host];
-    full.extend(args);
-    full.extend(["-o", "json"]);
-    let out = ctl(state, &full);
-    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("json output")
-}
 
 fn names(v: &serde_json::Value) -> Vec<String> {
     let mut n: Vec<String> = v

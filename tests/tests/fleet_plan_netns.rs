@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use linkherd_tests::{
-    fleet::{ctl, links, namespaces, text, write_spec},
+    fleet::{ctl, ctl_on, links, macvlan_create, namespaces, text, write_spec},
     guard::{LabGuard, have_root},
     lab::{self, HostSpec},
     sh::ip_in,
@@ -39,27 +39,10 @@ async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {
     );
 
     // Something else on no2 already uses 10.0.100.1.
-    let out = ctl(
+    let out = ctl_on(
         &state,
-        &[
-            "--host",
-            "no2",
-            "macvlan",
-            "create",
-            "--network",
-            "other",
-            "--name",
-            "x",
-            "--parent",
-            "eth0",
-            "--mode",
-            "bridge",
-            "--netns",
-            "x",
-            "--create-netns",
-            "--ip",
-            "10.0.100.1/24",
-        ],
+        "no2",
+        &macvlan_create("other", "x", "eth0", "x", Some("10.0.100.1/24"), None),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
@@ -82,29 +65,17 @@ async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {
 
     // What the hosts already have is kept: node_1 made by hand as the spec
     // says is no longer a change, and its address stays.
-    let out = ctl(
+    let out = ctl_on(
         &state,
-        &[
-            "--host",
-            "no1",
+        "no1",
+        &macvlan_create(
             "macvlan",
-            "create",
-            "--network",
-            "macvlan",
-            "--name",
             "node_1",
-            "--parent",
             "ens192",
-            "--mode",
-            "bridge",
-            "--netns",
             "node_1",
-            "--create-netns",
-            "--ip",
-            "10.0.100.100/24",
-            "--gateway",
-            "10.0.100.33",
-        ],
+            Some("10.0.100.100/24"),
+            Some("10.0.100.33"),
+        ),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = ctl(&state, &["plan", "-f", &spec, "-o", "json"]);

@@ -12,6 +12,7 @@ use tokio::io::AsyncBufReadExt;
 
 use linkherd_tests::{
     bins,
+    fleet::macvlan_create,
     guard::{LabGuard, have_root},
     lab::{self, HostSpec, LabState},
     sh::ip_in,
@@ -321,25 +322,7 @@ async fn seed_hosts_over_mtls() {
         let short = if host == "no1" { "node1" } else { "node2" };
         let r = ctl.json(
             host,
-            &[
-                "macvlan",
-                "create",
-                "--network",
-                "mac_net",
-                "--name",
-                name,
-                "--parent",
-                nic,
-                "--mode",
-                "bridge",
-                "--netns",
-                short,
-                "--create-netns",
-                "--ip",
-                ip,
-                "--gateway",
-                "10.0.100.33",
-            ],
+            &macvlan_create("mac_net", name, nic, short, Some(ip), Some("10.0.100.33")),
         );
         assert_eq!(r["outcome"], "created");
         let eth0 = serde_json::from_str::<serde_json::Value>(
@@ -406,43 +389,20 @@ async fn seed_hosts_over_mtls() {
     ip_in(&no2.netns, &["link", "set", "eth0", "up"]).expect("ip");
     ctl.json(
         "no2",
-        &[
-            "macvlan",
-            "create",
-            "--network",
-            "mac_net",
-            "--name",
-            "node_3",
-            "--parent",
-            "eth0",
-            "--mode",
-            "bridge",
-            "--netns",
-            "node3",
-            "--create-netns",
-        ],
+        &macvlan_create("mac_net", "node_3", "eth0", "node3", None, None),
     );
     let (_, r) = diag("no1/node_1", "no2/node_3");
     assert_eq!(r["verdict"], "endpoint no2/node_3 has no address", "{r}");
     ctl.json(
         "no2",
-        &[
-            "macvlan",
-            "create",
-            "--network",
+        &macvlan_create(
             "other",
-            "--name",
             "node_4",
-            "--parent",
             "eth0",
-            "--mode",
-            "bridge",
-            "--netns",
             "node4",
-            "--create-netns",
-            "--ip",
-            "192.168.77.4/24",
-        ],
+            Some("192.168.77.4/24"),
+            None,
+        ),
     );
     let (_, r) = diag("no1/node_1", "no2/node_4");
     assert!(

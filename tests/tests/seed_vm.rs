@@ -5,39 +5,13 @@
 //! VLAN across hosts, isolation between VLANs, and the 802.1Q tags on the
 //! wire.
 
-use std::{
-    path::PathBuf,
-    process::{Command, Output},
-    time::Instant,
-};
+use std::{path::PathBuf, time::Instant};
 
 use linkherd_tests::{
-    bins,
+    fleet::{ctl_json as json, ctl_on as ctl, macvlan_create, text},
     guard::LabGuard,
     lab::{self, HostSpec, LabState, vm::hub},
 };
-
-fn ctl(state: &LabState, host: &str, args: &[&str]) -> Output {
-    Command::new(bins::ctl().expect("linkherdctl built"))
-        .arg("--config")
-        .arg(state.ctl_config())
-        .args(["--host", host])
-        .args(args)
-        .output()
-        .expect("run linkherdctl")
-}
-
-fn json(state: &LabState, host: &str, args: &[&str]) -> serde_json::Value {
-    let mut full = args.to_vec();
-    full.extend(["-o", "json"]);
-    let out = ctl(state, host, &full);
-    assert!(
-        out.status.success(),
-        "{host} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json output")
-}
 
 /// `probe tcp` from an endpoint's namespace; the exit status says whether
 /// anything answered (0 connected, 2 refused = reachable, 1 no answer).
@@ -58,10 +32,7 @@ fn reach(state: &LabState, host: &str, netns: &str, to: &str) -> (i32, String) {
             "1500",
         ],
     );
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), text(&out.stdout))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,25 +86,7 @@ async fn seed_vlan_scenario_on_real_kernels() {
         let r = json(
             &state,
             h,
-            &[
-                "macvlan",
-                "create",
-                "--network",
-                net,
-                "--name",
-                name,
-                "--parent",
-                parent,
-                "--mode",
-                "bridge",
-                "--netns",
-                name,
-                "--create-netns",
-                "--ip",
-                ip,
-                "--gateway",
-                gw,
-            ],
+            &macvlan_create(net, name, parent, name, Some(ip), Some(gw)),
         );
         assert_eq!(r["outcome"], "created", "{r}");
     }
@@ -160,23 +113,7 @@ async fn seed_vlan_scenario_on_real_kernels() {
         json(
             &state,
             h,
-            &[
-                "macvlan",
-                "create",
-                "--network",
-                "mac_net10",
-                "--name",
-                name,
-                "--parent",
-                parent,
-                "--mode",
-                "bridge",
-                "--netns",
-                name,
-                "--create-netns",
-                "--ip",
-                ip,
-            ],
+            &macvlan_create("mac_net10", name, parent, name, Some(ip), None),
         );
     }
     let (code, out) = reach(&state, "no1", "x2", "172.16.10.99");
@@ -236,11 +173,7 @@ async fn seed_vlan_scenario_on_real_kernels() {
         "no1",
         &["probe", "diagnose", "--from", "no1/b1", "--to", "no2/b3"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", text(&out.stdout));
 
     // Promiscuous mode set remotely, as the guest kernel reports it.
     json(&state, "no1", &["promisc", "on", "ens192"]);

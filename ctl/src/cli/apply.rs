@@ -328,14 +328,14 @@ async fn verify_fleet(run: &mut Run<'_>, progress: &Progress) -> Option<String> 
             Err(e) => return Some(format!("verification failed: cannot read {host}: {e}")),
         }
     }
-    let missing = verify::missing(&run.plan.spec, &observed);
+    let members = verify::members(&run.plan.spec, &observed);
+    let missing = verify::missing(&run.plan.spec, &observed, &members);
     if !missing.is_empty() {
         return Some(format!(
             "verification failed: endpoint(s) missing on their host: {}",
             missing.join(", ")
         ));
     }
-    let members = verify::members(&run.plan.spec, &observed);
     let probes = verify::probes(&members, v.mesh, v.isolation);
     if probes.is_empty() {
         return None;

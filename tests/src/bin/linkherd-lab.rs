@@ -11,6 +11,7 @@ use anyhow::{Context, bail, ensure};
 use clap::{Parser, Subcommand, ValueEnum};
 use linkherd_tests::{
     bins,
+    fleet::macvlan_create,
     lab::{self, HostSpec, LabState},
     sh::ip_in,
 };
@@ -355,25 +356,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     ] {
         let out = ctl.ok(
             &h.name,
-            &[
-                "macvlan",
-                "create",
-                "--network",
-                "mac_net",
-                "--name",
-                name,
-                "--parent",
-                nic,
-                "--mode",
-                "bridge",
-                "--netns",
-                ns,
-                "--create-netns",
-                "--ip",
-                ip,
-                "--gateway",
-                "10.0.100.33",
-            ],
+            &macvlan_create("mac_net", name, nic, ns, Some(ip), Some("10.0.100.33")),
         )?;
         ensure!(out.contains("(created)"), "{name} was not created");
     }
