@@ -155,7 +155,7 @@ pub async fn verify(
         verification: Vec::new(),
     };
     let progress = Progress::new(!run.text());
-    match verify_fleet(&mut run, &progress).await {
+    match verify_fleet(&mut run, &progress, &[]).await {
         None => {
             if run.text() {
                 println!("Verified: the fleet does what the spec says.");
@@ -259,10 +259,11 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
     };
 
     if o.verify {
+        let applied: Vec<&str> = pending.iter().map(|p| p.host.as_str()).collect();
         // Ctrl-C while probing: roll back now rather than leave the hosts
         // pending until their confirmation time ends.
         let failed = tokio::select! {
-            f = verify_fleet(&mut run, &progress) => f,
+            f = verify_fleet(&mut run, &progress, &applied) => f,
             _ = tokio::signal::ctrl_c() => {
                 Some("interrupted (Ctrl-C) during verification".to_owned())
             }
@@ -310,20 +311,27 @@ async fn transact(ctx: &Ctx, plan: FleetPlan, o: &Opts) -> Result<ExitCode, CtlE
 /// matrix; `Some("verification failed …")` when an endpoint is missing, a
 /// host could not be read or a probe failed, so that the caller rolls back
 /// whatever happened.
-async fn verify_fleet(run: &mut Run<'_>, progress: &Progress) -> Option<String> {
+/// Hosts in `changed` are read again (their state is what was just
+/// applied); the others' state is the one read before planning.
+async fn verify_fleet(run: &mut Run<'_>, progress: &Progress, changed: &[&str]) -> Option<String> {
     let v = run.plan.spec.verify;
     let reads = run.plan.hosts.iter().map(|h| async move {
-        let st = HostServiceClient::new(h.channel.clone())
-            .get_state(pb::GetStateRequest {})
-            .await
-            .map_err(|s| CtlError::Output(format!("{}: {}", h.host, CtlError::Rpc(s))));
+        let st = if changed.contains(&h.host.as_str()) {
+            HostServiceClient::new(h.channel.clone())
+                .get_state(pb::GetStateRequest {})
+                .await
+                .map(|s| s.into_inner().observed.unwrap_or_default())
+                .map_err(|s| CtlError::Output(format!("{}: {}", h.host, CtlError::Rpc(s))))
+        } else {
+            Ok(h.observed.clone())
+        };
         (h.host.clone(), st)
     });
     let mut observed = BTreeMap::new();
     for (host, st) in join_all(reads).await {
         match st {
             Ok(s) => {
-                observed.insert(host, s.into_inner().observed.unwrap_or_default());
+                observed.insert(host, s);
             }
             Err(e) => return Some(format!("verification failed: cannot read {host}: {e}")),
         }

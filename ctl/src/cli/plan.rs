@@ -156,6 +156,8 @@ pub(super) struct Planned {
     /// The generation planned against: Apply refuses if it moved.
     pub generation: u64,
     pub changes: Vec<pb::Change>,
+    /// What linkherd owns on the host, as read before planning.
+    pub observed: pb::DesiredState,
 }
 
 impl Planned {
@@ -224,7 +226,10 @@ pub(super) async fn plan_fleet(
     };
     desired.retain(|h, _| states.contains_key(h));
     let plans = desired.into_iter().map(|(host, d)| {
-        let ch = states.get(&host).map(|(c, _)| c.clone());
+        let (ch, observed) = match states.get(&host) {
+            Some((c, s)) => (Some(c.clone()), s.observed.clone().unwrap_or_default()),
+            None => (None, pb::DesiredState::default()),
+        };
         let agent = spec
             .hosts
             .get(&host)
@@ -247,6 +252,7 @@ pub(super) async fn plan_fleet(
                 desired,
                 generation: r.generation,
                 changes: r.changes,
+                observed,
             })
         }
     });
