@@ -7,5 +7,5 @@ export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 command -v /usr/lib/cni/macvlan >/dev/null 2>&1 || \
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containernetworking-plugins
-cargo build --release --locked --quiet -p linkherd-tests --bin linkherd-bench
+cargo build --release --locked --quiet -p linkherd-lab --bin linkherd-bench
 exec target/release/linkherd-bench "$@"

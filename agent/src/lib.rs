@@ -14,5 +14,7 @@ pub mod probe;
 pub mod promisc;
 pub mod server;
 pub mod service;
+#[cfg(feature = "fake")]
+pub mod testing;
 pub mod tls;
 pub mod txn;

@@ -7,6 +7,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::{service::Routes, transport::Server};
 
+use crate::tls::TlsPem;
 use crate::{
     audit::Audit,
     auth::AuthLayer,
@@ -37,15 +38,6 @@ impl Default for Limits {
     }
 }
 
-/// PEM material for the mTLS listener.
-#[derive(Debug, Clone)]
-pub struct TlsPem {
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
-    /// CA that client certificates must chain to.
-    pub client_ca: Vec<u8>,
-}
-
 /// Errors starting or running a listener.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -53,6 +45,8 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsError),
     #[error("serving: {0}")]
     Transport(#[source] tonic::transport::Error),
+    #[error("binding the listener: {0}")]
+    Bind(#[source] std::io::Error),
     #[error("reflection service: {0}")]
     Reflection(String),
     #[error("state directory {path}: {source}")]

@@ -17,8 +17,6 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
-use crate::server::TlsPem;
-
 /// A handshake that takes longer than this is dropped: it holds a socket.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,6 +33,15 @@ pub enum TlsError {
     ClientCa(String),
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+}
+
+/// PEM material for the mTLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsPem {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// CA that client certificates must chain to.
+    pub client_ca: Vec<u8>,
 }
 
 /// Builds the server configuration: the agent's identity, client

@@ -7,9 +7,9 @@ mod contract;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::{TestNetns, have_root, kernel_has_vlan};
 use contract::{Env, Fixture};
 use linkherd_agent::net::rtnl::Rtnl;
+use test_support::{TestNetns, caps::kernel_has_vlan, have_root};
 
 struct IpFixture {
     ns: String,
@@ -36,7 +36,7 @@ impl IpFixture {
     fn ip(&self, args: &[&str]) {
         let mut full = vec!["-n", self.ns.as_str()];
         full.extend_from_slice(args);
-        common::run("ip", &full);
+        test_support::run("ip", &full);
     }
 }
 

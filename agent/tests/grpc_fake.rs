@@ -156,28 +156,16 @@ async fn clients_without_a_trusted_certificate_are_refused() {
 
 #[tokio::test]
 async fn a_certificate_without_a_role_is_denied_with_the_fix() {
-    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
     let pki = Pki::new();
     let agent = start_agent(fake_with_nic(), &pki, None).await;
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(pki.path("ca-key.pem")).expect("key"))
-        .expect("ca key");
-    let issuer = Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(pki.path("ca.pem")).expect("ca"),
-        ca_key,
-    )
-    .expect("issuer");
-    let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, "norole");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &issuer).expect("sign");
+    pki.0.issue_client("norole", None);
     let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", agent.addr))
         .expect("endpoint")
         .tls_config(
             pki.client_tls(None)
                 .identity(tonic::transport::Identity::from_pem(
-                    cert.pem(),
-                    key.serialize_pem(),
+                    pki.0.read("client-norole.pem"),
+                    pki.0.read("client-norole-key.pem"),
                 )),
         )
         .expect("tls")
@@ -606,10 +594,7 @@ async fn unix_socket_serves_root_as_admin() {
             .await
             .expect("serve")
     });
-    let target =
-        linkherdctl::client::Target::parse(&format!("unix://{}", sock.display()), None, None, None)
-            .expect("target");
-    let mut host = HostServiceClient::new(target.connect().await.expect("connect"));
+    let mut host = HostServiceClient::new(common::unix_channel(&sock).await);
     let info = host
         .get_info(pb::GetInfoRequest {})
         .await

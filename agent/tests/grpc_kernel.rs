@@ -6,7 +6,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{Pki, TestNetns, have_root, start_agent};
+use common::{Pki, start_agent};
 use linkherd_agent::net::rtnl::Rtnl;
 use linkherd_proto::{
     model::Role,
@@ -14,6 +14,7 @@ use linkherd_proto::{
         self, interface_service_client::InterfaceServiceClient, watch_interfaces_response::Event,
     },
 };
+use test_support::{TestNetns, have_root};
 
 fn promiscuity(ns: &TestNetns, dev: &str) -> (u64, bool) {
     let j = ns.link_json(dev);

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Pki, TestNetns, have_root, kernel_has_vlan};
+use common::Pki;
 use linkherd_agent::net::{netns::NetnsGuard, rtnl::Rtnl};
 use linkherd_proto::{
     field_violations,
@@ -23,6 +23,7 @@ use linkherd_proto::{
         vlan_service_client::VlanServiceClient,
     },
 };
+use test_support::{TestNetns, caps::kernel_has_vlan, have_root};
 use tonic::{Code, transport::Channel};
 
 /// A host namespace with NIC up0 on a hairpin switch, and an agent on it.
@@ -187,7 +188,7 @@ fn tcp_reaches(from: &Path, to: &Path, ip: IpAddr, port: u16) -> bool {
 }
 
 fn ip_json(args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&common::run("ip", args)).expect("ip -j")
+    serde_json::from_str(&test_support::run("ip", args)).expect("ip -j")
 }
 
 fn link_in(ns: &str, dev: &str) -> serde_json::Value {
@@ -446,7 +447,7 @@ async fn host_access_lets_the_host_reach_its_endpoints() {
         })
         .await
         .expect("delete shim");
-    assert!(!common::run("ip", &["-n", &lab.host.name, "link"]).contains("lh-mac_net"));
+    assert!(!test_support::run("ip", &["-n", &lab.host.name, "link"]).contains("lh-mac_net"));
 }
 
 #[tokio::test]
@@ -455,7 +456,7 @@ async fn foreign_links_are_deleted_only_when_forced() {
         return;
     };
     let ns = lab.ns("fx");
-    common::run("ip", &["netns", "add", &ns]);
+    test_support::run("ip", &["netns", "add", &ns]);
     lab.host.ip(&[
         "link", "add", "fx0", "link", "up0", "type", "macvlan", "mode", "bridge",
     ]);
@@ -491,20 +492,20 @@ async fn a_failure_half_way_leaves_nothing_in_the_kernel() {
         return;
     };
     let ns = lab.ns("rt");
-    common::run("ip", &["netns", "add", &ns]);
-    common::run(
+    test_support::run("ip", &["netns", "add", &ns]);
+    test_support::run(
         "ip",
         &[
             "-n", &ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
         ],
     );
-    common::run(
+    test_support::run(
         "ip",
         &["-n", &ns, "addr", "add", "10.63.0.2/24", "dev", "v0"],
     );
-    common::run("ip", &["-n", &ns, "link", "set", "v0", "up"]);
-    common::run("ip", &["-n", &ns, "link", "set", "v1", "up"]);
-    common::run(
+    test_support::run("ip", &["-n", &ns, "link", "set", "v0", "up"]);
+    test_support::run("ip", &["-n", &ns, "link", "set", "v1", "up"]);
+    test_support::run(
         "ip",
         &["-n", &ns, "route", "add", "default", "via", "10.63.0.1"],
     );
@@ -586,7 +587,7 @@ async fn vlans_on_this_kernel() {
             !netns_file(&ns).exists(),
             "the namespace created for the endpoint was not rolled back"
         );
-        assert!(!common::run("ip", &["-n", &lab.host.name, "link"]).contains("up0.20"));
+        assert!(!test_support::run("ip", &["-n", &lab.host.name, "link"]).contains("up0.20"));
     }
 }
 
@@ -597,7 +598,7 @@ async fn process_and_path_namespaces_ipv6_and_source_mode() {
     };
     // A "container": a process in a namespace the test made, found by pid.
     let cns = lab.ns("ctr");
-    common::run("ip", &["netns", "add", &cns]);
+    test_support::run("ip", &["netns", "add", &cns]);
     let mut child = std::process::Command::new("ip")
         .args(["netns", "exec", &cns, "sleep", "30"])
         .spawn()
@@ -672,7 +673,7 @@ async fn process_and_path_namespaces_ipv6_and_source_mode() {
     // When the process is gone, so is its namespace and the endpoint.
     drop(_kill);
     let _ = child.wait();
-    common::run("ip", &["netns", "del", &cns]);
+    test_support::run("ip", &["netns", "del", &cns]);
     let list = lab
         .mv
         .list(pb::ListMacvlansRequest {})
@@ -983,7 +984,7 @@ async fn ping_and_neighbour_probes_from_inside_endpoints() {
         })
         .await
         .expect("delete dup");
-    common::run("ip", &["-n", &b, "link", "set", "eth0", "down"]);
+    test_support::run("ip", &["-n", &b, "link", "set", "eth0", "down"]);
     let (replies, s) = ping(&mut probe, "qa", "10.68.0.2", 2).await;
     assert!(replies.iter().all(|r| r.timed_out), "{replies:?}");
     assert_eq!((s.sent, s.received, s.loss_percent), (2, 0, 100.0));

@@ -5,8 +5,8 @@
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
+use linkherd_lab::bins;
 use linkherd_proto::model::Role;
-use linkherd_tests::bins;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -38,12 +38,7 @@ fn agent_refuses_plaintext_tcp_from_the_environment() {
 
 #[tokio::test]
 async fn agent_example_config_serves_mtls() {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("LINKHERD_REQUIRE_ROOT").as_deref() != Ok("1"),
-            "needs root, and LINKHERD_REQUIRE_ROOT=1 forbids skipping"
-        );
-        eprintln!("SKIPPED agent_example_config_serves_mtls: needs root");
+    if !test_support::have_root("agent_example_config_serves_mtls") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");

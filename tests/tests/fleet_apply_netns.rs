@@ -10,13 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linkherd_tests::{
+use linkherd_lab::{
+    self as lab, HostSpec, LabGuard, LabState,
     fleet::{addr_state, ctl, ctl_command, lab_snapshot, namespaces, text, write_spec},
-    guard::{LabGuard, have_root},
-    lab::{self, HostSpec, LabState},
     sh::{ip, ip_in},
     traffic::tcp_reaches,
 };
+use test_support::have_root;
 
 async fn lab_in(name: &str) -> Option<(LabState, LabGuard)> {
     if !have_root("the fleet apply lab") {

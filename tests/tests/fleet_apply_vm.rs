@@ -8,11 +8,12 @@
 
 use std::{path::Path, path::PathBuf};
 
-use linkherd_tests::{
+use linkherd_lab::{
+    self as lab, HostSpec, LabGuard,
     fleet::{ctl, ctl_json as json, text, write_spec},
-    guard::{LabGuard, have_root},
-    lab::{self, HostSpec, vm::hub},
+    vm::hub,
 };
+use test_support::have_root;
 
 fn names(v: &serde_json::Value) -> Vec<String> {
     let mut n: Vec<String> = v

@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 
-use linkherd_tests::{
+use linkherd_lab::{
+    self as lab, HostSpec, LabGuard,
     fleet::{ctl, ctl_on, links, macvlan_create, namespaces, text, write_spec},
-    guard::{LabGuard, have_root},
-    lab::{self, HostSpec},
     sh::ip_in,
 };
+use test_support::have_root;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {

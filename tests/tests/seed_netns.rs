@@ -10,13 +10,10 @@ use std::{
 };
 use tokio::io::AsyncBufReadExt;
 
-use linkherd_tests::{
-    bins,
-    fleet::macvlan_create,
-    guard::{LabGuard, have_root},
-    lab::{self, HostSpec, LabState},
-    sh::ip_in,
+use linkherd_lab::{
+    self as lab, HostSpec, LabGuard, LabState, bins, fleet::macvlan_create, sh::ip_in,
 };
+use test_support::have_root;
 
 struct Ctl<'a> {
     state: &'a LabState,
@@ -334,7 +331,7 @@ async fn seed_hosts_over_mtls() {
             ip.split('/').next().expect("ip")
         );
     }
-    let reach = linkherd_tests::traffic::tcp_reaches(
+    let reach = linkherd_lab::traffic::tcp_reaches(
         &PathBuf::from("/run/netns").join(&ns1),
         &PathBuf::from("/run/netns").join(&ns2),
         "10.0.100.101".parse().expect("ip"),
@@ -465,7 +462,7 @@ async fn seed_hosts_over_mtls() {
 
     drop(_guard);
     // Everything the lab made is gone.
-    let left = linkherd_tests::sh::ip(&["netns", "list"]).expect("ip");
+    let left = linkherd_lab::sh::ip(&["netns", "list"]).expect("ip");
     assert!(!left.contains(&format!("lh-{}-", state.id)), "{left}");
 }
 

@@ -7,10 +7,10 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use linkherd_tests::{
+use linkherd_lab::{
+    self as lab, HostSpec, LabGuard, LabState,
     fleet::{ctl_json as json, ctl_on as ctl, macvlan_create, text},
-    guard::LabGuard,
-    lab::{self, HostSpec, LabState, vm::hub},
+    vm::hub,
 };
 
 /// `probe tcp` from an endpoint's namespace; the exit status says whether
@@ -37,12 +37,7 @@ fn reach(state: &LabState, host: &str, netns: &str, to: &str) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_vlan_scenario_on_real_kernels() {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("LINKHERD_REQUIRE_ROOT").as_deref() != Ok("1"),
-            "the vm lab needs root, and LINKHERD_REQUIRE_ROOT=1 forbids skipping"
-        );
-        eprintln!("SKIPPED seed_vlan_scenario_on_real_kernels: needs root");
+    if !test_support::have_root("seed_vlan_scenario_on_real_kernels") {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed-vm");

@@ -7,6 +7,7 @@
 //! contract suite (`agent/tests/contract`) runs against both and keeps the fake
 //! honest.
 
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod netns;
 pub mod rtnl;

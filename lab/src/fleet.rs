@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use crate::{bins, lab::LabState, sh::ip_in};
+use crate::{LabState, bins, sh::ip_in};
 
 /// `linkherdctl --config <the lab's ctl.toml> ARGS`, stdin closed (not a
 /// terminal, so apply does not ask).

@@ -9,12 +9,7 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use clap::{Parser, Subcommand, ValueEnum};
-use linkherd_tests::{
-    bins,
-    fleet::macvlan_create,
-    lab::{self, HostSpec, LabState},
-    sh::ip_in,
-};
+use linkherd_lab::{self as lab, HostSpec, LabState, bins, fleet::macvlan_create, sh::ip_in};
 
 /// A local fleet of linkherd hosts, each running a real agent.
 #[derive(Debug, Parser)]
@@ -365,7 +360,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         Path::new("/run/netns").join(format!("{}-node1", no1.netns)),
         Path::new("/run/netns").join(format!("{}-node2", no2.netns)),
     );
-    let reached = linkherd_tests::traffic::tcp_reaches(
+    let reached = linkherd_lab::traffic::tcp_reaches(
         &from,
         &to,
         "10.0.100.101".parse()?,

@@ -6,7 +6,12 @@
 //! remove everything by name even when the state file was never written
 //! (a crash half way through `up`).
 
+pub mod bins;
+pub mod fleet;
+mod guard;
 mod netns;
+pub mod sh;
+pub mod traffic;
 pub mod vm;
 
 use std::{
@@ -19,6 +24,7 @@ use linkherd_proto::model::Role;
 use linkherdctl::{certs, client::Target};
 use serde::{Deserialize, Serialize};
 
+pub use guard::LabGuard;
 pub use netns::netns_default_dir;
 
 /// Where the lab's hosts run.

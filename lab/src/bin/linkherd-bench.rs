@@ -16,10 +16,11 @@ use anyhow::{Context, ensure};
 use clap::Parser;
 use linkherd_agent::{
     net::rtnl::Rtnl,
-    server::{Agent, AgentOptions, TlsPem},
+    server::{Agent, AgentOptions},
+    tls::TlsPem,
 };
+use linkherd_lab::sh::{ip, ip_in};
 use linkherd_proto::{model::Role, pb};
-use linkherd_tests::sh::{ip, ip_in};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// Endpoint create/delete throughput: linkherd vs ip -batch.

@@ -12,7 +12,7 @@ use std::{
 };
 
 use super::assets::{Assets, MODULES};
-use crate::lab::LabError;
+use crate::LabError;
 
 const APPLETS: &[&str] = &[
     "sh", "mount", "insmod", "sleep", "cat", "hostname", "mkdir", "ls", "echo", "ps", "kill",

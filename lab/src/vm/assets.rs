@@ -8,7 +8,7 @@ use std::{
     process::Command,
 };
 
-use crate::lab::LabError;
+use crate::LabError;
 
 /// Modules the guest loads, in insmod order: virtio NIC, then 802.1Q and
 /// macvlan (+ veth for tests inside a guest).
