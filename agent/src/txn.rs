@@ -410,13 +410,13 @@ impl Transactions {
                 self.add_endpoint(spec, j).await?;
             }
             Op::CreateEndpoint(spec) => self.add_endpoint(spec, j).await?,
-            Op::DeleteHostAccess { network } => self.remove_shim(network, j).await?,
+            Op::DeleteHostAccess { network } => self.remove_host_access(network, j).await?,
             Op::ReplaceHostAccess(spec) => {
-                self.remove_shim(spec.network.as_str(), j).await?;
+                self.remove_host_access(spec.network.as_str(), j).await?;
                 self.save(Some(j)).await;
-                self.add_shim(spec, j).await?;
+                self.add_host_access(spec, j).await?;
             }
-            Op::CreateHostAccess(spec) => self.add_shim(spec, j).await?,
+            Op::CreateHostAccess(spec) => self.add_host_access(spec, j).await?,
         }
         self.save(Some(j)).await;
         Ok(done)
@@ -490,7 +490,7 @@ impl Transactions {
         Ok(())
     }
 
-    async fn add_shim(&self, spec: &HostAccessSpec, j: &mut Journal) -> Result<(), Error> {
+    async fn add_host_access(&self, spec: &HostAccessSpec, j: &mut Journal) -> Result<(), Error> {
         if self.lifecycle.create_host_access(spec).await?.1 == Outcome::Created {
             j.undo.push(Undo::DeleteHostAccess {
                 network: spec.network.to_string(),
@@ -499,7 +499,7 @@ impl Transactions {
         Ok(())
     }
 
-    async fn remove_shim(&self, network: &str, j: &mut Journal) -> Result<(), Error> {
+    async fn remove_host_access(&self, network: &str, j: &mut Journal) -> Result<(), Error> {
         let old = self
             .lifecycle
             .list_host_access()
@@ -674,7 +674,7 @@ impl Transactions {
 
 /// Everything linkherd owns on this host, as the kernel has it, in a stable
 /// order (so equal states encode to equal bytes).
-pub async fn observed(lc: &Lifecycle) -> Result<pb::DesiredState, Error> {
+pub async fn observed(lc: &Lifecycle) -> Result<pb::OwnedObjects, Error> {
     let mut vlans: Vec<pb::Vlan> = lc
         .list_vlans()
         .await?
@@ -702,7 +702,7 @@ pub async fn observed(lc: &Lifecycle) -> Result<pb::DesiredState, Error> {
         .map(Into::into)
         .collect();
     host_access.sort_by(|a, b| a.network.cmp(&b.network));
-    Ok(pb::DesiredState {
+    Ok(pb::OwnedObjects {
         vlans,
         endpoints,
         host_access,
@@ -728,7 +728,7 @@ fn txn_id() -> String {
 
 /// A fingerprint of the owned state: any change to an owned object changes
 /// it, so a transaction planned against one state can refuse another.
-pub fn fingerprint(state: &pb::DesiredState) -> u64 {
+pub fn fingerprint(state: &pb::OwnedObjects) -> u64 {
     state
         .encode_to_vec()
         .iter()

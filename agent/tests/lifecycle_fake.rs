@@ -773,7 +773,7 @@ async fn endpoints_are_rediscovered_after_state_loss() {
 }
 
 #[tokio::test]
-async fn host_access_shim_routes_to_the_endpoints() {
+async fn host_access_routes_to_the_endpoints() {
     let mut f = fixture(false).await;
     let req = pb::CreateHostAccessRequest {
         host_access: Some(pb::HostAccess {
@@ -790,18 +790,22 @@ async fn host_access_shim_routes_to_the_endpoints() {
             .expect("create")
             .into_inner();
     assert_eq!(r.outcome(), pb::Outcome::Created);
-    let h = r.host_access.expect("shim");
+    let h = r.host_access.expect("host access");
     assert_eq!(h.name, "lh-mac_net");
     assert_eq!(h.routes, ["10.0.100.100/32", "10.0.100.101/32"]);
-    let shim = f.fake.link(&name("lh-mac_net")).await.expect("shim link");
+    let access = f
+        .fake
+        .link(&name("lh-mac_net"))
+        .await
+        .expect("host-access link");
     assert_eq!(
-        shim.details,
+        access.details,
         Some(LinkDetails::Macvlan {
             mode: MacvlanMode::Bridge,
             source_macs: vec![]
         })
     );
-    assert!(shim.admin_up);
+    assert!(access.admin_up);
     assert_eq!(
         f.mv.create_host_access(req)
             .await
@@ -896,7 +900,7 @@ async fn get_state_reports_owned_objects_and_a_generation_that_follows_changes()
         .await
         .expect("state")
         .into_inner();
-    let empty = s0.observed.expect("observed");
+    let empty = s0.owned.expect("owned");
     assert!(empty.vlans.is_empty() && empty.endpoints.is_empty() && empty.host_access.is_empty());
 
     f.mv.create(create(
@@ -910,7 +914,7 @@ async fn get_state_reports_owned_objects_and_a_generation_that_follows_changes()
         .await
         .expect("state")
         .into_inner();
-    let o = s1.observed.expect("observed");
+    let o = s1.owned.expect("owned");
     assert_eq!(
         o.vlans.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
         ["ens192.10"]

@@ -401,7 +401,7 @@ async fn gratuitous_arp_refreshes_a_peers_cache() {
 
 #[tokio::test]
 async fn host_access_lets_the_host_reach_its_endpoints() {
-    let Some(mut lab) = lab("lk-shim").await else {
+    let Some(mut lab) = lab("lk-hacc").await else {
         return;
     };
     let ns = lab.ns("h1");
@@ -420,7 +420,7 @@ async fn host_access_lets_the_host_reach_its_endpoints() {
     // The kernel does not pass traffic between a parent and its macvlans.
     assert!(
         !tcp_reaches(&lab.host.path(), &netns_file(&ns), target, 7200),
-        "parent reached its child without a shim"
+        "parent reached its child without host access"
     );
     lab.mv
         .create_host_access(pb::CreateHostAccessRequest {
@@ -433,12 +433,12 @@ async fn host_access_lets_the_host_reach_its_endpoints() {
             }),
         })
         .await
-        .expect("shim");
-    let shim = link_in(&lab.host.name, "lh-mac_net");
-    assert_eq!(shim["linkinfo"]["info_data"]["mode"], "bridge");
+        .expect("host access");
+    let access = link_in(&lab.host.name, "lh-mac_net");
+    assert_eq!(access["linkinfo"]["info_data"]["mode"], "bridge");
     assert!(
         tcp_reaches(&lab.host.path(), &netns_file(&ns), target, 7201),
-        "the shim does not reach the endpoint"
+        "host access does not reach the endpoint"
     );
     lab.mv
         .delete_host_access(pb::DeleteHostAccessRequest {
@@ -446,7 +446,7 @@ async fn host_access_lets_the_host_reach_its_endpoints() {
             force: false,
         })
         .await
-        .expect("delete shim");
+        .expect("delete host access");
     assert!(!test_support::run("ip", &["-n", &lab.host.name, "link"]).contains("lh-mac_net"));
 }
 

@@ -1,6 +1,6 @@
 //! From a fleet spec to what each host should have: addresses assigned by
 //! the fleet IPAM, VLAN sub-interfaces on each host's own parent NIC,
-//! endpoints and host-access shims. The result is what `HostService.Plan`
+//! endpoints and host-access links. The result is what `HostService.Plan`
 //! and `Apply` take, one [`Desired`] per host.
 
 mod observe;
@@ -14,7 +14,7 @@ use linkherd_proto::{
     convert::Desired,
     model::{
         EndpointSpec, HostAccessSpec, IfName, NetnsRef, ValidationError, VlanProtocol, VlanSpec,
-        default_shim_name, default_vlan_name,
+        default_host_access_name, default_vlan_name,
     },
 };
 
@@ -176,7 +176,7 @@ fn addresses(
 }
 
 /// Addresses in the pool's subnet that are not this network's endpoints':
-/// other users, and host-access shims.
+/// other users, and host-access links.
 fn taken_by_others(net: &NetworkSpec, pool: &Pool, seen: &Observed) -> BTreeMap<IpAddr, String> {
     let mut taken: BTreeMap<IpAddr, String> = seen
         .others
@@ -225,9 +225,9 @@ fn endpoints_on(
         d.host_access.push(HostAccessSpec {
             network: net.name.clone(),
             parent: link.clone(),
-            name: default_shim_name(&net.name),
+            name: default_host_access_name(&net.name),
             addresses: vec![IpNet::from(*a)],
-            // The shim reaches this host's own endpoints; the others are
+            // The host-access link reaches this host's own endpoints; the others are
             // reached through the parent as usual.
             routes: local,
         });

@@ -49,7 +49,7 @@ impl Member {
 
 /// The spec's endpoints as their hosts now have them (`observed`: each
 /// host's GetState). Endpoints on hosts not in `observed` are left out.
-pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, pb::DesiredState>) -> Vec<Member> {
+pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, pb::OwnedObjects>) -> Vec<Member> {
     let mut out = Vec::new();
     for (net, n) in &spec.networks {
         for (name, e) in &n.endpoints {
@@ -84,7 +84,7 @@ pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, pb::DesiredState>) 
 /// `found` (its [`members`]), as `b1@no1`: nothing can be proven about them.
 pub fn missing(
     spec: &FleetSpec,
-    observed: &BTreeMap<String, pb::DesiredState>,
+    observed: &BTreeMap<String, pb::OwnedObjects>,
     found: &[Member],
 ) -> Vec<String> {
     spec.networks
@@ -529,7 +529,7 @@ mod tests {
         // no2 was not read (skipped): b3 is not counted missing.
         let observed = BTreeMap::from([(
             "no1".to_owned(),
-            pb::DesiredState {
+            pb::OwnedObjects {
                 endpoints: vec![b1],
                 ..Default::default()
             },

@@ -1,4 +1,4 @@
-//! Host access: a macvlan "shim" on the host side of a parent, with its own
+//! Host access: a macvlan link on the host side of a parent, with its own
 //! address and routes to the endpoints. The kernel never passes frames
 //! between a macvlan parent and its children, so without this the host
 //! cannot reach its own containers (every tool leaves it as a manual
@@ -38,7 +38,7 @@ impl Lifecycle {
             .into_iter()
             .filter(|r| r.index == link.index && r.gateway.is_none())
             .map(|r| r.dest)
-            // Connected routes of the shim's own addresses are the kernel's.
+            // Connected routes of the host-access link's own addresses are the kernel's.
             .filter(|d| !link.addresses.iter().any(|a| a.trunc() == *d))
             .collect();
         Ok(Some(HostAccessState {
@@ -52,7 +52,7 @@ impl Lifecycle {
         }))
     }
 
-    /// Creates the shim: a bridge-mode macvlan on the parent, its address,
+    /// Creates the host-access link: a bridge-mode macvlan on the parent, its address,
     /// up, and a route per destination through it.
     pub async fn create_host_access(
         &self,
@@ -126,7 +126,7 @@ impl Lifecycle {
                     .await
                     .map_err(|e| match e {
                         NetError::AlreadyExists { .. } => Error::Exists(format!(
-                            "the host already has a route to {dest}; the shim cannot take it over"
+                            "the host already has a route to {dest}; host access cannot take it over"
                         )),
                         e => e.into(),
                     })?;

@@ -197,8 +197,11 @@ impl Lifecycle {
         }
         steps.extend(creates);
 
-        let shims = self.list_host_access().await?;
-        for s in shims.iter().filter(|s| scope.contains(s.network.as_str())) {
+        let accesses = self.list_host_access().await?;
+        for s in accesses
+            .iter()
+            .filter(|s| scope.contains(s.network.as_str()))
+        {
             if !desired
                 .host_access
                 .iter()
@@ -217,7 +220,7 @@ impl Lifecycle {
         }
         for h in &desired.host_access {
             let routes: Vec<String> = h.routes.iter().map(ToString::to_string).collect();
-            match shims.iter().find(|s| s.network == h.network.as_str()) {
+            match accesses.iter().find(|s| s.network == h.network.as_str()) {
                 None => steps.push(change(
                     Action::Create,
                     "host-access",

@@ -89,7 +89,7 @@ impl pb::host_service_server::HostService for HostSvc {
             .map_err(Error::into_status)?;
         Ok(Response::new(pb::GetStateResponse {
             generation: crate::txn::fingerprint(&observed),
-            observed: Some(observed),
+            owned: Some(observed),
         }))
     }
 

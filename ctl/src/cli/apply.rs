@@ -320,7 +320,7 @@ async fn verify_fleet(run: &mut Run<'_>, progress: &Progress, changed: &[&str]) 
             HostServiceClient::new(h.channel.clone())
                 .get_state(pb::GetStateRequest {})
                 .await
-                .map(|s| s.into_inner().observed.unwrap_or_default())
+                .map(|s| s.into_inner().owned.unwrap_or_default())
                 .map_err(|s| CtlError::Output(format!("{}: {}", h.host, CtlError::Rpc(s))))
         } else {
             Ok(h.observed.clone())

@@ -42,7 +42,7 @@ pub async fn run(ctx: &Ctx, cmd: GetCmd) -> Result<ExitCode, CtlError> {
         for (name, decl) in &net.endpoints {
             let have = states
                 .get(&decl.host)
-                .and_then(|(_, s)| s.observed.as_ref())
+                .and_then(|(_, s)| s.owned.as_ref())
                 .and_then(|o| {
                     o.endpoints
                         .iter()

@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx, cmd: HostCmd) -> Result<ExitCode, CtlError> {
                 .get_state(pb::GetStateRequest {})
                 .await?
                 .into_inner();
-            let o = r.observed.unwrap_or_default();
+            let o = r.owned.unwrap_or_default();
             let state = State {
                 generation: r.generation,
                 vlans: o
@@ -129,7 +129,7 @@ pub async fn run(ctx: &Ctx, cmd: HostCmd) -> Result<ExitCode, CtlError> {
                 out.extend(
                     s.host_access
                         .iter()
-                        .map(|h| format!("shim      {} ({} on {})", h.network, h.name, h.parent)),
+                        .map(|h| format!("access    {} ({} on {})", h.network, h.name, h.parent)),
                 );
                 out.join("\n")
             })?;

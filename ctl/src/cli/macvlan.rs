@@ -96,7 +96,7 @@ pub enum MacvlanCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum HostAccessCmd {
-    /// Let the host reach its own endpoints through a macvlan "shim".
+    /// Let the host reach its own endpoints through a macvlan link of its own (host access).
     Create {
         #[arg(long)]
         network: String,
@@ -105,7 +105,7 @@ pub enum HostAccessCmd {
         /// The host's own address on the network; repeat for more.
         #[arg(long = "ip", value_name = "CIDR", required = true)]
         ips: Vec<String>,
-        /// A destination routed through the shim (endpoint /32s or a range).
+        /// A destination routed through the host-access link (endpoint /32s or a range).
         #[arg(long = "route", value_name = "CIDR")]
         routes: Vec<String>,
         /// Interface name (default lh-NETWORK).
@@ -126,7 +126,7 @@ struct CreatedEndpoint {
 }
 
 #[derive(Debug, Serialize)]
-struct CreatedShim {
+struct CreatedHostAccess {
     outcome: &'static str,
     host_access: HostAccessState,
 }
@@ -169,7 +169,7 @@ fn endpoint_table(eps: &[EndpointState]) -> String {
     t.to_string()
 }
 
-fn shim_table(list: &[HostAccessState]) -> String {
+fn host_access_table(list: &[HostAccessState]) -> String {
     let mut t = output::table();
     t.set_header(["NETWORK", "NAME", "PARENT", "MAC", "ADDRESSES", "ROUTES"]);
     for h in list {
@@ -307,14 +307,14 @@ pub async fn run_host_access(ctx: &Ctx, cmd: HostAccessCmd) -> Result<ExitCode, 
                 })
                 .await?
                 .into_inner();
-            let c = CreatedShim {
+            let c = CreatedHostAccess {
                 outcome: outcome_name(r.outcome),
                 host_access: r.host_access.ok_or(CtlError::EmptyResponse)?.try_into()?,
             };
             output::print(ctx.format, &c, |c| {
                 let h = &c.host_access;
                 format!(
-                    "{}: shim {} on {}, {} -> {} ({})",
+                    "{}: host access {} on {}, {} -> {} ({})",
                     h.network,
                     h.name,
                     h.parent,
@@ -349,7 +349,7 @@ pub async fn run_host_access(ctx: &Ctx, cmd: HostAccessCmd) -> Result<ExitCode, 
                 .into_iter()
                 .map(HostAccessState::try_from)
                 .collect::<Result<Vec<_>, _>>()?;
-            output::print(ctx.format, &list, |l| shim_table(l))?;
+            output::print(ctx.format, &list, |l| host_access_table(l))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -118,12 +118,12 @@ pub(super) fn desired_states(
     spec: &FleetSpec,
     states: &BTreeMap<String, (Channel, pb::GetStateResponse)>,
 ) -> Result<BTreeMap<String, Desired>, CtlError> {
-    let empty = pb::DesiredState::default();
+    let empty = pb::OwnedObjects::default();
     let seen = fleet::observed(
         spec,
         states
             .iter()
-            .map(|(h, (_, s))| (h.as_str(), s.observed.as_ref().unwrap_or(&empty))),
+            .map(|(h, (_, s))| (h.as_str(), s.owned.as_ref().unwrap_or(&empty))),
     );
     fleet::desired(spec, &seen).map_err(|e| CtlError::Fleet(Box::new(e)))
 }
@@ -157,7 +157,7 @@ pub(super) struct Planned {
     pub generation: u64,
     pub changes: Vec<pb::Change>,
     /// What linkherd owns on the host, as read before planning.
-    pub observed: pb::DesiredState,
+    pub observed: pb::OwnedObjects,
 }
 
 impl Planned {
@@ -227,8 +227,8 @@ pub(super) async fn plan_fleet(
     desired.retain(|h, _| states.contains_key(h));
     let plans = desired.into_iter().map(|(host, d)| {
         let (ch, observed) = match states.get(&host) {
-            Some((c, s)) => (Some(c.clone()), s.observed.clone().unwrap_or_default()),
-            None => (None, pb::DesiredState::default()),
+            Some((c, s)) => (Some(c.clone()), s.owned.clone().unwrap_or_default()),
+            None => (None, pb::OwnedObjects::default()),
         };
         let agent = spec
             .hosts

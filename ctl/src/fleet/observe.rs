@@ -13,7 +13,7 @@ use crate::spec::FleetSpec;
 /// Merges the observed state of every host (`(host, state)`).
 pub fn observed<'a>(
     spec: &FleetSpec,
-    hosts: impl IntoIterator<Item = (&'a str, &'a pb::DesiredState)>,
+    hosts: impl IntoIterator<Item = (&'a str, &'a pb::OwnedObjects)>,
 ) -> Observed {
     let mut out = Observed::default();
     for (host, state) in hosts {

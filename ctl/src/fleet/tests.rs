@@ -122,16 +122,16 @@ fn new_endpoints_get_the_lowest_free_address_and_old_ones_keep_theirs() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     assert_eq!(all, want);
-    // The shim on no1 gets its /32 and routes to no1's own endpoints only.
-    let shim = &got["no1"].host_access[0];
-    assert_eq!(shim.name.as_str(), "lh-n");
-    assert_eq!(shim.parent.as_str(), "ens192");
+    // The host-access link on no1 gets its /32 and routes to no1's own endpoints only.
+    let access = &got["no1"].host_access[0];
+    assert_eq!(access.name.as_str(), "lh-n");
+    assert_eq!(access.parent.as_str(), "ens192");
     assert_eq!(
-        shim.addresses,
+        access.addresses,
         ["10.0.0.3/32".parse::<IpNet>().expect("net")]
     );
     assert_eq!(
-        names(&shim.routes, ToString::to_string),
+        names(&access.routes, ToString::to_string),
         ["10.0.0.6/32", "10.0.0.4/32"]
     );
 }
@@ -202,12 +202,12 @@ fn a_vlan_name_too_long_for_the_parent_is_an_error() {
 fn every_hosts_desired_state_survives_the_agents_validation() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/seed-vlan.yaml");
     let seed = FleetSpec::load(&path).expect("seed-vlan.yaml");
-    let shim = spec(&format!(
+    let access = spec(&format!(
         "{HOSTS}networks:\n  n:\n    subnet: 10.0.0.0/24\n    gateway: 10.0.0.1\n    subnet_v6: fd00:1::/64\n    \
          mtu: 1400\n    host_access: {{no1: 10.0.0.3}}\n    endpoints:\n      a: {{host: no1, mac: '02:00:00:00:00:0a'}}\n      \
          b: {{host: no2, pid: 1}}\n"
     ));
-    for s in [seed, shim] {
+    for s in [seed, access] {
         for (host, d) in desired(&s, &Observed::default()).expect("desired") {
             let wire = linkherd_proto::pb::DesiredState::from(&d);
             let back = Desired::try_from(wire).unwrap_or_else(|e| panic!("{host}: {e}"));

@@ -46,7 +46,7 @@ pub struct NetworkSpec {
     /// Every host the network spans, with the parent NIC used there (the
     /// VLAN sub-interface is created on it when `vlan` is set).
     pub parents: BTreeMap<String, IfName>,
-    /// Host access (shim) addresses per host.
+    /// Host access addresses per host.
     pub host_access: BTreeMap<String, IpAddr>,
     pub endpoints: BTreeMap<ObjName, EndpointDecl>,
 }

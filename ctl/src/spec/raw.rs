@@ -84,7 +84,7 @@ pub struct RawNetwork {
     /// MTU of the endpoints (68-65535); default: the parent's.
     #[schemars(with = "Option<u32>", range(min = 68, max = 65535))]
     pub mtu: Option<S<u32>>,
-    /// Host access (shim) address per host, so the host itself can reach
+    /// Host access address per host, so the host itself can reach
     /// the network's endpoints.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]

@@ -219,7 +219,7 @@ fn explicit_hosts_must_cover_the_endpoints() {
     let i = one(&text);
     assert_eq!(i.path, "networks.n.endpoints.e.host");
     assert_eq!(i.fix, "add the host to the network's hosts list");
-    // Host access too: a shim on a host the network does not span.
+    // Host access too: host access on a host the network does not span.
     let text = format!(
         "{TWO_HOSTS}networks:\n  n:\n    subnet: 10.0.0.0/24\n    hosts: [no1]\n    host_access: {{no2: 10.0.0.9}}\n"
     );

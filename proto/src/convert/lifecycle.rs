@@ -9,7 +9,7 @@ use crate::{
     model::{
         EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, MIN_MTU, MacAddr,
         MacvlanMode, NetnsRef, ObjName, ValidationError, VlanId, VlanSpec, VlanState,
-        check_gateway, check_host_address, default_shim_name, default_vlan_name,
+        check_gateway, check_host_address, default_host_access_name, default_vlan_name,
     },
     pb,
 };
@@ -229,7 +229,7 @@ impl TryFrom<pb::CreateHostAccessRequest> for HostAccessSpec {
         let network = ObjName::parse("host_access.network", &h.network)?;
         let parent = IfName::parse("host_access.parent", &h.parent)?;
         let name = if h.name.is_empty() {
-            default_shim_name(&network)
+            default_host_access_name(&network)
         } else {
             IfName::parse("host_access.name", &h.name)?
         };

@@ -35,7 +35,7 @@ impl EndpointSpec {
     }
 }
 
-/// A host-access (shim) link to create.
+/// A host-access link to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostAccessSpec {
     pub network: ObjName,
@@ -51,8 +51,8 @@ impl HostAccessSpec {
     }
 }
 
-/// The default shim name: `lh-` + network, cut to 15 bytes.
-pub fn default_shim_name(network: &ObjName) -> IfName {
+/// The default host-access link name: `lh-` + network, cut to 15 bytes.
+pub fn default_host_access_name(network: &ObjName) -> IfName {
     let mut name = format!("lh-{network}");
     while name.len() > 15 {
         name.pop();
@@ -201,9 +201,9 @@ mod tests {
     }
 
     #[test]
-    fn shim_names_fit() {
+    fn host_access_names_fit() {
         let n = ObjName::parse("network", "a_very_long_network_name").expect("name");
-        assert_eq!(default_shim_name(&n).as_str(), "lh-a_very_long_");
+        assert_eq!(default_host_access_name(&n).as_str(), "lh-a_very_long_");
     }
 }
 

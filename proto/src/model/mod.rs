@@ -15,7 +15,7 @@ mod vlan;
 
 pub use endpoint::{
     EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, MIN_MTU, check_gateway,
-    check_host_address, default_shim_name,
+    check_host_address, default_host_access_name,
 };
 pub use error::ValidationError;
 pub use ifname::{IfName, MAX_IFNAME_LEN};

@@ -17,7 +17,7 @@ pub enum Owner {
     AutoVlan { network: String },
     /// A macvlan endpoint.
     Endpoint { network: String, name: String },
-    /// A host-access (shim) macvlan.
+    /// A host-access macvlan.
     HostAccess { network: String },
 }
 
@@ -51,7 +51,8 @@ impl Owner {
                 network: net?,
                 name: name?,
             },
-            ("shim", _) => Owner::HostAccess { network: net? },
+            // "shim" is how agents before 0.2 marked host access.
+            ("host-access" | "shim", _) => Owner::HostAccess { network: net? },
             _ => return None,
         })
     }
@@ -74,7 +75,7 @@ impl fmt::Display for Owner {
             Owner::Vlan => f.write_str("vlan"),
             Owner::AutoVlan { network } => write!(f, "vlan auto net={network}"),
             Owner::Endpoint { network, name } => write!(f, "ep net={network} name={name}"),
-            Owner::HostAccess { network } => write!(f, "shim net={network}"),
+            Owner::HostAccess { network } => write!(f, "host-access net={network}"),
         }
     }
 }
