@@ -19,6 +19,7 @@ use tonic::{
     transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo},
 };
 use tower::{Layer, Service};
+use tracing::Instrument;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// How the caller reached the agent.
@@ -63,12 +64,47 @@ impl Identity {
         }
     }
 
-    /// The identity attached to a request by [`AuthLayer`].
-    pub fn of<T>(req: &tonic::Request<T>) -> Identity {
+    /// The identity [`AuthLayer`] attached to a request. There is no
+    /// fallback: a request that did not pass the layer has no identity, and
+    /// is refused rather than trusted.
+    pub fn of<T>(req: &tonic::Request<T>) -> Result<Identity, Status> {
+        req.extensions().get::<Identity>().cloned().ok_or_else(|| {
+            Status::unauthenticated("the request carries no verified identity; it is refused")
+        })
+    }
+}
+
+/// The RPC a request calls, `Service/Method` (package left out), taken from
+/// its gRPC path by [`AuthLayer`] — so no handler writes its own name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rpc(pub String);
+
+impl Rpc {
+    /// `Service/Method` of `/linkherd.v1.Service/Method`.
+    pub fn from_path(path: &str) -> Rpc {
+        let path = path.trim_start_matches('/');
+        let name = match path.split_once('/') {
+            Some((service, method)) => {
+                let service = service.rsplit('.').next().unwrap_or(service);
+                format!("{service}/{method}")
+            }
+            None => path.to_owned(),
+        };
+        Rpc(name)
+    }
+
+    /// The RPC [`AuthLayer`] attached to a request.
+    pub fn of<T>(req: &tonic::Request<T>) -> Rpc {
         req.extensions()
-            .get::<Identity>()
+            .get::<Rpc>()
             .cloned()
-            .unwrap_or_else(|| Identity::agent("unauthenticated in-process call"))
+            .unwrap_or_else(|| Rpc("unknown".into()))
+    }
+}
+
+impl fmt::Display for Rpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -261,11 +297,15 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         match authorize(&req, self.allow_insecure) {
             Ok(who) => {
+                let rpc = Rpc::from_path(req.uri().path());
+                // Everything the handler logs carries the RPC and the caller.
+                let span = tracing::info_span!("rpc", rpc = %rpc, caller = %who.name);
                 req.extensions_mut().insert(who);
+                req.extensions_mut().insert(rpc);
                 // The service that was polled ready must be the one called.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(inner.call(req))
+                Box::pin(inner.call(req).instrument(span))
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }
@@ -317,6 +357,26 @@ mod tests {
             Role::Admin
         );
         assert_eq!(required_role("garbage"), Role::Admin);
+    }
+
+    #[test]
+    fn an_rpc_is_named_by_its_service_and_method() {
+        assert_eq!(
+            Rpc::from_path("/linkherd.v1.VlanService/Create").0,
+            "VlanService/Create"
+        );
+        assert_eq!(
+            Rpc::from_path("/grpc.health.v1.Health/Check").0,
+            "Health/Check"
+        );
+        assert_eq!(Rpc::from_path("garbage").0, "garbage");
+    }
+
+    #[test]
+    fn a_request_the_layer_did_not_pass_has_no_identity() {
+        let req = tonic::Request::new(());
+        let err = Identity::of(&req).expect_err("no fallback identity");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use linkherd_proto::{API_VERSION, convert::Desired, pb};
 use tonic::{Request, Response, Status};
 
-use crate::{auth::Identity, context::Context, error::Error};
+use super::Call;
+use crate::{context::Context, error::Error};
 
 #[derive(Debug, Clone)]
 pub struct HostSvc {
@@ -26,12 +27,11 @@ fn kernel_release() -> String {
 
 #[tonic::async_trait]
 impl pb::host_service_server::HostService for HostSvc {
-    #[tracing::instrument(skip_all, fields(rpc = "HostService/GetInfo"))]
     async fn get_info(
         &self,
         req: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::GetInfoResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let caps = self.ctx.capabilities().await;
         Ok(Response::new(pb::GetInfoResponse {
             hostname: self.ctx.host_name.clone(),
@@ -50,15 +50,14 @@ impl pb::host_service_server::HostService for HostSvc {
                 notes: caps.notes.clone(),
             }),
             caller: Some(pb::Caller {
-                identity: who.name,
-                role: pb::Role::from(who.role).into(),
-                transport: who.transport.as_str().to_owned(),
+                identity: call.who.name,
+                role: pb::Role::from(call.who.role).into(),
+                transport: call.who.transport.as_str().to_owned(),
             }),
             uptime_seconds: self.ctx.started.elapsed().as_secs(),
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "HostService/Plan"))]
     async fn plan(
         &self,
         req: Request<pb::PlanRequest>,
@@ -79,7 +78,6 @@ impl pb::host_service_server::HostService for HostSvc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "HostService/GetState"))]
     async fn get_state(
         &self,
         _req: Request<pb::GetStateRequest>,
@@ -93,54 +91,61 @@ impl pb::host_service_server::HostService for HostSvc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "HostService/Apply"))]
     async fn apply(
         &self,
         req: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let r = req.into_inner();
-        let res = async {
-            let desired = Desired::try_from(r.desired.unwrap_or_default())?;
-            let confirm = match r.confirm_timeout_seconds {
-                0 => crate::txn::DEFAULT_CONFIRM,
-                s if u64::from(s) > crate::txn::MAX_CONFIRM.as_secs() => {
-                    return Err(Error::Invalid(linkherd_proto::model::ValidationError::new(
-                        "confirm_timeout_seconds",
-                        s.to_string(),
-                        format!("is longer than {} s", crate::txn::MAX_CONFIRM.as_secs()),
-                        "confirm sooner",
-                    )));
-                }
-                s => std::time::Duration::from_secs(s.into()),
-            };
-            let check = match r.address_check_ms {
-                0 => None,
-                ms if ms > crate::txn::MAX_ADDRESS_CHECK_MS => {
-                    return Err(Error::Invalid(linkherd_proto::model::ValidationError::new(
-                        "address_check_ms",
-                        ms.to_string(),
-                        format!("is longer than {} ms", crate::txn::MAX_ADDRESS_CHECK_MS),
-                        "answers on one link come within milliseconds; wait less",
-                    )));
-                }
-                ms => Some(std::time::Duration::from_millis(ms.into())),
-            };
-            self.ctx
-                .txns
-                .apply(&desired, r.expected_generation, confirm, check)
-                .await
-        }
-        .await;
-        super::audit(
-            &self.ctx,
-            &who,
-            "HostService/Apply",
-            "desired state",
-            "",
-            &res,
-            |a| format!("{} pending with {} change(s)", a.id, a.changes.len()),
-        );
+        let res = call
+            .audited(
+                &self.ctx,
+                "desired state",
+                "",
+                async {
+                    let desired = Desired::try_from(r.desired.unwrap_or_default())?;
+                    let confirm = match r.confirm_timeout_seconds {
+                        0 => crate::txn::DEFAULT_CONFIRM,
+                        s if u64::from(s) > crate::txn::MAX_CONFIRM.as_secs() => {
+                            return Err(Error::Invalid(
+                                linkherd_proto::model::ValidationError::new(
+                                    "confirm_timeout_seconds",
+                                    s.to_string(),
+                                    format!(
+                                        "is longer than {} s",
+                                        crate::txn::MAX_CONFIRM.as_secs()
+                                    ),
+                                    "confirm sooner",
+                                ),
+                            ));
+                        }
+                        s => std::time::Duration::from_secs(s.into()),
+                    };
+                    let check = match r.address_check_ms {
+                        0 => None,
+                        ms if ms > crate::txn::MAX_ADDRESS_CHECK_MS => {
+                            return Err(Error::Invalid(
+                                linkherd_proto::model::ValidationError::new(
+                                    "address_check_ms",
+                                    ms.to_string(),
+                                    format!(
+                                        "is longer than {} ms",
+                                        crate::txn::MAX_ADDRESS_CHECK_MS
+                                    ),
+                                    "answers on one link come within milliseconds; wait less",
+                                ),
+                            ));
+                        }
+                        ms => Some(std::time::Duration::from_millis(ms.into())),
+                    };
+                    self.ctx
+                        .txns
+                        .apply(&desired, r.expected_generation, confirm, check)
+                        .await
+                },
+                |a| format!("{} pending with {} change(s)", a.id, a.changes.len()),
+            )
+            .await;
         let a = res?;
         let deadline = a
             .deadline
@@ -156,43 +161,31 @@ impl pb::host_service_server::HostService for HostSvc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "HostService/Confirm"))]
     async fn confirm(
         &self,
         req: Request<pb::ConfirmRequest>,
     ) -> Result<Response<pb::ConfirmResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let id = req.into_inner().txn_id;
-        let res = self.ctx.txns.confirm(&id).await;
-        super::audit(
-            &self.ctx,
-            &who,
-            "HostService/Confirm",
-            &id,
-            "",
-            &res,
-            |_| "confirmed".into(),
-        );
+        let res = call
+            .audited(&self.ctx, &id, "", self.ctx.txns.confirm(&id), |_| {
+                "confirmed".into()
+            })
+            .await;
         Ok(Response::new(pb::ConfirmResponse { generation: res? }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "HostService/Rollback"))]
     async fn rollback(
         &self,
         req: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RollbackResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let id = req.into_inner().txn_id;
-        let res = self.ctx.txns.rollback(&id).await;
-        super::audit(
-            &self.ctx,
-            &who,
-            "HostService/Rollback",
-            &id,
-            "",
-            &res,
-            |r| r.join("; "),
-        );
+        let res = call
+            .audited(&self.ctx, &id, "", self.ctx.txns.rollback(&id), |r| {
+                r.join("; ")
+            })
+            .await;
         Ok(Response::new(pb::RollbackResponse {
             reverted: res?
                 .into_iter()

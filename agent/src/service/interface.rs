@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::Call;
 use crate::{
-    auth::Identity,
     context::Context,
     error::Error,
     net::{NetError, NetEvent},
@@ -37,6 +37,11 @@ impl InterfaceSvc {
         Ok(iface)
     }
 
+    /// The audit word of a change's outcome.
+    fn changed_word<T>((_, changed): &(T, bool)) -> String {
+        if *changed { "changed" } else { "unchanged" }.to_owned()
+    }
+
     fn outcome(changed: bool) -> i32 {
         if changed {
             pb::Outcome::Changed
@@ -44,24 +49,6 @@ impl InterfaceSvc {
             pb::Outcome::Unchanged
         }
         .into()
-    }
-
-    /// Writes the audit record of a mutation and passes its result on.
-    fn audited<T>(
-        &self,
-        who: &Identity,
-        action: &str,
-        target: &str,
-        detail: &str,
-        res: Result<(T, bool), Error>,
-    ) -> Result<(T, bool), Status> {
-        let result = match &res {
-            Ok((_, true)) => "changed".to_owned(),
-            Ok((_, false)) => "unchanged".to_owned(),
-            Err(e) => format!("error: {e}"),
-        };
-        self.ctx.audit.record(who, action, target, detail, &result);
-        res.map_err(Status::from)
     }
 }
 
@@ -71,7 +58,6 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchInterfacesResponse,
 impl pb::interface_service_server::InterfaceService for InterfaceSvc {
     type WatchStream = WatchStream;
 
-    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/List"))]
     async fn list(
         &self,
         _req: Request<pb::ListInterfacesRequest>,
@@ -83,7 +69,6 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/Get"))]
     async fn get(
         &self,
         req: Request<pb::GetInterfaceRequest>,
@@ -96,7 +81,6 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/Watch"))]
     async fn watch(
         &self,
         _req: Request<pb::WatchInterfacesRequest>,
@@ -117,12 +101,11 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/SetPromiscuous"))]
     async fn set_promiscuous(
         &self,
         req: Request<pb::SetPromiscuousRequest>,
     ) -> Result<Response<pb::SetPromiscuousResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let raw_name = req.get_ref().name.clone();
         let detail = format!(
             "promisc {}{}",
@@ -132,35 +115,29 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
                 s => format!(" lease {s}s"),
             }
         );
-        let res = async {
+        let work = async {
             let r: SetPromiscuous = req.into_inner().try_into()?;
             let link = self.ctx.net.link(&r.name).await?;
             let set = self.ctx.leases.set(&link, r.enabled, r.lease).await?;
             Ok((self.current(link.index).await?, set.changed))
-        }
-        .await;
-        let (iface, changed) = self.audited(
-            &who,
-            "InterfaceService/SetPromiscuous",
-            &raw_name,
-            &detail,
-            res,
-        )?;
+        };
+        let (iface, changed) = call
+            .audited(&self.ctx, &raw_name, &detail, work, Self::changed_word)
+            .await?;
         Ok(Response::new(pb::SetPromiscuousResponse {
             interface: Some(iface.into()),
             outcome: Self::outcome(changed),
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/SetUp"))]
     async fn set_up(
         &self,
         req: Request<pb::SetUpRequest>,
     ) -> Result<Response<pb::SetUpResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let raw_name = req.get_ref().name.clone();
         let detail = if req.get_ref().up { "up" } else { "down" };
-        let res = async {
+        let work = async {
             let r: SetUp = req.into_inner().try_into()?;
             let link = self.ctx.net.link(&r.name).await?;
             let changed = link.admin_up != r.up;
@@ -168,25 +145,24 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
                 self.ctx.net.set_up(link.index, r.up).await?;
             }
             Ok((self.current(link.index).await?, changed))
-        }
-        .await;
-        let (iface, changed) =
-            self.audited(&who, "InterfaceService/SetUp", &raw_name, detail, res)?;
+        };
+        let (iface, changed) = call
+            .audited(&self.ctx, &raw_name, detail, work, Self::changed_word)
+            .await?;
         Ok(Response::new(pb::SetUpResponse {
             interface: Some(iface.into()),
             outcome: Self::outcome(changed),
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "InterfaceService/SetMtu"))]
     async fn set_mtu(
         &self,
         req: Request<pb::SetMtuRequest>,
     ) -> Result<Response<pb::SetMtuResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let raw_name = req.get_ref().name.clone();
         let detail = format!("mtu {}", req.get_ref().mtu);
-        let res = async {
+        let work = async {
             let r: SetMtu = req.into_inner().try_into()?;
             let link = self.ctx.net.link(&r.name).await?;
             check_mtu_range(&link, r.mtu)?;
@@ -195,10 +171,10 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
                 self.ctx.net.set_mtu(link.index, r.mtu).await?;
             }
             Ok((self.current(link.index).await?, changed))
-        }
-        .await;
-        let (iface, changed) =
-            self.audited(&who, "InterfaceService/SetMtu", &raw_name, &detail, res)?;
+        };
+        let (iface, changed) = call
+            .audited(&self.ctx, &raw_name, &detail, work, Self::changed_word)
+            .await?;
         Ok(Response::new(pb::SetMtuResponse {
             interface: Some(iface.into()),
             outcome: Self::outcome(changed),

@@ -15,25 +15,57 @@ pub use macvlan::MacvlanSvc;
 pub use probe::ProbeSvc;
 pub use vlan::VlanSvc;
 
+use std::future::Future;
+
 use linkherd_proto::pb;
+use tonic::{Request, Status};
 
-use crate::{auth::Identity, context::Context, error::Error, lifecycle::Outcome};
+use crate::{
+    auth::{Identity, Rpc},
+    context::Context,
+    error::Error,
+    lifecycle::Outcome,
+};
 
-/// Writes the audit record of a mutation; `ok` names a success's result.
-pub(crate) fn audit<T>(
-    ctx: &Context,
-    who: &Identity,
-    action: &str,
-    target: &str,
-    detail: &str,
-    res: &Result<T, Error>,
-    ok: impl FnOnce(&T) -> String,
-) {
-    let result = match res {
-        Ok(v) => ok(v),
-        Err(e) => format!("error: {e}"),
-    };
-    ctx.audit.record(who, action, target, detail, &result);
+/// One request as a handler sees it: who made it and which RPC it is, both
+/// attached by the auth layer. Mutations run through [`Call::audited`], so
+/// every one is audited with its outcome in one place, under the RPC's name
+/// as the request path gives it.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub who: Identity,
+    pub rpc: Rpc,
+}
+
+impl Call {
+    /// The caller and RPC of `req`; a request without an identity is refused.
+    pub fn of<T>(req: &Request<T>) -> Result<Self, Status> {
+        Ok(Self {
+            who: Identity::of(req)?,
+            rpc: Rpc::of(req),
+        })
+    }
+
+    /// Runs one mutation and writes its audit record — `ok` names a
+    /// success's result, a failure is recorded with its error — then maps
+    /// the error to its status.
+    pub async fn audited<T>(
+        &self,
+        ctx: &Context,
+        target: &str,
+        detail: &str,
+        work: impl Future<Output = Result<T, Error>>,
+        ok: impl FnOnce(&T) -> String,
+    ) -> Result<T, Status> {
+        let res = work.await;
+        let result = match &res {
+            Ok(v) => ok(v),
+            Err(e) => format!("error: {e}"),
+        };
+        ctx.audit
+            .record(&self.who, &self.rpc.0, target, detail, &result);
+        res.map_err(Status::from)
+    }
 }
 
 pub(crate) fn outcome_pb(o: Outcome) -> i32 {

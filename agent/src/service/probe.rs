@@ -16,11 +16,13 @@ use crate::{
     auth::Identity,
     context::Context,
     error::Error,
-    net::NetOps,
-    probe::{
-        arp::{self, ArpSpec},
-        icmp::{self, PingEvent, PingSpec},
-        tcp::{self, TcpResult},
+    net::{
+        NetOps,
+        probe::{
+            arp::{self, ArpSpec},
+            icmp::{self, PingEvent, PingSpec},
+            tcp::{self, TcpResult},
+        },
     },
 };
 
@@ -50,9 +52,8 @@ type PingStream =
 impl pb::probe_service_server::ProbeService for ProbeSvc {
     type PingStream = PingStream;
 
-    #[tracing::instrument(skip_all, fields(rpc = "ProbeService/Ping"))]
     async fn ping(&self, req: Request<pb::PingRequest>) -> Result<Response<PingStream>, Status> {
-        let who = Identity::of(&req);
+        let who = Identity::of(&req)?;
         let p = PingProbe::try_from(req.into_inner())?;
         if p.interval < MIN_PING_INTERVAL && who.role < Role::Admin {
             return Err(Status::permission_denied(format!(
@@ -117,7 +118,6 @@ impl pb::probe_service_server::ProbeService for ProbeSvc {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ProbeService/Arp"))]
     async fn arp(&self, req: Request<pb::ArpRequest>) -> Result<Response<pb::ArpResponse>, Status> {
         let p = ArpProbe::try_from(req.into_inner())?;
         let netns = self.netns_file(p.netns.as_ref());
@@ -166,7 +166,6 @@ impl pb::probe_service_server::ProbeService for ProbeSvc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ProbeService/Tcp"))]
     async fn tcp(&self, req: Request<pb::TcpRequest>) -> Result<Response<pb::TcpResponse>, Status> {
         let p = TcpProbe::try_from(req.into_inner())?;
         let netns = self.netns_file(p.netns.as_ref());

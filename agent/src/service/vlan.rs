@@ -8,8 +8,8 @@ use linkherd_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{audit, outcome_pb, outcome_word};
-use crate::{auth::Identity, context::Context, error::Error};
+use super::{Call, outcome_pb, outcome_word};
+use crate::{context::Context, error::Error};
 
 #[derive(Debug, Clone)]
 pub struct VlanSvc {
@@ -24,12 +24,11 @@ impl VlanSvc {
 
 #[tonic::async_trait]
 impl pb::vlan_service_server::VlanService for VlanSvc {
-    #[tracing::instrument(skip_all, fields(rpc = "VlanService/Create"))]
     async fn create(
         &self,
         req: Request<pb::CreateVlanRequest>,
     ) -> Result<Response<pb::CreateVlanResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let r = req.into_inner();
         let target = if r.name.is_empty() {
             format!("{}.{}", r.parent, r.id)
@@ -37,20 +36,18 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
             r.name.clone()
         };
         let detail = format!("vlan {} on {}", r.id, r.parent);
-        let res = async {
-            let spec = VlanSpec::try_from(r)?;
-            self.ctx.lifecycle.create_vlan(&spec, Owner::Vlan).await
-        }
-        .await;
-        audit(
-            &self.ctx,
-            &who,
-            "VlanService/Create",
-            &target,
-            &detail,
-            &res,
-            |(_, o)| outcome_word(*o),
-        );
+        let res = call
+            .audited(
+                &self.ctx,
+                &target,
+                &detail,
+                async {
+                    let spec = VlanSpec::try_from(r)?;
+                    self.ctx.lifecycle.create_vlan(&spec, Owner::Vlan).await
+                },
+                |(_, o)| outcome_word(*o),
+            )
+            .await;
         let (vlan, outcome) = res?;
         Ok(Response::new(pb::CreateVlanResponse {
             vlan: Some(vlan.into()),
@@ -58,34 +55,30 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "VlanService/Delete"))]
     async fn delete(
         &self,
         req: Request<pb::DeleteVlanRequest>,
     ) -> Result<Response<pb::DeleteVlanResponse>, Status> {
-        let who = Identity::of(&req);
+        let call = Call::of(&req)?;
         let r = req.into_inner();
         let detail = if r.force { "forced" } else { "" };
-        let res = async {
-            let name = IfName::parse("name", &r.name)?;
-            self.ctx.lifecycle.delete_vlan(&name, r.force).await
-        }
-        .await;
-        audit(
-            &self.ctx,
-            &who,
-            "VlanService/Delete",
-            &r.name,
-            detail,
-            &res,
-            |o| outcome_word(*o),
-        );
+        let res = call
+            .audited(
+                &self.ctx,
+                &r.name,
+                detail,
+                async {
+                    let name = IfName::parse("name", &r.name)?;
+                    self.ctx.lifecycle.delete_vlan(&name, r.force).await
+                },
+                |o| outcome_word(*o),
+            )
+            .await;
         Ok(Response::new(pb::DeleteVlanResponse {
             outcome: outcome_pb(res?),
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "VlanService/List"))]
     async fn list(
         &self,
         _req: Request<pb::ListVlansRequest>,
