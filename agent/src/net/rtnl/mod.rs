@@ -662,7 +662,7 @@ impl NetOps for Rtnl {
         addr: std::net::Ipv4Addr,
         timeout: std::time::Duration,
     ) -> Result<Vec<linkherd_proto::model::MacAddr>, NetError> {
-        use crate::probe::arp;
+        use crate::net::probe::arp;
         let spec = arp::ArpSpec {
             netns: self.netns.clone(),
             link: arp::Link {
