@@ -10,10 +10,13 @@ use std::collections::BTreeSet;
 
 use linkherd_proto::{
     convert::Desired,
-    model::{EndpointSpec, HostAccessSpec, IfName, LinkDetails, Owner, VlanSpec},
+    model::{
+        EndpointSpec, HostAccessSpec, HostAccessState, IfName, Interface, LinkDetails, NetnsRef,
+        Owner, VlanSpec,
+    },
 };
 
-use super::{Lifecycle, vlan::describe};
+use super::{Lifecycle, registry::Entry, vlan::describe};
 use crate::{error::Error, net::NetError};
 
 /// What a step does.
@@ -80,113 +83,49 @@ impl Lifecycle {
     /// The steps from this host's state to `desired`. Refuses (with the
     /// reason) when a name is taken by something linkherd does not own.
     pub async fn plan(&self, desired: &Desired) -> Result<Vec<Change>, Error> {
-        let mut steps = Vec::new();
         let links = self.net.links().await?;
-        for v in &desired.vlans {
-            let what = format!("VLAN {} {} on {}", v.protocol.as_str(), v.id, v.parent);
-            match links.iter().find(|l| l.name == v.name.as_str()) {
-                None => steps.push(change(
-                    Action::Create,
-                    "vlan",
-                    v.name.as_str(),
-                    what,
-                    Op::CreateVlan(v.clone()),
-                )),
-                Some(l) => {
-                    let same = matches!(l.details, Some(LinkDetails::Vlan { id, protocol, .. }) if id == v.id.get() && protocol == v.protocol)
-                        && l.parent.as_deref() == Some(v.parent.as_str());
-                    let owned = matches!(
-                        l.alias.as_deref().and_then(Owner::parse),
-                        Some(Owner::Vlan | Owner::AutoVlan { .. })
-                    );
-                    match (same, owned) {
-                        (true, _) => {}
-                        (false, true) => steps.push(change(
-                            Action::Update,
-                            "vlan",
-                            v.name.as_str(),
-                            format!("{} -> {what}", describe(l)),
-                            Op::ReplaceVlan(v.clone()),
-                        )),
-                        (false, false) => {
-                            return Err(Error::Exists(format!(
-                                "{} exists ({}) and is not linkherd's; it cannot become {what}",
-                                v.name,
-                                describe(l)
-                            )));
-                        }
-                    }
-                }
-            }
-        }
-
+        let mut steps = plan_vlans(&links, desired)?;
         let scope = desired.scope();
         let mut reg = self.registry.lock().await;
         let current = self.discover(&mut reg).await?;
         drop(reg);
-        for c in current
-            .iter()
-            .filter(|c| scope.contains(c.network.as_str()))
-        {
-            let wanted = desired
-                .endpoints
-                .iter()
-                .any(|e| e.network.as_str() == c.network && e.name.as_str() == c.name);
-            if !wanted {
-                steps.push(change(
-                    Action::Delete,
-                    "endpoint",
-                    format!("{}/{}", c.network, c.name),
-                    format!(
-                        "{} in {}",
-                        c.ifname,
-                        linkherd_proto::model::NetnsRef::from(&c.netns)
-                    ),
-                    Op::DeleteEndpoint {
-                        network: c.network.clone(),
-                        name: c.name.clone(),
-                    },
-                ));
-            }
-        }
-        let mut creates = Vec::new();
+        steps.extend(plan_endpoint_removals(&current, desired, &scope));
+        let (updates, creates) = self.plan_endpoints(&current, desired).await?;
+        steps.extend(updates);
+        steps.extend(creates);
+        let accesses = self.list_host_access().await?;
+        steps.extend(plan_host_access(&accesses, desired, &scope));
+        // Last: the VLANs the endpoints above were taken off.
+        steps.extend(plan_absent_vlans(&links, desired));
+        Ok(steps)
+    }
+
+    /// Replacements (endpoints that differ from their spec) and creations
+    /// (endpoints that do not exist), in that order of application.
+    async fn plan_endpoints(
+        &self,
+        current: &[Entry],
+        desired: &Desired,
+    ) -> Result<(Vec<Change>, Vec<Change>), Error> {
+        let (mut updates, mut creates) = (Vec::new(), Vec::new());
         for e in &desired.endpoints {
             let object = format!("{}/{}", e.network, e.name);
             let existing = current
                 .iter()
                 .find(|c| c.network == e.network.as_str() && c.name == e.name.as_str());
             let Some(c) = existing else {
-                let addrs: Vec<String> = e.addresses.iter().map(ToString::to_string).collect();
                 creates.push(change(
                     Action::Create,
                     "endpoint",
                     object,
-                    format!(
-                        "{} in {} on {} ({}), {}",
-                        e.ifname,
-                        e.netns,
-                        e.parent,
-                        e.mode.as_str(),
-                        addrs.join(" ")
-                    ),
+                    describe_endpoint(e),
                     Op::CreateEndpoint(e.clone()),
                 ));
                 continue;
             };
-            let moved = linkherd_proto::model::NetnsRef::from(&c.netns) != e.netns
-                || c.ifname != e.ifname.as_str();
-            let diffs = if moved {
-                vec![format!("moves to {} in {}", e.ifname, e.netns)]
-            } else {
-                let ops = self.ns_ops(&e.netns).await?;
-                match ops.link(&IfName::parse("ifname", &c.ifname)?).await {
-                    Ok(link) => self.differences(e, &link, ops.as_ref()).await?,
-                    Err(NetError::NotFound { .. }) => vec!["its link is gone".to_owned()],
-                    Err(err) => return Err(err.into()),
-                }
-            };
+            let diffs = self.endpoint_differences(c, e).await?;
             if !diffs.is_empty() {
-                steps.push(change(
+                updates.push(change(
                     Action::Update,
                     "endpoint",
                     object,
@@ -195,75 +134,192 @@ impl Lifecycle {
                 ));
             }
         }
-        steps.extend(creates);
+        Ok((updates, creates))
+    }
 
-        let accesses = self.list_host_access().await?;
-        for s in accesses
-            .iter()
-            .filter(|s| scope.contains(s.network.as_str()))
-        {
-            if !desired
+    /// How the endpoint recorded as `c` differs from its spec `e`.
+    async fn endpoint_differences(
+        &self,
+        c: &Entry,
+        e: &EndpointSpec,
+    ) -> Result<Vec<String>, Error> {
+        let moved = NetnsRef::from(&c.netns) != e.netns || c.ifname != e.ifname.as_str();
+        if moved {
+            return Ok(vec![format!("moves to {} in {}", e.ifname, e.netns)]);
+        }
+        let ops = self.ns_ops(&e.netns).await?;
+        match ops.link(&IfName::parse("ifname", &c.ifname)?).await {
+            Ok(link) => self.differences(e, &link, ops.as_ref()).await,
+            Err(NetError::NotFound { .. }) => Ok(vec!["its link is gone".to_owned()]),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// Whether linkherd made this link as a VLAN (by hand or for an endpoint).
+fn owned_vlan(l: &Interface) -> bool {
+    matches!(
+        l.alias.as_deref().and_then(Owner::parse),
+        Some(Owner::Vlan | Owner::AutoVlan { .. })
+    )
+}
+
+/// VLANs to create, or to replace when linkherd owns a differing one; a
+/// differing VLAN linkherd does not own refuses the plan.
+fn plan_vlans(links: &[Interface], desired: &Desired) -> Result<Vec<Change>, Error> {
+    let mut steps = Vec::new();
+    for v in &desired.vlans {
+        let what = format!("VLAN {} {} on {}", v.protocol.as_str(), v.id, v.parent);
+        let Some(l) = links.iter().find(|l| l.name == v.name.as_str()) else {
+            steps.push(change(
+                Action::Create,
+                "vlan",
+                v.name.as_str(),
+                what,
+                Op::CreateVlan(v.clone()),
+            ));
+            continue;
+        };
+        let same = matches!(l.details, Some(LinkDetails::Vlan { id, protocol, .. }) if id == v.id.get() && protocol == v.protocol)
+            && l.parent.as_deref() == Some(v.parent.as_str());
+        match (same, owned_vlan(l)) {
+            (true, _) => {}
+            (false, true) => steps.push(change(
+                Action::Update,
+                "vlan",
+                v.name.as_str(),
+                format!("{} -> {what}", describe(l)),
+                Op::ReplaceVlan(v.clone()),
+            )),
+            (false, false) => {
+                return Err(Error::Exists(format!(
+                    "{} exists ({}) and is not linkherd's; it cannot become {what}",
+                    v.name,
+                    describe(l)
+                )));
+            }
+        }
+    }
+    Ok(steps)
+}
+
+/// Endpoints of the networks in scope that the desired state no longer has.
+fn plan_endpoint_removals(
+    current: &[Entry],
+    desired: &Desired,
+    scope: &BTreeSet<&str>,
+) -> Vec<Change> {
+    current
+        .iter()
+        .filter(|c| scope.contains(c.network.as_str()))
+        .filter(|c| {
+            !desired
+                .endpoints
+                .iter()
+                .any(|e| e.network.as_str() == c.network && e.name.as_str() == c.name)
+        })
+        .map(|c| {
+            change(
+                Action::Delete,
+                "endpoint",
+                format!("{}/{}", c.network, c.name),
+                format!("{} in {}", c.ifname, NetnsRef::from(&c.netns)),
+                Op::DeleteEndpoint {
+                    network: c.network.clone(),
+                    name: c.name.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// `ifname in NETNS on PARENT (MODE), ADDRESSES` of a new endpoint.
+fn describe_endpoint(e: &EndpointSpec) -> String {
+    let addrs: Vec<String> = e.addresses.iter().map(ToString::to_string).collect();
+    format!(
+        "{} in {} on {} ({}), {}",
+        e.ifname,
+        e.netns,
+        e.parent,
+        e.mode.as_str(),
+        addrs.join(" ")
+    )
+}
+
+/// Host access to remove (networks in scope the state has none for), to
+/// create, or to replace when its addresses, routes or parent differ.
+fn plan_host_access(
+    accesses: &[HostAccessState],
+    desired: &Desired,
+    scope: &BTreeSet<&str>,
+) -> Vec<Change> {
+    let mut steps = Vec::new();
+    for s in accesses
+        .iter()
+        .filter(|s| scope.contains(s.network.as_str()))
+        .filter(|s| {
+            !desired
                 .host_access
                 .iter()
                 .any(|h| h.network.as_str() == s.network)
-            {
-                steps.push(change(
-                    Action::Delete,
-                    "host-access",
-                    s.network.clone(),
-                    s.name.clone(),
-                    Op::DeleteHostAccess {
-                        network: s.network.clone(),
-                    },
-                ));
-            }
-        }
-        for h in &desired.host_access {
-            let routes: Vec<String> = h.routes.iter().map(ToString::to_string).collect();
-            match accesses.iter().find(|s| s.network == h.network.as_str()) {
-                None => steps.push(change(
-                    Action::Create,
-                    "host-access",
-                    h.network.as_str(),
-                    format!("{} on {} -> {}", h.name, h.parent, routes.join(" ")),
-                    Op::CreateHostAccess(h.clone()),
-                )),
-                Some(s) => {
-                    let same = s.addresses.iter().collect::<BTreeSet<_>>()
-                        == h.addresses.iter().collect()
-                        && s.routes.iter().collect::<BTreeSet<_>>() == h.routes.iter().collect()
-                        && s.parent == h.parent.as_str();
-                    if !same {
-                        steps.push(change(
-                            Action::Update,
-                            "host-access",
-                            h.network.as_str(),
-                            format!("routes -> {}", routes.join(" ")),
-                            Op::ReplaceHostAccess(h.clone()),
-                        ));
-                    }
+        })
+    {
+        steps.push(change(
+            Action::Delete,
+            "host-access",
+            s.network.clone(),
+            s.name.clone(),
+            Op::DeleteHostAccess {
+                network: s.network.clone(),
+            },
+        ));
+    }
+    for h in &desired.host_access {
+        let routes: Vec<String> = h.routes.iter().map(ToString::to_string).collect();
+        match accesses.iter().find(|s| s.network == h.network.as_str()) {
+            None => steps.push(change(
+                Action::Create,
+                "host-access",
+                h.network.as_str(),
+                format!("{} on {} -> {}", h.name, h.parent, routes.join(" ")),
+                Op::CreateHostAccess(h.clone()),
+            )),
+            Some(s) => {
+                let same = s.addresses.iter().collect::<BTreeSet<_>>()
+                    == h.addresses.iter().collect()
+                    && s.routes.iter().collect::<BTreeSet<_>>() == h.routes.iter().collect()
+                    && s.parent == h.parent.as_str();
+                if !same {
+                    steps.push(change(
+                        Action::Update,
+                        "host-access",
+                        h.network.as_str(),
+                        format!("routes -> {}", routes.join(" ")),
+                        Op::ReplaceHostAccess(h.clone()),
+                    ));
                 }
             }
         }
-        // Last: the VLANs the endpoints above were taken off.
-        for name in &desired.absent_vlans {
-            let Some(l) = links.iter().find(|l| l.name == name.as_str()) else {
-                continue;
-            };
-            let owned = matches!(
-                l.alias.as_deref().and_then(Owner::parse),
-                Some(Owner::Vlan | Owner::AutoVlan { .. })
-            );
-            if owned && matches!(l.details, Some(LinkDetails::Vlan { .. })) {
-                steps.push(change(
+    }
+    steps
+}
+
+/// Owned VLANs the desired state says must be absent.
+fn plan_absent_vlans(links: &[Interface], desired: &Desired) -> Vec<Change> {
+    desired
+        .absent_vlans
+        .iter()
+        .filter_map(|name| {
+            let l = links.iter().find(|l| l.name == name.as_str())?;
+            (owned_vlan(l) && matches!(l.details, Some(LinkDetails::Vlan { .. }))).then(|| {
+                change(
                     Action::Delete,
                     "vlan",
                     name.as_str(),
                     describe(l),
                     Op::DeleteVlan { name: name.clone() },
-                ));
-            }
-        }
-        Ok(steps)
-    }
+                )
+            })
+        })
+        .collect()
 }
