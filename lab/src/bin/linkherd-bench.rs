@@ -6,7 +6,7 @@
 use std::{
     fmt::Write as _,
     io::Write as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     sync::Arc,
     time::{Duration, Instant},
@@ -21,7 +21,7 @@ use linkherd_agent::{
 };
 use linkherd_lab::sh::{ip, ip_in};
 use linkherd_proto::{model::Role, pb};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Endpoint create/delete throughput: linkherd vs ip -batch.
 #[derive(Debug, Parser)]
@@ -80,154 +80,136 @@ fn endpoint(i: usize, target: &str) -> pb::MacvlanEndpoint {
             ))),
         }),
         ifname: format!("e{i}"),
-        addresses: vec![format!(
-            "10.{}.{}.{}/8",
-            100 + i / 65536,
-            (i / 256) % 256,
-            i % 256
-        )],
+        addresses: vec![address(i)],
         ..Default::default()
     }
 }
 
-fn row(what: &str, n: usize, took: Duration) -> String {
-    format!(
-        "{what:<52} {n:>6} {:>10.1} ms {:>10.2} ms/each {:>9.0}/s",
-        took.as_secs_f64() * 1e3,
-        took.as_secs_f64() * 1e3 / n as f64,
-        n as f64 / took.as_secs_f64()
-    )
+/// The address of endpoint `i`: unique up to 2^24 endpoints.
+fn address(i: usize) -> String {
+    format!("10.{}.{}.{}/8", 100 + i / 65536, (i / 256) % 256, i % 256)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    ensure!(
-        nix::unistd::geteuid().is_root(),
-        "the benchmark needs root (network namespaces)"
-    );
-    let n = args.count;
-    let pid = std::process::id();
-    let b = Bench {
-        host: format!("lh-bench-{pid}-host"),
-        target: format!("lh-bench-{pid}-ep"),
-    };
-    for ns in [&b.host, &b.target] {
-        ip(&["netns", "add", ns])?;
-    }
-    ip_in(
-        &b.host,
-        &["link", "add", "up0", "type", "veth", "peer", "name", "up1"],
-    )?;
-    ip_in(&b.host, &["link", "set", "up0", "up"])?;
-    let mut report = String::new();
-    writeln!(
-        report,
-        "{:<52} {:>6} {:>13} {:>16} {:>11}",
-        "operation", "count", "total", "per endpoint", "rate"
-    )?;
+/// The benchmark's table, one row per measured operation.
+struct Report {
+    n: usize,
+    text: String,
+}
 
-    // Baseline: ip -batch, the fastest way iproute2 has. Create each macvlan
-    // directly in the target namespace, then address and bring it up there.
-    let mut add = String::new();
-    let mut conf = String::new();
-    let mut del = String::new();
-    for i in 0..n {
+impl Report {
+    fn new(n: usize) -> Self {
+        let text = format!(
+            "{:<52} {:>6} {:>13} {:>16} {:>11}\n",
+            "operation", "count", "total", "per endpoint", "rate"
+        );
+        Self { n, text }
+    }
+
+    fn row(&mut self, what: &str, took: Duration) {
+        let n = self.n;
+        let _ = writeln!(
+            self.text,
+            "{what:<52} {n:>6} {:>10.1} ms {:>10.2} ms/each {:>9.0}/s",
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() * 1e3 / n as f64,
+            n as f64 / took.as_secs_f64()
+        );
+    }
+
+    fn note(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+}
+
+/// Macvlans in namespace `ns`.
+fn macvlans(ns: &str) -> anyhow::Result<usize> {
+    Ok(ip_in(ns, &["-o", "link", "show", "type", "macvlan"])?
+        .lines()
+        .count())
+}
+
+/// Baseline: ip -batch, the fastest way iproute2 has. Each macvlan is
+/// created directly in the target namespace, then addressed and brought up
+/// there; then deleted one by one.
+fn ip_batch_rows(b: &Bench, report: &mut Report) -> anyhow::Result<()> {
+    let (mut add, mut conf, mut del) = (String::new(), String::new(), String::new());
+    for i in 0..report.n {
         writeln!(
             add,
             "link add b{i} link up0 netns {} type macvlan mode bridge",
             b.target
         )?;
-        writeln!(
-            conf,
-            "addr add 10.{}.{}.{}/8 dev b{i}\nlink set b{i} up",
-            100 + i / 65536,
-            (i / 256) % 256,
-            i % 256
-        )?;
+        writeln!(conf, "addr add {} dev b{i}\nlink set b{i} up", address(i))?;
         writeln!(del, "link del b{i}")?;
     }
     let t_add = ip_batch(Some(&b.host), &add)?;
     let t_conf = ip_batch(Some(&b.target), &conf)?;
-    writeln!(
-        report,
-        "{}",
-        row("ip -batch: create + address + up", n, t_add + t_conf)
-    )?;
+    report.row("ip -batch: create + address + up", t_add + t_conf);
     let t_del = ip_batch(Some(&b.target), &del)?;
-    writeln!(report, "{}", row("ip -batch: delete one by one", n, t_del))?;
+    report.row("ip -batch: delete one by one", t_del);
+    Ok(())
+}
 
-    // The CNI reference macvlan plugin, when installed (Debian's
-    // containernetworking-plugins): one ADD per endpoint, as a container
-    // runtime calls it, started inside the host namespace.
-    let cni = std::path::Path::new("/usr/lib/cni/macvlan");
-    if cni.is_file() {
-        let run_cni = |cmd: &str, i: usize| -> anyhow::Result<()> {
-            let conf = format!(
-                r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"up0","mode":"bridge","ipam":{{"type":"static","addresses":[{{"address":"10.{}.{}.{}/8"}}]}}}}"#,
-                100 + i / 65536,
-                (i / 256) % 256,
-                i % 256
-            );
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &b.host])
-                .arg(cni)
-                .env("CNI_COMMAND", cmd)
-                .env("CNI_CONTAINERID", format!("bench{i}"))
-                .env("CNI_NETNS", format!("/run/netns/{}", b.target))
-                .env("CNI_IFNAME", format!("c{i}"))
-                .env("CNI_PATH", "/usr/lib/cni")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?;
-            child
-                .stdin
-                .take()
-                .context("stdin")?
-                .write_all(conf.as_bytes())?;
-            let out = child.wait_with_output()?;
-            ensure!(
-                out.status.success(),
-                "CNI {cmd}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-            Ok(())
-        };
-        let started = Instant::now();
-        for i in 0..n {
-            run_cni("ADD", i)?;
-        }
-        writeln!(
-            report,
-            "{}",
-            row(
-                "CNI macvlan plugin: ADD (via ip netns exec)",
-                n,
-                started.elapsed()
-            )
-        )?;
-        let started = Instant::now();
-        for i in 0..n {
-            run_cni("DEL", i)?;
-        }
-        writeln!(
-            report,
-            "{}",
-            row(
-                "CNI macvlan plugin: DEL (via ip netns exec)",
-                n,
-                started.elapsed()
-            )
-        )?;
-    } else {
-        writeln!(
-            report,
-            "(CNI macvlan plugin not installed: apt-get install containernetworking-plugins)"
-        )?;
+/// One CNI reference-plugin call for endpoint `i`, as a container runtime
+/// makes it, started inside the host namespace.
+fn run_cni(cni: &Path, b: &Bench, cmd: &str, i: usize) -> anyhow::Result<()> {
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"up0","mode":"bridge","ipam":{{"type":"static","addresses":[{{"address":"{}"}}]}}}}"#,
+        address(i)
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &b.host])
+        .arg(cni)
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", format!("bench{i}"))
+        .env("CNI_NETNS", format!("/run/netns/{}", b.target))
+        .env("CNI_IFNAME", format!("c{i}"))
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(conf.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "CNI {cmd}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
+/// The CNI reference macvlan plugin, when installed (Debian's
+/// containernetworking-plugins): one ADD per endpoint, then one DEL each.
+fn cni_rows(b: &Bench, report: &mut Report) -> anyhow::Result<()> {
+    let cni = Path::new("/usr/lib/cni/macvlan");
+    if !cni.is_file() {
+        report.note(
+            "(CNI macvlan plugin not installed: apt-get install containernetworking-plugins)",
+        );
+        return Ok(());
     }
+    for (cmd, what) in [
+        ("ADD", "CNI macvlan plugin: ADD (via ip netns exec)"),
+        ("DEL", "CNI macvlan plugin: DEL (via ip netns exec)"),
+    ] {
+        let started = Instant::now();
+        for i in 0..report.n {
+            run_cni(cni, b, cmd, i)?;
+        }
+        report.row(what, started.elapsed());
+    }
+    Ok(())
+}
 
-    // linkherd: a real agent (netlink in the host namespace), gRPC over mTLS.
+/// A real agent (netlink in the host namespace) serving gRPC over mTLS on
+/// loopback, and an admin channel to it.
+async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
     let pki = tempfile::tempdir()?;
     linkherdctl::certs::init(pki.path(), 1, false)?;
     linkherdctl::certs::issue_agent(pki.path(), "bench", &["127.0.0.1".into()], 1)?;
@@ -246,9 +228,8 @@ async fn main() -> anyhow::Result<()> {
         client_ca: read("ca.pem")?,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = agent.clone();
     tokio::spawn(async move {
-        let _ = serving
+        let _ = agent
             .serve_tcp(listener, Some(tls), async {
                 let _ = stopped.await;
             })
@@ -266,9 +247,32 @@ async fn main() -> anyhow::Result<()> {
         .connect()
         .await
         .context("connect to the bench agent")?;
+    Ok((InProcess(Some(stop)), ch))
+}
+
+/// Stops the benchmark's agent when dropped.
+struct InProcess(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Endpoints one request each, `parallel` in flight; then the network
+/// deleted in one request (a link group per namespace).
+async fn api_rows(
+    ch: &Channel,
+    b: &Bench,
+    parallel: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let n = report.n;
     let client = pb::macvlan_service_client::MacvlanServiceClient::new(ch.clone());
     let started = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(args.parallel));
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let (mut c, sem, target) = (client.clone(), sem.clone(), b.target.clone());
@@ -285,54 +289,37 @@ async fn main() -> anyhow::Result<()> {
     while let Some(r) = tasks.join_next().await {
         r??;
     }
-    writeln!(
-        report,
-        "{}",
-        row(
-            "linkherd API: create endpoint (addr, up, MAC)",
-            n,
-            started.elapsed()
-        )
-    )?;
-    let links = ip_in(&b.target, &["-o", "link", "show", "type", "macvlan"])?;
-    ensure!(
-        links.lines().count() == n,
-        "expected {n} macvlans, found {}",
-        links.lines().count()
+    report.row(
+        "linkherd API: create endpoint (addr, up, MAC)",
+        started.elapsed(),
     );
+    ensure!(macvlans(&b.target)? == n, "expected {n} macvlans");
     let started = Instant::now();
-    let mut c = client.clone();
-    let r = c
+    let r = client
+        .clone()
         .delete(pb::DeleteMacvlanRequest {
             network: "bench".into(),
             ..Default::default()
         })
         .await?
         .into_inner();
-    writeln!(
-        report,
-        "{}",
-        row(
-            "linkherd API: delete the network (link group)",
-            n,
-            started.elapsed()
-        )
-    )?;
+    report.row(
+        "linkherd API: delete the network (link group)",
+        started.elapsed(),
+    );
     ensure!(r.removed.len() == n, "removed {} of {n}", r.removed.len());
-    let left = ip_in(&b.target, &["-o", "link", "show", "type", "macvlan"])?;
-    ensure!(left.lines().count() == 0, "macvlans left behind: {left}");
+    ensure!(macvlans(&b.target)? == 0, "macvlans left behind");
+    Ok(())
+}
 
-    // The same endpoints as one HostService transaction, which is what
-    // `linkherdctl apply` asks of each host (Apply, then Confirm): without
-    // and with the address check; then the transaction that removes them.
-    let mut host = pb::host_service_client::HostServiceClient::new(ch);
-    let count = |ns: &str| -> anyhow::Result<usize> {
-        Ok(ip_in(ns, &["-o", "link", "show", "type", "macvlan"])?
-            .lines()
-            .count())
-    };
+/// The same endpoints as one HostService transaction, which is what
+/// `linkherdctl apply` asks of each host (Apply, then Confirm): without and
+/// with the address check; then the transaction that removes them.
+async fn txn_rows(ch: &Channel, b: &Bench, report: &mut Report) -> anyhow::Result<()> {
+    let n = report.n;
+    let mut host = pb::host_service_client::HostServiceClient::new(ch.clone());
     for check_ms in [0_u32, 100] {
-        let desired = pb::DesiredState {
+        let create = pb::DesiredState {
             endpoints: (0..n).map(|i| endpoint(i, &b.target)).collect(),
             ..Default::default()
         };
@@ -340,19 +327,24 @@ async fn main() -> anyhow::Result<()> {
             networks: vec!["bench".into()],
             ..Default::default()
         };
-        for (what, d, want) in [
+        for (what, desired, want) in [
             (
                 format!("linkherd transaction: create (address check {check_ms} ms)"),
-                desired,
+                create,
                 n,
             ),
             ("linkherd transaction: delete".to_owned(), teardown, 0),
         ] {
             let started = Instant::now();
+            let generation = host
+                .get_state(pb::GetStateRequest {})
+                .await?
+                .into_inner()
+                .generation;
             let a = host
                 .apply(pb::ApplyRequest {
-                    desired: Some(d),
-                    expected_generation: 0,
+                    desired: Some(desired),
+                    expected_generation: generation,
                     confirm_timeout_seconds: 600,
                     address_check_ms: check_ms,
                 })
@@ -360,11 +352,39 @@ async fn main() -> anyhow::Result<()> {
                 .into_inner();
             host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
                 .await?;
-            writeln!(report, "{}", row(&what, n, started.elapsed()))?;
-            ensure!(count(&b.target)? == want, "{what}: not {want} macvlans");
+            report.row(&what, started.elapsed());
+            ensure!(macvlans(&b.target)? == want, "{what}: not {want} macvlans");
         }
     }
-    let _ = stop.send(());
-    print!("{report}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    ensure!(
+        nix::unistd::geteuid().is_root(),
+        "the benchmark needs root (network namespaces)"
+    );
+    let pid = std::process::id();
+    let b = Bench {
+        host: format!("lh-bench-{pid}-host"),
+        target: format!("lh-bench-{pid}-ep"),
+    };
+    for ns in [&b.host, &b.target] {
+        ip(&["netns", "add", ns])?;
+    }
+    ip_in(
+        &b.host,
+        &["link", "add", "up0", "type", "veth", "peer", "name", "up1"],
+    )?;
+    ip_in(&b.host, &["link", "set", "up0", "up"])?;
+    let mut report = Report::new(args.count);
+    ip_batch_rows(&b, &mut report)?;
+    cni_rows(&b, &mut report)?;
+    let (_agent, ch) = start_agent(&b).await?;
+    api_rows(&ch, &b, args.parallel, &mut report).await?;
+    txn_rows(&ch, &b, &mut report).await?;
+    print!("{}", report.text);
     Ok(())
 }

@@ -265,18 +265,23 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         bin: bins::ctl()?,
         config: state.ctl_config(),
     };
-    let no1 = state.host("no1").context("no1")?;
-    let no2 = state.host("no2").context("no2")?;
+    demo_hosts(&ctl, &state)?;
+    demo_promisc(&ctl, &state).await?;
+    demo_flat_network(&ctl, &state)?;
+    demo_vlan_refusal(&ctl)
+}
 
+/// Each agent over mTLS (identity, kernel, capabilities) and its
+/// interfaces: the parent NICs are named differently on each host.
+fn demo_hosts(ctl: &Ctl, state: &LabState) -> anyhow::Result<()> {
     println!("\n== each agent over mTLS: identity, kernel, capabilities");
-    for h in [no1, no2] {
+    for h in &state.hosts {
         let out = ctl.ok(&h.name, &["host", "info"])?;
         ensure!(
             out.contains(&format!("host:        {}", h.name)),
             "wrong host answered"
         );
     }
-
     println!("\n== interfaces (the parent NICs are named differently on each host)");
     ensure!(
         ctl.ok("no1", &["if", "list"])?.contains("ens192"),
@@ -286,17 +291,20 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         ctl.ok("no2", &["if", "list"])?.contains("eth0"),
         "eth0 missing on no2"
     );
+    Ok(())
+}
 
+/// Promiscuous mode on the parents as the source document does with
+/// ifconfig: a lease on no1 that reverts by itself, a permanent (and
+/// idempotent) one on no2, and a viewer refused the change.
+async fn demo_promisc(ctl: &Ctl, state: &LabState) -> anyhow::Result<()> {
+    let no1 = state.host("no1").context("no1")?;
+    let no2 = state.host("no2").context("no2")?;
     println!("\n== promiscuous mode on the parent NICs, as the source document does with ifconfig");
     ctl.ok("no1", &["promisc", "on", "ens192", "--lease", "3"])?;
-    println!(
-        "kernel on no1: promiscuity {}",
-        promiscuity(&no1.netns, "ens192")?
-    );
-    ensure!(
-        promiscuity(&no1.netns, "ens192")? == 1,
-        "promisc not set on no1"
-    );
+    let p1 = promiscuity(&no1.netns, "ens192")?;
+    println!("kernel on no1: promiscuity {p1}");
+    ensure!(p1 == 1, "promisc not set on no1");
     ctl.ok("no2", &["promisc", "on", "eth0"])?;
     let out = ctl.ok("no2", &["promisc", "on", "eth0"])?;
     ensure!(
@@ -310,19 +318,12 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     ctl.ok("no2", &["if", "get", "eth0"])?;
 
     println!("\n== a viewer may look but not change");
-    let viewer_cert = state.pki().join("client-viewer.pem");
-    let viewer_key = state.pki().join("client-viewer-key.pem");
+    let cert = state.pki().join("client-viewer.pem");
+    let key = state.pki().join("client-viewer-key.pem");
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
     let (ok, _) = ctl.run(
         "no2",
-        &[
-            "--cert",
-            &viewer_cert.to_string_lossy(),
-            "--key",
-            &viewer_key.to_string_lossy(),
-            "promisc",
-            "off",
-            "eth0",
-        ],
+        &["--cert", &cert, "--key", &key, "promisc", "off", "eth0"],
     )?;
     ensure!(!ok, "a viewer changed promiscuous mode");
     ensure!(
@@ -341,19 +342,38 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         promiscuity(&no1.netns, "ens192")?
     );
     ctl.ok("no2", &["promisc", "off", "eth0"])?;
+    Ok(())
+}
 
+/// The source document's first example: macvlan network mac_net
+/// (10.0.100.0/24, gateway .33) with node_1 on no1 and node_2 on no2,
+/// proven with a TCP connection across the hosts; creating node_1 again is
+/// a no-op; both are deleted again.
+fn demo_flat_network(ctl: &Ctl, state: &LabState) -> anyhow::Result<()> {
+    let no1 = state.host("no1").context("no1")?;
+    let no2 = state.host("no2").context("no2")?;
     println!(
         "\n== the source document's first example: macvlan network mac_net (10.0.100.0/24, gateway .33)"
     );
-    for (h, nic, ns, name, ip) in [
-        (no1, "ens192", "node1", "node_1", "10.0.100.100/24"),
-        (no2, "eth0", "node2", "node_2", "10.0.100.101/24"),
-    ] {
-        let out = ctl.ok(
-            &h.name,
-            &macvlan_create("mac_net", name, nic, ns, Some(ip), Some("10.0.100.33")),
-        )?;
-        ensure!(out.contains("(created)"), "{name} was not created");
+    let node1 = macvlan_create(
+        "mac_net",
+        "node_1",
+        "ens192",
+        "node1",
+        Some("10.0.100.100/24"),
+        Some("10.0.100.33"),
+    );
+    let node2 = macvlan_create(
+        "mac_net",
+        "node_2",
+        "eth0",
+        "node2",
+        Some("10.0.100.101/24"),
+        Some("10.0.100.33"),
+    );
+    for (h, args) in [(no1, &node1), (no2, &node2)] {
+        let out = ctl.ok(&h.name, args)?;
+        ensure!(out.contains("(created)"), "{} was not created", h.name);
     }
     ctl.ok("no2", &["macvlan", "list"])?;
     let (from, to) = (
@@ -373,32 +393,23 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         if reached { "connected" } else { "FAILED" }
     );
     ensure!(reached, "node_1 does not reach node_2 across the hosts");
-    let out = ctl.ok(
-        "no1",
-        &[
-            "macvlan",
-            "create",
-            "--network",
-            "mac_net",
-            "--name",
-            "node_1",
-            "--parent",
-            "ens192",
-            "--mode",
-            "bridge",
-            "--netns",
-            "node1",
-            "--ip",
-            "10.0.100.100/24",
-            "--gateway",
-            "10.0.100.33",
-        ],
-    )?;
+    let out = ctl.ok("no1", &node1)?;
     ensure!(
         out.contains("(unchanged)"),
         "re-creating node_1 must be a no-op"
     );
+    for (h, name) in [(no1, "node_1"), (no2, "node_2")] {
+        ctl.ok(
+            &h.name,
+            &["macvlan", "delete", "--network", "mac_net", "--name", name],
+        )?;
+    }
+    Ok(())
+}
 
+/// VLAN sub-interfaces (the second half of the document) need 802.1Q in
+/// the kernel; an agent on a kernel without it says so and changes nothing.
+fn demo_vlan_refusal(ctl: &Ctl) -> anyhow::Result<()> {
     println!(
         "\n== VLAN sub-interfaces (the second half of the document) need 802.1Q in the kernel"
     );
@@ -410,12 +421,6 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         ctl.ok("no1", &["vlan", "delete", "ens192.10"])?;
     } else {
         println!("(this kernel has no 802.1Q: the agent said so, and changed nothing)");
-    }
-    for (h, name) in [(no1, "node_1"), (no2, "node_2")] {
-        ctl.ok(
-            &h.name,
-            &["macvlan", "delete", "--network", "mac_net", "--name", name],
-        )?;
     }
     Ok(())
 }
