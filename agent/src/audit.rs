@@ -1,19 +1,19 @@
 //! The audit log: one JSON line per mutation, with who asked for it.
 //!
-//! Written to `STATE_DIR/audit.log` (append-only) and mirrored to tracing
-//! under the `linkherd::audit` target, so it reaches journald as well.
+//! Written to `STATE_DIR/audit.log` (append-only, mode 0600) and mirrored
+//! to tracing under the `linkherd::audit` target, so it reaches journald as
+//! well. The file is the state store's append log: lines are written by its
+//! own thread, never on the threads that serve gRPC.
 
-use std::{
-    fs::{File, OpenOptions},
-    io::Write,
-    path::{Path, PathBuf},
-    sync::Mutex,
-};
+use std::path::Path;
 
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::auth::Identity;
+use crate::{
+    auth::Identity,
+    store::{AppendLog, Store, StoreError},
+};
 
 /// One audited action.
 #[derive(Debug, Clone, Serialize)]
@@ -33,31 +33,31 @@ pub struct AuditEvent<'a> {
 /// The audit sink.
 #[derive(Debug)]
 pub struct Audit {
-    file: Option<Mutex<File>>,
-    path: Option<PathBuf>,
+    log: Option<AppendLog>,
 }
 
 impl Audit {
-    /// Appends to `dir/audit.log`.
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
-        let path = dir.join("audit.log");
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+    /// Appends to `audit.log` in the state directory.
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
-            file: Some(Mutex::new(file)),
-            path: Some(path),
+            log: Some(store.append_log("audit.log")?),
         })
     }
 
     /// Audit to tracing only (tests, or no state directory).
     pub fn tracing_only() -> Self {
-        Self {
-            file: None,
-            path: None,
-        }
+        Self { log: None }
     }
 
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.log.as_ref().map(AppendLog::path)
+    }
+
+    /// Waits until every line recorded so far is on disk.
+    pub async fn flush(&self) {
+        if let Some(log) = &self.log {
+            log.flush().await;
+        }
     }
 
     /// Records `action` on `target` by `who`.
@@ -85,14 +85,10 @@ impl Audit {
             result,
             "audit"
         );
-        let Some(file) = &self.file else { return };
-        let Ok(mut line) = serde_json::to_vec(&event) else {
-            return;
-        };
-        line.push(b'\n');
-        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = f.write_all(&line) {
-            tracing::error!(error = %e, "cannot write the audit log");
+        let Some(log) = &self.log else { return };
+        match serde_json::to_vec(&event) {
+            Ok(line) => log.append(line),
+            Err(e) => tracing::error!(error = %e, "cannot encode an audit line"),
         }
     }
 }

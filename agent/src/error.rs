@@ -3,7 +3,7 @@
 use linkherd_proto::model::ValidationError;
 use tonic::{Code, Status};
 
-use crate::net::NetError;
+use crate::{net::NetError, store::StoreError};
 
 /// Everything a request can fail with, before it becomes a gRPC status.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,14 @@ pub enum Error {
     /// The host is not in a state that allows this (message gives the fix).
     #[error("{0}")]
     Precondition(String),
+    /// The state directory refused a write or a read (names the file and
+    /// the OS error).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A transaction step failed: its cause keeps its own code, the message
+    /// says which step and what was undone.
+    #[error("{step} failed: {source}; everything done before it was rolled back")]
+    Step { step: String, source: Box<Error> },
 }
 
 impl Error {
@@ -40,8 +48,40 @@ impl From<Error> for Status {
             Error::NotFound(m) => Status::not_found(m),
             Error::Exists(m) => Status::already_exists(m),
             Error::Precondition(m) => Status::failed_precondition(m),
+            Error::Store(e) => store_status(&e),
+            Error::Step { step, source } => {
+                let inner = Status::from(*source);
+                let msg = format!(
+                    "{step} failed: {}; everything done before it was rolled back",
+                    inner.message()
+                );
+                Status::with_details(inner.code(), msg, inner.details().to_vec().into())
+            }
         }
     }
+}
+
+/// A state directory that is full, over quota or read-only needs an
+/// operator before a retry can succeed: FAILED_PRECONDITION (gRPC's "do not
+/// retry until the system is fixed"), with the fix. Any other I/O error, a
+/// refused file or an encoding failure is the agent's own trouble: INTERNAL,
+/// logged. Either way the message names the file and the OS error.
+fn store_status(err: &StoreError) -> Status {
+    let full = err
+        .os_error()
+        .and_then(std::io::Error::raw_os_error)
+        .is_some_and(|n| matches!(n, libc::ENOSPC | libc::EDQUOT | libc::EROFS));
+    if full {
+        return Status::failed_precondition(format!(
+            "state directory full or read-only: {err}; free space in it (or make it writable) \
+             and retry"
+        ));
+    }
+    if let StoreError::Refused { .. } = err {
+        return Status::failed_precondition(err.to_string());
+    }
+    tracing::error!(error = %err, "state directory failed");
+    Status::internal(err.to_string())
 }
 
 fn net_status(err: NetError) -> Status {

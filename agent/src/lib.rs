@@ -14,6 +14,7 @@ pub mod probe;
 pub mod promisc;
 pub mod server;
 pub mod service;
+pub mod store;
 #[cfg(feature = "fake")]
 pub mod testing;
 pub mod tls;

@@ -9,10 +9,14 @@
 //!
 //! Leases are journaled in the state directory, so an agent that restarts
 //! re-arms them, and reverts at once those that ended while it was down.
+//! The journal is written before the kernel flag changes: a lease that
+//! cannot be journaled is not taken. It is one small document
+//! (`promisc-leases.json`, `{"format": 1, "leases": [...]}`), at most one
+//! lease per link and changed only by an operator's call, so rewriting it
+//! whole costs nothing worth a record set.
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -24,10 +28,32 @@ use tokio::{sync::Mutex, task::AbortHandle};
 use crate::{
     audit::Audit,
     auth::Identity,
+    error::Error,
     net::{NetError, NetOps},
+    store::{Document, Store, StoreError, Upgrade, Versioned},
 };
 
 const JOURNAL_FILE: &str = "promisc-leases.json";
+
+/// The lease journal on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LeaseJournal {
+    leases: Vec<LeaseRecord>,
+}
+
+impl Versioned for LeaseJournal {
+    const FORMAT: u32 = 1;
+
+    /// Format 0 (before the store): a bare array of leases.
+    fn upgrade(format: u32, value: serde_json::Value) -> Result<Self, Upgrade> {
+        match format {
+            0 => serde_json::from_value(value)
+                .map(|leases| LeaseJournal { leases })
+                .map_err(|e| Upgrade::Corrupt(format!("format 0: {e}"))),
+            f => Err(Upgrade::Corrupt(format!("there was never a format {f}"))),
+        }
+    }
+}
 
 /// A lease as journaled on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +92,7 @@ pub struct SetResult {
 pub struct PromiscLeases {
     net: Arc<dyn NetOps>,
     audit: Arc<Audit>,
-    journal: Option<PathBuf>,
+    journal: Option<Document<LeaseJournal>>,
     // A tokio mutex: a change holds it across the netlink call, which
     // serialises promiscuous-mode changes and their timers.
     inner: Arc<Mutex<Inner>>,
@@ -80,49 +106,54 @@ fn now_unix() -> u64 {
 }
 
 impl PromiscLeases {
-    /// `state_dir`: where to journal leases; `None` keeps them in memory only.
-    pub fn new(net: Arc<dyn NetOps>, audit: Arc<Audit>, state_dir: Option<PathBuf>) -> Self {
+    /// `store`: where to journal leases; `None` keeps them in memory only.
+    pub fn new(net: Arc<dyn NetOps>, audit: Arc<Audit>, store: Option<&Store>) -> Self {
         Self {
             net,
             audit,
-            journal: state_dir.map(|d| d.join(JOURNAL_FILE)),
+            journal: store.map(|s| s.document(JOURNAL_FILE)),
             inner: Arc::default(),
         }
     }
 
     /// Sets IFF_PROMISC on `link` to `enabled`, with an optional lease.
+    /// The lease journal is written first; when that fails nothing changes.
     pub async fn set(
         &self,
         link: &Interface,
         enabled: bool,
         lease: Option<Duration>,
-    ) -> Result<SetResult, NetError> {
+    ) -> Result<SetResult, Error> {
         let mut inner = self.inner.lock().await;
-        let existing = inner.leases.remove(&link.index);
-        if let Some(old) = &existing {
-            old.timer.abort();
+        let previous = inner.leases.get(&link.index).map(|l| l.record.clone());
+        let record = lease.map(|lease| LeaseRecord {
+            index: link.index,
+            name: link.name.clone(),
+            revert_to: previous.as_ref().map_or(link.promiscuous, |r| r.revert_to),
+            deadline: now_unix() + lease.as_secs(),
+        });
+        let journal_changes = previous.is_some() || record.is_some();
+        if journal_changes {
+            let mut records = records_of(&inner);
+            records.retain(|r| r.index != link.index);
+            records.extend(record.clone());
+            self.save(records).await?;
         }
         let changed = link.promiscuous != enabled;
         if changed && let Err(e) = self.net.set_promisc(link.index, enabled).await {
-            // Nothing changed: put the previous lease back as it was.
-            if let Some(old) = existing {
-                self.arm(&mut inner, old.record);
+            // Nothing changed: the journal goes back to what it was (the
+            // old lease still runs).
+            if journal_changes && let Err(se) = self.save(records_of(&inner)).await {
+                tracing::error!(error = %se, "cannot restore the lease journal");
             }
-            return Err(e);
+            return Err(e.into());
         }
-        if let Some(lease) = lease {
-            let revert_to = existing
-                .as_ref()
-                .map_or(link.promiscuous, |l| l.record.revert_to);
-            let record = LeaseRecord {
-                index: link.index,
-                name: link.name.clone(),
-                revert_to,
-                deadline: now_unix() + lease.as_secs(),
-            };
+        if let Some(old) = inner.leases.remove(&link.index) {
+            old.timer.abort();
+        }
+        if let Some(record) = record {
             self.arm(&mut inner, record);
         }
-        self.save(&inner).await;
         Ok(SetResult { changed })
     }
 
@@ -143,25 +174,17 @@ impl PromiscLeases {
         }
     }
 
-    /// Re-arms journaled leases after a restart; reverts those already over.
-    pub async fn restore(&self) {
-        let Some(path) = &self.journal else { return };
-        let records: Vec<LeaseRecord> = match tokio::fs::read(path).await {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "ignoring a corrupt lease journal");
-                    return;
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot read the lease journal");
-                return;
-            }
+    /// Re-arms journaled leases after a restart; reverts those already
+    /// over. A journal of the old layout is rewritten in today's.
+    pub async fn restore(&self) -> Result<(), StoreError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let Some(loaded) = journal.load().await? else {
+            return Ok(());
         };
         let mut inner = self.inner.lock().await;
-        for record in records {
+        for record in loaded.leases {
             // Interface indexes are reused: only trust a record whose link
             // still has the same name.
             match self.net.link_by_index(record.index).await {
@@ -175,7 +198,7 @@ impl PromiscLeases {
                 ),
             }
         }
-        self.save(&inner).await;
+        self.save(records_of(&inner)).await
     }
 
     fn arm(&self, inner: &mut Inner, record: LeaseRecord) {
@@ -233,25 +256,24 @@ impl PromiscLeases {
         };
         self.audit
             .record(&who, "lease-expiry", &r.name, &detail, &result);
-        self.save(&inner).await;
+        // No request to fail: a lease left in the journal is reverted again
+        // (to the same state) after a restart.
+        if let Err(e) = self.save(records_of(&inner)).await {
+            tracing::error!(error = %e, "cannot write the lease journal");
+        }
     }
 
-    async fn save(&self, inner: &Inner) {
-        let Some(path) = &self.journal else { return };
-        let mut records: Vec<&LeaseRecord> = inner.leases.values().map(|l| &l.record).collect();
-        records.sort_by_key(|r| r.index);
-        let Ok(bytes) = serde_json::to_vec_pretty(&records) else {
-            return;
-        };
-        // Write-then-rename so a crash never leaves half a journal.
-        let tmp = path.with_extension("json.tmp");
-        let res = async {
-            tokio::fs::write(&tmp, &bytes).await?;
-            tokio::fs::rename(&tmp, path).await
-        }
-        .await;
-        if let Err(e) = res {
-            tracing::error!(path = %path.display(), error = %e, "cannot write the lease journal");
+    async fn save(&self, leases: Vec<LeaseRecord>) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(j) => j.save(&LeaseJournal { leases }).await,
+            None => Ok(()),
         }
     }
+}
+
+/// The leases in a stable order.
+fn records_of(inner: &Inner) -> Vec<LeaseRecord> {
+    let mut records: Vec<LeaseRecord> = inner.leases.values().map(|l| l.record.clone()).collect();
+    records.sort_by_key(|r| r.index);
+    records
 }

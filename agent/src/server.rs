@@ -15,6 +15,7 @@ use crate::{
     net::NetOps,
     promisc::PromiscLeases,
     service::{HostSvc, InterfaceSvc, MacvlanSvc, ProbeSvc, VlanSvc},
+    store::Store,
 };
 
 /// Resource limits applied to every listener.
@@ -55,6 +56,10 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("rolling back the journaled transaction: {0}")]
+    Recover(#[source] crate::error::Error),
 }
 
 /// Agent settings that are not about listeners.
@@ -83,35 +88,32 @@ fn system_hostname() -> String {
 }
 
 impl Agent {
-    /// Prepares the state directory, opens the audit log and re-arms
-    /// journaled promiscuous-mode leases.
+    /// Opens the state store, the audit log, re-arms journaled
+    /// promiscuous-mode leases and rolls back a journaled transaction.
     pub async fn new(net: Arc<dyn NetOps>, opts: AgentOptions) -> Result<Self, ServeError> {
-        let audit = match &opts.state_dir {
-            Some(dir) => {
-                create_private_dir(dir).map_err(|source| ServeError::StateDir {
-                    path: dir.clone(),
-                    source,
-                })?;
-                Audit::open(dir).map_err(|source| ServeError::StateDir {
-                    path: dir.clone(),
-                    source,
-                })?
-            }
-            None => Audit::tracing_only(),
+        let store = match &opts.state_dir {
+            Some(dir) => Some(Store::open(dir.clone()).await?),
+            None => None,
         };
-        let audit = Arc::new(audit);
-        let leases = PromiscLeases::new(net.clone(), audit.clone(), opts.state_dir.clone());
-        leases.restore().await;
+        let audit = Arc::new(match &store {
+            Some(s) => Audit::open(s)?,
+            None => Audit::tracing_only(),
+        });
+        let leases = PromiscLeases::new(net.clone(), audit.clone(), store.as_ref());
+        leases.restore().await?;
         let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
+        let registry = crate::lifecycle::registry::Registry::load(store.as_ref()).await?;
         let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
             net.clone(),
-            opts.state_dir.clone(),
+            registry,
             opts.netns_prefix.clone(),
         ));
-        let txns =
-            crate::txn::Transactions::new(lifecycle.clone(), audit.clone(), opts.state_dir.clone());
+        let txns = crate::txn::Transactions::new(lifecycle.clone(), audit.clone(), store.clone());
         // A transaction left unconfirmed by a previous run is rolled back.
-        txns.recover().await;
+        txns.recover().await.map_err(ServeError::Recover)?;
+        if let Some(s) = &store {
+            audit_quarantined(&audit, s);
+        }
         let ctx = Arc::new(Context::new(net, audit, leases, lifecycle, txns, host_name));
         Ok(Self {
             ctx,
@@ -232,15 +234,19 @@ impl Agent {
     }
 }
 
-/// Creates `dir` (and parents) readable by the owner only: it holds the
-/// audit log and the lease journal.
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+/// Audits the state files kept aside at start (they were logged already).
+fn audit_quarantined(audit: &Audit, store: &Store) {
+    let who = crate::auth::Identity::agent("start with an unreadable state file");
+    for q in store.take_quarantined() {
+        let detail = format!("kept as {}: {}", q.kept_as.display(), q.reason);
+        audit.record(
+            &who,
+            "state-corrupt",
+            &q.file.display().to_string(),
+            &detail,
+            "kept aside",
+        );
+    }
 }
 
 /// Binds the unix socket at `path`, replacing a stale socket file but never

@@ -1,21 +1,28 @@
 //! Commit-confirmed transactions over a host's desired state.
 //!
-//! `Apply` carries out a plan step by step, recording after each step how to
-//! undo it — in memory and in a journal in the state directory. A failure
-//! undoes the steps done so far. Success leaves the transaction pending until
-//! `Confirm`; if no confirmation comes in time (the controller lost contact,
-//! or its verification failed) the agent rolls back by itself. An agent that
-//! restarts with a journal rolls that transaction back at once.
+//! `Apply` carries out a plan step by step. Before each step touches the
+//! kernel, how to undo it is written to the journal (write-ahead, one
+//! durable write per step); a step whose undo cannot be written is not
+//! made. A failure undoes the steps done so far. Success leaves the
+//! transaction pending until `Confirm`; if no confirmation comes in time
+//! (the controller lost contact, or its verification failed) the agent
+//! rolls back by itself. An agent that restarts with a journal rolls that
+//! transaction back at once.
+//!
+//! The journal is the record set `txn/` of the state store: one file per
+//! step, `{"format": 1, "txn": ID, "deadline": UNIX, "seq": N, "steps":
+//! [UNDO…]}`, each undo a readable model type. Ending a transaction clears
+//! the set in one atomic rename. The journal of older agents (`txn.json`,
+//! specs as protobuf bytes) is still read and rolled back.
 
 use std::{
-    path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use linkherd_proto::{
     convert::{Desired, EndpointSelector},
-    model::{EndpointSpec, HostAccessSpec, IfName, MacAddr, ObjName, Owner, VlanSpec},
+    model::{EndpointSpec, HostAccessSpec, IfName, MacAddr, NetnsRef, ObjName, Owner, VlanSpec},
     pb,
 };
 use prost::Message;
@@ -30,52 +37,92 @@ use crate::{
         Lifecycle, Outcome, Wanted,
         plan::{Change, Op},
     },
+    store::{RecordSet, Store, Versioned},
 };
 
-const JOURNAL: &str = "txn.json";
+/// The journal's record set in the state directory.
+const JOURNAL: &str = "txn";
+/// The single-file journal of agents before the store (format 0).
+const LEGACY_JOURNAL: &str = "txn.json";
 /// Confirmation window when the caller gives none, and the longest allowed.
 pub const DEFAULT_CONFIRM: Duration = Duration::from_secs(60);
 pub const MAX_CONFIRM: Duration = Duration::from_secs(3600);
 /// The longest an address check may wait for answers.
 pub const MAX_ADDRESS_CHECK_MS: u32 = 5000;
 
-/// How to undo one applied step. Specs are kept as encoded protobuf, the
-/// API's own stable form.
+/// How to undo one applied transaction step, as journaled: the specs are
+/// the model's own types, stored as readable JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "undo", rename_all = "snake_case")]
-enum Undo {
+enum JournalStep {
     DeleteVlan {
-        name: String,
+        name: IfName,
     },
     CreateVlan {
-        vlan: Vec<u8>,
+        vlan: VlanSpec,
+        /// The network it was made for, when linkherd made it for one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        auto_for_network: Option<String>,
     },
     DeleteEndpoint {
-        network: String,
-        name: String,
+        network: ObjName,
+        name: ObjName,
         /// The named namespace the create made (it did not exist before),
         /// removed with whatever is in it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         netns: Option<String>,
     },
     CreateEndpoint {
-        endpoint: Vec<u8>,
-        create_netns: bool,
+        endpoint: EndpointSpec,
     },
     DeleteHostAccess {
-        network: String,
+        network: ObjName,
     },
     CreateHostAccess {
-        host_access: Vec<u8>,
+        host_access: HostAccessSpec,
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Journal {
-    id: String,
+/// One journal file: the undo of one step (several records when the step
+/// is a run of removals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Batch {
+    txn: String,
     /// Unix seconds.
     deadline: u64,
-    undo: Vec<Undo>,
+    seq: u32,
+    steps: Vec<JournalStep>,
+}
+
+impl Versioned for Batch {
+    const FORMAT: u32 = 1;
+}
+
+impl Batch {
+    fn key(&self) -> String {
+        format!("{:06}", self.seq)
+    }
+}
+
+/// A transaction's journal in memory: its batches, oldest first.
+#[derive(Debug, Clone)]
+struct Journal {
+    id: String,
+    deadline: u64,
+    batches: Vec<Batch>,
+    /// The sequence number of the next batch.
+    next_seq: u32,
+}
+
+impl Journal {
+    fn is_empty(&self) -> bool {
+        self.batches.iter().all(|b| b.steps.is_empty())
+    }
+
+    /// Every undo step, newest first.
+    fn undo_order(&self) -> impl Iterator<Item = &JournalStep> {
+        self.batches.iter().rev().flat_map(|b| b.steps.iter().rev())
+    }
 }
 
 #[derive(Debug)]
@@ -97,7 +144,8 @@ pub struct Applied {
 pub struct Transactions {
     lifecycle: Arc<Lifecycle>,
     audit: Arc<Audit>,
-    journal: Option<PathBuf>,
+    store: Option<Store>,
+    journal: Option<RecordSet<Batch>>,
     pending: Arc<Mutex<Option<Pending>>>,
 }
 
@@ -107,70 +155,339 @@ fn unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+impl JournalStep {
+    /// What reverting this step does, in words.
+    fn describe(&self) -> String {
+        match self {
+            JournalStep::DeleteVlan { name } => format!("deleted vlan {name}"),
+            JournalStep::CreateVlan { vlan, .. } => format!("re-created vlan {}", vlan.name),
+            JournalStep::DeleteEndpoint { network, name, .. } => {
+                format!("deleted endpoint {network}/{name}")
+            }
+            JournalStep::CreateEndpoint { endpoint: e } => {
+                format!("re-created endpoint {}/{}", e.network, e.name)
+            }
+            JournalStep::DeleteHostAccess { network } => format!("deleted host access {network}"),
+            JournalStep::CreateHostAccess { host_access } => {
+                format!("re-created host access {}", host_access.network)
+            }
+        }
+    }
+
+    /// Reverts the step. Deletes accept what is already gone: the undo is
+    /// written before the step, which may never have happened.
+    async fn revert(&self, lc: &Lifecycle) -> Result<(), Error> {
+        match self {
+            JournalStep::DeleteVlan { name } => gone_ok(lc.delete_vlan(name, false).await),
+            JournalStep::CreateVlan {
+                vlan,
+                auto_for_network,
+            } => {
+                let owner = match auto_for_network {
+                    Some(network) => Owner::AutoVlan {
+                        network: network.clone(),
+                    },
+                    None => Owner::Vlan,
+                };
+                lc.create_vlan(vlan, owner).await.map(drop)
+            }
+            JournalStep::DeleteEndpoint {
+                network,
+                name,
+                netns,
+            } => {
+                let sel = EndpointSelector::Named {
+                    network: network.clone(),
+                    name: name.clone(),
+                };
+                gone_ok(lc.delete_endpoints(&sel, false).await)?;
+                match netns {
+                    Some(n) => lc.remove_step_netns(n).await,
+                    None => Ok(()),
+                }
+            }
+            JournalStep::CreateEndpoint { endpoint } => {
+                lc.create_endpoint(endpoint).await.map(drop)
+            }
+            JournalStep::DeleteHostAccess { network } => {
+                gone_ok(lc.delete_host_access(network).await)
+            }
+            JournalStep::CreateHostAccess { host_access } => {
+                lc.create_host_access(host_access).await.map(drop)
+            }
+        }
+    }
+
+    /// How to re-create a VLAN as it is now.
+    fn recreate_vlan(old: linkherd_proto::model::VlanState) -> Result<Self, Error> {
+        let auto_for_network = old.auto_for_network.clone();
+        let v = pb::Vlan::from(old);
+        let vlan = VlanSpec::try_from(pb::CreateVlanRequest {
+            parent: v.parent,
+            id: v.id,
+            protocol: v.protocol,
+            name: v.name,
+            mtu: v.mtu,
+        })?;
+        Ok(JournalStep::CreateVlan {
+            vlan,
+            auto_for_network,
+        })
+    }
+
+    /// How to re-create an endpoint as it is now (its namespace too, when
+    /// linkherd made that).
+    fn recreate_endpoint(mut old: linkherd_proto::model::EndpointState) -> Result<Self, Error> {
+        let create_netns = old.netns_created;
+        // Counters and carrier are not part of what to re-create.
+        old.interface = None;
+        let endpoint = EndpointSpec::try_from(pb::CreateMacvlanRequest {
+            endpoint: Some(old.into()),
+            create_netns,
+        })?;
+        Ok(JournalStep::CreateEndpoint { endpoint })
+    }
+
+    fn recreate_host_access(old: linkherd_proto::model::HostAccessState) -> Result<Self, Error> {
+        let host_access = HostAccessSpec::try_from(pb::CreateHostAccessRequest {
+            host_access: Some(old.into()),
+        })?;
+        Ok(JournalStep::CreateHostAccess { host_access })
+    }
+}
+
+/// Gone already counts as deleted.
+fn gone_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The journal of agents before the store: `txn.json`, specs as protobuf.
+#[derive(Debug, Deserialize)]
+struct LegacyJournal {
+    id: String,
+    deadline: u64,
+    undo: Vec<LegacyStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "undo", rename_all = "snake_case")]
+enum LegacyStep {
+    DeleteVlan {
+        name: String,
+    },
+    CreateVlan {
+        vlan: Vec<u8>,
+    },
+    DeleteEndpoint {
+        network: String,
+        name: String,
+        #[serde(default)]
+        netns: Option<String>,
+    },
+    CreateEndpoint {
+        endpoint: Vec<u8>,
+        create_netns: bool,
+    },
+    DeleteHostAccess {
+        network: String,
+    },
+    CreateHostAccess {
+        host_access: Vec<u8>,
+    },
+}
+
+impl LegacyStep {
+    /// The same undo as a [`JournalStep`].
+    fn upgrade(self) -> Result<JournalStep, String> {
+        let decode = |e: prost::DecodeError| format!("undecodable protobuf: {e}");
+        let step = match self {
+            LegacyStep::DeleteVlan { name } => JournalStep::DeleteVlan {
+                name: IfName::parse("name", &name).map_err(|e| e.to_string())?,
+            },
+            LegacyStep::CreateVlan { vlan } => {
+                let v = pb::Vlan::decode(vlan.as_slice()).map_err(decode)?;
+                let auto = (!v.auto_for_network.is_empty()).then(|| v.auto_for_network.clone());
+                let vlan = VlanSpec::try_from(pb::CreateVlanRequest {
+                    parent: v.parent,
+                    id: v.id,
+                    protocol: v.protocol,
+                    name: v.name,
+                    mtu: v.mtu,
+                })
+                .map_err(|e| e.to_string())?;
+                JournalStep::CreateVlan {
+                    vlan,
+                    auto_for_network: auto,
+                }
+            }
+            LegacyStep::DeleteEndpoint {
+                network,
+                name,
+                netns,
+            } => JournalStep::DeleteEndpoint {
+                network: ObjName::parse("network", &network).map_err(|e| e.to_string())?,
+                name: ObjName::parse("name", &name).map_err(|e| e.to_string())?,
+                netns,
+            },
+            LegacyStep::CreateEndpoint {
+                endpoint,
+                create_netns,
+            } => {
+                let e = pb::MacvlanEndpoint::decode(endpoint.as_slice()).map_err(decode)?;
+                let req = pb::CreateMacvlanRequest {
+                    endpoint: Some(e),
+                    create_netns,
+                };
+                JournalStep::CreateEndpoint {
+                    endpoint: EndpointSpec::try_from(req).map_err(|e| e.to_string())?,
+                }
+            }
+            LegacyStep::DeleteHostAccess { network } => JournalStep::DeleteHostAccess {
+                network: ObjName::parse("network", &network).map_err(|e| e.to_string())?,
+            },
+            LegacyStep::CreateHostAccess { host_access } => {
+                let h = pb::HostAccess::decode(host_access.as_slice()).map_err(decode)?;
+                let req = pb::CreateHostAccessRequest {
+                    host_access: Some(h),
+                };
+                JournalStep::CreateHostAccess {
+                    host_access: HostAccessSpec::try_from(req).map_err(|e| e.to_string())?,
+                }
+            }
+        };
+        Ok(step)
+    }
+}
+
+impl LegacyJournal {
+    /// The journal as one batch, and the steps that could not be read.
+    fn upgrade(self) -> (Journal, Vec<String>) {
+        let mut steps = Vec::new();
+        let mut unreadable = Vec::new();
+        for s in self.undo {
+            match s.upgrade() {
+                Ok(s) => steps.push(s),
+                Err(e) => {
+                    unreadable.push(format!("FAILED to read a step of {LEGACY_JOURNAL}: {e}"))
+                }
+            }
+        }
+        let batch = Batch {
+            txn: self.id.clone(),
+            deadline: self.deadline,
+            seq: 1,
+            steps,
+        };
+        let journal = Journal {
+            id: self.id,
+            deadline: self.deadline,
+            batches: vec![batch],
+            next_seq: 2,
+        };
+        (journal, unreadable)
+    }
+}
+
 impl Transactions {
-    pub fn new(lifecycle: Arc<Lifecycle>, audit: Arc<Audit>, state_dir: Option<PathBuf>) -> Self {
+    /// `store`: where the journal lives; `None` keeps it in memory only.
+    pub fn new(lifecycle: Arc<Lifecycle>, audit: Arc<Audit>, store: Option<Store>) -> Self {
         Self {
             lifecycle,
             audit,
-            journal: state_dir.map(|d| d.join(JOURNAL)),
+            journal: store.as_ref().map(|s| s.records(JOURNAL)),
+            store,
             pending: Arc::default(),
         }
     }
 
-    async fn save(&self, j: Option<&Journal>) {
-        let Some(path) = &self.journal else { return };
-        let res = match j {
-            Some(j) => {
-                let tmp = path.with_extension("json.tmp");
-                match serde_json::to_vec_pretty(j) {
-                    Ok(bytes) => match tokio::fs::write(&tmp, bytes).await {
-                        Ok(()) => tokio::fs::rename(&tmp, path).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(std::io::Error::other(e)),
-                }
-            }
-            None => match tokio::fs::remove_file(path).await {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                other => other,
-            },
-        };
-        if let Err(e) = res {
-            tracing::error!(path = %path.display(), error = %e, "cannot write the transaction journal");
+    /// Journals `steps` as the next batch — before the kernel is touched:
+    /// when this fails, the step is not made.
+    async fn write_batch(&self, j: &mut Journal, steps: Vec<JournalStep>) -> Result<(), Error> {
+        if steps.is_empty() {
+            return Ok(());
         }
+        let batch = Batch {
+            txn: j.id.clone(),
+            deadline: j.deadline,
+            seq: j.next_seq,
+            steps,
+        };
+        if let Some(r) = &self.journal {
+            r.put(&[&batch.txn, &batch.key()], &batch).await?;
+        }
+        j.next_seq += 1;
+        j.batches.push(batch);
+        Ok(())
+    }
+
+    /// Drops the newest batch: its step made nothing. `durable`: remove its
+    /// file too (on a failure the whole journal goes just after).
+    async fn retract(&self, j: &mut Journal, durable: bool) -> Result<(), Error> {
+        let Some(batch) = j.batches.pop() else {
+            return Ok(());
+        };
+        if durable && let Some(r) = &self.journal {
+            r.remove(&[&batch.txn, &batch.key()]).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the whole journal (one atomic rename, then the files).
+    async fn forget(&self) -> Result<(), Error> {
+        if let Some(r) = &self.journal {
+            r.clear().await?;
+        }
+        Ok(())
     }
 
     /// Rolls back a transaction left by an agent that stopped before it was
-    /// confirmed. Called once at start.
-    pub async fn recover(&self) {
+    /// confirmed — in today's journal or an older agent's `txn.json`.
+    /// Called once at start; fails only when the journal cannot be read or
+    /// removed.
+    pub async fn recover(&self) -> Result<(), Error> {
         if let Err(e) = self.lifecycle.remove_stale_probe_netns().await {
             tracing::error!(error = %e, "cannot remove the address-check namespace a previous run left");
         }
-        let Some(path) = &self.journal else { return };
-        let Ok(bytes) = tokio::fs::read(path).await else {
-            return;
+        let (Some(store), Some(records)) = (&self.store, &self.journal) else {
+            return Ok(());
         };
-        let j: Journal = match serde_json::from_slice(&bytes) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, "ignoring a corrupt transaction journal");
-                return;
+        if let Some(old) = store.read_legacy::<LegacyJournal>(LEGACY_JOURNAL).await? {
+            let (journal, unreadable) = old.upgrade();
+            self.recover_one(&journal, unreadable).await;
+            store.remove_file(LEGACY_JOURNAL).await?;
+        }
+        let mut batches = records.load_all().await?;
+        batches.sort_by(|a, b| (&a.txn, a.seq).cmp(&(&b.txn, b.seq)));
+        let mut journals: Vec<Journal> = Vec::new();
+        for b in batches {
+            match journals.last_mut() {
+                Some(j) if j.id == b.txn => j.batches.push(b),
+                _ => journals.push(Journal {
+                    id: b.txn.clone(),
+                    deadline: b.deadline,
+                    next_seq: 0,
+                    batches: vec![b],
+                }),
             }
-        };
+        }
+        for j in &journals {
+            self.recover_one(j, Vec::new()).await;
+        }
+        self.forget().await
+    }
+
+    async fn recover_one(&self, j: &Journal, mut notes: Vec<String>) {
         tracing::warn!(
             txn = j.id,
             "rolling back a transaction left unconfirmed by a previous run"
         );
-        let reverted = self.undo(&j.undo).await;
+        notes.extend(self.revert(j).await);
         let who = Identity::agent("restart with an unconfirmed transaction");
-        self.audit.record(
-            &who,
-            "txn-recover",
-            &j.id,
-            &reverted.join("; "),
-            "rolled back",
-        );
-        self.save(None).await;
+        self.audit
+            .record(&who, "txn-recover", &j.id, &notes.join("; "), "rolled back");
     }
 
     /// Applies `desired` if the host is still at `expected` (0: any); with
@@ -201,56 +518,17 @@ impl Transactions {
         let mut journal = Journal {
             id: txn_id(),
             deadline: unix(deadline),
-            undo: Vec::new(),
+            batches: Vec::new(),
+            next_seq: 1,
         };
-        // The address check runs once, right before the first endpoint is
-        // made: VLAN parents exist by then, removed endpoints are gone.
-        let mut check = check;
-        let mut i = 0;
-        while let Some(c) = changes.get(i) {
-            let endpoint = matches!(c.op, Op::CreateEndpoint(_) | Op::ReplaceEndpoint(_));
-            let res = match check.take_if(|_| endpoint) {
-                Some(wait) => self.check_addresses(&changes, wait).await,
-                None => Ok(()),
-            };
-            if let Err(e) = res {
-                let reverted = self.abandon(&journal).await;
-                tracing::warn!(error = %e, reverted, "address check failed; rolled back");
-                return Err(e);
-            }
-            match self.step(&changes[i..], &mut journal).await {
-                Ok(done) => i += done,
-                Err(e) => {
-                    let reverted = self.abandon(&journal).await;
-                    tracing::warn!(step = c.object, error = %e, reverted, "apply failed; rolled back");
-                    return Err(match e {
-                        Error::Invalid(v) => Error::Invalid(v),
-                        other => Error::Precondition(format!(
-                            "{} {} failed: {other}; everything done before it was rolled back",
-                            c.kind, c.object
-                        )),
-                    });
-                }
-            }
+        if !changes.is_empty() {
+            // A journal whose removal failed before must not mix with this.
+            self.forget().await?;
         }
+        self.run(&changes, check, &mut journal).await?;
         let id = journal.id.clone();
-        let timer = (!journal.undo.is_empty()).then(|| {
-            let this = self.clone();
-            let id = id.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(confirm).await;
-                if let Ok(reverted) = this.rollback(&id).await {
-                    let who = Identity::agent("confirmation timed out");
-                    this.audit
-                        .record(&who, "txn-expiry", &id, &reverted.join("; "), "rolled back");
-                }
-            })
-            .abort_handle()
-        });
-        if journal.undo.is_empty() {
-            // Nothing changed: nothing to confirm.
-            self.save(None).await;
-        } else {
+        if !journal.is_empty() {
+            let timer = Some(self.expire_after(&id, confirm));
             *pending = Some(Pending { journal, timer });
         }
         Ok(Applied {
@@ -260,7 +538,66 @@ impl Transactions {
         })
     }
 
-    /// Keeps a pending transaction.
+    /// Carries out `changes` in order; on a failure undoes what was done.
+    /// A step's error keeps its own code, with the step named.
+    async fn run(
+        &self,
+        changes: &[Change],
+        check: Option<Duration>,
+        j: &mut Journal,
+    ) -> Result<(), Error> {
+        // The address check runs once, right before the first endpoint is
+        // made: VLAN parents exist by then, removed endpoints are gone.
+        let mut check = check;
+        let mut i = 0;
+        while let Some(c) = changes.get(i) {
+            let endpoint = matches!(c.op, Op::CreateEndpoint(_) | Op::ReplaceEndpoint(_));
+            if let Some(wait) = check.take_if(|_| endpoint)
+                && let Err(e) = self.check_addresses(changes, wait).await
+            {
+                let reverted = self.abandon(j).await;
+                tracing::warn!(error = %e, reverted, "address check failed; rolled back");
+                return Err(e);
+            }
+            match self.step(&changes[i..], j).await {
+                Ok(done) => i += done,
+                Err(e) => {
+                    let reverted = self.abandon(j).await;
+                    tracing::warn!(step = c.object, error = %e, reverted, "apply failed; rolled back");
+                    return Err(Error::Step {
+                        step: format!("{} {}", c.kind, c.object),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls the transaction back by itself when `confirm` passes first.
+    fn expire_after(&self, id: &str, confirm: Duration) -> AbortHandle {
+        let this = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(confirm).await;
+            let who = Identity::agent("confirmation timed out");
+            match this.rollback(&id).await {
+                Ok(reverted) => {
+                    this.audit
+                        .record(&who, "txn-expiry", &id, &reverted.join("; "), "rolled back")
+                }
+                Err(Error::NotFound(_)) => {}
+                Err(e) => {
+                    let result = format!("error: {e}");
+                    this.audit.record(&who, "txn-expiry", &id, "", &result);
+                }
+            }
+        })
+        .abort_handle()
+    }
+
+    /// Keeps a pending transaction. The journal goes first: a confirmed
+    /// transaction must not be rolled back by a restart.
     pub async fn confirm(&self, id: &str) -> Result<u64, Error> {
         let mut pending = self.pending.lock().await;
         match pending.as_ref() {
@@ -271,12 +608,12 @@ impl Transactions {
                 )));
             }
         }
+        self.forget().await?;
         if let Some(p) = pending.take()
             && let Some(t) = p.timer
         {
             t.abort();
         }
-        self.save(None).await;
         drop(pending);
         generation(&self.lifecycle).await
     }
@@ -284,33 +621,51 @@ impl Transactions {
     /// Undoes a pending transaction; returns what was reverted, in words.
     pub async fn rollback(&self, id: &str) -> Result<Vec<String>, Error> {
         let mut pending = self.pending.lock().await;
-        match pending.as_ref() {
-            Some(p) if p.journal.id == id => {}
-            _ => {
+        let p = match pending.take() {
+            Some(p) if p.journal.id == id => p,
+            other => {
+                *pending = other;
                 return Err(Error::NotFound(format!(
                     "no pending transaction {id} on this host"
                 )));
             }
-        }
-        let Some(p) = pending.take() else {
-            return Err(Error::NotFound(format!(
-                "no pending transaction {id} on this host"
-            )));
         };
         if let Some(t) = p.timer {
             t.abort();
         }
-        let reverted = self.undo(&p.journal.undo).await;
-        self.save(None).await;
+        let reverted = self.revert(&p.journal).await;
+        self.forget().await?;
         Ok(reverted)
     }
 
     /// Undoes what a transaction that failed half way did and forgets its
-    /// journal; returns how many steps were reverted.
+    /// journal; returns how many steps were reverted. The caller returns
+    /// the failure itself, so a journal that cannot be removed is logged
+    /// (the next apply removes it first, or fails saying why).
     async fn abandon(&self, j: &Journal) -> usize {
-        let reverted = self.undo(&j.undo).await;
-        self.save(None).await;
+        let reverted = self.revert(j).await;
+        if let Err(e) = self.forget().await {
+            tracing::error!(error = %e, "cannot remove the journal of a rolled-back transaction");
+        }
         reverted.len()
+    }
+
+    /// Reverts every step of `j`, newest first. Every step is tried;
+    /// failures are logged and reported, since the rest must be undone
+    /// regardless.
+    async fn revert(&self, j: &Journal) -> Vec<String> {
+        let mut out = Vec::new();
+        for step in j.undo_order() {
+            let what = step.describe();
+            match step.revert(&self.lifecycle).await {
+                Ok(()) => out.push(what),
+                Err(e) => {
+                    tracing::error!(step = what, error = %e, "rollback step failed");
+                    out.push(format!("FAILED: {what}: {e}"));
+                }
+            }
+        }
+        out
     }
 
     /// Probes the IPv4 addresses the plan's new and replaced endpoints are
@@ -364,30 +719,18 @@ impl Transactions {
     }
 
     /// Carries out the first of `ops` — with the removals of the same
-    /// network's endpoints that follow it, as one — and records the undo;
-    /// returns how many of `ops` it did.
+    /// network's endpoints that follow it, as one — each part journaled
+    /// before it is made; returns how many of `ops` it did.
     async fn step(&self, ops: &[Change], j: &mut Journal) -> Result<usize, Error> {
-        let lc = &self.lifecycle;
         let Some(first) = ops.first() else {
             return Ok(0);
         };
-        let mut done = 1;
         match &first.op {
-            Op::CreateVlan(spec) => {
-                if lc.create_vlan(spec, Owner::Vlan).await?.1 == Outcome::Created {
-                    j.undo.push(Undo::DeleteVlan {
-                        name: spec.name.to_string(),
-                    });
-                }
-            }
+            Op::CreateVlan(spec) => self.add_vlan(spec, j).await?,
             Op::DeleteVlan { name } => self.remove_vlan(name, j).await?,
             Op::ReplaceVlan(spec) => {
                 self.remove_vlan(&spec.name, j).await?;
-                self.save(Some(j)).await;
-                lc.create_vlan(spec, Owner::Vlan).await?;
-                j.undo.push(Undo::DeleteVlan {
-                    name: spec.name.to_string(),
-                });
+                self.add_vlan(spec, j).await?;
             }
             Op::DeleteEndpoint { network, .. } => {
                 // Removals of one network's endpoints in a row go together.
@@ -400,26 +743,51 @@ impl Transactions {
                         _ => None,
                     })
                     .collect();
-                done = names.len();
                 self.remove_endpoints(network, &names, j).await?;
+                return Ok(names.len());
             }
             Op::ReplaceEndpoint(spec) => {
                 self.remove_endpoints(spec.network.as_str(), &[spec.name.as_str()], j)
                     .await?;
-                self.save(Some(j)).await;
                 self.add_endpoint(spec, j).await?;
             }
             Op::CreateEndpoint(spec) => self.add_endpoint(spec, j).await?,
             Op::DeleteHostAccess { network } => self.remove_host_access(network, j).await?,
             Op::ReplaceHostAccess(spec) => {
                 self.remove_host_access(spec.network.as_str(), j).await?;
-                self.save(Some(j)).await;
                 self.add_host_access(spec, j).await?;
             }
             Op::CreateHostAccess(spec) => self.add_host_access(spec, j).await?,
         }
-        self.save(Some(j)).await;
-        Ok(done)
+        Ok(1)
+    }
+
+    /// Journals `undo`, then runs `create`; the record stays only when the
+    /// create made something (there already: nothing to undo; failed: the
+    /// create undid itself).
+    async fn journaled_create(
+        &self,
+        j: &mut Journal,
+        undo: JournalStep,
+        create: impl Future<Output = Result<Outcome, Error>>,
+    ) -> Result<(), Error> {
+        self.write_batch(j, vec![undo]).await?;
+        match create.await {
+            Ok(Outcome::Created) => Ok(()),
+            Ok(_) => self.retract(j, true).await,
+            Err(e) => {
+                self.retract(j, false).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn add_vlan(&self, spec: &VlanSpec, j: &mut Journal) -> Result<(), Error> {
+        let undo = JournalStep::DeleteVlan {
+            name: spec.name.clone(),
+        };
+        let create = async { Ok(self.lifecycle.create_vlan(spec, Owner::Vlan).await?.1) };
+        self.journaled_create(j, undo, create).await
     }
 
     /// Creates an endpoint, write-ahead: its undo is on disk before the
@@ -427,34 +795,31 @@ impl Transactions {
     /// still removes what it made when it restarts.
     async fn add_endpoint(&self, spec: &EndpointSpec, j: &mut Journal) -> Result<(), Error> {
         let netns = match (&spec.netns, spec.create_netns) {
-            (linkherd_proto::model::NetnsRef::Named(n), true)
-                if !self.lifecycle.netns_exists(n).await? =>
-            {
-                Some(n.clone())
-            }
+            (NetnsRef::Named(n), true) if !self.lifecycle.netns_exists(n).await? => Some(n.clone()),
             _ => None,
         };
-        j.undo.push(Undo::DeleteEndpoint {
-            network: spec.network.to_string(),
-            name: spec.name.to_string(),
+        let undo = JournalStep::DeleteEndpoint {
+            network: spec.network.clone(),
+            name: spec.name.clone(),
             netns,
-        });
-        self.save(Some(j)).await;
-        match self.lifecycle.create_endpoint(spec).await {
-            Ok((_, Outcome::Created)) => Ok(()),
-            // There already (nothing to undo), or failed and undone by the
-            // create itself.
-            other => {
-                j.undo.pop();
-                other.map(|_| ())
-            }
-        }
+        };
+        let create = async { Ok(self.lifecycle.create_endpoint(spec).await?.1) };
+        self.journaled_create(j, undo, create).await
+    }
+
+    async fn add_host_access(&self, spec: &HostAccessSpec, j: &mut Journal) -> Result<(), Error> {
+        let undo = JournalStep::DeleteHostAccess {
+            network: spec.network.clone(),
+        };
+        let create = async { Ok(self.lifecycle.create_host_access(spec).await?.1) };
+        self.journaled_create(j, undo, create).await
     }
 
     /// Removes endpoints `names` of `network`, write-ahead: how to
-    /// re-create each is on disk first. When they are all the network has
-    /// on this host (a teardown), one link-group request removes them: a
-    /// link delete waits for an RCU grace period, which a group pays once.
+    /// re-create each is on disk first, in one file. When they are all the
+    /// network has on this host (a teardown), one link-group request
+    /// removes them: a link delete waits for an RCU grace period, which a
+    /// group pays once.
     async fn remove_endpoints(
         &self,
         network: &str,
@@ -463,16 +828,14 @@ impl Transactions {
     ) -> Result<(), Error> {
         let here = self.lifecycle.endpoint_names(network).await;
         let whole = here.iter().all(|n| names.contains(&n.as_str()));
-        for old in self.lifecycle.endpoints_of(network, Some(names)).await? {
-            let create_netns = old.netns_created;
-            let mut old = old;
-            old.interface = None;
-            j.undo.push(Undo::CreateEndpoint {
-                endpoint: pb::MacvlanEndpoint::from(old).encode_to_vec(),
-                create_netns,
-            });
-        }
-        self.save(Some(j)).await;
+        let undo = self
+            .lifecycle
+            .endpoints_of(network, Some(names))
+            .await?
+            .into_iter()
+            .map(JournalStep::recreate_endpoint)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_batch(j, undo).await?;
         let network_name = ObjName::parse("network", network)?;
         if whole {
             self.lifecycle
@@ -490,15 +853,8 @@ impl Transactions {
         Ok(())
     }
 
-    async fn add_host_access(&self, spec: &HostAccessSpec, j: &mut Journal) -> Result<(), Error> {
-        if self.lifecycle.create_host_access(spec).await?.1 == Outcome::Created {
-            j.undo.push(Undo::DeleteHostAccess {
-                network: spec.network.to_string(),
-            });
-        }
-        Ok(())
-    }
-
+    /// Deletes host access, write-ahead: how to re-create it is on disk
+    /// first.
     async fn remove_host_access(&self, network: &str, j: &mut Journal) -> Result<(), Error> {
         let old = self
             .lifecycle
@@ -506,18 +862,16 @@ impl Transactions {
             .await?
             .into_iter()
             .find(|h| h.network == network);
+        let undo = old.map(JournalStep::recreate_host_access).transpose()?;
+        self.write_batch(j, undo.into_iter().collect()).await?;
         self.lifecycle
             .delete_host_access(&ObjName::parse("network", network)?)
             .await?;
-        if let Some(old) = old {
-            j.undo.push(Undo::CreateHostAccess {
-                host_access: pb::HostAccess::from(old).encode_to_vec(),
-            });
-        }
         Ok(())
     }
 
-    /// Deletes an owned VLAN, journaling how to re-create it as it was.
+    /// Deletes an owned VLAN, write-ahead: how to re-create it as it was is
+    /// on disk first.
     async fn remove_vlan(&self, name: &IfName, j: &mut Journal) -> Result<(), Error> {
         let lc = &self.lifecycle;
         let old = lc
@@ -525,150 +879,10 @@ impl Transactions {
             .await?
             .into_iter()
             .find(|v| v.name == name.as_str());
+        let undo = old.map(JournalStep::recreate_vlan).transpose()?;
+        self.write_batch(j, undo.into_iter().collect()).await?;
         lc.delete_vlan(name, false).await?;
-        if let Some(old) = old {
-            j.undo.push(Undo::CreateVlan {
-                vlan: pb::Vlan::from(old).encode_to_vec(),
-            });
-        }
         Ok(())
-    }
-
-    /// Undoes steps, newest first. Every step is tried; failures are logged
-    /// and reported, since the caller needs the rest undone regardless.
-    async fn undo(&self, steps: &[Undo]) -> Vec<String> {
-        let lc = &self.lifecycle;
-        let mut out = Vec::new();
-        for u in steps.iter().rev() {
-            let (what, res): (String, Result<(), Error>) = match u {
-                Undo::DeleteVlan { name } => (
-                    format!("deleted vlan {name}"),
-                    async {
-                        lc.delete_vlan(&IfName::parse("name", name)?, false).await?;
-                        Ok(())
-                    }
-                    .await,
-                ),
-                Undo::CreateVlan { vlan } => match pb::Vlan::decode(vlan.as_slice()) {
-                    Ok(v) => {
-                        let owner = if v.auto_for_network.is_empty() {
-                            Owner::Vlan
-                        } else {
-                            Owner::AutoVlan {
-                                network: v.auto_for_network.clone(),
-                            }
-                        };
-                        let name = v.name.clone();
-                        let req = pb::CreateVlanRequest {
-                            parent: v.parent,
-                            id: v.id,
-                            protocol: v.protocol,
-                            name: v.name,
-                            mtu: v.mtu,
-                        };
-                        (
-                            format!("re-created vlan {name}"),
-                            async {
-                                lc.create_vlan(&VlanSpec::try_from(req)?, owner).await?;
-                                Ok(())
-                            }
-                            .await,
-                        )
-                    }
-                    Err(e) => (
-                        "re-create a vlan".into(),
-                        Err(Error::Precondition(e.to_string())),
-                    ),
-                },
-                Undo::DeleteEndpoint {
-                    network,
-                    name,
-                    netns,
-                } => (
-                    format!("deleted endpoint {network}/{name}"),
-                    async {
-                        let sel = EndpointSelector::Named {
-                            network: ObjName::parse("network", network)?,
-                            name: ObjName::parse("name", name)?,
-                        };
-                        match lc.delete_endpoints(&sel, false).await {
-                            // Never finished (the agent died creating it).
-                            Ok(_) | Err(Error::NotFound(_)) => {}
-                            Err(e) => return Err(e),
-                        }
-                        if let Some(n) = netns {
-                            lc.remove_step_netns(n).await?;
-                        }
-                        Ok(())
-                    }
-                    .await,
-                ),
-                Undo::CreateEndpoint {
-                    endpoint,
-                    create_netns,
-                } => match pb::MacvlanEndpoint::decode(endpoint.as_slice()) {
-                    Ok(e) => {
-                        let what = format!("re-created endpoint {}/{}", e.network, e.name);
-                        let req = pb::CreateMacvlanRequest {
-                            endpoint: Some(e),
-                            create_netns: *create_netns,
-                        };
-                        (
-                            what,
-                            async {
-                                lc.create_endpoint(&EndpointSpec::try_from(req)?).await?;
-                                Ok(())
-                            }
-                            .await,
-                        )
-                    }
-                    Err(e) => (
-                        "re-create an endpoint".into(),
-                        Err(Error::Precondition(e.to_string())),
-                    ),
-                },
-                Undo::DeleteHostAccess { network } => (
-                    format!("deleted host access {network}"),
-                    async {
-                        lc.delete_host_access(&ObjName::parse("network", network)?)
-                            .await?;
-                        Ok(())
-                    }
-                    .await,
-                ),
-                Undo::CreateHostAccess { host_access } => {
-                    match pb::HostAccess::decode(host_access.as_slice()) {
-                        Ok(h) => {
-                            let what = format!("re-created host access {}", h.network);
-                            let req = pb::CreateHostAccessRequest {
-                                host_access: Some(h),
-                            };
-                            (
-                                what,
-                                async {
-                                    lc.create_host_access(&HostAccessSpec::try_from(req)?)
-                                        .await?;
-                                    Ok(())
-                                }
-                                .await,
-                            )
-                        }
-                        Err(e) => (
-                            "re-create host access".into(),
-                            Err(Error::Precondition(e.to_string())),
-                        ),
-                    }
-                }
-            };
-            match res {
-                Ok(()) => out.push(what),
-                Err(e) => {
-                    tracing::error!(step = what, error = %e, "rollback step failed");
-                    out.push(format!("FAILED to {what}: {e}"));
-                }
-            }
-        }
-        out
     }
 }
 
@@ -706,7 +920,6 @@ pub async fn observed(lc: &Lifecycle) -> Result<pb::OwnedObjects, Error> {
         vlans,
         endpoints,
         host_access,
-        ..Default::default()
     })
 }
 

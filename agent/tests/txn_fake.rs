@@ -54,6 +54,19 @@ async fn setup(
     (fake, pki, agent, host)
 }
 
+/// The transaction journal's files (one per step) in a state directory.
+fn journal_files(state: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(state.join("txn"))
+        .map(|d| {
+            d.map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 async fn addresses(fake: &FakeKernel, ns: &str) -> Option<Vec<String>> {
     let ops = fake.netns(&Path::new("/run/netns").join(ns)).await.ok()?;
     let l = ops
@@ -216,7 +229,9 @@ async fn refusals_changed_host_pending_transaction_failure_half_way() {
         ))
         .await
         .expect_err("b3 fails");
-    assert_eq!(err.code(), Code::FailedPrecondition);
+    // The cause keeps its code (a missing process is NOT_FOUND), the step
+    // is named in the message.
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
     assert!(
         err.message()
             .starts_with("endpoint mac_net/b3 failed: process 4242424 does not exist"),
@@ -240,7 +255,14 @@ async fn a_restarted_agent_rolls_back_the_journaled_transaction() {
     host.apply(apply(vec![ep("b1", "10.0.100.10/24")], 0, 600))
         .await
         .expect("apply");
-    assert!(dir.path().join("txn.json").exists(), "journaled");
+    // One journal file for the one step, readable JSON with its format.
+    let files = journal_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let batch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).expect("read")).expect("json");
+    assert_eq!(batch["format"], 1);
+    assert_eq!(batch["steps"][0]["undo"], "delete_endpoint");
+    assert_eq!(batch["steps"][0]["name"], "b1");
     assert!(addresses(&fake, "b1").await.is_some());
     drop(host);
     drop(agent);
@@ -250,7 +272,8 @@ async fn a_restarted_agent_rolls_back_the_journaled_transaction() {
         addresses(&fake, "b1").await.is_none(),
         "not rolled back on restart"
     );
-    assert!(!dir.path().join("txn.json").exists());
+    assert_eq!(journal_files(dir.path()), Vec::<std::path::PathBuf>::new());
+    _agent2.agent.context().audit.flush().await;
     let audit = std::fs::read_to_string(dir.path().join("audit.log")).expect("audit");
     assert!(audit.contains("txn-recover"), "{audit}");
 }

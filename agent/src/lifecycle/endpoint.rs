@@ -14,7 +14,7 @@ use linkherd_proto::{
 use super::{
     Lifecycle, Outcome, group_of,
     registry::{Entry, Netns, Registry},
-    undo::Undo,
+    undo::Rollback,
     vlan::describe,
 };
 use crate::{
@@ -165,7 +165,8 @@ impl Lifecycle {
                     parent: parent.map(|p| p.name.clone()).unwrap_or_default(),
                     parent_created,
                     netns_created: false,
-                });
+                })
+                .await?;
             }
         }
         Ok(reg.all().cloned().collect())
@@ -190,7 +191,7 @@ impl Lifecycle {
                 entry_netns(e)
             )));
         }
-        let mut undo = Undo::default();
+        let mut undo = Rollback::default();
         let res = self.create_endpoint_steps(spec, &mut reg, &mut undo).await;
         match res {
             Ok(done) => {
@@ -208,7 +209,7 @@ impl Lifecycle {
         &self,
         spec: &EndpointSpec,
         reg: &mut Registry,
-        undo: &mut Undo,
+        undo: &mut Rollback,
     ) -> Result<(EndpointState, Outcome), Error> {
         // 1. The namespace.
         let mut netns_created = false;
@@ -262,7 +263,7 @@ impl Lifecycle {
                     )));
                 }
                 if reg.get(spec.network.as_str(), spec.name.as_str()).is_none() {
-                    reg.insert(self.entry(spec, false, false));
+                    reg.insert(self.entry(spec, false, false)).await?;
                 }
                 let entry = reg.get(spec.network.as_str(), spec.name.as_str()).cloned();
                 let state = match entry {
@@ -368,7 +369,7 @@ impl Lifecycle {
         }
 
         let entry = self.entry(spec, parent_created, netns_created);
-        reg.insert(entry.clone());
+        reg.insert(entry.clone()).await?;
         let state = self.observe(&entry).await?.ok_or_else(|| {
             Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
         })?;
@@ -606,7 +607,7 @@ impl Lifecycle {
         let mut removed = Removed::default();
         self.remove_links(&targets, &mut removed).await?;
         for e in &targets {
-            reg.remove(&e.network, &e.name);
+            reg.remove(&e.network, &e.name).await?;
         }
         self.remove_leftovers(&targets, &reg, &mut removed).await;
         Ok(removed)
@@ -793,7 +794,11 @@ impl Lifecycle {
                         name = e.name,
                         "endpoint is gone; forgetting it"
                     );
-                    reg.remove(&e.network, &e.name);
+                    // A read does not fail for this: it is tried again
+                    // on the next one.
+                    if let Err(err) = reg.remove(&e.network, &e.name).await {
+                        tracing::warn!(error = %err, "cannot forget a gone endpoint");
+                    }
                 }
             }
         }

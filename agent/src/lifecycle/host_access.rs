@@ -11,7 +11,7 @@ use linkherd_proto::model::{
     HostAccessSpec, HostAccessState, Interface, MacvlanMode, ObjName, Owner,
 };
 
-use super::{Lifecycle, Outcome, undo::Undo, vlan::describe};
+use super::{Lifecycle, Outcome, undo::Rollback, vlan::describe};
 use crate::{
     error::Error,
     net::{NetError, NewLink, NewLinkKind, Route},
@@ -90,7 +90,7 @@ impl Lifecycle {
                 ))),
             };
         }
-        let mut undo = Undo::default();
+        let mut undo = Rollback::default();
         let res = async {
             self.net
                 .add_link(&NewLink {

@@ -57,12 +57,13 @@ pub fn group_of(network: &str) -> u32 {
 }
 
 impl Lifecycle {
-    pub fn new(net: Arc<dyn NetOps>, state_dir: Option<PathBuf>, netns_prefix: String) -> Self {
+    /// `registry`: loaded from the state store ([`Registry::load`]) before.
+    pub fn new(net: Arc<dyn NetOps>, registry: Registry, netns_prefix: String) -> Self {
         Self {
             net,
             netns_prefix,
             caps: OnceCell::new(),
-            registry: Mutex::new(Registry::load(state_dir)),
+            registry: Mutex::new(registry),
         }
     }
 

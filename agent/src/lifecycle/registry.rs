@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 use linkherd_proto::model::NetnsRef;
 use serde::{Deserialize, Serialize};
 
-const FILE: &str = "endpoints.json";
+use crate::store::{RecordSet, Store, StoreError, Versioned};
 
 /// One endpoint's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,32 +53,56 @@ impl From<&Netns> for NetnsRef {
     }
 }
 
+impl Versioned for Entry {
+    const FORMAT: u32 = 1;
+}
+
+/// The registry's record set: `endpoints/NETWORK+NAME.json`, one file per
+/// endpoint, so a create or delete writes one small file.
+const RECORDS: &str = "endpoints";
+/// Before format 1: one JSON array of every entry, rewritten on each change.
+const LEGACY_FILE: &str = "endpoints.json";
+
 /// Endpoint records keyed by (network, name), persisted in the state dir.
+///
+/// Changes are written before they are made in memory, and a write that
+/// fails is returned: a record the disk does not have is one the agent
+/// would not find again after a restart.
 #[derive(Debug, Default)]
 pub struct Registry {
-    path: Option<PathBuf>,
+    records: Option<RecordSet<Entry>>,
     entries: BTreeMap<(String, String), Entry>,
 }
 
 impl Registry {
-    /// Loads `dir/endpoints.json` (empty when missing or unreadable).
-    pub fn load(dir: Option<PathBuf>) -> Self {
-        let path = dir.map(|d| d.join(FILE));
-        let entries = path
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| match serde_json::from_slice::<Vec<Entry>>(&b) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::error!(error = %e, "ignoring a corrupt endpoint registry");
-                    None
-                }
-            })
-            .unwrap_or_default()
+    /// Loads the records in `store` (none without a store), migrating the
+    /// old single `endpoints.json` (read, written as records, then removed).
+    pub async fn load(store: Option<&Store>) -> Result<Self, StoreError> {
+        let Some(store) = store else {
+            return Ok(Self::default());
+        };
+        let records = store.records::<Entry>(RECORDS);
+        let mut entries: BTreeMap<_, _> = records
+            .load_all()
+            .await?
             .into_iter()
             .map(|e| ((e.network.clone(), e.name.clone()), e))
             .collect();
-        Self { path, entries }
+        if let Some(old) = store.read_legacy::<Vec<Entry>>(LEGACY_FILE).await? {
+            tracing::info!(
+                count = old.len(),
+                "migrating {LEGACY_FILE} to one file per endpoint"
+            );
+            for e in old {
+                records.put(&[&e.network, &e.name], &e).await?;
+                entries.insert((e.network.clone(), e.name.clone()), e);
+            }
+            store.remove_file(LEGACY_FILE).await?;
+        }
+        Ok(Self {
+            records: Some(records),
+            entries,
+        })
     }
 
     pub fn get(&self, network: &str, name: &str) -> Option<&Entry> {
@@ -89,26 +113,20 @@ impl Registry {
         self.entries.values()
     }
 
-    pub fn insert(&mut self, e: Entry) {
-        self.entries.insert((e.network.clone(), e.name.clone()), e);
-        self.save();
-    }
-
-    pub fn remove(&mut self, network: &str, name: &str) -> Option<Entry> {
-        let e = self.entries.remove(&(network.to_owned(), name.to_owned()));
-        self.save();
-        e
-    }
-
-    fn save(&self) {
-        let Some(path) = &self.path else { return };
-        let entries: Vec<&Entry> = self.entries.values().collect();
-        let Ok(bytes) = serde_json::to_vec_pretty(&entries) else {
-            return;
-        };
-        let tmp = path.with_extension("json.tmp");
-        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
-            tracing::error!(path = %path.display(), error = %e, "cannot write the endpoint registry");
+    /// Records `e` on disk, then here.
+    pub async fn insert(&mut self, e: Entry) -> Result<(), StoreError> {
+        if let Some(r) = &self.records {
+            r.put(&[&e.network, &e.name], &e).await?;
         }
+        self.entries.insert((e.network.clone(), e.name.clone()), e);
+        Ok(())
+    }
+
+    /// Forgets an endpoint on disk, then here.
+    pub async fn remove(&mut self, network: &str, name: &str) -> Result<Option<Entry>, StoreError> {
+        if let Some(r) = &self.records {
+            r.remove(&[network, name]).await?;
+        }
+        Ok(self.entries.remove(&(network.to_owned(), name.to_owned())))
     }
 }

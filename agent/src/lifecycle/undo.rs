@@ -1,5 +1,6 @@
-//! Undo steps for multi-step changes: a change that fails half way leaves
-//! nothing behind.
+//! Rollback of multi-step changes in memory: a change that fails half way
+//! leaves nothing behind. (The journaled undo of a transaction's steps is
+//! `txn::JournalStep`; this one lives only as long as one request.)
 
 use std::{future::Future, pin::Pin};
 
@@ -7,11 +8,11 @@ type Step = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Steps that reverse what has been done so far, run newest first.
 #[derive(Default)]
-pub struct Undo {
+pub struct Rollback {
     steps: Vec<(String, Step)>,
 }
 
-impl std::fmt::Debug for Undo {
+impl std::fmt::Debug for Rollback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
             .entries(self.steps.iter().map(|(d, _)| d))
@@ -19,7 +20,7 @@ impl std::fmt::Debug for Undo {
     }
 }
 
-impl Undo {
+impl Rollback {
     /// Records how to reverse a step that just succeeded.
     pub fn push(
         &mut self,
@@ -29,7 +30,7 @@ impl Undo {
         self.steps.push((what.into(), Box::pin(step)));
     }
 
-    /// Reverses everything, newest first. Undo steps log their own failures:
+    /// Reverses everything, newest first. The steps log their own failures:
     /// the original error is what the caller reports.
     pub async fn run(mut self) {
         while let Some((what, step)) = self.steps.pop() {

@@ -9,7 +9,7 @@ pub const MIN_MTU: u32 = 68;
 
 /// A macvlan endpoint to create: what `docker run --network mac_net10
 /// --ip 172.16.10.10` sets up, stated in full.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointSpec {
     pub network: ObjName,
     pub name: ObjName,
@@ -36,7 +36,7 @@ impl EndpointSpec {
 }
 
 /// A host-access link to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostAccessSpec {
     pub network: ObjName,
     pub parent: IfName,

@@ -89,6 +89,14 @@ impl Serialize for IfName {
     }
 }
 
+/// Read back through [`IfName::parse`]: a stored name is checked again.
+impl<'de> serde::Deserialize<'de> for IfName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse("name", &s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,7 +74,7 @@ impl OperState {
 
 /// Macvlan mode. There is deliberately no default: the kernel's own default
 /// when none is sent is VEPA, which surprises almost everyone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MacvlanMode {
     Private,
@@ -105,7 +105,7 @@ impl MacvlanMode {
 }
 
 /// VLAN tag protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub enum VlanProtocol {
     #[serde(rename = "802.1Q")]
     Ieee8021Q,

@@ -65,6 +65,14 @@ impl Serialize for MacAddr {
     }
 }
 
+/// Read back from the `aa:bb:cc:dd:ee:ff` form it is written in.
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse("mac", &s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,14 @@ impl ObjName {
     }
 }
 
+/// Read back through [`ObjName::parse`]: a stored name is checked again.
+impl<'de> serde::Deserialize<'de> for ObjName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse("name", &s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for ObjName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

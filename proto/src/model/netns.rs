@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::ValidationError;
 
 /// Where an endpoint (or a probe) lives.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetnsRef {
     /// A named namespace under /run/netns (`ip netns add NAME`).

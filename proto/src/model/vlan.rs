@@ -27,6 +27,14 @@ impl VlanId {
     }
 }
 
+/// Read back through [`VlanId::new`]: 0 and 4095 stay refused.
+impl<'de> serde::Deserialize<'de> for VlanId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = u32::deserialize(d)?;
+        Self::new("id", id).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for VlanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
@@ -34,7 +42,7 @@ impl fmt::Display for VlanId {
 }
 
 /// A VLAN sub-interface to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct VlanSpec {
     pub parent: IfName,
     pub id: VlanId,
