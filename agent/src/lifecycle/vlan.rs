@@ -1,6 +1,6 @@
 //! VLAN sub-interfaces.
 
-use linkherd_proto::model::{LinkDetails, LinkKind, Owner, VlanSpec, VlanState};
+use linkherd_proto::model::{Interface, LinkDetails, LinkKind, Owner, VlanSpec, VlanState};
 
 use super::{Lifecycle, Outcome};
 use crate::{
@@ -8,7 +8,7 @@ use crate::{
     net::{NetError, NewLink, NewLinkKind},
 };
 
-fn state_of(link: &linkherd_proto::model::Interface) -> Option<VlanState> {
+fn state_of(link: &Interface) -> Option<VlanState> {
     let Some(LinkDetails::Vlan {
         id,
         protocol,
@@ -72,30 +72,7 @@ impl Lifecycle {
                 ))),
             };
         }
-        if let Some(twin) = links.iter().find(|l| {
-            l.parent_index == parent.index
-                && matches!(l.details, Some(LinkDetails::Vlan { id, protocol, .. }) if id == spec.id.get() && protocol == spec.protocol)
-        }) {
-            return Err(Error::Exists(format!(
-                "VLAN {} already exists on {} as {}; use that name or delete it first",
-                spec.id, spec.parent, twin.name
-            )));
-        }
-        if let Some(m) = spec.mtu.filter(|m| *m > parent.mtu) {
-            return Err(linkherd_proto::model::ValidationError::new(
-                "mtu",
-                m.to_string(),
-                format!(
-                    "is above the MTU of parent {} ({})",
-                    parent.name, parent.mtu
-                ),
-                format!(
-                    "use at most {}, or raise the parent's MTU first",
-                    parent.mtu
-                ),
-            )
-            .into());
-        }
+        check_new_vlan(spec, &parent, &links)?;
         let new = NewLink {
             name: spec.name.clone(),
             kind: NewLinkKind::Vlan {
@@ -184,7 +161,7 @@ impl Lifecycle {
 }
 
 /// "a veth", "VLAN 20 on eth0", "a macvlan" — for messages.
-pub(super) fn describe(l: &linkherd_proto::model::Interface) -> String {
+pub(super) fn describe(l: &Interface) -> String {
     match (&l.details, l.kind) {
         (Some(LinkDetails::Vlan { id, protocol, .. }), _) => format!(
             "VLAN {} {id} on {}",
@@ -202,4 +179,34 @@ pub(super) fn describe(l: &linkherd_proto::model::Interface) -> String {
             }
         ),
     }
+}
+
+/// A VLAN that does not exist yet may still be refused: the same id already
+/// on the parent under another name, or an MTU above the parent's.
+fn check_new_vlan(spec: &VlanSpec, parent: &Interface, links: &[Interface]) -> Result<(), Error> {
+    if let Some(twin) = links.iter().find(|l| {
+            l.parent_index == parent.index
+                && matches!(l.details, Some(LinkDetails::Vlan { id, protocol, .. }) if id == spec.id.get() && protocol == spec.protocol)
+        }) {
+            return Err(Error::Exists(format!(
+                "VLAN {} already exists on {} as {}; use that name or delete it first",
+                spec.id, spec.parent, twin.name
+            )));
+        }
+    if let Some(m) = spec.mtu.filter(|m| *m > parent.mtu) {
+        return Err(linkherd_proto::model::ValidationError::new(
+            "mtu",
+            m.to_string(),
+            format!(
+                "is above the MTU of parent {} ({})",
+                parent.name, parent.mtu
+            ),
+            format!(
+                "use at most {}, or raise the parent's MTU first",
+                parent.mtu
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }

@@ -425,6 +425,49 @@ fn demo_vlan_refusal(ctl: &Ctl) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the tail of every host's log of the lab in `dir`, if there is one.
+fn print_logs(dir: &Path) {
+    if let Ok(Some(state)) = LabState::load(&dir.canonicalize().unwrap_or(dir.to_owned())) {
+        for h in &state.hosts {
+            eprintln!("--- {} log (tail)\n{}", h.name, lab::tail(&h.log, 15));
+        }
+    }
+}
+
+/// The main job: the document's first scenario on a netns lab in `dir`,
+/// then its VLAN scenario on a second lab (netns when this kernel has
+/// 802.1Q, QEMU guests otherwise). Logs are printed and the labs taken
+/// down on failure, and on success unless `keep`.
+async fn run_demo(dir: &Path, keep: bool) -> anyhow::Result<()> {
+    let mut res = demo(dir).await;
+    if res.is_ok() {
+        let vlan_dir = dir.with_file_name(format!(
+            "{}-vlan",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("lab")
+        ));
+        let vres = demo_vlan(&vlan_dir, lab::Backend::auto()).await;
+        if vres.is_err() {
+            print_logs(&vlan_dir);
+        }
+        if !keep || vres.is_err() {
+            lab::down(&vlan_dir)?;
+        }
+        res = vres;
+        if res.is_ok() {
+            println!("\ndemo passed");
+        }
+    }
+    if res.is_err() {
+        print_logs(dir);
+    }
+    if !keep || res.is_err() {
+        let t = Instant::now();
+        lab::down(dir)?;
+        println!("lab down in {:.2} s", t.elapsed().as_secs_f64());
+    }
+    res
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
@@ -472,46 +515,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             std::fs::write(&port_file, listener.local_addr()?.port().to_string())?;
             lab::vm::hub::serve(listener, &pcap)?;
         }
-        Cmd::Demo { dir, keep } => {
-            let mut res = demo(&dir).await;
-            if res.is_ok() {
-                // The document's second scenario needs 802.1Q: on this kernel
-                // when it has it, else on QEMU guests with one that does.
-                let vlan_dir = dir.with_file_name(format!(
-                    "{}-vlan",
-                    dir.file_name().and_then(|n| n.to_str()).unwrap_or("lab")
-                ));
-                let vres = demo_vlan(&vlan_dir, lab::Backend::auto()).await;
-                if vres.is_err()
-                    && let Ok(Some(state)) =
-                        LabState::load(&vlan_dir.canonicalize().unwrap_or(vlan_dir.clone()))
-                {
-                    for h in &state.hosts {
-                        eprintln!("--- {} log (tail)\n{}", h.name, lab::tail(&h.log, 15));
-                    }
-                }
-                if !keep || vres.is_err() {
-                    lab::down(&vlan_dir)?;
-                }
-                res = vres;
-                if res.is_ok() {
-                    println!("\ndemo passed");
-                }
-            }
-            if res.is_err()
-                && let Ok(Some(state)) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))
-            {
-                for h in &state.hosts {
-                    eprintln!("--- {} agent log (tail)\n{}", h.name, lab::tail(&h.log, 15));
-                }
-            }
-            if !keep || res.is_err() {
-                let t = Instant::now();
-                lab::down(&dir)?;
-                println!("lab down in {:.2} s", t.elapsed().as_secs_f64());
-            }
-            res?;
-        }
+        Cmd::Demo { dir, keep } => run_demo(&dir, keep).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

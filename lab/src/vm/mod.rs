@@ -140,50 +140,8 @@ pub async fn up(dir: &Path, hosts: &[HostSpec]) -> Result<LabState, LabError> {
             &work,
             &initrd,
         )?;
-        let n = h.vm_index.unwrap_or(0) + 1;
-        let port = h.agent_url.rsplit(':').next().unwrap_or("0").to_owned();
-        let pid = spawn_detached(
-            Command::new(&assets.qemu)
-                .args([
-                    "-accel",
-                    "tcg",
-                    "-cpu",
-                    "max",
-                    "-m",
-                    "384",
-                    "-smp",
-                    "1",
-                    "-nodefaults",
-                ])
-                .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-                .arg("-serial")
-                .arg(format!("file:{}", h.log.display()))
-                .arg("-kernel")
-                .arg(&assets.kernel)
-                .arg("-initrd")
-                .arg(&initrd)
-                .arg("-append")
-                .arg(format!(
-                    "console=ttyS0 quiet panic=-1 lh.name={} lh.nic={}",
-                    h.name, h.nic
-                ))
-                .arg("-netdev")
-                .arg(format!("socket,id=data,connect=127.0.0.1:{hub_port}"))
-                .arg("-device")
-                .arg(format!(
-                    "virtio-net-pci,netdev=data,mac=52:54:00:10:00:{n:02x}"
-                ))
-                .arg("-netdev")
-                .arg(format!(
-                    "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:7443"
-                ))
-                .arg("-device")
-                .arg(format!(
-                    "virtio-net-pci,netdev=mgmt,mac=52:54:00:20:00:{n:02x}"
-                )),
-            &hdir.join("qemu.log"),
-        )?;
-        h.pid = Some(pid);
+        let mut qemu = guest_command(&assets, h, &initrd, hub_port);
+        h.pid = Some(spawn_detached(&mut qemu, &hdir.join("qemu.log"))?);
     }
     state.save()?;
     for h in &state.hosts {
@@ -191,6 +149,53 @@ pub async fn up(dir: &Path, hosts: &[HostSpec]) -> Result<LabState, LabError> {
     }
     write_ctl_config(&state)?;
     Ok(state)
+}
+
+/// The QEMU command line of one guest: TCG, the lab's kernel and this
+/// host's initramfs, a data NIC on the hub's wire and a management NIC whose
+/// user network only forwards the agent's port from loopback.
+fn guest_command(assets: &assets::Assets, h: &HostState, initrd: &Path, hub_port: u16) -> Command {
+    let n = h.vm_index.unwrap_or(0) + 1;
+    let port = h.agent_url.rsplit(':').next().unwrap_or("0").to_owned();
+    let mut c = Command::new(&assets.qemu);
+    c.args([
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "384",
+        "-smp",
+        "1",
+        "-nodefaults",
+    ])
+    .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+    .arg("-serial")
+    .arg(format!("file:{}", h.log.display()))
+    .arg("-kernel")
+    .arg(&assets.kernel)
+    .arg("-initrd")
+    .arg(initrd)
+    .arg("-append")
+    .arg(format!(
+        "console=ttyS0 quiet panic=-1 lh.name={} lh.nic={}",
+        h.name, h.nic
+    ))
+    .arg("-netdev")
+    .arg(format!("socket,id=data,connect=127.0.0.1:{hub_port}"))
+    .arg("-device")
+    .arg(format!(
+        "virtio-net-pci,netdev=data,mac=52:54:00:10:00:{n:02x}"
+    ))
+    .arg("-netdev")
+    .arg(format!(
+        "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:7443"
+    ))
+    .arg("-device")
+    .arg(format!(
+        "virtio-net-pci,netdev=mgmt,mac=52:54:00:20:00:{n:02x}"
+    ));
+    c
 }
 
 fn cmdline(pid: u32) -> String {

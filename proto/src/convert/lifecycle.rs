@@ -133,15 +133,7 @@ impl TryFrom<pb::CreateMacvlanRequest> for EndpointSpec {
         let network = ObjName::parse(&f("network"), &e.network)?;
         let name = ObjName::parse(&f("name"), &e.name)?;
         let parent = IfName::parse(&f("parent"), &e.parent)?;
-        let mode = pb::MacvlanMode::try_from(e.mode).map_err(|_| {
-            ValidationError::new(
-                f("mode"),
-                e.mode.to_string(),
-                "is not a macvlan mode",
-                "choose bridge, vepa, private, passthru or source",
-            )
-        })?;
-        let mode = MacvlanMode::try_from(mode).map_err(|err| err.within("endpoint"))?;
+        let mode = endpoint_mode(e.mode)?;
         let netns = netns_target(&f("netns"), e.netns)?.ok_or_else(|| {
             ValidationError::new(
                 f("netns"),
@@ -163,20 +155,7 @@ impl TryFrom<pb::CreateMacvlanRequest> for EndpointSpec {
         } else {
             IfName::parse(&f("ifname"), &e.ifname)?
         };
-        let mut addresses: Vec<IpNet> = Vec::new();
-        for a in &e.addresses {
-            let net = parse_cidr(&f("addresses"), a)?;
-            check_host_address(&f("addresses"), &net)?;
-            if addresses.iter().any(|x| x.addr() == net.addr()) {
-                return Err(ValidationError::new(
-                    f("addresses"),
-                    a,
-                    "is given twice",
-                    "list each address once",
-                ));
-            }
-            addresses.push(net);
-        }
+        let addresses = endpoint_addresses(&e.addresses)?;
         let gateway = match e.gateway.as_str() {
             "" => None,
             g => {
@@ -189,22 +168,7 @@ impl TryFrom<pb::CreateMacvlanRequest> for EndpointSpec {
             "" => None,
             m => Some(parse_mac(&f("mac"), m)?),
         };
-        let source_macs = e
-            .source_macs
-            .iter()
-            .map(|m| parse_mac(&f("source_macs"), m))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !source_macs.is_empty() && mode != MacvlanMode::Source {
-            return Err(ValidationError::new(
-                f("source_macs"),
-                e.source_macs.join(","),
-                format!(
-                    "a source MAC list only applies to mode source, not {}",
-                    mode.as_str()
-                ),
-                "drop the list, or use mode source",
-            ));
-        }
+        let source_macs = endpoint_source_macs(&e.source_macs, mode)?;
         Ok(Self {
             network,
             name,
@@ -220,6 +184,66 @@ impl TryFrom<pb::CreateMacvlanRequest> for EndpointSpec {
             source_macs,
         })
     }
+}
+
+/// An endpoint's mode: a known value of the enum, and a mode linkherd
+/// supports.
+fn endpoint_mode(raw: i32) -> Result<MacvlanMode, ValidationError> {
+    let mode = pb::MacvlanMode::try_from(raw).map_err(|_| {
+        ValidationError::new(
+            "endpoint.mode",
+            raw.to_string(),
+            "is not a macvlan mode",
+            "choose bridge, vepa, private, passthru or source",
+        )
+    })?;
+    MacvlanMode::try_from(mode).map_err(|err| err.within("endpoint"))
+}
+
+/// An endpoint's addresses: host addresses, each once. The duplicate check
+/// is a set, so a huge list costs O(n log n), not O(n²).
+fn endpoint_addresses(raw: &[String]) -> Result<Vec<IpNet>, ValidationError> {
+    let field = "endpoint.addresses";
+    let mut seen = std::collections::BTreeSet::new();
+    let mut addresses = Vec::with_capacity(raw.len());
+    for a in raw {
+        let net = parse_cidr(field, a)?;
+        check_host_address(field, &net)?;
+        if !seen.insert(net.addr()) {
+            return Err(ValidationError::new(
+                field,
+                a,
+                "is given twice",
+                "list each address once",
+            ));
+        }
+        addresses.push(net);
+    }
+    Ok(addresses)
+}
+
+/// Source MACs: only for mode source.
+fn endpoint_source_macs(
+    raw: &[String],
+    mode: MacvlanMode,
+) -> Result<Vec<MacAddr>, ValidationError> {
+    let field = "endpoint.source_macs";
+    let macs = raw
+        .iter()
+        .map(|m| parse_mac(field, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !macs.is_empty() && mode != MacvlanMode::Source {
+        return Err(ValidationError::new(
+            field,
+            raw.join(","),
+            format!(
+                "a source MAC list only applies to mode source, not {}",
+                mode.as_str()
+            ),
+            "drop the list, or use mode source",
+        ));
+    }
+    Ok(macs)
 }
 
 impl TryFrom<pb::CreateHostAccessRequest> for HostAccessSpec {
