@@ -91,7 +91,9 @@ fn net_status(err: NetError) -> Status {
         NetError::AlreadyExists { .. } => Status::already_exists(msg),
         NetError::Unsupported { .. } => Status::new(Code::FailedPrecondition, msg),
         NetError::Busy { .. } => Status::new(Code::FailedPrecondition, msg),
-        NetError::PermissionDenied { .. } => Status::permission_denied(msg),
+        // PERMISSION_DENIED means a role refusal; the agent lacking a
+        // capability is a host that must be fixed first.
+        NetError::PermissionDenied { .. } => Status::failed_precondition(msg),
         NetError::Invalid { .. } => Status::invalid_argument(msg),
         NetError::Kernel { .. } | NetError::Io { .. } => {
             tracing::error!(error = %msg, "kernel operation failed");
@@ -133,7 +135,7 @@ mod tests {
             ),
             (
                 NetError::PermissionDenied { op: "x" },
-                Code::PermissionDenied,
+                Code::FailedPrecondition,
             ),
             (
                 NetError::Invalid {

@@ -10,7 +10,6 @@ pub mod context;
 pub mod error;
 pub mod lifecycle;
 pub mod net;
-pub mod probe;
 pub mod promisc;
 pub mod server;
 pub mod service;

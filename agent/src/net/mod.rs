@@ -5,11 +5,13 @@
 //! (services, transactions, leases) is testable without root against
 //! [`fake::FakeKernel`], while [`rtnl::Rtnl`] does the same over netlink. One
 //! contract suite (`agent/tests/contract`) runs against both and keeps the fake
-//! honest.
+//! honest. The probes ([`probe`]: ARP, ICMP, TCP from inside a namespace)
+//! live here too: they are the other code that opens sockets in the kernel.
 
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod netns;
+pub mod probe;
 pub mod rtnl;
 
 use std::{
@@ -38,7 +40,12 @@ pub enum NetError {
     /// EBUSY: the device is in use in a way that forbids the change.
     #[error("{op}: device busy: {detail}")]
     Busy { op: &'static str, detail: String },
-    #[error("{op}: permission denied (the agent needs CAP_NET_ADMIN)")]
+    /// EPERM / EACCES from the kernel: the agent itself lacks a privilege —
+    /// never the caller's role, which the auth layer decides.
+    #[error(
+        "{op}: the kernel refused the agent (EPERM): run linkherd-agent as root or with \
+         CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_NET_RAW (see deploy/systemd/linkherd-agent.service)"
+    )]
     PermissionDenied { op: &'static str },
     /// EINVAL / ERANGE: the kernel rejected a value.
     #[error("{op}: rejected by the kernel: {detail}")]
