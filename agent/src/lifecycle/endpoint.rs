@@ -211,10 +211,35 @@ impl Lifecycle {
         reg: &mut Registry,
         undo: &mut Rollback,
     ) -> Result<(EndpointState, Outcome), Error> {
-        // 1. The namespace.
-        let mut netns_created = false;
-        let ops = match self.ns_ops(&spec.netns).await {
-            Ok(ops) => ops,
+        let (ops, netns_created) = self.endpoint_netns(spec, undo).await?;
+        match ops.link(&spec.ifname).await {
+            Ok(existing) => return self.existing_endpoint(spec, &existing, &ops, reg).await,
+            Err(NetError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (parent, parent_created) = self.endpoint_parent(spec, undo).await?;
+        self.check_parent(spec, &parent, reg).await?;
+        let link = self.add_endpoint_link(spec, &parent, &ops, undo).await?;
+        self.configure_endpoint(spec, &parent, ops.as_ref(), &link)
+            .await?;
+        let entry = self.entry(spec, parent_created, netns_created);
+        reg.insert(entry.clone()).await?;
+        let state = self.observe(&entry).await?.ok_or_else(|| {
+            Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
+        })?;
+        Ok((state, Outcome::Created))
+    }
+
+    /// The endpoint's namespace, created (with its loopback up, as
+    /// containers expect) when the spec asks for a named one that does not
+    /// exist yet; the bool says whether it was created.
+    async fn endpoint_netns(
+        &self,
+        spec: &EndpointSpec,
+        undo: &mut Rollback,
+    ) -> Result<(Arc<dyn NetOps>, bool), Error> {
+        match self.ns_ops(&spec.netns).await {
+            Ok(ops) => Ok((ops, false)),
             Err(Error::NotFound(_)) if spec.create_netns => {
                 let NetnsRef::Named(name) = &spec.netns else {
                     // Validation only allows create_netns with a name.
@@ -230,102 +255,111 @@ impl Lifecycle {
                         tracing::error!(error = %e, "undo: cannot delete netns");
                     }
                 });
-                netns_created = true;
                 let ops = self.ns_ops(&spec.netns).await?;
-                // A fresh namespace's loopback is down; containers expect it up.
                 ops.set_up(1, true).await?;
-                ops
+                Ok((ops, true))
             }
-            Err(e) => return Err(e),
-        };
+            Err(e) => Err(e),
+        }
+    }
 
-        // 2. The interface name inside it.
-        match ops.link(&spec.ifname).await {
-            Ok(existing) => {
-                let mine = Owner::endpoint(&spec.network, &spec.name);
-                if existing.alias.as_deref().and_then(Owner::parse).as_ref() != Some(&mine) {
-                    return Err(Error::Exists(format!(
-                        "interface {} already exists in {} ({}) and is not endpoint {}/{}; choose another --ifname",
-                        spec.ifname,
-                        spec.netns,
-                        describe(&existing),
-                        spec.network,
-                        spec.name
-                    )));
-                }
-                let diffs = self.differences(spec, &existing, ops.as_ref()).await?;
-                if !diffs.is_empty() {
-                    return Err(Error::Exists(format!(
-                        "endpoint {}/{} exists with different settings: {}; delete it first to change them",
-                        spec.network,
-                        spec.name,
-                        diffs.join(", ")
-                    )));
-                }
-                if reg.get(spec.network.as_str(), spec.name.as_str()).is_none() {
-                    reg.insert(self.entry(spec, false, false)).await?;
-                }
-                let entry = reg.get(spec.network.as_str(), spec.name.as_str()).cloned();
-                let state = match entry {
-                    Some(e) => self.observe(&e).await?,
-                    None => None,
-                };
-                return state.map(|s| (s, Outcome::Unchanged)).ok_or_else(|| {
-                    Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
-                });
+    /// The interface name is taken inside the namespace: by this very
+    /// endpoint with the same settings (unchanged, and recorded if it was
+    /// not), or by anything else (refused, naming it).
+    async fn existing_endpoint(
+        &self,
+        spec: &EndpointSpec,
+        existing: &Interface,
+        ops: &Arc<dyn NetOps>,
+        reg: &mut Registry,
+    ) -> Result<(EndpointState, Outcome), Error> {
+        let mine = Owner::endpoint(&spec.network, &spec.name);
+        if existing.alias.as_deref().and_then(Owner::parse).as_ref() != Some(&mine) {
+            return Err(Error::Exists(format!(
+                "interface {} already exists in {} ({}) and is not endpoint {}/{}; choose another --ifname",
+                spec.ifname,
+                spec.netns,
+                describe(existing),
+                spec.network,
+                spec.name
+            )));
+        }
+        let diffs = self.differences(spec, existing, ops.as_ref()).await?;
+        if !diffs.is_empty() {
+            return Err(Error::Exists(format!(
+                "endpoint {}/{} exists with different settings: {}; delete it first to change them",
+                spec.network,
+                spec.name,
+                diffs.join(", ")
+            )));
+        }
+        if reg.get(spec.network.as_str(), spec.name.as_str()).is_none() {
+            reg.insert(self.entry(spec, false, false)).await?;
+        }
+        let entry = reg.get(spec.network.as_str(), spec.name.as_str()).cloned();
+        let state = match entry {
+            Some(e) => self.observe(&e).await?,
+            None => None,
+        };
+        state.map(|s| (s, Outcome::Unchanged)).ok_or_else(|| {
+            Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
+        })
+    }
+
+    /// The parent link, created when it is a missing VLAN `X.<id>` of an
+    /// existing `X`; the bool says whether this network owns it (made it
+    /// now, or an earlier endpoint of the network did — it goes with the
+    /// network's last endpoint).
+    async fn endpoint_parent(
+        &self,
+        spec: &EndpointSpec,
+        undo: &mut Rollback,
+    ) -> Result<(Interface, bool), Error> {
+        let auto_owner = Owner::AutoVlan {
+            network: spec.network.to_string(),
+        };
+        match self.net.link(&spec.parent).await {
+            Ok(_) => {
+                let p = self.parent(&spec.parent, "parent").await?;
+                let auto = p.alias.as_deref().and_then(Owner::parse) == Some(auto_owner);
+                return Ok((p, auto));
             }
             Err(NetError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-
-        // 3. The parent, created when it is a missing VLAN "X.<id>".
-        let (parent, parent_created) = match self.net.link(&spec.parent).await {
-            Ok(_) => {
-                let p = self.parent(&spec.parent, "parent").await?;
-                // Another endpoint of this network had it created: it goes
-                // with the network's last endpoint, whichever that is.
-                let auto = p.alias.as_deref().and_then(Owner::parse)
-                    == Some(Owner::AutoVlan {
-                        network: spec.network.to_string(),
-                    });
-                (p, auto)
-            }
-            Err(NetError::NotFound { .. }) => match split_vlan_name(&spec.parent) {
-                Some((base, id)) if self.net.link(&base).await.is_ok() => {
-                    self.require_vlan().await?;
-                    let vlan = VlanSpec {
-                        parent: base,
-                        id,
-                        protocol: VlanProtocol::Ieee8021Q,
-                        name: spec.parent.clone(),
-                        mtu: None,
-                    };
-                    let owner = Owner::AutoVlan {
-                        network: spec.network.to_string(),
-                    };
-                    self.create_vlan_locked(&vlan, owner).await?;
-                    let (net, name) = (self.net.clone(), spec.parent.clone());
-                    undo.push(format!("delete vlan {name}"), async move {
-                        if let Ok(l) = net.link(&name).await {
-                            let _ = net.del_link(l.index).await;
-                        }
-                    });
-                    (self.parent(&spec.parent, "parent").await?, true)
-                }
-                _ => {
-                    return Err(Error::NotFound(format!(
-                        "parent interface {:?} not found on this host",
-                        spec.parent.as_str()
-                    )));
-                }
-            },
-            Err(e) => return Err(e.into()),
+        let Some((base, id)) = split_vlan_name(&spec.parent) else {
+            return Err(parent_not_found(spec));
         };
-        self.check_parent(spec, &parent, reg).await?;
+        if self.net.link(&base).await.is_err() {
+            return Err(parent_not_found(spec));
+        }
+        self.require_vlan().await?;
+        let vlan = VlanSpec {
+            parent: base,
+            id,
+            protocol: VlanProtocol::Ieee8021Q,
+            name: spec.parent.clone(),
+            mtu: None,
+        };
+        self.create_vlan_locked(&vlan, auto_owner).await?;
+        let (net, name) = (self.net.clone(), spec.parent.clone());
+        undo.push(format!("delete vlan {name}"), async move {
+            if let Ok(l) = net.link(&name).await {
+                let _ = net.del_link(l.index).await;
+            }
+        });
+        Ok((self.parent(&spec.parent, "parent").await?, true))
+    }
 
-        // 4. The macvlan, created directly inside the namespace.
-        let file = self.ns_file(&spec.netns);
-        let mac = spec.effective_mac();
+    /// The macvlan, created directly inside the namespace with its MAC,
+    /// mark and group in one request.
+    async fn add_endpoint_link(
+        &self,
+        spec: &EndpointSpec,
+        parent: &Interface,
+        ops: &Arc<dyn NetOps>,
+        undo: &mut Rollback,
+    ) -> Result<Interface, Error> {
         let new = NewLink {
             name: spec.ifname.clone(),
             kind: NewLinkKind::Macvlan {
@@ -334,46 +368,49 @@ impl Lifecycle {
                 source_macs: spec.source_macs.clone(),
             },
             mtu: spec.mtu,
-            mac: Some(mac),
+            mac: Some(spec.effective_mac()),
             alias: Owner::endpoint(&spec.network, &spec.name).to_string(),
             group: group_of(spec.network.as_str()),
-            target: Some(file),
+            target: Some(self.ns_file(&spec.netns)),
         };
         self.net
             .add_link(&new)
             .await
-            .map_err(|e| explain_parent_error(e, spec, &parent))?;
+            .map_err(|e| explain_parent_error(e, spec, parent))?;
         let (inside, ifname) = (ops.clone(), spec.ifname.clone());
         undo.push(format!("delete {ifname} in {}", spec.netns), async move {
             if let Ok(l) = inside.link(&ifname).await {
                 let _ = inside.del_link(l.index).await;
             }
         });
-        let link = ops.link(&spec.ifname).await?;
+        Ok(ops.link(&spec.ifname).await?)
+    }
 
-        // 5. Addresses, announcements, up, default route.
+    /// Addresses, announcements, up, default route.
+    async fn configure_endpoint(
+        &self,
+        spec: &EndpointSpec,
+        parent: &Interface,
+        ops: &dyn NetOps,
+        link: &Interface,
+    ) -> Result<(), Error> {
         ops.enable_announce(&spec.ifname).await?;
         for a in &spec.addresses {
             ops.add_address(link.index, *a).await?;
         }
         ops.set_up(link.index, true).await.map_err(|e| match e {
             NetError::Busy { .. } => Error::Precondition(format!(
-                "MAC {mac} is already in use on parent {} by another macvlan; give the endpoint another MAC",
+                "MAC {} is already in use on parent {} by another macvlan; give the endpoint another MAC",
+                spec.effective_mac(),
                 parent.name
             )),
             e => e.into(),
         })?;
         if let Some(gw) = spec.gateway {
-            self.add_default_route(ops.as_ref(), &spec.netns, gw, link.index)
+            self.add_default_route(ops, &spec.netns, gw, link.index)
                 .await?;
         }
-
-        let entry = self.entry(spec, parent_created, netns_created);
-        reg.insert(entry.clone()).await?;
-        let state = self.observe(&entry).await?.ok_or_else(|| {
-            Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
-        })?;
-        Ok((state, Outcome::Created))
+        Ok(())
     }
 
     fn entry(&self, spec: &EndpointSpec, parent_created: bool, netns_created: bool) -> Entry {
@@ -826,4 +863,12 @@ fn explain_parent_error(e: NetError, spec: &EndpointSpec, parent: &Interface) ->
         )),
         e => e.into(),
     }
+}
+
+/// A parent that is neither a link nor a VLAN of one.
+fn parent_not_found(spec: &EndpointSpec) -> Error {
+    Error::NotFound(format!(
+        "parent interface {:?} not found on this host",
+        spec.parent.as_str()
+    ))
 }

@@ -68,76 +68,10 @@ impl Lifecycle {
             l.name == spec.name.as_str()
                 || l.alias.as_deref().and_then(Owner::parse).as_ref() == Some(&mine)
         }) {
-            let state = self.host_access_state(existing).await?;
-            let same = state.as_ref().is_some_and(|s| {
-                s.network == spec.network.as_str()
-                    && existing.parent_index == parent.index
-                    && s.addresses.iter().collect::<BTreeSet<_>>()
-                        == spec.addresses.iter().collect()
-                    && s.routes.iter().collect::<BTreeSet<_>>() == spec.routes.iter().collect()
-            });
-            return match (same, state) {
-                (true, Some(s)) => Ok((s, Outcome::Unchanged)),
-                _ => Err(Error::Exists(format!(
-                    "{} already exists ({}{}) and differs from the request; delete it first",
-                    existing.name,
-                    describe(existing),
-                    existing
-                        .alias
-                        .as_deref()
-                        .map(|a| format!(", alias {a:?}"))
-                        .unwrap_or_default()
-                ))),
-            };
+            return self.existing_host_access(spec, existing, &parent).await;
         }
         let mut undo = Rollback::default();
-        let res = async {
-            self.net
-                .add_link(&NewLink {
-                    name: spec.name.clone(),
-                    kind: NewLinkKind::Macvlan {
-                        parent_index: parent.index,
-                        mode: MacvlanMode::Bridge,
-                        source_macs: Vec::new(),
-                    },
-                    mtu: None,
-                    mac: Some(spec.mac()),
-                    alias: mine.to_string(),
-                    group: 0,
-                    target: None,
-                })
-                .await?;
-            let link = self.net.link(&spec.name).await?;
-            let (net, index) = (self.net.clone(), link.index);
-            undo.push(format!("delete {}", spec.name), async move {
-                let _ = net.del_link(index).await;
-            });
-            for a in &spec.addresses {
-                self.net.add_address(link.index, *a).await?;
-            }
-            self.net.set_up(link.index, true).await?;
-            for dest in &spec.routes {
-                self.net
-                    .add_route(&Route {
-                        dest: *dest,
-                        gateway: None,
-                        index: link.index,
-                    })
-                    .await
-                    .map_err(|e| match e {
-                        NetError::AlreadyExists { .. } => Error::Exists(format!(
-                            "the host already has a route to {dest}; host access cannot take it over"
-                        )),
-                        e => e.into(),
-                    })?;
-            }
-            let link = self.net.link_by_index(link.index).await?;
-            self.host_access_state(&link)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("{} lost its alias", spec.name)))
-        }
-        .await;
-        match res {
+        match self.add_host_access(spec, &parent, &mine, &mut undo).await {
             Ok(s) => {
                 undo.commit();
                 Ok((s, Outcome::Created))
@@ -147,6 +81,91 @@ impl Lifecycle {
                 Err(e)
             }
         }
+    }
+
+    /// The name or the mark is taken: by this very host access with the
+    /// same settings (unchanged), or by something else (refused, naming it).
+    async fn existing_host_access(
+        &self,
+        spec: &HostAccessSpec,
+        existing: &Interface,
+        parent: &Interface,
+    ) -> Result<(HostAccessState, Outcome), Error> {
+        let state = self.host_access_state(existing).await?;
+        let same = state.as_ref().is_some_and(|s| {
+            s.network == spec.network.as_str()
+                && existing.parent_index == parent.index
+                && s.addresses.iter().collect::<BTreeSet<_>>() == spec.addresses.iter().collect()
+                && s.routes.iter().collect::<BTreeSet<_>>() == spec.routes.iter().collect()
+        });
+        match (same, state) {
+            (true, Some(s)) => Ok((s, Outcome::Unchanged)),
+            _ => Err(Error::Exists(format!(
+                "{} already exists ({}{}) and differs from the request; delete it first",
+                existing.name,
+                describe(existing),
+                existing
+                    .alias
+                    .as_deref()
+                    .map(|a| format!(", alias {a:?}"))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// The link (bridge mode, on the host side of the parent), its
+    /// addresses, up, and a route per destination; each step's undo goes on
+    /// `undo`.
+    async fn add_host_access(
+        &self,
+        spec: &HostAccessSpec,
+        parent: &Interface,
+        mine: &Owner,
+        undo: &mut Rollback,
+    ) -> Result<HostAccessState, Error> {
+        self.net
+            .add_link(&NewLink {
+                name: spec.name.clone(),
+                kind: NewLinkKind::Macvlan {
+                    parent_index: parent.index,
+                    mode: MacvlanMode::Bridge,
+                    source_macs: Vec::new(),
+                },
+                mtu: None,
+                mac: Some(spec.mac()),
+                alias: mine.to_string(),
+                group: 0,
+                target: None,
+            })
+            .await?;
+        let link = self.net.link(&spec.name).await?;
+        let (net, index) = (self.net.clone(), link.index);
+        undo.push(format!("delete {}", spec.name), async move {
+            let _ = net.del_link(index).await;
+        });
+        for a in &spec.addresses {
+            self.net.add_address(link.index, *a).await?;
+        }
+        self.net.set_up(link.index, true).await?;
+        for dest in &spec.routes {
+            self.net
+                .add_route(&Route {
+                    dest: *dest,
+                    gateway: None,
+                    index: link.index,
+                })
+                .await
+                .map_err(|e| match e {
+                    NetError::AlreadyExists { .. } => Error::Exists(format!(
+                        "the host already has a route to {dest}; host access cannot take it over"
+                    )),
+                    e => e.into(),
+                })?;
+        }
+        let link = self.net.link_by_index(link.index).await?;
+        self.host_access_state(&link)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("{} lost its alias", spec.name)))
     }
 
     pub async fn delete_host_access(&self, network: &ObjName) -> Result<Outcome, Error> {
