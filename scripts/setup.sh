@@ -28,3 +28,12 @@ for comp in rustfmt clippy; do
     rustup component add "$comp"
   fi
 done
+# The dependency checks in scripts/test.sh: unused dependencies
+# (cargo-machete) and bans, licenses and sources (cargo-deny), built from
+# their crates once and kept in ~/.cargo/bin.
+for tool in cargo-machete cargo-deny; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "setup: building $tool (once)" >&2
+    cargo install --locked --quiet "$tool"
+  fi
+done
