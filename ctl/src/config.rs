@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{client::Target, output::Format};
+use crate::{
+    client::{Target, TargetError, Targets},
+    output::Format,
+};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,8 +73,8 @@ pub enum ConfigError {
          with --host NAME"
     )]
     NoAgent,
-    #[error("{0}")]
-    Target(String),
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 impl CtlConfig {
@@ -118,49 +121,106 @@ impl Selection {
     /// Resolves flags + config into a connection target. Flags win over the
     /// host entry, which wins over the config defaults.
     pub fn resolve(&self) -> Result<(Target, Option<Format>), ConfigError> {
-        let cfg = self.config.as_deref().map(CtlConfig::load).transpose()?;
-        let defaults = cfg.as_ref().map(|c| c.defaults.clone()).unwrap_or_default();
-        let host = match (&self.host, &cfg, &self.config) {
-            (Some(name), Some(cfg), Some(path)) => Some(
-                cfg.hosts
-                    .iter()
-                    .find(|h| &h.name == name)
-                    .cloned()
-                    .ok_or_else(|| ConfigError::UnknownHost {
-                        name: name.clone(),
-                        path: path.clone(),
-                        known: cfg
-                            .hosts
-                            .iter()
-                            .map(|h| h.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })?,
-            ),
-            (Some(name), _, _) => return Err(ConfigError::HostWithoutConfig(name.clone())),
-            // One host in the file and no --agent: that host is meant.
-            (None, Some(cfg), _) if self.agent.is_none() && cfg.hosts.len() == 1 => {
-                cfg.hosts.first().cloned()
-            }
-            _ => None,
-        };
+        let cfg = self.load()?;
+        let host = self.entry(cfg.as_ref())?;
         let agent = self
             .agent
             .clone()
-            .or_else(|| host.as_ref().map(|h| h.agent.clone()))
+            .or_else(|| host.map(|h| h.agent.clone()))
             .ok_or(ConfigError::NoAgent)?;
-        let pick = |flag: &Option<PathBuf>, h: Option<&PathBuf>, d: &Option<PathBuf>| {
-            flag.clone().or_else(|| h.cloned()).or_else(|| d.clone())
+        let target = self.target_with(cfg.as_ref(), &agent, host)?;
+        Ok((target, cfg.and_then(|c| c.defaults.output)))
+    }
+
+    /// The config file named by `--config`, if any.
+    pub fn load(&self) -> Result<Option<CtlConfig>, ConfigError> {
+        self.config.as_deref().map(CtlConfig::load).transpose()
+    }
+
+    /// The host entry `--host` names; with no `--host` and no `--agent`, the
+    /// only host of the file (that host is meant).
+    fn entry<'a>(&self, cfg: Option<&'a CtlConfig>) -> Result<Option<&'a HostEntry>, ConfigError> {
+        match (&self.host, cfg, &self.config) {
+            (Some(name), Some(cfg), Some(path)) => cfg
+                .hosts
+                .iter()
+                .find(|h| &h.name == name)
+                .map(Some)
+                .ok_or_else(|| ConfigError::UnknownHost {
+                    name: name.clone(),
+                    path: path.clone(),
+                    known: cfg
+                        .hosts
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+            (Some(name), _, _) => Err(ConfigError::HostWithoutConfig(name.clone())),
+            (None, Some(cfg), _) if self.agent.is_none() && cfg.hosts.len() == 1 => {
+                Ok(cfg.hosts.first())
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `agent` with each credential from the flags, else the host entry,
+    /// else the config defaults.
+    fn target_with(
+        &self,
+        cfg: Option<&CtlConfig>,
+        agent: &str,
+        host: Option<&HostEntry>,
+    ) -> Result<Target, TargetError> {
+        let d = cfg.map(|c| &c.defaults);
+        let pick = |flag: &Option<PathBuf>, h: Option<&PathBuf>, d: Option<&PathBuf>| {
+            flag.clone().or_else(|| h.cloned()).or_else(|| d.cloned())
         };
-        let h = host.as_ref();
-        let target = Target::parse(
-            &agent,
-            pick(&self.ca, h.and_then(|h| h.ca.as_ref()), &defaults.ca),
-            pick(&self.cert, h.and_then(|h| h.cert.as_ref()), &defaults.cert),
-            pick(&self.key, h.and_then(|h| h.key.as_ref()), &defaults.key),
+        Target::parse(
+            agent,
+            pick(
+                &self.ca,
+                host.and_then(|h| h.ca.as_ref()),
+                d.and_then(|d| d.ca.as_ref()),
+            ),
+            pick(
+                &self.cert,
+                host.and_then(|h| h.cert.as_ref()),
+                d.and_then(|d| d.cert.as_ref()),
+            ),
+            pick(
+                &self.key,
+                host.and_then(|h| h.key.as_ref()),
+                d.and_then(|d| d.key.as_ref()),
+            ),
         )
-        .map_err(ConfigError::Target)?;
-        Ok((target, defaults.output))
+    }
+}
+
+/// The fleet's hosts as the global flags and the config file reach them:
+/// the spec gives each host's address; credentials come from the flags,
+/// else the config entry of the same name, else the config defaults.
+#[derive(Debug, Clone)]
+pub struct FleetTargets {
+    selection: Selection,
+    config: Option<CtlConfig>,
+}
+
+impl FleetTargets {
+    /// Reads the config file once, for every host.
+    pub fn new(selection: &Selection) -> Result<Self, ConfigError> {
+        Ok(Self {
+            config: selection.load()?,
+            selection: selection.clone(),
+        })
+    }
+}
+
+impl Targets for FleetTargets {
+    fn target(&self, host: &str, address: &str) -> Result<Target, TargetError> {
+        let cfg = self.config.as_ref();
+        let entry = cfg.and_then(|c| c.hosts.iter().find(|h| h.name == host));
+        self.selection.target_with(cfg, address, entry)
     }
 }
 

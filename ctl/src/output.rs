@@ -4,8 +4,6 @@ use comfy_table::{Table, presets::NOTHING};
 use linkherd_proto::model::{Interface, LinkDetails};
 use serde::{Deserialize, Serialize};
 
-use crate::error::CtlError;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -15,18 +13,28 @@ pub enum Format {
     Yaml,
 }
 
+/// A value that could not be written as JSON or YAML.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot write YAML: {0}")]
+    Yaml(#[from] serde_saphyr::ser::Error),
+}
+
 /// Serialises `value` as JSON or YAML; `None` for table output, which the
 /// caller renders itself.
-pub fn structured<T: Serialize>(format: Format, value: &T) -> Result<Option<String>, CtlError> {
+pub fn structured<T: Serialize>(format: Format, value: &T) -> Result<Option<String>, OutputError> {
     match format {
         Format::Table => Ok(None),
-        Format::Json => serde_json::to_string_pretty(value)
-            .map(Some)
-            .map_err(|e| CtlError::Output(e.to_string())),
-        Format::Yaml => serde_yaml_ng::to_string(value)
-            .map(|s| Some(s.trim_end().to_owned()))
-            .map_err(|e| CtlError::Output(e.to_string())),
+        Format::Json => Ok(Some(serde_json::to_string_pretty(value)?)),
+        Format::Yaml => Ok(Some(serde_saphyr::to_string(value)?.trim_end().to_owned())),
     }
+}
+
+/// One JSON document on one line (`watch`: one per event, for `jq`).
+pub fn json_line<T: Serialize>(value: &T) -> Result<String, OutputError> {
+    Ok(serde_json::to_string(value)?)
 }
 
 /// Prints `value` in `format`, using `table` for human output.
@@ -34,7 +42,7 @@ pub fn print<T: Serialize>(
     format: Format,
     value: &T,
     table: impl FnOnce(&T) -> String,
-) -> Result<(), CtlError> {
+) -> Result<(), OutputError> {
     match structured(format, value)? {
         Some(s) => println!("{s}"),
         None => println!("{}", table(value)),
@@ -201,11 +209,29 @@ pub fn interface_detail(i: &Interface) -> String {
     t.to_string()
 }
 
-/// Colour only for a person at a terminal who has not asked for none
-/// (<https://no-color.org>).
-pub fn colour() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+/// `--color`: whether plans are painted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour for a person at a terminal who has not set NO_COLOR.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to paint stdout. `auto` gives colour only to a person at a
+    /// terminal who has not asked for none (<https://no-color.org>).
+    pub fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        }
+    }
 }
 
 #[cfg(test)]

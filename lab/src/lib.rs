@@ -174,7 +174,7 @@ async fn wait_ready(state: &LabState, h: &HostState, timeout: Duration) -> Resul
         Some(pki.join("client-admin.pem")),
         Some(pki.join("client-admin-key.pem")),
     )
-    .map_err(LabError::State)?;
+    .map_err(|e| LabError::State(e.to_string()))?;
     let started = Instant::now();
     while started.elapsed() < timeout {
         if let Ok(ch) = target.connect().await {

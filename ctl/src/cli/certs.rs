@@ -1,13 +1,13 @@
 //! `linkherdctl certs init|issue`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use linkherd_proto::model::Role;
 use serde::Serialize;
 
-use super::Ctx;
-use crate::{certs, error::CtlError, output};
+use super::{CtlError, Ctx, Exit};
+use crate::{certs, output};
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCmd {
@@ -58,14 +58,14 @@ struct Written {
     key: PathBuf,
 }
 
-pub fn run(ctx: &Ctx, cmd: CertsCmd) -> Result<ExitCode, CtlError> {
+pub fn run(ctx: &Ctx, cmd: CertsCmd) -> Result<Exit, CtlError> {
     let issued = match cmd {
         CertsCmd::Init { dir, days, force } => certs::init(&dir, days, force)?,
         CertsCmd::Issue(a) => match (a.agent, a.client, a.role) {
             (Some(agent), _, _) => certs::issue_agent(&a.dir, &agent, &a.san, a.days)?,
             (None, Some(client), Some(role)) => certs::issue_client(&a.dir, &client, role, a.days)?,
             _ => {
-                return Err(CtlError::Output(
+                return Err(CtlError::Usage(
                     "give --agent NAME [--san ...] or --client NAME --role ROLE".into(),
                 ));
             }
@@ -78,5 +78,5 @@ pub fn run(ctx: &Ctx, cmd: CertsCmd) -> Result<ExitCode, CtlError> {
     output::print(ctx.format, &w, |w| {
         format!("wrote {}\nwrote {}", w.cert.display(), w.key.display())
     })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -2,13 +2,17 @@
 //! as the hosts report it — host, addresses, MAC, parent, namespace — and
 //! which ones the fleet does not have (yet).
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::{Ctx, plan::read_fleet};
-use crate::{error::CtlError, output, spec::FleetSpec};
+use super::{CtlError, Ctx, Exit};
+use crate::{
+    fleet::read::{self, HostRead},
+    output,
+    spec::FleetSpec,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum GetCmd {
@@ -33,21 +37,25 @@ struct Row {
     netns: String,
 }
 
-pub async fn run(ctx: &Ctx, cmd: GetCmd) -> Result<ExitCode, CtlError> {
+pub async fn run(ctx: &Ctx, cmd: GetCmd) -> Result<Exit, CtlError> {
     let GetCmd::Endpoints { file } = cmd;
-    let spec = FleetSpec::load(&file).map_err(|e| CtlError::Spec(Box::new(e)))?;
-    let states = read_fleet(ctx, &spec).await?;
+    let spec = FleetSpec::load(&file)?;
+    let hosts = read::read(&spec, &ctx.fleet_targets()?).await.all()?;
+    output::print(ctx.format, &rows(&spec, &hosts), |r| table(r))?;
+    Ok(Exit::Success)
+}
+
+/// Every endpoint of the spec, with what its host has of it.
+fn rows(spec: &FleetSpec, hosts: &BTreeMap<String, HostRead>) -> Vec<Row> {
     let mut rows = Vec::new();
     for (net_name, net) in &spec.networks {
         for (name, decl) in &net.endpoints {
-            let have = states
-                .get(&decl.host)
-                .and_then(|(_, s)| s.owned.as_ref())
-                .and_then(|o| {
-                    o.endpoints
-                        .iter()
-                        .find(|e| e.network == net_name.as_str() && e.name == name.as_str())
-                });
+            let have = hosts.get(&decl.host).and_then(|h| {
+                h.owned
+                    .endpoints
+                    .iter()
+                    .find(|e| e.network == net_name.as_str() && e.name == name.as_str())
+            });
             rows.push(Row {
                 network: net_name.to_string(),
                 endpoint: name.to_string(),
@@ -60,41 +68,42 @@ pub async fn run(ctx: &Ctx, cmd: GetCmd) -> Result<ExitCode, CtlError> {
             });
         }
     }
-    output::print(ctx.format, &rows, |rows| {
-        let mut t = output::table();
-        t.set_header([
-            "NETWORK",
-            "ENDPOINT",
-            "HOST",
-            "ADDRESSES",
-            "MAC",
-            "PARENT",
-            "NETNS",
-        ]);
-        for r in rows {
-            let dash = |s: &str| {
-                if s.is_empty() {
-                    "-".to_owned()
-                } else {
-                    s.to_owned()
-                }
-            };
-            let addrs = if r.present {
-                dash(&r.addresses.join(" "))
-            } else {
-                "(missing)".to_owned()
-            };
-            t.add_row([
-                r.network.clone(),
-                r.endpoint.clone(),
-                r.host.clone(),
-                addrs,
-                dash(&r.mac),
-                dash(&r.parent),
-                r.netns.clone(),
-            ]);
+    rows
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = output::table();
+    t.set_header([
+        "NETWORK",
+        "ENDPOINT",
+        "HOST",
+        "ADDRESSES",
+        "MAC",
+        "PARENT",
+        "NETNS",
+    ]);
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
         }
-        t.to_string()
-    })?;
-    Ok(ExitCode::SUCCESS)
+    };
+    for r in rows {
+        let addrs = if r.present {
+            dash(&r.addresses.join(" "))
+        } else {
+            "(missing)".to_owned()
+        };
+        t.add_row([
+            r.network.clone(),
+            r.endpoint.clone(),
+            r.host.clone(),
+            addrs,
+            dash(&r.mac),
+            dash(&r.parent),
+            r.netns.clone(),
+        ]);
+    }
+    t.to_string()
 }

@@ -1,7 +1,5 @@
 //! `linkherdctl if list|get|watch|up|down|mtu`.
 
-use std::process::ExitCode;
-
 use clap::Subcommand;
 use futures::StreamExt;
 use linkherd_proto::{
@@ -12,11 +10,8 @@ use linkherd_proto::{
 };
 use serde::Serialize;
 
-use super::Ctx;
-use crate::{
-    error::CtlError,
-    output::{self, Format},
-};
+use super::{CtlError, Ctx, Exit};
+use crate::output::{self, Format};
 
 #[derive(Debug, Subcommand)]
 pub enum IfCmd {
@@ -120,7 +115,7 @@ fn watch_text(l: &WatchLine) -> String {
     }
 }
 
-pub async fn run(ctx: &Ctx, cmd: IfCmd) -> Result<ExitCode, CtlError> {
+pub async fn run(ctx: &Ctx, cmd: IfCmd) -> Result<Exit, CtlError> {
     let mut client = InterfaceServiceClient::new(ctx.channel().await?);
     match cmd {
         IfCmd::List => {
@@ -156,11 +151,7 @@ pub async fn run(ctx: &Ctx, cmd: IfCmd) -> Result<ExitCode, CtlError> {
                 let is_sync = line.event == "synced";
                 match ctx.format {
                     // One JSON document per line, for `jq` and friends.
-                    Format::Json => println!(
-                        "{}",
-                        serde_json::to_string(&line)
-                            .map_err(|e| CtlError::Output(e.to_string()))?
-                    ),
+                    Format::Json => println!("{}", output::json_line(&line)?),
                     Format::Yaml => println!(
                         "---\n{}",
                         output::structured(Format::Yaml, &line)?.unwrap_or_default()
@@ -191,7 +182,7 @@ pub async fn run(ctx: &Ctx, cmd: IfCmd) -> Result<ExitCode, CtlError> {
             })?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 async fn set_up(
@@ -225,5 +216,5 @@ pub fn print_changed(
         outcome: outcome_name(outcome),
         interface: decode(iface)?,
     };
-    output::print(ctx.format, &changed, text)
+    Ok(output::print(ctx.format, &changed, text)?)
 }

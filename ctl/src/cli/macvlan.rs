@@ -1,7 +1,5 @@
 //! `linkherdctl macvlan create|delete|list` and `host-access create|delete|list`.
 
-use std::process::ExitCode;
-
 use clap::{Subcommand, ValueEnum};
 use linkherd_proto::{
     model::{EndpointState, HostAccessState},
@@ -9,8 +7,8 @@ use linkherd_proto::{
 };
 use serde::Serialize;
 
-use super::{Ctx, NetnsArgs, iface::outcome_name};
-use crate::{error::CtlError, output};
+use super::{CtlError, Ctx, Exit, NetnsArgs, iface::outcome_name};
+use crate::output;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Mode {
@@ -185,7 +183,7 @@ fn host_access_table(list: &[HostAccessState]) -> String {
     t.to_string()
 }
 
-pub async fn run(ctx: &Ctx, cmd: MacvlanCmd) -> Result<ExitCode, CtlError> {
+pub async fn run(ctx: &Ctx, cmd: MacvlanCmd) -> Result<Exit, CtlError> {
     let mut client = MacvlanServiceClient::new(ctx.channel().await?);
     match cmd {
         MacvlanCmd::Create {
@@ -281,10 +279,10 @@ pub async fn run(ctx: &Ctx, cmd: MacvlanCmd) -> Result<ExitCode, CtlError> {
             output::print(ctx.format, &eps, |e| endpoint_table(e))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub async fn run_host_access(ctx: &Ctx, cmd: HostAccessCmd) -> Result<ExitCode, CtlError> {
+pub async fn run_host_access(ctx: &Ctx, cmd: HostAccessCmd) -> Result<Exit, CtlError> {
     let mut client = MacvlanServiceClient::new(ctx.channel().await?);
     match cmd {
         HostAccessCmd::Create {
@@ -352,5 +350,5 @@ pub async fn run_host_access(ctx: &Ctx, cmd: HostAccessCmd) -> Result<ExitCode, 
             output::print(ctx.format, &list, |l| host_access_table(l))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

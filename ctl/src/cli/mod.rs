@@ -1,29 +1,45 @@
-//! The command line: global connection options and one module per command
-//! group.
+//! The command line: global options, one module per command group, and
+//! printing. It parses, calls the library (the fleet engine, the client,
+//! the CA) and prints what comes back; it decides nothing else.
 
 mod apply;
 mod certs;
+mod diagnose;
+pub mod docs;
+mod error;
+pub mod exit;
 mod get;
 mod host;
 mod iface;
 mod macvlan;
+mod matrix;
 mod plan;
 mod probe;
+mod progress;
 mod promisc;
+mod report;
 mod spec;
 mod vlan;
 
-use std::{path::PathBuf, process::ExitCode};
+pub use error::CtlError;
+pub use exit::Exit;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
 use tonic::transport::Channel;
 
-use crate::{client::Target, config::Selection, error::CtlError, output::Format};
+use crate::{
+    client::Target,
+    config::{ConfigError, FleetTargets, Selection},
+    output::{ColorChoice, Format},
+};
 
 /// linkherdctl: inspect and change linkherd hosts over mTLS gRPC:
-/// interfaces and promiscuous mode, VLANs, macvlan endpoints, probes.
+/// interfaces and promiscuous mode, VLANs, macvlan endpoints, probes; plan,
+/// apply, verify and destroy fleet specs.
 #[derive(Debug, Parser)]
-#[command(name = "linkherdctl", version, about)]
+#[command(name = "linkherdctl", version, about, after_long_help = exit::table())]
 pub struct Cli {
     /// Agent address: https://HOST:PORT (mTLS) or unix:///PATH.
     #[arg(
@@ -66,6 +82,16 @@ pub struct Cli {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, help_heading = "Output")]
     pub output: Option<Format>,
+    /// Colour plans: auto (a terminal, unless NO_COLOR is set), always, never.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = ColorChoice::Auto,
+        value_name = "WHEN",
+        help_heading = "Output"
+    )]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -98,14 +124,7 @@ pub enum Command {
     Certs(certs::CertsCmd),
     /// What applying a fleet spec would change on every host (exit 2 when
     /// there are changes, 0 when none); changes nothing.
-    Plan {
-        /// The fleet spec (YAML).
-        #[arg(short = 'f', long)]
-        file: PathBuf,
-        /// Leave out hosts that do not answer instead of stopping.
-        #[arg(long)]
-        skip_unreachable: bool,
-    },
+    Plan(FleetArgs),
     /// Make the fleet what a spec says: plan, ask, apply on every host as
     /// one commit-confirmed transaction, prove it with probes, then confirm
     /// everywhere or roll back everywhere.
@@ -116,30 +135,22 @@ pub enum Command {
     /// Prove the fleet as it is: every endpoint of the spec present, and the
     /// probes of its `verify` section (matrix printed); changes nothing.
     /// Exit 0 when all holds, 1 otherwise.
-    Verify {
-        /// The fleet spec (YAML).
-        #[arg(short = 'f', long)]
-        file: PathBuf,
-        /// Leave out hosts that do not answer instead of stopping.
-        #[arg(long)]
-        skip_unreachable: bool,
-    },
+    Verify(FleetArgs),
     /// How every host differs from a fleet spec (drift); exit 2 when one
     /// does, 0 when all are in sync.
-    Status {
-        /// The fleet spec (YAML).
-        #[arg(short = 'f', long)]
-        file: PathBuf,
-        /// Leave out hosts that do not answer instead of stopping.
-        #[arg(long)]
-        skip_unreachable: bool,
-    },
+    Status(FleetArgs),
     /// Read a fleet spec's objects from the hosts.
     #[command(subcommand)]
     Get(get::GetCmd),
     /// Fleet specs: check one offline, print the JSON Schema.
     #[command(subcommand)]
     Spec(spec::SpecCmd),
+    /// Print a shell completion script, e.g.
+    /// `linkherdctl completion bash > /etc/bash_completion.d/linkherdctl`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// A network namespace, given one of three ways (endpoints and probes).
@@ -171,36 +182,50 @@ impl NetnsArgs {
     }
 }
 
+/// The spec a read-only fleet command works on.
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    /// The fleet spec (YAML).
+    #[arg(short = 'f', long)]
+    file: PathBuf,
+    /// Leave out hosts that do not answer instead of stopping.
+    #[arg(long)]
+    skip_unreachable: bool,
+}
+
 /// What a command needs to reach its agent and print.
 #[derive(Debug)]
 pub struct Ctx {
-    target: Result<Target, CtlError>,
+    target: Result<Target, ConfigError>,
     pub format: Format,
+    /// Whether to paint plans.
+    pub colour: bool,
     /// The connection flags, to reach other hosts of the config file.
     pub selection: Selection,
 }
 
 impl Ctx {
+    /// A channel to the agent the flags name.
     pub async fn channel(&self) -> Result<Channel, CtlError> {
         match &self.target {
-            Ok(t) => t.connect().await,
-            Err(e) => Err(match e {
-                CtlError::Config(c) => CtlError::Config(c.clone()),
-                other => CtlError::Output(other.to_string()),
-            }),
+            Ok(t) => Ok(t.connect().await?),
+            Err(e) => Err(CtlError::Config(e.clone())),
         }
+    }
+
+    /// Where the fleet engine finds each host of a spec.
+    pub fn fleet_targets(&self) -> Result<FleetTargets, CtlError> {
+        Ok(FleetTargets::new(&self.selection)?)
+    }
+
+    /// Whether output is for a person (tables and sentences).
+    pub fn text(&self) -> bool {
+        self.format == Format::Table
     }
 }
 
-/// Decodes an interface from an agent's response.
-pub fn decode_interface(
-    i: Option<linkherd_proto::pb::Interface>,
-) -> Result<linkherd_proto::model::Interface, CtlError> {
-    iface::decode(i)
-}
-
 /// Runs one command; the exit code is for the shell.
-pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
+pub async fn run(cli: Cli) -> Result<Exit, CtlError> {
     let sel = Selection {
         agent: cli.agent,
         ca: cli.ca,
@@ -210,41 +235,50 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CtlError> {
         host: cli.host,
     };
     // Resolution errors only matter to commands that connect (certs do not).
-    let resolved = sel.resolve().map_err(CtlError::from);
-    let selection = sel.clone();
-    let (target, file_format) = match resolved {
+    let (target, file_format) = match sel.resolve() {
         Ok((t, f)) => (Ok(t), f),
         Err(e) => (Err(e), None),
     };
     let ctx = Ctx {
         target,
         format: cli.output.or(file_format).unwrap_or_default(),
-        selection,
+        colour: cli.color.enabled(),
+        selection: sel,
     };
-    match cli.command {
-        Command::Host(c) => host::run(&ctx, c).await,
-        Command::If(c) => iface::run(&ctx, c).await,
-        Command::Promisc(c) => promisc::run(&ctx, c).await,
-        Command::Vlan(c) => vlan::run(&ctx, c).await,
-        Command::Macvlan(c) => macvlan::run(&ctx, c).await,
-        Command::HostAccess(c) => macvlan::run_host_access(&ctx, c).await,
-        Command::Probe(c) => probe::run(&ctx, c).await,
-        Command::Certs(c) => certs::run(&ctx, c),
-        Command::Spec(c) => spec::run(&ctx, c),
-        Command::Plan {
-            file,
-            skip_unreachable,
-        } => plan::run(&ctx, file, skip_unreachable).await,
-        Command::Apply(a) => apply::apply(&ctx, a).await,
-        Command::Destroy(a) => apply::destroy(&ctx, a).await,
-        Command::Verify {
-            file,
-            skip_unreachable,
-        } => apply::verify(&ctx, file, skip_unreachable).await,
-        Command::Get(c) => get::run(&ctx, c).await,
-        Command::Status {
-            file,
-            skip_unreachable,
-        } => plan::status(&ctx, file, skip_unreachable).await,
+    dispatch(&ctx, cli.command).await
+}
+
+async fn dispatch(ctx: &Ctx, command: Command) -> Result<Exit, CtlError> {
+    match command {
+        Command::Host(c) => host::run(ctx, c).await,
+        Command::If(c) => iface::run(ctx, c).await,
+        Command::Promisc(c) => promisc::run(ctx, c).await,
+        Command::Vlan(c) => vlan::run(ctx, c).await,
+        Command::Macvlan(c) => macvlan::run(ctx, c).await,
+        Command::HostAccess(c) => macvlan::run_host_access(ctx, c).await,
+        Command::Probe(c) => probe::run(ctx, c).await,
+        Command::Certs(c) => certs::run(ctx, c),
+        Command::Spec(c) => spec::run(ctx, c),
+        Command::Plan(a) => plan::plan(ctx, &a.file, a.skip_unreachable).await,
+        Command::Status(a) => plan::status(ctx, &a.file, a.skip_unreachable).await,
+        Command::Apply(a) => apply::apply(ctx, a).await,
+        Command::Destroy(a) => apply::destroy(ctx, a).await,
+        Command::Verify(a) => apply::verify(ctx, &a.file, a.skip_unreachable).await,
+        Command::Get(c) => get::run(ctx, c).await,
+        Command::Completion { shell } => completion(shell),
     }
+}
+
+/// `completion SHELL`: the script on stdout.
+fn completion(shell: clap_complete::Shell) -> Result<Exit, CtlError> {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "linkherdctl", &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .map_err(|source| CtlError::Io {
+            what: "write the completion script",
+            source,
+        })?;
+    Ok(Exit::Success)
 }

@@ -1,13 +1,11 @@
 //! `linkherdctl probe ping|arp|tcp|diagnose`.
 
-use std::process::ExitCode;
-
 use clap::Subcommand;
 use linkherd_proto::pb::{self, probe_service_client::ProbeServiceClient};
 use serde::Serialize;
 
-use super::{Ctx, NetnsArgs};
-use crate::{error::CtlError, output};
+use super::{CtlError, Ctx, Exit, NetnsArgs};
+use crate::output;
 
 #[derive(Debug, Subcommand)]
 pub enum ProbeCmd {
@@ -120,13 +118,12 @@ fn ms(us: u32) -> f64 {
     f64::from(us) / 1000.0
 }
 
-async fn client(ctx: &Ctx) -> Result<ProbeServiceClient<tonic::transport::Channel>, CtlError> {
-    Ok(ProbeServiceClient::new(ctx.channel().await?))
-}
+type Client = ProbeServiceClient<tonic::transport::Channel>;
 
-pub async fn run(ctx: &Ctx, cmd: ProbeCmd) -> Result<ExitCode, CtlError> {
+pub async fn run(ctx: &Ctx, cmd: ProbeCmd) -> Result<Exit, CtlError> {
+    let client = || async { Ok::<_, CtlError>(ProbeServiceClient::new(ctx.channel().await?)) };
     match cmd {
-        ProbeCmd::Diagnose { from, to } => crate::diagnose::run(ctx, &from, &to).await,
+        ProbeCmd::Diagnose { from, to } => super::diagnose::run(ctx, &from, &to).await,
         ProbeCmd::Ping {
             from,
             interface,
@@ -136,69 +133,16 @@ pub async fn run(ctx: &Ctx, cmd: ProbeCmd) -> Result<ExitCode, CtlError> {
             timeout_ms,
             size,
         } => {
-            let mut stream = client(ctx)
-                .await?
-                .ping(pb::PingRequest {
-                    source: from.target(),
-                    interface: interface.unwrap_or_default(),
-                    destination: to.clone(),
-                    count: count.unwrap_or(0),
-                    interval_ms: interval_ms.unwrap_or(0),
-                    timeout_ms: timeout_ms.unwrap_or(0),
-                    payload_size: size.unwrap_or(0),
-                })
-                .await?
-                .into_inner();
-            let live = ctx.format == crate::output::Format::Table;
-            if live {
-                println!("PING {to}");
-            }
-            while let Some(msg) = futures::StreamExt::next(&mut stream).await {
-                match msg?.event {
-                    Some(pb::ping_response::Event::Reply(r)) if live => {
-                        if r.timed_out {
-                            println!("no answer from {to}: icmp_seq={}", r.sequence);
-                        } else {
-                            println!(
-                                "reply from {to}: icmp_seq={} ttl={} time={:.3} ms",
-                                r.sequence,
-                                r.ttl,
-                                ms(r.rtt_us)
-                            );
-                        }
-                    }
-                    Some(pb::ping_response::Event::Summary(s)) => {
-                        let report = PingReport {
-                            sent: s.sent,
-                            received: s.received,
-                            loss_percent: s.loss_percent,
-                            min_ms: ms(s.min_us),
-                            avg_ms: ms(s.avg_us),
-                            max_ms: ms(s.max_us),
-                            mdev_ms: ms(s.mdev_us),
-                        };
-                        output::print(ctx.format, &report, |r| {
-                            format!(
-                                "--- {to} ping statistics ---\n{} packets transmitted, {} received, {:.0}% packet loss\nrtt min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms",
-                                r.sent,
-                                r.received,
-                                r.loss_percent,
-                                r.min_ms,
-                                r.avg_ms,
-                                r.max_ms,
-                                r.mdev_ms
-                            )
-                        })?;
-                        return Ok(if s.received == 0 {
-                            ExitCode::FAILURE
-                        } else {
-                            ExitCode::SUCCESS
-                        });
-                    }
-                    _ => {}
-                }
-            }
-            Err(CtlError::EmptyResponse)
+            let req = pb::PingRequest {
+                source: from.target(),
+                interface: interface.unwrap_or_default(),
+                destination: to,
+                count: count.unwrap_or(0),
+                interval_ms: interval_ms.unwrap_or(0),
+                timeout_ms: timeout_ms.unwrap_or(0),
+                payload_size: size.unwrap_or(0),
+            };
+            ping(ctx, client().await?, req).await
         }
         ProbeCmd::Arp {
             from,
@@ -207,44 +151,14 @@ pub async fn run(ctx: &Ctx, cmd: ProbeCmd) -> Result<ExitCode, CtlError> {
             free,
             timeout_ms,
         } => {
-            let r = client(ctx)
-                .await?
-                .arp(pb::ArpRequest {
-                    source: from.target(),
-                    interface: interface.unwrap_or_default(),
-                    address: to,
-                    timeout_ms: timeout_ms.unwrap_or(0),
-                    free_check: free,
-                })
-                .await?
-                .into_inner();
-            let report = ArpReport {
-                responders: r
-                    .responders
-                    .iter()
-                    .map(|x| Responder {
-                        mac: x.mac.clone(),
-                        rtt_ms: ms(x.rtt_us),
-                    })
-                    .collect(),
-                duplicate: r.duplicate,
-                verdict: r.verdict.clone(),
+            let req = pb::ArpRequest {
+                source: from.target(),
+                interface: interface.unwrap_or_default(),
+                address: to,
+                timeout_ms: timeout_ms.unwrap_or(0),
+                free_check: free,
             };
-            output::print(ctx.format, &report, |r| {
-                let mut s: Vec<String> = r
-                    .responders
-                    .iter()
-                    .map(|x| format!("answer from {} in {:.3} ms", x.mac, x.rtt_ms))
-                    .collect();
-                s.push(r.verdict.clone());
-                s.join("\n")
-            })?;
-            let n = r.responders.len();
-            Ok(ExitCode::from(match (n, free) {
-                (0, true) | (1, false) => 0,
-                (_, _) if r.duplicate => 3,
-                _ => 1,
-            }))
+            arp(ctx, client().await?, req).await
         }
         ProbeCmd::Tcp {
             from,
@@ -253,37 +167,142 @@ pub async fn run(ctx: &Ctx, cmd: ProbeCmd) -> Result<ExitCode, CtlError> {
             port,
             timeout_ms,
         } => {
-            let r = client(ctx)
-                .await?
-                .tcp(pb::TcpRequest {
-                    source: from.target(),
-                    interface: interface.unwrap_or_default(),
-                    destination: to.clone(),
-                    port,
-                    timeout_ms: timeout_ms.unwrap_or(0),
-                })
-                .await?
-                .into_inner();
-            let (result, code) = match r.result() {
-                pb::TcpResult::Connected => ("connected", 0),
-                pb::TcpResult::Refused => ("refused", 2),
-                pb::TcpResult::TimedOut => ("timed out", 1),
-                pb::TcpResult::Unreachable | pb::TcpResult::Unspecified => ("unreachable", 1),
+            let req = pb::TcpRequest {
+                source: from.target(),
+                interface: interface.unwrap_or_default(),
+                destination: to,
+                port,
+                timeout_ms: timeout_ms.unwrap_or(0),
             };
-            let report = TcpReport {
-                result,
-                elapsed_us: r.elapsed_us,
-                detail: r.detail,
-            };
-            output::print(ctx.format, &report, |r| {
-                format!(
-                    "tcp {to}:{port}: {} in {:.1} ms ({})",
-                    r.result,
-                    f64::from(r.elapsed_us) / 1000.0,
-                    r.detail
-                )
-            })?;
-            Ok(ExitCode::from(code))
+            tcp(ctx, client().await?, req).await
         }
     }
+}
+
+/// Replies as they arrive (text), then the statistics; exit 1 when nothing
+/// answered.
+async fn ping(ctx: &Ctx, mut client: Client, req: pb::PingRequest) -> Result<Exit, CtlError> {
+    let to = req.destination.clone();
+    let mut stream = client.ping(req).await?.into_inner();
+    let live = ctx.text();
+    if live {
+        println!("PING {to}");
+    }
+    while let Some(msg) = futures::StreamExt::next(&mut stream).await {
+        match msg?.event {
+            Some(pb::ping_response::Event::Reply(r)) if live => println!("{}", reply_line(&to, &r)),
+            Some(pb::ping_response::Event::Summary(s)) => {
+                output::print(ctx.format, &PingReport::from(&s), |r| r.text(&to))?;
+                return Ok(if s.received == 0 {
+                    Exit::Failure
+                } else {
+                    Exit::Success
+                });
+            }
+            _ => {}
+        }
+    }
+    Err(CtlError::EmptyResponse)
+}
+
+fn reply_line(to: &str, r: &pb::PingReply) -> String {
+    if r.timed_out {
+        format!("no answer from {to}: icmp_seq={}", r.sequence)
+    } else {
+        format!(
+            "reply from {to}: icmp_seq={} ttl={} time={:.3} ms",
+            r.sequence,
+            r.ttl,
+            ms(r.rtt_us)
+        )
+    }
+}
+
+impl From<&pb::PingSummary> for PingReport {
+    fn from(s: &pb::PingSummary) -> Self {
+        PingReport {
+            sent: s.sent,
+            received: s.received,
+            loss_percent: s.loss_percent,
+            min_ms: ms(s.min_us),
+            avg_ms: ms(s.avg_us),
+            max_ms: ms(s.max_us),
+            mdev_ms: ms(s.mdev_us),
+        }
+    }
+}
+
+impl PingReport {
+    fn text(&self, to: &str) -> String {
+        format!(
+            "--- {to} ping statistics ---\n{} packets transmitted, {} received, {:.0}% packet loss\nrtt min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms",
+            self.sent,
+            self.received,
+            self.loss_percent,
+            self.min_ms,
+            self.avg_ms,
+            self.max_ms,
+            self.mdev_ms
+        )
+    }
+}
+
+/// Who answered; exit 0 for one answer (or free with --free), 1 for none
+/// (or in use), 3 for a duplicate.
+async fn arp(ctx: &Ctx, mut client: Client, req: pb::ArpRequest) -> Result<Exit, CtlError> {
+    let free = req.free_check;
+    let r = client.arp(req).await?.into_inner();
+    let report = ArpReport {
+        responders: r
+            .responders
+            .iter()
+            .map(|x| Responder {
+                mac: x.mac.clone(),
+                rtt_ms: ms(x.rtt_us),
+            })
+            .collect(),
+        duplicate: r.duplicate,
+        verdict: r.verdict.clone(),
+    };
+    output::print(ctx.format, &report, |r| {
+        let mut s: Vec<String> = r
+            .responders
+            .iter()
+            .map(|x| format!("answer from {} in {:.3} ms", x.mac, x.rtt_ms))
+            .collect();
+        s.push(r.verdict.clone());
+        s.join("\n")
+    })?;
+    Ok(match (r.responders.len(), free) {
+        (0, true) | (1, false) => Exit::Success,
+        _ if r.duplicate => Exit::Duplicate,
+        _ => Exit::Failure,
+    })
+}
+
+/// Connected (0), refused (2: the host answered, the port is closed), or
+/// no answer (1).
+async fn tcp(ctx: &Ctx, mut client: Client, req: pb::TcpRequest) -> Result<Exit, CtlError> {
+    let (to, port) = (req.destination.clone(), req.port);
+    let r = client.tcp(req).await?.into_inner();
+    let (result, code) = match r.result() {
+        pb::TcpResult::Connected => ("connected", Exit::Success),
+        pb::TcpResult::Refused => ("refused", Exit::Changes),
+        pb::TcpResult::TimedOut => ("timed out", Exit::Failure),
+        pb::TcpResult::Unreachable | pb::TcpResult::Unspecified => ("unreachable", Exit::Failure),
+    };
+    let report = TcpReport {
+        result,
+        elapsed_us: r.elapsed_us,
+        detail: r.detail,
+    };
+    output::print(ctx.format, &report, |r| {
+        format!(
+            "tcp {to}:{port}: {} in {:.1} ms ({})",
+            r.result,
+            f64::from(r.elapsed_us) / 1000.0,
+            r.detail
+        )
+    })?;
+    Ok(code)
 }

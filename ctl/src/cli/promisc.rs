@@ -1,12 +1,10 @@
 //! `linkherdctl promisc on|off NAME [--lease SECS]`.
 
-use std::process::ExitCode;
-
 use clap::Subcommand;
 use linkherd_proto::pb::{self, interface_service_client::InterfaceServiceClient};
 
-use super::{Ctx, iface::print_changed};
-use crate::{error::CtlError, output::promisc_cell};
+use super::{CtlError, Ctx, Exit, iface::print_changed};
+use crate::output::promisc_cell;
 
 #[derive(Debug, Subcommand)]
 pub enum PromiscCmd {
@@ -26,7 +24,7 @@ pub enum PromiscCmd {
     },
 }
 
-pub async fn run(ctx: &Ctx, cmd: PromiscCmd) -> Result<ExitCode, CtlError> {
+pub async fn run(ctx: &Ctx, cmd: PromiscCmd) -> Result<Exit, CtlError> {
     let (name, enabled, lease) = match cmd {
         PromiscCmd::On { name, lease } => (name, true, lease),
         PromiscCmd::Off { name, lease } => (name, false, lease),
@@ -48,5 +46,5 @@ pub async fn run(ctx: &Ctx, cmd: PromiscCmd) -> Result<ExitCode, CtlError> {
             c.outcome
         )
     })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,17 +1,13 @@
 //! `linkherdctl spec check|schema`: check a fleet spec offline (no agent is
 //! contacted), and print the JSON Schema editors and linters use.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::path::PathBuf;
 
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::Ctx;
-use crate::{
-    error::CtlError,
-    output,
-    spec::{FleetSpec, SpecError},
-};
+use super::{CtlError, Ctx, Exit};
+use crate::{output, spec::FleetSpec};
 
 #[derive(Debug, Subcommand)]
 pub enum SpecCmd {
@@ -42,25 +38,21 @@ struct NetSummary {
     endpoints: usize,
 }
 
-pub fn run(ctx: &Ctx, cmd: SpecCmd) -> Result<ExitCode, CtlError> {
+pub fn run(ctx: &Ctx, cmd: SpecCmd) -> Result<Exit, CtlError> {
     match cmd {
         SpecCmd::Schema => {
             let text = serde_json::to_string_pretty(&FleetSpec::json_schema())
-                .map_err(|e| CtlError::Output(e.to_string()))?;
+                .map_err(crate::output::OutputError::from)?;
             println!("{text}");
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
         }
         SpecCmd::Check { file } => {
-            let spec = FleetSpec::load(&file).map_err(spec_error)?;
+            let spec = FleetSpec::load(&file)?;
             let s = summarize(&file, &spec);
             output::print(ctx.format, &s, render)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
         }
     }
-}
-
-fn spec_error(e: SpecError) -> CtlError {
-    CtlError::Spec(Box::new(e))
 }
 
 fn summarize(file: &std::path::Path, spec: &FleetSpec) -> Summary {

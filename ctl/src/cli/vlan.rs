@@ -1,7 +1,5 @@
 //! `linkherdctl vlan create|delete|list`.
 
-use std::process::ExitCode;
-
 use clap::{Subcommand, ValueEnum};
 use linkherd_proto::{
     model::VlanState,
@@ -9,8 +7,8 @@ use linkherd_proto::{
 };
 use serde::Serialize;
 
-use super::{Ctx, iface::outcome_name};
-use crate::{error::CtlError, output};
+use super::{CtlError, Ctx, Exit, iface::outcome_name};
+use crate::output;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Protocol {
@@ -83,7 +81,7 @@ fn table(vlans: &[VlanState]) -> String {
     t.to_string()
 }
 
-pub async fn run(ctx: &Ctx, cmd: VlanCmd) -> Result<ExitCode, CtlError> {
+pub async fn run(ctx: &Ctx, cmd: VlanCmd) -> Result<Exit, CtlError> {
     let mut client = VlanServiceClient::new(ctx.channel().await?);
     match cmd {
         VlanCmd::Create {
@@ -147,5 +145,5 @@ pub async fn run(ctx: &Ctx, cmd: VlanCmd) -> Result<ExitCode, CtlError> {
             output::print(ctx.format, &vlans, |v| table(v))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -3,10 +3,6 @@
 //! endpoints and host-access links. The result is what `HostService.Plan`
 //! and `Apply` take, one [`Desired`] per host.
 
-mod observe;
-
-pub use observe::observed;
-
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
@@ -37,8 +33,9 @@ pub struct Observed {
     pub others: BTreeMap<IpAddr, String>,
 }
 
+/// Why a host's desired state cannot be computed from the spec.
 #[derive(Debug, thiserror::Error)]
-pub enum FleetError {
+pub enum DesiredError {
     #[error("networks.{network}: {source}")]
     Ipam { network: String, source: IpamError },
     #[error("networks.{network} on {host}: {source}")]
@@ -52,12 +49,15 @@ pub enum FleetError {
 }
 
 /// The desired state of every host the spec uses, in host order.
-pub fn desired(spec: &FleetSpec, seen: &Observed) -> Result<BTreeMap<String, Desired>, FleetError> {
+pub fn desired(
+    spec: &FleetSpec,
+    seen: &Observed,
+) -> Result<BTreeMap<String, Desired>, DesiredError> {
     // Every host of the spec, even one without networks: its owned state
     // is what the spec says, so endpoints removed from the spec go away.
     let mut out = spoken_for(spec);
     let ifname =
-        IfName::parse("ifname", ENDPOINT_IFNAME).map_err(|e| FleetError::Model(Box::new(e)))?;
+        IfName::parse("ifname", ENDPOINT_IFNAME).map_err(|e| DesiredError::Model(Box::new(e)))?;
     for net in spec.networks.values() {
         let addrs = addresses(net, seen)?;
         for (host, parent) in &net.parents {
@@ -65,7 +65,7 @@ pub fn desired(spec: &FleetSpec, seen: &Observed) -> Result<BTreeMap<String, Des
             let link = match net.vlan {
                 Some(id) => {
                     let name =
-                        default_vlan_name(parent, id).map_err(|source| FleetError::Name {
+                        default_vlan_name(parent, id).map_err(|source| DesiredError::Name {
                             network: net.name.to_string(),
                             host: host.clone(),
                             source: Box::new(source),
@@ -93,7 +93,7 @@ pub fn desired(spec: &FleetSpec, seen: &Observed) -> Result<BTreeMap<String, Des
 /// Every host of the spec with nothing on it yet, but speaking for every
 /// network of the spec: so an endpoint the spec no longer lists on a host
 /// is deleted even when the network has no other endpoint left there.
-fn spoken_for(spec: &FleetSpec) -> BTreeMap<String, Desired> {
+pub(super) fn spoken_for(spec: &FleetSpec) -> BTreeMap<String, Desired> {
     spec.hosts
         .keys()
         .map(|h| {
@@ -106,33 +106,11 @@ fn spoken_for(spec: &FleetSpec) -> BTreeMap<String, Desired> {
         .collect()
 }
 
-/// What `destroy` converges every host to: none of the spec's endpoints
-/// or host access, and none of the VLAN sub-interfaces its networks use
-/// (those linkherd made; a VLAN that was there before is left).
-pub fn teardown(spec: &FleetSpec) -> Result<BTreeMap<String, Desired>, FleetError> {
-    let mut out = spoken_for(spec);
-    for net in spec.networks.values() {
-        let Some(id) = net.vlan else { continue };
-        for (host, parent) in &net.parents {
-            let name = default_vlan_name(parent, id).map_err(|source| FleetError::Name {
-                network: net.name.to_string(),
-                host: host.clone(),
-                source: Box::new(source),
-            })?;
-            let d = out.entry(host.clone()).or_default();
-            if !d.absent_vlans.contains(&name) {
-                d.absent_vlans.push(name);
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Every endpoint's addresses (v4 then v6), by endpoint name.
 fn addresses(
     net: &NetworkSpec,
     seen: &Observed,
-) -> Result<BTreeMap<String, Vec<IpNet>>, FleetError> {
+) -> Result<BTreeMap<String, Vec<IpNet>>, DesiredError> {
     let mut out: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
     let pools = [
         (&net.v4, IpAddr::is_ipv4 as fn(&IpAddr) -> bool),
@@ -159,11 +137,12 @@ fn addresses(
             })
             .collect();
         let taken = taken_by_others(net, pool, seen);
-        let got =
-            ipam::allocate(pool, &wants, &current, &taken).map_err(|source| FleetError::Ipam {
+        let got = ipam::allocate(pool, &wants, &current, &taken).map_err(|source| {
+            DesiredError::Ipam {
                 network: net.name.to_string(),
                 source,
-            })?;
+            }
+        })?;
         let prefix = pool.subnet.prefix_len();
         for (name, addr) in got {
             // The prefix is valid for the family by construction of the pool.

@@ -1,13 +1,22 @@
-//! Progress of fleet-wide work on stderr: live spinners and bars on a
-//! terminal (indicatif), one plain line per finished task otherwise, so
-//! that logs of scripted runs still say what happened on which host.
+//! Progress of fleet-wide work on stderr, drawn from the engine's
+//! [`fleet::Progress`] events: live spinners and bars on a terminal
+//! (indicatif), one plain line per finished task otherwise, so that logs of
+//! scripted runs still say what happened on which host.
 
 use std::{
+    collections::BTreeMap,
     io::IsTerminal,
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::fleet::{
+    self,
+    rollout::{HostFailure, Pending},
+    verify::ProbeOutcome,
+};
 
 /// The display all tasks of one command share.
 #[derive(Debug)]
@@ -15,6 +24,10 @@ pub struct Progress {
     /// `None`: not a terminal (or quiet), print finished tasks as lines.
     multi: Option<MultiProgress>,
     quiet: bool,
+    /// Hosts applying, by name.
+    hosts: Mutex<BTreeMap<String, Task>>,
+    /// The verification's probe counter.
+    probes: Mutex<Option<Task>>,
 }
 
 /// One unit of work shown on its own line: a host's apply, the probes.
@@ -34,11 +47,13 @@ impl Progress {
         Self {
             multi: live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             quiet,
+            hosts: Mutex::default(),
+            probes: Mutex::default(),
         }
     }
 
     /// A spinner labelled `label` saying `msg` until it finishes.
-    pub fn spinner(&self, label: &str, msg: &str) -> Task {
+    fn spinner(&self, label: &str, msg: &str) -> Task {
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new_spinner());
             b.set_style(
@@ -54,7 +69,7 @@ impl Progress {
     }
 
     /// A bar counting `len` steps.
-    pub fn counter(&self, label: &str, len: u64) -> Task {
+    fn counter(&self, label: &str, len: u64) -> Task {
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new(len));
             b.set_style(
@@ -80,14 +95,14 @@ impl Progress {
 
 impl Task {
     /// One more step done (counters).
-    pub fn inc(&self) {
+    fn inc(&self) {
         if let Some(b) = &self.bar {
             b.inc(1);
         }
     }
 
     /// Ends the task with a last word, kept on screen (or printed).
-    pub fn finish(&self, ok: bool, msg: &str) {
+    fn finish(&self, ok: bool, msg: &str) {
         let mark = if ok { "ok" } else { "FAILED" };
         let secs = self.started.elapsed().as_secs_f64();
         match &self.bar {
@@ -102,5 +117,56 @@ impl Task {
             None if !self.quiet => eprintln!("{}: {mark}: {msg} ({secs:.2} s)", self.label),
             None => {}
         }
+    }
+}
+
+impl fleet::Progress for Progress {
+    fn applying(&self, host: &str, changes: usize) {
+        let task = self.spinner(host, &format!("applying {changes} change(s)"));
+        if let Ok(mut hosts) = self.hosts.lock() {
+            hosts.insert(host.to_owned(), task);
+        }
+    }
+
+    fn applied(&self, host: &str, result: Result<&Pending, &HostFailure>) {
+        let Some(task) = self.hosts.lock().ok().and_then(|mut h| h.remove(host)) else {
+            return;
+        };
+        match result {
+            Ok(p) => task.finish(
+                true,
+                &format!(
+                    "{} change(s) applied, pending confirmation ({})",
+                    p.applied, p.txn_id
+                ),
+            ),
+            Err(f) => task.finish(false, &f.to_string()),
+        }
+    }
+
+    fn probing(&self, total: usize) {
+        let task = self.counter("verify", total as u64);
+        if let Ok(mut p) = self.probes.lock() {
+            *p = Some(task);
+        }
+    }
+
+    fn probed(&self, _outcome: &ProbeOutcome) {
+        if let Ok(p) = self.probes.lock()
+            && let Some(t) = p.as_ref()
+        {
+            t.inc();
+        }
+    }
+
+    fn probes_done(&self, outcomes: &[ProbeOutcome]) {
+        let Some(task) = self.probes.lock().ok().and_then(|mut p| p.take()) else {
+            return;
+        };
+        let failed = outcomes.iter().filter(|o| !o.ok()).count();
+        task.finish(
+            failed == 0,
+            &format!("{} probe(s), {failed} failed", outcomes.len()),
+        );
     }
 }

@@ -1,0 +1,144 @@
+//! The reachability matrix a verification prints: a row per prober, a
+//! column per target; `ok` with the round trip, `isolated`, `FAIL`/`LEAK`,
+//! `-` for itself and `.` where nothing was asked; then the address checks
+//! and every failure.
+
+use crate::{
+    fleet::verify::{Check, Member, ProbeOutcome},
+    output,
+};
+
+pub fn render(members: &[Member], outcomes: &[ProbeOutcome]) -> String {
+    let mut t = output::table();
+    let mut header = vec!["network".to_owned(), "from \\ to".to_owned()];
+    header.extend(members.iter().map(Member::label));
+    t.set_header(header);
+    for a in members {
+        let mut row = vec![a.network.clone(), a.label()];
+        for b in members {
+            row.push(cell(a, b, outcomes));
+        }
+        t.add_row(row);
+    }
+    let mut out = vec![t.to_string()];
+    let addr: Vec<&ProbeOutcome> = outcomes
+        .iter()
+        .filter(|o| o.check == Check::Address)
+        .collect();
+    if !addr.is_empty() {
+        let free = addr.iter().filter(|o| o.ok()).count();
+        out.push(format!(
+            "address check (RFC 5227): {free} of {} address(es) used only by their endpoint",
+            addr.len()
+        ));
+    }
+    for o in outcomes.iter().filter(|o| !o.ok()) {
+        out.push(format!(
+            "FAILED {} {} -> {} ({}): {}",
+            o.check.as_str(),
+            o.from,
+            o.to,
+            o.address,
+            o.detail()
+        ));
+    }
+    out.join("\n")
+}
+
+fn cell(a: &Member, b: &Member, outcomes: &[ProbeOutcome]) -> String {
+    if a == b {
+        return "-".into();
+    }
+    let mine: Vec<&ProbeOutcome> = outcomes
+        .iter()
+        .filter(|o| o.check != Check::Address && o.from == a.label() && o.to == b.label())
+        .collect();
+    match mine.first().map(|o| o.check) {
+        None => ".".into(),
+        Some(Check::Isolation) if mine.iter().all(|o| o.ok()) => "isolated".into(),
+        Some(Check::Isolation) => "LEAK".into(),
+        Some(_) if mine.iter().all(|o| o.ok()) => {
+            let rtts: Vec<u32> = mine.iter().filter_map(|o| o.result.rtt_us()).collect();
+            let avg = rtts.iter().map(|r| f64::from(*r)).sum::<f64>() / rtts.len().max(1) as f64;
+            format!("ok {:.2}ms", avg / 1000.0)
+        }
+        Some(_) => "FAIL".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use linkherd_proto::model::NetnsRef;
+
+    use super::*;
+    use crate::fleet::verify::ProbeResult;
+
+    fn member(network: &str, name: &str, host: &str, addrs: &[&str]) -> Member {
+        Member {
+            network: network.into(),
+            name: name.into(),
+            host: host.into(),
+            netns: NetnsRef::Named(name.into()),
+            addresses: addrs.iter().map(|a| a.parse().expect("ip")).collect(),
+            mac: format!("02:00:00:00:00:{:02x}", name.len()),
+        }
+    }
+
+    fn outcome(from: &Member, to: &Member, result: ProbeResult) -> ProbeOutcome {
+        let check = match &result {
+            ProbeResult::Free => Check::Address,
+            ProbeResult::Isolated | ProbeResult::Leak { .. } => Check::Isolation,
+            _ => Check::Reach,
+        };
+        ProbeOutcome {
+            check,
+            network: from.network.clone(),
+            from: from.label(),
+            to: to.label(),
+            address: to.addresses[0],
+            result,
+        }
+    }
+
+    #[test]
+    fn the_matrix_shows_each_pair_and_lists_failures() {
+        let m = vec![
+            member("mac_net10", "b1", "no1", &["172.16.10.10"]),
+            member("mac_net10", "b3", "no2", &["172.16.10.11", "fd00::11"]),
+            member("mac_net20", "b2", "no1", &["172.16.20.10"]),
+        ];
+        let reached = ProbeResult::Reached {
+            received: 3,
+            sent: 3,
+            avg_us: 610,
+        };
+        let o = vec![
+            outcome(&m[0], &m[0], ProbeResult::Free),
+            outcome(&m[0], &m[1], reached),
+            outcome(&m[1], &m[0], ProbeResult::NoArpAnswer { timeout_ms: 500 }),
+            outcome(&m[0], &m[2], ProbeResult::Isolated),
+            outcome(
+                &m[2],
+                &m[0],
+                ProbeResult::Leak {
+                    its_network: "mac_net10".into(),
+                },
+            ),
+        ];
+        let text = render(&m, &o);
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        assert_eq!(
+            lines,
+            [
+                " network    from \\ to  b1@no1  b3@no2     b2@no1",
+                " mac_net10  b1@no1     -       ok 0.61ms  isolated",
+                " mac_net10  b3@no2     FAIL    -          .",
+                " mac_net20  b2@no1     LEAK    .          -",
+                "address check (RFC 5227): 1 of 1 address(es) used only by their endpoint",
+                "FAILED reach b3@no2 -> b1@no1 (172.16.10.10): no ARP answer for 172.16.10.10 within 500 ms",
+                "FAILED isolation b2@no1 -> b1@no1 (172.16.10.10): b1@no1 (mac_net10) answered ARP \
+                 for 172.16.10.10 from b2@no1 of network mac_net20: the networks share a link",
+            ]
+        );
+    }
+}

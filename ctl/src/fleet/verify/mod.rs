@@ -1,0 +1,173 @@
+//! Proving a fleet works, with the agents' own probes, from inside each
+//! endpoint's namespace:
+//!
+//! - reach (`verify.mesh`): every endpoint asks ARP for every other
+//!   endpoint of its network (across hosts) and must get the answer from
+//!   that endpoint's MAC, and only from it; then ICMP echo must come back;
+//! - isolation (`verify.isolation`): ARP for an endpoint of another network
+//!   must go unanswered by it. This is layer 2 on purpose: separate VLANs
+//!   are what isolation means here; a router between the subnets may still
+//!   forward, which is not a leak;
+//! - address check: an RFC 5227 probe for each endpoint's own address must
+//!   get no answer (nobody else on the wire uses it).
+
+mod probe;
+mod run;
+
+pub use probe::{Check, Member, Probe, members, missing, probes};
+pub use run::{PROBES_PER_HOST, ProbeError, ProbeOutcome, ProbeResult};
+
+use std::{collections::BTreeMap, fmt};
+
+use futures::future::join_all;
+use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
+
+use super::{plan::FleetPlan, progress::Progress};
+use crate::client::RpcError;
+
+/// What the probes found: the endpoints probed, and every probe's outcome
+/// (both empty when nothing was probed).
+#[derive(Debug, Clone, Default)]
+pub struct Verification {
+    pub members: Vec<Member>,
+    pub outcomes: Vec<ProbeOutcome>,
+}
+
+impl Verification {
+    pub fn failed(&self) -> impl Iterator<Item = &ProbeOutcome> {
+        self.outcomes.iter().filter(|o| !o.ok())
+    }
+}
+
+/// Why a fleet does not verify.
+#[derive(Debug, Clone)]
+pub enum VerifyFailure {
+    /// A host's state could not be read again after applying.
+    CannotRead { host: String, error: RpcError },
+    /// Endpoints of the spec their (reachable) host does not have, as `b1@no1`.
+    Missing(Vec<String>),
+    /// Probes failed: how many of how many, and the first few.
+    Probes {
+        failed: usize,
+        total: usize,
+        first: Vec<ProbeOutcome>,
+    },
+}
+
+/// Failed probes named in the message; all of them are in the report.
+const NAMED: usize = 3;
+
+impl fmt::Display for VerifyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyFailure::CannotRead { host, error } => {
+                write!(f, "verification failed: cannot read {host}: {error}")
+            }
+            VerifyFailure::Missing(eps) => write!(
+                f,
+                "verification failed: endpoint(s) missing on their host: {}",
+                eps.join(", ")
+            ),
+            VerifyFailure::Probes {
+                failed,
+                total,
+                first,
+            } => {
+                let mut why: Vec<String> = first
+                    .iter()
+                    .map(|o| format!("{} -> {} ({}): {}", o.from, o.to, o.address, o.detail()))
+                    .collect();
+                if *failed > first.len() {
+                    why.push(format!("and {} more", failed - first.len()));
+                }
+                write!(
+                    f,
+                    "verification failed ({failed} of {total} probe(s)): {}",
+                    why.join("; ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for VerifyFailure {}
+
+/// A verification: what was probed, and why it fails if it does.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub verification: Verification,
+    pub failure: Option<VerifyFailure>,
+}
+
+/// Proves the fleet of `plan` as the spec's `verify` section says: every
+/// endpoint of the spec present on its (reachable) host, then the probes.
+/// Hosts in `changed` are read again (their state is what was just
+/// applied); the others' state is the one read before planning.
+pub async fn verify(plan: &FleetPlan, changed: &[&str], progress: &dyn Progress) -> VerifyReport {
+    let observed = match observe(plan, changed).await {
+        Ok(o) => o,
+        Err(failure) => return failed(Verification::default(), failure),
+    };
+    let members = members(&plan.spec, &observed);
+    let missing = missing(&plan.spec, &observed, &members);
+    if !missing.is_empty() {
+        return failed(Verification::default(), VerifyFailure::Missing(missing));
+    }
+    let v = plan.spec.verify;
+    let probes = probes(&members, v.mesh, v.isolation);
+    if probes.is_empty() {
+        return VerifyReport::default();
+    }
+    let channels = plan
+        .hosts
+        .iter()
+        .map(|h| (h.host.clone(), h.channel.clone()))
+        .collect();
+    progress.probing(probes.len());
+    let outcomes = run::run(&members, &probes, &channels, v.timeout, progress).await;
+    progress.probes_done(&outcomes);
+    let verification = Verification { members, outcomes };
+    let bad: Vec<ProbeOutcome> = verification.failed().cloned().collect();
+    if bad.is_empty() {
+        return VerifyReport {
+            verification,
+            failure: None,
+        };
+    }
+    let failure = VerifyFailure::Probes {
+        failed: bad.len(),
+        total: verification.outcomes.len(),
+        first: bad.into_iter().take(NAMED).collect(),
+    };
+    failed(verification, failure)
+}
+
+fn failed(verification: Verification, failure: VerifyFailure) -> VerifyReport {
+    VerifyReport {
+        verification,
+        failure: Some(failure),
+    }
+}
+
+/// Every planned host's owned objects: read again for `changed` hosts.
+async fn observe(
+    plan: &FleetPlan,
+    changed: &[&str],
+) -> Result<BTreeMap<String, pb::OwnedObjects>, VerifyFailure> {
+    let reads = plan.hosts.iter().map(|h| async move {
+        let st = if changed.contains(&h.host.as_str()) {
+            HostServiceClient::new(h.channel.clone())
+                .get_state(pb::GetStateRequest {})
+                .await
+                .map(|s| s.into_inner().owned.unwrap_or_default())
+                .map_err(|s| VerifyFailure::CannotRead {
+                    host: h.host.clone(),
+                    error: RpcError::from(s),
+                })
+        } else {
+            Ok(h.observed.clone())
+        };
+        st.map(|s| (h.host.clone(), s))
+    });
+    join_all(reads).await.into_iter().collect()
+}
