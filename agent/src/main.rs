@@ -111,3 +111,24 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// docs/man/linkherd-agent.8 is generated from these flags; it must not
+    /// drift from them.
+    #[test]
+    fn the_man_page_is_current() {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(super::Cli::command())
+            .section("8")
+            .render(&mut page)
+            .expect("render");
+        test_support::generated::check(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man/linkherd-agent.8"),
+            &page,
+            "LINKHERD_BLESS=1 cargo test -p linkherd-agent --bin linkherd-agent",
+        );
+    }
+}

@@ -519,3 +519,23 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// docs/man/linkherd-lab.1 is generated from these commands; it must not
+    /// drift from them.
+    #[test]
+    fn the_man_page_is_current() {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(super::Cli::command())
+            .render(&mut page)
+            .expect("render");
+        test_support::generated::check(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man/linkherd-lab.1"),
+            &page,
+            "LINKHERD_BLESS=1 cargo test -p linkherd-lab --bin linkherd-lab",
+        );
+    }
+}
