@@ -567,6 +567,8 @@ fn remove_tree(dir: &Path) -> Result<(), StoreError> {
 enum LogMsg {
     Line(Vec<u8>),
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// Write what is queued, then end the writer.
+    Stop,
 }
 
 /// An append-only file of lines, written (and fdatasynced after each burst)
@@ -578,6 +580,19 @@ enum LogMsg {
 pub struct AppendLog {
     path: PathBuf,
     tx: Mutex<mpsc::Sender<LogMsg>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Lines queued when the log goes (the agent stopping) are written first.
+impl Drop for AppendLog {
+    fn drop(&mut self) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = tx.send(LogMsg::Stop);
+        drop(tx);
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 impl AppendLog {
@@ -592,13 +607,14 @@ impl AppendLog {
             .map_err(StoreError::io("set the mode of", &path))?;
         let (tx, rx) = mpsc::channel();
         let p = path.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("linkherd-append".into())
             .spawn(move || append_loop(&p, file, &rx))
             .map_err(StoreError::io("start the writer of", &path))?;
         Ok(AppendLog {
             path,
             tx: Mutex::new(tx),
+            writer: Some(writer),
         })
     }
 
@@ -630,7 +646,8 @@ impl AppendLog {
 }
 
 fn append_loop(path: &Path, mut file: File, rx: &mpsc::Receiver<LogMsg>) {
-    while let Ok(first) = rx.recv() {
+    let mut stop = false;
+    while !stop && let Ok(first) = rx.recv() {
         let mut waiting = Vec::new();
         let mut next = Some(first);
         while let Some(msg) = next {
@@ -641,6 +658,7 @@ fn append_loop(path: &Path, mut file: File, rx: &mpsc::Receiver<LogMsg>) {
                     }
                 }
                 LogMsg::Flush(done) => waiting.push(done),
+                LogMsg::Stop => stop = true,
             }
             next = rx.try_recv().ok();
         }
@@ -898,6 +916,20 @@ mod tests {
         assert_eq!(mode(&set.path_of(&["a"])), 0o600);
         assert_eq!(mode(log.path()), 0o600);
         assert_eq!(fs::read_to_string(log.path()).expect("read"), "{}\n");
+    }
+
+    #[tokio::test]
+    async fn an_append_log_writes_what_was_queued_before_it_goes() {
+        let (_t, store) = store().await;
+        let log = store.append_log("audit.log").expect("log");
+        let path = log.path().to_owned();
+        for i in 0..100 {
+            log.append(format!("{i}").into_bytes());
+        }
+        drop(log);
+        let text = fs::read_to_string(path).expect("read");
+        let want: String = (0..100).map(|i| format!("{i}\n")).collect();
+        assert_eq!(text, want);
     }
 
     #[tokio::test]

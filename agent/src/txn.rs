@@ -954,3 +954,162 @@ pub fn fingerprint(state: &pb::OwnedObjects) -> u64 {
 pub async fn generation(lc: &Lifecycle) -> Result<u64, Error> {
     Ok(fingerprint(&observed(lc).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use linkherd_proto::field_violations;
+    use tonic::{Code, Status};
+
+    use super::*;
+    use crate::{net::NetError, store::StoreError};
+
+    fn step(source: Error) -> Status {
+        Status::from(Error::Step {
+            step: "endpoint mac_net/b1".into(),
+            source: Box::new(source),
+        })
+    }
+
+    #[test]
+    fn a_failed_step_keeps_its_causes_code_and_names_the_step() {
+        let eio = step(Error::Net(NetError::Kernel {
+            op: "add link",
+            errno: libc::EIO,
+        }));
+        assert_eq!(eio.code(), Code::Internal);
+        assert!(
+            eio.message()
+                .starts_with("endpoint mac_net/b1 failed: add link"),
+            "{}",
+            eio.message()
+        );
+        assert!(
+            eio.message()
+                .ends_with("; everything done before it was rolled back"),
+            "{}",
+            eio.message()
+        );
+        let missing = step(Error::NotFound(
+            "parent interface \"eth9\" not found".into(),
+        ));
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_eq!(
+            missing.message(),
+            "endpoint mac_net/b1 failed: parent interface \"eth9\" not found; everything done \
+             before it was rolled back"
+        );
+        let invalid = step(Error::Invalid(linkherd_proto::model::ValidationError::new(
+            "mtu",
+            "9",
+            "is too small",
+            "use 68+",
+        )));
+        assert_eq!(invalid.code(), Code::InvalidArgument);
+        assert_eq!(field_violations(&invalid)[0].0, "mtu", "details kept");
+        let full = step(Error::Store(StoreError::Io {
+            op: "write",
+            path: "/s/txn/x.json".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        }));
+        assert_eq!(full.code(), Code::FailedPrecondition);
+        assert!(
+            full.message().contains(
+                "cannot write /s/txn/x.json: No space left on device (os error 28); free space"
+            ),
+            "{}",
+            full.message()
+        );
+        let eio = step(Error::Store(StoreError::Io {
+            op: "write",
+            path: "/s/txn/x.json".into(),
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        }));
+        assert_eq!(eio.code(), Code::Internal);
+    }
+
+    fn spec() -> EndpointSpec {
+        EndpointSpec::try_from(pb::CreateMacvlanRequest {
+            endpoint: Some(pb::MacvlanEndpoint {
+                network: "mac_net".into(),
+                name: "b1".into(),
+                parent: "ens192".into(),
+                mode: pb::MacvlanMode::Bridge.into(),
+                netns: Some(pb::NetnsTarget {
+                    target: Some(pb::netns_target::Target::Name("b1".into())),
+                }),
+                addresses: vec!["10.0.100.10/24".into()],
+                ..Default::default()
+            }),
+            create_netns: true,
+        })
+        .expect("spec")
+    }
+
+    #[test]
+    fn journal_steps_are_readable_json_and_read_back() {
+        let batch = Batch {
+            txn: "txn-1-1".into(),
+            deadline: 4_102_444_800,
+            seq: 1,
+            steps: vec![JournalStep::CreateEndpoint { endpoint: spec() }],
+        };
+        let v = serde_json::to_value(&batch).expect("json");
+        let e = &v["steps"][0];
+        assert_eq!(e["undo"], "create_endpoint");
+        assert_eq!(e["endpoint"]["network"], "mac_net");
+        assert_eq!(e["endpoint"]["netns"], serde_json::json!({"named": "b1"}));
+        assert_eq!(
+            e["endpoint"]["addresses"],
+            serde_json::json!(["10.0.100.10/24"])
+        );
+        assert_eq!(e["endpoint"]["mode"], "bridge");
+        let back: Batch = serde_json::from_value(v).expect("read back");
+        assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn an_old_journal_step_in_protobuf_is_upgraded() {
+        let old = pb::MacvlanEndpoint::from(linkherd_proto::model::EndpointState {
+            network: "mac_net".into(),
+            name: "b1".into(),
+            parent: "ens192".into(),
+            mode: linkherd_proto::model::MacvlanMode::Bridge,
+            netns: NetnsRef::Named("b1".into()),
+            ifname: "eth0".into(),
+            addresses: vec!["10.0.100.10/24".parse().expect("cidr")],
+            gateway: None,
+            mac: None,
+            mtu: 1500,
+            source_macs: vec![],
+            owned: true,
+            parent_created: false,
+            netns_created: true,
+            interface: None,
+        });
+        let legacy: LegacyJournal = serde_json::from_value(serde_json::json!({
+            "id": "txn-1-1",
+            "deadline": 1,
+            "undo": [
+                {"undo": "create_endpoint", "endpoint": old.encode_to_vec(), "create_netns": true},
+                {"undo": "create_vlan", "vlan": [255, 255]},
+            ],
+        }))
+        .expect("old journal");
+        let (journal, unreadable) = legacy.upgrade();
+        let JournalStep::CreateEndpoint { endpoint } = &journal.batches[0].steps[0] else {
+            panic!("{journal:?}");
+        };
+        assert_eq!(
+            (endpoint.network.as_str(), endpoint.ifname.as_str()),
+            ("mac_net", "eth0")
+        );
+        assert!(endpoint.create_netns);
+        assert_eq!(journal.batches[0].steps.len(), 1);
+        assert_eq!(unreadable.len(), 1);
+        assert!(
+            unreadable[0].starts_with("FAILED to read a step of txn.json: undecodable protobuf"),
+            "{}",
+            unreadable[0]
+        );
+    }
+}

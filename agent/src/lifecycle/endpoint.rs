@@ -191,6 +191,13 @@ impl Lifecycle {
                 entry_netns(e)
             )));
         }
+        // Recorded before the kernel is touched (a record that cannot be
+        // written fails the request with nothing changed); the steps write
+        // it again with what they created.
+        let fresh = reg.get(spec.network.as_str(), spec.name.as_str()).is_none();
+        if fresh {
+            reg.insert(self.entry(spec, false, false)).await?;
+        }
         let mut undo = Rollback::default();
         let res = self.create_endpoint_steps(spec, &mut reg, &mut undo).await;
         match res {
@@ -200,6 +207,11 @@ impl Lifecycle {
             }
             Err(e) => {
                 undo.run().await;
+                if fresh
+                    && let Err(err) = reg.remove(spec.network.as_str(), spec.name.as_str()).await
+                {
+                    tracing::warn!(error = %err, "cannot remove the record of an endpoint not made");
+                }
                 Err(e)
             }
         }
@@ -473,9 +485,13 @@ impl Lifecycle {
                 parent.name, ipvlan.name
             )));
         }
+        // Not the endpoint itself: it is recorded before it is made.
         let mut users: Vec<String> = reg
             .all()
             .filter(|e| e.parent == parent.name)
+            .filter(|e| {
+                (e.network.as_str(), e.name.as_str()) != (spec.network.as_str(), spec.name.as_str())
+            })
             .map(|e| format!("{}/{}", e.network, e.name))
             .collect();
         users.extend(
