@@ -138,35 +138,7 @@ pub async fn run(ctx: &Ctx, cmd: IfCmd) -> Result<Exit, CtlError> {
             let iface = decode(r.interface)?;
             output::print(ctx.format, &iface, output::interface_detail)?;
         }
-        IfCmd::Watch { count } => {
-            let mut stream = client
-                .watch(pb::WatchInterfacesRequest {})
-                .await?
-                .into_inner();
-            let mut synced = false;
-            let mut seen = 0u64;
-            while let Some(msg) = stream.next().await {
-                let Some(ev) = msg?.event else { continue };
-                let line = watch_line(ev)?;
-                let is_sync = line.event == "synced";
-                match ctx.format {
-                    // One JSON document per line, for `jq` and friends.
-                    Format::Json => println!("{}", output::json_line(&line)?),
-                    Format::Yaml => println!(
-                        "---\n{}",
-                        output::structured(Format::Yaml, &line)?.unwrap_or_default()
-                    ),
-                    Format::Table => println!("{}", watch_text(&line)),
-                }
-                if synced && !is_sync {
-                    seen += 1;
-                }
-                synced |= is_sync;
-                if count.is_some_and(|c| synced && seen >= c) {
-                    break;
-                }
-            }
-        }
+        IfCmd::Watch { count } => watch(ctx, &mut client, count).await?,
         IfCmd::Up { name } => set_up(ctx, &mut client, name, true).await?,
         IfCmd::Down { name } => set_up(ctx, &mut client, name, false).await?,
         IfCmd::Mtu { name, mtu } => {
@@ -183,6 +155,43 @@ pub async fn run(ctx: &Ctx, cmd: IfCmd) -> Result<Exit, CtlError> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// Prints each event as it comes: the snapshot, the sync marker, then
+/// changes; ends after `count` changes when given.
+async fn watch(
+    ctx: &Ctx,
+    client: &mut InterfaceServiceClient<tonic::transport::Channel>,
+    count: Option<u64>,
+) -> Result<(), CtlError> {
+    let mut stream = client
+        .watch(pb::WatchInterfacesRequest {})
+        .await?
+        .into_inner();
+    let mut synced = false;
+    let mut seen = 0u64;
+    while let Some(msg) = stream.next().await {
+        let Some(ev) = msg?.event else { continue };
+        let line = watch_line(ev)?;
+        let is_sync = line.event == "synced";
+        match ctx.format {
+            // One JSON document per line, for `jq` and friends.
+            Format::Json => println!("{}", output::json_line(&line)?),
+            Format::Yaml => println!(
+                "---\n{}",
+                output::structured(Format::Yaml, &line)?.unwrap_or_default()
+            ),
+            Format::Table => println!("{}", watch_text(&line)),
+        }
+        if synced && !is_sync {
+            seen += 1;
+        }
+        synced |= is_sync;
+        if count.is_some_and(|c| synced && seen >= c) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn set_up(

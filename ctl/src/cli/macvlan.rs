@@ -36,43 +36,7 @@ pub enum MacvlanCmd {
     /// Create an endpoint: a macvlan inside a namespace, with addresses,
     /// default route and a stable MAC. A missing VLAN parent "X.<id>" is
     /// created (and removed with the network's last endpoint).
-    Create {
-        /// The macvlan network, e.g. mac_net10.
-        #[arg(long)]
-        network: String,
-        /// The endpoint's name in the network, e.g. b1.
-        #[arg(long)]
-        name: String,
-        /// Parent interface, e.g. ens192 or ens192.10.
-        #[arg(long)]
-        parent: String,
-        /// Always explicit: the kernel's own default is vepa.
-        #[arg(long, value_enum)]
-        mode: Mode,
-        #[command(flatten)]
-        place: NetnsArgs,
-        /// Create the named namespace if missing (and delete it with the endpoint).
-        #[arg(long, requires = "netns")]
-        create_netns: bool,
-        /// Interface name inside the namespace.
-        #[arg(long, default_value = "eth0")]
-        ifname: String,
-        /// Address with prefix length; repeat for more (IPv4 and/or IPv6).
-        #[arg(long = "ip", value_name = "CIDR")]
-        ips: Vec<String>,
-        /// Default route via this gateway.
-        #[arg(long)]
-        gateway: Option<String>,
-        /// MAC address (default: stable, derived from network and name).
-        #[arg(long)]
-        mac: Option<String>,
-        /// MTU (default: the parent's).
-        #[arg(long)]
-        mtu: Option<u32>,
-        /// Mode source only: a MAC allowed to send; repeat for more.
-        #[arg(long = "source-mac", value_name = "MAC")]
-        source_macs: Vec<String>,
-    },
+    Create(CreateArgs),
     /// Delete one endpoint (--network and --name), a whole network
     /// (--network alone), or a macvlan by place (--netns… and --ifname).
     Delete {
@@ -90,6 +54,46 @@ pub enum MacvlanCmd {
     },
     /// Every endpoint on the host.
     List,
+}
+
+/// A new endpoint, as `macvlan create` takes it.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The macvlan network, e.g. mac_net10.
+    #[arg(long)]
+    network: String,
+    /// The endpoint's name in the network, e.g. b1.
+    #[arg(long)]
+    name: String,
+    /// Parent interface, e.g. ens192 or ens192.10.
+    #[arg(long)]
+    parent: String,
+    /// Always explicit: the kernel's own default is vepa.
+    #[arg(long, value_enum)]
+    mode: Mode,
+    #[command(flatten)]
+    place: NetnsArgs,
+    /// Create the named namespace if missing (and delete it with the endpoint).
+    #[arg(long, requires = "netns")]
+    create_netns: bool,
+    /// Interface name inside the namespace.
+    #[arg(long, default_value = "eth0")]
+    ifname: String,
+    /// Address with prefix length; repeat for more (IPv4 and/or IPv6).
+    #[arg(long = "ip", value_name = "CIDR")]
+    ips: Vec<String>,
+    /// Default route via this gateway.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// MAC address (default: stable, derived from network and name).
+    #[arg(long)]
+    mac: Option<String>,
+    /// MTU (default: the parent's).
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// Mode source only: a MAC allowed to send; repeat for more.
+    #[arg(long = "source-mac", value_name = "MAC")]
+    source_macs: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,60 +190,7 @@ fn host_access_table(list: &[HostAccessState]) -> String {
 pub async fn run(ctx: &Ctx, cmd: MacvlanCmd) -> Result<Exit, CtlError> {
     let mut client = MacvlanServiceClient::new(ctx.channel().await?);
     match cmd {
-        MacvlanCmd::Create {
-            network,
-            name,
-            parent,
-            mode,
-            place,
-            create_netns,
-            ifname,
-            ips,
-            gateway,
-            mac,
-            mtu,
-            source_macs,
-        } => {
-            let r = client
-                .create(pb::CreateMacvlanRequest {
-                    endpoint: Some(pb::MacvlanEndpoint {
-                        network,
-                        name,
-                        parent,
-                        mode: pb::MacvlanMode::from(mode).into(),
-                        netns: place.target(),
-                        ifname,
-                        addresses: ips,
-                        gateway: gateway.unwrap_or_default(),
-                        mac: mac.unwrap_or_default(),
-                        mtu: mtu.unwrap_or(0),
-                        source_macs,
-                        ..Default::default()
-                    }),
-                    create_netns,
-                })
-                .await?
-                .into_inner();
-            let c = CreatedEndpoint {
-                outcome: outcome_name(r.outcome),
-                endpoint: r.endpoint.ok_or(CtlError::EmptyResponse)?.try_into()?,
-            };
-            output::print(ctx.format, &c, |c| {
-                let e = &c.endpoint;
-                format!(
-                    "{}/{}: {} in {} on {} ({}), mac {}, {} ({})",
-                    e.network,
-                    e.name,
-                    e.ifname,
-                    e.netns,
-                    e.parent,
-                    e.mode.as_str(),
-                    e.mac.map(|m| m.to_string()).unwrap_or_default(),
-                    join(&e.addresses),
-                    c.outcome
-                )
-            })?;
-        }
+        MacvlanCmd::Create(a) => create(ctx, &mut client, a).await?,
         MacvlanCmd::Delete {
             network,
             name,
@@ -280,6 +231,53 @@ pub async fn run(ctx: &Ctx, cmd: MacvlanCmd) -> Result<Exit, CtlError> {
         }
     }
     Ok(Exit::Success)
+}
+
+async fn create(
+    ctx: &Ctx,
+    client: &mut MacvlanServiceClient<tonic::transport::Channel>,
+    a: CreateArgs,
+) -> Result<(), CtlError> {
+    let r = client
+        .create(pb::CreateMacvlanRequest {
+            endpoint: Some(pb::MacvlanEndpoint {
+                network: a.network,
+                name: a.name,
+                parent: a.parent,
+                mode: pb::MacvlanMode::from(a.mode).into(),
+                netns: a.place.target(),
+                ifname: a.ifname,
+                addresses: a.ips,
+                gateway: a.gateway.unwrap_or_default(),
+                mac: a.mac.unwrap_or_default(),
+                mtu: a.mtu.unwrap_or(0),
+                source_macs: a.source_macs,
+                ..Default::default()
+            }),
+            create_netns: a.create_netns,
+        })
+        .await?
+        .into_inner();
+    let c = CreatedEndpoint {
+        outcome: outcome_name(r.outcome),
+        endpoint: r.endpoint.ok_or(CtlError::EmptyResponse)?.try_into()?,
+    };
+    output::print(ctx.format, &c, |c| {
+        let e = &c.endpoint;
+        format!(
+            "{}/{}: {} in {} on {} ({}), mac {}, {} ({})",
+            e.network,
+            e.name,
+            e.ifname,
+            e.netns,
+            e.parent,
+            e.mode.as_str(),
+            e.mac.map(|m| m.to_string()).unwrap_or_default(),
+            join(&e.addresses),
+            c.outcome
+        )
+    })?;
+    Ok(())
 }
 
 pub async fn run_host_access(ctx: &Ctx, cmd: HostAccessCmd) -> Result<Exit, CtlError> {

@@ -143,7 +143,9 @@ impl fleet::Progress for Progress {
             Err(f) => task.finish(false, &f.to_string()),
         }
     }
+}
 
+impl fleet::ProbeProgress for Progress {
     fn probing(&self, total: usize) {
         let task = self.counter("verify", total as u64);
         if let Ok(mut p) = self.probes.lock() {

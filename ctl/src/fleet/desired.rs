@@ -93,7 +93,7 @@ pub fn desired(
 /// Every host of the spec with nothing on it yet, but speaking for every
 /// network of the spec: so an endpoint the spec no longer lists on a host
 /// is deleted even when the network has no other endpoint left there.
-pub(super) fn spoken_for(spec: &FleetSpec) -> BTreeMap<String, Desired> {
+fn spoken_for(spec: &FleetSpec) -> BTreeMap<String, Desired> {
     spec.hosts
         .keys()
         .map(|h| {
@@ -104,6 +104,28 @@ pub(super) fn spoken_for(spec: &FleetSpec) -> BTreeMap<String, Desired> {
             (h.clone(), d)
         })
         .collect()
+}
+
+/// What `destroy` converges every host to: none of the spec's endpoints
+/// or host access, and none of the VLAN sub-interfaces its networks use
+/// (those linkherd made; a VLAN that was there before is left).
+pub fn teardown(spec: &FleetSpec) -> Result<BTreeMap<String, Desired>, DesiredError> {
+    let mut out = spoken_for(spec);
+    for net in spec.networks.values() {
+        let Some(id) = net.vlan else { continue };
+        for (host, parent) in &net.parents {
+            let name = default_vlan_name(parent, id).map_err(|source| DesiredError::Name {
+                network: net.name.to_string(),
+                host: host.clone(),
+                source: Box::new(source),
+            })?;
+            let d = out.entry(host.clone()).or_default();
+            if !d.absent_vlans.contains(&name) {
+                d.absent_vlans.push(name);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every endpoint's addresses (v4 then v6), by endpoint name.

@@ -7,21 +7,26 @@
 
 mod desired;
 pub mod destroy;
+pub mod interrupt;
 mod observe;
 pub mod plan;
-pub mod progress;
 pub mod read;
 pub mod rollout;
 pub mod status;
 pub mod verify;
 
-pub use desired::{DesiredError, ENDPOINT_IFNAME, Observed, desired};
+pub use desired::{DesiredError, ENDPOINT_IFNAME, Observed, desired, teardown};
+pub use interrupt::Interrupt;
 pub use observe::observed;
 pub use plan::{FleetPlan, Goal, HostPlan, plan};
-pub use progress::{Interrupt, Progress, Silent};
-pub use rollout::{ApplyOptions, RolloutOutcome, RolloutReport, rollout};
+pub use rollout::{ApplyOptions, Progress, RolloutOutcome, RolloutReport, rollout};
+pub use verify::ProbeProgress;
 
 use crate::client::RpcError;
+
+/// Reports nothing: for callers that do not show progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
 
 /// Why the engine could not plan.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::{
-    FleetError, desired, destroy,
+    FleetError, desired,
     read::{self, HostRead},
 };
 use crate::{
@@ -128,7 +128,7 @@ pub async fn plan(
     }
     let mut wanted = match goal {
         Goal::Spec => desired_states(&spec, &hosts)?,
-        Goal::Teardown => destroy::teardown(&spec)?,
+        Goal::Teardown => desired::teardown(&spec)?,
     };
     wanted.retain(|h, _| hosts.contains_key(h));
     let plans = wanted.into_iter().filter_map(|(host, d)| {

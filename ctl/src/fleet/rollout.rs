@@ -19,11 +19,24 @@ use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
 use tonic::transport::Channel;
 
 use super::{
+    Silent,
+    interrupt::Interrupt,
     plan::{FleetPlan, HostPlan},
-    progress::{Interrupt, Progress},
-    verify::{self, Verification, VerifyFailure},
+    verify::{self, ProbeProgress, Verification, VerifyFailure},
 };
 use crate::client::RpcError;
+
+/// Events of a rollout as they happen, besides those of its verification.
+/// Every method has a default that ignores the event. The engine knows
+/// nothing of terminals: the CLI draws bars from these calls.
+pub trait Progress: ProbeProgress {
+    /// `host` starts applying its `changes` changes.
+    fn applying(&self, _host: &str, _changes: usize) {}
+    /// `host` has applied (pending confirmation) or failed.
+    fn applied(&self, _host: &str, _result: Result<&Pending, &HostFailure>) {}
+}
+
+impl Progress for Silent {}
 
 /// How every host applies its part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -286,6 +286,14 @@ fn pool(
     Some(p)
 }
 
+/// A network's address pools, and which families the spec declares (a
+/// declared family without a pool had an error, reported already).
+struct Pools {
+    v4: Option<Pool>,
+    v6: Option<Pool>,
+    declared: (bool, bool),
+}
+
 fn network(
     is: &mut Issues,
     path: &str,
@@ -302,6 +310,27 @@ fn network(
             VlanId::new("vlan", v.value),
         )
     });
+    let pools = pools(is, path, n);
+    let mode = mode(is, path, n);
+    let mtu = mtu(is, path, n);
+    let endpoints = endpoints(is, path, n, raw_hosts, &pools);
+    let span = span(is, path, n, raw_hosts);
+    let parents = parents(is, path, n, &span, hosts);
+    let host_access = host_access(is, path, n, (raw_hosts, &span), &pools);
+    (is.0.len() == before).then_some(NetworkSpec {
+        name,
+        vlan,
+        v4: pools.v4,
+        v6: pools.v6,
+        mode,
+        mtu,
+        parents,
+        host_access,
+        endpoints,
+    })
+}
+
+fn pools(is: &mut Issues, path: &str, n: &RawNetwork) -> Pools {
     let v4 = pool(
         is,
         path,
@@ -328,86 +357,117 @@ fn network(
             "give the network's subnet, e.g. subnet: 172.16.10.0/24",
         );
     }
-    let mode = match &n.mode {
-        None => MacvlanMode::Bridge,
-        Some(m) => match MacvlanMode::ALL.iter().find(|x| x.as_str() == m.value) {
-            Some(x) => *x,
-            None => {
-                is.push(
-                    &format!("{path}.mode"),
-                    m.referenced,
-                    format!("{:?} is not a macvlan mode", m.value),
-                    "use bridge, private, vepa, passthru or source",
-                );
-                MacvlanMode::Bridge
-            }
-        },
-    };
-    let mtu = n.mtu.as_ref().and_then(|m| {
-        if (68..=65535).contains(&m.value) {
-            Some(m.value)
-        } else {
-            is.push(
-                &format!("{path}.mtu"),
-                m.referenced,
-                format!("{} is out of range", m.value),
-                "give an MTU between 68 and 65535",
-            );
-            None
-        }
-    });
+    Pools {
+        v4,
+        v6,
+        declared: (n.subnet.is_some(), n.subnet_v6.is_some()),
+    }
+}
 
-    let declared = (n.subnet.is_some(), n.subnet_v6.is_some());
-    let mut endpoints = BTreeMap::new();
+fn mode(is: &mut Issues, path: &str, n: &RawNetwork) -> MacvlanMode {
+    let Some(m) = &n.mode else {
+        return MacvlanMode::Bridge;
+    };
+    match MacvlanMode::ALL.iter().find(|x| x.as_str() == m.value) {
+        Some(x) => *x,
+        None => {
+            is.push(
+                &format!("{path}.mode"),
+                m.referenced,
+                format!("{:?} is not a macvlan mode", m.value),
+                "use bridge, private, vepa, passthru or source",
+            );
+            MacvlanMode::Bridge
+        }
+    }
+}
+
+fn mtu(is: &mut Issues, path: &str, n: &RawNetwork) -> Option<u32> {
+    let m = n.mtu.as_ref()?;
+    if (68..=65535).contains(&m.value) {
+        return Some(m.value);
+    }
+    is.push(
+        &format!("{path}.mtu"),
+        m.referenced,
+        format!("{} is out of range", m.value),
+        "give an MTU between 68 and 65535",
+    );
+    None
+}
+
+fn endpoints(
+    is: &mut Issues,
+    path: &str,
+    n: &RawNetwork,
+    raw_hosts: &BTreeMap<String, RawHost>,
+    pools: &Pools,
+) -> BTreeMap<ObjName, EndpointDecl> {
+    let mut out = BTreeMap::new();
     for (ename, e) in &n.endpoints {
         let epath = format!("{path}.endpoints.{ename}");
-        let pools = (&v4, &v6, declared);
         if let Some((obj, decl)) = endpoint(is, &epath, ename, e, raw_hosts, pools) {
-            endpoints.insert(obj, decl);
+            out.insert(obj, decl);
         }
     }
+    out
+}
 
-    // The hosts the network spans: stated, or those with endpoints.
+/// The hosts the network spans: stated (and then covering every endpoint),
+/// or those with endpoints or host access.
+fn span(
+    is: &mut Issues,
+    path: &str,
+    n: &RawNetwork,
+    raw_hosts: &BTreeMap<String, RawHost>,
+) -> BTreeMap<String, Location> {
     let mut span: BTreeMap<String, Location> = BTreeMap::new();
-    match &n.hosts {
-        Some(list) => {
-            for (i, h) in list.iter().enumerate() {
-                if !raw_hosts.contains_key(&h.value) {
-                    unknown_host(is, &format!("{path}.hosts[{i}]"), h, raw_hosts);
-                }
-                span.insert(h.value.clone(), h.referenced);
-            }
-            for (ename, e) in &n.endpoints {
-                if raw_hosts.contains_key(&e.host.value) && !span.contains_key(&e.host.value) {
-                    is.push(
-                        &format!("{path}.endpoints.{ename}.host"),
-                        e.host.referenced,
-                        format!("{:?} is not in {path}.hosts", e.host.value),
-                        "add the host to the network's hosts list",
-                    );
-                }
-            }
+    let Some(list) = &n.hosts else {
+        for e in n.endpoints.values() {
+            span.entry(e.host.value.clone())
+                .or_insert(e.host.referenced);
         }
-        None => {
-            for e in n.endpoints.values() {
-                span.entry(e.host.value.clone())
-                    .or_insert(e.host.referenced);
-            }
-            span.extend(n.host_access.iter().map(|(h, a)| (h.clone(), a.referenced)));
+        span.extend(n.host_access.iter().map(|(h, a)| (h.clone(), a.referenced)));
+        return span;
+    };
+    for (i, h) in list.iter().enumerate() {
+        if !raw_hosts.contains_key(&h.value) {
+            unknown_host(is, &format!("{path}.hosts[{i}]"), h, raw_hosts);
         }
+        span.insert(h.value.clone(), h.referenced);
     }
-    for (h, s) in &n.parents {
-        if !span.contains_key(h) {
+    for (ename, e) in &n.endpoints {
+        if raw_hosts.contains_key(&e.host.value) && !span.contains_key(&e.host.value) {
             is.push(
-                &format!("{path}.parents.{h}"),
-                s.referenced,
-                format!("host {h:?} is not part of this network"),
-                "remove the override or add the host to the network",
+                &format!("{path}.endpoints.{ename}.host"),
+                e.host.referenced,
+                format!("{:?} is not in {path}.hosts", e.host.value),
+                "add the host to the network's hosts list",
             );
         }
     }
+    span
+}
+
+/// The parent NIC on every spanned host: the network's override, else the
+/// host's own.
+fn parents(
+    is: &mut Issues,
+    path: &str,
+    n: &RawNetwork,
+    span: &BTreeMap<String, Location>,
+    hosts: &BTreeMap<String, HostSpec>,
+) -> BTreeMap<String, IfName> {
+    for (h, s) in n.parents.iter().filter(|(h, _)| !span.contains_key(*h)) {
+        is.push(
+            &format!("{path}.parents.{h}"),
+            s.referenced,
+            format!("host {h:?} is not part of this network"),
+            "remove the override or add the host to the network",
+        );
+    }
     let mut parents = BTreeMap::new();
-    for (h, loc) in &span {
+    for (h, loc) in span {
         let Some(hs) = hosts.get(h) else { continue };
         let parent = match n.parents.get(h) {
             Some(p) => is.ok(
@@ -431,45 +491,43 @@ fn network(
             parents.insert(h.clone(), p);
         }
     }
+    parents
+}
 
-    let mut host_access = BTreeMap::new();
+/// Host access addresses, on declared and spanned hosts, in the pools.
+fn host_access(
+    is: &mut Issues,
+    path: &str,
+    n: &RawNetwork,
+    (raw_hosts, span): (&BTreeMap<String, RawHost>, &BTreeMap<String, Location>),
+    pools: &Pools,
+) -> BTreeMap<String, IpAddr> {
+    let mut out = BTreeMap::new();
     for (h, a) in &n.host_access {
         let hpath = format!("{path}.host_access.{h}");
-        if !raw_hosts.contains_key(h) {
-            is.push(
-                &hpath,
-                a.referenced,
+        let problem = if !raw_hosts.contains_key(h) {
+            Some((
                 format!("{h:?} is not a declared host"),
                 "use a name from hosts",
-            );
-            continue;
-        }
-        if !span.contains_key(h) {
-            is.push(
-                &hpath,
-                a.referenced,
+            ))
+        } else if !span.contains_key(h) {
+            Some((
                 format!("{h:?} is not in {path}.hosts"),
                 "add the host to the network's hosts list",
-            );
+            ))
+        } else {
+            None
+        };
+        if let Some((problem, fix)) = problem {
+            is.push(&hpath, a.referenced, problem, fix);
             continue;
         }
         if let Some(ip) = parse_ip(is, &hpath, a) {
-            in_pool(is, &hpath, a.referenced, ip, &v4, &v6, declared);
-            host_access.insert(h.clone(), ip);
+            in_pool(is, &hpath, a.referenced, ip, pools);
+            out.insert(h.clone(), ip);
         }
     }
-
-    (is.0.len() == before).then_some(NetworkSpec {
-        name,
-        vlan,
-        v4,
-        v6,
-        mode,
-        mtu,
-        parents,
-        host_access,
-        endpoints,
-    })
+    out
 }
 
 fn unknown_host(is: &mut Issues, path: &str, h: &S<String>, hosts: &BTreeMap<String, RawHost>) {
@@ -483,19 +541,11 @@ fn unknown_host(is: &mut Issues, path: &str, h: &S<String>, hosts: &BTreeMap<Str
 }
 
 /// Checks that a fixed address belongs to the family's subnet and is usable.
-fn in_pool(
-    is: &mut Issues,
-    path: &str,
-    loc: Location,
-    ip: IpAddr,
-    v4: &Option<Pool>,
-    v6: &Option<Pool>,
-    declared: (bool, bool),
-) {
+fn in_pool(is: &mut Issues, path: &str, loc: Location, ip: IpAddr, pools: &Pools) {
     let (pool, declared) = if ip.is_ipv4() {
-        (v4, declared.0)
+        (&pools.v4, pools.declared.0)
     } else {
-        (v6, declared.1)
+        (&pools.v6, pools.declared.1)
     };
     let Some(p) = pool else {
         if declared {
@@ -527,14 +577,53 @@ fn endpoint(
     name: &str,
     e: &RawEndpoint,
     hosts: &BTreeMap<String, RawHost>,
-    (v4, v6, declared): (&Option<Pool>, &Option<Pool>, (bool, bool)),
+    pools: &Pools,
 ) -> Option<(ObjName, EndpointDecl)> {
     let before = is.0.len();
     let obj = is.ok(path, e.host.referenced, ObjName::parse("name", name));
     if !hosts.contains_key(&e.host.value) {
         unknown_host(is, &format!("{path}.host"), &e.host, hosts);
     }
-    let netns = match (&e.netns, &e.pid) {
+    let netns = netns(is, path, name, e);
+    let mut addr = |field: &str, s: &Option<S<String>>, v6: bool| {
+        let s = s.as_ref()?;
+        let p = format!("{path}.{field}");
+        let ip = parse_ip(is, &p, s)?;
+        if ip.is_ipv6() != v6 {
+            is.push(
+                &p,
+                s.referenced,
+                format!("{ip} is the wrong address family"),
+                "put IPv4 in ip and IPv6 in ip6",
+            );
+            return None;
+        }
+        Some((ip, s.referenced, p))
+    };
+    let ip = addr("ip", &e.ip, false);
+    let ip6 = addr("ip6", &e.ip6, true);
+    for (a, loc, p) in ip.iter().chain(ip6.iter()) {
+        in_pool(is, p, *loc, *a, pools);
+    }
+    let mac = e.mac.as_ref().and_then(|m| mac(is, path, m));
+    if is.0.len() != before {
+        return None;
+    }
+    Some((
+        obj?,
+        EndpointDecl {
+            host: e.host.value.clone(),
+            netns: netns?,
+            ip: ip.map(|x| x.0),
+            ip6: ip6.map(|x| x.0),
+            mac,
+        },
+    ))
+}
+
+/// The endpoint's namespace: named, a process's, or named after it.
+fn netns(is: &mut Issues, path: &str, name: &str, e: &RawEndpoint) -> Option<NetnsRef> {
+    match (&e.netns, &e.pid) {
         (Some(_), Some(p)) => {
             is.push(
                 &format!("{path}.pid"),
@@ -556,57 +645,26 @@ fn endpoint(
         ),
         // The endpoint's own name is the natural namespace name (b1 in b1).
         (None, None) => is.ok(path, e.host.referenced, NetnsRef::named("netns", name)),
-    };
-    let mut addr = |field: &str, s: &Option<S<String>>, v6: bool| {
-        let s = s.as_ref()?;
-        let p = format!("{path}.{field}");
-        let ip = parse_ip(is, &p, s)?;
-        if ip.is_ipv6() != v6 {
-            is.push(
-                &p,
-                s.referenced,
-                format!("{ip} is the wrong address family"),
-                "put IPv4 in ip and IPv6 in ip6",
-            );
-            return None;
-        }
-        Some((ip, s.referenced, p))
-    };
-    let ip = addr("ip", &e.ip, false);
-    let ip6 = addr("ip6", &e.ip6, true);
-    for (a, loc, p) in ip.iter().chain(ip6.iter()) {
-        in_pool(is, p, *loc, *a, v4, v6, declared);
     }
-    let mac = e.mac.as_ref().and_then(|m| {
-        let mac = is.ok(
+}
+
+/// A fixed MAC, which must be unicast.
+fn mac(is: &mut Issues, path: &str, m: &S<String>) -> Option<MacAddr> {
+    let mac = is.ok(
+        &format!("{path}.mac"),
+        m.referenced,
+        MacAddr::parse("mac", &m.value),
+    )?;
+    if mac.is_multicast() || mac.is_zero() {
+        is.push(
             &format!("{path}.mac"),
             m.referenced,
-            MacAddr::parse("mac", &m.value),
-        )?;
-        if mac.is_multicast() || mac.is_zero() {
-            is.push(
-                &format!("{path}.mac"),
-                m.referenced,
-                format!("{mac} is not a unicast address"),
-                "use a unicast MAC (first octet even), e.g. 02:42:ac:10:0a:0a",
-            );
-            return None;
-        }
-        Some(mac)
-    });
-    if is.0.len() != before {
+            format!("{mac} is not a unicast address"),
+            "use a unicast MAC (first octet even), e.g. 02:42:ac:10:0a:0a",
+        );
         return None;
     }
-    Some((
-        obj?,
-        EndpointDecl {
-            host: e.host.value.clone(),
-            netns: netns?,
-            ip: ip.map(|x| x.0),
-            ip6: ip6.map(|x| x.0),
-            mac,
-        },
-    ))
+    Some(mac)
 }
 
 /// Two endpoints fixing the same address, or MAC, in one network, or one

@@ -1,7 +1,6 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::fleet::destroy::teardown;
 
 fn spec(text: &str) -> FleetSpec {
     FleetSpec::parse(text, "t.yaml").expect("valid spec")

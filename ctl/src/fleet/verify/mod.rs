@@ -22,8 +22,21 @@ use std::{collections::BTreeMap, fmt};
 use futures::future::join_all;
 use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
 
-use super::{plan::FleetPlan, progress::Progress};
+use super::{Silent, plan::FleetPlan};
 use crate::client::RpcError;
+
+/// Events of a verification as they happen; every method has a default
+/// that ignores the event.
+pub trait ProbeProgress: Send + Sync {
+    /// `total` probes are about to run.
+    fn probing(&self, _total: usize) {}
+    /// One probe has its result.
+    fn probed(&self, _outcome: &ProbeOutcome) {}
+    /// Every probe has its result.
+    fn probes_done(&self, _outcomes: &[ProbeOutcome]) {}
+}
+
+impl ProbeProgress for Silent {}
 
 /// What the probes found: the endpoints probed, and every probe's outcome
 /// (both empty when nothing was probed).
@@ -103,7 +116,11 @@ pub struct VerifyReport {
 /// endpoint of the spec present on its (reachable) host, then the probes.
 /// Hosts in `changed` are read again (their state is what was just
 /// applied); the others' state is the one read before planning.
-pub async fn verify(plan: &FleetPlan, changed: &[&str], progress: &dyn Progress) -> VerifyReport {
+pub async fn verify(
+    plan: &FleetPlan,
+    changed: &[&str],
+    progress: &dyn ProbeProgress,
+) -> VerifyReport {
     let observed = match observe(plan, changed).await {
         Ok(o) => o,
         Err(failure) => return failed(Verification::default(), failure),

@@ -11,8 +11,11 @@ use linkherd_proto::{
 use serde::{Serialize, ser::SerializeStruct};
 use tonic::transport::Channel;
 
-use super::probe::{Check, Member, Probe};
-use crate::{client::RpcError, fleet::ENDPOINT_IFNAME, fleet::progress::Progress};
+use super::{
+    ProbeProgress,
+    probe::{Check, Member, Probe},
+};
+use crate::{client::RpcError, fleet::ENDPOINT_IFNAME};
 
 /// Echo requests per reach probe: one lost packet is not a failure.
 const PINGS: u32 = 3;
@@ -187,7 +190,7 @@ pub async fn run(
     probes: &[Probe],
     channels: &BTreeMap<String, Channel>,
     timeout: Duration,
-    progress: &dyn Progress,
+    progress: &dyn ProbeProgress,
 ) -> Vec<ProbeOutcome> {
     let mut by_host: BTreeMap<&str, Vec<(usize, &Probe)>> = BTreeMap::new();
     for (i, p) in probes.iter().enumerate() {
