@@ -13,6 +13,7 @@ use crate::{certs, output};
 pub enum CertsCmd {
     /// Create a fleet CA (ca.pem, ca-key.pem) in DIR.
     Init {
+        /// The directory for the CA's files.
         #[arg(long)]
         dir: PathBuf,
         /// Validity in days.
@@ -29,6 +30,7 @@ pub enum CertsCmd {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("who").required(true).args(["agent", "client"])))]
 pub struct IssueArgs {
+    /// The CA's directory; the certificate and its key are written there.
     #[arg(long)]
     dir: PathBuf,
     /// Agent name; the certificate is valid for it and every --san.

@@ -106,7 +106,7 @@ fn spelling(a: &Arg) -> String {
 
 /// Help text, then possible values, default and environment variable.
 fn describe(a: &Arg) -> String {
-    let mut out = text(a.get_long_help().or(a.get_help()));
+    let mut out = sentence(&text(a.get_long_help().or(a.get_help())));
     let values: Vec<String> = a
         .get_possible_values()
         .iter()
@@ -129,6 +129,15 @@ fn describe(a: &Arg) -> String {
         out.push_str(&format!(" Environment: `{}`.", env.to_string_lossy()));
     }
     out.trim().to_owned()
+}
+
+/// clap drops the final period of a one-line help; notes follow it.
+fn sentence(s: &str) -> String {
+    match s.trim_end().chars().last() {
+        None => String::new(),
+        Some('.' | '!' | '?' | ')' | ':') => s.trim_end().to_owned(),
+        Some(_) => format!("{}.", s.trim_end()),
+    }
 }
 
 fn text(s: Option<&clap::builder::StyledStr>) -> String {

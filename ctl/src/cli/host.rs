@@ -18,9 +18,15 @@ pub enum HostCmd {
     /// and the generation that changes with any of it.
     State,
     /// Keep a pending transaction (from an apply).
-    Confirm { txn: String },
+    Confirm {
+        /// The transaction id, as the apply printed it.
+        txn: String,
+    },
     /// Undo a pending transaction now.
-    Rollback { txn: String },
+    Rollback {
+        /// The transaction id, as the apply printed it.
+        txn: String,
+    },
 }
 
 #[derive(Debug, Serialize)]

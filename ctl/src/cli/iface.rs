@@ -18,7 +18,10 @@ pub enum IfCmd {
     /// All interfaces with state, promiscuous mode and addresses.
     List,
     /// One interface in detail, with counters.
-    Get { name: String },
+    Get {
+        /// The interface, e.g. ens192.
+        name: String,
+    },
     /// Stream changes as the kernel reports them (snapshot first).
     Watch {
         /// Exit after this many change events (after the snapshot).
@@ -26,11 +29,22 @@ pub enum IfCmd {
         count: Option<u64>,
     },
     /// Set an interface administratively up.
-    Up { name: String },
+    Up {
+        /// The interface, e.g. ens192.
+        name: String,
+    },
     /// Set an interface administratively down.
-    Down { name: String },
+    Down {
+        /// The interface, e.g. ens192.
+        name: String,
+    },
     /// Set an interface's MTU.
-    Mtu { name: String, mtu: u32 },
+    Mtu {
+        /// The interface, e.g. ens192.
+        name: String,
+        /// The new MTU in bytes.
+        mtu: u32,
+    },
 }
 
 /// A mutation's result, as printed.

@@ -40,12 +40,15 @@ pub enum MacvlanCmd {
     /// Delete one endpoint (--network and --name), a whole network
     /// (--network alone), or a macvlan by place (--netns… and --ifname).
     Delete {
+        /// The network of the endpoint, or the whole network to delete.
         #[arg(long)]
         network: Option<String>,
+        /// The endpoint's name in the network.
         #[arg(long, requires = "network")]
         name: Option<String>,
         #[command(flatten)]
         place: NetnsArgs,
+        /// The macvlan's name inside the namespace (with --netns…).
         #[arg(long)]
         ifname: Option<String>,
         /// Delete a macvlan linkherd did not create.
@@ -100,8 +103,10 @@ pub struct CreateArgs {
 pub enum HostAccessCmd {
     /// Let the host reach its own endpoints through a macvlan link of its own (host access).
     Create {
+        /// The macvlan network, e.g. mac_net10.
         #[arg(long)]
         network: String,
+        /// The parent interface the network's endpoints use, e.g. ens192.10.
         #[arg(long)]
         parent: String,
         /// The host's own address on the network; repeat for more.
@@ -114,10 +119,13 @@ pub enum HostAccessCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Remove a network's host-access link.
     Delete {
+        /// The macvlan network, e.g. mac_net10.
         #[arg(long)]
         network: String,
     },
+    /// Every host-access link on the host.
     List,
 }
 

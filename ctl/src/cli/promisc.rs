@@ -10,6 +10,7 @@ use crate::output::promisc_cell;
 pub enum PromiscCmd {
     /// Accept frames for any MAC on this interface.
     On {
+        /// The interface, e.g. ens192.
         name: String,
         /// Revert by itself after this many seconds unless renewed.
         #[arg(long, value_name = "SECS")]
@@ -17,6 +18,7 @@ pub enum PromiscCmd {
     },
     /// Stop accepting frames for other MACs.
     Off {
+        /// The interface, e.g. ens192.
         name: String,
         /// Revert by itself after this many seconds unless renewed.
         #[arg(long, value_name = "SECS")]

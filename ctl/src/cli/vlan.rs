@@ -22,6 +22,7 @@ pub enum Protocol {
 pub enum VlanCmd {
     /// Create an 802.1Q / 802.1ad sub-interface (up), e.g. ens192.10.
     Create {
+        /// The parent interface, e.g. ens192.
         #[arg(long)]
         parent: String,
         /// VLAN id, 1-4094.
@@ -30,6 +31,7 @@ pub enum VlanCmd {
         /// Interface name (default PARENT.ID).
         #[arg(long)]
         name: Option<String>,
+        /// The tag protocol: 802.1Q, or 802.1ad (QinQ outer tag).
         #[arg(long, value_enum, default_value = "802.1Q")]
         protocol: Protocol,
         /// MTU (default: the parent's).
@@ -38,6 +40,7 @@ pub enum VlanCmd {
     },
     /// Delete a VLAN linkherd created (--force for any VLAN).
     Delete {
+        /// The VLAN interface, e.g. ens192.10.
         name: String,
         #[arg(long)]
         force: bool,
