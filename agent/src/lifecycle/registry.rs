@@ -113,8 +113,12 @@ impl Registry {
         self.entries.values()
     }
 
-    /// Records `e` on disk, then here.
+    /// Records `e` on disk, then here (nothing to write when it is
+    /// recorded so already).
     pub async fn insert(&mut self, e: Entry) -> Result<(), StoreError> {
+        if self.get(&e.network, &e.name) == Some(&e) {
+            return Ok(());
+        }
         if let Some(r) = &self.records {
             r.put(&[&e.network, &e.name], &e).await?;
         }
@@ -128,5 +132,70 @@ impl Registry {
             r.remove(&[network, name]).await?;
         }
         Ok(self.entries.remove(&(network.to_owned(), name.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn entry(name: &str) -> Entry {
+        Entry {
+            network: "mac_net".into(),
+            name: name.into(),
+            netns: Netns::Name(name.into()),
+            ifname: "eth0".into(),
+            parent: "ens192".into(),
+            parent_created: false,
+            netns_created: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_old_single_file_is_migrated_to_one_file_per_endpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).await.expect("store");
+        let old = serde_json::to_vec(&[entry("b1"), entry("b2")]).expect("json");
+        std::fs::write(dir.path().join(LEGACY_FILE), old).expect("write");
+        let reg = Registry::load(Some(&store)).await.expect("load");
+        assert_eq!(
+            reg.all().cloned().collect::<Vec<_>>(),
+            [entry("b1"), entry("b2")]
+        );
+        assert!(!dir.path().join(LEGACY_FILE).exists());
+        let b1: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("endpoints/mac_net+b1.json")).expect("read"),
+        )
+        .expect("json");
+        assert_eq!(b1["format"], 1);
+        assert_eq!(b1["netns"], serde_json::json!({"name": "b1"}));
+        // And loads the same from the new layout.
+        let again = Registry::load(Some(&store)).await.expect("load");
+        assert_eq!(again.all().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_change_writes_only_its_record_and_an_unchanged_one_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).await.expect("store");
+        let mut reg = Registry::load(Some(&store)).await.expect("load");
+        reg.insert(entry("b1")).await.expect("b1");
+        let b1 = dir.path().join("endpoints/mac_net+b1.json");
+        let stamp = |p: &std::path::Path| {
+            let m = std::fs::metadata(p).expect("meta");
+            (m.ino(), m.mtime_nsec())
+        };
+        let before = stamp(&b1);
+        reg.insert(entry("b1")).await.expect("same again");
+        reg.insert(entry("b2")).await.expect("b2");
+        assert_eq!(stamp(&b1), before);
+        assert_eq!(
+            reg.remove("mac_net", "b2").await.expect("remove"),
+            Some(entry("b2"))
+        );
+        assert!(!dir.path().join("endpoints/mac_net+b2.json").exists());
+        assert_eq!(stamp(&b1), before);
     }
 }
