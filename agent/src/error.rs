@@ -21,6 +21,9 @@ pub enum Error {
     /// The host is not in a state that allows this (message gives the fix).
     #[error("{0}")]
     Precondition(String),
+    /// The agent's own trouble (a task that died): INTERNAL, and logged.
+    #[error("{0}")]
+    Internal(String),
     /// The state directory refused a write or a read (names the file and
     /// the OS error).
     #[error(transparent)]
@@ -48,6 +51,10 @@ impl From<Error> for Status {
             Error::NotFound(m) => Status::not_found(m),
             Error::Exists(m) => Status::already_exists(m),
             Error::Precondition(m) => Status::failed_precondition(m),
+            Error::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal(m)
+            }
             Error::Store(e) => store_status(&e),
             Error::Step { step, source } => {
                 let inner = Status::from(*source);

@@ -62,7 +62,7 @@ impl pb::host_service_server::HostService for HostSvc {
         &self,
         req: Request<pb::PlanRequest>,
     ) -> Result<Response<pb::PlanResponse>, Status> {
-        let desired = Desired::try_from(req.into_inner().desired.unwrap_or_default())?;
+        let desired = super::off_thread(req.into_inner().desired.unwrap_or_default()).await?;
         let changes = self
             .ctx
             .lifecycle
@@ -103,7 +103,7 @@ impl pb::host_service_server::HostService for HostSvc {
                 "desired state",
                 "",
                 async {
-                    let desired = Desired::try_from(r.desired.unwrap_or_default())?;
+                    let desired: Desired = super::off_thread(r.desired.unwrap_or_default()).await?;
                     let confirm = match r.confirm_timeout_seconds {
                         0 => crate::txn::DEFAULT_CONFIRM,
                         s if u64::from(s) > crate::txn::MAX_CONFIRM.as_secs() => {

@@ -68,6 +68,20 @@ impl Call {
     }
 }
 
+/// Validates a large request (a desired state) on the blocking pool, not on
+/// the threads that serve gRPC: validation is O(n log n), but n may be a
+/// 4 MiB message.
+pub(crate) async fn off_thread<R, T>(raw: R) -> Result<T, Error>
+where
+    R: Send + 'static,
+    T: TryFrom<R, Error = linkherd_proto::model::ValidationError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || T::try_from(raw))
+        .await
+        .map_err(|e| Error::Internal(format!("validation did not finish: {e}")))?
+        .map_err(Error::from)
+}
+
 pub(crate) fn outcome_pb(o: Outcome) -> i32 {
     match o {
         Outcome::Created => pb::Outcome::Created,

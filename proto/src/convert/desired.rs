@@ -1,7 +1,12 @@
 //! A host's desired state (`HostService.Plan` / `Apply`), validated.
 
+use std::collections::BTreeSet;
+
 use crate::{
-    model::{EndpointSpec, HostAccessSpec, IfName, ObjName, ValidationError, VlanSpec},
+    model::{
+        EndpointSpec, HostAccessSpec, IfName, ObjName, ValidationError, VlanSpec,
+        bounds::{MAX_DESIRED_ENDPOINTS, MAX_DESIRED_NETWORKS, MAX_DESIRED_VLANS, check_count},
+    },
     pb,
 };
 
@@ -19,7 +24,7 @@ pub struct Desired {
 
 impl Desired {
     /// Every network this state is authoritative for on the host.
-    pub fn scope(&self) -> std::collections::BTreeSet<&str> {
+    pub fn scope(&self) -> BTreeSet<&str> {
         self.endpoints
             .iter()
             .map(|e| e.network.as_str())
@@ -45,7 +50,35 @@ fn at(err: ValidationError, from: &str, to: String) -> ValidationError {
 impl TryFrom<pb::DesiredState> for Desired {
     type Error = ValidationError;
     fn try_from(d: pb::DesiredState) -> Result<Self, Self::Error> {
+        check_count("desired.vlans", d.vlans.len(), MAX_DESIRED_VLANS, "VLANs")?;
+        check_count(
+            "desired.absent_vlans",
+            d.absent_vlans.len(),
+            MAX_DESIRED_VLANS,
+            "VLANs",
+        )?;
+        check_count(
+            "desired.endpoints",
+            d.endpoints.len(),
+            MAX_DESIRED_ENDPOINTS,
+            "endpoints",
+        )?;
+        check_count(
+            "desired.host_access",
+            d.host_access.len(),
+            MAX_DESIRED_NETWORKS,
+            "host accesses",
+        )?;
+        check_count(
+            "desired.networks",
+            d.networks.len(),
+            MAX_DESIRED_NETWORKS,
+            "networks",
+        )?;
         let mut out = Desired::default();
+        // Duplicate checks are sets: O(n log n) for the largest state.
+        let mut vlan_names = BTreeSet::new();
+        let mut endpoint_keys = BTreeSet::new();
         for (i, v) in d.vlans.into_iter().enumerate() {
             let f = format!("desired.vlans[{i}].");
             let req = pb::CreateVlanRequest {
@@ -56,7 +89,7 @@ impl TryFrom<pb::DesiredState> for Desired {
                 mtu: v.mtu,
             };
             let spec = VlanSpec::try_from(req).map_err(|e| at(e, "", f.clone()))?;
-            if out.vlans.iter().any(|x: &VlanSpec| x.name == spec.name) {
+            if !vlan_names.insert(spec.name.clone()) {
                 return Err(ValidationError::new(
                     format!("{f}name"),
                     spec.name.to_string(),
@@ -78,11 +111,7 @@ impl TryFrom<pb::DesiredState> for Desired {
                 create_netns,
             })
             .map_err(|err| at(err, "endpoint.", f.clone()))?;
-            if out
-                .endpoints
-                .iter()
-                .any(|x: &EndpointSpec| x.network == spec.network && x.name == spec.name)
-            {
+            if !endpoint_keys.insert((spec.network.clone(), spec.name.clone())) {
                 return Err(ValidationError::new(
                     format!("{f}name"),
                     format!("{}/{}", spec.network, spec.name),
@@ -107,7 +136,7 @@ impl TryFrom<pb::DesiredState> for Desired {
         for (i, v) in d.absent_vlans.iter().enumerate() {
             let f = format!("desired.absent_vlans[{i}]");
             let name = IfName::parse(&f, v)?;
-            if out.vlans.iter().any(|x| x.name == name) {
+            if vlan_names.contains(&name) {
                 return Err(ValidationError::new(
                     f,
                     v,

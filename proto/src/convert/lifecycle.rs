@@ -6,6 +6,7 @@ use ipnet::IpNet;
 
 use super::DecodeError;
 use crate::{
+    model::bounds::{MAX_ADDRESSES, MAX_ROUTES, MAX_SOURCE_MACS, check_count},
     model::{
         EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, MIN_MTU, MacAddr,
         MacvlanMode, NetnsRef, ObjName, ValidationError, VlanId, VlanSpec, VlanState,
@@ -204,6 +205,7 @@ fn endpoint_mode(raw: i32) -> Result<MacvlanMode, ValidationError> {
 /// is a set, so a huge list costs O(n log n), not O(n²).
 fn endpoint_addresses(raw: &[String]) -> Result<Vec<IpNet>, ValidationError> {
     let field = "endpoint.addresses";
+    check_count(field, raw.len(), MAX_ADDRESSES, "addresses")?;
     let mut seen = std::collections::BTreeSet::new();
     let mut addresses = Vec::with_capacity(raw.len());
     for a in raw {
@@ -228,6 +230,7 @@ fn endpoint_source_macs(
     mode: MacvlanMode,
 ) -> Result<Vec<MacAddr>, ValidationError> {
     let field = "endpoint.source_macs";
+    check_count(field, raw.len(), MAX_SOURCE_MACS, "source MACs")?;
     let macs = raw
         .iter()
         .map(|m| parse_mac(field, m))
@@ -265,6 +268,13 @@ impl TryFrom<pb::CreateHostAccessRequest> for HostAccessSpec {
                 "give a free address, e.g. 172.16.10.254/32",
             ));
         }
+        check_count(
+            "host_access.addresses",
+            h.addresses.len(),
+            MAX_ADDRESSES,
+            "addresses",
+        )?;
+        check_count("host_access.routes", h.routes.len(), MAX_ROUTES, "routes")?;
         let addresses = h
             .addresses
             .iter()

@@ -15,6 +15,9 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
+    /// `value` is kept only up to [`super::bounds::MAX_ECHO`] bytes: an
+    /// error must never repeat a huge input whole (into the reply's
+    /// metadata, the log or the audit).
     pub fn new(
         field: impl Into<String>,
         value: impl Into<String>,
@@ -23,7 +26,7 @@ impl ValidationError {
     ) -> Self {
         Self {
             field: field.into(),
-            value: value.into(),
+            value: super::bounds::echo(&value.into()),
             problem: problem.into(),
             fix: fix.into(),
         }

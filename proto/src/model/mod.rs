@@ -2,6 +2,7 @@
 //! what. Validation lives in the constructors, so a value of one of these types
 //! is valid by construction.
 
+pub mod bounds;
 mod endpoint;
 mod error;
 mod ifname;

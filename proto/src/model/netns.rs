@@ -30,8 +30,15 @@ impl NetnsRef {
         if name.is_empty() {
             return Err(bad("a namespace name is required"));
         }
-        if name == "." || name == ".." || name.contains('/') || name.len() > 255 {
+        if name == "." || name == ".." || name.contains('/') {
             return Err(bad("is not a valid namespace name"));
+        }
+        if name.len() > super::bounds::MAX_NETNS_NAME {
+            return Err(bad(&format!(
+                "is {} bytes long; a namespace name is at most {} bytes",
+                name.len(),
+                super::bounds::MAX_NETNS_NAME
+            )));
         }
         if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("contains whitespace"));
@@ -40,6 +47,14 @@ impl NetnsRef {
     }
 
     pub fn path(field: &str, path: &str) -> Result<Self, ValidationError> {
+        if path.len() > super::bounds::MAX_PATH {
+            return Err(ValidationError::new(
+                field,
+                path,
+                format!("is longer than {} bytes", super::bounds::MAX_PATH),
+                "give a shorter path",
+            ));
+        }
         if !path.starts_with('/') {
             return Err(ValidationError::new(
                 field,

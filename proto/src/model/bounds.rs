@@ -1,0 +1,84 @@
+//! Every bound on what a caller may send, in one place, so validation,
+//! the documentation (docs/security.md, "Bounds") and the tests agree.
+//!
+//! Counts are checked before their elements are parsed, so an oversized
+//! list costs nothing; duplicate checks use sets, so validation is
+//! O(n log n) in the size of a request.
+
+use super::ValidationError;
+
+/// Addresses of one endpoint or host access.
+pub const MAX_ADDRESSES: usize = 256;
+/// Source MACs of one source-mode macvlan. The kernel takes them in one
+/// netlink attribute of at most 64 KiB (12 bytes each: at most 5460).
+pub const MAX_SOURCE_MACS: usize = 1024;
+/// Routes of one host access.
+pub const MAX_ROUTES: usize = 1024;
+/// VLANs (wanted or absent) in one desired state: all 802.1Q ids.
+pub const MAX_DESIRED_VLANS: usize = 4094;
+/// Endpoints in one desired state.
+pub const MAX_DESIRED_ENDPOINTS: usize = 4096;
+/// Host accesses and networks spoken for in one desired state.
+pub const MAX_DESIRED_NETWORKS: usize = 1024;
+/// A named network namespace (with the agent's prefix it stays under the
+/// file-name limit of 255 bytes).
+pub const MAX_NETNS_NAME: usize = 128;
+/// A namespace path.
+pub const MAX_PATH: usize = 1024;
+/// A value echoed back in an error, a log line or the audit log is cut to
+/// this many bytes (with its length said), so a huge value is never
+/// repeated whole.
+pub const MAX_ECHO: usize = 80;
+
+/// Refuses a list longer than `max`, naming the field, its length and the
+/// bound.
+pub fn check_count(field: &str, len: usize, max: usize, what: &str) -> Result<(), ValidationError> {
+    if len <= max {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        field,
+        format!("{len} {what}"),
+        format!("is more than {max} {what}"),
+        format!("send at most {max}"),
+    ))
+}
+
+/// `value`, or its first [`MAX_ECHO`] bytes (cut on a character boundary)
+/// and its length.
+pub fn echo(value: &str) -> String {
+    if value.len() <= MAX_ECHO {
+        return value.to_owned();
+    }
+    let mut end = MAX_ECHO;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &value[..end], value.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_value_is_cut_and_its_length_said() {
+        assert_eq!(echo("b1"), "b1");
+        let long = "é".repeat(1_500_000);
+        let cut = echo(&long);
+        assert!(cut.len() < 100, "{}", cut.len());
+        assert!(cut.ends_with("… (3000000 bytes)"), "{cut}");
+    }
+
+    #[test]
+    fn a_count_over_its_bound_names_field_and_bound() {
+        assert!(check_count("endpoint.addresses", 256, MAX_ADDRESSES, "addresses").is_ok());
+        let err =
+            check_count("endpoint.addresses", 257, MAX_ADDRESSES, "addresses").expect_err("over");
+        assert_eq!(err.field, "endpoint.addresses");
+        assert_eq!(
+            err.to_string(),
+            "invalid endpoint.addresses \"257 addresses\": is more than 256 addresses; send at most 256"
+        );
+    }
+}
