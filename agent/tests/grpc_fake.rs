@@ -548,14 +548,32 @@ async fn health_reports_serving() {
             .await
             .expect("connect"),
     );
-    for service in [
-        "",
-        "linkherd.v1.InterfaceService",
-        "linkherd.v1.HostService",
-    ] {
+    // Every service of the API, from the compiled descriptors: a new one
+    // cannot ship without its health entry (ProbeService once did).
+    use prost::Message;
+    let fds = prost_types::FileDescriptorSet::decode(linkherd_proto::FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
+    let mut services: Vec<String> = fds
+        .file
+        .iter()
+        .filter(|f| f.package() == "linkherd.v1")
+        .flat_map(|f| f.service.iter().map(|s| format!("linkherd.v1.{}", s.name())))
+        .collect();
+    services.sort();
+    assert_eq!(
+        services,
+        [
+            "linkherd.v1.HostService",
+            "linkherd.v1.InterfaceService",
+            "linkherd.v1.MacvlanService",
+            "linkherd.v1.ProbeService",
+            "linkherd.v1.VlanService"
+        ]
+    );
+    for service in std::iter::once(String::new()).chain(services) {
         let r = h
             .check(HealthCheckRequest {
-                service: service.into(),
+                service: service.clone(),
             })
             .await
             .expect("check")
