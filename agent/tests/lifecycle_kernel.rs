@@ -1051,3 +1051,38 @@ async fn ping_and_neighbour_probes_from_inside_endpoints() {
         err.message()
     );
 }
+
+/// Issue 11, problem 12: `--force` deleted any kind of link found at the
+/// location (it removed a veth); it deletes macvlans only.
+#[tokio::test]
+async fn force_deletes_only_macvlans() {
+    let Some(mut lab) = lab("lk-force").await else {
+        return;
+    };
+    let ns = TestNetns::new("lk-force-ns");
+    ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+    let req = |ifname: &str| pb::DeleteMacvlanRequest {
+        netns: Some(pb::NetnsTarget {
+            target: Some(Target::Path(ns.path().display().to_string())),
+        }),
+        ifname: ifname.into(),
+        force: true,
+        ..Default::default()
+    };
+    let err = lab.mv.delete(req("v0")).await.expect_err("a veth");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .contains("is not a macvlan; --force deletes only macvlans, so it is left alone"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(ns.link_json("v0")["ifname"], "v0", "the veth is still there");
+    // A foreign macvlan there is deleted when forced.
+    ns.ip(&["link", "add", "m0", "link", "v0", "type", "macvlan", "mode", "bridge"]);
+    let r = lab.mv.delete(req("m0")).await.expect("forced").into_inner();
+    assert_eq!(r.removed.len(), 1, "{:?}", r.removed);
+    let links = ns.ip(&["-j", "link", "show"]);
+    assert!(!links.contains("\"m0\""), "{links}");
+    assert!(links.contains("\"v0\""), "{links}");
+}

@@ -639,6 +639,15 @@ impl Lifecycle {
                             describe(&link)
                         )));
                     }
+                    // --force deletes a macvlan nobody owns, never another
+                    // kind of link (a veth, a bridge, the host's NIC).
+                    _ if !matches!(link.details, Some(LinkDetails::Macvlan { .. })) => {
+                        return Err(Error::Precondition(format!(
+                            "{ifname} in {netns} ({}) is not a macvlan; --force deletes only \
+                             macvlans, so it is left alone",
+                            describe(&link)
+                        )));
+                    }
                     _ => {
                         ops.del_link(link.index).await?;
                         return Ok(Removed(vec![format!("{ifname} in {netns} (forced)")]));
