@@ -50,12 +50,6 @@ pub enum ServeError {
     Bind(#[source] std::io::Error),
     #[error("reflection service: {0}")]
     Reflection(String),
-    #[error("state directory {path}: {source}")]
-    StateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("rolling back the journaled transaction: {0}")]
