@@ -23,6 +23,14 @@ pub enum TlsHint {
 }
 
 impl TlsHint {
+    pub const ALL: [TlsHint; 5] = [
+        TlsHint::ClientCertRequired,
+        TlsHint::ClientCertUntrusted,
+        TlsHint::AgentCertUntrusted,
+        TlsHint::AgentCertWrongName,
+        TlsHint::Closed,
+    ];
+
     /// The advice, as printed after `hint: `.
     pub fn advice(self) -> &'static str {
         match self {
@@ -46,11 +54,13 @@ impl TlsHint {
 
     /// The first hint any cause of `e` (itself included) gives.
     pub fn of(e: &(dyn Error + 'static)) -> Option<Self> {
-        causes(e).find_map(|c| {
-            c.downcast_ref::<rustls::Error>()
-                .and_then(from_rustls)
-                .or_else(|| c.downcast_ref::<hyper::Error>().and_then(from_hyper))
-        })
+        causes(e)
+            .find_map(|c| {
+                c.downcast_ref::<rustls::Error>()
+                    .and_then(from_rustls)
+                    .or_else(|| c.downcast_ref::<hyper::Error>().and_then(from_hyper))
+            })
+            .or_else(|| causes(e).find_map(erased_alert))
     }
 }
 
@@ -87,6 +97,19 @@ fn from_rustls(e: &rustls::Error) -> Option<TlsHint> {
         rustls::Error::InvalidCertificate(_) => Some(TlsHint::AgentCertUntrusted),
         _ => None,
     }
+}
+
+/// An alert received on an established HTTP/2 connection reaches us as an
+/// `io::Error` of kind `InvalidData` whose rustls error h2 has turned into
+/// text (it keeps only the kind and the message). With TLS 1.3 the agent
+/// checks the client certificate after the handshake, so this is how a
+/// refused client certificate shows.
+fn erased_alert(e: &(dyn Error + 'static)) -> Option<TlsHint> {
+    let io = e.downcast_ref::<std::io::Error>()?;
+    let typed = io
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+    (io.kind() == std::io::ErrorKind::InvalidData && !typed).then_some(TlsHint::ClientCertUntrusted)
 }
 
 fn from_hyper(e: &hyper::Error) -> Option<TlsHint> {
