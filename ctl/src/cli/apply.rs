@@ -113,7 +113,7 @@ async fn transact(
     plan: &FleetPlan,
     opts: &ApplyOptions,
     yes: bool,
-    verb: &str,
+    verb: &'static str,
 ) -> Result<Exit, CtlError> {
     if ctx.text() {
         plan::print(ctx, plan)?;
@@ -149,8 +149,8 @@ async fn transact(
         hosts,
         &r.verification.outcomes,
     )?;
-    match report::failure(verb, &r.outcome) {
-        Some(f) => Err(CtlError::Rollout(f)),
+    match report::RolloutFailed::of(verb, r.outcome) {
+        Some(f) => Err(CtlError::Rollout(Box::new(f))),
         None => Ok(Exit::Success),
     }
 }

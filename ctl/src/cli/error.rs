@@ -45,8 +45,8 @@ pub enum CtlError {
     Fleet(Box<FleetError>),
     /// A fleet apply or destroy that was rolled back or only partly
     /// confirmed: what, where, and what was rolled back.
-    #[error("{0}")]
-    Rollout(String),
+    #[error(transparent)]
+    Rollout(Box<super::report::RolloutFailed>),
     #[error(transparent)]
     Verify(VerifyFailure),
     #[error(transparent)]

@@ -126,24 +126,50 @@ fn joined<T: ToString>(items: &[(String, T)]) -> String {
         .join("; ")
 }
 
-/// The sentence a failed rollout ends with (`verb`: `Apply`, `Destroy`):
-/// what went wrong where, and what was rolled back; `None` when it did not
-/// fail.
-pub fn failure(verb: &str, o: &RolloutOutcome) -> Option<String> {
-    match o {
-        RolloutOutcome::NoChanges | RolloutOutcome::Confirmed { .. } => None,
-        RolloutOutcome::Partial { confirms } => {
-            let (ok, bad): (Vec<_>, Vec<_>) = confirms.iter().partition(|(_, c)| c.ok());
-            let bad: Vec<String> = bad.iter().map(|(h, c)| format!("{h}: {c}")).collect();
-            let kept: Vec<&str> = ok.iter().map(|(h, _)| h.as_str()).collect();
-            Some(format!(
-                "confirmation failed on {}; kept on [{}]: run apply again to converge",
-                bad.join("; "),
-                kept.join(", ")
-            ))
+/// A rollout that was rolled back or only partly confirmed, told in the
+/// sentence the command ends with: what went wrong where, and what was
+/// rolled back.
+#[derive(Debug, Clone)]
+pub struct RolloutFailed {
+    /// `Apply` or `Destroy`.
+    pub verb: &'static str,
+    pub outcome: RolloutOutcome,
+}
+
+impl RolloutFailed {
+    /// `Some` when `outcome` is a failure.
+    pub fn of(verb: &'static str, outcome: RolloutOutcome) -> Option<Self> {
+        match outcome {
+            RolloutOutcome::NoChanges | RolloutOutcome::Confirmed { .. } => None,
+            RolloutOutcome::RolledBack { .. } | RolloutOutcome::Partial { .. } => {
+                Some(Self { verb, outcome })
+            }
         }
-        RolloutOutcome::RolledBack { why, rollbacks } => {
-            Some(format!("{}; {}", stopped(verb, why), undone(rollbacks)))
+    }
+}
+
+impl std::error::Error for RolloutFailed {}
+
+impl std::fmt::Display for RolloutFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.outcome {
+            RolloutOutcome::NoChanges | RolloutOutcome::Confirmed { .. } => {
+                write!(f, "{} succeeded", self.verb)
+            }
+            RolloutOutcome::Partial { confirms } => {
+                let (ok, bad): (Vec<_>, Vec<_>) = confirms.iter().partition(|(_, c)| c.ok());
+                let bad: Vec<String> = bad.iter().map(|(h, c)| format!("{h}: {c}")).collect();
+                let kept: Vec<&str> = ok.iter().map(|(h, _)| h.as_str()).collect();
+                write!(
+                    f,
+                    "confirmation failed on {}; kept on [{}]: run apply again to converge",
+                    bad.join("; "),
+                    kept.join(", ")
+                )
+            }
+            RolloutOutcome::RolledBack { why, rollbacks } => {
+                write!(f, "{}; {}", stopped(self.verb, why), undone(rollbacks))
+            }
         }
     }
 }
@@ -191,15 +217,14 @@ mod tests {
             ]),
             rollbacks: vec![],
         };
+        assert_eq!(RunOutcome::from(&o), RunOutcome::RolledBack);
+        assert_eq!(hosts(&o).len(), 2);
+        assert!(!hosts(&o)[1].ok);
         assert_eq!(
-            failure("Apply", &o).expect("failed"),
+            RolloutFailed::of("Apply", o).expect("failed").to_string(),
             "Apply failed on no1: FAILED_PRECONDITION: busy; no2: not started: another host \
              failed first; nothing was changed"
         );
-        assert_eq!(RunOutcome::from(&o), RunOutcome::RolledBack);
-        let h = hosts(&o);
-        assert_eq!(h.len(), 2);
-        assert!(!h[1].ok);
         let o = RolloutOutcome::RolledBack {
             why: Stopped::Interrupted(vec![]),
             rollbacks: vec![
@@ -208,7 +233,7 @@ mod tests {
             ],
         };
         assert_eq!(
-            failure("Apply", &o).expect("failed"),
+            RolloutFailed::of("Apply", o).expect("failed").to_string(),
             "interrupted (Ctrl-C) while applying; rolled back everywhere (no1: rolled back 1 \
              step(s); no2: rolled back 24 step(s))"
         );

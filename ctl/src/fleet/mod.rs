@@ -1,6 +1,6 @@
 //! The fleet engine, as a library: from a spec to every host's desired
-//! state ([`desired`]), a plan per host ([`plan`]), a commit-confirmed
-//! rollout ([`rollout`]), a proof with probes ([`verify`]), teardown
+//! state ([`desired`]), a plan per host ([`plan`](mod@plan)), a commit-confirmed
+//! rollout ([`rollout`](mod@rollout)), a proof with probes ([`verify`]), teardown
 //! ([`destroy`]) and drift ([`status`]). Each returns a typed report;
 //! progress goes through [`Progress`] and stopping through [`Interrupt`].
 //! The engine knows nothing of terminals: `cli/` prints.
