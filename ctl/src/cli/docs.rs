@@ -161,7 +161,9 @@ pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
         .map(|cmd| {
             let name = cmd.get_display_name().unwrap_or(cmd.get_name()).to_owned();
             let mut page = Vec::new();
-            clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+            // Every page names the version, not only the top command's.
+            let cmd = cmd.clone().version(env!("CARGO_PKG_VERSION"));
+            clap_mangen::Man::new(cmd).render(&mut page)?;
             Ok((format!("{name}.1"), page))
         })
         .collect()
