@@ -148,6 +148,7 @@ pub enum Command {
     /// Print a shell completion script, e.g.
     /// `linkherdctl completion bash > /etc/bash_completion.d/linkherdctl`.
     Completion {
+        /// The shell the script is for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },

@@ -63,6 +63,8 @@ pub enum ProbeResult {
 pub enum ProbeError {
     #[error("no connection to {0}")]
     NoConnection(String),
+    /// The agent's error as printed (`CODE: message`): kept as text so
+    /// that outcomes stay comparable and cheap to clone into reports.
     #[error("{0}")]
     Rpc(String),
     #[error("the agent sent no ping summary")]
