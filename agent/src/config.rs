@@ -93,6 +93,38 @@ pub struct LimitsConfig {
     pub max_message_bytes: Option<usize>,
     pub concurrency_per_connection: Option<usize>,
     pub request_timeout_seconds: Option<u64>,
+    pub max_concurrent_streams: Option<u32>,
+    pub request_bytes_in_flight: Option<usize>,
+    pub watch_streams_per_identity: Option<usize>,
+    pub watch_streams: Option<usize>,
+}
+
+impl LimitsConfig {
+    /// The file's limits over the defaults.
+    fn resolve(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
+            concurrency_per_connection: self
+                .concurrency_per_connection
+                .unwrap_or(d.concurrency_per_connection),
+            request_timeout: self
+                .request_timeout_seconds
+                .map_or(d.request_timeout, Duration::from_secs),
+            max_concurrent_streams: self
+                .max_concurrent_streams
+                .unwrap_or(d.max_concurrent_streams),
+            request_bytes_in_flight: self
+                .request_bytes_in_flight
+                .unwrap_or(d.request_bytes_in_flight),
+            watch: crate::watch::WatchLimits {
+                per_identity: self
+                    .watch_streams_per_identity
+                    .unwrap_or(d.watch.per_identity),
+                total: self.watch_streams.unwrap_or(d.watch.total),
+            },
+        }
+    }
 }
 
 /// Paths of the mTLS material.
@@ -221,21 +253,7 @@ impl Settings {
         if listen.is_none() && socket.is_none() {
             return Err(ConfigError::NothingToServe);
         }
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_message_bytes: file
-                .limits
-                .max_message_bytes
-                .unwrap_or(defaults.max_message_bytes),
-            concurrency_per_connection: file
-                .limits
-                .concurrency_per_connection
-                .unwrap_or(defaults.concurrency_per_connection),
-            request_timeout: file
-                .limits
-                .request_timeout_seconds
-                .map_or(defaults.request_timeout, Duration::from_secs),
-        };
+        let limits = file.limits.resolve();
         Ok(Self {
             listen,
             tls,
@@ -314,6 +332,8 @@ mod tests {
             name = "from-file"
             [limits]
             request_timeout_seconds = 5
+            watch_streams_per_identity = 4
+            request_bytes_in_flight = 1000
             "#,
         )
         .expect("toml");
@@ -324,6 +344,10 @@ mod tests {
         assert_eq!(s.name.as_deref(), Some("no1"));
         assert_eq!(s.socket, None);
         assert_eq!(s.limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(s.limits.watch.per_identity, 4);
+        assert_eq!(s.limits.watch.total, 256);
+        assert_eq!(s.limits.request_bytes_in_flight, 1000);
+        assert_eq!(s.limits.max_concurrent_streams, 128);
         assert_eq!(s.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
     }
 

@@ -22,6 +22,9 @@ pub struct Context {
     pub lifecycle: Arc<Lifecycle>,
     /// Commit-confirmed transactions over the desired state.
     pub txns: crate::txn::Transactions,
+    /// The one kernel subscription every `Watch` stream shares, and the
+    /// caps on those streams.
+    pub watches: crate::watch::WatchHub,
 }
 
 impl Context {
@@ -32,8 +35,10 @@ impl Context {
         lifecycle: Arc<Lifecycle>,
         txns: crate::txn::Transactions,
         host_name: String,
+        watch_limits: crate::watch::WatchLimits,
     ) -> Self {
         Self {
+            watches: crate::watch::WatchHub::new(net.clone(), watch_limits),
             net,
             leases,
             audit,

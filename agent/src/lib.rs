@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -18,3 +19,4 @@ pub mod store;
 pub mod testing;
 pub mod tls;
 pub mod txn;
+pub mod watch;

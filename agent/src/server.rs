@@ -27,6 +27,12 @@ pub struct Limits {
     pub concurrency_per_connection: usize,
     /// Time allowed to produce a response (streams are not cut by it).
     pub request_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Request bytes held at once over every connection and listener.
+    pub request_bytes_in_flight: usize,
+    /// Open `Watch` streams, per identity and in total.
+    pub watch: crate::watch::WatchLimits,
 }
 
 impl Default for Limits {
@@ -35,6 +41,9 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             concurrency_per_connection: 64,
             request_timeout: Duration::from_secs(60),
+            max_concurrent_streams: 128,
+            request_bytes_in_flight: 64 * 1024 * 1024,
+            watch: crate::watch::WatchLimits::default(),
         }
     }
 }
@@ -73,6 +82,8 @@ pub struct AgentOptions {
 pub struct Agent {
     ctx: Arc<Context>,
     limits: Limits,
+    /// Request bytes in flight, shared by every listener.
+    budget: crate::budget::RequestBudget,
 }
 
 fn system_hostname() -> String {
@@ -108,15 +119,24 @@ impl Agent {
         if let Some(s) = &store {
             audit_quarantined(&audit, s);
         }
-        let ctx = Arc::new(Context::new(net, audit, leases, lifecycle, txns, host_name));
+        let watch = opts.limits.watch;
+        let ctx = Arc::new(Context::new(
+            net, audit, leases, lifecycle, txns, host_name, watch,
+        ));
         Ok(Self {
             ctx,
             limits: opts.limits,
+            budget: crate::budget::RequestBudget::new(opts.limits.request_bytes_in_flight),
         })
     }
 
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// Request bytes held now (see [`crate::budget`]).
+    pub fn request_bytes_in_flight(&self) -> usize {
+        self.budget.in_flight()
     }
 
     async fn routes(&self) -> Result<Routes, ServeError> {
@@ -181,6 +201,7 @@ impl Agent {
             .concurrency_limit_per_connection(self.limits.concurrency_per_connection)
             .timeout(self.limits.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .max_concurrent_streams(Some(self.limits.max_concurrent_streams))
             .tcp_nodelay(true)
     }
 
@@ -200,6 +221,7 @@ impl Agent {
                 let incoming = ReceiverStream::new(crate::tls::incoming(listener, config));
                 self.builder()
                     .layer(AuthLayer::new(false))
+                    .layer(self.budget.layer())
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, shutdown)
                     .await
@@ -207,6 +229,7 @@ impl Agent {
             None => {
                 self.builder()
                     .layer(AuthLayer::new(true))
+                    .layer(self.budget.layer())
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
                     .await
@@ -224,6 +247,7 @@ impl Agent {
         let routes = self.routes().await?;
         self.builder()
             .layer(AuthLayer::new(false))
+            .layer(self.budget.layer())
             .add_routes(routes)
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
             .await

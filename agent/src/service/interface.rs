@@ -83,20 +83,26 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
 
     async fn watch(
         &self,
-        _req: Request<pb::WatchInterfacesRequest>,
+        req: Request<pb::WatchInterfacesRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let call = Call::of(&req)?;
         // Subscribe before the snapshot: a change between the two shows up
-        // as an event instead of being lost.
-        let events = self.ctx.net.watch().await.map_err(Error::from)?;
+        // as an event instead of being lost. The hub shares one kernel
+        // subscription between all streams and caps them (per identity and
+        // in total); the stream's place is given back when it ends.
+        let events = self.ctx.watches.subscribe(&call.who.name).await?;
         let mut snapshot = self.ctx.net.links().await.map_err(Error::from)?;
         self.ctx.leases.annotate(&mut snapshot).await;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(
+        // A panic ends this stream (the client sees it end) and is logged.
+        crate::watch::spawn_supervised(
+            "a Watch stream",
             Watcher {
                 svc: self.clone(),
                 tx,
             }
             .run(snapshot, events),
+            async {},
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -219,7 +225,7 @@ impl Watcher {
             .is_ok()
     }
 
-    async fn run(self, snapshot: Vec<Interface>, mut events: crate::net::EventStream) {
+    async fn run(self, snapshot: Vec<Interface>, mut events: crate::watch::Subscription) {
         let mut known: HashMap<u32, Interface> = HashMap::new();
         for iface in snapshot {
             known.insert(iface.index, iface.clone());
