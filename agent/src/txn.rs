@@ -581,7 +581,7 @@ impl Transactions {
         tokio::spawn(async move {
             tokio::time::sleep(confirm).await;
             let who = Identity::agent("confirmation timed out");
-            match this.rollback(&id).await {
+            match this.roll_back(&id, false).await {
                 Ok(reverted) => {
                     this.audit
                         .record(&who, "txn-expiry", &id, &reverted.join("; "), "rolled back")
@@ -620,6 +620,13 @@ impl Transactions {
 
     /// Undoes a pending transaction; returns what was reverted, in words.
     pub async fn rollback(&self, id: &str) -> Result<Vec<String>, Error> {
+        self.roll_back(id, true).await
+    }
+
+    /// Rolls back the pending transaction `id`; `stop_timer` aborts its
+    /// expiry task — which must not be done from that task itself: it would
+    /// cancel its own rollback after the first step.
+    async fn roll_back(&self, id: &str, stop_timer: bool) -> Result<Vec<String>, Error> {
         let mut pending = self.pending.lock().await;
         let p = match pending.take() {
             Some(p) if p.journal.id == id => p,
@@ -630,7 +637,7 @@ impl Transactions {
                 )));
             }
         };
-        if let Some(t) = p.timer {
+        if let Some(t) = p.timer.filter(|_| stop_timer) {
             t.abort();
         }
         let reverted = self.revert(&p.journal).await;

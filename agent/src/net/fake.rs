@@ -99,6 +99,10 @@ struct World {
     next_index: AtomicU32,
     next_ns: AtomicU64,
     vlan_supported: bool,
+    /// How long each link creation takes (0: instant), so that tests can
+    /// cut a request short half way, as a client deadline does on a real
+    /// kernel where a create takes milliseconds.
+    add_link_delay_ms: AtomicU64,
 }
 
 impl World {
@@ -170,6 +174,7 @@ impl FakeKernel {
             next_index: AtomicU32::new(2),
             next_ns: AtomicU64::new(1),
             vlan_supported,
+            add_link_delay_ms: AtomicU64::new(0),
         });
         Self {
             ns: world.host.clone(),
@@ -199,6 +204,12 @@ impl FakeKernel {
 
     fn mac_for(index: u32) -> MacAddr {
         MacAddr([0x02, 0x1f, 0, 0, (index >> 8) as u8, index as u8])
+    }
+
+    /// Makes every later link creation (in any namespace) take `delay`.
+    pub fn slow_add_link(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.world.add_link_delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Adds a veth pair, as `ip link add A type veth peer name B` would.
@@ -708,6 +719,10 @@ impl NetOps for FakeKernel {
     }
 
     async fn add_link(&self, link: &NewLink) -> Result<(), NetError> {
+        let delay = self.world.add_link_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         let parent_index = match &link.kind {
             NewLinkKind::Vlan { parent_index, .. } | NewLinkKind::Macvlan { parent_index, .. } => {
                 *parent_index

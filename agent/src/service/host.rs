@@ -97,49 +97,16 @@ impl pb::host_service_server::HostService for HostSvc {
     ) -> Result<Response<pb::ApplyResponse>, Status> {
         let call = Call::of(&req)?;
         let r = req.into_inner();
+        let ctx = self.ctx.clone();
         let res = call
-            .audited(
+            .to_the_end(
                 &self.ctx,
                 "desired state",
                 "",
-                async {
+                async move {
+                    let (confirm, check) = apply_options(&r)?;
                     let desired: Desired = super::off_thread(r.desired.unwrap_or_default()).await?;
-                    let confirm = match r.confirm_timeout_seconds {
-                        0 => crate::txn::DEFAULT_CONFIRM,
-                        s if u64::from(s) > crate::txn::MAX_CONFIRM.as_secs() => {
-                            return Err(Error::Invalid(
-                                linkherd_proto::model::ValidationError::new(
-                                    "confirm_timeout_seconds",
-                                    s.to_string(),
-                                    format!(
-                                        "is longer than {} s",
-                                        crate::txn::MAX_CONFIRM.as_secs()
-                                    ),
-                                    "confirm sooner",
-                                ),
-                            ));
-                        }
-                        s => std::time::Duration::from_secs(s.into()),
-                    };
-                    let check = match r.address_check_ms {
-                        0 => None,
-                        ms if ms > crate::txn::MAX_ADDRESS_CHECK_MS => {
-                            return Err(Error::Invalid(
-                                linkherd_proto::model::ValidationError::new(
-                                    "address_check_ms",
-                                    ms.to_string(),
-                                    format!(
-                                        "is longer than {} ms",
-                                        crate::txn::MAX_ADDRESS_CHECK_MS
-                                    ),
-                                    "answers on one link come within milliseconds; wait less",
-                                ),
-                            ));
-                        }
-                        ms => Some(std::time::Duration::from_millis(ms.into())),
-                    };
-                    self.ctx
-                        .txns
+                    ctx.txns
                         .apply(&desired, r.expected_generation, confirm, check)
                         .await
                 },
@@ -167,10 +134,15 @@ impl pb::host_service_server::HostService for HostSvc {
     ) -> Result<Response<pb::ConfirmResponse>, Status> {
         let call = Call::of(&req)?;
         let id = req.into_inner().txn_id;
+        let (ctx, txn) = (self.ctx.clone(), id.clone());
         let res = call
-            .audited(&self.ctx, &id, "", self.ctx.txns.confirm(&id), |_| {
-                "confirmed".into()
-            })
+            .to_the_end(
+                &self.ctx,
+                &id,
+                "",
+                async move { ctx.txns.confirm(&txn).await },
+                |_| "confirmed".into(),
+            )
             .await;
         Ok(Response::new(pb::ConfirmResponse { generation: res? }))
     }
@@ -181,10 +153,15 @@ impl pb::host_service_server::HostService for HostSvc {
     ) -> Result<Response<pb::RollbackResponse>, Status> {
         let call = Call::of(&req)?;
         let id = req.into_inner().txn_id;
+        let (ctx, txn) = (self.ctx.clone(), id.clone());
         let res = call
-            .audited(&self.ctx, &id, "", self.ctx.txns.rollback(&id), |r| {
-                r.join("; ")
-            })
+            .to_the_end(
+                &self.ctx,
+                &id,
+                "",
+                async move { ctx.txns.rollback(&txn).await },
+                |r| r.join("; "),
+            )
             .await;
         Ok(Response::new(pb::RollbackResponse {
             reverted: res?
@@ -213,4 +190,38 @@ fn change_pb(c: crate::lifecycle::plan::Change) -> pb::Change {
         object: c.object,
         detail: c.detail,
     }
+}
+
+/// The confirm window and address-check wait an Apply asks for, within
+/// their bounds (0 means the default window, and no check).
+fn apply_options(
+    r: &pb::ApplyRequest,
+) -> Result<(std::time::Duration, Option<std::time::Duration>), Error> {
+    use crate::txn::{DEFAULT_CONFIRM, MAX_ADDRESS_CHECK_MS, MAX_CONFIRM};
+    use linkherd_proto::model::ValidationError;
+    let confirm = match r.confirm_timeout_seconds {
+        0 => DEFAULT_CONFIRM,
+        s if u64::from(s) > MAX_CONFIRM.as_secs() => {
+            return Err(Error::Invalid(ValidationError::new(
+                "confirm_timeout_seconds",
+                s.to_string(),
+                format!("is longer than {} s", MAX_CONFIRM.as_secs()),
+                "confirm sooner",
+            )));
+        }
+        s => std::time::Duration::from_secs(s.into()),
+    };
+    let check = match r.address_check_ms {
+        0 => None,
+        ms if ms > MAX_ADDRESS_CHECK_MS => {
+            return Err(Error::Invalid(ValidationError::new(
+                "address_check_ms",
+                ms.to_string(),
+                format!("is longer than {MAX_ADDRESS_CHECK_MS} ms"),
+                "answers on one link come within milliseconds; wait less",
+            )));
+        }
+        ms => Some(std::time::Duration::from_millis(ms.into())),
+    };
+    Ok((confirm, check))
 }

@@ -34,14 +34,15 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
         let e = r.endpoint.clone().unwrap_or_default();
         let target = format!("{}/{}", e.network, e.name);
         let detail = format!("parent {} addresses {}", e.parent, e.addresses.join(","));
+        let ctx = self.ctx.clone();
         let res = call
-            .audited(
+            .to_the_end(
                 &self.ctx,
                 &target,
                 &detail,
-                async {
+                async move {
                     let spec = EndpointSpec::try_from(r)?;
-                    self.ctx.lifecycle.create_endpoint(&spec).await
+                    ctx.lifecycle.create_endpoint(&spec).await
                 },
                 |(_, o)| outcome_word(*o),
             )
@@ -65,17 +66,15 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
             (n, e) => format!("{n}/{e}"),
         };
         let detail = if r.force { "forced" } else { "" };
+        let ctx = self.ctx.clone();
         let res = call
-            .audited(
+            .to_the_end(
                 &self.ctx,
                 &target,
                 detail,
-                async {
+                async move {
                     let d = DeleteEndpoints::try_from(r)?;
-                    self.ctx
-                        .lifecycle
-                        .delete_endpoints(&d.selector, d.force)
-                        .await
+                    ctx.lifecycle.delete_endpoints(&d.selector, d.force).await
                 },
                 |r| format!("deleted: {}", r.0.join("; ")),
             )
@@ -109,14 +108,15 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
         let r = req.into_inner();
         let h = r.host_access.clone().unwrap_or_default();
         let detail = format!("parent {} routes {}", h.parent, h.routes.join(","));
+        let ctx = self.ctx.clone();
         let res = call
-            .audited(
+            .to_the_end(
                 &self.ctx,
                 &h.network,
                 &detail,
-                async {
+                async move {
                     let spec = HostAccessSpec::try_from(r)?;
-                    self.ctx.lifecycle.create_host_access(&spec).await
+                    ctx.lifecycle.create_host_access(&spec).await
                 },
                 |(_, o)| outcome_word(*o),
             )
@@ -134,14 +134,16 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
     ) -> Result<Response<pb::DeleteHostAccessResponse>, Status> {
         let call = Call::of(&req)?;
         let r = req.into_inner();
+        let target = r.network.clone();
+        let ctx = self.ctx.clone();
         let res = call
-            .audited(
+            .to_the_end(
                 &self.ctx,
-                &r.network,
+                &target,
                 "",
-                async {
+                async move {
                     let network = ObjName::parse("network", &r.network)?;
-                    self.ctx.lifecycle.delete_host_access(&network).await
+                    ctx.lifecycle.delete_host_access(&network).await
                 },
                 |o| outcome_word(*o),
             )

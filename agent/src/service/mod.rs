@@ -15,7 +15,7 @@ pub use macvlan::MacvlanSvc;
 pub use probe::ProbeSvc;
 pub use vlan::VlanSvc;
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use linkherd_proto::pb;
 use tonic::{Request, Status};
@@ -46,9 +46,55 @@ impl Call {
         })
     }
 
-    /// Runs one mutation and writes its audit record — `ok` names a
-    /// success's result, a failure is recorded with its error — then maps
-    /// the error to its status.
+    /// Runs one mutation to its end — whatever the client does — and audits
+    /// it with its outcome, then maps the error to its status.
+    ///
+    /// The work runs as a task of its own, so a client that disconnects, or
+    /// a deadline that drops the handler, cannot stop it between two kernel
+    /// steps: it finishes (or undoes itself) as it would have, and its audit
+    /// record says the caller had gone before the answer.
+    pub async fn to_the_end<T, W, O>(
+        &self,
+        ctx: &Arc<Context>,
+        target: &str,
+        detail: &str,
+        work: W,
+        ok: O,
+    ) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        W: Future<Output = Result<T, Error>> + Send + 'static,
+        O: FnOnce(&T) -> String + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (ctx, call) = (ctx.clone(), self.clone());
+        let (target, detail) = (target.to_owned(), detail.to_owned());
+        tokio::spawn(async move {
+            let res = work.await;
+            let result = match &res {
+                Ok(v) => ok(v),
+                Err(e) => format!("error: {e}"),
+            };
+            let result = match tx.send(res) {
+                Ok(()) => result,
+                Err(_) => format!("cancelled by the caller, completed anyway: {result}"),
+            };
+            ctx.audit
+                .record(&call.who, &call.rpc.0, &target, &detail, &result);
+        });
+        match rx.await {
+            Ok(res) => res.map_err(Status::from),
+            Err(_) => Err(Status::from(Error::Internal(format!(
+                "{} stopped before it answered (see the agent's log)",
+                self.rpc
+            )))),
+        }
+    }
+
+    /// Runs one mutation in the request's own task and writes its audit
+    /// record — `ok` names a success's result, a failure is recorded with
+    /// its error — then maps the error to its status. For changes that are
+    /// one kernel step; multi-step ones use [`Call::to_the_end`].
     pub async fn audited<T>(
         &self,
         ctx: &Context,

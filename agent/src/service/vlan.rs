@@ -36,14 +36,15 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
             r.name.clone()
         };
         let detail = format!("vlan {} on {}", r.id, r.parent);
+        let ctx = self.ctx.clone();
         let res = call
-            .audited(
+            .to_the_end(
                 &self.ctx,
                 &target,
                 &detail,
-                async {
+                async move {
                     let spec = VlanSpec::try_from(r)?;
-                    self.ctx.lifecycle.create_vlan(&spec, Owner::Vlan).await
+                    ctx.lifecycle.create_vlan(&spec, Owner::Vlan).await
                 },
                 |(_, o)| outcome_word(*o),
             )
@@ -62,14 +63,16 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
         let call = Call::of(&req)?;
         let r = req.into_inner();
         let detail = if r.force { "forced" } else { "" };
+        let target = r.name.clone();
+        let ctx = self.ctx.clone();
         let res = call
-            .audited(
+            .to_the_end(
                 &self.ctx,
-                &r.name,
+                &target,
                 detail,
-                async {
+                async move {
                     let name = IfName::parse("name", &r.name)?;
-                    self.ctx.lifecycle.delete_vlan(&name, r.force).await
+                    ctx.lifecycle.delete_vlan(&name, r.force).await
                 },
                 |o| outcome_word(*o),
             )
