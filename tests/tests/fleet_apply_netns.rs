@@ -96,7 +96,7 @@ fn apply_many_on_no2(state: &LabState) -> std::process::Child {
         "many.yaml",
         &two_networks(state, "      b6: {host: no1}\n", &many, false),
     );
-    let child = ctl_command(state, &["apply", "-f", &spec])
+    let child = ctl_command(state, &["apply", "-y", "-f", &spec])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -110,7 +110,7 @@ fn ns_of(state: &LabState, host: &str, endpoint: &str) -> String {
 }
 
 fn apply_ok(state: &LabState, spec: &str) -> String {
-    let out = ctl(state, &["apply", "-f", spec]);
+    let out = ctl(state, &["apply", "-y", "-f", spec]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -133,6 +133,21 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
     let spec = write_spec(&state.dir, "seed-flat.yaml", &state.fleet_spec(&example));
     let no1 = state.host("no1").expect("no1").clone();
     let host_links = addr_state(&no1.netns);
+
+    // Without a terminal and without --yes nothing is changed (issue 11,
+    // problem 16: it went ahead).
+    let before = lab_snapshot(&state);
+    let out = ctl(&state, &["apply", "-f", &spec]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "stdin is not a terminal, so nobody can confirm this apply; nothing was changed. \
+             Pass --yes (-y) to apply without asking"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(lab_snapshot(&state), before);
 
     let shown = apply_ok(&state, &spec);
     assert!(
@@ -202,7 +217,7 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
         )
     );
     assert_eq!(lab_snapshot(&state), before);
-    let out = ctl(&state, &["-o", "json", "apply", "-f", &spec]);
+    let out = ctl(&state, &["-o", "json", "apply", "-y", "-f", &spec]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(v["outcome"], "no-changes");
 
@@ -225,7 +240,7 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
     assert_eq!(lab_snapshot(&state), before);
 
     // destroy: both endpoints and their namespaces go; the NIC stays.
-    let out = ctl(&state, &["destroy", "-f", &spec]);
+    let out = ctl(&state, &["destroy", "-y", "-f", &spec]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("- endpoint    macvlan/node_1"),
@@ -238,7 +253,7 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     assert_eq!(addr_state(&no1.netns), host_links);
-    let out = ctl(&state, &["destroy", "-f", &spec]);
+    let out = ctl(&state, &["destroy", "-y", "-f", &spec]);
     assert!(
         text(&out.stdout).ends_with("No changes: the fleet matches the spec.\n"),
         "{}",
@@ -274,7 +289,7 @@ async fn a_change_plans_and_applies_only_that() {
             "  no3: {address: \"https://127.0.0.1:1\", parent: eth0}\nnetworks:\n",
         ),
     );
-    let out = ctl(&state, &["apply", "-f", &with_no3]);
+    let out = ctl(&state, &["apply", "-y", "-f", &with_no3]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -283,7 +298,10 @@ async fn a_change_plans_and_applies_only_that() {
         "{stderr}"
     );
     assert_eq!(lab_snapshot(&state), untouched);
-    let out = ctl(&state, &["apply", "-f", &with_no3, "--skip-unreachable"]);
+    let out = ctl(
+        &state,
+        &["apply", "-y", "-f", &with_no3, "--skip-unreachable"],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -390,7 +408,7 @@ async fn a_stolen_address_rolls_every_host_back() {
     // With the address check (the default), no1's agent finds the address
     // answered on the wire before configuring it: no1 (applied first)
     // fails, no2 is never started, nothing anywhere changes.
-    let out = ctl(&state, &["apply", "-f", &spec]);
+    let out = ctl(&state, &["apply", "-y", "-f", &spec]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -405,7 +423,10 @@ async fn a_stolen_address_rolls_every_host_back() {
 
     // Without it, b6 is made; the verification then finds two MACs
     // answering for its address, and every host is rolled back.
-    let out = ctl(&state, &["apply", "-f", &spec, "--address-check-ms", "0"]);
+    let out = ctl(
+        &state,
+        &["apply", "-y", "-f", &spec, "--address-check-ms", "0"],
+    );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
@@ -465,7 +486,7 @@ async fn two_concurrent_applies_one_wins_one_is_refused() {
     let children: Vec<_> = specs
         .iter()
         .map(|s| {
-            ctl_command(&state, &["apply", "-f", s])
+            ctl_command(&state, &["apply", "-y", "-f", s])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

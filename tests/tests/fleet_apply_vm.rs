@@ -42,7 +42,7 @@ async fn seed_vlan_spec_applied_proven_and_destroyed_on_real_kernels() {
     .expect("seed-vlan.yaml");
     let spec = write_spec(&state.dir, "seed-vlan.yaml", &state.fleet_spec(&example));
 
-    let out = ctl(&state, &["apply", "-f", &spec]);
+    let out = ctl(&state, &["apply", "-y", "-f", &spec]);
     let shown = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{shown}\n{}", text(&out.stderr));
     for line in [
@@ -93,7 +93,7 @@ async fn seed_vlan_spec_applied_proven_and_destroyed_on_real_kernels() {
     );
 
     // Again: no changes.
-    let out = ctl(&state, &["apply", "-f", &spec]);
+    let out = ctl(&state, &["apply", "-y", "-f", &spec]);
     assert_eq!(out.status.code(), Some(0));
     assert!(
         text(&out.stdout).ends_with("No changes: the fleet matches the spec.\n"),
@@ -102,7 +102,7 @@ async fn seed_vlan_spec_applied_proven_and_destroyed_on_real_kernels() {
     );
 
     // destroy: endpoints first, then the VLANs linkherd made.
-    let out = ctl(&state, &["destroy", "-f", &spec]);
+    let out = ctl(&state, &["destroy", "-y", "-f", &spec]);
     let shown = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{shown}\n{}", text(&out.stderr));
     assert!(

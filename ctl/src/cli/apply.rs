@@ -24,8 +24,8 @@ pub struct TxnArgs {
     /// The fleet spec (YAML).
     #[arg(short = 'f', long)]
     file: PathBuf,
-    /// Do not ask before changing anything (also implied when stdin is not
-    /// a terminal).
+    /// Do not ask before changing anything. Needed when stdin is not a
+    /// terminal (a script, CI): without it nothing is changed.
     #[arg(short = 'y', long)]
     yes: bool,
     /// Hosts changed at the same time (after the first).
@@ -123,7 +123,11 @@ async fn transact(
         return Ok(Exit::Success);
     }
     let changed = plan.changed_hosts().count();
-    if !ask(yes, &format!("{verb} these changes on {changed} host(s)?"))? {
+    if !ask(
+        yes,
+        verb,
+        &format!("{verb} these changes on {changed} host(s)?"),
+    )? {
         eprintln!("{verb} cancelled; nothing was changed.");
         report::print(ctx, plan, RunOutcome::Cancelled, Vec::new(), &[])?;
         return Ok(Exit::Failure);
@@ -181,15 +185,19 @@ fn print_matrix(ctx: &Ctx, v: &Verification) {
     }
 }
 
-/// Asks on the terminal; `--yes` or a non-terminal stdin answer for it.
-fn ask(yes: bool, question: &str) -> Result<bool, CtlError> {
+/// Asks on the terminal; `--yes` answers for it. Without a terminal and
+/// without `--yes` the change is refused.
+fn ask(yes: bool, verb: &'static str, question: &str) -> Result<bool, CtlError> {
     if yes {
         return Ok(true);
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        eprintln!("(stdin is not a terminal: going on without asking, as with --yes)");
-        return Ok(true);
+        return Err(CtlError::Unconfirmed(if verb == "Apply" {
+            "apply"
+        } else {
+            "destroy"
+        }));
     }
     let io = |source| CtlError::Io {
         what: "ask on the terminal",

@@ -28,6 +28,14 @@ pub enum CtlError {
     Rpc(#[from] RpcError),
     #[error("the agent sent an empty response")]
     EmptyResponse,
+    /// A change asked for without a terminal to confirm it on, and without
+    /// `--yes`: refused, as terraform does, so a script never changes a
+    /// fleet by accident.
+    #[error(
+        "stdin is not a terminal, so nobody can confirm this {0}; nothing was changed. \
+         Pass --yes (-y) to {0} without asking"
+    )]
+    Unconfirmed(&'static str),
     #[error(transparent)]
     Decode(#[from] linkherd_proto::convert::DecodeError),
     #[error("cannot {what}: {source}")]
