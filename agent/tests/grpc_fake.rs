@@ -557,7 +557,11 @@ async fn health_reports_serving() {
         .file
         .iter()
         .filter(|f| f.package() == "linkherd.v1")
-        .flat_map(|f| f.service.iter().map(|s| format!("linkherd.v1.{}", s.name())))
+        .flat_map(|f| {
+            f.service
+                .iter()
+                .map(|s| format!("linkherd.v1.{}", s.name()))
+        })
         .collect();
     services.sort();
     assert_eq!(

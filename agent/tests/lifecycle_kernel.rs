@@ -1077,9 +1077,15 @@ async fn force_deletes_only_macvlans() {
         "{}",
         err.message()
     );
-    assert_eq!(ns.link_json("v0")["ifname"], "v0", "the veth is still there");
+    assert_eq!(
+        ns.link_json("v0")["ifname"],
+        "v0",
+        "the veth is still there"
+    );
     // A foreign macvlan there is deleted when forced.
-    ns.ip(&["link", "add", "m0", "link", "v0", "type", "macvlan", "mode", "bridge"]);
+    ns.ip(&[
+        "link", "add", "m0", "link", "v0", "type", "macvlan", "mode", "bridge",
+    ]);
     let r = lab.mv.delete(req("m0")).await.expect("forced").into_inner();
     assert_eq!(r.removed.len(), 1, "{:?}", r.removed);
     let links = ns.ip(&["-j", "link", "show"]);

@@ -13,7 +13,11 @@ use linkherd_agent::{
 use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
 
 fn mode(path: &std::path::Path) -> u32 {
-    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o7777
 }
 
 #[tokio::test]
@@ -60,7 +64,8 @@ async fn socket_and_state_are_private_under_umask_000_and_a_live_socket_is_kept(
     // answers on it.
     let err = bind_unix(&sock).expect_err("in use");
     assert!(
-        err.to_string().contains("is in use: another agent serves on it"),
+        err.to_string()
+            .contains("is in use: another agent serves on it"),
         "{err}"
     );
     let info = HostServiceClient::new(common::unix_channel(&sock).await)
@@ -75,7 +80,10 @@ async fn socket_and_state_are_private_under_umask_000_and_a_live_socket_is_kept(
     std::fs::create_dir(&open).expect("dir");
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let err = bind_unix(&open.join("agent.sock")).expect_err("world-writable");
-    assert!(err.to_string().contains("is writable by others (mode 777)"), "{err}");
+    assert!(
+        err.to_string().contains("is writable by others (mode 777)"),
+        "{err}"
+    );
     assert!(!open.join("agent.sock").exists());
     let _ = tx.send(());
 }
