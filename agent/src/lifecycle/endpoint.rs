@@ -19,7 +19,10 @@ use super::{
 };
 use crate::{
     error::Error,
-    net::{NetError, NetOps, NewLink, NewLinkKind, Route},
+    net::{
+        NetError, NetOps, NewLink, NewLinkKind, Route,
+        netns::{self, NsId, is_not_netns, not_a_netns},
+    },
 };
 
 /// What a delete removed, in words ("endpoint mac_net10/b1 (eth0 in netns b1)").
@@ -50,9 +53,16 @@ fn entry_netns(e: &Entry) -> NetnsRef {
 impl Lifecycle {
     /// Operations inside an endpoint's namespace, with a message that says
     /// what is missing.
+    /// A namespace file given by path that is missing, unreadable or not a
+    /// network namespace gets one answer, so it cannot tell which.
     pub(super) async fn ns_ops(&self, netns: &NetnsRef) -> Result<Arc<dyn NetOps>, Error> {
-        match self.net.netns(&self.ns_file(netns)).await {
+        let file = self.ns_file(netns);
+        match self.net.netns(&file).await {
             Ok(ops) => Ok(ops),
+            Err(e) if is_not_netns(&e) => Err(not_a_netns(&file).into()),
+            Err(NetError::NotFound { .. }) if matches!(netns, NetnsRef::Path(_)) => {
+                Err(not_a_netns(&file).into())
+            }
             Err(NetError::NotFound { .. }) => Err(Error::NotFound(match netns {
                 NetnsRef::Named(n) => {
                     format!(
@@ -68,8 +78,51 @@ impl Lifecycle {
         }
     }
 
-    /// The endpoint as the kernel has it, if its link is there.
+    /// The identity of a target's namespace, read on the blocking pool;
+    /// `None` when it cannot be opened (gone, or a fake kernel's).
+    pub async fn netns_identity(&self, netns: &NetnsRef) -> Option<NsId> {
+        let file = self.ns_file(netns);
+        tokio::task::spawn_blocking(move || netns::identity(&file).ok())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The identities of the namespaces this agent manages besides its own:
+    /// its named ones (under its prefix) and those of its recorded
+    /// endpoints (as recorded, or as they resolve now for older records).
+    pub async fn managed_netns(&self) -> BTreeSet<NsId> {
+        let entries: Vec<Entry> = self.registry.lock().await.all().cloned().collect();
+        let mut refs: Vec<NetnsRef> = Vec::new();
+        let mut out = BTreeSet::new();
+        for e in &entries {
+            match e.netns_id {
+                Some(id) => {
+                    out.insert(id);
+                }
+                None => refs.push(entry_netns(e)),
+            }
+        }
+        for full in self.net.netns_names().await.unwrap_or_default() {
+            if let Some(n) = full.strip_prefix(&self.netns_prefix) {
+                refs.push(NetnsRef::Named(n.to_owned()));
+            }
+        }
+        for r in refs {
+            out.extend(self.netns_identity(&r).await);
+        }
+        out
+    }
+
+    /// The endpoint as the kernel has it, if its link is there. A recorded
+    /// namespace identity that no longer matches (the process exited and
+    /// its pid went to another) means the endpoint is gone.
     pub(super) async fn observe(&self, e: &Entry) -> Result<Option<EndpointState>, Error> {
+        if let Some(want) = e.netns_id
+            && self.netns_identity(&entry_netns(e)).await != Some(want)
+        {
+            return Ok(None);
+        }
         let Ok(ops) = self.ns_ops(&entry_netns(e)).await else {
             return Ok(None);
         };
@@ -165,6 +218,7 @@ impl Lifecycle {
                     parent: parent.map(|p| p.name.clone()).unwrap_or_default(),
                     parent_created,
                     netns_created: false,
+                    netns_id: None,
                 })
                 .await?;
             }
@@ -179,6 +233,11 @@ impl Lifecycle {
         &self,
         spec: &EndpointSpec,
     ) -> Result<(EndpointState, Outcome), Error> {
+        // A path that is no usable namespace is refused before the lock:
+        // nothing waits behind it.
+        if let Err(e @ Error::Invalid(_)) = self.ns_ops(&spec.netns).await {
+            return Err(e);
+        }
         let mut reg = self.registry.lock().await;
         if let Some(e) = reg.get(spec.network.as_str(), spec.name.as_str())
             && (entry_netns(e) != spec.netns || e.ifname != spec.ifname.as_str())
@@ -234,7 +293,8 @@ impl Lifecycle {
         let link = self.add_endpoint_link(spec, &parent, &ops, undo).await?;
         self.configure_endpoint(spec, &parent, ops.as_ref(), &link)
             .await?;
-        let entry = self.entry(spec, parent_created, netns_created);
+        let mut entry = self.entry(spec, parent_created, netns_created);
+        entry.netns_id = self.netns_identity(&spec.netns).await;
         reg.insert(entry.clone()).await?;
         let state = self.observe(&entry).await?.ok_or_else(|| {
             Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
@@ -306,7 +366,9 @@ impl Lifecycle {
             )));
         }
         if reg.get(spec.network.as_str(), spec.name.as_str()).is_none() {
-            reg.insert(self.entry(spec, false, false)).await?;
+            let mut entry = self.entry(spec, false, false);
+            entry.netns_id = self.netns_identity(&spec.netns).await;
+            reg.insert(entry).await?;
         }
         let entry = reg.get(spec.network.as_str(), spec.name.as_str()).cloned();
         let state = match entry {
@@ -434,6 +496,7 @@ impl Lifecycle {
             parent: spec.parent.to_string(),
             parent_created,
             netns_created,
+            netns_id: None,
         }
     }
 

@@ -8,7 +8,10 @@ use std::{collections::BTreeMap, path::PathBuf};
 use linkherd_proto::model::NetnsRef;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{RecordSet, Store, StoreError, Versioned};
+use crate::{
+    net::netns::NsId,
+    store::{RecordSet, Store, StoreError, Versioned},
+};
 
 /// One endpoint's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +25,12 @@ pub struct Entry {
     pub parent_created: bool,
     /// linkherd created the named namespace for this endpoint.
     pub netns_created: bool,
+    /// The namespace's identity (nsfs device + inode) when the endpoint was
+    /// made: a process's namespace whose pid is later reused by another
+    /// process is not mistaken for it. `None` in records written before it
+    /// was kept (they load as before) and where it cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<NsId>,
 }
 
 /// [`NetnsRef`] in a stable on-disk form.
@@ -150,6 +159,7 @@ mod tests {
             parent: "ens192".into(),
             parent_created: false,
             netns_created: true,
+            netns_id: None,
         }
     }
 

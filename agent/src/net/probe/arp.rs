@@ -14,7 +14,11 @@ use std::{
 use linkherd_proto::model::MacAddr;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
-use crate::net::{NetError, netns::NetnsGuard};
+use super::budget::{Pacer, Ticket};
+use crate::net::{
+    NetError,
+    netns::{NsId, enter_expected},
+};
 
 /// The link to ask on, as the caller looked it up in the namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,8 @@ pub struct Link {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArpSpec {
     pub netns: Option<PathBuf>,
+    /// The namespace `netns` was checked to be (`None`: not checked).
+    pub netns_id: Option<NsId>,
     pub link: Link,
     pub target: IpAddr,
     pub timeout: Duration,
@@ -213,14 +219,27 @@ fn run_v6(spec: &ArpSpec, target: Ipv6Addr) -> Result<Vec<Responder>, NetError> 
     })
 }
 
-/// Asks who has `spec.target` on the link, from inside the namespace.
-pub async fn who_has(spec: ArpSpec) -> Result<Vec<Responder>, NetError> {
+/// Asks who has `spec.target` on the link, from inside the namespace. A
+/// caller's probe holds its `ticket` on the thread until it ends; the
+/// agent's own (address checks) pass `None`. Returns by the timeout.
+pub async fn who_has(spec: ArpSpec, ticket: Option<Ticket>) -> Result<Vec<Responder>, NetError> {
     tokio::task::spawn_blocking(move || {
-        let _ns = spec.netns.as_deref().map(NetnsGuard::enter).transpose()?;
-        match spec.target {
+        let pacer = ticket
+            .as_ref()
+            .map_or_else(Pacer::unlimited, |t| t.pacer.clone());
+        let _ns = enter_expected(spec.netns.as_deref(), spec.netns_id)?;
+        if !pacer.send_one(Instant::now() + spec.timeout) {
+            return Err(NetError::Busy {
+                op: "arp",
+                detail: "the probe packet budget had no room before the timeout".into(),
+            });
+        }
+        let out = match spec.target {
             IpAddr::V4(t) => run_v4(&spec, t),
             IpAddr::V6(t) => run_v6(&spec, t),
-        }
+        };
+        drop(ticket);
+        out
     })
     .await
     .map_err(|e| NetError::Io {

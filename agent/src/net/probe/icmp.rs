@@ -16,13 +16,19 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::sync::mpsc;
 
-use crate::net::{NetError, netns::NetnsGuard};
+use super::budget::{Pacer, Ticket};
+use crate::net::{
+    NetError,
+    netns::{NsId, enter_expected},
+};
 
 /// What to ping, from where, how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PingSpec {
     /// `None`: the agent's own namespace.
     pub netns: Option<PathBuf>,
+    /// The namespace `netns` was checked to be.
+    pub netns_id: Option<NsId>,
     pub interface: Option<String>,
     pub to: IpAddr,
     pub count: u32,
@@ -189,10 +195,29 @@ fn await_reply(
 
 static NEXT_IDENT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0x4c48);
 
-fn run(spec: PingSpec, events: mpsc::Sender<PingEvent>) -> Result<PingSummary, NetError> {
-    let _ns = spec.netns.as_deref().map(NetnsGuard::enter).transpose()?;
-    let v4 = spec.to.is_ipv4();
-    let (domain, proto) = if v4 {
+impl PingSpec {
+    /// When the whole ping must be over: every interval and the last
+    /// reply's timeout. Pacing that slows the echoes never takes longer.
+    pub fn deadline(&self, started: Instant) -> Instant {
+        started + self.interval.saturating_mul(self.count) + self.timeout
+    }
+}
+
+/// Sleeps until `until`, in short steps, so a ping whose client went away
+/// (or whose deadline came) stops within 100 ms, not after a 60 s interval.
+fn nap(until: Instant, events: &mpsc::Sender<PingEvent>) {
+    const STEP: Duration = Duration::from_millis(100);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || events.is_closed() {
+            return;
+        }
+        std::thread::sleep(left.min(STEP));
+    }
+}
+
+fn open_socket(spec: &PingSpec) -> Result<Socket, NetError> {
+    let (domain, proto) = if spec.to.is_ipv4() {
         (Domain::IPV4, Protocol::ICMPV4)
     } else {
         (Domain::IPV6, Protocol::ICMPV6)
@@ -202,9 +227,21 @@ fn run(spec: PingSpec, events: mpsc::Sender<PingEvent>) -> Result<PingSummary, N
         sock.bind_device(Some(dev.as_bytes()))
             .map_err(io("bind to interface"))?;
     }
-    if !v4 {
+    if !spec.to.is_ipv4() {
         sock.set_recv_hoplimit_v6(true).map_err(io("ping"))?;
     }
+    Ok(sock)
+}
+
+fn run(
+    spec: PingSpec,
+    events: mpsc::Sender<PingEvent>,
+    pacer: &Pacer,
+) -> Result<PingSummary, NetError> {
+    let _ns = enter_expected(spec.netns.as_deref(), spec.netns_id)?;
+    let deadline = spec.deadline(Instant::now());
+    let v4 = spec.to.is_ipv4();
+    let sock = open_socket(&spec)?;
     // Raw ICMP sockets see every echo reply in the namespace: a distinct
     // identifier per probe keeps concurrent pings from taking each other's.
     let ident =
@@ -213,13 +250,17 @@ fn run(spec: PingSpec, events: mpsc::Sender<PingEvent>) -> Result<PingSummary, N
     let mut rtts = Vec::new();
     let mut sent = 0;
     for n in 0..spec.count {
+        if !pacer.send_one(deadline) || events.is_closed() {
+            break;
+        }
         let seq = (n % 65_536) as u16;
         let started = Instant::now();
         let packet = echo_request(v4, ident, seq, spec.size);
+        sent += 1;
         let event = match sock.send_to(&packet, &dest) {
             Ok(_) => {
-                sent += 1;
-                match await_reply(&sock, &spec, ident, seq, started + spec.timeout)? {
+                let wait = (started + spec.timeout).min(deadline);
+                match await_reply(&sock, &spec, ident, seq, wait)? {
                     Some(ttl) => {
                         let rtt = started.elapsed();
                         rtts.push(rtt);
@@ -229,29 +270,28 @@ fn run(spec: PingSpec, events: mpsc::Sender<PingEvent>) -> Result<PingSummary, N
                 }
             }
             // No route, unreachable: the probe was not answered.
-            Err(_) => {
-                sent += 1;
-                PingEvent::Lost { seq }
-            }
+            Err(_) => PingEvent::Lost { seq },
         };
         if events.blocking_send(event).is_err() {
             // The caller went away: stop probing.
             break;
         }
         if n + 1 < spec.count {
-            std::thread::sleep((started + spec.interval).saturating_duration_since(Instant::now()));
+            nap((started + spec.interval).min(deadline), &events);
         }
     }
     Ok(PingSummary::from_rtts(sent, &rtts))
 }
 
 /// Pings on a blocking-pool thread inside the namespace, streaming each
-/// reply or loss to `events`; returns the summary.
+/// reply or loss to `events`; returns the summary by the spec's deadline.
+/// The thread holds `ticket` (its slot and pacer) until it ends.
 pub async fn ping(
     spec: PingSpec,
     events: mpsc::Sender<PingEvent>,
+    ticket: Ticket,
 ) -> Result<PingSummary, NetError> {
-    tokio::task::spawn_blocking(move || run(spec, events))
+    tokio::task::spawn_blocking(move || run(spec, events, &ticket.pacer))
         .await
         .map_err(|e| NetError::Io {
             op: "ping",

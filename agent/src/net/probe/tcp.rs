@@ -10,7 +10,11 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::net::{NetError, netns::NetnsGuard};
+use super::budget::Ticket;
+use crate::net::{
+    NetError,
+    netns::{NsId, enter_expected},
+};
 
 /// Longest timeout a probe may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,19 +35,40 @@ pub struct TcpOutcome {
     pub detail: String,
 }
 
-/// Connects from the namespace at `netns` (`None`: the agent's own), bound
-/// to `interface` when given.
-pub async fn probe(
-    netns: Option<PathBuf>,
-    interface: Option<String>,
-    to: SocketAddr,
-    timeout: Duration,
-) -> Result<TcpOutcome, NetError> {
+/// Where a TCP probe goes from, and how long it may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSpec {
+    /// `None`: the agent's own namespace.
+    pub netns: Option<PathBuf>,
+    /// The namespace `netns` was checked to be.
+    pub netns_id: Option<NsId>,
+    pub interface: Option<String>,
+    pub to: SocketAddr,
+    pub timeout: Duration,
+}
+
+/// Connects from the namespace at `spec.netns`, bound to `interface` when
+/// given. Runs on a blocking thread that holds `ticket` until it ends; the
+/// connect is bounded by the timeout, so it returns by then.
+pub async fn probe(spec: TcpSpec, ticket: Ticket) -> Result<TcpOutcome, NetError> {
     tokio::task::spawn_blocking(move || {
-        let _ns = netns.as_deref().map(NetnsGuard::enter).transpose()?;
+        let _ticket = &ticket;
+        let _ns = enter_expected(spec.netns.as_deref(), spec.netns_id)?;
         let started = Instant::now();
-        let res = connect(to, interface.as_deref(), timeout);
+        if !ticket.pacer.send_one(started + spec.timeout) {
+            return Ok(TcpOutcome {
+                result: TcpResult::TimedOut,
+                elapsed: started.elapsed(),
+                detail: "the probe packet budget had no room before the timeout".into(),
+            });
+        }
+        let left = spec
+            .timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        let res = connect(spec.to, spec.interface.as_deref(), left);
         let elapsed = started.elapsed();
+        let to = spec.to;
         Ok(match res {
             Ok(()) => TcpOutcome {
                 result: TcpResult::Connected,

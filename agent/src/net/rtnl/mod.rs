@@ -122,9 +122,9 @@ const CHILD_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The identity of a namespace file: the same namespace has the same inode
 /// whether reached as /run/netns/NAME or /proc/PID/ns/net.
+/// Opened with [`netns::open`]'s checks, which never block.
 fn ns_key(file: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(file).ok().map(|m| (m.dev(), m.ino()))
+    netns::identity(file).ok().map(|id| (id.dev, id.ino))
 }
 
 type Connection = rtnetlink::proto::Connection<RouteNetlinkMessage>;
@@ -665,6 +665,7 @@ impl NetOps for Rtnl {
         use crate::net::probe::arp;
         let spec = arp::ArpSpec {
             netns: self.netns.clone(),
+            netns_id: None,
             link: arp::Link {
                 index,
                 mac,
@@ -674,7 +675,7 @@ impl NetOps for Rtnl {
             timeout,
             free_check: true,
         };
-        Ok(arp::who_has(spec)
+        Ok(arp::who_has(spec, None)
             .await?
             .into_iter()
             .map(|r| r.mac)
@@ -691,9 +692,11 @@ impl NetOps for Rtnl {
     }
 
     async fn netns(&self, file: &Path) -> Result<Arc<dyn NetOps>, NetError> {
-        let key = ns_key(file).ok_or_else(|| NetError::NotFound {
-            what: format!("network namespace {}", file.display()),
-        })?;
+        // A caller's path: checked on the blocking pool to be a network
+        // namespace (never a FIFO or a device) before anything enters it.
+        let path = file.to_owned();
+        let id = blocking(netns::OPEN_OP, move || netns::identity(&path)).await?;
+        let key = (id.dev, id.ino);
         if let Some(c) = self.cached(key) {
             return Ok(c);
         }
