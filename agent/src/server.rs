@@ -84,6 +84,9 @@ pub struct Agent {
     limits: Limits,
     /// Request bytes in flight, shared by every listener.
     budget: crate::budget::RequestBudget,
+    /// `grpc.health.v1` state, shared by every listener (a subsystem that
+    /// fails reports itself NOT_SERVING here).
+    health: tonic_health::server::HealthReporter,
 }
 
 fn system_hostname() -> String {
@@ -123,9 +126,12 @@ impl Agent {
         let ctx = Arc::new(Context::new(
             net, audit, leases, lifecycle, txns, host_name, watch,
         ));
+        let health = tonic_health::server::HealthReporter::new();
+        ctx.watches.report_health(health.clone());
         Ok(Self {
             ctx,
             limits: opts.limits,
+            health,
             budget: crate::budget::RequestBudget::new(opts.limits.request_bytes_in_flight),
         })
     }
@@ -141,7 +147,10 @@ impl Agent {
 
     async fn routes(&self) -> Result<Routes, ServeError> {
         let max = self.limits.max_message_bytes;
-        let (health, health_svc) = tonic_health::server::health_reporter();
+        let health = &self.health;
+        let health_svc = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
         health
             .set_serving::<pb::interface_service_server::InterfaceServiceServer<InterfaceSvc>>()
             .await;
@@ -220,7 +229,7 @@ impl Agent {
                 let config = crate::tls::server_config(&tls)?;
                 let incoming = ReceiverStream::new(crate::tls::incoming(listener, config));
                 self.builder()
-                    .layer(AuthLayer::new(false))
+                    .layer(AuthLayer::new(false, self.ctx.audit.clone()))
                     .layer(self.budget.layer())
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, shutdown)
@@ -228,7 +237,7 @@ impl Agent {
             }
             None => {
                 self.builder()
-                    .layer(AuthLayer::new(true))
+                    .layer(AuthLayer::new(true, self.ctx.audit.clone()))
                     .layer(self.budget.layer())
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -246,7 +255,7 @@ impl Agent {
     ) -> Result<(), ServeError> {
         let routes = self.routes().await?;
         self.builder()
-            .layer(AuthLayer::new(false))
+            .layer(AuthLayer::new(false, self.ctx.audit.clone()))
             .layer(self.budget.layer())
             .add_routes(routes)
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)

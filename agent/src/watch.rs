@@ -12,7 +12,9 @@
 //! [`NetEvent::Overrun`] and resyncs, exactly as after a kernel overrun. A
 //! subscription that ends (its netlink connection died) is re-created with
 //! backoff and every subscriber is told to resync, since events were lost
-//! in between. With no subscriber left the subscription is closed.
+//! in between; while it cannot be, health reports `InterfaceService` as
+//! NOT_SERVING (the reason is logged). With no subscriber left the
+//! subscription is closed.
 
 use std::{
     collections::HashMap,
@@ -22,6 +24,7 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tonic::Status;
+use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::net::{EventStream, NetError, NetEvent, NetOps};
 
@@ -34,6 +37,9 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// Backoff between attempts to re-create a subscription that died.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The health service name the subscription's state is reported under.
+const SERVICE: &str = "linkherd.v1.InterfaceService";
 
 /// Caps on open `Watch` streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +98,7 @@ pub struct WatchHub {
     total: Arc<Semaphore>,
     holders: Holders,
     feed: Feed,
+    health: std::sync::OnceLock<HealthReporter>,
 }
 
 impl WatchHub {
@@ -102,7 +109,13 @@ impl WatchHub {
             total: Arc::new(Semaphore::new(limits.total)),
             holders: Arc::default(),
             feed: Arc::default(),
+            health: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where a subscription that cannot be re-created is reported.
+    pub fn report_health(&self, health: HealthReporter) {
+        let _ = self.health.set(health);
     }
 
     /// Streams open now (all callers).
@@ -158,7 +171,15 @@ impl WatchHub {
         let cleared = self.feed.clone();
         spawn_supervised(
             "the kernel event pump",
-            pump(self.net.clone(), events, tx, self.feed.clone()),
+            pump(
+                Source {
+                    net: self.net.clone(),
+                    health: self.health.get().cloned(),
+                },
+                events,
+                tx,
+                self.feed.clone(),
+            ),
             // After a panic the next stream opens a fresh subscription;
             // the open ones end (UNAVAILABLE: watch again).
             async move { *cleared.lock().await = None },
@@ -192,10 +213,16 @@ where
     });
 }
 
+/// Where the pump re-subscribes, and where it reports trouble.
+struct Source {
+    net: Arc<dyn NetOps>,
+    health: Option<HealthReporter>,
+}
+
 /// Forwards kernel events to every subscriber; re-creates a subscription
 /// that died; closes it when nobody listens any more.
 async fn pump(
-    net: Arc<dyn NetOps>,
+    source: Source,
     mut events: EventStream,
     tx: broadcast::Sender<NetEvent>,
     feed: Feed,
@@ -206,7 +233,7 @@ async fn pump(
             event = events.recv() => match event {
                 // No receiver is fine: the idle check closes the feed.
                 Some(e) => { let _ = tx.send(e); }
-                None => match resubscribe(&net, &tx).await {
+                None => match resubscribe(&source, &tx).await {
                     Some(again) => {
                         events = again;
                         // Whatever happened in between was lost.
@@ -232,26 +259,46 @@ async fn pump(
 
 /// Opens the subscription again after its connection died, with backoff,
 /// for as long as anybody listens. `None`: nobody does any more.
-async fn resubscribe(
-    net: &Arc<dyn NetOps>,
-    tx: &broadcast::Sender<NetEvent>,
-) -> Option<EventStream> {
+async fn resubscribe(source: &Source, tx: &broadcast::Sender<NetEvent>) -> Option<EventStream> {
     tracing::warn!("the kernel event subscription ended; re-creating it");
     let mut wait = RETRY_FIRST;
+    let mut failed = false;
     while tx.receiver_count() > 0 {
-        match net.watch().await {
+        match source.net.watch().await {
             Ok(events) => {
                 tracing::info!("kernel event subscription re-created");
+                if failed {
+                    source.report(ServingStatus::Serving).await;
+                }
                 return Some(events);
             }
             Err(e) => {
-                tracing::error!(error = %e, retry_in = ?wait, "cannot re-create the kernel event subscription");
+                tracing::error!(
+                    error = %e, retry_in = ?wait, service = SERVICE,
+                    "cannot re-create the kernel event subscription; health: NOT_SERVING"
+                );
+                if !failed {
+                    failed = true;
+                    source.report(ServingStatus::NotServing).await;
+                }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RETRY_MAX);
             }
         }
     }
+    if failed {
+        // Nobody listens any more; the next stream subscribes afresh.
+        source.report(ServingStatus::Serving).await;
+    }
     None
+}
+
+impl Source {
+    async fn report(&self, status: ServingStatus) {
+        if let Some(h) = &self.health {
+            h.set_service_status(SERVICE, status).await;
+        }
+    }
 }
 
 /// A stream's place under the caps; given back when it drops.

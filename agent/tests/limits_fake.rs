@@ -41,6 +41,9 @@ struct Counting {
     inner: Arc<FakeKernel>,
     watches: AtomicUsize,
     live: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Subscribing fails while set, as with a netlink socket that cannot
+    /// be opened.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 impl Counting {
@@ -49,6 +52,7 @@ impl Counting {
             inner,
             watches: AtomicUsize::new(0),
             live: Mutex::default(),
+            broken: Default::default(),
         })
     }
 
@@ -94,6 +98,12 @@ impl NetOps for Counting {
     }
     async fn watch(&self) -> Result<EventStream, NetError> {
         self.watches.fetch_add(1, Ordering::SeqCst);
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(NetError::Io {
+                op: "open netlink socket",
+                detail: "Too many open files".into(),
+            });
+        }
         let mut events = self.inner.watch().await?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let task = tokio::spawn(async move {
@@ -301,6 +311,50 @@ async fn a_dead_kernel_subscription_is_re_created() {
     net.kill();
     let n = net.clone();
     until("the subscription to be re-created", || n.watches() == 2).await;
+    fake.add_veth("vethA", "vethB").expect("veth");
+    added(&mut s, "vethA").await;
+}
+
+/// While the subscription cannot be re-created, health says
+/// InterfaceService is NOT_SERVING; once it is, SERVING again, and the
+/// open stream carries on.
+#[tokio::test]
+async fn health_reports_a_subscription_that_cannot_be_re_created() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let pki = Pki::new();
+    let fake = fake_with_nic();
+    let net = Counting::new(fake.clone());
+    let agent = start_agent(net.clone(), &pki, None).await;
+    let ch = agent.channel(&pki, Some(Role::Viewer)).await.expect("c");
+    let mut c = InterfaceServiceClient::new(ch.clone());
+    let mut health = HealthClient::new(ch);
+    let mut status = async move || {
+        health
+            .check(HealthCheckRequest {
+                service: "linkherd.v1.InterfaceService".into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status()
+    };
+    let mut s = synced_watch(&mut c).await;
+    assert_eq!(status().await, ServingStatus::Serving);
+    net.broken.store(true, Ordering::SeqCst);
+    net.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status().await != ServingStatus::NotServing {
+        assert!(Instant::now() < deadline, "health never said NOT_SERVING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    net.broken.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status().await != ServingStatus::Serving {
+        assert!(Instant::now() < deadline, "health never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     fake.add_veth("vethA", "vethB").expect("veth");
     added(&mut s, "vethA").await;
 }
