@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use linkherd_proto::model::Role;
 use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -62,10 +63,8 @@ impl Audit {
 
     /// Records `action` on `target` by `who`.
     pub fn record(&self, who: &Identity, action: &str, target: &str, detail: &str, result: &str) {
-        let event = AuditEvent {
-            time: OffsetDateTime::now_utc()
-                .format(&Rfc3339)
-                .unwrap_or_default(),
+        self.write(&AuditEvent {
+            time: now(),
             caller: &who.name,
             role: who.role.as_str(),
             transport: who.transport.as_str(),
@@ -73,22 +72,54 @@ impl Audit {
             target,
             detail,
             result,
-        };
+        });
+    }
+
+    /// Records a call refused before any handler saw it: by whoever the
+    /// connection identified (`role` `None` when it identified nobody),
+    /// with the reason it was given.
+    pub fn refusal(
+        &self,
+        caller: &str,
+        role: Option<Role>,
+        transport: &str,
+        action: &str,
+        why: &str,
+    ) {
+        self.write(&AuditEvent {
+            time: now(),
+            caller,
+            role: role.map_or("none", Role::as_str),
+            transport,
+            action,
+            target: "",
+            detail: why,
+            result: "refused",
+        });
+    }
+
+    fn write(&self, event: &AuditEvent<'_>) {
         tracing::info!(
             target: "linkherd::audit",
             caller = event.caller,
             role = event.role,
             transport = event.transport,
-            action,
-            target_object = target,
-            detail,
-            result,
+            action = event.action,
+            target_object = event.target,
+            detail = event.detail,
+            result = event.result,
             "audit"
         );
         let Some(log) = &self.log else { return };
-        match serde_json::to_vec(&event) {
+        match serde_json::to_vec(event) {
             Ok(line) => log.append(line),
             Err(e) => tracing::error!(error = %e, "cannot encode an audit line"),
         }
     }
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }

@@ -10,6 +10,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -21,6 +22,8 @@ use tonic::{
 use tower::{Layer, Service};
 use tracing::Instrument;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::audit::Audit;
 
 /// How the caller reached the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,27 +189,57 @@ pub fn identity_from_cert(der: &[u8]) -> Result<Identity, CertError> {
     })
 }
 
+/// A call refused by the layer: whoever the connection identified (if
+/// anyone) and the status to answer with.
+#[derive(Debug)]
+pub struct Refusal {
+    pub who: Option<Identity>,
+    /// How the caller came, for the audit record when nobody was identified.
+    pub transport: &'static str,
+    pub status: Status,
+}
+
+impl Refusal {
+    fn anonymous(transport: &'static str, status: Status) -> Self {
+        Self {
+            who: None,
+            transport,
+            status,
+        }
+    }
+}
+
 /// Identifies the caller of one HTTP/2 request from its connection info.
-fn authenticate<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Status> {
+fn authenticate<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Refusal> {
     let ext = req.extensions();
     if let Some(tls) = ext.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        let refuse = |s| Refusal::anonymous(Transport::Mtls.as_str(), s);
         let certs = tls.peer_certs().ok_or_else(|| {
-            Status::unauthenticated("no client certificate: linkherd requires mTLS")
+            refuse(Status::unauthenticated(
+                "no client certificate: linkherd requires mTLS",
+            ))
         })?;
         let leaf = certs
             .first()
-            .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
-        return identity_from_cert(leaf).map_err(|e| Status::permission_denied(e.to_string()));
+            .ok_or_else(|| refuse(Status::unauthenticated("empty client certificate chain")))?;
+        return identity_from_cert(leaf)
+            .map_err(|e| refuse(Status::permission_denied(e.to_string())));
     }
     if let Some(uds) = ext.get::<UdsConnectInfo>() {
+        let refuse = |s| Refusal::anonymous(Transport::Unix.as_str(), s);
         let uid = uds.peer_cred.map(|c| c.uid()).ok_or_else(|| {
-            Status::unauthenticated("cannot read the peer credentials of the unix socket client")
+            refuse(Status::unauthenticated(
+                "cannot read the peer credentials of the unix socket client",
+            ))
         })?;
         let me = nix::unistd::geteuid().as_raw();
         if uid != 0 && uid != me {
-            return Err(Status::permission_denied(format!(
-                "uid {uid} may not use the agent's unix socket; run linkherdctl as root"
-            )));
+            return Err(Refusal::anonymous(
+                Transport::Unix.as_str(),
+                Status::permission_denied(format!(
+                    "uid {uid} may not use the agent's unix socket; run linkherdctl as root"
+                )),
+            ));
         }
         return Ok(Identity {
             name: format!("uid:{uid}"),
@@ -221,40 +254,56 @@ fn authenticate<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Ident
             transport: Transport::InsecureLoopback,
         });
     }
-    Err(Status::unauthenticated(
-        "connection carries no verified identity: linkherd requires mTLS",
+    Err(Refusal::anonymous(
+        "unknown",
+        Status::unauthenticated("connection carries no verified identity: linkherd requires mTLS"),
     ))
 }
 
-/// Decides one request: the identity to attach, or the status to answer with.
-pub fn authorize<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Status> {
+/// Decides one request: the identity to attach, or the refusal.
+pub fn decide<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Refusal> {
     let who = authenticate(req, allow_insecure)?;
     let path = req.uri().path();
     let needed = required_role(path);
     if who.role < needed {
         tracing::warn!(caller = %who, rpc = path, needed = %needed, "permission denied");
-        return Err(Status::permission_denied(format!(
+        let status = Status::permission_denied(format!(
             "{} has role {}, but {} needs role {}",
             who.name,
             who.role,
             path.trim_start_matches('/'),
             needed
-        )));
+        ));
+        return Err(Refusal {
+            transport: who.transport.as_str(),
+            who: Some(who),
+            status,
+        });
     }
     Ok(who)
 }
 
-/// Tower layer applying [`authorize`] to every request.
-#[derive(Debug, Clone, Copy, Default)]
+/// Decides one request: the identity to attach, or the status to answer with.
+pub fn authorize<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Status> {
+    decide(req, allow_insecure).map_err(|r| r.status)
+}
+
+/// Tower layer applying [`decide`] to every request; every refusal is
+/// audited (who, which RPC, why).
+#[derive(Debug, Clone)]
 pub struct AuthLayer {
     allow_insecure: bool,
+    audit: Arc<Audit>,
 }
 
 impl AuthLayer {
     /// `allow_insecure`: accept plaintext TCP callers as admin (only for a
     /// listener the operator explicitly bound to loopback without TLS).
-    pub fn new(allow_insecure: bool) -> Self {
-        Self { allow_insecure }
+    pub fn new(allow_insecure: bool, audit: Arc<Audit>) -> Self {
+        Self {
+            allow_insecure,
+            audit,
+        }
     }
 }
 
@@ -264,6 +313,7 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             allow_insecure: self.allow_insecure,
+            audit: self.audit.clone(),
         }
     }
 }
@@ -273,6 +323,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     allow_insecure: bool,
+    audit: Arc<Audit>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -295,7 +346,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        match authorize(&req, self.allow_insecure) {
+        match decide(&req, self.allow_insecure) {
             Ok(who) => {
                 let rpc = Rpc::from_path(req.uri().path());
                 // Everything the handler logs carries the RPC and the caller.
@@ -307,7 +358,22 @@ where
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 Box::pin(inner.call(req).instrument(span))
             }
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+            Err(refusal) => {
+                let rpc = Rpc::from_path(req.uri().path());
+                let (name, role) = match &refusal.who {
+                    Some(w) => (w.name.as_str(), Some(w.role)),
+                    None => ("unidentified", None),
+                };
+                self.audit.refusal(
+                    name,
+                    role,
+                    refusal.transport,
+                    &rpc.0,
+                    refusal.status.message(),
+                );
+                let status = refusal.status;
+                Box::pin(async move { Ok(status.into_http()) })
+            }
         }
     }
 }

@@ -229,7 +229,7 @@ impl Agent {
                 let config = crate::tls::server_config(&tls)?;
                 let incoming = ReceiverStream::new(crate::tls::incoming(listener, config));
                 self.builder()
-                    .layer(AuthLayer::new(false))
+                    .layer(AuthLayer::new(false, self.ctx.audit.clone()))
                     .layer(self.budget.layer())
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, shutdown)
@@ -237,7 +237,7 @@ impl Agent {
             }
             None => {
                 self.builder()
-                    .layer(AuthLayer::new(true))
+                    .layer(AuthLayer::new(true, self.ctx.audit.clone()))
                     .layer(self.budget.layer())
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -255,7 +255,7 @@ impl Agent {
     ) -> Result<(), ServeError> {
         let routes = self.routes().await?;
         self.builder()
-            .layer(AuthLayer::new(false))
+            .layer(AuthLayer::new(false, self.ctx.audit.clone()))
             .layer(self.budget.layer())
             .add_routes(routes)
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)

@@ -1,0 +1,96 @@
+//! T1: refused calls reach the audit log — who, which RPC, why (issue 11,
+//! problem 9: they never did).
+
+mod common;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use common::{Pki, start_agent};
+use linkherd_agent::net::fake::FakeKernel;
+use linkherd_proto::{
+    model::Role,
+    pb::{self, vlan_service_client::VlanServiceClient},
+};
+use tonic::Code;
+
+/// The audit records of `action` once there are `n` of them.
+async fn audited(dir: &Path, action: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+        lines = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["action"] == action)
+            .collect();
+        if lines.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lines
+}
+
+#[tokio::test]
+async fn refusals_are_audited_with_who_what_and_why() {
+    let dir = tempfile::tempdir().expect("state");
+    let fake = Arc::new(FakeKernel::new());
+    fake.add_veth("ens192", "peer0").expect("nic");
+    let pki = Pki::new();
+    let agent = start_agent(fake, &pki, Some(dir.path())).await;
+    let create = || pb::CreateVlanRequest {
+        parent: "ens192".into(),
+        id: 10,
+        ..Default::default()
+    };
+    let viewer = agent
+        .channel(&pki, Some(Role::Viewer))
+        .await
+        .expect("viewer");
+    let err = VlanServiceClient::new(viewer)
+        .create(create())
+        .await
+        .expect_err("a viewer may not");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    pki.0.issue_client("norole", None);
+    let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", agent.addr))
+        .expect("endpoint")
+        .tls_config(
+            pki.client_tls(None)
+                .identity(tonic::transport::Identity::from_pem(
+                    pki.0.read("client-norole.pem"),
+                    pki.0.read("client-norole-key.pem"),
+                )),
+        )
+        .expect("tls")
+        .connect()
+        .await
+        .expect("the CA is trusted");
+    let err = VlanServiceClient::new(ch)
+        .create(create())
+        .await
+        .expect_err("no role");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let lines = audited(dir.path(), "VlanService/Create", 2).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["caller"], "viewer");
+    assert_eq!(lines[0]["role"], "viewer");
+    assert_eq!(lines[0]["transport"], "mtls");
+    assert_eq!(lines[0]["result"], "refused");
+    assert_eq!(
+        lines[0]["detail"],
+        "viewer has role viewer, but linkherd.v1.VlanService/Create needs role admin"
+    );
+    assert_eq!(lines[1]["caller"], "unidentified");
+    assert_eq!(lines[1]["role"], "none");
+    assert_eq!(lines[1]["result"], "refused");
+    assert!(
+        lines[1]["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("carries no linkherd role"),
+        "{lines:?}"
+    );
+}
