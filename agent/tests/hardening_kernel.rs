@@ -38,12 +38,19 @@ where
 {
     let res = std::thread::spawn(move || {
         netns::enter_for_good(&ns).expect("enter the agent's namespace");
-        tokio::runtime::Builder::new_multi_thread()
+        let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .expect("runtime")
-            .block_on(test());
+            .expect("runtime");
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(test())));
+        // Not a plain drop, which waits for every blocking thread: a
+        // thread stuck for ever (a FIFO opened without O_NONBLOCK) must
+        // fail the test, not hang it.
+        rt.shutdown_timeout(Duration::from_secs(2));
+        if let Err(panic) = res {
+            std::panic::resume_unwind(panic);
+        }
     })
     .join();
     if let Err(panic) = res {
