@@ -50,93 +50,130 @@ fn at(err: ValidationError, from: &str, to: String) -> ValidationError {
 impl TryFrom<pb::DesiredState> for Desired {
     type Error = ValidationError;
     fn try_from(d: pb::DesiredState) -> Result<Self, Self::Error> {
-        check_count("desired.vlans", d.vlans.len(), MAX_DESIRED_VLANS, "VLANs")?;
-        check_count(
-            "desired.absent_vlans",
-            d.absent_vlans.len(),
-            MAX_DESIRED_VLANS,
-            "VLANs",
-        )?;
-        check_count(
-            "desired.endpoints",
-            d.endpoints.len(),
-            MAX_DESIRED_ENDPOINTS,
-            "endpoints",
-        )?;
-        check_count(
-            "desired.host_access",
-            d.host_access.len(),
-            MAX_DESIRED_NETWORKS,
-            "host accesses",
-        )?;
-        check_count(
-            "desired.networks",
-            d.networks.len(),
-            MAX_DESIRED_NETWORKS,
-            "networks",
-        )?;
-        let mut out = Desired::default();
-        // Duplicate checks are sets: O(n log n) for the largest state.
-        let mut vlan_names = BTreeSet::new();
-        let mut endpoint_keys = BTreeSet::new();
-        for (i, v) in d.vlans.into_iter().enumerate() {
-            let f = format!("desired.vlans[{i}].");
-            let req = pb::CreateVlanRequest {
-                parent: v.parent,
-                id: v.id,
-                protocol: v.protocol,
-                name: v.name,
-                mtu: v.mtu,
-            };
-            let spec = VlanSpec::try_from(req).map_err(|e| at(e, "", f.clone()))?;
-            if !vlan_names.insert(spec.name.clone()) {
-                return Err(ValidationError::new(
-                    format!("{f}name"),
-                    spec.name.to_string(),
-                    "is listed twice",
-                    "list each VLAN once",
-                ));
-            }
-            out.vlans.push(spec);
-        }
-        for (i, e) in d.endpoints.into_iter().enumerate() {
-            let f = format!("desired.endpoints[{i}].");
-            // Named namespaces are created as needed, as apply would.
-            let create_netns = matches!(
-                e.netns.as_ref().and_then(|n| n.target.as_ref()),
-                Some(pb::netns_target::Target::Name(_))
-            );
-            let spec = EndpointSpec::try_from(pb::CreateMacvlanRequest {
-                endpoint: Some(e),
-                create_netns,
+        check_counts(&d)?;
+        let vlans = vlans(d.vlans)?;
+        let absent_vlans = absent_vlans(&d.absent_vlans, &vlans)?;
+        let host_access = d
+            .host_access
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                HostAccessSpec::try_from(pb::CreateHostAccessRequest {
+                    host_access: Some(h),
+                })
+                .map_err(|err| at(err, "host_access.", format!("desired.host_access[{i}].")))
             })
-            .map_err(|err| at(err, "endpoint.", f.clone()))?;
-            if !endpoint_keys.insert((spec.network.clone(), spec.name.clone())) {
-                return Err(ValidationError::new(
-                    format!("{f}name"),
-                    format!("{}/{}", spec.network, spec.name),
-                    "is listed twice",
-                    "give each endpoint of a network its own name",
-                ));
-            }
-            out.endpoints.push(spec);
+            .collect::<Result<_, _>>()?;
+        let networks = d
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ObjName::parse(&format!("desired.networks[{i}]"), n))
+            .collect::<Result<_, _>>()?;
+        Ok(Desired {
+            vlans,
+            endpoints: endpoints(d.endpoints)?,
+            host_access,
+            networks,
+            absent_vlans,
+        })
+    }
+}
+
+/// Every list within its bound, before any element is parsed.
+fn check_counts(d: &pb::DesiredState) -> Result<(), ValidationError> {
+    check_count("desired.vlans", d.vlans.len(), MAX_DESIRED_VLANS, "VLANs")?;
+    check_count(
+        "desired.absent_vlans",
+        d.absent_vlans.len(),
+        MAX_DESIRED_VLANS,
+        "VLANs",
+    )?;
+    check_count(
+        "desired.endpoints",
+        d.endpoints.len(),
+        MAX_DESIRED_ENDPOINTS,
+        "endpoints",
+    )?;
+    check_count(
+        "desired.host_access",
+        d.host_access.len(),
+        MAX_DESIRED_NETWORKS,
+        "host accesses",
+    )?;
+    check_count(
+        "desired.networks",
+        d.networks.len(),
+        MAX_DESIRED_NETWORKS,
+        "networks",
+    )
+}
+
+/// The wanted VLANs, each name once (a set: O(n log n)).
+fn vlans(raw: Vec<pb::Vlan>) -> Result<Vec<VlanSpec>, ValidationError> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, v) in raw.into_iter().enumerate() {
+        let f = format!("desired.vlans[{i}].");
+        let req = pb::CreateVlanRequest {
+            parent: v.parent,
+            id: v.id,
+            protocol: v.protocol,
+            name: v.name,
+            mtu: v.mtu,
+        };
+        let spec = VlanSpec::try_from(req).map_err(|e| at(e, "", f.clone()))?;
+        if !names.insert(spec.name.clone()) {
+            return Err(ValidationError::new(
+                format!("{f}name"),
+                spec.name.to_string(),
+                "is listed twice",
+                "list each VLAN once",
+            ));
         }
-        for (i, h) in d.host_access.into_iter().enumerate() {
-            let f = format!("desired.host_access[{i}].");
-            let spec = HostAccessSpec::try_from(pb::CreateHostAccessRequest {
-                host_access: Some(h),
-            })
-            .map_err(|err| at(err, "host_access.", f.clone()))?;
-            out.host_access.push(spec);
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// The endpoints, each (network, name) once.
+fn endpoints(raw: Vec<pb::MacvlanEndpoint>) -> Result<Vec<EndpointSpec>, ValidationError> {
+    let mut keys = BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, e) in raw.into_iter().enumerate() {
+        let f = format!("desired.endpoints[{i}].");
+        // Named namespaces are created as needed, as apply would.
+        let create_netns = matches!(
+            e.netns.as_ref().and_then(|n| n.target.as_ref()),
+            Some(pb::netns_target::Target::Name(_))
+        );
+        let spec = EndpointSpec::try_from(pb::CreateMacvlanRequest {
+            endpoint: Some(e),
+            create_netns,
+        })
+        .map_err(|err| at(err, "endpoint.", f.clone()))?;
+        if !keys.insert((spec.network.clone(), spec.name.clone())) {
+            return Err(ValidationError::new(
+                format!("{f}name"),
+                format!("{}/{}", spec.network, spec.name),
+                "is listed twice",
+                "give each endpoint of a network its own name",
+            ));
         }
-        for (i, n) in d.networks.iter().enumerate() {
-            out.networks
-                .push(ObjName::parse(&format!("desired.networks[{i}]"), n)?);
-        }
-        for (i, v) in d.absent_vlans.iter().enumerate() {
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// VLANs that must not exist; none may also be wanted.
+fn absent_vlans(raw: &[String], wanted: &[VlanSpec]) -> Result<Vec<IfName>, ValidationError> {
+    let wanted: BTreeSet<&IfName> = wanted.iter().map(|v| &v.name).collect();
+    raw.iter()
+        .enumerate()
+        .map(|(i, v)| {
             let f = format!("desired.absent_vlans[{i}]");
             let name = IfName::parse(&f, v)?;
-            if vlan_names.contains(&name) {
+            if wanted.contains(&name) {
                 return Err(ValidationError::new(
                     f,
                     v,
@@ -144,10 +181,9 @@ impl TryFrom<pb::DesiredState> for Desired {
                     "a VLAN is either wanted or absent: drop one of the two",
                 ));
             }
-            out.absent_vlans.push(name);
-        }
-        Ok(out)
-    }
+            Ok(name)
+        })
+        .collect()
 }
 
 /// The wire form a client sends to `HostService.Plan` / `Apply`: exactly
