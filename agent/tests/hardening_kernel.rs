@@ -570,7 +570,7 @@ fn pings_are_paced_by_the_packet_budget_and_end_by_their_deadline() {
         let took = started.elapsed();
         // Deadline: 100 × 10 ms + 500 ms.
         assert!(
-            took < Duration::from_millis(2500),
+            took < Duration::from_millis(3000),
             "the pings took {took:?}"
         );
         let allowed = 200.0 * took.as_secs_f64() + 20.0 + 10.0;
