@@ -23,8 +23,6 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::audit::Audit;
-
 /// How the caller reached the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -288,21 +286,33 @@ pub fn authorize<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Iden
     decide(req, allow_insecure).map_err(|r| r.status)
 }
 
-/// Tower layer applying [`decide`] to every request; every refusal is
-/// audited (who, which RPC, why).
-#[derive(Debug, Clone)]
+/// Told of every refusal, with the RPC it refused: the server audits them
+/// (this module writes nothing itself, so it depends on no sink).
+pub type OnRefusal = Arc<dyn Fn(&Refusal, &Rpc) + Send + Sync>;
+
+/// Tower layer applying [`decide`] to every request; every refusal goes to
+/// its [`OnRefusal`].
+#[derive(Clone)]
 pub struct AuthLayer {
     allow_insecure: bool,
-    audit: Arc<Audit>,
+    on_refusal: OnRefusal,
+}
+
+impl fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("allow_insecure", &self.allow_insecure)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuthLayer {
     /// `allow_insecure`: accept plaintext TCP callers as admin (only for a
     /// listener the operator explicitly bound to loopback without TLS).
-    pub fn new(allow_insecure: bool, audit: Arc<Audit>) -> Self {
+    pub fn new(allow_insecure: bool, on_refusal: OnRefusal) -> Self {
         Self {
             allow_insecure,
-            audit,
+            on_refusal,
         }
     }
 }
@@ -313,17 +323,25 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             allow_insecure: self.allow_insecure,
-            audit: self.audit.clone(),
+            on_refusal: self.on_refusal.clone(),
         }
     }
 }
 
 /// The service produced by [`AuthLayer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
     allow_insecure: bool,
-    audit: Arc<Audit>,
+    on_refusal: OnRefusal,
+}
+
+impl<S> fmt::Debug for Auth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("allow_insecure", &self.allow_insecure)
+            .finish_non_exhaustive()
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -359,18 +377,7 @@ where
                 Box::pin(inner.call(req).instrument(span))
             }
             Err(refusal) => {
-                let rpc = Rpc::from_path(req.uri().path());
-                let (name, role) = match &refusal.who {
-                    Some(w) => (w.name.as_str(), Some(w.role)),
-                    None => ("unidentified", None),
-                };
-                self.audit.refusal(
-                    name,
-                    role,
-                    refusal.transport,
-                    &rpc.0,
-                    refusal.status.message(),
-                );
+                (self.on_refusal)(&refusal, &Rpc::from_path(req.uri().path()));
                 let status = refusal.status;
                 Box::pin(async move { Ok(status.into_http()) })
             }

@@ -10,7 +10,7 @@ use tonic::{service::Routes, transport::Server};
 use crate::tls::TlsPem;
 use crate::{
     audit::Audit,
-    auth::AuthLayer,
+    auth::{AuthLayer, Refusal, Rpc},
     context::Context,
     net::NetOps,
     promisc::PromiscLeases,
@@ -145,6 +145,22 @@ impl Agent {
         self.budget.in_flight()
     }
 
+    /// The auth layer of a listener, auditing every refusal (who, which
+    /// RPC, why).
+    fn auth_layer(&self, allow_insecure: bool) -> AuthLayer {
+        let audit = self.ctx.audit.clone();
+        AuthLayer::new(
+            allow_insecure,
+            Arc::new(move |r: &Refusal, rpc: &Rpc| {
+                let (name, role) = match &r.who {
+                    Some(w) => (w.name.as_str(), Some(w.role)),
+                    None => ("unidentified", None),
+                };
+                audit.refusal(name, role, r.transport, &rpc.0, r.status.message());
+            }),
+        )
+    }
+
     async fn routes(&self) -> Result<Routes, ServeError> {
         let max = self.limits.max_message_bytes;
         let health = &self.health;
@@ -229,7 +245,7 @@ impl Agent {
                 let config = crate::tls::server_config(&tls)?;
                 let incoming = ReceiverStream::new(crate::tls::incoming(listener, config));
                 self.builder()
-                    .layer(AuthLayer::new(false, self.ctx.audit.clone()))
+                    .layer(self.auth_layer(false))
                     .layer(self.budget.layer())
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, shutdown)
@@ -237,7 +253,7 @@ impl Agent {
             }
             None => {
                 self.builder()
-                    .layer(AuthLayer::new(true, self.ctx.audit.clone()))
+                    .layer(self.auth_layer(true))
                     .layer(self.budget.layer())
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -255,7 +271,7 @@ impl Agent {
     ) -> Result<(), ServeError> {
         let routes = self.routes().await?;
         self.builder()
-            .layer(AuthLayer::new(false, self.ctx.audit.clone()))
+            .layer(self.auth_layer(false))
             .layer(self.budget.layer())
             .add_routes(routes)
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
