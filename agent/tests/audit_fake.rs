@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use common::{Pki, start_agent};
 use linkherd_agent::net::fake::FakeKernel;
@@ -12,24 +12,6 @@ use linkherd_proto::{
     pb::{self, vlan_service_client::VlanServiceClient},
 };
 use tonic::Code;
-
-/// The audit records of `action` once there are `n` of them.
-async fn audited(dir: &Path, action: &str, n: usize) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    for _ in 0..50 {
-        let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
-        lines = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["action"] == action)
-            .collect();
-        if lines.len() >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    lines
-}
 
 #[tokio::test]
 async fn refusals_are_audited_with_who_what_and_why() {
@@ -73,7 +55,7 @@ async fn refusals_are_audited_with_who_what_and_why() {
         .expect_err("no role");
     assert_eq!(err.code(), Code::PermissionDenied);
 
-    let lines = audited(dir.path(), "VlanService/Create", 2).await;
+    let lines = common::audit_records(dir.path(), "VlanService/Create", 2).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["caller"], "viewer");
     assert_eq!(lines[0]["role"], "viewer");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use common::{Pki, start_agent};
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
@@ -17,12 +17,6 @@ use linkherd_proto::{
     },
 };
 use tonic::Code;
-
-fn fake_with_nic() -> Arc<FakeKernel> {
-    let fake = Arc::new(FakeKernel::new());
-    fake.add_veth("ens192", "peer0").expect("veth");
-    fake
-}
 
 async fn link_names(fake: &FakeKernel) -> Vec<String> {
     let mut names: Vec<String> = fake
@@ -36,27 +30,13 @@ async fn link_names(fake: &FakeKernel) -> Vec<String> {
     names
 }
 
-fn endpoint(name: &str) -> pb::MacvlanEndpoint {
-    pb::MacvlanEndpoint {
-        network: "mac_net".into(),
-        name: name.into(),
-        parent: "ens192".into(),
-        mode: pb::MacvlanMode::Bridge.into(),
-        netns: Some(pb::NetnsTarget {
-            target: Some(pb::netns_target::Target::Name("b1".into())),
-        }),
-        addresses: vec!["10.0.0.2/24".into()],
-        ..Default::default()
-    }
-}
-
 /// Problem 1: 5462 source MACs made a netlink attribute over 64 KiB and
 /// panicked the netlink thread; now the request is refused, and the next
 /// one works.
 #[tokio::test]
 async fn too_many_source_macs_are_refused_and_the_agent_keeps_working() {
     let pki = Pki::new();
-    let fake = fake_with_nic();
+    let fake = common::fake_with_nic();
     let agent = start_agent(fake.clone(), &pki, None).await;
     let mut c = MacvlanServiceClient::new(
         agent
@@ -64,7 +44,7 @@ async fn too_many_source_macs_are_refused_and_the_agent_keeps_working() {
             .await
             .expect("connect"),
     );
-    let mut e = endpoint("b1");
+    let mut e = common::endpoint("b1", "10.0.0.2/24");
     e.mode = pb::MacvlanMode::Source.into();
     e.source_macs = (0..5462u32)
         .map(|i| {
@@ -91,7 +71,7 @@ async fn too_many_source_macs_are_refused_and_the_agent_keeps_working() {
     );
     let made = c
         .create(pb::CreateMacvlanRequest {
-            endpoint: Some(endpoint("b1")),
+            endpoint: Some(common::endpoint("b1", "10.0.0.2/24")),
             create_netns: true,
         })
         .await
@@ -105,14 +85,14 @@ async fn too_many_source_macs_are_refused_and_the_agent_keeps_working() {
 #[tokio::test]
 async fn a_plan_with_a_huge_address_list_is_refused_at_once() {
     let pki = Pki::new();
-    let agent = start_agent(fake_with_nic(), &pki, None).await;
+    let agent = start_agent(common::fake_with_nic(), &pki, None).await;
     let mut h = HostServiceClient::new(
         agent
             .channel(&pki, Some(Role::Viewer))
             .await
             .expect("connect"),
     );
-    let mut e = endpoint("b1");
+    let mut e = common::endpoint("b1", "10.0.0.2/24");
     e.addresses = (0..265_000u32)
         .map(|i| format!("10.{}.{}.{}/8", i >> 16, (i >> 8) & 0xff, i & 0xff))
         .collect();
@@ -144,7 +124,7 @@ async fn a_plan_with_a_huge_address_list_is_refused_at_once() {
 #[tokio::test]
 async fn huge_names_are_refused_with_a_short_echo() {
     let pki = Pki::new();
-    let fake = fake_with_nic();
+    let fake = common::fake_with_nic();
     let agent = start_agent(fake.clone(), &pki, None).await;
     let before = link_names(&fake).await;
     let mut c = MacvlanServiceClient::new(
@@ -153,9 +133,11 @@ async fn huge_names_are_refused_with_a_short_echo() {
             .await
             .expect("connect"),
     );
+    let mut huge = common::endpoint("b1", "10.0.0.2/24");
+    huge.name = "x".repeat(3_000_000);
     let err = c
         .create(pb::CreateMacvlanRequest {
-            endpoint: Some(endpoint(&"x".repeat(3_000_000))),
+            endpoint: Some(huge),
             create_netns: true,
         })
         .await
@@ -168,7 +150,7 @@ async fn huge_names_are_refused_with_a_short_echo() {
         err.message()
     );
 
-    let mut e = endpoint("b1");
+    let mut e = common::endpoint("b1", "10.0.0.2/24");
     e.netns = Some(pb::NetnsTarget {
         target: Some(pb::netns_target::Target::Name("n".repeat(250))),
     });

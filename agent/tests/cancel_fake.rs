@@ -18,47 +18,15 @@ use linkherd_proto::{
     model::Role,
     pb::{
         self, host_service_client::HostServiceClient, macvlan_service_client::MacvlanServiceClient,
-        netns_target::Target,
     },
 };
 use tonic::Code;
-
-fn ep(name: &str, ip: &str) -> pb::MacvlanEndpoint {
-    pb::MacvlanEndpoint {
-        network: "mac_net".into(),
-        name: name.into(),
-        parent: "ens192".into(),
-        mode: pb::MacvlanMode::Bridge.into(),
-        netns: Some(pb::NetnsTarget {
-            target: Some(Target::Name(name.into())),
-        }),
-        addresses: vec![ip.into()],
-        ..Default::default()
-    }
-}
 
 /// A request whose client gives up after `ms`.
 fn hurried<T>(msg: T, ms: u64) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.set_timeout(Duration::from_millis(ms));
     req
-}
-
-async fn audit_lines(dir: &Path, action: &str) -> Vec<serde_json::Value> {
-    // The audit writer appends on its own thread: give it a moment.
-    for _ in 0..50 {
-        let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|v: &serde_json::Value| v["action"] == action)
-            .collect();
-        if !lines.is_empty() {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Vec::new()
 }
 
 #[tokio::test]
@@ -74,7 +42,7 @@ async fn a_create_the_client_gave_up_on_is_completed_recorded_and_audited() {
     let err = mv
         .create(hurried(
             pb::CreateMacvlanRequest {
-                endpoint: Some(ep("b1", "10.0.0.11/24")),
+                endpoint: Some(common::endpoint("b1", "10.0.0.11/24")),
                 create_netns: true,
             },
             100,
@@ -86,7 +54,7 @@ async fn a_create_the_client_gave_up_on_is_completed_recorded_and_audited() {
         "{err:?}"
     );
     fake.slow_add_link(Duration::ZERO);
-    let lines = audit_lines(dir.path(), "MacvlanService/Create").await;
+    let lines = common::audit_records(dir.path(), "MacvlanService/Create", 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(
         lines[0]["result"], "cancelled by the caller, completed anyway: created",
@@ -137,7 +105,7 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
     fake.slow_add_link(Duration::from_millis(100));
     let desired = pb::DesiredState {
         endpoints: (1..=5)
-            .map(|i| ep(&format!("b{i}"), &format!("10.0.0.{}/24", 10 + i)))
+            .map(|i| common::endpoint(&format!("b{i}"), &format!("10.0.0.{}/24", 10 + i)))
             .collect(),
         ..Default::default()
     };
@@ -157,7 +125,7 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
         matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{err:?}"
     );
-    let lines = audit_lines(dir.path(), "HostService/Apply").await;
+    let lines = common::audit_records(dir.path(), "HostService/Apply", 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     let result = lines[0]["result"].as_str().expect("result");
     assert!(
@@ -211,7 +179,7 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
     );
     // Whole: the expiry rolled back all five steps (it once cancelled
     // itself after the first), and says so in the audit log.
-    let expiry = audit_lines(dir.path(), "txn-expiry").await;
+    let expiry = common::audit_records(dir.path(), "txn-expiry", 1).await;
     assert_eq!(expiry.len(), 1, "{expiry:?}");
     assert_eq!(expiry[0]["result"], "rolled back");
     assert_eq!(

@@ -113,6 +113,50 @@ pub async fn unix_channel(path: &Path) -> Channel {
         .expect("connect over the unix socket")
 }
 
+/// A fake kernel with one NIC, `ens192` (a veth whose peer is `peer0`).
+pub fn fake_with_nic() -> Arc<linkherd_agent::net::fake::FakeKernel> {
+    let fake = Arc::new(linkherd_agent::net::fake::FakeKernel::new());
+    fake.add_veth("ens192", "peer0").expect("veth");
+    fake
+}
+
+/// Endpoint `name` of network `mac_net` on `ens192` (bridge mode), in a
+/// named namespace of its own name, with address `ip`.
+pub fn endpoint(name: &str, ip: &str) -> linkherd_proto::pb::MacvlanEndpoint {
+    use linkherd_proto::pb;
+    pb::MacvlanEndpoint {
+        network: "mac_net".into(),
+        name: name.into(),
+        parent: "ens192".into(),
+        mode: pb::MacvlanMode::Bridge.into(),
+        netns: Some(pb::NetnsTarget {
+            target: Some(pb::netns_target::Target::Name(name.into())),
+        }),
+        addresses: vec![ip.into()],
+        ..Default::default()
+    }
+}
+
+/// The audit records of `action` in the state directory `dir`, once there
+/// are at least `n` (the audit log is written on its own thread, behind the
+/// answers; after 5 s, whatever is there).
+pub async fn audit_records(dir: &Path, action: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+        lines = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["action"] == action)
+            .collect();
+        if lines.len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    lines
+}
+
 /// The next Watch event, failing the test if none comes within 5 s.
 pub async fn next_event(
     stream: &mut tonic::Streaming<linkherd_proto::pb::WatchInterfacesResponse>,
