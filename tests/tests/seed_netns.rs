@@ -268,9 +268,16 @@ async fn seed_hosts_over_mtls() {
             .lines()
             .any(|l| l.contains("\"caller\":\"admin\"") && l.contains("SetPromiscuous"))
     );
+    // The viewer's refused change is audited as a refusal, and nothing it
+    // asked for is recorded as done.
+    let viewer: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("\"caller\":\"viewer\""))
+        .collect();
+    assert!(!viewer.is_empty(), "the refusal is audited:\n{audit}");
     assert!(
-        !audit.contains("\"caller\":\"viewer\""),
-        "denied calls are not mutations"
+        viewer.iter().all(|l| l.contains("\"result\":\"refused\"")),
+        "{viewer:?}"
     );
 
     // Watch via the CLI sees a change made with `ip` behind the agent's back:
