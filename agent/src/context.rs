@@ -25,6 +25,9 @@ pub struct Context {
     /// The one kernel subscription every `Watch` stream shares, and the
     /// caps on those streams.
     pub watches: crate::watch::WatchHub,
+    /// The probe budget, one per agent: every listener's ProbeService draws
+    /// from it.
+    pub probe_budget: Arc<crate::net::probe::budget::Budget>,
 }
 
 impl Context {
@@ -39,6 +42,7 @@ impl Context {
     ) -> Self {
         Self {
             watches: crate::watch::WatchHub::new(net.clone(), watch_limits),
+            probe_budget: Arc::default(),
             net,
             leases,
             audit,

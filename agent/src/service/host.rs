@@ -97,13 +97,12 @@ impl pb::host_service_server::HostService for HostSvc {
     ) -> Result<Response<pb::ApplyResponse>, Status> {
         let call = Call::of(&req)?;
         let r = req.into_inner();
-        let ctx = self.ctx.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 "desired state",
                 "",
-                async move {
+                |ctx| async move {
                     let (confirm, check) = apply_options(&r)?;
                     let desired: Desired = super::off_thread(r.desired.unwrap_or_default()).await?;
                     ctx.txns
@@ -134,13 +133,13 @@ impl pb::host_service_server::HostService for HostSvc {
     ) -> Result<Response<pb::ConfirmResponse>, Status> {
         let call = Call::of(&req)?;
         let id = req.into_inner().txn_id;
-        let (ctx, txn) = (self.ctx.clone(), id.clone());
+        let txn = id.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 &id,
                 "",
-                async move { ctx.txns.confirm(&txn).await },
+                |ctx| async move { ctx.txns.confirm(&txn).await },
                 |_| "confirmed".into(),
             )
             .await;
@@ -153,13 +152,13 @@ impl pb::host_service_server::HostService for HostSvc {
     ) -> Result<Response<pb::RollbackResponse>, Status> {
         let call = Call::of(&req)?;
         let id = req.into_inner().txn_id;
-        let (ctx, txn) = (self.ctx.clone(), id.clone());
+        let txn = id.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 &id,
                 "",
-                async move { ctx.txns.rollback(&txn).await },
+                |ctx| async move { ctx.txns.rollback(&txn).await },
                 |r| r.join("; "),
             )
             .await;

@@ -34,13 +34,12 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
         let e = r.endpoint.clone().unwrap_or_default();
         let target = format!("{}/{}", e.network, e.name);
         let detail = format!("parent {} addresses {}", e.parent, e.addresses.join(","));
-        let ctx = self.ctx.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 &target,
                 &detail,
-                async move {
+                |ctx| async move {
                     let spec = EndpointSpec::try_from(r)?;
                     ctx.lifecycle.create_endpoint(&spec).await
                 },
@@ -66,13 +65,12 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
             (n, e) => format!("{n}/{e}"),
         };
         let detail = if r.force { "forced" } else { "" };
-        let ctx = self.ctx.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 &target,
                 detail,
-                async move {
+                |ctx| async move {
                     let d = DeleteEndpoints::try_from(r)?;
                     ctx.lifecycle.delete_endpoints(&d.selector, d.force).await
                 },
@@ -108,13 +106,12 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
         let r = req.into_inner();
         let h = r.host_access.clone().unwrap_or_default();
         let detail = format!("parent {} routes {}", h.parent, h.routes.join(","));
-        let ctx = self.ctx.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 &h.network,
                 &detail,
-                async move {
+                |ctx| async move {
                     let spec = HostAccessSpec::try_from(r)?;
                     ctx.lifecycle.create_host_access(&spec).await
                 },
@@ -135,13 +132,12 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
         let call = Call::of(&req)?;
         let r = req.into_inner();
         let target = r.network.clone();
-        let ctx = self.ctx.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 &target,
                 "",
-                async move {
+                |ctx| async move {
                     let network = ObjName::parse("network", &r.network)?;
                     ctx.lifecycle.delete_host_access(&network).await
                 },

@@ -47,26 +47,30 @@ impl Call {
     }
 
     /// Runs one mutation to its end — whatever the client does — and audits
-    /// it with its outcome, then maps the error to its status.
+    /// it with its outcome, then maps the error to its status. `work` is
+    /// given the agent's context to own, so the task needs nothing from the
+    /// handler that may go away.
     ///
     /// The work runs as a task of its own, so a client that disconnects, or
     /// a deadline that drops the handler, cannot stop it between two kernel
     /// steps: it finishes (or undoes itself) as it would have, and its audit
     /// record says the caller had gone before the answer.
-    pub async fn to_the_end<T, W, O>(
+    pub async fn to_the_end<T, F, W, O>(
         &self,
         ctx: &Arc<Context>,
         target: &str,
         detail: &str,
-        work: W,
+        work: F,
         ok: O,
     ) -> Result<T, Status>
     where
         T: Send + 'static,
+        F: FnOnce(Arc<Context>) -> W,
         W: Future<Output = Result<T, Error>> + Send + 'static,
         O: FnOnce(&T) -> String + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let work = work(ctx.clone());
         let (ctx, call) = (ctx.clone(), self.clone());
         let (target, detail) = (target.to_owned(), detail.to_owned());
         tokio::spawn(async move {

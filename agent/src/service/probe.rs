@@ -59,27 +59,9 @@ struct Admitted {
     ticket: Ticket,
 }
 
-/// The probe budget of each agent (each [`Context`]). The budget is per
-/// agent, not per service instance: the agent builds its services once per
-/// listener (TCP, unix socket), and both must draw from the same budget.
-static BUDGETS: std::sync::Mutex<Vec<(std::sync::Weak<Context>, Arc<Budget>)>> =
-    std::sync::Mutex::new(Vec::new());
-
-fn budget_of(ctx: &Arc<Context>) -> Arc<Budget> {
-    let mut all = BUDGETS.lock().unwrap_or_else(|p| p.into_inner());
-    all.retain(|(c, _)| c.strong_count() > 0);
-    let me = Arc::downgrade(ctx);
-    if let Some((_, b)) = all.iter().find(|(c, _)| c.ptr_eq(&me)) {
-        return b.clone();
-    }
-    let b = Arc::new(Budget::default());
-    all.push((me, b.clone()));
-    b
-}
-
 impl ProbeSvc {
     pub fn new(ctx: Arc<Context>) -> Self {
-        let budget = budget_of(&ctx);
+        let budget = ctx.probe_budget.clone();
         Self { ctx, budget }
     }
 

@@ -36,13 +36,12 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
             r.name.clone()
         };
         let detail = format!("vlan {} on {}", r.id, r.parent);
-        let ctx = self.ctx.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 &target,
                 &detail,
-                async move {
+                |ctx| async move {
                     let spec = VlanSpec::try_from(r)?;
                     ctx.lifecycle.create_vlan(&spec, Owner::Vlan).await
                 },
@@ -64,13 +63,12 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
         let r = req.into_inner();
         let detail = if r.force { "forced" } else { "" };
         let target = r.name.clone();
-        let ctx = self.ctx.clone();
         let res = call
             .to_the_end(
                 &self.ctx,
                 &target,
                 detail,
-                async move {
+                |ctx| async move {
                     let name = IfName::parse("name", &r.name)?;
                     ctx.lifecycle.delete_vlan(&name, r.force).await
                 },
