@@ -111,10 +111,12 @@ impl Agent {
         leases.restore().await?;
         let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
         let registry = crate::lifecycle::registry::Registry::load(store.as_ref()).await?;
+        let agent_id = crate::identity::AgentId::load(store.as_ref(), &opts.netns_prefix).await?;
         let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
             net.clone(),
             registry,
             opts.netns_prefix.clone(),
+            agent_id,
         ));
         let txns = crate::txn::Transactions::new(lifecycle.clone(), audit.clone(), store.clone());
         // A transaction left unconfirmed by a previous run is rolled back.

@@ -65,7 +65,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Self + 'a {
+    pub(crate) fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Self + 'a {
         move |source| StoreError::Io {
             op,
             path: path.to_owned(),

@@ -1,6 +1,7 @@
-//! Issue 11, problems 5 and 6, against the real kernel (root only): the
-//! namespaces callers name are opened safely and only managed ones are
-//! open to operators; probes have a budget and a deadline.
+//! Issue 11, problems 5, 6 and 11, against the real kernel (root only):
+//! the namespaces callers name are opened safely and only managed ones are
+//! open to operators; probes have a budget and a deadline; agents sharing
+//! a kernel keep to their own links.
 //!
 //! Each test runs its agent on a runtime whose threads all live inside a
 //! private namespace (as an agent started with `--netns` does), so the
@@ -72,6 +73,11 @@ impl Lab {
         host.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up0p"]);
         host.ip(&["link", "set", "up0p", "up"]);
         host.ip(&["link", "set", "up0", "up"]);
+        Self::beside(host).await
+    }
+
+    /// An agent on `host` as it is, with a state directory of its own.
+    async fn beside(host: TestNetns) -> Self {
         let pki = Pki::new();
         let state = tempfile::tempdir().expect("state dir");
         let opts = linkherd_agent::server::AgentOptions {
@@ -128,6 +134,110 @@ impl Lab {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Problem 11: two agents on one kernel that scan the same namespaces (as
+/// two agents without `--netns-prefix` do) each took the other's endpoints
+/// for their own — listed, recorded, and deleted by an apply that spoke
+/// for the network. The mark names the agent; the other one leaves it be.
+#[test]
+fn an_agent_never_takes_another_agents_endpoints() {
+    if !have_root("hk-two") {
+        return;
+    }
+    let host = TestNetns::new("hk-two");
+    let (path, name) = (host.path(), host.name.clone());
+    // Where the first agent's endpoint namespace will be, deleted by name
+    // whatever happens.
+    let ep_ns = TestNetns::guard(format!("{name}-o1"));
+    run_inside(path, move || async move {
+        let a = Lab::start(host).await;
+        // The second agent's guard deletes the shared namespace too, once
+        // both are done (a second delete is a no-op).
+        let b = Lab::beside(TestNetns::guard(name.clone())).await;
+        let mut req = endpoint_in(
+            Some(pb::NetnsTarget {
+                target: Some(Target::Name("o1".into())),
+            }),
+            "o1",
+            "10.75.0.1/24",
+        );
+        req.create_netns = true;
+        a.macvlan().await.create(req).await.expect("a's endpoint");
+        let alias = ep_ns.link_json("eth0")["ifalias"].clone();
+        let a_id = a.agent.agent.context().lifecycle.agent().id().to_owned();
+        assert_eq!(
+            alias,
+            format!("linkherd:v1 ep net=hard name=o1 agent={a_id}").as_str()
+        );
+
+        let mut bm = b.macvlan().await;
+        let listed = bm
+            .list(pb::ListMacvlansRequest {})
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(
+            listed.endpoints.is_empty(),
+            "b lists a's: {:?}",
+            listed.endpoints
+        );
+        let mut bh = HostServiceClient::new(b.channel(Role::Admin).await);
+        let owned = bh
+            .get_state(pb::GetStateRequest {})
+            .await
+            .expect("state")
+            .into_inner();
+        assert!(owned.owned.unwrap_or_default().endpoints.is_empty());
+        // An apply that speaks for the network plans nothing of a's.
+        let plan = bh
+            .plan(pb::PlanRequest {
+                desired: Some(pb::DesiredState {
+                    networks: vec!["hard".into()],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("plan")
+            .into_inner();
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+        let forced = bm
+            .delete(pb::DeleteMacvlanRequest {
+                netns: Some(pb::NetnsTarget {
+                    target: Some(Target::Name("o1".into())),
+                }),
+                ifname: "eth0".into(),
+                force: true,
+                ..Default::default()
+            })
+            .await
+            .expect_err("b deletes a's link");
+        assert_eq!(forced.code(), Code::FailedPrecondition);
+        assert!(
+            forced
+                .message()
+                .contains(&format!("another linkherd agent ({a_id})")),
+            "{}",
+            forced.message()
+        );
+        // Still there, still a's.
+        let mut am = a.macvlan().await;
+        let mine = am
+            .list(pb::ListMacvlansRequest {})
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(mine.endpoints.len(), 1);
+        assert_eq!(ep_ns.link_json("eth0")["ifalias"], alias);
+        am.delete(pb::DeleteMacvlanRequest {
+            network: "hard".into(),
+            name: "o1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a deletes its own");
+        drop(b);
+    });
 }
 
 fn path_target(p: &Path) -> Option<pb::NetnsTarget> {
@@ -456,11 +566,18 @@ fn an_endpoint_whose_namespace_was_replaced_is_gone() {
             "ip",
             &["-n", &ep.name, "link", "set", "lhr1", "name", "eth0"],
         );
-        let alias = Owner::Endpoint {
-            network: "hard".into(),
-            name: "r1".into(),
-        }
-        .to_string();
+        // Marked as this very agent's, so only the namespace's identity
+        // tells the impostor apart.
+        let alias = lab
+            .agent
+            .agent
+            .context()
+            .lifecycle
+            .agent()
+            .mark(&Owner::Endpoint {
+                network: "hard".into(),
+                name: "r1".into(),
+            });
         test_support::run(
             "ip",
             &["-n", &ep.name, "link", "set", "eth0", "alias", &alias],

@@ -31,12 +31,18 @@ struct Lab {
     host: TestNetns,
     _switch: TestNetns,
     _pki: Pki,
-    _agent: common::RunningAgent,
+    agent: common::RunningAgent,
     mv: MacvlanServiceClient<Channel>,
     vlan: VlanServiceClient<Channel>,
 }
 
 impl Lab {
+    /// The alias this lab's agent writes for endpoint `network/name`.
+    fn mark(&self, network: &str, name: &str) -> String {
+        let id = self.agent.agent.context().lifecycle.agent().id().to_owned();
+        format!("linkherd:v1 ep net={network} name={name} agent={id}")
+    }
+
     /// A test-unique name for a namespace the agent creates.
     fn ns(&self, base: &str) -> String {
         format!("{}-{base}", self.host.name)
@@ -118,7 +124,7 @@ async fn lab_with(tag: &str, hairpin: bool) -> Option<Lab> {
         host,
         _switch: switch,
         _pki: pki,
-        _agent: agent,
+        agent,
         mv: MacvlanServiceClient::new(ch.clone()),
         vlan: VlanServiceClient::new(ch),
     })
@@ -266,7 +272,7 @@ async fn endpoint_in_a_named_namespace_with_eth0_route_and_stable_mac() {
 
     let l = link_in(&ns, "eth0");
     assert_eq!(l["address"], stable.as_str());
-    assert_eq!(l["ifalias"], "linkherd:v1 ep net=mac_net name=b1");
+    assert_eq!(l["ifalias"], lab.mark("mac_net", "b1").as_str());
     assert!(l["flags"].to_string().contains("\"UP\""));
     let addrs = ip_json(&["-n", &ns, "-j", "-4", "addr", "show", "dev", "eth0"]);
     assert_eq!(addrs[0]["addr_info"][0]["local"], "10.0.100.100");
@@ -643,7 +649,7 @@ async fn process_and_path_namespaces_ipv6_and_source_mode() {
     assert!(v6.to_string().contains("fd00:65::10"), "{v6}");
     assert_eq!(
         link_in(&cns, "eth0")["ifalias"],
-        "linkherd:v1 ep net=c name=c1"
+        lab.mark("c", "c1").as_str()
     );
 
     // The same namespace by path, a second interface in source mode.
@@ -703,7 +709,7 @@ async fn tcp_probe_from_inside_an_endpoint() {
     });
     rx.recv().expect("ready");
     let probe = pb::probe_service_client::ProbeServiceClient::new(
-        lab._agent
+        lab.agent
             .channel(&lab._pki, Some(Role::Operator))
             .await
             .expect("operator"),
@@ -756,7 +762,7 @@ async fn probe_client(
     role: Role,
 ) -> pb::probe_service_client::ProbeServiceClient<Channel> {
     pb::probe_service_client::ProbeServiceClient::new(
-        lab._agent
+        lab.agent
             .channel(&lab._pki, Some(role))
             .await
             .expect("channel"),

@@ -35,6 +35,12 @@ impl TestNetns {
         Self { name }
     }
 
+    /// A guard for a namespace the code under test creates by `name`:
+    /// deleted by name on drop, on failure too.
+    pub fn guard(name: String) -> Self {
+        Self { name }
+    }
+
     pub fn path(&self) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.name)
     }

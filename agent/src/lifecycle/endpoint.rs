@@ -142,7 +142,7 @@ impl Lifecycle {
             .into_iter()
             .find(|r| r.index == link.index && r.dest.prefix_len() == 0)
             .and_then(|r| r.gateway);
-        let owned = link.alias.as_deref().and_then(Owner::parse)
+        let owned = self.agent.owner_of(link.alias.as_deref())
             == Some(Owner::Endpoint {
                 network: e.network.clone(),
                 name: e.name.clone(),
@@ -192,7 +192,7 @@ impl Lifecycle {
             };
             for l in links {
                 let Some(Owner::Endpoint { network, name }) =
-                    l.alias.as_deref().and_then(Owner::parse)
+                    self.agent.owner_of(l.alias.as_deref())
                 else {
                     continue;
                 };
@@ -201,8 +201,7 @@ impl Lifecycle {
                 }
                 let parent = host.iter().find(|h| h.index == l.parent_index);
                 let parent_created = parent
-                    .and_then(|p| p.alias.as_deref())
-                    .and_then(Owner::parse)
+                    .and_then(|p| self.agent.owner_of(p.alias.as_deref()))
                     .is_some_and(|o| matches!(o, Owner::AutoVlan { network: n } if n == network));
                 tracing::info!(
                     network,
@@ -346,7 +345,7 @@ impl Lifecycle {
         reg: &mut Registry,
     ) -> Result<(EndpointState, Outcome), Error> {
         let mine = Owner::endpoint(&spec.network, &spec.name);
-        if existing.alias.as_deref().and_then(Owner::parse).as_ref() != Some(&mine) {
+        if self.agent.owner_of(existing.alias.as_deref()).as_ref() != Some(&mine) {
             return Err(Error::Exists(format!(
                 "interface {} already exists in {} ({}) and is not endpoint {}/{}; choose another --ifname",
                 spec.ifname,
@@ -395,7 +394,7 @@ impl Lifecycle {
         match self.net.link(&spec.parent).await {
             Ok(_) => {
                 let p = self.parent(&spec.parent, "parent").await?;
-                let auto = p.alias.as_deref().and_then(Owner::parse) == Some(auto_owner);
+                let auto = self.agent.owner_of(p.alias.as_deref()) == Some(auto_owner);
                 return Ok((p, auto));
             }
             Err(NetError::NotFound { .. }) => {}
@@ -443,7 +442,7 @@ impl Lifecycle {
             },
             mtu: spec.mtu,
             mac: Some(spec.effective_mac()),
-            alias: Owner::endpoint(&spec.network, &spec.name).to_string(),
+            alias: self.agent.mark(&Owner::endpoint(&spec.network, &spec.name)),
             group: group_of(spec.network.as_str()),
             target: Some(self.ns_file(&spec.netns)),
         };
@@ -691,11 +690,19 @@ impl Lifecycle {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                match link.alias.as_deref().and_then(Owner::parse) {
+                match self.agent.owner_of(link.alias.as_deref()) {
                     Some(Owner::Endpoint { network, name }) => all
                         .into_iter()
                         .filter(|e| e.network == network && e.name == name)
                         .collect(),
+                    _ if let Some(other) = self.agent.other_agent(link.alias.as_deref()) => {
+                        return Err(Error::Precondition(format!(
+                            "{ifname} in {netns} ({}) belongs to another linkherd agent ({other}) \
+                             on this kernel; delete it through that agent (--force does not \
+                             take another agent's links)",
+                            describe(&link)
+                        )));
+                    }
                     _ if !force => {
                         return Err(Error::Precondition(format!(
                             "{ifname} in {netns} ({}) was not created by linkherd; pass --force to delete it anyway",
@@ -768,7 +775,7 @@ impl Lifecycle {
                 && entries.iter().all(|e| e.network == *network)
                 && in_group.len() == entries.len()
                 && in_group.iter().all(|l| {
-                    matches!(l.alias.as_deref().and_then(Owner::parse), Some(Owner::Endpoint { network: n, .. }) if n == *network)
+                    matches!(self.agent.owner_of(l.alias.as_deref()), Some(Owner::Endpoint { network: n, .. }) if n == *network)
                 });
             if whole_group {
                 ops.del_group(group).await?;
@@ -855,7 +862,7 @@ impl Lifecycle {
                 continue;
             };
             let auto = matches!(
-                link.alias.as_deref().and_then(Owner::parse),
+                self.agent.owner_of(link.alias.as_deref()),
                 Some(Owner::AutoVlan { .. })
             );
             if !auto {

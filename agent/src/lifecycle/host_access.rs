@@ -27,8 +27,7 @@ fn configured(l: &Interface) -> Vec<IpNet> {
 
 impl Lifecycle {
     async fn host_access_state(&self, link: &Interface) -> Result<Option<HostAccessState>, Error> {
-        let Some(Owner::HostAccess { network }) = link.alias.as_deref().and_then(Owner::parse)
-        else {
+        let Some(Owner::HostAccess { network }) = self.agent.owner_of(link.alias.as_deref()) else {
             return Ok(None);
         };
         let routes: Vec<IpNet> = self
@@ -66,7 +65,7 @@ impl Lifecycle {
         };
         if let Some(existing) = links.iter().find(|l| {
             l.name == spec.name.as_str()
-                || l.alias.as_deref().and_then(Owner::parse).as_ref() == Some(&mine)
+                || self.agent.owner_of(l.alias.as_deref()).as_ref() == Some(&mine)
         }) {
             return self.existing_host_access(spec, existing, &parent).await;
         }
@@ -133,7 +132,7 @@ impl Lifecycle {
                 },
                 mtu: None,
                 mac: Some(spec.mac()),
-                alias: mine.to_string(),
+                alias: self.agent.mark(mine),
                 group: 0,
                 target: None,
             })
@@ -178,7 +177,7 @@ impl Lifecycle {
             .links()
             .await?
             .into_iter()
-            .find(|l| l.alias.as_deref().and_then(Owner::parse) == mine)
+            .find(|l| self.agent.owner_of(l.alias.as_deref()) == mine)
             .ok_or_else(|| {
                 Error::NotFound(format!("no host access for network {network} on this host"))
             })?;

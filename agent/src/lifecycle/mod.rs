@@ -25,6 +25,7 @@ use registry::Registry;
 
 use crate::{
     error::Error,
+    identity::AgentId,
     net::{Capabilities, NO_VLAN_NOTE, NetError, NetOps},
 };
 
@@ -43,6 +44,8 @@ pub struct Lifecycle {
     /// Prefix of this agent's named namespaces under /run/netns (empty on a
     /// normal host; a lab host's own prefix when agents share a machine).
     netns_prefix: String,
+    /// Whose marks are this agent's (several may share a kernel).
+    agent: AgentId,
     caps: OnceCell<Capabilities>,
     registry: Mutex<Registry>,
 }
@@ -58,13 +61,24 @@ pub fn group_of(network: &str) -> u32 {
 
 impl Lifecycle {
     /// `registry`: loaded from the state store ([`Registry::load`]) before.
-    pub fn new(net: Arc<dyn NetOps>, registry: Registry, netns_prefix: String) -> Self {
+    pub fn new(
+        net: Arc<dyn NetOps>,
+        registry: Registry,
+        netns_prefix: String,
+        agent: AgentId,
+    ) -> Self {
         Self {
             net,
             netns_prefix,
+            agent,
             caps: OnceCell::new(),
             registry: Mutex::new(registry),
         }
+    }
+
+    /// Whose marks are this agent's.
+    pub fn agent(&self) -> &AgentId {
+        &self.agent
     }
 
     /// Kernel capabilities, probed once: the probe can make the kernel try to

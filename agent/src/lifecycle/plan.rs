@@ -17,7 +17,7 @@ use linkherd_proto::{
 };
 
 use super::{Lifecycle, registry::Entry, vlan::describe};
-use crate::{error::Error, net::NetError};
+use crate::{error::Error, identity::AgentId, net::NetError};
 
 /// What a step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl Lifecycle {
     /// reason) when a name is taken by something linkherd does not own.
     pub async fn plan(&self, desired: &Desired) -> Result<Vec<Change>, Error> {
         let links = self.net.links().await?;
-        let mut steps = plan_vlans(&links, desired)?;
+        let mut steps = plan_vlans(&self.agent, &links, desired)?;
         let scope = desired.scope();
         let mut reg = self.registry.lock().await;
         let current = self.discover(&mut reg).await?;
@@ -96,7 +96,7 @@ impl Lifecycle {
         let accesses = self.list_host_access().await?;
         steps.extend(plan_host_access(&accesses, desired, &scope));
         // Last: the VLANs the endpoints above were taken off.
-        steps.extend(plan_absent_vlans(&links, desired));
+        steps.extend(plan_absent_vlans(&self.agent, &links, desired));
         Ok(steps)
     }
 
@@ -157,16 +157,20 @@ impl Lifecycle {
 }
 
 /// Whether linkherd made this link as a VLAN (by hand or for an endpoint).
-fn owned_vlan(l: &Interface) -> bool {
+fn owned_vlan(agent: &AgentId, l: &Interface) -> bool {
     matches!(
-        l.alias.as_deref().and_then(Owner::parse),
+        agent.owner_of(l.alias.as_deref()),
         Some(Owner::Vlan | Owner::AutoVlan { .. })
     )
 }
 
 /// VLANs to create, or to replace when linkherd owns a differing one; a
 /// differing VLAN linkherd does not own refuses the plan.
-fn plan_vlans(links: &[Interface], desired: &Desired) -> Result<Vec<Change>, Error> {
+fn plan_vlans(
+    agent: &AgentId,
+    links: &[Interface],
+    desired: &Desired,
+) -> Result<Vec<Change>, Error> {
     let mut steps = Vec::new();
     for v in &desired.vlans {
         let what = format!("VLAN {} {} on {}", v.protocol.as_str(), v.id, v.parent);
@@ -182,7 +186,7 @@ fn plan_vlans(links: &[Interface], desired: &Desired) -> Result<Vec<Change>, Err
         };
         let same = matches!(l.details, Some(LinkDetails::Vlan { id, protocol, .. }) if id == v.id.get() && protocol == v.protocol)
             && l.parent.as_deref() == Some(v.parent.as_str());
-        match (same, owned_vlan(l)) {
+        match (same, owned_vlan(agent, l)) {
             (true, _) => {}
             (false, true) => steps.push(change(
                 Action::Update,
@@ -305,21 +309,23 @@ fn plan_host_access(
 }
 
 /// Owned VLANs the desired state says must be absent.
-fn plan_absent_vlans(links: &[Interface], desired: &Desired) -> Vec<Change> {
+fn plan_absent_vlans(agent: &AgentId, links: &[Interface], desired: &Desired) -> Vec<Change> {
     desired
         .absent_vlans
         .iter()
         .filter_map(|name| {
             let l = links.iter().find(|l| l.name == name.as_str())?;
-            (owned_vlan(l) && matches!(l.details, Some(LinkDetails::Vlan { .. }))).then(|| {
-                change(
-                    Action::Delete,
-                    "vlan",
-                    name.as_str(),
-                    describe(l),
-                    Op::DeleteVlan { name: name.clone() },
-                )
-            })
+            (owned_vlan(agent, l) && matches!(l.details, Some(LinkDetails::Vlan { .. }))).then(
+                || {
+                    change(
+                        Action::Delete,
+                        "vlan",
+                        name.as_str(),
+                        describe(l),
+                        Op::DeleteVlan { name: name.clone() },
+                    )
+                },
+            )
         })
         .collect()
 }

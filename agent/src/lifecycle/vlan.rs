@@ -1,5 +1,6 @@
 //! VLAN sub-interfaces.
 
+use crate::identity::AgentId;
 use linkherd_proto::model::{Interface, LinkDetails, LinkKind, Owner, VlanSpec, VlanState};
 
 use super::{Lifecycle, Outcome};
@@ -8,7 +9,7 @@ use crate::{
     net::{NetError, NewLink, NewLinkKind},
 };
 
-fn state_of(link: &Interface) -> Option<VlanState> {
+fn state_of(agent: &AgentId, link: &Interface) -> Option<VlanState> {
     let Some(LinkDetails::Vlan {
         id,
         protocol,
@@ -17,7 +18,7 @@ fn state_of(link: &Interface) -> Option<VlanState> {
     else {
         return None;
     };
-    let owner = link.alias.as_deref().and_then(Owner::parse);
+    let owner = agent.owner_of(link.alias.as_deref());
     Some(VlanState {
         name: link.name.clone(),
         parent: link.parent.clone().unwrap_or_default(),
@@ -54,7 +55,7 @@ impl Lifecycle {
         let parent = self.parent(&spec.parent, "parent").await?;
         let links = self.net.links().await?;
         if let Some(existing) = links.iter().find(|l| l.name == spec.name.as_str()) {
-            let same = state_of(existing).filter(|v| {
+            let same = state_of(&self.agent, existing).filter(|v| {
                 v.parent == spec.parent.as_str()
                     && v.id == spec.id.get()
                     && v.protocol == spec.protocol
@@ -82,7 +83,7 @@ impl Lifecycle {
             },
             mtu: spec.mtu,
             mac: None,
-            alias: owner.to_string(),
+            alias: self.agent.mark(&owner),
             group: 0,
             target: None,
         };
@@ -98,7 +99,7 @@ impl Lifecycle {
             return Err(e.into());
         }
         let link = self.net.link_by_index(link.index).await?;
-        let state = state_of(&link).ok_or_else(|| {
+        let state = state_of(&self.agent, &link).ok_or_else(|| {
             Error::Net(NetError::Io {
                 op: "add vlan",
                 detail: "the new link is not a VLAN".into(),
@@ -122,7 +123,7 @@ impl Lifecycle {
             }
             Err(e) => return Err(e.into()),
         };
-        let Some(state) = state_of(&link) else {
+        let Some(state) = state_of(&self.agent, &link) else {
             return Err(Error::Precondition(format!(
                 "{name} is {}, not a VLAN",
                 describe(&link)
@@ -155,7 +156,7 @@ impl Lifecycle {
             .links()
             .await?
             .iter()
-            .filter_map(state_of)
+            .filter_map(|l| state_of(&self.agent, l))
             .collect())
     }
 }

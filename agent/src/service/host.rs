@@ -37,6 +37,7 @@ impl pb::host_service_server::HostService for HostSvc {
             hostname: self.ctx.host_name.clone(),
             kernel_release: kernel_release(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            agent_id: self.ctx.lifecycle.agent().id().to_owned(),
             api_version: API_VERSION.to_owned(),
             capabilities: Some(pb::Capabilities {
                 vlan: caps.vlan,

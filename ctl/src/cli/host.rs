@@ -34,6 +34,7 @@ struct HostInfo {
     hostname: String,
     kernel_release: String,
     agent_version: String,
+    agent_id: String,
     api_version: String,
     uptime_seconds: u64,
     capabilities: Capabilities,
@@ -185,6 +186,7 @@ async fn info(ctx: &Ctx, mut client: Client) -> Result<(), CtlError> {
         hostname: r.hostname,
         kernel_release: r.kernel_release,
         agent_version: r.agent_version,
+        agent_id: r.agent_id,
         api_version: r.api_version,
         uptime_seconds: r.uptime_seconds,
         capabilities: Capabilities {
@@ -206,12 +208,13 @@ async fn info(ctx: &Ctx, mut client: Client) -> Result<(), CtlError> {
 fn info_text(i: &HostInfo) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" };
     let mut s = format!(
-        "host:        {}\nkernel:      {}\nagent:       {} ({}), up {}s\nvlan:        {}\nmacvlan:     {} ({})\nnetns:       {}\nyou are:     {} as {} via {}",
+        "host:        {}\nkernel:      {}\nagent:       {} ({}), up {}s, id {}\nvlan:        {}\nmacvlan:     {} ({})\nnetns:       {}\nyou are:     {} as {} via {}",
         i.hostname,
         i.kernel_release,
         i.agent_version,
         i.api_version,
         i.uptime_seconds,
+        i.agent_id,
         yes(i.capabilities.vlan),
         yes(i.capabilities.macvlan),
         i.capabilities.macvlan_modes.join(", "),

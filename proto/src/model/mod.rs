@@ -26,7 +26,7 @@ pub use interface::{
 pub use mac::MacAddr;
 pub use names::ObjName;
 pub use netns::NetnsRef;
-pub use owner::{OWNER_PREFIX, Owner};
+pub use owner::{Mark, OWNER_PREFIX, Owner};
 pub use role::{ROLE_URI_PREFIX, Role, UnknownRole};
 pub use vlan::{VlanId, VlanSpec, VlanState, default_vlan_name, split_vlan_name};
 

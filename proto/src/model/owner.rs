@@ -29,21 +29,18 @@ impl Owner {
         }
     }
 
-    /// Reads an alias; `None` when the link is not linkherd's.
+    /// Reads an alias, whichever agent wrote it; `None` when the link is
+    /// not linkherd's. Agents decide what is theirs with [`Mark::parse`].
     pub fn parse(alias: &str) -> Option<Owner> {
-        let rest = alias.strip_prefix(OWNER_PREFIX)?;
-        let mut words = rest.split(' ');
-        let kind = words.next()?;
-        let mut auto = false;
-        let (mut net, mut name) = (None, None);
-        for w in words {
-            match w.split_once('=') {
-                Some(("net", v)) => net = Some(v.to_owned()),
-                Some(("name", v)) => name = Some(v.to_owned()),
-                None if w == "auto" => auto = true,
-                _ => {}
-            }
-        }
+        Mark::parse(alias).map(|m| m.owner)
+    }
+
+    fn from_words(
+        kind: &str,
+        auto: bool,
+        net: Option<String>,
+        name: Option<String>,
+    ) -> Option<Owner> {
         Some(match (kind, auto) {
             ("vlan", false) => Owner::Vlan,
             ("vlan", true) => Owner::AutoVlan { network: net? },
@@ -63,6 +60,49 @@ impl Owner {
             Owner::AutoVlan { network }
             | Owner::Endpoint { network, .. }
             | Owner::HostAccess { network } => Some(network),
+        }
+    }
+}
+
+/// An ownership mark: what a link is for and which agent made it. Several
+/// agents may share one kernel (lab hosts, a test agent beside the real
+/// one); each lists, adopts and deletes only what carries its own id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mark {
+    pub owner: Owner,
+    /// The agent's id; `None` on marks written before agents had one.
+    pub agent: Option<String>,
+}
+
+impl Mark {
+    /// Reads an alias; `None` when the link is not linkherd's.
+    pub fn parse(alias: &str) -> Option<Mark> {
+        let rest = alias.strip_prefix(OWNER_PREFIX)?;
+        let mut words = rest.split(' ');
+        let kind = words.next()?;
+        let mut auto = false;
+        let (mut net, mut name, mut agent) = (None, None, None);
+        for w in words {
+            match w.split_once('=') {
+                Some(("net", v)) => net = Some(v.to_owned()),
+                Some(("name", v)) => name = Some(v.to_owned()),
+                Some(("agent", v)) if !v.is_empty() => agent = Some(v.to_owned()),
+                None if w == "auto" => auto = true,
+                _ => {}
+            }
+        }
+        let owner = Owner::from_words(kind, auto, net, name)?;
+        Some(Mark { owner, agent })
+    }
+}
+
+impl fmt::Display for Mark {
+    /// The alias text: the owner's, then `agent=ID`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.owner)?;
+        match &self.agent {
+            Some(a) => write!(f, " agent={a}"),
+            None => Ok(()),
         }
     }
 }
@@ -109,6 +149,24 @@ mod tests {
             .to_string(),
             "linkherd:v1 ep net=n name=b1"
         );
+    }
+
+    #[test]
+    fn marks_name_their_agent() {
+        let m = Mark {
+            owner: Owner::Endpoint {
+                network: "n".into(),
+                name: "b1".into(),
+            },
+            agent: Some("4f2a9c01d7e3".into()),
+        };
+        assert_eq!(
+            m.to_string(),
+            "linkherd:v1 ep net=n name=b1 agent=4f2a9c01d7e3"
+        );
+        assert_eq!(Mark::parse(&m.to_string()), Some(m.clone()));
+        let legacy = Mark::parse("linkherd:v1 ep net=n name=b1").expect("a legacy mark");
+        assert_eq!((legacy.owner, legacy.agent), (m.owner, None));
     }
 
     #[test]
