@@ -9,6 +9,7 @@ pub mod budget;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod faults;
 pub mod identity;
 pub mod lifecycle;
 pub mod net;

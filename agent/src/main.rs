@@ -59,6 +59,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             host_name: settings.name.clone(),
             netns_prefix: settings.netns_prefix.clone(),
             limits: settings.limits,
+            faults: Default::default(),
         },
     )
     .await?;

@@ -75,6 +75,8 @@ pub struct AgentOptions {
     /// Prefix of this agent's named namespaces under /run/netns.
     pub netns_prefix: String,
     pub limits: Limits,
+    /// Crash-test hooks (feature `faults`; empty otherwise).
+    pub faults: crate::faults::Faults,
 }
 
 /// A running agent: its shared context and its services.
@@ -118,7 +120,12 @@ impl Agent {
             opts.netns_prefix.clone(),
             agent_id,
         ));
-        let txns = crate::txn::Transactions::new(lifecycle.clone(), audit.clone(), store.clone());
+        let txns = crate::txn::Transactions::new(
+            lifecycle.clone(),
+            audit.clone(),
+            store.clone(),
+            opts.faults.clone(),
+        );
         // A transaction left unconfirmed by a previous run is rolled back.
         txns.recover().await.map_err(ServeError::Recover)?;
         if let Some(s) = &store {

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{sync::Mutex, task::AbortHandle};
 
 use crate::{
+    faults::{Faults, Point},
     audit::Audit,
     auth::Identity,
     error::Error,
@@ -147,6 +148,7 @@ pub struct Transactions {
     store: Option<Store>,
     journal: Option<RecordSet<Batch>>,
     pending: Arc<Mutex<Option<Pending>>>,
+    faults: Faults,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -393,13 +395,19 @@ impl LegacyJournal {
 
 impl Transactions {
     /// `store`: where the journal lives; `None` keeps it in memory only.
-    pub fn new(lifecycle: Arc<Lifecycle>, audit: Arc<Audit>, store: Option<Store>) -> Self {
+    pub fn new(
+        lifecycle: Arc<Lifecycle>,
+        audit: Arc<Audit>,
+        store: Option<Store>,
+        faults: Faults,
+    ) -> Self {
         Self {
             lifecycle,
             audit,
             journal: store.as_ref().map(|s| s.records(JOURNAL)),
             store,
             pending: Arc::default(),
+            faults,
         }
     }
 
@@ -418,6 +426,7 @@ impl Transactions {
         if let Some(r) = &self.journal {
             r.put(&[&batch.txn, &batch.key()], &batch).await?;
         }
+        self.faults.hit(Point::Journaled { seq: batch.seq });
         j.next_seq += 1;
         j.batches.push(batch);
         Ok(())
@@ -560,7 +569,10 @@ impl Transactions {
                 return Err(e);
             }
             match self.step(&changes[i..], j).await {
-                Ok(done) => i += done,
+                Ok(done) => {
+                    self.faults.hit(Point::Made { index: i });
+                    i += done;
+                }
                 Err(e) => {
                     let reverted = self.abandon(j).await;
                     tracing::warn!(step = c.object, error = %e, reverted, "apply failed; rolled back");
