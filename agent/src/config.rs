@@ -97,6 +97,7 @@ pub struct LimitsConfig {
     pub request_bytes_in_flight: Option<usize>,
     pub watch_streams_per_identity: Option<usize>,
     pub watch_streams: Option<usize>,
+    pub shutdown_grace_seconds: Option<u64>,
 }
 
 impl LimitsConfig {
@@ -123,6 +124,9 @@ impl LimitsConfig {
                     .unwrap_or(d.watch.per_identity),
                 total: self.watch_streams.unwrap_or(d.watch.total),
             },
+            shutdown_grace: self
+                .shutdown_grace_seconds
+                .map_or(d.shutdown_grace, Duration::from_secs),
         }
     }
 }

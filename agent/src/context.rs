@@ -28,6 +28,9 @@ pub struct Context {
     /// The probe budget, one per agent: every listener's ProbeService draws
     /// from it.
     pub probe_budget: Arc<crate::net::probe::budget::Budget>,
+    /// Mutations running to their end (see `Call::to_the_end`): shutdown
+    /// waits for them, up to its bound.
+    pub mutations: tokio_util::task::TaskTracker,
 }
 
 impl Context {
@@ -43,6 +46,7 @@ impl Context {
         Self {
             watches: crate::watch::WatchHub::new(net.clone(), watch_limits),
             probe_budget: Arc::default(),
+            mutations: tokio_util::task::TaskTracker::new(),
             net,
             leases,
             audit,

@@ -42,12 +42,16 @@ fn main() -> anyhow::Result<()> {
         linkherd_agent::net::netns::enter_for_good(ns)
             .with_context(|| format!("entering network namespace {}", ns.display()))?;
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lh-grpc")
         .build()
-        .context("starting the runtime")?
-        .block_on(run(settings))
+        .context("starting the runtime")?;
+    let res = rt.block_on(run(settings));
+    // The shutdown bound is kept in `run`; a thread still blocked (a
+    // namespace open, a netlink call) must not hold the exit beyond it.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    res
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -104,13 +108,30 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    while let Some(res) = tasks.join_next().await {
-        res.context("listener task")??;
+    let mut failed = Ok(());
+    let listeners = async {
+        while let Some(res) = tasks.join_next().await {
+            if let Err(e) = res.context("listener task").and_then(|r| Ok(r?)) {
+                failed = Err(e);
+            }
+        }
+    };
+    let drained = agent.drain(listeners).await;
+    let grace = settings.limits.shutdown_grace;
+    if !drained.listeners_done || drained.mutations_left > 0 {
+        tracing::warn!(
+            ?grace,
+            mutations = drained.mutations_left,
+            "requests still in flight after the shutdown grace; stopping anyway \
+             (a pending transaction is rolled back at the next start)"
+        );
+    } else {
+        tracing::info!("every request in flight finished; stopped");
     }
     if let Some(path) = &settings.socket {
         let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    failed
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct Limits {
     pub request_bytes_in_flight: usize,
     /// Open `Watch` streams, per identity and in total.
     pub watch: crate::watch::WatchLimits,
+    /// How long a stopping agent waits for requests and mutations in
+    /// flight before it exits anyway.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -44,6 +47,7 @@ impl Default for Limits {
             max_concurrent_streams: 128,
             request_bytes_in_flight: 64 * 1024 * 1024,
             watch: crate::watch::WatchLimits::default(),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -77,6 +81,15 @@ pub struct AgentOptions {
     pub limits: Limits,
     /// Crash-test hooks (feature `faults`; empty otherwise).
     pub faults: crate::faults::Faults,
+}
+
+/// How a shutdown went: whether it finished within its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Every request in flight got its answer.
+    pub listeners_done: bool,
+    /// Mutations still running when the bound passed.
+    pub mutations_left: usize,
 }
 
 /// A running agent: its shared context and its services.
@@ -147,6 +160,33 @@ impl Agent {
 
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// The second half of a shutdown, once the listeners were told to stop
+    /// accepting: ends every Watch stream (they would hold their
+    /// connections open for ever), then waits — all within
+    /// `[limits] shutdown_grace_seconds` — for `listeners` to finish their
+    /// requests in flight and for mutations running to their end, and
+    /// flushes the audit log. What is still running after that is cut when
+    /// the process exits: a transaction's undo is journaled before each of
+    /// its steps, so the next start rolls it back.
+    pub async fn drain<F: Future<Output = ()>>(&self, listeners: F) -> Drained {
+        let deadline = tokio::time::Instant::now() + self.limits.shutdown_grace;
+        self.ctx.watches.stop();
+        let listeners_done = tokio::time::timeout_at(deadline, listeners).await.is_ok();
+        self.ctx.mutations.close();
+        let mutations_done = tokio::time::timeout_at(deadline, self.ctx.mutations.wait())
+            .await
+            .is_ok();
+        self.ctx.audit.flush().await;
+        Drained {
+            listeners_done,
+            mutations_left: if mutations_done {
+                0
+            } else {
+                self.ctx.mutations.len()
+            },
+        }
     }
 
     /// Request bytes held now (see [`crate::budget`]).

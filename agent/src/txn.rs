@@ -30,10 +30,10 @@ use serde::{Deserialize, Serialize};
 use tokio::{sync::Mutex, task::AbortHandle};
 
 use crate::{
-    faults::{Faults, Point},
     audit::Audit,
     auth::Identity,
     error::Error,
+    faults::{Faults, Point},
     lifecycle::{
         Lifecycle, Outcome, Wanted,
         plan::{Change, Op},

@@ -72,6 +72,8 @@ pub enum WatchError {
          ([limits] watch_streams); retry later"
     )]
     Total { cap: usize },
+    #[error("the agent is shutting down; watch again once it is back")]
+    Stopping,
     #[error(transparent)]
     Net(#[from] NetError),
 }
@@ -80,6 +82,7 @@ impl From<WatchError> for Status {
     fn from(e: WatchError) -> Self {
         match e {
             WatchError::Net(n) => crate::error::Error::Net(n).into(),
+            WatchError::Stopping => Status::unavailable(e.to_string()),
             caps => Status::resource_exhausted(caps.to_string()),
         }
     }
@@ -99,6 +102,9 @@ pub struct WatchHub {
     holders: Holders,
     feed: Feed,
     health: std::sync::OnceLock<HealthReporter>,
+    /// Set when the agent stops: every stream ends, so that connections
+    /// holding one can close and shutdown is not held by them.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl WatchHub {
@@ -110,7 +116,14 @@ impl WatchHub {
             holders: Arc::default(),
             feed: Arc::default(),
             health: std::sync::OnceLock::new(),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Ends every stream (they see [`Received::Stopping`]) and refuses new
+    /// ones: the agent is shutting down.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Where a subscription that cannot be re-created is reported.
@@ -127,10 +140,14 @@ impl WatchHub {
     /// this returns are delivered, so a caller that then lists links loses
     /// nothing in between.
     pub async fn subscribe(&self, who: &str) -> Result<Subscription, WatchError> {
+        if *self.stopping.borrow() {
+            return Err(WatchError::Stopping);
+        }
         let permit = self.permit(who)?;
         let events = self.receiver().await?;
         Ok(Subscription {
             events,
+            stopping: self.stopping.subscribe(),
             _permit: permit,
         })
     }
@@ -326,17 +343,32 @@ impl Drop for Permit {
 #[derive(Debug)]
 pub struct Subscription {
     events: broadcast::Receiver<NetEvent>,
+    stopping: tokio::sync::watch::Receiver<bool>,
     _permit: Permit,
 }
 
+/// What a stream receives.
+#[derive(Debug)]
+pub enum Received {
+    /// A kernel event; [`NetEvent::Overrun`] when this subscriber fell
+    /// behind.
+    Event(NetEvent),
+    /// The kernel subscription is gone for good.
+    Ended,
+    /// The agent is shutting down.
+    Stopping,
+}
+
 impl Subscription {
-    /// The next event; [`NetEvent::Overrun`] when this subscriber fell
-    /// behind; `None` when the hub is gone.
-    pub async fn recv(&mut self) -> Option<NetEvent> {
-        match self.events.recv().await {
-            Ok(e) => Some(e),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(NetEvent::Overrun),
-            Err(broadcast::error::RecvError::Closed) => None,
+    pub async fn recv(&mut self) -> Received {
+        tokio::select! {
+            biased;
+            _ = self.stopping.wait_for(|s| *s) => Received::Stopping,
+            r = self.events.recv() => match r {
+                Ok(e) => Received::Event(e),
+                Err(broadcast::error::RecvError::Lagged(_)) => Received::Event(NetEvent::Overrun),
+                Err(broadcast::error::RecvError::Closed) => Received::Ended,
+            },
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::{
     context::Context,
     error::Error,
     net::{NetError, NetEvent},
+    watch::{Received, WatchError},
 };
 
 #[derive(Debug, Clone)]
@@ -241,14 +242,21 @@ impl Watcher {
                 () = self.tx.closed() => return,
                 e = events.recv() => e,
             };
-            let Some(event) = event else {
-                let _ = self
-                    .tx
-                    .send(Err(Status::unavailable(
-                        "the kernel event stream ended; watch again to resubscribe",
-                    )))
-                    .await;
-                return;
+            let event = match event {
+                Received::Event(e) => e,
+                Received::Ended => {
+                    let _ = self
+                        .tx
+                        .send(Err(Status::unavailable(
+                            "the kernel event stream ended; watch again to resubscribe",
+                        )))
+                        .await;
+                    return;
+                }
+                Received::Stopping => {
+                    let _ = self.tx.send(Err(WatchError::Stopping.into())).await;
+                    return;
+                }
             };
             let ok = match event {
                 NetEvent::Link { index } | NetEvent::Address { index } => {

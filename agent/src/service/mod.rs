@@ -73,7 +73,7 @@ impl Call {
         let work = work(ctx.clone());
         let (ctx, call) = (ctx.clone(), self.clone());
         let (target, detail) = (target.to_owned(), detail.to_owned());
-        tokio::spawn(async move {
+        ctx.mutations.clone().spawn(async move {
             let res = work.await;
             let result = match &res {
                 Ok(v) => ok(v),
