@@ -99,7 +99,8 @@ impl Drop for NetRuntime {
 #[derive(Debug)]
 pub struct Rtnl {
     rt: Arc<NetRuntime>,
-    handle: rtnetlink::Handle,
+    /// The request connection's handle, replaced when the connection dies.
+    conn: Arc<Supervised>,
     netns: Option<PathBuf>,
     /// Dropping this ends the connection task (and closes its socket).
     _conn: oneshot::Sender<()>,
@@ -149,19 +150,17 @@ impl Rtnl {
         Self::on(Arc::new(NetRuntime::new()?), netns)
     }
 
-    /// A connection to `netns` on an existing netlink runtime.
+    /// A connection to `netns` on an existing netlink runtime, kept alive
+    /// by [`supervise`].
     fn on(rt: Arc<NetRuntime>, netns: Option<PathBuf>) -> Result<Self, NetError> {
         let (conn, handle, _) = connect(rt.handle()?, netns.as_deref(), &[])?;
         let (stop, stopped) = oneshot::channel::<()>();
-        rt.handle()?.spawn(async move {
-            tokio::select! {
-                () = conn => {}
-                _ = stopped => {}
-            }
-        });
+        let supervised = Arc::new(Supervised::new(handle));
+        rt.handle()?
+            .spawn(supervise(netns.clone(), conn, supervised.clone(), stopped));
         Ok(Self {
             rt,
-            handle,
+            conn: supervised,
             netns,
             _conn: stop,
             children: std::sync::Mutex::default(),
@@ -192,6 +191,117 @@ impl Rtnl {
     pub fn netns_file(&self) -> Option<&Path> {
         self.netns.as_deref()
     }
+
+    /// How many times the request connection died and was re-created.
+    pub fn reconnects(&self) -> u64 {
+        self.conn
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Kills the request connection, as a crash inside it would (feature
+    /// `faults`): the supervisor must re-create it.
+    #[cfg(feature = "faults")]
+    pub fn break_connection(&self) {
+        if let Some(task) = self
+            .conn
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The request connection of one [`Rtnl`]: the handle callers clone, and
+/// the task that drives the socket.
+#[derive(Debug)]
+struct Supervised {
+    handle: std::sync::RwLock<rtnetlink::Handle>,
+    task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    reconnects: std::sync::atomic::AtomicU64,
+}
+
+impl Supervised {
+    fn new(handle: rtnetlink::Handle) -> Self {
+        Self {
+            handle: std::sync::RwLock::new(handle),
+            task: std::sync::Mutex::default(),
+            reconnects: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn handle(&self) -> rtnetlink::Handle {
+        self.handle
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Drives the request connection until its [`Rtnl`] is dropped. A
+/// connection that ends, panics or is aborted is logged with why and
+/// re-created (backing off while the kernel refuses a socket), so one bad
+/// moment does not leave every later call failing while health says
+/// SERVING. Calls in flight when it dies fail; later ones use the new one.
+async fn supervise(
+    netns: Option<PathBuf>,
+    mut conn: Connection,
+    slot: Arc<Supervised>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    loop {
+        let task = tokio::spawn(conn);
+        *slot.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+        let abort = task.abort_handle();
+        let why = tokio::select! {
+            r = task => match r {
+                Ok(()) => "it ended".to_owned(),
+                Err(e) if e.is_panic() => format!("it panicked: {}", panic_text(e.into_panic())),
+                Err(_) => "it was aborted".to_owned(),
+            },
+            _ = &mut stopped => {
+                abort.abort();
+                return;
+            }
+        };
+        tracing::error!(netns = ?netns, why, "the netlink connection died; re-creating it");
+        let mut backoff = std::time::Duration::from_millis(50);
+        conn = loop {
+            let ns = netns.clone();
+            let rt = tokio::runtime::Handle::current();
+            let made = tokio::task::spawn_blocking(move || connect(&rt, ns.as_deref(), &[])).await;
+            match made {
+                Ok(Ok((c, h, _))) => {
+                    *slot.handle.write().unwrap_or_else(|p| p.into_inner()) = h;
+                    slot.reconnects
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(netns = ?netns, "netlink connection re-created");
+                    break c;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(netns = ?netns, error = %e, ?backoff, "cannot re-create the netlink connection")
+                }
+                Err(e) => {
+                    tracing::error!(netns = ?netns, error = %e, "cannot re-create the netlink connection")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = &mut stopped => return,
+            }
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+        };
+    }
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Opens a netlink socket inside `netns`, registered with runtime `rt`,
@@ -385,7 +495,7 @@ fn to_event(msg: rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>) ->
 #[async_trait]
 impl NetOps for Rtnl {
     async fn links(&self) -> Result<Vec<Interface>, NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         let dumps = self.dumps.clone();
         self.rt
             .run(async move {
@@ -432,7 +542,7 @@ impl NetOps for Rtnl {
     }
 
     async fn link(&self, name: &IfName) -> Result<Interface, NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         let name = name.to_string();
         let dumps = self.dumps.clone();
         self.rt
@@ -445,7 +555,7 @@ impl NetOps for Rtnl {
     }
 
     async fn link_by_index(&self, index: u32) -> Result<Interface, NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         let dumps = self.dumps.clone();
         self.rt
             .run(async move {
@@ -480,7 +590,7 @@ impl NetOps for Rtnl {
     }
 
     async fn capabilities(&self) -> Capabilities {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         let probed = self
             .rt
             .run(async move {
@@ -558,7 +668,7 @@ impl NetOps for Rtnl {
         if link.target.is_some() && self.link(&link.name).await.is_ok() {
             new.name = temporary_name()?;
         }
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         let sent = new.clone();
         self.rt
             .run(async move { create::add_link(&h, &sent).await })
@@ -591,7 +701,7 @@ impl NetOps for Rtnl {
             .name(name.to_string())
             .build();
         let what = name.to_string();
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         self.rt
             .run(async move {
                 h.link()
@@ -604,7 +714,7 @@ impl NetOps for Rtnl {
     }
 
     async fn del_link(&self, index: u32) -> Result<(), NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         self.rt
             .run(async move {
                 h.link()
@@ -617,14 +727,14 @@ impl NetOps for Rtnl {
     }
 
     async fn del_group(&self, group: u32) -> Result<(), NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         self.rt
             .run(async move { create::del_group(&h, group).await })
             .await
     }
 
     async fn add_address(&self, index: u32, addr: ipnet::IpNet) -> Result<(), NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         self.rt
             .run(async move {
                 h.address()
@@ -637,7 +747,7 @@ impl NetOps for Rtnl {
     }
 
     async fn routes(&self) -> Result<Vec<Route>, NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         let dumps = self.dumps.clone();
         self.rt
             .run(async move {
@@ -648,7 +758,7 @@ impl NetOps for Rtnl {
     }
 
     async fn add_route(&self, route: &Route) -> Result<(), NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         let route = route.clone();
         self.rt
             .run(async move { create::add_route(&h, &route).await })
@@ -736,7 +846,7 @@ impl NetOps for Rtnl {
 
 impl Rtnl {
     async fn set(&self, index: u32, op: &'static str, msg: LinkMessage) -> Result<(), NetError> {
-        let h = self.handle.clone();
+        let h = self.conn.handle();
         self.rt
             .run(async move {
                 h.link()
