@@ -17,7 +17,9 @@ use linkherd_agent::net::{NetOps, fake::FakeKernel};
 use linkherd_proto::{
     model::Role,
     pb::{
-        self, host_service_client::HostServiceClient, macvlan_service_client::MacvlanServiceClient,
+        self, host_service_client::HostServiceClient,
+        interface_service_client::InterfaceServiceClient,
+        macvlan_service_client::MacvlanServiceClient,
     },
 };
 use tonic::Code;
@@ -191,4 +193,41 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
         4,
         "five steps reverted: {expiry:?}"
     );
+}
+
+/// A SetMtu whose client gave up is made all the same and audited as such
+/// (before, it ran in the request's task: dropped with it, the kernel
+/// change could land with no audit record).
+#[tokio::test]
+async fn an_interface_change_the_client_gave_up_on_is_completed_and_audited() {
+    let dir = tempfile::tempdir().expect("state");
+    let fake = Arc::new(FakeKernel::new());
+    fake.add_veth("ens192", "sw").expect("nic");
+    let pki = Pki::new();
+    let agent = start_agent(fake.clone(), &pki, Some(dir.path())).await;
+    let ch = agent.channel(&pki, Some(Role::Admin)).await.expect("admin");
+    let mut ifs = InterfaceServiceClient::new(ch);
+    fake.slow_set_link(Duration::from_millis(400));
+    let err = ifs
+        .set_mtu(hurried(
+            pb::SetMtuRequest {
+                name: "ens192".into(),
+                mtu: 1400,
+            },
+            100,
+        ))
+        .await
+        .expect_err("the client gave up");
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+    let lines = common::audit_records(dir.path(), "InterfaceService/SetMtu", 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        lines[0]["result"], "cancelled by the caller, completed anyway: changed",
+        "{lines:?}"
+    );
+    let name = "ens192".parse().expect("name");
+    assert_eq!(fake.link(&name).await.expect("link").mtu, 1400);
 }

@@ -103,6 +103,7 @@ struct World {
     /// cut a request short half way, as a client deadline does on a real
     /// kernel where a create takes milliseconds.
     add_link_delay_ms: AtomicU64,
+    set_link_delay_ms: AtomicU64,
 }
 
 impl World {
@@ -175,6 +176,7 @@ impl FakeKernel {
             next_ns: AtomicU64::new(1),
             vlan_supported,
             add_link_delay_ms: AtomicU64::new(0),
+            set_link_delay_ms: AtomicU64::new(0),
         });
         Self {
             ns: world.host.clone(),
@@ -210,6 +212,20 @@ impl FakeKernel {
     pub fn slow_add_link(&self, delay: std::time::Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.world.add_link_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Makes every later `set_up` and `set_mtu` take `delay` before it
+    /// changes the link.
+    pub fn slow_set_link(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.world.set_link_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    async fn set_link_delay(&self) {
+        let delay = self.world.set_link_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
     }
 
     /// Adds a veth pair, as `ip link add A type veth peer name B` would.
@@ -616,6 +632,7 @@ impl NetOps for FakeKernel {
     }
 
     async fn set_up(&self, index: u32, up: bool) -> Result<(), NetError> {
+        self.set_link_delay().await;
         if up
             && !self
                 .lock()
@@ -633,6 +650,7 @@ impl NetOps for FakeKernel {
     }
 
     async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetError> {
+        self.set_link_delay().await;
         self.modify(index, |i| {
             if i.max_mtu != 0 && mtu > i.max_mtu {
                 return Err(NetError::Invalid {

@@ -33,9 +33,7 @@ impl InterfaceSvc {
 
     /// The link as it is now, with its lease (if any).
     async fn current(&self, index: u32) -> Result<Interface, Error> {
-        let mut iface = self.ctx.net.link_by_index(index).await?;
-        iface.promisc_lease = self.ctx.leases.lease_of(index).await;
-        Ok(iface)
+        current(&self.ctx, index).await
     }
 
     /// The audit word of a change's outcome.
@@ -122,14 +120,16 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
                 s => format!(" lease {s}s"),
             }
         );
-        let work = async {
-            let r: SetPromiscuous = req.into_inner().try_into()?;
-            let link = self.ctx.net.link(&r.name).await?;
-            let set = self.ctx.leases.set(&link, r.enabled, r.lease).await?;
-            Ok((self.current(link.index).await?, set.changed))
+        let raw = req.into_inner();
+        // Run to the end and audited even if the caller goes away.
+        let work = |ctx: Arc<Context>| async move {
+            let r: SetPromiscuous = raw.try_into()?;
+            let link = ctx.net.link(&r.name).await?;
+            let set = ctx.leases.set(&link, r.enabled, r.lease).await?;
+            Ok((current(&ctx, link.index).await?, set.changed))
         };
         let (iface, changed) = call
-            .audited(&self.ctx, &raw_name, &detail, work, Self::changed_word)
+            .to_the_end(&self.ctx, &raw_name, &detail, work, Self::changed_word)
             .await?;
         Ok(Response::new(pb::SetPromiscuousResponse {
             interface: Some(iface.into()),
@@ -144,17 +144,18 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
         let call = Call::of(&req)?;
         let raw_name = req.get_ref().name.clone();
         let detail = if req.get_ref().up { "up" } else { "down" };
-        let work = async {
-            let r: SetUp = req.into_inner().try_into()?;
-            let link = self.ctx.net.link(&r.name).await?;
+        let raw = req.into_inner();
+        let work = |ctx: Arc<Context>| async move {
+            let r: SetUp = raw.try_into()?;
+            let link = ctx.net.link(&r.name).await?;
             let changed = link.admin_up != r.up;
             if changed {
-                self.ctx.net.set_up(link.index, r.up).await?;
+                ctx.net.set_up(link.index, r.up).await?;
             }
-            Ok((self.current(link.index).await?, changed))
+            Ok((current(&ctx, link.index).await?, changed))
         };
         let (iface, changed) = call
-            .audited(&self.ctx, &raw_name, detail, work, Self::changed_word)
+            .to_the_end(&self.ctx, &raw_name, detail, work, Self::changed_word)
             .await?;
         Ok(Response::new(pb::SetUpResponse {
             interface: Some(iface.into()),
@@ -169,24 +170,32 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
         let call = Call::of(&req)?;
         let raw_name = req.get_ref().name.clone();
         let detail = format!("mtu {}", req.get_ref().mtu);
-        let work = async {
-            let r: SetMtu = req.into_inner().try_into()?;
-            let link = self.ctx.net.link(&r.name).await?;
+        let raw = req.into_inner();
+        let work = |ctx: Arc<Context>| async move {
+            let r: SetMtu = raw.try_into()?;
+            let link = ctx.net.link(&r.name).await?;
             check_mtu_range(&link, r.mtu)?;
             let changed = link.mtu != r.mtu;
             if changed {
-                self.ctx.net.set_mtu(link.index, r.mtu).await?;
+                ctx.net.set_mtu(link.index, r.mtu).await?;
             }
-            Ok((self.current(link.index).await?, changed))
+            Ok((current(&ctx, link.index).await?, changed))
         };
         let (iface, changed) = call
-            .audited(&self.ctx, &raw_name, &detail, work, Self::changed_word)
+            .to_the_end(&self.ctx, &raw_name, &detail, work, Self::changed_word)
             .await?;
         Ok(Response::new(pb::SetMtuResponse {
             interface: Some(iface.into()),
             outcome: Self::outcome(changed),
         }))
     }
+}
+
+/// A link as it is now, with its promiscuous-mode lease.
+async fn current(ctx: &Context, index: u32) -> Result<Interface, Error> {
+    let mut iface = ctx.net.link_by_index(index).await?;
+    iface.promisc_lease = ctx.leases.lease_of(index).await;
+    Ok(iface)
 }
 
 /// Checks an MTU against the device's own limits (IFLA_MIN_MTU/MAX_MTU),

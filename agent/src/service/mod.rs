@@ -28,9 +28,9 @@ use crate::{
 };
 
 /// One request as a handler sees it: who made it and which RPC it is, both
-/// attached by the auth layer. Mutations run through [`Call::audited`], so
-/// every one is audited with its outcome in one place, under the RPC's name
-/// as the request path gives it.
+/// attached by the auth layer. Mutations run through [`Call::to_the_end`],
+/// so every one finishes whatever the client does and is audited with its
+/// outcome in one place, under the RPC's name as the request path gives it.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
     pub who: Identity,
@@ -93,28 +93,6 @@ impl Call {
                 self.rpc
             )))),
         }
-    }
-
-    /// Runs one mutation in the request's own task and writes its audit
-    /// record — `ok` names a success's result, a failure is recorded with
-    /// its error — then maps the error to its status. For changes that are
-    /// one kernel step; multi-step ones use [`Call::to_the_end`].
-    pub async fn audited<T>(
-        &self,
-        ctx: &Context,
-        target: &str,
-        detail: &str,
-        work: impl Future<Output = Result<T, Error>>,
-        ok: impl FnOnce(&T) -> String,
-    ) -> Result<T, Status> {
-        let res = work.await;
-        let result = match &res {
-            Ok(v) => ok(v),
-            Err(e) => format!("error: {e}"),
-        };
-        ctx.audit
-            .record(&self.who, &self.rpc.0, target, detail, &result);
-        res.map_err(Status::from)
     }
 }
 
