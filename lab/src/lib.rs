@@ -11,6 +11,7 @@ pub mod fleet;
 mod guard;
 mod netns;
 pub mod sh;
+pub mod soak;
 pub mod traffic;
 pub mod vm;
 
