@@ -50,6 +50,14 @@ fn entry_netns(e: &Entry) -> NetnsRef {
     NetnsRef::from(&e.netns)
 }
 
+/// What a delete by location found.
+enum Located {
+    /// This agent's endpoint there, as its records.
+    Records(Vec<Entry>),
+    /// An unowned macvlan, deleted by `--force`.
+    Forced(Removed),
+}
+
 impl Lifecycle {
     /// Operations inside an endpoint's namespace, with a message that says
     /// what is missing.
@@ -680,48 +688,9 @@ impl Lifecycle {
                 .filter(|e| e.network == network.as_str())
                 .collect(),
             EndpointSelector::Located { netns, ifname } => {
-                let ops = self.ns_ops(netns).await?;
-                let link = match ops.link(ifname).await {
-                    Ok(l) => l,
-                    Err(NetError::NotFound { .. }) => {
-                        return Err(Error::NotFound(format!(
-                            "interface {ifname} not found in {netns}"
-                        )));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                match self.agent.owner_of(link.alias.as_deref()) {
-                    Some(Owner::Endpoint { network, name }) => all
-                        .into_iter()
-                        .filter(|e| e.network == network && e.name == name)
-                        .collect(),
-                    _ if let Some(other) = self.agent.other_agent(link.alias.as_deref()) => {
-                        return Err(Error::Precondition(format!(
-                            "{ifname} in {netns} ({}) belongs to another linkherd agent ({other}) \
-                             on this kernel; delete it through that agent (--force does not \
-                             take another agent's links)",
-                            describe(&link)
-                        )));
-                    }
-                    _ if !force => {
-                        return Err(Error::Precondition(format!(
-                            "{ifname} in {netns} ({}) was not created by linkherd; pass --force to delete it anyway",
-                            describe(&link)
-                        )));
-                    }
-                    // --force deletes a macvlan nobody owns, never another
-                    // kind of link (a veth, a bridge, the host's NIC).
-                    _ if !matches!(link.details, Some(LinkDetails::Macvlan { .. })) => {
-                        return Err(Error::Precondition(format!(
-                            "{ifname} in {netns} ({}) is not a macvlan; --force deletes only \
-                             macvlans, so it is left alone",
-                            describe(&link)
-                        )));
-                    }
-                    _ => {
-                        ops.del_link(link.index).await?;
-                        return Ok(Removed(vec![format!("{ifname} in {netns} (forced)")]));
-                    }
+                match self.located(all, netns, ifname, force).await? {
+                    Located::Records(t) => t,
+                    Located::Forced(removed) => return Ok(removed),
                 }
             }
         };
@@ -743,6 +712,63 @@ impl Lifecycle {
         }
         self.remove_leftovers(&targets, &reg, &mut removed).await;
         Ok(removed)
+    }
+
+    /// The records of the linkherd endpoint at `ifname` in `netns` — or,
+    /// with `force`, that unowned macvlan deleted there and then.
+    async fn located(
+        &self,
+        all: Vec<Entry>,
+        netns: &NetnsRef,
+        ifname: &IfName,
+        force: bool,
+    ) -> Result<Located, Error> {
+        let ops = self.ns_ops(netns).await?;
+        let link = match ops.link(ifname).await {
+            Ok(l) => l,
+            Err(NetError::NotFound { .. }) => {
+                return Err(Error::NotFound(format!(
+                    "interface {ifname} not found in {netns}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match self.agent.owner_of(link.alias.as_deref()) {
+            Some(Owner::Endpoint { network, name }) => Ok(Located::Records(
+                all.into_iter()
+                    .filter(|e| e.network == network && e.name == name)
+                    .collect(),
+            )),
+            _ if let Some(other) = self.agent.other_agent(link.alias.as_deref()) => {
+                return Err(Error::Precondition(format!(
+                    "{ifname} in {netns} ({}) belongs to another linkherd agent ({other}) \
+                     on this kernel; delete it through that agent (--force does not \
+                     take another agent's links)",
+                    describe(&link)
+                )));
+            }
+            _ if !force => {
+                return Err(Error::Precondition(format!(
+                    "{ifname} in {netns} ({}) was not created by linkherd; pass --force to delete it anyway",
+                    describe(&link)
+                )));
+            }
+            // --force deletes a macvlan nobody owns, never another
+            // kind of link (a veth, a bridge, the host's NIC).
+            _ if !matches!(link.details, Some(LinkDetails::Macvlan { .. })) => {
+                return Err(Error::Precondition(format!(
+                    "{ifname} in {netns} ({}) is not a macvlan; --force deletes only \
+                     macvlans, so it is left alone",
+                    describe(&link)
+                )));
+            }
+            _ => {
+                ops.del_link(link.index).await?;
+                Ok(Located::Forced(Removed(vec![format!(
+                    "{ifname} in {netns} (forced)"
+                )])))
+            }
+        }
     }
 
     /// Deletes the targets' links, a whole network's links in a namespace
