@@ -98,6 +98,7 @@ pub struct LimitsConfig {
     pub watch_streams_per_identity: Option<usize>,
     pub watch_streams: Option<usize>,
     pub shutdown_grace_seconds: Option<u64>,
+    pub local_connections: Option<usize>,
 }
 
 impl LimitsConfig {
@@ -124,6 +125,7 @@ impl LimitsConfig {
                     .unwrap_or(d.watch.per_identity),
                 total: self.watch_streams.unwrap_or(d.watch.total),
             },
+            local_connections: self.local_connections.unwrap_or(d.local_connections),
             shutdown_grace: self
                 .shutdown_grace_seconds
                 .map_or(d.shutdown_grace, Duration::from_secs),

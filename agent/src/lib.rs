@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod budget;
+pub mod capped;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -33,6 +33,9 @@ pub struct Limits {
     pub request_bytes_in_flight: usize,
     /// Open `Watch` streams, per identity and in total.
     pub watch: crate::watch::WatchLimits,
+    /// Connections open at once on each local listener (the unix socket,
+    /// the plaintext loopback one); the mTLS listener has its own caps.
+    pub local_connections: usize,
     /// How long a stopping agent waits for requests and mutations in
     /// flight before it exits anyway.
     pub shutdown_grace: Duration,
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_concurrent_streams: 128,
             request_bytes_in_flight: 64 * 1024 * 1024,
             watch: crate::watch::WatchLimits::default(),
+            local_connections: 256,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -305,7 +309,14 @@ impl Agent {
                     .layer(self.auth_layer(true))
                     .layer(self.budget.layer())
                     .add_routes(routes)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                    .serve_with_incoming_shutdown(
+                        crate::capped::capped(
+                            TcpListenerStream::new(listener),
+                            self.limits.local_connections,
+                            "insecure-loopback",
+                        ),
+                        shutdown,
+                    )
                     .await
             }
         }
@@ -323,7 +334,14 @@ impl Agent {
             .layer(self.auth_layer(false))
             .layer(self.budget.layer())
             .add_routes(routes)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(
+                crate::capped::capped(
+                    UnixListenerStream::new(listener),
+                    self.limits.local_connections,
+                    "unix",
+                ),
+                shutdown,
+            )
             .await
             .map_err(ServeError::Transport)
     }
