@@ -740,27 +740,25 @@ impl Lifecycle {
                     .collect(),
             )),
             _ if let Some(other) = self.agent.other_agent(link.alias.as_deref()) => {
-                return Err(Error::Precondition(format!(
+                Err(Error::Precondition(format!(
                     "{ifname} in {netns} ({}) belongs to another linkherd agent ({other}) \
                      on this kernel; delete it through that agent (--force does not \
                      take another agent's links)",
                     describe(&link)
-                )));
+                )))
             }
-            _ if !force => {
-                return Err(Error::Precondition(format!(
-                    "{ifname} in {netns} ({}) was not created by linkherd; pass --force to delete it anyway",
-                    describe(&link)
-                )));
-            }
+            _ if !force => Err(Error::Precondition(format!(
+                "{ifname} in {netns} ({}) was not created by linkherd; pass --force to delete it anyway",
+                describe(&link)
+            ))),
             // --force deletes a macvlan nobody owns, never another
             // kind of link (a veth, a bridge, the host's NIC).
             _ if !matches!(link.details, Some(LinkDetails::Macvlan { .. })) => {
-                return Err(Error::Precondition(format!(
+                Err(Error::Precondition(format!(
                     "{ifname} in {netns} ({}) is not a macvlan; --force deletes only \
                      macvlans, so it is left alone",
                     describe(&link)
-                )));
+                )))
             }
             _ => {
                 ops.del_link(link.index).await?;
