@@ -24,7 +24,8 @@ impl MacAddr {
         let mut parts = value.split([':', '-']);
         for byte in &mut out {
             let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
+            // from_str_radix alone would take "+2" as a byte.
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
@@ -93,6 +94,9 @@ mod tests {
             "00:50:56:b0:80:c6:00",
             "0:50:56:b0:80:c6",
             "zz:50:56:b0:80:c6",
+            // Found by the fuzzer: a sign is not a hex digit.
+            "+2:42:ac:10:0a:0a",
+            "02:42:ac:10:0a:+a",
         ] {
             let err = MacAddr::parse("mac", bad).expect_err(bad);
             assert_eq!((err.field.as_str(), err.value.as_str()), ("mac", bad));
