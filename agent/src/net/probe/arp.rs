@@ -92,7 +92,8 @@ fn arp_request(link: &Link, target: Ipv4Addr, probe: bool) -> Vec<u8> {
 
 /// (sender MAC, sender IP) of an ARP reply.
 fn parse_arp_reply(p: &[u8]) -> Option<(MacAddr, Ipv4Addr)> {
-    if p.len() < 28 || p[0..2] != [0, 1] || p[2..4] != [0x08, 0x00] || p[6..8] != [0, 2] {
+    // Ethernet (1) / IPv4 (0x0800), 6-byte and 4-byte addresses, a reply.
+    if p.len() < 28 || p[0..2] != [0, 1] || p[2..4] != [0x08, 0x00] || p[4..6] != [6, 4] || p[6..8] != [0, 2] {
         return None;
     }
     let mac = MacAddr(p[8..14].try_into().ok()?);
@@ -310,5 +311,196 @@ mod tests {
             verdict(t, &[r(1)], false),
             "10.0.0.5 is at 02:00:00:00:00:01"
         );
+    }
+
+    // Fuzzing, proptest-driven (issue 11): the reply parser reads bytes
+    // straight off a packet socket, from anything on the link, so it must
+    // take any frame without panicking, accept exactly the ARP replies for
+    // Ethernet/IPv4, and read each field from its offset.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// `default` cases, or `PROPTEST_CASES` when set.
+        fn config(default: u32) -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default);
+            ProptestConfig {
+                cases,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// An ARP reply (RFC 826) for Ethernet and IPv4, with the
+        /// padding a short frame may carry.
+        fn reply(
+            sender: [u8; 6],
+            sip: [u8; 4],
+            target: [u8; 6],
+            tip: [u8; 4],
+            pad: &[u8],
+        ) -> Vec<u8> {
+            let mut p = vec![0, 1, 0x08, 0x00, 6, 4, 0, 2];
+            p.extend(sender);
+            p.extend(sip);
+            p.extend(target);
+            p.extend(tip);
+            p.extend(pad);
+            p
+        }
+
+        /// What the parser should say, stated from RFC 826's layout.
+        fn expected(p: &[u8]) -> Option<(MacAddr, Ipv4Addr)> {
+            let is_reply = p.len() >= 28
+                && p[0..2] == [0, 1]
+                && p[2..4] == [0x08, 0x00]
+                && p[4..6] == [6, 4]
+                && p[6..8] == [0, 2];
+            is_reply.then(|| {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&p[8..14]);
+                (MacAddr(mac), Ipv4Addr::new(p[14], p[15], p[16], p[17]))
+            })
+        }
+
+        /// The corpus's ARP frames, from fuzz/corpus/arp.
+        const CORPUS: &[(&str, &[u8])] = &[
+            (
+                "reply.bin",
+                include_bytes!("../../../../fuzz/corpus/arp/reply.bin"),
+            ),
+            (
+                "reply-padded.bin",
+                include_bytes!("../../../../fuzz/corpus/arp/reply-padded.bin"),
+            ),
+            (
+                "request.bin",
+                include_bytes!("../../../../fuzz/corpus/arp/request.bin"),
+            ),
+            (
+                "short.bin",
+                include_bytes!("../../../../fuzz/corpus/arp/short.bin"),
+            ),
+            (
+                "rarp-reply.bin",
+                include_bytes!("../../../../fuzz/corpus/arp/rarp-reply.bin"),
+            ),
+            (
+                "ipv6-ptype.bin",
+                include_bytes!("../../../../fuzz/corpus/arp/ipv6-ptype.bin"),
+            ),
+            (
+                "empty.bin",
+                include_bytes!("../../../../fuzz/corpus/arp/empty.bin"),
+            ),
+        ];
+
+        #[test]
+        fn corpus_frames() {
+            for (name, p) in CORPUS {
+                assert_eq!(parse_arp_reply(p), expected(p), "{name}");
+                let accepted = parse_arp_reply(p).is_some();
+                assert_eq!(accepted, name.starts_with("reply"), "{name}");
+            }
+            let (mac, ip) = parse_arp_reply(CORPUS[0].1).expect("reply.bin");
+            assert_eq!(
+                (mac, ip),
+                (
+                    MacAddr([0x02, 0x42, 0xac, 0x10, 0x0a, 0x0b]),
+                    Ipv4Addr::new(172, 16, 10, 11)
+                )
+            );
+        }
+
+        proptest! {
+            #![proptest_config(config(1024))]
+
+            /// Any bytes: no panic, and the answer RFC 826 gives.
+            #[test]
+            fn any_bytes(p in prop::collection::vec(any::<u8>(), 0..64)) {
+                prop_assert_eq!(parse_arp_reply(&p), expected(&p));
+            }
+
+            /// Bytes that pass the header check more often than chance.
+            #[test]
+            fn near_replies(
+                head in prop::sample::select(vec![
+                    vec![0u8, 1, 8, 0, 6, 4, 0, 2],
+                    vec![0, 1, 8, 0, 6, 4, 0, 1],
+                    vec![0, 1, 8, 0, 0, 0, 0, 2],
+                    vec![0, 1, 8, 0, 255, 255, 0, 2],
+                    vec![0, 6, 8, 0, 6, 4, 0, 2],
+                    vec![0, 1, 0x86, 0xdd, 6, 4, 0, 2],
+                    vec![0, 1, 8, 0, 6, 4, 2, 2],
+                ]),
+                rest in prop::collection::vec(any::<u8>(), 0..40),
+            ) {
+                let p = [head, rest].concat();
+                prop_assert_eq!(parse_arp_reply(&p), expected(&p));
+            }
+
+            /// A well-formed reply is accepted, its sender read from offsets
+            /// 8 and 14, whatever the target fields and padding are.
+            #[test]
+            fn replies_are_read_field_by_field(
+                sender in any::<[u8; 6]>(),
+                sip in any::<[u8; 4]>(),
+                target in any::<[u8; 6]>(),
+                tip in any::<[u8; 4]>(),
+                pad in prop::collection::vec(any::<u8>(), 0..32),
+            ) {
+                let p = reply(sender, sip, target, tip, &pad);
+                prop_assert_eq!(parse_arp_reply(&p), Some((MacAddr(sender), Ipv4Addr::from(sip))));
+            }
+
+            /// One byte of a reply changed: a header byte the parser checks
+            /// refuses it, a sender byte changes what is read, any other byte
+            /// changes nothing. Cut below 28 bytes, it is refused.
+            #[test]
+            fn mutated_replies(
+                sender in any::<[u8; 6]>(),
+                sip in any::<[u8; 4]>(),
+                at in 0usize..28,
+                x in 1u8..=255,
+                cut in 0usize..28,
+            ) {
+                let good = reply(sender, sip, [0; 6], [10, 0, 0, 1], &[]);
+                let mut p = good.clone();
+                p[at] ^= x;
+                let got = parse_arp_reply(&p);
+                match at {
+                    0..=7 => prop_assert_eq!(got, None, "header byte {}", at),
+                    8..=17 => {
+                        let (mac, ip) = got.expect("a sender byte changed");
+                        prop_assert_eq!(&mac.0[..], &p[8..14]);
+                        prop_assert_eq!(&ip.octets()[..], &p[14..18]);
+                        prop_assert!((mac.0, ip.octets()) != (sender, sip));
+                    }
+                    _ => prop_assert_eq!(got, Some((MacAddr(sender), Ipv4Addr::from(sip)))),
+                }
+                prop_assert_eq!(parse_arp_reply(&good[..cut]), None);
+            }
+
+            /// What `arp_request` builds is never taken for a reply, and
+            /// turned into one (opcode 2) it is read back as our own link.
+            #[test]
+            fn requests_turned_replies_read_back(
+                mac in any::<[u8; 6]>(),
+                ipv4 in any::<Option<[u8; 4]>>(),
+                target in any::<[u8; 4]>(),
+                probe in any::<bool>(),
+            ) {
+                let link = Link { index: 1, mac: MacAddr(mac), ipv4: ipv4.map(Ipv4Addr::from) };
+                let mut p = arp_request(&link, Ipv4Addr::from(target), probe);
+                prop_assert_eq!(p.len(), 28);
+                prop_assert_eq!(parse_arp_reply(&p), None);
+                p[7] = 2;
+                let sender = if probe { Ipv4Addr::UNSPECIFIED } else { link.ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED) };
+                prop_assert_eq!(parse_arp_reply(&p), Some((link.mac, sender)));
+            }
+        }
     }
 }

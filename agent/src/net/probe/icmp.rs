@@ -130,7 +130,12 @@ fn echo_request(v4: bool, ident: u16, seq: u16, size: usize) -> Vec<u8> {
 /// The sequence number and TTL of an echo reply to us, if `buf` is one.
 fn parse_reply(v4: bool, buf: &[u8], ident: u16, hop_limit: Option<u8>) -> Option<(u16, u8)> {
     let (icmp, ttl) = if v4 {
-        let ihl = usize::from(buf.first()? & 0x0f) * 4;
+        // An IPv4 header: version 4, at least 5 words long.
+        let first = *buf.first()?;
+        let ihl = usize::from(first & 0x0f) * 4;
+        if first >> 4 != 4 || ihl < 20 {
+            return None;
+        }
         (buf.get(ihl..)?, *buf.get(8)?)
     } else {
         (buf, hop_limit.unwrap_or(0))
@@ -304,6 +309,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn impossible_ipv4_headers_are_not_replies() {
+        let mut reply = vec![0u8; 28];
+        // 28 zero bytes: version 0, IHL 0, then what would be an echo reply
+        // with ident 0 — before, taken for one.
+        assert_eq!(parse_reply(true, &reply, 0, None), None);
+        reply[0] = 0x44; // version 4, IHL 4 (16 bytes): too short
+        assert_eq!(parse_reply(true, &reply, 0, None), None);
+        reply[0] = 0x65; // version 6
+        assert_eq!(parse_reply(true, &reply, 0, None), None);
+        reply[0] = 0x45;
+        reply[8] = 64;
+        assert_eq!(parse_reply(true, &reply, 0, None), Some((0, 64)));
+    }
+
+    #[test]
     fn checksum_of_an_echo_request_verifies() {
         let p = echo_request(true, 0x1234, 7, 56);
         assert_eq!(checksum(&p), 0, "a packet with its checksum sums to zero");
@@ -336,5 +356,311 @@ mod tests {
         );
         assert_eq!(s.mdev, ms(1));
         assert_eq!(s.loss_percent(), 50.0);
+    }
+
+    // Fuzzing, proptest-driven (issue 11): a raw ICMP socket hands the
+    // parser every ICMP packet the namespace receives, so it must take any
+    // bytes without panicking, accept a reply only when its type and
+    // identifier are ours, and read the sequence and TTL from their offsets.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// `default` cases, or `PROPTEST_CASES` when set.
+        fn config(default: u32) -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default);
+            ProptestConfig {
+                cases,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// An IPv4 header of `ihl` words (options filled with `opt`) and TTL
+        /// `ttl`, then `icmp`.
+        fn ipv4(ihl: u8, ttl: u8, opt: u8, icmp: &[u8]) -> Vec<u8> {
+            let mut p = vec![
+                0x40 | ihl,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                ttl,
+                1,
+                0,
+                0,
+                10,
+                0,
+                0,
+                2,
+                10,
+                0,
+                0,
+                1,
+            ];
+            p.resize(usize::from(ihl) * 4, opt);
+            p.extend(icmp);
+            p
+        }
+
+        /// An echo message of `kind` (0 or 129: a reply).
+        fn echo(kind: u8, code: u8, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+            let mut p = vec![kind, code, 0, 0];
+            p.extend(ident.to_be_bytes());
+            p.extend(seq.to_be_bytes());
+            p.extend(data);
+            p
+        }
+
+        /// What the parser should say: where the ICMP message starts (after
+        /// the IPv4 header's IHL words), and whether it is our reply.
+        fn expected(v4: bool, buf: &[u8], ident: u16, hop: Option<u8>) -> Option<(u16, u8)> {
+            let (start, ttl) = if v4 {
+                let first = *buf.first()?;
+                let ihl = usize::from(first & 0x0f) * 4;
+                if first >> 4 != 4 || ihl < 20 {
+                    return None;
+                }
+                (ihl, *buf.get(8)?)
+            } else {
+                (0, hop.unwrap_or(0))
+            };
+            let icmp = buf.get(start..)?;
+            let ours = icmp.len() >= 8
+                && icmp[0] == if v4 { 0 } else { 129 }
+                && icmp[4..6] == ident.to_be_bytes();
+            ours.then(|| (u16::from_be_bytes([icmp[6], icmp[7]]), ttl))
+        }
+
+        /// The corpus's ICMP packets, from fuzz/corpus/icmp (IPv4 ones with
+        /// their IP header, as a raw IPv4 socket returns them).
+        /// (file, IPv4?, bytes, what parsing it as our reply to 0x1234 gives)
+        type Case = (&'static str, bool, &'static [u8], Option<(u16, u8)>);
+
+        const CORPUS: &[Case] = &[
+            (
+                "v4-reply.bin",
+                true,
+                include_bytes!("../../../../fuzz/corpus/icmp/v4-reply.bin"),
+                Some((7, 61)),
+            ),
+            (
+                "v4-reply-options.bin",
+                true,
+                include_bytes!("../../../../fuzz/corpus/icmp/v4-reply-options.bin"),
+                Some((8, 64)),
+            ),
+            (
+                "v4-request.bin",
+                true,
+                include_bytes!("../../../../fuzz/corpus/icmp/v4-request.bin"),
+                None,
+            ),
+            (
+                "v4-other-ident.bin",
+                true,
+                include_bytes!("../../../../fuzz/corpus/icmp/v4-other-ident.bin"),
+                None,
+            ),
+            (
+                "v4-unreachable.bin",
+                true,
+                include_bytes!("../../../../fuzz/corpus/icmp/v4-unreachable.bin"),
+                None,
+            ),
+            (
+                "v4-truncated.bin",
+                true,
+                include_bytes!("../../../../fuzz/corpus/icmp/v4-truncated.bin"),
+                None,
+            ),
+            (
+                "v4-ihl-past-end.bin",
+                true,
+                include_bytes!("../../../../fuzz/corpus/icmp/v4-ihl-past-end.bin"),
+                None,
+            ),
+            (
+                "v6-reply.bin",
+                false,
+                include_bytes!("../../../../fuzz/corpus/icmp/v6-reply.bin"),
+                Some((9, 64)),
+            ),
+            (
+                "v6-request.bin",
+                false,
+                include_bytes!("../../../../fuzz/corpus/icmp/v6-request.bin"),
+                None,
+            ),
+            (
+                "v6-short.bin",
+                false,
+                include_bytes!("../../../../fuzz/corpus/icmp/v6-short.bin"),
+                None,
+            ),
+            (
+                "empty.bin",
+                true,
+                include_bytes!("../../../../fuzz/corpus/icmp/empty.bin"),
+                None,
+            ),
+            (
+                "empty.bin",
+                false,
+                include_bytes!("../../../../fuzz/corpus/icmp/empty.bin"),
+                None,
+            ),
+        ];
+
+        #[test]
+        fn corpus_packets() {
+            for (name, v4, p, want) in CORPUS {
+                let got = parse_reply(*v4, p, 0x1234, Some(64));
+                assert_eq!(got, *want, "{name}");
+                assert_eq!(got, expected(*v4, p, 0x1234, Some(64)), "{name}");
+            }
+            // Our own echo requests sum to zero with their checksum, as a
+            // peer's reply to them would.
+            let v4 = CORPUS[0].2;
+            assert_eq!(checksum(&v4[20..]), 0, "v4-reply.bin's ICMP checksum");
+        }
+
+        proptest! {
+            #![proptest_config(config(1024))]
+
+            /// Any bytes, either family, any identifier: no panic, and the
+            /// answer the layout gives.
+            #[test]
+            fn any_bytes(
+                v4 in any::<bool>(),
+                buf in prop::collection::vec(any::<u8>(), 0..96),
+                ident in any::<u16>(),
+                hop in any::<Option<u8>>(),
+            ) {
+                prop_assert_eq!(parse_reply(v4, &buf, ident, hop), expected(v4, &buf, ident, hop));
+            }
+
+            /// A reply to us is accepted, with its sequence and the TTL (IPv4:
+            /// from the IP header, whatever its options) or hop limit (IPv6).
+            #[test]
+            fn our_replies_are_accepted(
+                ihl in 5u8..=15,
+                ttl in any::<u8>(),
+                opt in any::<u8>(),
+                code in any::<u8>(),
+                ident in any::<u16>(),
+                seq in any::<u16>(),
+                data in prop::collection::vec(any::<u8>(), 0..64),
+                hop in any::<Option<u8>>(),
+            ) {
+                let p = ipv4(ihl, ttl, opt, &echo(0, code, ident, seq, &data));
+                prop_assert_eq!(parse_reply(true, &p, ident, None), Some((seq, ttl)));
+                prop_assert_eq!(parse_reply(true, &p, ident, hop), Some((seq, ttl)), "IPv4 ignores a hop limit");
+                let p6 = echo(129, code, ident, seq, &data);
+                prop_assert_eq!(parse_reply(false, &p6, ident, hop), Some((seq, hop.unwrap_or(0))));
+            }
+
+            /// Another identifier, another ICMP type (a request, an error that
+            /// quotes our request), or the other family's reply type: refused.
+            #[test]
+            fn others_are_refused(
+                ihl in 5u8..=15,
+                ident in any::<u16>(),
+                other in any::<u16>(),
+                kind in any::<u8>(),
+                seq in any::<u16>(),
+                data in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                prop_assume!(other != ident);
+                let p = ipv4(ihl, 64, 0, &echo(0, 0, other, seq, &data));
+                prop_assert_eq!(parse_reply(true, &p, ident, None), None, "someone else's ping");
+                prop_assert_eq!(parse_reply(false, &echo(129, 0, other, seq, &data), ident, None), None);
+                if kind != 0 {
+                    let p = ipv4(ihl, 64, 0, &echo(kind, 0, ident, seq, &data));
+                    prop_assert_eq!(parse_reply(true, &p, ident, None), None, "type {}", kind);
+                }
+                if kind != 129 {
+                    prop_assert_eq!(parse_reply(false, &echo(kind, 0, ident, seq, &data), ident, None), None, "type {}", kind);
+                }
+                // Our own request, as the kernel may loop it back.
+                let req = echo_request(false, ident, seq, data.len());
+                prop_assert_eq!(parse_reply(false, &req, ident, None), None);
+                let req = ipv4(5, 64, 0, &echo_request(true, ident, seq, data.len()));
+                prop_assert_eq!(parse_reply(true, &req, ident, None), None);
+            }
+
+            /// A reply with one byte changed, or cut short: never a panic; if
+            /// still accepted, type and identifier are still ours and the
+            /// sequence and TTL are what the bytes say.
+            #[test]
+            fn mutated_replies(
+                v4 in any::<bool>(),
+                ihl in 5u8..=15,
+                ident in any::<u16>(),
+                seq in any::<u16>(),
+                data in prop::collection::vec(any::<u8>(), 0..32),
+                at in any::<usize>(),
+                x in 1u8..=255,
+                cut in any::<usize>(),
+            ) {
+                let icmp = echo(if v4 { 0 } else { 129 }, 0, ident, seq, &data);
+                let mut p = if v4 { ipv4(ihl, 64, 0, &icmp) } else { icmp };
+                let i = at % p.len();
+                p[i] ^= x;
+                let got = parse_reply(v4, &p, ident, Some(1));
+                prop_assert_eq!(got, expected(v4, &p, ident, Some(1)));
+                let start = if v4 { usize::from(p[0] & 0x0f) * 4 } else { 0 };
+                if got.is_some() {
+                    prop_assert!(i != start && !(start + 4..start + 6).contains(&i), "byte {} changed, still accepted", i);
+                }
+                let short = &p[..cut % (p.len() + 1)];
+                prop_assert_eq!(parse_reply(v4, short, ident, Some(1)), expected(v4, short, ident, Some(1)));
+            }
+
+            /// The request we send: the right type, our identifier and
+            /// sequence, `size` payload bytes, a checksum that verifies; and a
+            /// peer's reply to it (type changed, checksum fixed) is ours.
+            #[test]
+            fn requests_and_their_replies(
+                ident in any::<u16>(),
+                seq in any::<u16>(),
+                size in 0usize..1500,
+                ttl in any::<u8>(),
+            ) {
+                let p = echo_request(true, ident, seq, size);
+                prop_assert_eq!(p.len(), 8 + size);
+                prop_assert_eq!(checksum(&p), 0);
+                prop_assert_eq!((p[0], p[1]), (8, 0));
+                let mut reply = p.clone();
+                reply[0] = 0;
+                reply[2..4].copy_from_slice(&[0, 0]);
+                let c = checksum(&reply);
+                reply[2..4].copy_from_slice(&c.to_be_bytes());
+                prop_assert_eq!(checksum(&reply), 0);
+                prop_assert_eq!(parse_reply(true, &ipv4(5, ttl, 0, &reply), ident, None), Some((seq, ttl)));
+                let mut p6 = echo_request(false, ident, seq, size);
+                prop_assert_eq!(p6[0], 128);
+                p6[0] = 129;
+                prop_assert_eq!(parse_reply(false, &p6, ident, Some(ttl)), Some((seq, ttl)));
+            }
+
+            /// RFC 1071: any even-length data with its checksum appended sums
+            /// to zero.
+            #[test]
+            fn checksums_verify(mut data in prop::collection::vec(any::<u8>(), 0..512)) {
+                if data.len() % 2 == 1 {
+                    data.push(0);
+                }
+                let c = checksum(&data);
+                data.extend(c.to_be_bytes());
+                prop_assert_eq!(checksum(&data), 0);
+            }
+        }
     }
 }
