@@ -12,7 +12,7 @@ use std::{
 
 use ipnet::IpNet;
 use linkherd_proto::model::{
-    IfName, MacAddr, MacvlanMode, NetnsRef, ObjName, ValidationError, VlanId,
+    IfName, MacAddr, MacvlanMode, NetnsRef, ObjName, ValidationError, VlanId, bounds::echo,
 };
 use serde_saphyr::Location;
 
@@ -156,14 +156,18 @@ fn n_loc(n: &RawNetwork) -> Location {
 }
 
 fn host(is: &mut Issues, name: &str, h: &RawHost) -> Option<HostSpec> {
-    let path = format!("hosts.{name}");
+    let path = format!("hosts.{}", echo(name));
     let addr = &h.address;
+    // Host names are printed in plans, matrices and errors, and name files:
+    // the same characters as network and endpoint names.
+    is.ok(&path, addr.referenced, ObjName::parse("host name", name))?;
+    labels(is, &path, addr.referenced, &h.labels)?;
     let ok_scheme = addr.value.starts_with("https://") || addr.value.starts_with("http://");
     if !ok_scheme || addr.value.len() <= "https://".len() {
         is.push(
             &format!("{path}.address"),
             addr.referenced,
-            format!("{:?} is not an agent address", addr.value),
+            format!("{:?} is not an agent address", echo(&addr.value)),
             "give https://HOST:PORT of the host's linkherd-agent",
         );
         return None;
@@ -183,13 +187,45 @@ fn host(is: &mut Issues, name: &str, h: &RawHost) -> Option<HostSpec> {
     })
 }
 
+/// Labels are free text, but printed in plans and status: keys of at most
+/// 64 bytes and values of at most 256, without control characters (a
+/// terminal escape or a NUL in a plan is an attack; a value may hold tabs
+/// and line breaks).
+fn labels(
+    is: &mut Issues,
+    path: &str,
+    loc: Location,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Option<()> {
+    let control = |c: char| c.is_control() && !matches!(c, '\n' | '\t');
+    for (k, v) in labels {
+        let at = format!("{path}.labels.{}", echo(k));
+        let (problem, fix) = if k.is_empty() || k.len() > 64 || k.chars().any(char::is_control) {
+            (
+                format!("{:?} is not a label name", echo(k)),
+                "use 1-64 bytes of printable text",
+            )
+        } else if v.len() > 256 || v.chars().any(control) {
+            (
+                format!("{:?} is not a label value", echo(v)),
+                "use at most 256 bytes of printable text",
+            )
+        } else {
+            continue;
+        };
+        is.push(&at, loc, problem, fix);
+        return None;
+    }
+    Some(())
+}
+
 fn parse_ip(is: &mut Issues, path: &str, s: &S<String>) -> Option<IpAddr> {
     IpAddr::from_str(s.value.trim())
         .map_err(|_| {
             is.push(
                 path,
                 s.referenced,
-                format!("{:?} is not an IP address", s.value),
+                format!("{:?} is not an IP address", echo(&s.value)),
                 "write e.g. 172.16.10.10 or fd00:10::10",
             )
         })
@@ -202,7 +238,7 @@ fn parse_net(is: &mut Issues, path: &str, s: &S<String>) -> Option<IpNet> {
             is.push(
                 path,
                 s.referenced,
-                format!("{:?} is not a prefix", s.value),
+                format!("{:?} is not a prefix", echo(&s.value)),
                 "write e.g. 172.16.10.0/24 or fd00:10::/64",
             )
         })

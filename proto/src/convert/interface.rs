@@ -11,6 +11,8 @@ use crate::{
 #[error("agent sent an invalid {field}: {value:?}")]
 pub struct DecodeError {
     pub field: &'static str,
+    /// The value, cut to [`crate::model::bounds::MAX_ECHO`] bytes like
+    /// every echoed value.
     pub value: String,
 }
 
@@ -121,7 +123,7 @@ fn non_empty(s: String) -> Option<String> {
 fn mac(field: &'static str, s: &str) -> Result<MacAddr, DecodeError> {
     MacAddr::parse(field, s).map_err(|_| DecodeError {
         field,
-        value: s.to_owned(),
+        value: crate::model::bounds::echo(s),
     })
 }
 
@@ -135,7 +137,7 @@ impl TryFrom<pb::Interface> for Interface {
             .map(|a| {
                 a.cidr.parse::<IpNet>().map_err(|_| DecodeError {
                     field: "interface.addresses",
-                    value: a.cidr.clone(),
+                    value: crate::model::bounds::echo(&a.cidr),
                 })
             })
             .collect::<Result<_, _>>()?;

@@ -427,7 +427,7 @@ fn decode<T>(
 ) -> Result<T, DecodeError> {
     f(v).ok_or_else(|| DecodeError {
         field,
-        value: v.to_owned(),
+        value: crate::model::bounds::echo(v),
     })
 }
 
