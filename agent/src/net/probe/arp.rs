@@ -93,7 +93,12 @@ fn arp_request(link: &Link, target: Ipv4Addr, probe: bool) -> Vec<u8> {
 /// (sender MAC, sender IP) of an ARP reply.
 fn parse_arp_reply(p: &[u8]) -> Option<(MacAddr, Ipv4Addr)> {
     // Ethernet (1) / IPv4 (0x0800), 6-byte and 4-byte addresses, a reply.
-    if p.len() < 28 || p[0..2] != [0, 1] || p[2..4] != [0x08, 0x00] || p[4..6] != [6, 4] || p[6..8] != [0, 2] {
+    if p.len() < 28
+        || p[0..2] != [0, 1]
+        || p[2..4] != [0x08, 0x00]
+        || p[4..6] != [6, 4]
+        || p[6..8] != [0, 2]
+    {
         return None;
     }
     let mac = MacAddr(p[8..14].try_into().ok()?);
