@@ -507,9 +507,13 @@ fn print(s: &FleetSpec) -> String {
     }
     let _ = writeln!(
         out,
-        "verify:\n  mesh: {}\n  isolation: {}\n  timeout_ms: {}",
-        s.verify.mesh,
+        "verify:\n  mesh: {}\n  isolation: {}\n  mode: {}\n  timeout_ms: {}",
+        s.verify.reach,
         s.verify.isolation,
+        match s.verify.mode {
+            linkherdctl::spec::VerifyMode::Sampled => "sampled",
+            linkherdctl::spec::VerifyMode::Mesh => "mesh",
+        },
         s.verify.timeout.as_millis()
     );
     out

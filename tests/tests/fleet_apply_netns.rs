@@ -57,7 +57,7 @@ fn two_networks(state: &LabState, extra_a: &str, extra_b: &str, without_b2: bool
          networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    ip_range: 10.0.100.96/28\n    gateway: 10.0.100.33\n    \
          endpoints:\n      b1: {{host: no1}}\n      b3: {{host: no2}}\n{extra_a}  \
          net_b:\n    subnet: 10.0.200.0/24\n    endpoints:\n{b2}      b4: {{host: no2}}\n{extra_b}\
-         verify: {{mesh: true, timeout_ms: 500}}\n",
+         verify: {{mesh: true, mode: mesh, timeout_ms: 500}}\n",
         url("no1"),
         url("no2")
     )

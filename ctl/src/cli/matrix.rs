@@ -21,6 +21,9 @@ pub fn render(members: &[Member], outcomes: &[ProbeOutcome]) -> String {
         t.add_row(row);
     }
     let mut out = vec![t.to_string()];
+    if let Some(line) = sampled(members, outcomes) {
+        out.push(line);
+    }
     let addr: Vec<&ProbeOutcome> = outcomes
         .iter()
         .filter(|o| o.check == Check::Address)
@@ -43,6 +46,27 @@ pub fn render(members: &[Member], outcomes: &[ProbeOutcome]) -> String {
         ));
     }
     out.join("\n")
+}
+
+/// When reach probes covered fewer pairs than the mesh would: how many.
+fn sampled(members: &[Member], outcomes: &[ProbeOutcome]) -> Option<String> {
+    let probed: std::collections::BTreeSet<(&str, &str)> = outcomes
+        .iter()
+        .filter(|o| o.check == Check::Reach)
+        .map(|o| (o.from.as_str(), o.to.as_str()))
+        .collect();
+    let all = members
+        .iter()
+        .flat_map(|a| members.iter().map(move |b| (a, b)))
+        .filter(|(a, b)| a != b && a.network == b.network)
+        .count();
+    (!probed.is_empty() && probed.len() < all).then(|| {
+        format!(
+            "reach: {} of {all} endpoint pairs probed (verify.mode sampled: every pair of hosts \
+             of each network, every endpoint once; `.` = not probed; mode mesh probes all)",
+            probed.len()
+        )
+    })
 }
 
 fn cell(a: &Member, b: &Member, outcomes: &[ProbeOutcome]) -> String {
@@ -140,5 +164,35 @@ mod tests {
                  for 172.16.10.10 from b2@no1 of network mac_net20: the networks share a link",
             ]
         );
+    }
+
+    #[test]
+    fn a_sampled_verification_says_how_many_pairs_it_probed() {
+        let m = vec![
+            member("n", "a1", "no1", &["10.0.0.1"]),
+            member("n", "a2", "no2", &["10.0.0.2"]),
+            member("n", "a3", "no3", &["10.0.0.3"]),
+        ];
+        let reached = || ProbeResult::Reached {
+            received: 3,
+            sent: 3,
+            avg_us: 500,
+        };
+        let o = vec![
+            outcome(&m[0], &m[1], reached()),
+            outcome(&m[1], &m[2], reached()),
+            outcome(&m[2], &m[0], reached()),
+        ];
+        let text = render(&m, &o);
+        assert!(
+            text.contains("reach: 3 of 6 endpoint pairs probed (verify.mode sampled"),
+            "{text}"
+        );
+        let all: Vec<ProbeOutcome> = (0..3)
+            .flat_map(|i| (0..3).map(move |j| (i, j)))
+            .filter(|(i, j)| i != j)
+            .map(|(i, j)| outcome(&m[i], &m[j], reached()))
+            .collect();
+        assert!(!render(&m, &all).contains("endpoint pairs probed"));
     }
 }

@@ -64,18 +64,35 @@ pub struct EndpointDecl {
 /// What to prove after applying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifySpec {
-    /// Every endpoint reaches every other endpoint of its network.
-    pub mesh: bool,
+    /// Endpoints of a network reach each other (spec key `mesh`).
+    pub reach: bool,
     /// No endpoint reaches an endpoint of another network.
     pub isolation: bool,
+    /// Which pairs the reach and isolation probes cover.
+    pub mode: VerifyMode,
     pub timeout: Duration,
+}
+
+/// Which pairs a verification probes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// Every pair of hosts of each network (one probe each way between
+    /// them, alternating), and every endpoint at least once; isolation: each
+    /// endpoint against one endpoint of every other network. The cost
+    /// grows with hosts² per network, not endpoints².
+    #[default]
+    Sampled,
+    /// Every ordered pair of endpoints: for small fleets.
+    Mesh,
 }
 
 impl Default for VerifySpec {
     fn default() -> Self {
         Self {
-            mesh: true,
+            reach: true,
             isolation: false,
+            mode: VerifyMode::Sampled,
             timeout: Duration::from_millis(1000),
         }
     }

@@ -127,15 +127,26 @@ pub struct RawEndpoint {
     pub mac: Option<S<String>>,
 }
 
+/// `verify.mode`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawVerifyMode {
+    Sampled,
+    Mesh,
+}
+
 /// What to prove after applying.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawVerify {
-    /// Every endpoint reaches every other endpoint of its network (default
-    /// true).
+    /// Endpoints of a network reach each other (default true).
     pub mesh: Option<bool>,
     /// No endpoint reaches an endpoint of another network (default false).
     pub isolation: Option<bool>,
+    /// Which pairs are probed: `sampled` (default: every pair of hosts of
+    /// each network, every endpoint at least once) or `mesh` (every pair of
+    /// endpoints, for small fleets).
+    pub mode: Option<RawVerifyMode>,
     /// Timeout of each probe in milliseconds (1-60000, default 1000).
     #[schemars(with = "Option<u64>", range(min = 1, max = 60000))]
     pub timeout_ms: Option<S<u64>>,

@@ -57,7 +57,7 @@ fn seed_vlan_example_describes_the_document() {
     assert_eq!(b3.netns, NetnsRef::Named("b3".into()));
     let n20 = &s.networks[&ObjName::parse("n", "mac_net20").expect("name")];
     assert_eq!(n20.vlan.map(VlanId::get), Some(20));
-    assert!(s.verify.mesh && s.verify.isolation);
+    assert!(s.verify.reach && s.verify.isolation);
     assert_eq!(s.verify.timeout, Duration::from_millis(1000));
 }
 

@@ -771,8 +771,13 @@ fn verify(is: &mut Issues, v: Option<&RawVerify>) -> VerifySpec {
         }
     };
     VerifySpec {
-        mesh: v.mesh.unwrap_or(d.mesh),
+        reach: v.mesh.unwrap_or(d.reach),
         isolation: v.isolation.unwrap_or(d.isolation),
+        mode: match v.mode {
+            None => d.mode,
+            Some(super::raw::RawVerifyMode::Sampled) => super::VerifyMode::Sampled,
+            Some(super::raw::RawVerifyMode::Mesh) => super::VerifyMode::Mesh,
+        },
         timeout,
     }
 }

@@ -1,9 +1,11 @@
 //! Proving a fleet works, with the agents' own probes, from inside each
 //! endpoint's namespace:
 //!
-//! - reach (`verify.mesh`): every endpoint asks ARP for every other
-//!   endpoint of its network (across hosts) and must get the answer from
-//!   that endpoint's MAC, and only from it; then ICMP echo must come back;
+//! - reach (`verify.mesh`): an endpoint asks ARP for another endpoint of
+//!   its network and must get the answer from that endpoint's MAC, and only
+//!   from it; then ICMP echo must come back. `verify.mode` says which pairs:
+//!   every pair of hosts of each network (`sampled`, the default) or every
+//!   pair of endpoints (`mesh`);
 //! - isolation (`verify.isolation`): ARP for an endpoint of another network
 //!   must go unanswered by it. This is layer 2 on purpose: separate VLANs
 //!   are what isolation means here; a router between the subnets may still
@@ -131,7 +133,7 @@ pub async fn verify(
         return failed(Verification::default(), VerifyFailure::Missing(missing));
     }
     let v = plan.spec.verify;
-    let probes = probes(&members, v.mesh, v.isolation);
+    let probes = probes(&members, v.reach, v.isolation, v.mode);
     if probes.is_empty() {
         return VerifyReport::default();
     }

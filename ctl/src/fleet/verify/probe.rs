@@ -3,12 +3,15 @@
 //! verification options ask for between them ([`probes`]). Pure: nothing
 //! here talks to an agent.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use linkherd_proto::{model::NetnsRef, pb};
 use serde::Serialize;
 
-use crate::spec::FleetSpec;
+use crate::spec::{FleetSpec, VerifyMode};
 
 /// An endpoint as applied: where it lives and what the kernel gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +117,11 @@ pub struct Probe {
     pub address: IpAddr,
 }
 
-/// Every probe the verification options ask for.
-pub fn probes(members: &[Member], mesh: bool, isolation: bool) -> Vec<Probe> {
+/// Every probe the verification options ask for: an address check of every
+/// address; with `reach`, reach probes within each network; with
+/// `isolation`, isolation probes across networks — all pairs in `Mesh`
+/// mode, the deterministic sample of [`VerifyMode::Sampled`] otherwise.
+pub fn probes(members: &[Member], reach: bool, isolation: bool, mode: VerifyMode) -> Vec<Probe> {
     let mut out = Vec::new();
     for (i, m) in members.iter().enumerate() {
         out.extend(m.addresses.iter().map(|a| Probe {
@@ -125,31 +131,137 @@ pub fn probes(members: &[Member], mesh: bool, isolation: bool) -> Vec<Probe> {
             address: *a,
         }));
     }
+    match mode {
+        VerifyMode::Mesh => out.extend(mesh(members, reach, isolation)),
+        VerifyMode::Sampled => {
+            if reach {
+                out.extend(sampled_reach(members));
+            }
+            if isolation {
+                out.extend(sampled_isolation(members));
+            }
+        }
+    }
+    out
+}
+
+/// The addresses of `to` in the families `from` has.
+fn targets<'a>(from: &'a Member, to: &'a Member) -> impl Iterator<Item = &'a IpAddr> + 'a {
+    to.addresses
+        .iter()
+        .filter(|t| from.addresses.iter().any(|s| s.is_ipv4() == t.is_ipv4()))
+}
+
+fn reach_probes(members: &[Member], from: usize, to: usize) -> impl Iterator<Item = Probe> + '_ {
+    targets(&members[from], &members[to]).map(move |t| Probe {
+        check: Check::Reach,
+        from,
+        to,
+        address: *t,
+    })
+}
+
+fn isolation_probe(members: &[Member], from: usize, to: usize) -> Option<Probe> {
+    targets(&members[from], &members[to]).next().map(|t| Probe {
+        check: Check::Isolation,
+        from,
+        to,
+        address: *t,
+    })
+}
+
+/// Every ordered pair: reach within a network, isolation across.
+fn mesh(members: &[Member], reach: bool, isolation: bool) -> Vec<Probe> {
+    let mut out = Vec::new();
     for (i, a) in members.iter().enumerate() {
         for (j, b) in members.iter().enumerate().filter(|(j, _)| *j != i) {
-            // Only addresses of a family the prober has.
-            let mut targets = b
-                .addresses
-                .iter()
-                .filter(|t| a.addresses.iter().any(|s| s.is_ipv4() == t.is_ipv4()));
-            if a.network == b.network && mesh {
-                out.extend(targets.map(|t| Probe {
-                    check: Check::Reach,
-                    from: i,
-                    to: j,
-                    address: *t,
-                }));
-            } else if a.network != b.network
-                && isolation
-                && let Some(t) = targets.next()
-            {
-                out.push(Probe {
-                    check: Check::Isolation,
-                    from: i,
-                    to: j,
-                    address: *t,
-                });
+            if a.network == b.network && reach {
+                out.extend(reach_probes(members, i, j));
+            } else if a.network != b.network && isolation {
+                out.extend(isolation_probe(members, i, j));
             }
+        }
+    }
+    out
+}
+
+/// Member indices by network, each network's by host (both sorted).
+fn by_network_and_host(members: &[Member]) -> BTreeMap<&str, BTreeMap<&str, Vec<usize>>> {
+    let mut out: BTreeMap<&str, BTreeMap<&str, Vec<usize>>> = BTreeMap::new();
+    for (i, m) in members.iter().enumerate() {
+        out.entry(&m.network)
+            .or_default()
+            .entry(&m.host)
+            .or_default()
+            .push(i);
+    }
+    out
+}
+
+/// Per network: one probe for every pair of its hosts (the direction
+/// alternating, the endpoints on each host taking turns), then one from
+/// every endpoint not yet probing, to an endpoint of the next host (or of
+/// its own host when the network has one). Deterministic.
+fn sampled_reach(members: &[Member]) -> Vec<Probe> {
+    let mut out = Vec::new();
+    for hosts in by_network_and_host(members).values() {
+        let hosts: Vec<&Vec<usize>> = hosts.values().collect();
+        let (mut sent, mut got) = (vec![0; hosts.len()], vec![0; hosts.len()]);
+        let mut probing = BTreeSet::new();
+        for a in 0..hosts.len() {
+            for b in a + 1..hosts.len() {
+                let (src, dst) = if (a + b) % 2 == 0 { (a, b) } else { (b, a) };
+                let from = hosts[src][sent[src] % hosts[src].len()];
+                let to = hosts[dst][got[dst] % hosts[dst].len()];
+                sent[src] += 1;
+                got[dst] += 1;
+                out.extend(reach_probes(members, from, to));
+                probing.insert(from);
+            }
+        }
+        for (h, list) in hosts.iter().enumerate() {
+            for (k, &from) in list.iter().enumerate() {
+                let peers = if hosts.len() > 1 {
+                    hosts[(h + 1) % hosts.len()]
+                } else {
+                    *list
+                };
+                let to = peers[(k + 1) % peers.len()];
+                if to != from && probing.insert(from) {
+                    out.extend(reach_probes(members, from, to));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every endpoint against one endpoint of every other network, the
+/// targets taking turns (and on another host when there is one).
+fn sampled_isolation(members: &[Member]) -> Vec<Probe> {
+    let nets = by_network_and_host(members);
+    let flat: BTreeMap<&str, Vec<usize>> = nets
+        .iter()
+        .map(|(n, hosts)| (*n, hosts.values().flatten().copied().collect()))
+        .collect();
+    let mut out = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        for list in flat
+            .iter()
+            .filter(|(n, _)| **n != m.network.as_str())
+            .map(|(_, l)| l)
+        {
+            let elsewhere: Vec<usize> = list
+                .iter()
+                .copied()
+                .filter(|j| members[*j].host != m.host)
+                .collect();
+            let pool = if elsewhere.is_empty() {
+                list
+            } else {
+                &elsewhere
+            };
+            out.extend(isolation_probe(members, i, pool[i % pool.len()]));
         }
     }
     out
@@ -181,7 +293,7 @@ mod tests {
     #[test]
     fn mesh_within_networks_isolation_across_and_an_address_check_each() {
         let m = seed();
-        let p = probes(&m, true, true);
+        let p = probes(&m, true, true, VerifyMode::Mesh);
         let summary: Vec<(Check, usize, usize, String)> = p
             .iter()
             .map(|p| (p.check, p.from, p.to, p.address.to_string()))
@@ -203,10 +315,89 @@ mod tests {
             ]
         );
         assert!(
-            probes(&m, false, false)
+            probes(&m, false, false, VerifyMode::Mesh)
                 .iter()
                 .all(|p| p.check == Check::Address)
         );
+    }
+
+    /// `n` hosts with `per` endpoints of one network each.
+    fn fleet(network: &str, n: usize, per: usize, base: u8) -> Vec<Member> {
+        (0..n)
+            .flat_map(|h| {
+                (0..per).map(move |e| {
+                    let ip = format!("10.{base}.{}.{}", h / 200, (h % 200) * per + e + 1);
+                    member(network, &format!("e{h}-{e}"), &format!("h{h:03}"), &[&ip])
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sampled_plan_covers_every_pair_of_hosts_and_every_endpoint() {
+        let (hosts, per) = (100, 2);
+        let m = fleet("n", hosts, per, 1);
+        let p = probes(&m, true, false, VerifyMode::Sampled);
+        let reach: Vec<&Probe> = p.iter().filter(|p| p.check == Check::Reach).collect();
+        let mut pairs = BTreeSet::new();
+        for r in &reach {
+            let (a, b) = (&m[r.from].host, &m[r.to].host);
+            assert_ne!(a, b, "a same-host probe where other hosts exist");
+            pairs.insert(if a < b { (a, b) } else { (b, a) });
+        }
+        assert_eq!(pairs.len(), hosts * (hosts - 1) / 2, "every pair of hosts");
+        let probing: BTreeSet<usize> = reach.iter().map(|r| r.from).collect();
+        assert_eq!(probing.len(), m.len(), "every endpoint probes");
+        assert!(
+            reach.len() <= hosts * (hosts - 1) / 2 + m.len(),
+            "{}",
+            reach.len()
+        );
+        let mesh = probes(&m, true, false, VerifyMode::Mesh);
+        assert_eq!(
+            mesh.iter().filter(|p| p.check == Check::Reach).count(),
+            200 * 199
+        );
+        assert_eq!(
+            p,
+            probes(&m, true, false, VerifyMode::Sampled),
+            "deterministic"
+        );
+    }
+
+    #[test]
+    fn a_network_on_one_host_still_probes_each_endpoint() {
+        let m = fleet("n", 1, 3, 1);
+        let p = probes(&m, true, false, VerifyMode::Sampled);
+        let pairs: Vec<(usize, usize)> = p
+            .iter()
+            .filter(|p| p.check == Check::Reach)
+            .map(|p| (p.from, p.to))
+            .collect();
+        assert_eq!(pairs, [(0, 1), (1, 2), (2, 0)]);
+    }
+
+    #[test]
+    fn sampled_isolation_tests_each_endpoint_against_every_other_network() {
+        let mut m = fleet("a", 10, 2, 1);
+        m.extend(fleet("b", 10, 2, 2));
+        m.extend(fleet("c", 3, 1, 3));
+        let p = probes(&m, false, true, VerifyMode::Sampled);
+        assert!(p.iter().all(|p| p.check != Check::Reach));
+        for (i, me) in m.iter().enumerate() {
+            let mine: Vec<&Probe> = p
+                .iter()
+                .filter(|p| p.check == Check::Isolation && p.from == i)
+                .collect();
+            let nets: BTreeSet<&str> = mine.iter().map(|p| m[p.to].network.as_str()).collect();
+            assert_eq!(mine.len(), 2, "{}", me.label());
+            assert!(!nets.contains(me.network.as_str()) && nets.len() == 2);
+            assert!(
+                mine.iter().all(|p| m[p.to].host != me.host),
+                "{}",
+                me.label()
+            );
+        }
     }
 
     #[test]
