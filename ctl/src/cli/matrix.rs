@@ -1,7 +1,7 @@
 //! The reachability matrix a verification prints: a row per prober, a
 //! column per target; `ok` with the round trip, `isolated`, `FAIL`/`LEAK`,
-//! `-` for itself and `.` where nothing was asked; then the address checks
-//! and every failure.
+//! `??` where a probe could not be run (inconclusive), `-` for itself and
+//! `.` where nothing was asked; then the address checks and every failure.
 
 use crate::{
     fleet::verify::{Check, Member, ProbeOutcome},
@@ -37,7 +37,12 @@ pub fn render(members: &[Member], outcomes: &[ProbeOutcome]) -> String {
     }
     for o in outcomes.iter().filter(|o| !o.ok()) {
         out.push(format!(
-            "FAILED {} {} -> {} ({}): {}",
+            "{} {} {} -> {} ({}): {}",
+            if o.result.inconclusive() {
+                "INCONCLUSIVE"
+            } else {
+                "FAILED"
+            },
             o.check.as_str(),
             o.from,
             o.to,
@@ -86,6 +91,7 @@ fn cell(a: &Member, b: &Member, outcomes: &[ProbeOutcome]) -> String {
             let avg = rtts.iter().map(|r| f64::from(*r)).sum::<f64>() / rtts.len().max(1) as f64;
             format!("ok {:.2}ms", avg / 1000.0)
         }
+        Some(_) if mine.iter().any(|o| o.result.inconclusive()) => "??".into(),
         Some(_) => "FAIL".into(),
     }
 }
@@ -121,6 +127,7 @@ mod tests {
             to: to.label(),
             address: to.addresses[0],
             result,
+            retried: false,
         }
     }
 

@@ -61,9 +61,11 @@ pub enum VerifyFailure {
     CannotRead { host: String, error: RpcError },
     /// Endpoints of the spec their (reachable) host does not have, as `b1@no1`.
     Missing(Vec<String>),
-    /// Probes failed: how many of how many, and the first few.
+    /// Probes failed (twice each) or could not be run: how many of how
+    /// many, how many of them inconclusive, and the first few.
     Probes {
         failed: usize,
+        inconclusive: usize,
         total: usize,
         first: Vec<ProbeOutcome>,
     },
@@ -85,6 +87,7 @@ impl fmt::Display for VerifyFailure {
             ),
             VerifyFailure::Probes {
                 failed,
+                inconclusive,
                 total,
                 first,
             } => {
@@ -95,11 +98,12 @@ impl fmt::Display for VerifyFailure {
                 if *failed > first.len() {
                     why.push(format!("and {} more", failed - first.len()));
                 }
-                write!(
-                    f,
-                    "verification failed ({failed} of {total} probe(s)): {}",
-                    why.join("; ")
-                )
+                let counted = match inconclusive {
+                    0 => format!("{failed} of {total} probe(s)"),
+                    i if i == failed => format!("{i} of {total} probe(s) inconclusive"),
+                    i => format!("{failed} of {total} probe(s), {i} of them inconclusive"),
+                };
+                write!(f, "verification failed ({counted}): {}", why.join("; "))
             }
         }
     }
@@ -155,6 +159,7 @@ pub async fn verify(
     }
     let failure = VerifyFailure::Probes {
         failed: bad.len(),
+        inconclusive: bad.iter().filter(|o| o.result.inconclusive()).count(),
         total: verification.outcomes.len(),
         first: bad.into_iter().take(NAMED).collect(),
     };

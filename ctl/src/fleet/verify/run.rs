@@ -78,6 +78,21 @@ impl From<tonic::Status> for ProbeError {
 }
 
 impl ProbeResult {
+    /// The probe could not be run (an agent refused or failed it): its
+    /// verdict is unknown, which is reported apart from a failure.
+    pub fn inconclusive(&self) -> bool {
+        matches!(self, ProbeResult::Error(_))
+    }
+
+    /// Worth a second try before it counts: silence can be load (a lost
+    /// frame, a busy agent); a wrong answer or a leak cannot.
+    fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProbeResult::NoArpAnswer { .. } | ProbeResult::NoEcho { .. } | ProbeResult::Error(_)
+        )
+    }
+
     pub fn ok(&self) -> bool {
         matches!(
             self,
@@ -104,6 +119,8 @@ pub struct ProbeOutcome {
     pub to: String,
     pub address: IpAddr,
     pub result: ProbeResult,
+    /// The first try failed by silence or error; `result` is the second.
+    pub retried: bool,
 }
 
 impl ProbeOutcome {
@@ -171,13 +188,15 @@ impl fmt::Display for Detail<'_> {
 /// As reports show it: `ok`, `detail` and `rtt_us` in place of the result.
 impl Serialize for ProbeOutcome {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("ProbeOutcome", 8)?;
+        let mut st = s.serialize_struct("ProbeOutcome", 10)?;
         st.serialize_field("check", &self.check)?;
         st.serialize_field("network", &self.network)?;
         st.serialize_field("from", &self.from)?;
         st.serialize_field("to", &self.to)?;
         st.serialize_field("address", &self.address)?;
         st.serialize_field("ok", &self.ok())?;
+        st.serialize_field("inconclusive", &self.result.inconclusive())?;
+        st.serialize_field("retried", &self.retried)?;
         st.serialize_field("detail", &self.detail())?;
         st.serialize_field("rtt_us", &self.result.rtt_us())?;
         st.end()
@@ -228,12 +247,15 @@ async fn run_probe(
     timeout_ms: u32,
 ) -> ProbeOutcome {
     let (from, to) = (&members[p.from], &members[p.to]);
-    let result = match channels.get(&from.host) {
-        Some(ch) => run_one(ch.clone(), p, from, to, timeout_ms)
-            .await
-            .unwrap_or_else(ProbeResult::Error),
-        None => ProbeResult::Error(ProbeError::NoConnection(from.host.clone())),
-    };
+    let (result, retried) = with_retry(|| async {
+        match channels.get(&from.host) {
+            Some(ch) => run_one(ch.clone(), p, from, to, timeout_ms)
+                .await
+                .unwrap_or_else(ProbeResult::Error),
+            None => ProbeResult::Error(ProbeError::NoConnection(from.host.clone())),
+        }
+    })
+    .await;
     ProbeOutcome {
         check: p.check,
         network: from.network.clone(),
@@ -241,7 +263,26 @@ async fn run_probe(
         to: to.label(),
         address: p.address,
         result,
+        retried,
     }
+}
+
+/// Pause before a second try: long enough for a burst to pass.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// Runs a probe, and once more when it failed by silence or error: a
+/// probe must fail twice before it can roll a fleet back.
+async fn with_retry<F, Fut>(probe: F) -> (ProbeResult, bool)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ProbeResult>,
+{
+    let first = probe().await;
+    if !first.retryable() {
+        return (first, false);
+    }
+    tokio::time::sleep(RETRY_AFTER).await;
+    (probe().await, true)
 }
 
 /// ARP from `from` for the probe's address, judged by what the check
@@ -322,4 +363,48 @@ async fn ping(
     } else {
         ProbeResult::NoEcho { sent: s.sent }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// `results` in turn, counting the tries.
+    async fn tries(results: &[ProbeResult]) -> (ProbeResult, bool, usize) {
+        let n = AtomicUsize::new(0);
+        let (r, retried) =
+            with_retry(|| async { results[n.fetch_add(1, Ordering::SeqCst)].clone() }).await;
+        (r, retried, n.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn silence_is_tried_twice_a_wrong_answer_once() {
+        let silent = ProbeResult::NoArpAnswer { timeout_ms: 100 };
+        let reached = ProbeResult::Reached {
+            received: 3,
+            sent: 3,
+            avg_us: 9,
+        };
+        assert_eq!(
+            tries(&[silent.clone(), reached.clone()]).await,
+            (reached.clone(), true, 2)
+        );
+        assert_eq!(
+            tries(&[silent.clone(), silent.clone()]).await,
+            (silent, true, 2)
+        );
+        assert_eq!(
+            tries(std::slice::from_ref(&reached)).await,
+            (reached, false, 1)
+        );
+        let leak = ProbeResult::Leak {
+            its_network: "n".into(),
+        };
+        assert_eq!(tries(std::slice::from_ref(&leak)).await, (leak, false, 1));
+        let err = ProbeResult::Error(ProbeError::NoSummary);
+        let (r, retried, n) = tries(&[err.clone(), err]).await;
+        assert!(r.inconclusive() && !r.ok() && retried && n == 2);
+    }
 }
