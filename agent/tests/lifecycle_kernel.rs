@@ -1098,3 +1098,65 @@ async fn force_deletes_only_macvlans() {
     assert!(!links.contains("\"m0\""), "{links}");
     assert!(links.contains("\"v0\""), "{links}");
 }
+
+/// ARP requests a namespace's eth0 received (IPv6 is off there, so
+/// nothing else arrives).
+fn arp_received(ns: &str) -> u64 {
+    let l = ip_json(&["-n", ns, "-s", "-j", "link", "show", "dev", "eth0"]);
+    l[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .expect("rx packets")
+}
+
+/// Issue 12: an ARP probe asks again, up to three times over its timeout,
+/// while nobody answers (as arping does), so one lost frame is not "no
+/// answer"; once answered it asks no more.
+#[tokio::test]
+async fn arp_asks_again_while_nobody_answers() {
+    let Some(mut lab) = lab("lk-arp-again").await else {
+        return;
+    };
+    let (a, b) = (lab.ns("ra"), lab.ns("rb"));
+    for (ns, v4) in [(&a, "10.69.0.1/24"), (&b, "10.69.0.2/24")] {
+        lab.mv
+            .create(endpoint("r", ns, "up0", pb::MacvlanMode::Bridge, v4))
+            .await
+            .expect("endpoint");
+        test_support::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+            ],
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut probe = probe_client(&lab, Role::Operator).await;
+    let arp = |address: &str| pb::ArpRequest {
+        source: from("ra"),
+        interface: "eth0".into(),
+        address: address.into(),
+        timeout_ms: 600,
+        free_check: false,
+    };
+    let before = arp_received(&b);
+    let r = probe
+        .arp(arp("10.69.0.77"))
+        .await
+        .expect("arp")
+        .into_inner();
+    assert!(r.responders.is_empty());
+    assert_eq!(
+        arp_received(&b) - before,
+        3,
+        "three requests while unanswered"
+    );
+    let before = arp_received(&b);
+    let r = probe.arp(arp("10.69.0.2")).await.expect("arp").into_inner();
+    assert_eq!(r.responders.len(), 1);
+    assert_eq!(arp_received(&b) - before, 1, "one request, answered");
+}

@@ -106,20 +106,47 @@ fn parse_arp_reply(p: &[u8]) -> Option<(MacAddr, Ipv4Addr)> {
     Some((mac, ip))
 }
 
+/// Requests sent per probe while nobody has answered yet, spread over the
+/// timeout (as arping repeats its request): one lost frame on a busy link
+/// is not "no answer".
+const REQUESTS: u32 = 3;
+
+/// Sends the first request, then listens until `deadline` for answers,
+/// sending again every third of the wait while none came (each resend only
+/// when the packet budget has room at once).
 fn collect(
     sock: &Socket,
     deadline: Instant,
     started: Instant,
+    mut send: impl FnMut() -> Result<(), NetError>,
+    pacer: &Pacer,
     mut parse: impl FnMut(&[u8]) -> Option<MacAddr>,
 ) -> Result<Vec<Responder>, NetError> {
     let mut seen: BTreeMap<MacAddr, Duration> = BTreeMap::new();
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    let every = deadline.saturating_duration_since(started) / REQUESTS;
+    let (mut sent, mut next) = (1, started + every);
+    send()?;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
             break;
         }
-        sock.set_read_timeout(Some(left)).map_err(io("arp"))?;
+        if seen.is_empty() && sent < REQUESTS && now >= next {
+            if pacer.send_one(now) {
+                send()?;
+            }
+            sent += 1;
+            next += every;
+        }
+        let wait = if seen.is_empty() && sent < REQUESTS {
+            left.min(next.saturating_duration_since(now))
+        } else {
+            left
+        };
+        sock.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .map_err(io("arp"))?;
         let n = match sock.recv(&mut buf) {
             Ok(n) => n,
             Err(e)
@@ -151,7 +178,7 @@ fn collect(
     Ok(out)
 }
 
-fn run_v4(spec: &ArpSpec, target: Ipv4Addr) -> Result<Vec<Responder>, NetError> {
+fn run_v4(spec: &ArpSpec, target: Ipv4Addr, pacer: &Pacer) -> Result<Vec<Responder>, NetError> {
     let eth_p_arp = libc::ETH_P_ARP as u16;
     let sock = Socket::new(
         Domain::PACKET,
@@ -163,9 +190,13 @@ fn run_v4(spec: &ArpSpec, target: Ipv4Addr) -> Result<Vec<Responder>, NetError> 
         .map_err(io("bind ARP socket"))?;
     let started = Instant::now();
     let request = arp_request(&spec.link, target, spec.free_check);
-    sock.send_to(&request, &link_addr(spec.link.index, eth_p_arp, [0xff; 6])?)
-        .map_err(io("send ARP request"))?;
-    collect(&sock, started + spec.timeout, started, |p| {
+    let broadcast = link_addr(spec.link.index, eth_p_arp, [0xff; 6])?;
+    let send = || {
+        sock.send_to(&request, &broadcast)
+            .map(|_| ())
+            .map_err(io("send ARP request"))
+    };
+    collect(&sock, started + spec.timeout, started, send, pacer, |p| {
         parse_arp_reply(p)
             .filter(|(_, ip)| *ip == target)
             .map(|(mac, _)| mac)
@@ -187,7 +218,7 @@ fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
     )
 }
 
-fn run_v6(spec: &ArpSpec, target: Ipv6Addr) -> Result<Vec<Responder>, NetError> {
+fn run_v6(spec: &ArpSpec, target: Ipv6Addr, pacer: &Pacer) -> Result<Vec<Responder>, NetError> {
     let sock = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
         .map_err(io("open ICMPv6 socket"))?;
     // Neighbour discovery is only accepted with hop limit 255 (RFC 4861).
@@ -203,9 +234,13 @@ fn run_v6(spec: &ArpSpec, target: Ipv6Addr) -> Result<Vec<Responder>, NetError> 
     ns.extend(spec.link.mac.0);
     let dest = SocketAddrV6::new(solicited_node(target), 0, 0, spec.link.index);
     let started = Instant::now();
-    sock.send_to(&ns, &SockAddr::from(SocketAddr::V6(dest)))
-        .map_err(io("send neighbour solicitation"))?;
-    collect(&sock, started + spec.timeout, started, |p| {
+    let dest = SockAddr::from(SocketAddr::V6(dest));
+    let send = || {
+        sock.send_to(&ns, &dest)
+            .map(|_| ())
+            .map_err(io("send neighbour solicitation"))
+    };
+    collect(&sock, started + spec.timeout, started, send, pacer, |p| {
         // Neighbour advertisement for our target, with its link-layer address.
         if p.len() < 24 || p[0] != 136 || p[8..24] != target.octets() {
             return None;
@@ -241,8 +276,8 @@ pub async fn who_has(spec: ArpSpec, ticket: Option<Ticket>) -> Result<Vec<Respon
             });
         }
         let out = match spec.target {
-            IpAddr::V4(t) => run_v4(&spec, t),
-            IpAddr::V6(t) => run_v6(&spec, t),
+            IpAddr::V4(t) => run_v4(&spec, t, &pacer),
+            IpAddr::V6(t) => run_v6(&spec, t, &pacer),
         };
         drop(ticket);
         out
