@@ -24,6 +24,32 @@ use linkherd_proto::{
 };
 use tonic::Code;
 
+/// An agent over a fake kernel with one NIC, keeping state in a temporary
+/// directory, and an admin channel to it.
+struct Lab {
+    dir: tempfile::TempDir,
+    fake: Arc<FakeKernel>,
+    channel: tonic::transport::Channel,
+    _agent: common::RunningAgent,
+}
+
+impl Lab {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("state");
+        let fake = Arc::new(FakeKernel::new());
+        fake.add_veth("ens192", "sw").expect("nic");
+        let pki = Pki::new();
+        let agent = start_agent(fake.clone(), &pki, Some(dir.path())).await;
+        let channel = agent.channel(&pki, Some(Role::Admin)).await.expect("admin");
+        Self {
+            dir,
+            fake,
+            channel,
+            _agent: agent,
+        }
+    }
+}
+
 /// A request whose client gives up after `ms`.
 fn hurried<T>(msg: T, ms: u64) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
@@ -33,12 +59,8 @@ fn hurried<T>(msg: T, ms: u64) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn a_create_the_client_gave_up_on_is_completed_recorded_and_audited() {
-    let dir = tempfile::tempdir().expect("state");
-    let fake = Arc::new(FakeKernel::new());
-    fake.add_veth("ens192", "sw").expect("nic");
-    let pki = Pki::new();
-    let agent = start_agent(fake.clone(), &pki, Some(dir.path())).await;
-    let ch = agent.channel(&pki, Some(Role::Admin)).await.expect("admin");
+    let lab = Lab::start().await;
+    let (dir, fake, ch) = (&lab.dir, &lab.fake, lab.channel.clone());
     let mut mv = MacvlanServiceClient::new(ch);
     fake.slow_add_link(Duration::from_millis(400));
     let err = mv
@@ -91,12 +113,8 @@ async fn a_create_the_client_gave_up_on_is_completed_recorded_and_audited() {
 
 #[tokio::test]
 async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
-    let dir = tempfile::tempdir().expect("state");
-    let fake = Arc::new(FakeKernel::new());
-    fake.add_veth("ens192", "sw").expect("nic");
-    let pki = Pki::new();
-    let agent = start_agent(fake.clone(), &pki, Some(dir.path())).await;
-    let ch = agent.channel(&pki, Some(Role::Admin)).await.expect("admin");
+    let lab = Lab::start().await;
+    let (dir, fake, ch) = (&lab.dir, &lab.fake, lab.channel.clone());
     let mut host = HostServiceClient::new(ch);
     let generation = host
         .get_state(pb::GetStateRequest {})
@@ -200,12 +218,8 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
 /// change could land with no audit record).
 #[tokio::test]
 async fn an_interface_change_the_client_gave_up_on_is_completed_and_audited() {
-    let dir = tempfile::tempdir().expect("state");
-    let fake = Arc::new(FakeKernel::new());
-    fake.add_veth("ens192", "sw").expect("nic");
-    let pki = Pki::new();
-    let agent = start_agent(fake.clone(), &pki, Some(dir.path())).await;
-    let ch = agent.channel(&pki, Some(Role::Admin)).await.expect("admin");
+    let lab = Lab::start().await;
+    let (dir, fake, ch) = (&lab.dir, &lab.fake, lab.channel.clone());
     let mut ifs = InterfaceServiceClient::new(ch);
     fake.slow_set_link(Duration::from_millis(400));
     let err = ifs

@@ -39,24 +39,13 @@ use linkherdctl::{
     spec::{FleetSpec, SpecError},
 };
 use proptest::{prelude::*, sample::select};
+use test_support::fuzz::config;
 
 /// A hang guard, not a performance assertion (those live in the
 /// benchmark): a parse that runs this long has met an unbounded expansion
 /// or a loop. Real specs take milliseconds, the worst bomb about a second
 /// in a debug build.
 const PARSE_BUDGET: Duration = Duration::from_secs(30);
-
-/// `default` cases per property, or `PROPTEST_CASES` when set.
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -54,21 +54,10 @@ use linkherd_proto::{
 };
 use proptest::{prelude::*, sample::select};
 use prost::Message;
+use test_support::fuzz::config;
 
 // ---------------------------------------------------------------------------
 // Configuration
-
-/// `default` cases per property, or `PROPTEST_CASES` when set.
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Strategies: hostile and plausible field values

@@ -365,19 +365,9 @@ mod tests {
     mod fuzz {
         use proptest::prelude::*;
 
-        use super::*;
+        use test_support::fuzz::config;
 
-        /// `default` cases, or `PROPTEST_CASES` when set.
-        fn config(default: u32) -> ProptestConfig {
-            let cases = std::env::var("PROPTEST_CASES")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(default);
-            ProptestConfig {
-                cases,
-                ..ProptestConfig::default()
-            }
-        }
+        use super::*;
 
         /// An IPv4 header of `ihl` words (options filled with `opt`) and TTL
         /// `ttl`, then `icmp`.
