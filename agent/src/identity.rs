@@ -109,7 +109,7 @@ impl AgentId {
         let m = Mark::parse(alias?)?;
         match m.agent {
             Some(a) if a != self.id => Some(a),
-            None if !self.adopt_unnamed => Some("an agent before 0.3".into()),
+            None if !self.adopt_unnamed => Some("an agent of a version without agent ids".into()),
             _ => None,
         }
     }

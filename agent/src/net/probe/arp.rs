@@ -12,7 +12,7 @@ use std::{
 };
 
 use linkherd_proto::model::MacAddr;
-use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockFilter, Socket, Type};
 
 use super::budget::{Pacer, Ticket};
 use crate::net::{
@@ -188,6 +188,8 @@ fn run_v4(spec: &ArpSpec, target: Ipv4Addr, pacer: &Pacer) -> Result<Vec<Respond
     .map_err(io("open ARP socket"))?;
     sock.bind(&link_addr(spec.link.index, eth_p_arp, [0; 6])?)
         .map_err(io("bind ARP socket"))?;
+    sock.attach_filter(&reply_filter(target))
+        .map_err(io("filter ARP socket"))?;
     let started = Instant::now();
     let request = arp_request(&spec.link, target, spec.free_check);
     let broadcast = link_addr(spec.link.index, eth_p_arp, [0xff; 6])?;
@@ -201,6 +203,26 @@ fn run_v4(spec: &ArpSpec, target: Ipv4Addr, pacer: &Pacer) -> Result<Vec<Respond
             .filter(|(_, ip)| *ip == target)
             .map(|(mac, _)| mac)
     })
+}
+
+/// A classic BPF program for a probe's ARP socket: only replies (opcode 2)
+/// sent by `target` reach it. On a busy link — 32 probes at once from one
+/// namespace during a verification — each probe is then woken only by its
+/// own answers, not by every ARP frame on the wire. (Offsets are from the
+/// ARP header: the socket is SOCK_DGRAM.)
+fn reply_filter(target: Ipv4Addr) -> [SockFilter; 6] {
+    const LD_HALF: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+    const LD_WORD: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    [
+        SockFilter::new(LD_HALF, 0, 0, 6),  // the opcode
+        SockFilter::new(JEQ, 0, 3, 2),      // a reply, or drop
+        SockFilter::new(LD_WORD, 0, 0, 14), // the sender's address
+        SockFilter::new(JEQ, 0, 1, u32::from(target)),
+        SockFilter::new(RET, 0, 0, 0xffff), // keep the frame
+        SockFilter::new(RET, 0, 0, 0),      // drop it
+    ]
 }
 
 /// ff02::1:ffXX:XXXX for `target`.
@@ -307,6 +329,75 @@ pub fn verdict(target: IpAddr, responders: &[Responder], free_check: bool) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The filter against the kernel (root only): of a request, another
+    /// host's reply and the target's reply sent on a veth, the probe's
+    /// socket receives the last alone.
+    #[test]
+    fn the_socket_filter_lets_only_the_targets_replies_through() {
+        if !test_support::have_root("the ARP socket filter") {
+            return;
+        }
+        let ns = test_support::TestNetns::new("arp-bpf");
+        ns.ip(&["link", "add", "bf0", "type", "veth", "peer", "name", "bf1"]);
+        ns.ip(&["link", "set", "bf0", "up"]);
+        ns.ip(&["link", "set", "bf1", "up"]);
+        let index = |n: &str| ns.link_json(n)["ifindex"].as_u64().expect("ifindex") as u32;
+        let (tx_if, rx_if) = (index("bf0"), index("bf1"));
+        let target = Ipv4Addr::new(10, 70, 0, 2);
+        let frame = |op: u8, sender: Ipv4Addr| {
+            let mut p = vec![0, 1, 8, 0, 6, 4, 0, op, 2, 0, 0, 0, 0, 1];
+            p.extend(sender.octets());
+            p.extend([0; 6]);
+            p.extend([10, 70, 0, 1]);
+            p
+        };
+        let arp = libc::ETH_P_ARP as u16;
+        let seen = crate::net::netns::run_in(Some(&ns.path()), || {
+            let open = || {
+                Socket::new(
+                    Domain::PACKET,
+                    Type::DGRAM,
+                    Some(Protocol::from(i32::from(arp.to_be()))),
+                )
+                .map_err(io("test socket"))
+            };
+            let rx = open()?;
+            rx.bind(&link_addr(rx_if, arp, [0; 6])?)
+                .map_err(io("bind"))?;
+            rx.attach_filter(&reply_filter(target))
+                .map_err(io("filter"))?;
+            let tx = open()?;
+            for f in [
+                frame(1, target),
+                frame(2, Ipv4Addr::new(10, 70, 0, 9)),
+                frame(2, target),
+            ] {
+                tx.send_to(&f, &link_addr(tx_if, arp, [0xff; 6])?)
+                    .map_err(io("send"))?;
+            }
+            rx.set_read_timeout(Some(Duration::from_millis(300)))
+                .map_err(io("timeout"))?;
+            let mut seen = Vec::new();
+            let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+            while let Ok(n) = rx.recv(&mut buf) {
+                // SAFETY: recv initialised the first `n` bytes.
+                seen.push(
+                    buf[..n]
+                        .iter()
+                        .map(|b| unsafe { b.assume_init() })
+                        .collect::<Vec<u8>>(),
+                );
+            }
+            Ok(seen)
+        })
+        .expect("in the namespace");
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(
+            parse_arp_reply(&seen[0]),
+            Some((MacAddr([2, 0, 0, 0, 0, 1]), target))
+        );
+    }
 
     #[test]
     fn requests_and_probes() {
