@@ -28,3 +28,8 @@ cargo deny --log-level error check bans licenses sources
 cargo build --workspace --bins --locked
 bash scripts/build-guest-agent.sh
 cargo test --workspace --locked
+# The benchmark at a small size, so that it cannot rot: it must run to its
+# end; its figures belong to full runs (scripts/bench.sh), never to a test.
+if [ "$(id -u)" = 0 ]; then
+  target/debug/linkherd-bench --count 10
+fi
