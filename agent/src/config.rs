@@ -101,35 +101,92 @@ pub struct LimitsConfig {
     pub local_connections: Option<usize>,
 }
 
+/// Ranges of the `[limits]` keys: outside them a value would refuse every
+/// request (0), overflow a deadline or a semaphore (huge), so the agent
+/// refuses to start instead, naming the key.
+const LIMIT_RANGES: &[(&str, u64, u64)] = &[
+    ("max_message_bytes", 1024, 64 << 20),
+    ("concurrency_per_connection", 1, 4096),
+    ("request_timeout_seconds", 1, 86_400),
+    ("max_concurrent_streams", 1, 4096),
+    ("request_bytes_in_flight", 1, 4 << 30),
+    ("watch_streams_per_identity", 1, 65_536),
+    ("watch_streams", 1, 65_536),
+    ("shutdown_grace_seconds", 0, 3600),
+    ("local_connections", 1, 65_536),
+];
+
+/// `value` of `key`, checked against its range.
+fn within<T: Copy + TryInto<u64>>(
+    key: &'static str,
+    value: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    let (_, min, max) = LIMIT_RANGES
+        .iter()
+        .copied()
+        .find(|(k, _, _)| *k == key)
+        .unwrap_or((key, 0, u64::MAX));
+    match v.try_into() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(v)),
+        Ok(n) => Err(ConfigError::Limit {
+            key,
+            value: n,
+            min,
+            max,
+        }),
+        Err(_) => Err(ConfigError::Limit {
+            key,
+            value: u64::MAX,
+            min,
+            max,
+        }),
+    }
+}
+
 impl LimitsConfig {
-    /// The file's limits over the defaults.
-    fn resolve(&self) -> Limits {
+    /// The file's limits over the defaults, each within its range.
+    fn resolve(&self) -> Result<Limits, ConfigError> {
         let d = Limits::default();
-        Limits {
-            max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
-            concurrency_per_connection: self
-                .concurrency_per_connection
-                .unwrap_or(d.concurrency_per_connection),
-            request_timeout: self
-                .request_timeout_seconds
-                .map_or(d.request_timeout, Duration::from_secs),
-            max_concurrent_streams: self
-                .max_concurrent_streams
+        let secs = |key, v: Option<u64>, d: Duration| {
+            Ok::<_, ConfigError>(within(key, v)?.map_or(d, Duration::from_secs))
+        };
+        Ok(Limits {
+            max_message_bytes: within("max_message_bytes", self.max_message_bytes)?
+                .unwrap_or(d.max_message_bytes),
+            concurrency_per_connection: within(
+                "concurrency_per_connection",
+                self.concurrency_per_connection,
+            )?
+            .unwrap_or(d.concurrency_per_connection),
+            request_timeout: secs(
+                "request_timeout_seconds",
+                self.request_timeout_seconds,
+                d.request_timeout,
+            )?,
+            max_concurrent_streams: within("max_concurrent_streams", self.max_concurrent_streams)?
                 .unwrap_or(d.max_concurrent_streams),
-            request_bytes_in_flight: self
-                .request_bytes_in_flight
-                .unwrap_or(d.request_bytes_in_flight),
+            request_bytes_in_flight: within(
+                "request_bytes_in_flight",
+                self.request_bytes_in_flight,
+            )?
+            .unwrap_or(d.request_bytes_in_flight),
             watch: crate::watch::WatchLimits {
-                per_identity: self
-                    .watch_streams_per_identity
-                    .unwrap_or(d.watch.per_identity),
-                total: self.watch_streams.unwrap_or(d.watch.total),
+                per_identity: within(
+                    "watch_streams_per_identity",
+                    self.watch_streams_per_identity,
+                )?
+                .unwrap_or(d.watch.per_identity),
+                total: within("watch_streams", self.watch_streams)?.unwrap_or(d.watch.total),
             },
-            local_connections: self.local_connections.unwrap_or(d.local_connections),
-            shutdown_grace: self
-                .shutdown_grace_seconds
-                .map_or(d.shutdown_grace, Duration::from_secs),
-        }
+            local_connections: within("local_connections", self.local_connections)?
+                .unwrap_or(d.local_connections),
+            shutdown_grace: secs(
+                "shutdown_grace_seconds",
+                self.shutdown_grace_seconds,
+                d.shutdown_grace,
+            )?,
+        })
     }
 }
 
@@ -199,6 +256,13 @@ pub enum ConfigError {
     TlsWithoutListen,
     #[error("nothing to serve: give --listen (mTLS) and/or a --socket")]
     NothingToServe,
+    #[error("[limits] {key} = {value} is out of range: give {min}..={max}")]
+    Limit {
+        key: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
 }
 
 impl Settings {
@@ -259,7 +323,7 @@ impl Settings {
         if listen.is_none() && socket.is_none() {
             return Err(ConfigError::NothingToServe);
         }
-        let limits = file.limits.resolve();
+        let limits = file.limits.resolve()?;
         Ok(Self {
             listen,
             tls,
@@ -355,6 +419,34 @@ mod tests {
         assert_eq!(s.limits.request_bytes_in_flight, 1000);
         assert_eq!(s.limits.max_concurrent_streams, 128);
         assert_eq!(s.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+    }
+
+    #[test]
+    fn limits_out_of_range_refuse_to_start_naming_the_key() {
+        for (key, value, want) in [
+            (
+                "shutdown_grace_seconds",
+                "18446744073709551615",
+                "[limits] shutdown_grace_seconds = 18446744073709551615 is out of range: give 0..=3600",
+            ),
+            (
+                "local_connections",
+                "0",
+                "[limits] local_connections = 0 is out of range: give 1..=65536",
+            ),
+            (
+                "watch_streams",
+                "100000000",
+                "[limits] watch_streams = 100000000 is out of range: give 1..=65536",
+            ),
+        ] {
+            let file: FileConfig = toml::from_str(&format!(
+                "listen = \"127.0.0.1:1\"\ninsecure_loopback = true\n[limits]\n{key} = {value}\n"
+            ))
+            .expect("toml");
+            let err = Settings::merge(flags(None), file).expect_err(key);
+            assert_eq!(err.to_string(), want);
+        }
     }
 
     #[test]
