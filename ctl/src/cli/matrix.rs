@@ -60,11 +60,11 @@ fn sampled(members: &[Member], outcomes: &[ProbeOutcome]) -> Option<String> {
         .filter(|o| o.check == Check::Reach)
         .map(|o| (o.from.as_str(), o.to.as_str()))
         .collect();
-    let all = members
-        .iter()
-        .flat_map(|a| members.iter().map(move |b| (a, b)))
-        .filter(|(a, b)| a != b && a.network == b.network)
-        .count();
+    let mut per_network: std::collections::BTreeMap<&str, usize> = Default::default();
+    for m in members {
+        *per_network.entry(&m.network).or_default() += 1;
+    }
+    let all: usize = per_network.values().map(|n| n * (n - 1)).sum();
     (!probed.is_empty() && probed.len() < all).then(|| {
         format!(
             "reach: {} of {all} endpoint pairs probed (verify.mode sampled: every pair of hosts \

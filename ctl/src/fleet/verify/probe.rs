@@ -240,28 +240,26 @@ fn sampled_reach(members: &[Member]) -> Vec<Probe> {
 /// targets taking turns (and on another host when there is one).
 fn sampled_isolation(members: &[Member]) -> Vec<Probe> {
     let nets = by_network_and_host(members);
-    let flat: BTreeMap<&str, Vec<usize>> = nets
+    let hosts: BTreeMap<&str, Vec<(&str, &Vec<usize>)>> = nets
         .iter()
-        .map(|(n, hosts)| (*n, hosts.values().flatten().copied().collect()))
+        .map(|(n, h)| (*n, h.iter().map(|(k, v)| (*k, v)).collect()))
         .collect();
     let mut out = Vec::new();
     for (i, m) in members.iter().enumerate() {
-        for list in flat
+        for list in hosts
             .iter()
             .filter(|(n, _)| **n != m.network.as_str())
             .map(|(_, l)| l)
         {
-            let elsewhere: Vec<usize> = list
-                .iter()
-                .copied()
-                .filter(|j| members[*j].host != m.host)
-                .collect();
-            let pool = if elsewhere.is_empty() {
-                list
-            } else {
-                &elsewhere
-            };
-            out.extend(isolation_probe(members, i, pool[i % pool.len()]));
+            // A host in turn, the next one if it is the prober's own (when
+            // there is another), then an endpoint of it in turn: constant
+            // work per probe.
+            let mut h = i % list.len();
+            if list[h].0 == m.host && list.len() > 1 {
+                h = (h + 1) % list.len();
+            }
+            let on = list[h].1;
+            out.extend(isolation_probe(members, i, on[(i / list.len()) % on.len()]));
         }
     }
     out
