@@ -50,6 +50,15 @@ impl Lab {
     }
 }
 
+/// The answer to a request whose client gave up: its deadline, or cancelled.
+fn gave_up<T: std::fmt::Debug>(answer: Result<T, tonic::Status>) {
+    let err = answer.expect_err("the client gave up");
+    assert!(
+        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{err:?}"
+    );
+}
+
 /// A request whose client gives up after `ms`.
 fn hurried<T>(msg: T, ms: u64) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
@@ -63,19 +72,15 @@ async fn a_create_the_client_gave_up_on_is_completed_recorded_and_audited() {
     let (dir, fake, ch) = (&lab.dir, &lab.fake, lab.channel.clone());
     let mut mv = MacvlanServiceClient::new(ch);
     fake.slow_add_link(Duration::from_millis(400));
-    let err = mv
-        .create(hurried(
+    gave_up(
+        mv.create(hurried(
             pb::CreateMacvlanRequest {
                 endpoint: Some(common::endpoint("b1", "10.0.0.11/24")),
                 create_netns: true,
             },
             100,
         ))
-        .await
-        .expect_err("the client gave up");
-    assert!(
-        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
-        "{err:?}"
+        .await,
     );
     fake.slow_add_link(Duration::ZERO);
     let lines = common::audit_records(dir.path(), "MacvlanService/Create", 1).await;
@@ -116,12 +121,7 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
     let lab = Lab::start().await;
     let (dir, fake, ch) = (&lab.dir, &lab.fake, lab.channel.clone());
     let mut host = HostServiceClient::new(ch);
-    let generation = host
-        .get_state(pb::GetStateRequest {})
-        .await
-        .expect("state")
-        .into_inner()
-        .generation;
+    let generation = common::generation(&mut host).await;
     fake.slow_add_link(Duration::from_millis(100));
     let desired = pb::DesiredState {
         endpoints: (1..=5)
@@ -129,8 +129,8 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
             .collect(),
         ..Default::default()
     };
-    let err = host
-        .apply(hurried(
+    gave_up(
+        host.apply(hurried(
             pb::ApplyRequest {
                 desired: Some(desired.clone()),
                 expected_generation: generation,
@@ -139,11 +139,7 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
             },
             150,
         ))
-        .await
-        .expect_err("the client gave up");
-    assert!(
-        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
-        "{err:?}"
+        .await,
     );
     let lines = common::audit_records(dir.path(), "HostService/Apply", 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -222,19 +218,15 @@ async fn an_interface_change_the_client_gave_up_on_is_completed_and_audited() {
     let (dir, fake, ch) = (&lab.dir, &lab.fake, lab.channel.clone());
     let mut ifs = InterfaceServiceClient::new(ch);
     fake.slow_set_link(Duration::from_millis(400));
-    let err = ifs
-        .set_mtu(hurried(
+    gave_up(
+        ifs.set_mtu(hurried(
             pb::SetMtuRequest {
                 name: "ens192".into(),
                 mtu: 1400,
             },
             100,
         ))
-        .await
-        .expect_err("the client gave up");
-    assert!(
-        matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
-        "{err:?}"
+        .await,
     );
     let lines = common::audit_records(dir.path(), "InterfaceService/SetMtu", 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");

@@ -148,12 +148,7 @@ async fn apply(
     host: &mut HostServiceClient<tonic::transport::Channel>,
     d: pb::DesiredState,
 ) -> String {
-    let generation = host
-        .get_state(pb::GetStateRequest {})
-        .await
-        .expect("state")
-        .into_inner()
-        .generation;
+    let generation = common::generation(host).await;
     host.apply(pb::ApplyRequest {
         desired: Some(d),
         expected_generation: generation,

@@ -170,3 +170,14 @@ pub async fn next_event(
         .event
         .expect("event")
 }
+
+/// The host's generation now, for an Apply's `expected_generation`.
+pub async fn generation(
+    host: &mut linkherd_proto::pb::host_service_client::HostServiceClient<Channel>,
+) -> u64 {
+    host.get_state(linkherd_proto::pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner()
+        .generation
+}
