@@ -45,6 +45,20 @@ impl AgentId {
         };
         let doc = store.document::<IdentityDoc>(DOC);
         if let Some(d) = doc.load().await? {
+            // The id goes into every alias (at most 255 bytes, words split
+            // at spaces): a hand-edited one must still fit and parse.
+            let ok = (1..=32).contains(&d.id.len())
+                && d.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(StoreError::Refused {
+                    path: doc.path().to_owned(),
+                    message: format!(
+                        "agent id {:?} is not 1-32 letters, digits or '-'; restore the file \
+                         (the links this agent made carry its id)",
+                        linkherd_proto::model::bounds::echo(&d.id)
+                    ),
+                });
+            }
             return Ok(Self {
                 id: d.id,
                 adopt_unnamed: d.adopt_unnamed,
@@ -189,5 +203,24 @@ mod tests {
         let upgraded = AgentId::load(Some(&store), "").await.expect("id");
         assert!(upgraded.adopt_unnamed);
         assert_ne!(upgraded.id(), first.id());
+
+        // A hand-edited id that would not fit in an alias is refused.
+        std::fs::write(
+            fresh.path().join(DOC),
+            r#"{"format": 1, "id": "has a space", "adopt_unnamed": false}"#,
+        )
+        .expect("write");
+        let err = AgentId::load(Some(&store_of(fresh.path()).await), "")
+            .await
+            .expect_err("bad id");
+        assert!(
+            err.to_string()
+                .contains("agent id \"has a space\" is not 1-32 letters"),
+            "{err}"
+        );
+    }
+
+    async fn store_of(dir: &std::path::Path) -> Store {
+        Store::open(dir).await.expect("store")
     }
 }
