@@ -131,6 +131,15 @@ pub struct Route {
     pub index: u32,
 }
 
+/// How a new link is configured, in one call: its addresses, then up,
+/// then its routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkSetup {
+    pub addresses: Vec<IpNet>,
+    pub up: bool,
+    pub routes: Vec<Route>,
+}
+
 /// The explanation given whenever 802.1Q is missing.
 pub const NO_VLAN_NOTE: &str = "kernel lacks 802.1Q VLAN support (module 8021q): load it with `modprobe 8021q` \
      or use a kernel built with CONFIG_VLAN_8021Q";
@@ -173,8 +182,33 @@ pub trait NetOps: Send + Sync + fmt::Debug + 'static {
     /// Deletes every link of a group in one request (fast for many links).
     async fn del_group(&self, group: u32) -> Result<(), NetError>;
     async fn add_address(&self, index: u32, addr: IpNet) -> Result<(), NetError>;
+    /// Configures link `index` as `setup` says — addresses, up, routes, in
+    /// that order, failing at the first that fails — and reads it back.
+    /// One call so that a kernel seam can send it all at once.
+    async fn setup_link(&self, index: u32, setup: &LinkSetup) -> Result<Interface, NetError> {
+        for a in &setup.addresses {
+            self.add_address(index, *a).await?;
+        }
+        if setup.up {
+            self.set_up(index, true).await?;
+        }
+        for r in &setup.routes {
+            self.add_route(r).await?;
+        }
+        self.link_by_index(index).await
+    }
     /// Main-table routes.
     async fn routes(&self) -> Result<Vec<Route>, NetError>;
+    /// Main-table routes out of link `index`: what one endpoint needs to
+    /// know (its gateway) without listing a namespace full of others.
+    async fn routes_via(&self, index: u32) -> Result<Vec<Route>, NetError> {
+        Ok(self
+            .routes()
+            .await?
+            .into_iter()
+            .filter(|r| r.index == index)
+            .collect())
+    }
     async fn add_route(&self, route: &Route) -> Result<(), NetError>;
     /// Makes the kernel announce the link's addresses when it comes up
     /// (gratuitous ARP, unsolicited neighbour advertisement), so peers'
@@ -200,4 +234,9 @@ pub trait NetOps: Send + Sync + fmt::Debug + 'static {
     async fn delete_netns(&self, name: &str) -> Result<(), NetError>;
     /// Names of the named namespaces.
     async fn netns_names(&self) -> Result<Vec<String>, NetError>;
+    /// Whether the named namespace exists: one lookup, where listing them
+    /// all would cost as much as there are namespaces.
+    async fn netns_exists(&self, name: &str) -> Result<bool, NetError> {
+        Ok(self.netns_names().await?.iter().any(|n| n == name))
+    }
 }

@@ -262,6 +262,70 @@ pub fn run_in<T: Send>(
     })
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread that stays inside one namespace and runs what it is given
+/// there: work that must be done from inside (a sysctl under /proc/sys/net
+/// is the opener's namespace's) without a new thread and two setns calls
+/// each time. It ends when dropped; while it lives it keeps the namespace,
+/// like a socket would.
+#[derive(Debug)]
+pub struct NsWorker {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl NsWorker {
+    /// Starts the thread, entered into `path` (checked by [`open`]).
+    pub fn start(path: &Path) -> Result<Self, NetError> {
+        let file = open(path)?;
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (ready, entered) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("lh-netns".into())
+            .spawn(move || {
+                // Held while the thread lives: it stays inside.
+                let _inside = match NetnsGuard::enter_file(&file) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            })
+            .map_err(|e| NetError::Io {
+                op: "enter network namespace",
+                detail: format!("start a thread: {e}"),
+            })?;
+        entered.recv().map_err(|_| NetError::Io {
+            op: "enter network namespace",
+            detail: "worker thread ended".into(),
+        })??;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on the worker, inside its namespace.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
+    ) -> Result<T, NetError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let gone = || NetError::Io {
+            op: "enter network namespace",
+            detail: "namespace worker thread ended".into(),
+        };
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};

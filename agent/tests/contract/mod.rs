@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use linkherd_agent::net::{NetError, NetEvent, NetOps, NewLink, NewLinkKind, Route};
+use linkherd_agent::net::{LinkSetup, NetError, NetEvent, NetOps, NewLink, NewLinkKind, Route};
 use linkherd_proto::model::{
     IfName, LinkDetails, LinkKind, MacAddr, MacvlanMode, OperState, VlanId, VlanProtocol,
 };
@@ -367,6 +367,68 @@ pub async fn macvlan_created_inside_a_named_namespace(env: Env) {
     env.net.delete_netns(&ns).await.expect("delete again");
 }
 
+/// The calls an endpoint create makes instead of listings: a link set up
+/// in one call, its own routes, its own addresses, one namespace looked up
+/// by name — each answering for that one only, next to another link.
+pub async fn targeted_reads_and_setup_in_one_call(env: Env) {
+    env.fx.add_veth("tr-a", "tr-b").await;
+    let parent = env.net.link(&name("tr-a")).await.expect("parent");
+    let ns = env.fx.netns_name("tr");
+    assert!(!env.net.netns_exists(&ns).await.expect("lookup"));
+    env.net.create_netns(&ns).await.expect("create netns");
+    assert!(env.net.netns_exists(&ns).await.expect("lookup"));
+    assert!(!env.net.netns_exists("../etc").await.expect("a path is no name"));
+    let file = std::path::PathBuf::from("/run/netns").join(&ns);
+    let inside = env.net.netns(&file).await.expect("netns ops");
+    let mut index = Vec::new();
+    for (i, ifname) in ["e1", "e2"].into_iter().enumerate() {
+        let link = NewLink {
+            mac: Some(MacAddr([0x02, 0, 0, 0, 0x7e, i as u8 + 1])),
+            target: Some(file.clone()),
+            ..macvlan(ifname, parent.index, MacvlanMode::Bridge)
+        };
+        env.net.add_link(&link).await.expect("add macvlan");
+        index.push(inside.link(&name(ifname)).await.expect("link").index);
+    }
+    let cidr = |s: &str| -> ipnet::IpNet { s.parse().expect("cidr") };
+    let default = Route {
+        dest: cidr("0.0.0.0/0"),
+        gateway: Some("10.81.0.1".parse().expect("ip")),
+        index: index[0],
+    };
+    let setup = LinkSetup {
+        addresses: vec![cidr("10.81.0.2/24"), cidr("10.82.0.2/24")],
+        up: true,
+        routes: vec![default.clone()],
+    };
+    let e1 = inside.setup_link(index[0], &setup).await.expect("setup e1");
+    assert!(e1.admin_up, "{e1:?}");
+    let v4: Vec<_> = e1.addresses.iter().filter(|a| a.addr().is_ipv4()).copied().collect();
+    assert_eq!(v4, setup.addresses);
+    let e2_setup = LinkSetup {
+        addresses: vec![cidr("10.83.0.2/24")],
+        up: true,
+        routes: Vec::new(),
+    };
+    inside.setup_link(index[1], &e2_setup).await.expect("setup e2");
+    let e1 = inside.link(&name("e1")).await.expect("e1");
+    assert!(!e1.addresses.contains(&cidr("10.83.0.2/24")), "{e1:?}");
+    let via1 = inside.routes_via(index[0]).await.expect("routes of e1");
+    assert!(via1.contains(&default), "{via1:?}");
+    assert!(via1.iter().any(|r| r.dest == cidr("10.81.0.0/24")), "{via1:?}");
+    assert!(via1.iter().all(|r| r.index == index[0]), "{via1:?}");
+    let via2 = inside.routes_via(index[1]).await.expect("routes of e2");
+    assert!(via2.iter().any(|r| r.dest == cidr("10.83.0.0/24")), "{via2:?}");
+    assert!(!via2.iter().any(|r| r.dest.prefix_len() == 0), "{via2:?}");
+    assert_eq!(inside.routes_via(99_999).await.expect("no such link"), []);
+    // A failing step fails the call: the same address again.
+    let again = inside.setup_link(index[1], &e2_setup).await.expect_err("twice");
+    assert!(matches!(again, NetError::AlreadyExists { .. }), "{again:?}");
+    drop(inside);
+    env.net.delete_netns(&ns).await.expect("delete netns");
+    assert!(!env.net.netns_exists(&ns).await.expect("lookup"));
+}
+
 pub async fn link_creation_rules(env: Env) {
     env.fx.add_veth("ct-p", "ct-q").await;
     let p = env.net.link(&name("ct-p")).await.expect("p");
@@ -558,7 +620,8 @@ macro_rules! contract_tests {
             lists_loopback, veth_pair_is_described, unknown_links_are_not_found,
             promisc_flag_and_counter, up_down_and_veth_carrier, mtu_within_device_limits,
             addresses_are_reported, address_probe_finds_who_uses_it, watch_reports_changes, capabilities_match_the_kernel,
-            macvlan_created_inside_a_named_namespace, link_creation_rules, group_delete_and_cascade);
+            macvlan_created_inside_a_named_namespace, targeted_reads_and_setup_in_one_call,
+            link_creation_rules, group_delete_and_cascade);
     };
     (@each $make:path, $($case:ident),*) => {$(
         #[tokio::test]

@@ -8,12 +8,12 @@ use rtnetlink::{
     LinkMacVlan, LinkUnspec, LinkVlan, RouteMessageBuilder,
     packet_route::{
         link::{InfoMacVlan, MacVlanMacAddressMode, MacVlanMode},
-        route::{RouteAddress, RouteAttribute, RouteMessage},
+        route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType},
     },
 };
 
 use super::parse;
-use crate::net::{NetError, NewLink, NewLinkKind, Route};
+use crate::net::{LinkSetup, NetError, NewLink, NewLinkKind, Route};
 
 const RT_TABLE_MAIN: u8 = 254;
 
@@ -140,12 +140,55 @@ fn route_of(m: &RouteMessage) -> Option<Route> {
     })
 }
 
-pub(super) async fn routes(h: &rtnetlink::Handle) -> Result<Vec<Route>, NetError> {
+/// Sends `setup`'s requests for link `index` back to back on one socket
+/// (the kernel takes them in order; each answer is matched by sequence
+/// number), then waits for every answer: one wait instead of one each.
+pub(super) async fn setup_link(
+    h: &rtnetlink::Handle,
+    index: u32,
+    setup: &LinkSetup,
+) -> Result<(), NetError> {
+    let what = move || format!("interface index {index}");
+    let mut sent: Vec<futures::future::BoxFuture<'static, Result<(), NetError>>> = Vec::new();
+    for &a in &setup.addresses {
+        let req = h.address().add(index, a.addr(), a.prefix_len()).execute();
+        sent.push(Box::pin(async move {
+            req.await
+                .map_err(|e| parse::error("add address", || format!("address {a}"), e))
+        }));
+    }
+    if setup.up {
+        let req = h
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute();
+        sent.push(Box::pin(async move {
+            req.await.map_err(|e| parse::error("set link up", what, e))
+        }));
+    }
+    for r in setup.routes.clone() {
+        let h = h.clone();
+        sent.push(Box::pin(async move { add_route(&h, &r).await }));
+    }
+    futures::future::try_join_all(sent).await?;
+    Ok(())
+}
+
+/// Main-table routes, of every link or only those out of `via`. On a
+/// strict socket the header and `RTA_OIF` are the kernel's filters: any
+/// protocol and type, the main table, that link.
+pub(super) async fn routes(
+    h: &rtnetlink::Handle,
+    via: Option<u32>,
+) -> Result<Vec<Route>, NetError> {
     let mut out = Vec::new();
-    for msg in [
+    for mut msg in [
         RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
         RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
     ] {
+        msg.header.protocol = RouteProtocol::Unspec;
+        msg.header.kind = RouteType::Unspec;
+        msg.attributes.extend(via.map(RouteAttribute::Oif));
         let found: Vec<RouteMessage> = h
             .route()
             .get(msg)
@@ -153,7 +196,12 @@ pub(super) async fn routes(h: &rtnetlink::Handle) -> Result<Vec<Route>, NetError
             .try_collect()
             .await
             .map_err(|e| parse::error("list routes", String::new, e))?;
-        out.extend(found.iter().filter_map(route_of));
+        out.extend(
+            found
+                .iter()
+                .filter_map(route_of)
+                .filter(|r| via.is_none_or(|i| r.index == i)),
+        );
     }
     Ok(out)
 }

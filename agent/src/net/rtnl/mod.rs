@@ -35,7 +35,8 @@ use tokio::{
 };
 
 use super::{
-    Capabilities, EventStream, NO_VLAN_NOTE, NetError, NetEvent, NetOps, NewLink, Route, netns,
+    Capabilities, EventStream, LinkSetup, NO_VLAN_NOTE, NetError, NetEvent, NetOps, NewLink, Route,
+    netns,
 };
 
 /// Netlink worker threads: enough to overlap a slow delete with reads.
@@ -112,6 +113,8 @@ pub struct Rtnl {
     /// EBUSY to a second; concurrent callers (probes from one namespace,
     /// say) share this connection's socket, so dumps take turns.
     dumps: Arc<tokio::sync::Mutex<()>>,
+    /// A thread inside `netns`, for sysctls (see [`netns::NsWorker`]).
+    worker: std::sync::Mutex<Option<Arc<netns::NsWorker>>>,
 }
 
 /// Namespace (device, inode) -> connection and when it was last used.
@@ -165,6 +168,7 @@ impl Rtnl {
             _conn: stop,
             children: std::sync::Mutex::default(),
             dumps: Arc::default(),
+            worker: std::sync::Mutex::default(),
         })
     }
 
@@ -314,7 +318,10 @@ fn connect(
     netns::run_in(netns, || {
         let _enter = rt.enter();
         let res = if groups.is_empty() {
-            rtnetlink::new_connection()
+            rtnetlink::new_connection().map(|(mut conn, h, rx)| {
+                strict(&mut conn);
+                (conn, h, rx)
+            })
         } else {
             rtnetlink::new_multicast_connection(groups)
         };
@@ -323,6 +330,22 @@ fn connect(
             detail: e.to_string(),
         })
     })
+}
+
+/// Asks the kernel to honour the filters of dump requests (the interface
+/// of an address or route dump), so that one link's addresses cost one
+/// link's worth of messages, not the whole namespace's. A kernel before
+/// 4.20 refuses the option and dumps everything; the same filters are
+/// applied here too, so answers are the same either way.
+fn strict(conn: &mut Connection) {
+    use rtnetlink::sys::AsyncSocket;
+    if let Err(e) = conn
+        .socket_mut()
+        .socket_ref()
+        .set_netlink_get_strict_chk(true)
+    {
+        tracing::debug!(error = %e, "netlink strict checking unavailable; filtering dumps here");
+    }
 }
 
 /// Runs blocking namespace or file-system work on the blocking pool, never on
@@ -392,10 +415,10 @@ async fn one_link(
     let parsed = parse::link(&msg);
     let mut iface = parsed.iface;
     let index = iface.index;
-    iface.addresses = h
-        .address()
-        .get()
-        .set_link_index_filter(index)
+    let mut addrs = h.address().get().set_link_index_filter(index);
+    // Filtered by the kernel too, on a strict socket (see `strict`).
+    addrs.message_mut().header.index = index;
+    iface.addresses = addrs
         .execute()
         .map_ok(|a| parse::address(&a))
         .try_filter_map(|a| async move { Ok(a.map(|(_, net)| net)) })
@@ -660,40 +683,24 @@ impl NetOps for Rtnl {
     async fn add_link(&self, link: &NewLink) -> Result<(), NetError> {
         // RTM_NEWLINK looks the name up in the *sending* namespace first: if
         // it exists here (say the host's own eth0), the kernel answers
-        // EEXIST even though the link is meant for another namespace. Such a
-        // link is created under a temporary name and renamed once it is
-        // there (it is created down, so renaming works). Only then: a rename
-        // waits for an RCU grace period (~16 ms).
+        // EEXIST even though the link is meant for another namespace. Then
+        // the link is created under a temporary name and renamed once it is
+        // there (it is created down, so renaming works) — only then: a
+        // rename waits for an RCU grace period (~16 ms). A name taken in the
+        // target namespace itself fails that rename, with EEXIST.
         let mut new = link.clone();
-        if link.target.is_some() && self.link(&link.name).await.is_ok() {
-            new.name = temporary_name()?;
-        }
-        let h = self.conn.handle();
-        let sent = new.clone();
-        self.rt
-            .run(async move { create::add_link(&h, &sent).await })
-            .await?;
-        let here: Arc<dyn NetOps>;
-        let ops: &dyn NetOps = match &link.target {
-            Some(file) => {
-                here = NetOps::netns(self, file).await?;
-                here.as_ref()
+        match self.send_new_link(&new).await {
+            Err(NetError::AlreadyExists { .. }) if link.target.is_some() => {
+                new.name = temporary_name()?;
+                self.send_new_link(&new).await?;
             }
-            None => self,
+            r => r?,
+        }
+        let there = match &link.target {
+            Some(file) => self.child(file).await?,
+            None => return self.finish_link(self, &new, link).await,
         };
-        let created = ops.link(&new.name).await?;
-        if new.name != link.name
-            && let Err(e) = ops.rename(created.index, &link.name).await
-        {
-            let _ = ops.del_link(created.index).await;
-            return Err(e);
-        }
-        // The kernel ignores IFLA_IFALIAS on RTM_NEWLINK: set it on the new
-        // link, in the namespace it was created in.
-        if link.alias.is_empty() {
-            return Ok(());
-        }
-        ops.set_alias(created.index, &link.alias).await
+        self.finish_link(&there, &new, link).await
     }
 
     async fn rename(&self, index: u32, name: &IfName) -> Result<(), NetError> {
@@ -746,13 +753,47 @@ impl NetOps for Rtnl {
             .await
     }
 
+    async fn setup_link(&self, index: u32, setup: &LinkSetup) -> Result<Interface, NetError> {
+        let h = self.conn.handle();
+        let setup = setup.clone();
+        let dumps = self.dumps.clone();
+        self.rt
+            .run(async move {
+                create::setup_link(&h, index, &setup).await?;
+                let _turn = dumps.lock().await;
+                one_link(
+                    h.clone(),
+                    h.link().get().match_index(index),
+                    index_what(index),
+                )
+                .await
+            })
+            .await
+    }
+
     async fn routes(&self) -> Result<Vec<Route>, NetError> {
         let h = self.conn.handle();
         let dumps = self.dumps.clone();
         self.rt
             .run(async move {
                 let _turn = dumps.lock().await;
-                create::routes(&h).await
+                create::routes(&h, None).await
+            })
+            .await
+    }
+
+    async fn routes_via(&self, index: u32) -> Result<Vec<Route>, NetError> {
+        let h = self.conn.handle();
+        let dumps = self.dumps.clone();
+        self.rt
+            .run(async move {
+                let _turn = dumps.lock().await;
+                // The kernel answers ENODEV for a link that is gone: it
+                // has no routes.
+                match create::routes(&h, Some(index)).await {
+                    Err(NetError::NotFound { .. }) => Ok(Vec::new()),
+                    r => r,
+                }
             })
             .await
     }
@@ -794,31 +835,19 @@ impl NetOps for Rtnl {
 
     async fn enable_announce(&self, name: &IfName) -> Result<(), NetError> {
         let name = name.to_string();
-        let netns = self.netns.clone();
-        blocking("enable announcements", move || {
-            netns::run_in(netns.as_deref(), || nsfs::enable_announce(&name))
-        })
-        .await
+        match self.netns.clone() {
+            None => blocking("enable announcements", move || nsfs::enable_announce(&name)).await,
+            Some(path) => {
+                self.worker(path)
+                    .await?
+                    .run(move || nsfs::enable_announce(&name))
+                    .await
+            }
+        }
     }
 
     async fn netns(&self, file: &Path) -> Result<Arc<dyn NetOps>, NetError> {
-        // A caller's path: checked on the blocking pool to be a network
-        // namespace (never a FIFO or a device) before anything enters it.
-        let path = file.to_owned();
-        let id = blocking(netns::OPEN_OP, move || netns::identity(&path)).await?;
-        let key = (id.dev, id.ino);
-        if let Some(c) = self.cached(key) {
-            return Ok(c);
-        }
-        let path = file.to_owned();
-        let rt = self.rt.clone();
-        let child =
-            Arc::new(blocking("enter network namespace", move || Rtnl::on(rt, Some(path))).await?);
-        self.children
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (child.clone(), std::time::Instant::now()));
-        Ok(child)
+        Ok(self.child(file).await?)
     }
 
     async fn create_netns(&self, name: &str) -> Result<(), NetError> {
@@ -842,9 +871,98 @@ impl NetOps for Rtnl {
     async fn netns_names(&self) -> Result<Vec<String>, NetError> {
         blocking("list network namespaces", nsfs::names).await
     }
+
+    async fn netns_exists(&self, name: &str) -> Result<bool, NetError> {
+        let name = name.to_owned();
+        blocking("look up a network namespace", move || nsfs::exists(&name)).await
+    }
 }
 
 impl Rtnl {
+    /// The connection into the namespace at `file`, opened once and kept
+    /// briefly (see `children`).
+    async fn child(&self, file: &Path) -> Result<Arc<Rtnl>, NetError> {
+        // A caller's path: checked on the blocking pool to be a network
+        // namespace (never a FIFO or a device) before anything enters it.
+        let path = file.to_owned();
+        let id = blocking(netns::OPEN_OP, move || netns::identity(&path)).await?;
+        let key = (id.dev, id.ino);
+        if let Some(c) = self.cached(key) {
+            return Ok(c);
+        }
+        let path = file.to_owned();
+        let rt = self.rt.clone();
+        let child =
+            Arc::new(blocking("enter network namespace", move || Rtnl::on(rt, Some(path))).await?);
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (child.clone(), std::time::Instant::now()));
+        Ok(child)
+    }
+
+    /// The thread kept inside this connection's namespace (`path`),
+    /// started at first use.
+    async fn worker(&self, path: PathBuf) -> Result<Arc<netns::NsWorker>, NetError> {
+        if let Some(w) = self
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(w);
+        }
+        let w = Arc::new(blocking(netns::OPEN_OP, move || netns::NsWorker::start(&path)).await?);
+        Ok(self
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(w)
+            .clone())
+    }
+
+    async fn send_new_link(&self, link: &NewLink) -> Result<(), NetError> {
+        let h = self.conn.handle();
+        let sent = link.clone();
+        self.rt
+            .run(async move { create::add_link(&h, &sent).await })
+            .await
+    }
+
+    /// After a link `new` was created for `asked` in this namespace: the
+    /// rename from its temporary name, and its alias (the kernel ignores
+    /// IFLA_IFALIAS on RTM_NEWLINK), set by name — no lookup in between.
+    async fn finish_link(
+        &self,
+        here: &Rtnl,
+        new: &NewLink,
+        asked: &NewLink,
+    ) -> Result<(), NetError> {
+        if new.name != asked.name {
+            let created = here.link(&new.name).await?;
+            if let Err(e) = here.rename(created.index, &asked.name).await {
+                let _ = here.del_link(created.index).await;
+                return Err(e);
+            }
+        }
+        if asked.alias.is_empty() {
+            return Ok(());
+        }
+        let msg = LinkUnspec::new_with_name(asked.name.as_str())
+            .alias(asked.alias.clone())
+            .build();
+        let (h, what) = (here.conn.handle(), asked.name.to_string());
+        self.rt
+            .run(async move {
+                h.link()
+                    .set(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| parse::error("set alias", iface_what(&what), e))
+            })
+            .await
+    }
+
     async fn set(&self, index: u32, op: &'static str, msg: LinkMessage) -> Result<(), NetError> {
         let h = self.conn.handle();
         self.rt

@@ -140,6 +140,18 @@ pub(super) fn names() -> Result<Vec<String>, NetError> {
     Ok(out)
 }
 
+/// Whether `/run/netns/NAME` is there (what [`names`] would list).
+pub(super) fn exists(name: &str) -> Result<bool, NetError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Ok(false);
+    }
+    match fs::symlink_metadata(Path::new(NETNS_RUN_DIR).join(name)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io("look up a network namespace")(e.to_string())),
+    }
+}
+
 fn write_sysctl(path: &Path, value: &str) -> Result<(), NetError> {
     let mut f = fs::OpenOptions::new()
         .write(true)
