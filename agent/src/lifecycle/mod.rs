@@ -103,7 +103,7 @@ impl Lifecycle {
     /// Whether the named namespace (without this agent's prefix) exists.
     pub async fn netns_exists(&self, name: &str) -> Result<bool, Error> {
         let full = format!("{}{name}", self.netns_prefix);
-        Ok(self.net.netns_names().await?.contains(&full))
+        Ok(self.net.netns_exists(&full).await?)
     }
 
     /// Deletes a named namespace (without this agent's prefix) that a

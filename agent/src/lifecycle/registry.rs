@@ -34,7 +34,7 @@ pub struct Entry {
 }
 
 /// [`NetnsRef`] in a stable on-disk form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Netns {
     Name(String),
@@ -132,6 +132,20 @@ impl Registry {
             r.put(&[&e.network, &e.name], &e).await?;
         }
         self.entries.insert((e.network.clone(), e.name.clone()), e);
+        Ok(())
+    }
+
+    /// Forgets endpoints (network, name) on disk, with one sync for all,
+    /// then here.
+    pub async fn remove_many(&mut self, keys: &[(&str, &str)]) -> Result<(), StoreError> {
+        if let Some(r) = &self.records {
+            let parts: Vec<Vec<&str>> = keys.iter().map(|(n, e)| vec![*n, *e]).collect();
+            r.remove_many(&parts).await?;
+        }
+        for (network, name) in keys {
+            self.entries
+                .remove(&((*network).to_owned(), (*name).to_owned()));
+        }
         Ok(())
     }
 
