@@ -215,9 +215,15 @@ async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
     linkherdctl::certs::issue_agent(pki.path(), "bench", &["127.0.0.1".into()], 1)?;
     linkherdctl::certs::issue_client(pki.path(), "bench", Role::Admin, 1)?;
     let read = |f: &str| std::fs::read(pki.path().join(f));
+    // A state directory as every real agent has: records, the undo
+    // journal and the audit log are written (and fsynced) as they would be.
+    let state = tempfile::tempdir()?;
     let agent = Agent::new(
         Arc::new(Rtnl::in_netns(PathBuf::from("/run/netns").join(&b.host))?),
-        AgentOptions::default(),
+        AgentOptions {
+            state_dir: Some(state.path().to_owned()),
+            ..AgentOptions::default()
+        },
     )
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -247,15 +253,24 @@ async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
         .connect()
         .await
         .context("connect to the bench agent")?;
-    Ok((InProcess(Some(stop)), ch))
+    Ok((
+        InProcess {
+            stop: Some(stop),
+            _state: state,
+        },
+        ch,
+    ))
 }
 
-/// Stops the benchmark's agent when dropped.
-struct InProcess(Option<tokio::sync::oneshot::Sender<()>>);
+/// Stops the benchmark's agent when dropped (and removes its state).
+struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _state: tempfile::TempDir,
+}
 
 impl Drop for InProcess {
     fn drop(&mut self) {
-        if let Some(stop) = self.0.take() {
+        if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
     }
