@@ -377,7 +377,12 @@ pub async fn targeted_reads_and_setup_in_one_call(env: Env) {
     assert!(!env.net.netns_exists(&ns).await.expect("lookup"));
     env.net.create_netns(&ns).await.expect("create netns");
     assert!(env.net.netns_exists(&ns).await.expect("lookup"));
-    assert!(!env.net.netns_exists("../etc").await.expect("a path is no name"));
+    assert!(
+        !env.net
+            .netns_exists("../etc")
+            .await
+            .expect("a path is no name")
+    );
     let file = std::path::PathBuf::from("/run/netns").join(&ns);
     let inside = env.net.netns(&file).await.expect("netns ops");
     let mut index = Vec::new();
@@ -403,26 +408,43 @@ pub async fn targeted_reads_and_setup_in_one_call(env: Env) {
     };
     let e1 = inside.setup_link(index[0], &setup).await.expect("setup e1");
     assert!(e1.admin_up, "{e1:?}");
-    let v4: Vec<_> = e1.addresses.iter().filter(|a| a.addr().is_ipv4()).copied().collect();
+    let v4: Vec<_> = e1
+        .addresses
+        .iter()
+        .filter(|a| a.addr().is_ipv4())
+        .copied()
+        .collect();
     assert_eq!(v4, setup.addresses);
     let e2_setup = LinkSetup {
         addresses: vec![cidr("10.83.0.2/24")],
         up: true,
         routes: Vec::new(),
     };
-    inside.setup_link(index[1], &e2_setup).await.expect("setup e2");
+    inside
+        .setup_link(index[1], &e2_setup)
+        .await
+        .expect("setup e2");
     let e1 = inside.link(&name("e1")).await.expect("e1");
     assert!(!e1.addresses.contains(&cidr("10.83.0.2/24")), "{e1:?}");
     let via1 = inside.routes_via(index[0]).await.expect("routes of e1");
     assert!(via1.contains(&default), "{via1:?}");
-    assert!(via1.iter().any(|r| r.dest == cidr("10.81.0.0/24")), "{via1:?}");
+    assert!(
+        via1.iter().any(|r| r.dest == cidr("10.81.0.0/24")),
+        "{via1:?}"
+    );
     assert!(via1.iter().all(|r| r.index == index[0]), "{via1:?}");
     let via2 = inside.routes_via(index[1]).await.expect("routes of e2");
-    assert!(via2.iter().any(|r| r.dest == cidr("10.83.0.0/24")), "{via2:?}");
+    assert!(
+        via2.iter().any(|r| r.dest == cidr("10.83.0.0/24")),
+        "{via2:?}"
+    );
     assert!(!via2.iter().any(|r| r.dest.prefix_len() == 0), "{via2:?}");
     assert_eq!(inside.routes_via(99_999).await.expect("no such link"), []);
     // A failing step fails the call: the same address again.
-    let again = inside.setup_link(index[1], &e2_setup).await.expect_err("twice");
+    let again = inside
+        .setup_link(index[1], &e2_setup)
+        .await
+        .expect_err("twice");
     assert!(matches!(again, NetError::AlreadyExists { .. }), "{again:?}");
     drop(inside);
     env.net.delete_netns(&ns).await.expect("delete netns");

@@ -799,10 +799,8 @@ impl NetOps for Rtnl {
     }
 
     async fn add_route(&self, route: &Route) -> Result<(), NetError> {
-        let h = self.conn.handle();
         let route = route.clone();
-        self.rt
-            .run(async move { create::add_route(&h, &route).await })
+        self.request(|h| async move { create::add_route(&h, &route).await })
             .await
     }
 
@@ -921,11 +919,19 @@ impl Rtnl {
             .clone())
     }
 
+    /// Runs `f` with the request connection's handle on the netlink
+    /// threads.
+    async fn request<T, F>(&self, f: impl FnOnce(rtnetlink::Handle) -> F) -> Result<T, NetError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, NetError>> + Send + 'static,
+    {
+        self.rt.run(f(self.conn.handle())).await
+    }
+
     async fn send_new_link(&self, link: &NewLink) -> Result<(), NetError> {
-        let h = self.conn.handle();
         let sent = link.clone();
-        self.rt
-            .run(async move { create::add_link(&h, &sent).await })
+        self.request(|h| async move { create::add_link(&h, &sent).await })
             .await
     }
 
@@ -951,28 +957,29 @@ impl Rtnl {
         let msg = LinkUnspec::new_with_name(asked.name.as_str())
             .alias(asked.alias.clone())
             .build();
-        let (h, what) = (here.conn.handle(), asked.name.to_string());
-        self.rt
-            .run(async move {
-                h.link()
-                    .set(msg)
-                    .execute()
-                    .await
-                    .map_err(|e| parse::error("set alias", iface_what(&what), e))
-            })
+        here.set_link(asked.name.to_string(), "set alias", msg)
             .await
     }
 
     async fn set(&self, index: u32, op: &'static str, msg: LinkMessage) -> Result<(), NetError> {
-        let h = self.conn.handle();
-        self.rt
-            .run(async move {
-                h.link()
-                    .set(msg)
-                    .execute()
-                    .await
-                    .map_err(|e| parse::error(op, index_what(index), e))
-            })
+        self.set_link(format!("interface index {index}"), op, msg)
             .await
+    }
+
+    /// An RTM_SETLINK; `what` names the link in an error.
+    async fn set_link(
+        &self,
+        what: String,
+        op: &'static str,
+        msg: LinkMessage,
+    ) -> Result<(), NetError> {
+        self.request(|h| async move {
+            h.link()
+                .set(msg)
+                .execute()
+                .await
+                .map_err(|e| parse::error(op, || what, e))
+        })
+        .await
     }
 }
