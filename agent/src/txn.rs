@@ -568,17 +568,23 @@ impl Transactions {
                 tracing::warn!(error = %e, reverted, "address check failed; rolled back");
                 return Err(e);
             }
-            match self.step(&changes[i..], j).await {
+            match self.step(&changes[i..], i, j).await {
                 Ok(done) => {
-                    self.faults.hit(Point::Made { index: i });
+                    self.faults.hit(Point::Made {
+                        index: i + done - 1,
+                    });
                     i += done;
                 }
                 Err(e) => {
                     let reverted = self.abandon(j).await;
                     tracing::warn!(step = c.object, error = %e, reverted, "apply failed; rolled back");
-                    return Err(Error::Step {
-                        step: format!("{} {}", c.kind, c.object),
-                        source: Box::new(e),
+                    // A group names its own failed member.
+                    return Err(match e {
+                        e @ Error::Step { .. } => e,
+                        e => Error::Step {
+                            step: format!("{} {}", c.kind, c.object),
+                            source: Box::new(e),
+                        },
                     });
                 }
             }
@@ -740,10 +746,30 @@ impl Transactions {
     /// Carries out the first of `ops` — with the removals of the same
     /// network's endpoints that follow it, as one — each part journaled
     /// before it is made; returns how many of `ops` it did.
-    async fn step(&self, ops: &[Change], j: &mut Journal) -> Result<usize, Error> {
+    async fn step(&self, ops: &[Change], at: usize, j: &mut Journal) -> Result<usize, Error> {
         let Some(first) = ops.first() else {
             return Ok(0);
         };
+        if let Op::CreateEndpoint(_) = &first.op {
+            // New endpoints in a row go together: one durable journal
+            // write for them all.
+            let specs: Vec<&EndpointSpec> = ops
+                .iter()
+                .map_while(|c| match &c.op {
+                    Op::CreateEndpoint(spec) => Some(spec),
+                    _ => None,
+                })
+                .take(CREATE_GROUP)
+                .collect();
+            return match self.add_endpoints(&specs, at, j).await {
+                Ok(()) => Ok(specs.len()),
+                Err((k, e)) if k > 0 => Err(Error::Step {
+                    step: format!("{} {}", ops[k].kind, ops[k].object),
+                    source: Box::new(e),
+                }),
+                Err((_, e)) => Err(e),
+            };
+        }
         match &first.op {
             Op::CreateVlan(spec) => self.add_vlan(spec, j).await?,
             Op::DeleteVlan { name } => self.remove_vlan(name, j).await?,
@@ -768,9 +794,11 @@ impl Transactions {
             Op::ReplaceEndpoint(spec) => {
                 self.remove_endpoints(spec.network.as_str(), &[spec.name.as_str()], j)
                     .await?;
-                self.add_endpoint(spec, j).await?;
+                self.add_endpoints(&[spec], at, j).await.map_err(|e| e.1)?;
             }
-            Op::CreateEndpoint(spec) => self.add_endpoint(spec, j).await?,
+            Op::CreateEndpoint(spec) => {
+                self.add_endpoints(&[spec], at, j).await.map_err(|e| e.1)?
+            }
             Op::DeleteHostAccess { network } => self.remove_host_access(network, j).await?,
             Op::ReplaceHostAccess(spec) => {
                 self.remove_host_access(spec.network.as_str(), j).await?;
@@ -809,21 +837,80 @@ impl Transactions {
         self.journaled_create(j, undo, create).await
     }
 
-    /// Creates an endpoint, write-ahead: its undo is on disk before the
-    /// kernel is touched, so an agent killed half way through the create
-    /// still removes what it made when it restarts.
-    async fn add_endpoint(&self, spec: &EndpointSpec, j: &mut Journal) -> Result<(), Error> {
-        let netns = match (&spec.netns, spec.create_netns) {
-            (NetnsRef::Named(n), true) if !self.lifecycle.netns_exists(n).await? => Some(n.clone()),
-            _ => None,
+    /// Creates endpoints, write-ahead: the undo of them all is on disk, in
+    /// one batch, before the kernel is touched for the first, so an agent
+    /// killed half way through still removes what it made when it restarts
+    /// (an undo of one not made yet finds nothing to remove). Afterwards
+    /// the batch keeps only those this apply made: one found there already
+    /// is not this transaction's to remove. `at`: the first one's index in
+    /// the plan (for the crash-test hooks). A failure says which of
+    /// `specs` failed.
+    async fn add_endpoints(
+        &self,
+        specs: &[&EndpointSpec],
+        at: usize,
+        j: &mut Journal,
+    ) -> Result<(), (usize, Error)> {
+        let undo = self.endpoint_undo(specs).await.map_err(|e| (0, e))?;
+        self.write_batch(j, undo).await.map_err(|e| (0, e))?;
+        let mut made = vec![false; specs.len()];
+        let mut failed = None;
+        for (k, spec) in specs.iter().enumerate() {
+            match self.lifecycle.create_endpoint(spec).await {
+                Ok((_, outcome)) => made[k] = outcome == Outcome::Created,
+                Err(e) => {
+                    failed = Some((k, e));
+                    break;
+                }
+            }
+            if k + 1 < specs.len() {
+                self.faults.hit(Point::Made { index: at + k });
+            }
+        }
+        self.keep_made(j, &made).await.map_err(|e| (0, e))?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// How to undo each of `specs`: delete it, and the namespace it is to
+    /// be made in when this apply is to create that.
+    async fn endpoint_undo(&self, specs: &[&EndpointSpec]) -> Result<Vec<JournalStep>, Error> {
+        let mut undo = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let netns = match (&spec.netns, spec.create_netns) {
+                (NetnsRef::Named(n), true) if !self.lifecycle.netns_exists(n).await? => {
+                    Some(n.clone())
+                }
+                _ => None,
+            };
+            undo.push(JournalStep::DeleteEndpoint {
+                network: spec.network.clone(),
+                name: spec.name.clone(),
+                netns,
+            });
+        }
+        Ok(undo)
+    }
+
+    /// Rewrites the newest batch with only the steps whose `made` is true
+    /// (nothing to write when that is all of them; removed when none).
+    async fn keep_made(&self, j: &mut Journal, made: &[bool]) -> Result<(), Error> {
+        if made.iter().all(|m| *m) {
+            return Ok(());
+        }
+        if !made.iter().any(|m| *m) {
+            return self.retract(j, true).await;
+        }
+        let Some(batch) = j.batches.last_mut() else {
+            return Ok(());
         };
-        let undo = JournalStep::DeleteEndpoint {
-            network: spec.network.clone(),
-            name: spec.name.clone(),
-            netns,
-        };
-        let create = async { Ok(self.lifecycle.create_endpoint(spec).await?.1) };
-        self.journaled_create(j, undo, create).await
+        let mut keep = made.iter();
+        batch
+            .steps
+            .retain(|_| keep.next().copied().unwrap_or(false));
+        if let Some(r) = &self.journal {
+            r.put(&[&batch.txn, &batch.key()], batch).await?;
+        }
+        Ok(())
     }
 
     async fn add_host_access(&self, spec: &HostAccessSpec, j: &mut Journal) -> Result<(), Error> {
@@ -904,6 +991,10 @@ impl Transactions {
         Ok(())
     }
 }
+
+/// At most this many new endpoints share one journal batch (and its one
+/// durable write): a batch file stays small.
+const CREATE_GROUP: usize = 256;
 
 /// Everything linkherd owns on this host, as the kernel has it, in a stable
 /// order (so equal states encode to equal bytes).

@@ -278,6 +278,45 @@ async fn a_restarted_agent_rolls_back_the_journaled_transaction() {
     assert!(audit.contains("txn-recover"), "{audit}");
 }
 
+/// New endpoints of one apply share one journal batch — one durable write
+/// before the first is made — and a restart still undoes every one.
+#[tokio::test]
+async fn new_endpoints_share_one_journal_batch() {
+    let dir = tempfile::tempdir().expect("state");
+    let (fake, pki, agent, mut host) = setup(Some(dir.path())).await;
+    let names = ["b1", "b2", "b3"];
+    let eps = (0..3)
+        .map(|i| ep(names[i], &format!("10.0.100.{}/24", 10 + i)))
+        .collect();
+    host.apply(apply(eps, 0, 600)).await.expect("apply");
+    let files = journal_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let batch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).expect("read")).expect("json");
+    let steps: Vec<(&str, &str)> = batch["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["undo"].as_str().unwrap_or(""),
+                s["name"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(steps, names.map(|n| ("delete_endpoint", n)), "{batch}");
+    for n in names {
+        assert!(addresses(&fake, n).await.is_some(), "{n} not made");
+    }
+    drop(host);
+    drop(agent);
+    let _agent2 = start_agent(fake.clone(), &pki, Some(dir.path())).await;
+    for n in names {
+        assert!(addresses(&fake, n).await.is_none(), "{n} not rolled back");
+    }
+    assert_eq!(journal_files(dir.path()), Vec::<std::path::PathBuf>::new());
+}
+
 /// Removing some of a network's endpoints (one by one) and all of them (one
 /// group request) are both undone by a rollback, addresses and all.
 #[tokio::test]
