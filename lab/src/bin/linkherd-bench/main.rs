@@ -1,7 +1,12 @@
 //! `linkherd-bench`: creating and deleting many macvlan endpoints through
-//! the linkherd API (gRPC over mTLS to an agent), against `ip -batch` doing
-//! the same kernel work, in the same run, on the same machine. Root only;
+//! the linkherd API (gRPC over mTLS to an agent), against `ip -batch` and
+//! the CNI macvlan plugin doing the same kernel work, in the same run, on
+//! the same machine; then Watch latency and the agent's memory. Root only;
 //! everything happens in namespaces the benchmark creates and removes.
+
+mod footprint;
+mod report;
+mod watch;
 
 use std::{
     fmt::Write as _,
@@ -21,6 +26,7 @@ use linkherd_agent::{
 };
 use linkherd_lab::sh::{ip, ip_in};
 use linkherd_proto::{model::Role, pb};
+use report::Report;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Endpoint create/delete throughput: linkherd vs ip -batch.
@@ -32,6 +38,9 @@ struct Args {
     /// Requests in flight at once against the agent.
     #[arg(long, default_value_t = 8)]
     parallel: usize,
+    /// Print the results as JSON (for scripts) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Namespaces of this run, removed on drop.
@@ -68,7 +77,7 @@ fn ip_batch(ns: Option<&str>, lines: &str) -> anyhow::Result<Duration> {
 
 /// Endpoint `e<i>` of network `bench` on `up0`, in namespace `target`, with
 /// its own address.
-fn endpoint(i: usize, target: &str) -> pb::MacvlanEndpoint {
+pub(crate) fn endpoint(i: usize, target: &str) -> pb::MacvlanEndpoint {
     pb::MacvlanEndpoint {
         network: "bench".into(),
         name: format!("e{i}"),
@@ -90,38 +99,6 @@ fn address(i: usize) -> String {
     format!("10.{}.{}.{}/8", 100 + i / 65536, (i / 256) % 256, i % 256)
 }
 
-/// The benchmark's table, one row per measured operation.
-struct Report {
-    n: usize,
-    text: String,
-}
-
-impl Report {
-    fn new(n: usize) -> Self {
-        let text = format!(
-            "{:<52} {:>6} {:>13} {:>16} {:>11}\n",
-            "operation", "count", "total", "per endpoint", "rate"
-        );
-        Self { n, text }
-    }
-
-    fn row(&mut self, what: &str, took: Duration) {
-        let n = self.n;
-        let _ = writeln!(
-            self.text,
-            "{what:<52} {n:>6} {:>10.1} ms {:>10.2} ms/each {:>9.0}/s",
-            took.as_secs_f64() * 1e3,
-            took.as_secs_f64() * 1e3 / n as f64,
-            n as f64 / took.as_secs_f64()
-        );
-    }
-
-    fn note(&mut self, line: &str) {
-        self.text.push_str(line);
-        self.text.push('\n');
-    }
-}
-
 /// Macvlans in namespace `ns`.
 fn macvlans(ns: &str) -> anyhow::Result<usize> {
     Ok(ip_in(ns, &["-o", "link", "show", "type", "macvlan"])?
@@ -134,7 +111,7 @@ fn macvlans(ns: &str) -> anyhow::Result<usize> {
 /// there; then deleted one by one.
 fn ip_batch_rows(b: &Bench, report: &mut Report) -> anyhow::Result<()> {
     let (mut add, mut conf, mut del) = (String::new(), String::new(), String::new());
-    for i in 0..report.n {
+    for i in 0..report.count {
         writeln!(
             add,
             "link add b{i} link up0 netns {} type macvlan mode bridge",
@@ -199,7 +176,7 @@ fn cni_rows(b: &Bench, report: &mut Report) -> anyhow::Result<()> {
         ("DEL", "CNI macvlan plugin: DEL (via ip netns exec)"),
     ] {
         let started = Instant::now();
-        for i in 0..report.n {
+        for i in 0..report.count {
             run_cni(cni, b, cmd, i)?;
         }
         report.row(what, started.elapsed());
@@ -284,7 +261,7 @@ async fn api_rows(
     parallel: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let n = report.n;
+    let n = report.count;
     let client = pb::macvlan_service_client::MacvlanServiceClient::new(ch.clone());
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
@@ -331,7 +308,7 @@ async fn api_rows(
 /// `linkherdctl apply` asks of each host (Apply, then Confirm): without and
 /// with the address check; then the transaction that removes them.
 async fn txn_rows(ch: &Channel, b: &Bench, report: &mut Report) -> anyhow::Result<()> {
-    let n = report.n;
+    let n = report.count;
     let mut host = pb::host_service_client::HostServiceClient::new(ch.clone());
     for check_ms in [0_u32, 100] {
         let create = pb::DesiredState {
@@ -400,6 +377,24 @@ async fn main() -> anyhow::Result<()> {
     let (_agent, ch) = start_agent(&b).await?;
     api_rows(&ch, &b, args.parallel, &mut report).await?;
     txn_rows(&ch, &b, &mut report).await?;
-    print!("{}", report.text);
+    let parent = parent_index(&b.host)?;
+    let host_ns = PathBuf::from("/run/netns").join(&b.host);
+    report.watch = Some(watch::latency(&ch, &host_ns, parent, args.count).await?);
+    report.memory = Some(footprint::memory(&b.host, &b.target, args.count).await?);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
     Ok(())
+}
+
+/// The index of the benchmark's parent `up0` in namespace `ns`.
+fn parent_index(ns: &str) -> anyhow::Result<u32> {
+    let out = ip_in(ns, &["-j", "link", "show", "up0"])?;
+    let links: serde_json::Value = serde_json::from_str(&out)?;
+    links[0]["ifindex"]
+        .as_u64()
+        .and_then(|i| u32::try_from(i).ok())
+        .context("ip -j link show up0: no ifindex")
 }
