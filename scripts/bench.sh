@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Endpoint create/delete throughput: linkherd's API against ip -batch and the
-# CNI reference macvlan plugin, in the same run. Release build. Needs root.
+# Endpoint create/delete throughput (linkherd's API and transactions against
+# ip -batch and the CNI reference macvlan plugin, in the same run), Watch
+# latency and the agent's memory. Release build. Needs root. --json for scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 command -v /usr/lib/cni/macvlan >/dev/null 2>&1 || \
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containernetworking-plugins
-cargo build --release --locked --quiet -p linkherd-lab --bin linkherd-bench
+# The memory figure is of the agent binary, run as its own process.
+cargo build --release --locked --quiet -p linkherd-lab --bin linkherd-bench \
+  -p linkherd-agent --bin linkherd-agent
 exec target/release/linkherd-bench "$@"
