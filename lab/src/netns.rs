@@ -124,6 +124,7 @@ pub(super) async fn up(dir: &Path, hosts: &[HostSpec]) -> Result<LabState, LabEr
 }
 
 async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
+    neighbour_room()?;
     issue_pki(state)?;
     let gw = format!("{}/24", state.mgmt_subnet.replace(".0/24", ".1"));
     ip(&["link", "add", &state.mgmt_bridge, "type", "bridge"])?;
@@ -172,6 +173,42 @@ async fn build(state: &mut LabState, agent_bin: &Path) -> Result<(), LabError> {
         wait_ready(state, h, READY_TIMEOUT).await?;
     }
     write_ctl_config(state)
+}
+
+/// Neighbour-table sizes a lab of many hosts needs (threshold 1, 2, 3).
+const NEIGHBOUR_ROOM: [u64; 3] = [4096, 65_536, 131_072];
+
+/// Makes room in the kernel's neighbour tables. A lab's hosts share this
+/// one kernel, and with it one ARP table and one NDP table for every
+/// namespace (`gc_thresh3` is 1024 by default): 20 hosts with 2 endpoints
+/// each, every endpoint resolving every other, already fill it, and then
+/// the kernel answers no ARP request that would add an entry — probes fail
+/// for the lab, not for linkherd. Real hosts each have their own table.
+/// Only raised, never lowered (another lab may be up), and not restored: a
+/// larger limit costs memory only for entries that exist.
+fn neighbour_room() -> Result<(), LabError> {
+    for family in ["ipv4", "ipv6"] {
+        // Largest first, so that 1 <= 2 <= 3 holds at every step.
+        for (i, want) in NEIGHBOUR_ROOM.iter().enumerate().rev() {
+            let path = PathBuf::from(format!(
+                "/proc/sys/net/{family}/neigh/default/gc_thresh{}",
+                i + 1
+            ));
+            let now: u64 = fs::read_to_string(&path)
+                .map_err(|e| LabError::Io(path.clone(), e))?
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            if now < *want {
+                fs::write(&path, want.to_string()).map_err(|e| LabError::Io(path.clone(), e))?;
+                eprintln!(
+                    "lab: raised {} from {now} to {want}: the lab's hosts share this kernel's neighbour table",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Starts host `h`'s agent in its namespace; returns its pid.

@@ -3,20 +3,33 @@
 //! `??` where a probe could not be run (inconclusive), `-` for itself and
 //! `.` where nothing was asked; then the address checks and every failure.
 
+use std::collections::HashMap;
+
 use crate::{
     fleet::verify::{Check, Member, ProbeOutcome},
     output,
 };
 
 pub fn render(members: &[Member], outcomes: &[ProbeOutcome]) -> String {
+    let labels: Vec<String> = members.iter().map(Member::label).collect();
+    // Each cell's probes looked up, not searched for: 200 endpoints make
+    // 40,000 cells over thousands of probes.
+    let mut by_pair: HashMap<(&str, &str), Vec<&ProbeOutcome>> = HashMap::new();
+    for o in outcomes.iter().filter(|o| o.check != Check::Address) {
+        by_pair
+            .entry((o.from.as_str(), o.to.as_str()))
+            .or_default()
+            .push(o);
+    }
     let mut t = output::table();
     let mut header = vec!["network".to_owned(), "from \\ to".to_owned()];
-    header.extend(members.iter().map(Member::label));
+    header.extend(labels.iter().cloned());
     t.set_header(header);
-    for a in members {
-        let mut row = vec![a.network.clone(), a.label()];
-        for b in members {
-            row.push(cell(a, b, outcomes));
+    for (a, from) in members.iter().zip(&labels) {
+        let mut row = vec![a.network.clone(), from.clone()];
+        for to in &labels {
+            let mine = by_pair.get(&(from.as_str(), to.as_str()));
+            row.push(cell(from == to, mine.map_or(&[][..], Vec::as_slice)));
         }
         t.add_row(row);
     }
@@ -74,14 +87,12 @@ fn sampled(members: &[Member], outcomes: &[ProbeOutcome]) -> Option<String> {
     })
 }
 
-fn cell(a: &Member, b: &Member, outcomes: &[ProbeOutcome]) -> String {
-    if a == b {
+/// One cell: `itself`, or the probes from its row's member to its
+/// column's.
+fn cell(itself: bool, mine: &[&ProbeOutcome]) -> String {
+    if itself {
         return "-".into();
     }
-    let mine: Vec<&ProbeOutcome> = outcomes
-        .iter()
-        .filter(|o| o.check != Check::Address && o.from == a.label() && o.to == b.label())
-        .collect();
     match mine.first().map(|o| o.check) {
         None => ".".into(),
         Some(Check::Isolation) if mine.iter().all(|o| o.ok()) => "isolated".into(),
