@@ -4,7 +4,6 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -13,7 +12,7 @@ use linkherd_lab::{bins, soak::Footprint};
 use linkherd_proto::pb;
 use linkherdctl::client::Target;
 
-use super::{endpoint, report::Memory};
+use super::{create_endpoints, report::Memory};
 
 /// A `linkherd-agent` process of this run, stopped (SIGTERM, by its pid)
 /// and waited for when dropped.
@@ -43,7 +42,7 @@ pub async fn memory(host_ns: &str, target: &str, n: usize) -> anyhow::Result<Mem
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = Footprint::of(agent.0.id())?.rss_kib;
     let client = pb::macvlan_service_client::MacvlanServiceClient::new(ch);
-    create(&client, target, n).await?;
+    create_endpoints(&client, target, n, 8).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with = Footprint::of(agent.0.id())?.rss_kib;
     let removed = client
@@ -97,29 +96,4 @@ async fn connect(socket: &Path) -> anyhow::Result<tonic::transport::Channel> {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-}
-
-async fn create(
-    client: &pb::macvlan_service_client::MacvlanServiceClient<tonic::transport::Channel>,
-    target: &str,
-    n: usize,
-) -> anyhow::Result<()> {
-    let sem = Arc::new(tokio::sync::Semaphore::new(8));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let (mut c, sem, target) = (client.clone(), sem.clone(), target.to_owned());
-        tasks.spawn(async move {
-            let _permit = sem.acquire_owned().await?;
-            c.create(pb::CreateMacvlanRequest {
-                endpoint: Some(endpoint(i, &target)),
-                create_netns: false,
-            })
-            .await?;
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    Ok(())
 }

@@ -253,21 +253,18 @@ impl Drop for InProcess {
     }
 }
 
-/// Endpoints one request each, `parallel` in flight; then the network
-/// deleted in one request (a link group per namespace).
-async fn api_rows(
-    ch: &Channel,
-    b: &Bench,
+/// Endpoints `0..n` of network `bench` in namespace `target` through
+/// `client`, one request each, `parallel` in flight.
+pub(crate) async fn create_endpoints(
+    client: &pb::macvlan_service_client::MacvlanServiceClient<Channel>,
+    target: &str,
+    n: usize,
     parallel: usize,
-    report: &mut Report,
 ) -> anyhow::Result<()> {
-    let n = report.count;
-    let client = pb::macvlan_service_client::MacvlanServiceClient::new(ch.clone());
-    let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
-        let (mut c, sem, target) = (client.clone(), sem.clone(), b.target.clone());
+        let (mut c, sem, target) = (client.clone(), sem.clone(), target.to_owned());
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await?;
             c.create(pb::CreateMacvlanRequest {
@@ -281,6 +278,21 @@ async fn api_rows(
     while let Some(r) = tasks.join_next().await {
         r??;
     }
+    Ok(())
+}
+
+/// Endpoints one request each, `parallel` in flight; then the network
+/// deleted in one request (a link group per namespace).
+async fn api_rows(
+    ch: &Channel,
+    b: &Bench,
+    parallel: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let n = report.count;
+    let client = pb::macvlan_service_client::MacvlanServiceClient::new(ch.clone());
+    let started = Instant::now();
+    create_endpoints(&client, &b.target, n, parallel).await?;
     report.row(
         "linkherd API: create endpoint (addr, up, MAC)",
         started.elapsed(),
