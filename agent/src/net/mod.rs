@@ -10,6 +10,7 @@
 
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod neigh;
 pub mod netns;
 pub mod probe;
 pub mod rtnl;

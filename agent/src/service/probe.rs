@@ -24,7 +24,7 @@ use crate::{
     context::Context,
     error::Error,
     net::{
-        NetError, NetOps,
+        NetError, NetOps, neigh,
         netns::{self, NsId, is_not_netns, not_a_netns},
         probe::{
             arp::{self, ArpSpec},
@@ -184,7 +184,7 @@ fn reply_pb(ev: PingEvent) -> pb::PingResponse {
     }
 }
 
-fn summary_pb(s: &PingSummary) -> pb::PingResponse {
+fn summary_pb(s: &PingSummary, note: Option<String>) -> pb::PingResponse {
     pb::PingResponse {
         event: Some(pb::ping_response::Event::Summary(pb::PingSummary {
             sent: s.sent,
@@ -194,6 +194,7 @@ fn summary_pb(s: &PingSummary) -> pb::PingResponse {
             avg_us: us(s.avg),
             max_us: us(s.max),
             mdev_us: us(s.mdev),
+            note: note.unwrap_or_default(),
         })),
     }
 }
@@ -214,6 +215,7 @@ async fn run_ping(
         ..
     } = probe;
     let (ev_tx, mut ev_rx) = mpsc::channel(16);
+    let before = neigh::table_fulls_now().await;
     let run = tokio::spawn(icmp::ping(spec, ev_tx, ticket));
     let mut client_gone = false;
     while let Some(ev) = ev_rx.recv().await {
@@ -226,7 +228,10 @@ async fn run_ping(
     drop(ev_rx);
     let (last, result) = match run.await {
         Ok(Ok(s)) => (
-            Ok(summary_pb(&s)),
+            Ok(summary_pb(
+                &s,
+                neigh::note(before, neigh::table_fulls_now().await),
+            )),
             format!("sent {}, received {}", s.sent, s.received),
         ),
         Ok(Err(e)) => {
@@ -405,6 +410,7 @@ impl ProbeSvc {
             IpAddr::V4(v4) => Some(v4),
             IpAddr::V6(_) => None,
         });
+        let before = neigh::table_fulls_now().await;
         let responders = arp::who_has(
             ArpSpec {
                 netns: source.file.clone(),
@@ -423,6 +429,7 @@ impl ProbeSvc {
         .await
         .map_err(Error::from)?;
         Ok(pb::ArpResponse {
+            note: neigh::note(before, neigh::table_fulls_now().await).unwrap_or_default(),
             duplicate: responders.len() > 1,
             verdict: arp::verdict(p.target, &responders, p.free_check),
             responders: responders

@@ -157,7 +157,14 @@ mod tests {
         let o = vec![
             outcome(&m[0], &m[0], ProbeResult::Free),
             outcome(&m[0], &m[1], reached),
-            outcome(&m[1], &m[0], ProbeResult::NoArpAnswer { timeout_ms: 500 }),
+            outcome(
+                &m[1],
+                &m[0],
+                ProbeResult::NoArpAnswer {
+                    timeout_ms: 500,
+                    note: String::new(),
+                },
+            ),
             outcome(&m[0], &m[2], ProbeResult::Isolated),
             outcome(
                 &m[2],

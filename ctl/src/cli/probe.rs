@@ -99,6 +99,9 @@ struct PingReport {
     avg_ms: f64,
     max_ms: f64,
     mdev_ms: f64,
+    /// Why replies may be missing, when the agent knows.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    note: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +109,8 @@ struct ArpReport {
     responders: Vec<Responder>,
     duplicate: bool,
     verdict: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    note: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -228,14 +233,20 @@ impl From<&pb::PingSummary> for PingReport {
             avg_ms: ms(s.avg_us),
             max_ms: ms(s.max_us),
             mdev_ms: ms(s.mdev_us),
+            note: s.note.clone(),
         }
     }
 }
 
 impl PingReport {
     fn text(&self, to: &str) -> String {
+        let note = if self.note.is_empty() {
+            String::new()
+        } else {
+            format!("\nnote: {}", self.note)
+        };
         format!(
-            "--- {to} ping statistics ---\n{} packets transmitted, {} received, {:.0}% packet loss\nrtt min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms",
+            "--- {to} ping statistics ---\n{} packets transmitted, {} received, {:.0}% packet loss\nrtt min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms{note}",
             self.sent,
             self.received,
             self.loss_percent,
@@ -263,6 +274,7 @@ async fn arp(ctx: &Ctx, mut client: Client, req: pb::ArpRequest) -> Result<Exit,
             .collect(),
         duplicate: r.duplicate,
         verdict: r.verdict.clone(),
+        note: r.note.clone(),
     };
     output::print(ctx.format, &report, |r| {
         let mut s: Vec<String> = r
@@ -271,6 +283,9 @@ async fn arp(ctx: &Ctx, mut client: Client, req: pb::ArpRequest) -> Result<Exit,
             .map(|x| format!("answer from {} in {:.3} ms", x.mac, x.rtt_ms))
             .collect();
         s.push(r.verdict.clone());
+        if !r.note.is_empty() {
+            s.push(format!("note: {}", r.note));
+        }
         s.join("\n")
     })?;
     Ok(match (r.responders.len(), free) {

@@ -38,8 +38,9 @@ pub enum ProbeResult {
     Isolated,
     /// Isolation: it answered, from `its_network`.
     Leak { its_network: String },
-    /// Reach: no ARP answer within the timeout.
-    NoArpAnswer { timeout_ms: u32 },
+    /// Reach: no ARP answer within the timeout; `note`: why, when the
+    /// prober's agent knows (empty otherwise).
+    NoArpAnswer { timeout_ms: u32, note: String },
     /// Reach: others than (or besides) the target answered ARP.
     WrongResponders {
         macs: Vec<String>,
@@ -52,8 +53,8 @@ pub enum ProbeResult {
         sent: u32,
         avg_us: u32,
     },
-    /// Reach: ARP answered, ICMP did not.
-    NoEcho { sent: u32 },
+    /// Reach: ARP answered, ICMP did not; `note` as for `NoArpAnswer`.
+    NoEcho { sent: u32, note: String },
     /// The probe could not be run.
     Error(ProbeError),
 }
@@ -155,8 +156,9 @@ impl fmt::Display for Detail<'_> {
                 "{} ({its_network}) answered ARP for {} from {} of network {}: the networks share a link",
                 o.to, o.address, o.from, o.network
             ),
-            ProbeResult::NoArpAnswer { timeout_ms } => {
-                write!(f, "no ARP answer for {} within {timeout_ms} ms", o.address)
+            ProbeResult::NoArpAnswer { timeout_ms, note } => {
+                write!(f, "no ARP answer for {} within {timeout_ms} ms", o.address)?;
+                with_note(f, note)
             }
             ProbeResult::WrongResponders {
                 macs,
@@ -177,11 +179,21 @@ impl fmt::Display for Detail<'_> {
             ProbeResult::Reached { received, sent, .. } => {
                 write!(f, "{received}/{sent} echo replies")
             }
-            ProbeResult::NoEcho { sent } => {
-                write!(f, "ARP answered but no ICMP echo reply ({sent} sent)")
+            ProbeResult::NoEcho { sent, note } => {
+                write!(f, "ARP answered but no ICMP echo reply ({sent} sent)")?;
+                with_note(f, note)
             }
             ProbeResult::Error(e) => write!(f, "probe failed: {e}"),
         }
+    }
+}
+
+/// `; NOTE` after a result's words, when there is a note.
+fn with_note(f: &mut std::fmt::Formatter<'_>, note: &str) -> std::fmt::Result {
+    if note.is_empty() {
+        Ok(())
+    } else {
+        write!(f, "; {note}")
     }
 }
 
@@ -319,7 +331,10 @@ async fn run_one(
             its_network: to.network.clone(),
         },
         Check::Isolation => ProbeResult::Isolated,
-        Check::Reach if macs.is_empty() => ProbeResult::NoArpAnswer { timeout_ms },
+        Check::Reach if macs.is_empty() => ProbeResult::NoArpAnswer {
+            timeout_ms,
+            note: arp.note,
+        },
         Check::Reach if !by_target || macs.len() > 1 => ProbeResult::WrongResponders {
             macs,
             expected: to.mac.clone(),
@@ -361,7 +376,10 @@ async fn ping(
             avg_us: s.avg_us,
         }
     } else {
-        ProbeResult::NoEcho { sent: s.sent }
+        ProbeResult::NoEcho {
+            sent: s.sent,
+            note: s.note,
+        }
     })
 }
 
@@ -379,9 +397,39 @@ mod tests {
         (r, retried, n.load(Ordering::SeqCst))
     }
 
+    #[test]
+    fn an_agents_note_follows_the_failure_it_explains() {
+        let outcome = |result| ProbeOutcome {
+            check: Check::Reach,
+            network: "n".into(),
+            from: "a1@no1".into(),
+            to: "a2@no2".into(),
+            address: "10.0.0.2".parse().expect("ip"),
+            result,
+            retried: true,
+        };
+        let full = "the kernel's neighbour table was full while probing (4 new entries refused)";
+        let o = outcome(ProbeResult::NoEcho {
+            sent: 3,
+            note: full.into(),
+        });
+        assert_eq!(
+            o.detail(),
+            format!("ARP answered but no ICMP echo reply (3 sent); {full}")
+        );
+        let o = outcome(ProbeResult::NoArpAnswer {
+            timeout_ms: 500,
+            note: String::new(),
+        });
+        assert_eq!(o.detail(), "no ARP answer for 10.0.0.2 within 500 ms");
+    }
+
     #[tokio::test]
     async fn silence_is_tried_twice_a_wrong_answer_once() {
-        let silent = ProbeResult::NoArpAnswer { timeout_ms: 100 };
+        let silent = ProbeResult::NoArpAnswer {
+            timeout_ms: 100,
+            note: String::new(),
+        };
         let reached = ProbeResult::Reached {
             received: 3,
             sent: 3,
