@@ -220,6 +220,12 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
     let out = ctl(&state, &["-o", "json", "apply", "-y", "-f", &spec]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(v["outcome"], "no-changes");
+    // Only the plan ran, and the report says how long it took.
+    let t = &v["timing"];
+    assert!(t["plan_ms"].is_u64(), "{t}");
+    for phase in ["apply_ms", "verify_ms", "confirm_ms", "rollback_ms"] {
+        assert!(t[phase].is_null(), "{phase}: {t}");
+    }
 
     // verify: the same proof, on demand, changing nothing.
     let out = ctl(&state, &["verify", "-f", &spec]);
@@ -262,8 +268,13 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
     // Nothing left to prove: verify names what is missing.
     let out = ctl(&state, &["verify", "-f", &spec]);
     assert_eq!(out.status.code(), Some(1));
+    // Timing aside (its figures vary), stderr is exactly this.
+    let stderr = text(&out.stderr);
+    let (timing, said): (Vec<&str>, Vec<&str>) =
+        stderr.lines().partition(|l| l.starts_with("Timing: plan "));
+    assert_eq!(timing.len(), 1, "{stderr}");
     assert_eq!(
-        text(&out.stderr),
+        said.iter().map(|l| format!("{l}\n")).collect::<String>(),
         "warning: the fleet differs from the spec (`linkherdctl status -f` says how); verifying \
          what is there\nerror: verification failed: endpoint(s) missing on their host: \
          node_1@no1, node_2@no1\n"

@@ -79,6 +79,16 @@ async fn twenty_hosts_verified_by_the_full_mesh_with_no_failed_probe() {
         verdict.starts_with("verify: ok: 1600 probe(s), 0 failed"),
         "{verdict}"
     );
+    // Where the time went: the four phases of a confirmed apply, in order.
+    let timing = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Timing: "))
+        .unwrap_or_default();
+    let phases: Vec<&str> = timing
+        .split(", ")
+        .filter_map(|p| p.split_whitespace().next())
+        .collect();
+    assert_eq!(phases, ["plan", "apply", "verify", "confirm"], "{timing}");
     // Each endpoint is in its namespace, addressed as the spec says.
     for (i, h) in state.hosts.iter().enumerate() {
         let ns = format!("{}-e{i}x2", h.netns);

@@ -15,7 +15,8 @@ use super::{
     report::{self, RunOutcome},
 };
 use crate::fleet::{
-    self, ApplyOptions, FleetPlan, Goal, Interrupt, RolloutOutcome, destroy, verify::Verification,
+    self, ApplyOptions, FleetPlan, Goal, Interrupt, Phases, RolloutOutcome, destroy, phases::timed,
+    verify::Verification,
 };
 
 /// Options `apply` and `destroy` share.
@@ -59,29 +60,44 @@ pub struct ApplyArgs {
 
 /// `apply -f`.
 pub async fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<Exit, CtlError> {
-    let plan = plan_fleet(ctx, &a.txn.file, Goal::Spec, a.txn.skip_unreachable).await?;
+    let mut planned = Phases::default();
+    let plan = timed(
+        &mut planned.plan,
+        plan_fleet(ctx, &a.txn.file, Goal::Spec, a.txn.skip_unreachable),
+    )
+    .await?;
     let opts = ApplyOptions {
         confirm_timeout: a.confirm_timeout,
         address_check_ms: a.address_check_ms,
         parallel: usize::from(a.txn.parallel),
         verify: !a.no_verify,
     };
-    transact(ctx, &plan, &opts, a.txn.yes, "Apply").await
+    transact(ctx, (&plan, planned), &opts, a.txn.yes, "Apply").await
 }
 
 /// `destroy -f`: every endpoint, host access and VLAN of the spec goes
 /// (VLANs only where linkherd made them); confirmed without probing.
 pub async fn destroy(ctx: &Ctx, a: TxnArgs) -> Result<Exit, CtlError> {
-    let plan = plan_fleet(ctx, &a.file, Goal::Teardown, a.skip_unreachable).await?;
+    let mut planned = Phases::default();
+    let plan = timed(
+        &mut planned.plan,
+        plan_fleet(ctx, &a.file, Goal::Teardown, a.skip_unreachable),
+    )
+    .await?;
     let opts = destroy::options(usize::from(a.parallel));
-    transact(ctx, &plan, &opts, a.yes, "Destroy").await
+    transact(ctx, (&plan, planned), &opts, a.yes, "Destroy").await
 }
 
 /// `verify -f`: prove the fleet as it is now — every endpoint of the spec
 /// present, and the probes the spec's `verify` section asks for — changing
 /// nothing. Exit 0 when everything holds.
 pub async fn verify(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Exit, CtlError> {
-    let plan = plan_fleet(ctx, file, Goal::Spec, skip_unreachable).await?;
+    let mut phases = Phases::default();
+    let plan = timed(
+        &mut phases.plan,
+        plan_fleet(ctx, file, Goal::Spec, skip_unreachable),
+    )
+    .await?;
     if plan.has_changes() {
         eprintln!(
             "warning: the fleet differs from the spec (`linkherdctl status -f` says how); \
@@ -89,13 +105,24 @@ pub async fn verify(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Ex
         );
     }
     let progress = Progress::new(!ctx.text());
-    let r = fleet::verify::verify(&plan, &[], &progress).await;
+    let r = timed(
+        &mut phases.verify,
+        fleet::verify::verify(&plan, &[], &progress),
+    )
+    .await;
     print_matrix(ctx, &r.verification);
+    print_timing(ctx, &phases);
     let outcome = match &r.failure {
         None => RunOutcome::Verified,
         Some(_) => RunOutcome::Failed,
     };
-    report::print(ctx, &plan, outcome, Vec::new(), &r.verification.outcomes)?;
+    report::print(
+        ctx,
+        &plan,
+        (outcome, &phases),
+        Vec::new(),
+        &r.verification.outcomes,
+    )?;
     match r.failure {
         Some(f) => Err(CtlError::Verify(f)),
         None => {
@@ -110,7 +137,7 @@ pub async fn verify(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Ex
 /// Shows the plan, asks, runs the rollout and reports it.
 async fn transact(
     ctx: &Ctx,
-    plan: &FleetPlan,
+    (plan, planned): (&FleetPlan, Phases),
     opts: &ApplyOptions,
     yes: bool,
     verb: &'static str,
@@ -119,7 +146,13 @@ async fn transact(
         plan::print(ctx, plan)?;
     }
     if !plan.has_changes() {
-        report::print(ctx, plan, RunOutcome::NoChanges, Vec::new(), &[])?;
+        report::print(
+            ctx,
+            plan,
+            (RunOutcome::NoChanges, &planned),
+            Vec::new(),
+            &[],
+        )?;
         return Ok(Exit::Success);
     }
     let changed = plan.changed_hosts().count();
@@ -129,7 +162,13 @@ async fn transact(
         &format!("{verb} these changes on {changed} host(s)?"),
     )? {
         eprintln!("{verb} cancelled; nothing was changed.");
-        report::print(ctx, plan, RunOutcome::Cancelled, Vec::new(), &[])?;
+        report::print(
+            ctx,
+            plan,
+            (RunOutcome::Cancelled, &planned),
+            Vec::new(),
+            &[],
+        )?;
         return Ok(Exit::Failure);
     }
     let progress = Progress::new(!ctx.text());
@@ -137,7 +176,12 @@ async fn transact(
     let watcher = on_ctrl_c(&interrupt)?;
     let r = fleet::rollout(plan, opts, &progress, &interrupt).await;
     watcher.abort();
+    let phases = Phases {
+        plan: planned.plan,
+        ..r.phases
+    };
     print_matrix(ctx, &r.verification);
+    print_timing(ctx, &phases);
     if let (RolloutOutcome::Confirmed { changes, confirms }, true) = (&r.outcome, ctx.text()) {
         let names: Vec<&str> = confirms.iter().map(|(h, _)| h.as_str()).collect();
         println!(
@@ -149,7 +193,7 @@ async fn transact(
     report::print(
         ctx,
         plan,
-        (&r.outcome).into(),
+        ((&r.outcome).into(), &phases),
         hosts,
         &r.verification.outcomes,
     )?;
@@ -182,6 +226,14 @@ fn print_matrix(ctx: &Ctx, v: &Verification) {
     if ctx.text() && !v.outcomes.is_empty() {
         println!("\nVerification (ARP + ICMP within each network; ARP only across networks):");
         println!("{}", matrix::render(&v.members, &v.outcomes));
+    }
+}
+
+/// Where the time went, for a person (reports carry it as `timing`). On
+/// stderr, with the verdict, so that stdout stays the run's own output.
+fn print_timing(ctx: &Ctx, phases: &Phases) {
+    if ctx.text() {
+        eprintln!("Timing: {phases}");
     }
 }
 

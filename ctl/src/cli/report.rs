@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{CtlError, Ctx, plan::views};
 use crate::{
     fleet::{
-        FleetPlan, RolloutOutcome,
+        FleetPlan, Phases, RolloutOutcome,
         rollout::{HostFailure, Rollback, Stopped},
         verify::ProbeOutcome,
     },
@@ -61,6 +61,7 @@ struct Report<'a> {
     skipped: Vec<String>,
     hosts: Vec<HostLine>,
     verification: &'a [ProbeOutcome],
+    timing: &'a Phases,
 }
 
 /// Prints the report when the output is structured (text output has been
@@ -68,7 +69,7 @@ struct Report<'a> {
 pub fn print(
     ctx: &Ctx,
     plan: &FleetPlan,
-    outcome: RunOutcome,
+    (outcome, timing): (RunOutcome, &Phases),
     hosts: Vec<HostLine>,
     verification: &[ProbeOutcome],
 ) -> Result<(), CtlError> {
@@ -81,6 +82,7 @@ pub fn print(
         skipped: plan.skipped.iter().map(ToString::to_string).collect(),
         hosts,
         verification,
+        timing,
     };
     if let Some(s) = output::structured(ctx.format, &report)? {
         println!("{s}");

@@ -21,6 +21,7 @@ use tonic::transport::Channel;
 use super::{
     Silent,
     interrupt::Interrupt,
+    phases::{Phases, timed},
     plan::{FleetPlan, HostPlan},
     verify::{self, ProbeProgress, Verification, VerifyFailure},
 };
@@ -172,11 +173,13 @@ pub enum RolloutOutcome {
     Partial { confirms: Vec<(String, Confirm)> },
 }
 
-/// A rollout's outcome and what its verification found.
+/// A rollout's outcome, what its verification found, and how long each
+/// phase took (`plan` is the caller's).
 #[derive(Debug, Clone)]
 pub struct RolloutReport {
     pub outcome: RolloutOutcome,
     pub verification: Verification,
+    pub phases: Phases,
 }
 
 /// Applies `plan` on every host that has changes, verifies (with
@@ -189,42 +192,64 @@ pub async fn rollout(
     progress: &dyn Progress,
     interrupt: &Interrupt,
 ) -> RolloutReport {
-    let report = |outcome, verification| RolloutReport {
+    let mut phases = Phases::default();
+    let mut verification = Verification::default();
+    if !plan.has_changes() {
+        return RolloutReport {
+            outcome: RolloutOutcome::NoChanges,
+            verification,
+            phases,
+        };
+    }
+    let applied = timed(&mut phases.apply, apply(plan, opts, progress, interrupt)).await;
+    let (pending, stopped) = match applied {
+        Ok(pending) if opts.verify => {
+            let (why, v) = timed(
+                &mut phases.verify,
+                verify_pending(plan, &pending, progress, interrupt),
+            )
+            .await;
+            verification = v;
+            (pending, why)
+        }
+        Ok(pending) => (pending, None),
+        Err((why, pending)) => (pending, Some(why)),
+    };
+    let outcome = match stopped {
+        Some(why) => timed(&mut phases.rollback, roll_back(why, &pending)).await,
+        None => timed(&mut phases.confirm, confirm_all(&pending)).await,
+    };
+    RolloutReport {
         outcome,
         verification,
-    };
-    if !plan.has_changes() {
-        return report(RolloutOutcome::NoChanges, Verification::default());
+        phases,
     }
-    let pending = match apply(plan, opts, progress, interrupt).await {
-        Ok(p) => p,
-        Err((why, pending)) => {
-            return report(roll_back(why, &pending).await, Verification::default());
-        }
+}
+
+/// Probes the fleet with the pending changes in place: why to roll back,
+/// if anything says so, and what was found. Interrupted while probing, it
+/// says roll back now rather than leave the hosts pending until their
+/// confirmation time ends.
+async fn verify_pending(
+    plan: &FleetPlan,
+    pending: &[Pending],
+    progress: &dyn Progress,
+    interrupt: &Interrupt,
+) -> (Option<Stopped>, Verification) {
+    let changed: Vec<&str> = pending.iter().map(|p| p.host.as_str()).collect();
+    let v = tokio::select! {
+        v = verify::verify(plan, &changed, progress) => v,
+        () = interrupt.wait() => verify::VerifyReport {
+            failure: None,
+            verification: Verification::default(),
+        },
     };
-    let mut verification = Verification::default();
-    if opts.verify {
-        let changed: Vec<&str> = pending.iter().map(|p| p.host.as_str()).collect();
-        // Interrupted while probing: roll back now rather than leave the
-        // hosts pending until their confirmation time ends.
-        let v = tokio::select! {
-            v = verify::verify(plan, &changed, progress) => v,
-            () = interrupt.wait() => verify::VerifyReport {
-                failure: None,
-                verification: Verification::default(),
-            },
-        };
-        let why = match v.failure {
-            Some(f) => Some(Stopped::Verification(f)),
-            None if interrupt.is_set() => Some(Stopped::InterruptedVerifying),
-            None => None,
-        };
-        verification = v.verification;
-        if let Some(why) = why {
-            return report(roll_back(why, &pending).await, verification);
-        }
-    }
-    report(confirm_all(&pending).await, verification)
+    let why = match v.failure {
+        Some(f) => Some(Stopped::Verification(f)),
+        None if interrupt.is_set() => Some(Stopped::InterruptedVerifying),
+        None => None,
+    };
+    (why, v.verification)
 }
 
 /// Applies every host's part as a pending transaction, the first host
