@@ -230,7 +230,13 @@ async fn run_ping(
         Ok(Ok(s)) => (
             Ok(summary_pb(
                 &s,
-                neigh::note(before, neigh::table_fulls_now().await),
+                // Only silence needs explaining: a probe that was answered
+                // does not read the counters again.
+                if s.received == 0 {
+                    neigh::note(before, neigh::table_fulls_now().await)
+                } else {
+                    None
+                },
             )),
             format!("sent {}, received {}", s.sent, s.received),
         ),
@@ -428,8 +434,15 @@ impl ProbeSvc {
         )
         .await
         .map_err(Error::from)?;
+        // Silence (no answer, or "free") is what a full neighbour table
+        // fakes; an answered probe does not read the counters again.
+        let note = if responders.is_empty() {
+            neigh::note(before, neigh::table_fulls_now().await).unwrap_or_default()
+        } else {
+            String::new()
+        };
         Ok(pb::ArpResponse {
-            note: neigh::note(before, neigh::table_fulls_now().await).unwrap_or_default(),
+            note,
             duplicate: responders.len() > 1,
             verdict: arp::verdict(p.target, &responders, p.free_check),
             responders: responders
