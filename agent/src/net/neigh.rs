@@ -51,6 +51,16 @@ pub fn note(before: Option<u64>, after: Option<u64>) -> Option<String> {
     ))
 }
 
+/// The note for a probe that got no answer (`silent`), from the counters
+/// read `before` it: silence is what a full table fakes, so an answered
+/// probe reads nothing more.
+pub async fn explain_silence(silent: bool, before: Option<u64>) -> Option<String> {
+    if !silent {
+        return None;
+    }
+    note(before, table_fulls_now().await)
+}
+
 /// [`table_fulls`] on the blocking pool, off the threads serving gRPC.
 pub async fn table_fulls_now() -> Option<u64> {
     tokio::task::spawn_blocking(table_fulls)
@@ -62,6 +72,16 @@ pub async fn table_fulls_now() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_answered_probe_gets_no_note_whatever_the_counters() {
+        // From 0 refusals before, any count now would be a note if the
+        // probe had been silent; answered, it is not even read.
+        assert_eq!(explain_silence(false, Some(0)).await, None);
+        assert_eq!(explain_silence(false, None).await, None);
+        // Silent with no reading before: no claim.
+        assert_eq!(explain_silence(true, None).await, None);
+    }
 
     const SAMPLE: &str = "entries  allocs   destroys hash_grows lookups  hits     res_failed rcv_probes_mcast rcv_probes_ucast periodic_gc_runs forced_gc_runs unresolved_discards table_fulls\n\
         00000400 00000ff2 00000c0e 00000004   001d964b 000988e8 00000002   00000000         00000000         0000011e         00006664       00000000            00006607\n\

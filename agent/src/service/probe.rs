@@ -230,13 +230,7 @@ async fn run_ping(
         Ok(Ok(s)) => (
             Ok(summary_pb(
                 &s,
-                // Only silence needs explaining: a probe that was answered
-                // does not read the counters again.
-                if s.received == 0 {
-                    neigh::note(before, neigh::table_fulls_now().await)
-                } else {
-                    None
-                },
+                neigh::explain_silence(s.received == 0, before).await,
             )),
             format!("sent {}, received {}", s.sent, s.received),
         ),
@@ -434,15 +428,10 @@ impl ProbeSvc {
         )
         .await
         .map_err(Error::from)?;
-        // Silence (no answer, or "free") is what a full neighbour table
-        // fakes; an answered probe does not read the counters again.
-        let note = if responders.is_empty() {
-            neigh::note(before, neigh::table_fulls_now().await).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        // No answer, or "free": both are what a full table fakes.
+        let note = neigh::explain_silence(responders.is_empty(), before).await;
         Ok(pb::ArpResponse {
-            note,
+            note: note.unwrap_or_default(),
             duplicate: responders.len() > 1,
             verdict: arp::verdict(p.target, &responders, p.free_check),
             responders: responders

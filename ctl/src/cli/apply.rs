@@ -60,44 +60,29 @@ pub struct ApplyArgs {
 
 /// `apply -f`.
 pub async fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<Exit, CtlError> {
-    let mut planned = Phases::default();
-    let plan = timed(
-        &mut planned.plan,
-        plan_fleet(ctx, &a.txn.file, Goal::Spec, a.txn.skip_unreachable),
-    )
-    .await?;
+    let (plan, planned) = timed_plan(ctx, &a.txn.file, Goal::Spec, a.txn.skip_unreachable).await?;
     let opts = ApplyOptions {
         confirm_timeout: a.confirm_timeout,
         address_check_ms: a.address_check_ms,
         parallel: usize::from(a.txn.parallel),
         verify: !a.no_verify,
     };
-    transact(ctx, (&plan, planned), &opts, a.txn.yes, "Apply").await
+    transact(ctx, &plan, planned, &opts, a.txn.yes, "Apply").await
 }
 
 /// `destroy -f`: every endpoint, host access and VLAN of the spec goes
 /// (VLANs only where linkherd made them); confirmed without probing.
 pub async fn destroy(ctx: &Ctx, a: TxnArgs) -> Result<Exit, CtlError> {
-    let mut planned = Phases::default();
-    let plan = timed(
-        &mut planned.plan,
-        plan_fleet(ctx, &a.file, Goal::Teardown, a.skip_unreachable),
-    )
-    .await?;
+    let (plan, planned) = timed_plan(ctx, &a.file, Goal::Teardown, a.skip_unreachable).await?;
     let opts = destroy::options(usize::from(a.parallel));
-    transact(ctx, (&plan, planned), &opts, a.yes, "Destroy").await
+    transact(ctx, &plan, planned, &opts, a.yes, "Destroy").await
 }
 
 /// `verify -f`: prove the fleet as it is now — every endpoint of the spec
 /// present, and the probes the spec's `verify` section asks for — changing
 /// nothing. Exit 0 when everything holds.
 pub async fn verify(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Exit, CtlError> {
-    let mut phases = Phases::default();
-    let plan = timed(
-        &mut phases.plan,
-        plan_fleet(ctx, file, Goal::Spec, skip_unreachable),
-    )
-    .await?;
+    let (plan, mut phases) = timed_plan(ctx, file, Goal::Spec, skip_unreachable).await?;
     if plan.has_changes() {
         eprintln!(
             "warning: the fleet differs from the spec (`linkherdctl status -f` says how); \
@@ -119,7 +104,8 @@ pub async fn verify(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Ex
     report::print(
         ctx,
         &plan,
-        (outcome, &phases),
+        outcome,
+        &phases,
         Vec::new(),
         &r.verification.outcomes,
     )?;
@@ -134,10 +120,29 @@ pub async fn verify(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Ex
     }
 }
 
-/// Shows the plan, asks, runs the rollout and reports it.
+/// The fleet's plan, and how long making it took (the first phase of
+/// every run).
+async fn timed_plan(
+    ctx: &Ctx,
+    file: &Path,
+    goal: Goal,
+    skip_unreachable: bool,
+) -> Result<(FleetPlan, Phases), CtlError> {
+    let mut phases = Phases::default();
+    let plan = timed(
+        &mut phases.plan,
+        plan_fleet(ctx, file, goal, skip_unreachable),
+    )
+    .await?;
+    Ok((plan, phases))
+}
+
+/// Shows the plan, asks, runs the rollout and reports it; `planned` holds
+/// how long the plan took.
 async fn transact(
     ctx: &Ctx,
-    (plan, planned): (&FleetPlan, Phases),
+    plan: &FleetPlan,
+    planned: Phases,
     opts: &ApplyOptions,
     yes: bool,
     verb: &'static str,
@@ -146,13 +151,7 @@ async fn transact(
         plan::print(ctx, plan)?;
     }
     if !plan.has_changes() {
-        report::print(
-            ctx,
-            plan,
-            (RunOutcome::NoChanges, &planned),
-            Vec::new(),
-            &[],
-        )?;
+        report::print(ctx, plan, RunOutcome::NoChanges, &planned, Vec::new(), &[])?;
         return Ok(Exit::Success);
     }
     let changed = plan.changed_hosts().count();
@@ -162,13 +161,7 @@ async fn transact(
         &format!("{verb} these changes on {changed} host(s)?"),
     )? {
         eprintln!("{verb} cancelled; nothing was changed.");
-        report::print(
-            ctx,
-            plan,
-            (RunOutcome::Cancelled, &planned),
-            Vec::new(),
-            &[],
-        )?;
+        report::print(ctx, plan, RunOutcome::Cancelled, &planned, Vec::new(), &[])?;
         return Ok(Exit::Failure);
     }
     let progress = Progress::new(!ctx.text());
@@ -193,7 +186,8 @@ async fn transact(
     report::print(
         ctx,
         plan,
-        ((&r.outcome).into(), &phases),
+        (&r.outcome).into(),
+        &phases,
         hosts,
         &r.verification.outcomes,
     )?;

@@ -69,7 +69,8 @@ struct Report<'a> {
 pub fn print(
     ctx: &Ctx,
     plan: &FleetPlan,
-    (outcome, timing): (RunOutcome, &Phases),
+    outcome: RunOutcome,
+    timing: &Phases,
     hosts: Vec<HostLine>,
     verification: &[ProbeOutcome],
 ) -> Result<(), CtlError> {
