@@ -28,6 +28,7 @@ use linkherd_proto::{
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Mutex, task::AbortHandle};
+use tracing::Instrument;
 
 use crate::{
     audit::Audit,
@@ -424,7 +425,9 @@ impl Transactions {
             steps,
         };
         if let Some(r) = &self.journal {
-            r.put(&[&batch.txn, &batch.key()], &batch).await?;
+            r.put(&[&batch.txn, &batch.key()], &batch)
+                .instrument(tracing::debug_span!("txn.journal"))
+                .await?;
         }
         self.faults.hit(Point::Journaled { seq: batch.seq });
         j.next_seq += 1;
@@ -853,19 +856,13 @@ impl Transactions {
     ) -> Result<(), (usize, Error)> {
         let undo = self.endpoint_undo(specs).await.map_err(|e| (0, e))?;
         self.write_batch(j, undo).await.map_err(|e| (0, e))?;
+        let (outcomes, failed) = self
+            .lifecycle
+            .create_endpoints(specs, |k| self.faults.hit(Point::Made { index: at + k }))
+            .await;
         let mut made = vec![false; specs.len()];
-        let mut failed = None;
-        for (k, spec) in specs.iter().enumerate() {
-            match self.lifecycle.create_endpoint(spec).await {
-                Ok((_, outcome)) => made[k] = outcome == Outcome::Created,
-                Err(e) => {
-                    failed = Some((k, e));
-                    break;
-                }
-            }
-            if k + 1 < specs.len() {
-                self.faults.hit(Point::Made { index: at + k });
-            }
+        for (m, outcome) in made.iter_mut().zip(&outcomes) {
+            *m = *outcome == Outcome::Created;
         }
         self.keep_made(j, &made).await.map_err(|e| (0, e))?;
         failed.map_or(Ok(()), Err)
@@ -908,7 +905,9 @@ impl Transactions {
             .steps
             .retain(|_| keep.next().copied().unwrap_or(false));
         if let Some(r) = &self.journal {
-            r.put(&[&batch.txn, &batch.key()], batch).await?;
+            r.put(&[&batch.txn, &batch.key()], batch)
+                .instrument(tracing::debug_span!("txn.journal"))
+                .await?;
         }
         Ok(())
     }

@@ -583,3 +583,49 @@ async fn teardown_deletes_endpoints_of_spoken_for_networks_then_absent_vlans() {
         err.message()
     );
 }
+
+/// The records of a batch's new endpoints are written together before the
+/// first is made; when one fails half way, neither its record nor those
+/// of the endpoints after it (never tried) stay behind, and the rollback
+/// takes the one made before it with its record.
+#[tokio::test]
+async fn a_batch_cut_short_leaves_no_records_of_what_it_did_not_make() {
+    let dir = tempfile::tempdir().expect("state");
+    let (fake, _pki, _agent, mut host) = setup(Some(dir.path())).await;
+    let a = host
+        .apply(apply(vec![ep("b1", "10.0.100.10/24")], 0, 60))
+        .await
+        .expect("b1")
+        .into_inner();
+    host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
+        .await
+        .expect("confirm");
+    let mut b3 = ep("b3", "10.0.100.13/24");
+    b3.parent = "nosuch0".into();
+    let eps = vec![
+        ep("b1", "10.0.100.10/24"),
+        ep("b2", "10.0.100.12/24"),
+        b3,
+        ep("b4", "10.0.100.14/24"),
+    ];
+    let err = host
+        .apply(apply(eps, 0, 60))
+        .await
+        .expect_err("b3 has no parent");
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert_eq!(
+        err.message(),
+        "endpoint mac_net/b3 failed: parent interface \"nosuch0\" not found on this host; \
+         everything done before it was rolled back"
+    );
+    let mut records: Vec<String> = std::fs::read_dir(dir.path().join("endpoints"))
+        .expect("records")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    records.sort();
+    assert_eq!(records, ["mac_net+b1.json"]);
+    assert!(addresses(&fake, "b1").await.is_some(), "b1 stays");
+    for n in ["b2", "b3", "b4"] {
+        assert!(addresses(&fake, n).await.is_none(), "{n} left behind");
+    }
+}

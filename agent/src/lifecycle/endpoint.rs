@@ -11,21 +11,19 @@ use ipnet::IpNet;
 use linkherd_proto::{
     convert::EndpointSelector,
     model::{
-        EndpointSpec, EndpointState, IfName, Interface, LinkDetails, LinkKind, MacvlanMode,
-        NetnsRef, Owner, ValidationError, VlanProtocol, VlanSpec, split_vlan_name,
+        EndpointSpec, EndpointState, IfName, Interface, LinkDetails, LinkKind, NetnsRef, Owner,
     },
 };
 
 use super::{
-    Lifecycle, Outcome, group_of,
+    Lifecycle, group_of,
     registry::{Entry, Netns, Registry},
-    undo::Rollback,
     vlan::describe,
 };
 use crate::{
     error::Error,
     net::{
-        LinkSetup, NetError, NetOps, NewLink, NewLinkKind, Route,
+        NetError, NetOps,
         netns::{self, NsId, is_not_netns, not_a_netns},
     },
 };
@@ -34,7 +32,7 @@ use crate::{
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Removed(pub Vec<String>);
 
-fn default_route(v4: bool) -> IpNet {
+pub(super) fn default_route(v4: bool) -> IpNet {
     if v4 {
         IpNet::V4(ipnet::Ipv4Net::default())
     } else {
@@ -51,17 +49,8 @@ fn configured(addrs: &[IpNet]) -> BTreeSet<IpNet> {
         .collect()
 }
 
-fn entry_netns(e: &Entry) -> NetnsRef {
+pub(super) fn entry_netns(e: &Entry) -> NetnsRef {
     NetnsRef::from(&e.netns)
-}
-
-/// One create in progress: its spec, the records (locked), whether the
-/// endpoint was unrecorded before, and what undoes it.
-struct Creating<'a> {
-    spec: &'a EndpointSpec,
-    reg: &'a mut Registry,
-    fresh: bool,
-    undo: &'a mut Rollback,
 }
 
 /// What a delete by location found.
@@ -165,7 +154,7 @@ impl Lifecycle {
 
     /// An endpoint's state from its link as read from the kernel; `None`
     /// when the link is not a macvlan.
-    fn state_of(
+    pub(super) fn state_of(
         &self,
         e: &Entry,
         link: Interface,
@@ -255,428 +244,6 @@ impl Lifecycle {
             }
         }
         Ok(reg.all().cloned().collect())
-    }
-
-    /// Creates an endpoint: the macvlan directly in its namespace, addresses,
-    /// announcements, up, default route. Identical existing: `Unchanged`.
-    /// Any failure undoes everything done for this request.
-    pub async fn create_endpoint(
-        &self,
-        spec: &EndpointSpec,
-    ) -> Result<(EndpointState, Outcome), Error> {
-        // A path that is no usable namespace is refused before the lock:
-        // nothing waits behind it.
-        let ns = self.ns_ops(&spec.netns).await;
-        if let Err(e @ Error::Invalid(_)) = ns {
-            return Err(e);
-        }
-        let mut reg = self.registry.lock().await;
-        if let Some(e) = reg.get(spec.network.as_str(), spec.name.as_str())
-            && (entry_netns(e) != spec.netns || e.ifname != spec.ifname.as_str())
-        {
-            return Err(Error::Exists(format!(
-                "endpoint {}/{} already exists as {} in {}; delete it first to move it",
-                spec.network,
-                spec.name,
-                e.ifname,
-                entry_netns(e)
-            )));
-        }
-        let fresh = reg.get(spec.network.as_str(), spec.name.as_str()).is_none();
-        let mut undo = Rollback::default();
-        let mut run = Creating {
-            spec,
-            reg: &mut reg,
-            fresh,
-            undo: &mut undo,
-        };
-        let res = self.create_endpoint_steps(&mut run, ns).await;
-        match res {
-            Ok(done) => {
-                undo.commit();
-                Ok(done)
-            }
-            Err(e) => {
-                undo.run().await;
-                if fresh
-                    && let Err(err) = reg.remove(spec.network.as_str(), spec.name.as_str()).await
-                {
-                    tracing::warn!(error = %err, "cannot remove the record of an endpoint not made");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// The steps of a create. The endpoint is recorded before the kernel is
-    /// touched for it — before its namespace or VLAN parent is made, else
-    /// (the usual case: one durable write) once, complete, before its link
-    /// is — and a record that cannot be written fails the request with
-    /// nothing changed.
-    async fn create_endpoint_steps(
-        &self,
-        run: &mut Creating<'_>,
-        ns: Result<Arc<dyn NetOps>, Error>,
-    ) -> Result<(EndpointState, Outcome), Error> {
-        let spec = run.spec;
-        let (ops, netns_created) = self.endpoint_netns(run, ns).await?;
-        match ops.link(&spec.ifname).await {
-            Ok(existing) => return self.existing_endpoint(spec, &existing, &ops, run.reg).await,
-            Err(NetError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let (parent, parent_created) = self.endpoint_parent(run).await?;
-        self.check_parent(spec, &parent, run.reg).await?;
-        let mut entry = self.entry(spec, parent_created, netns_created);
-        entry.netns_id = self.netns_identity(&spec.netns).await;
-        run.reg.insert(entry.clone()).await?;
-        let link = self
-            .add_endpoint_link(spec, &parent, &ops, run.undo)
-            .await?;
-        let link = self
-            .configure_endpoint(spec, &parent, ops.as_ref(), &link)
-            .await?;
-        let state = self.state_of(&entry, link, spec.gateway).ok_or_else(|| {
-            Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
-        })?;
-        Ok((state, Outcome::Created))
-    }
-
-    /// The endpoint's namespace, created (with its loopback up, as
-    /// containers expect) when the spec asks for a named one that does not
-    /// exist yet; the bool says whether it was created.
-    async fn endpoint_netns(
-        &self,
-        run: &mut Creating<'_>,
-        ns: Result<Arc<dyn NetOps>, Error>,
-    ) -> Result<(Arc<dyn NetOps>, bool), Error> {
-        let spec = run.spec;
-        match ns {
-            Ok(ops) => Ok((ops, false)),
-            Err(Error::NotFound(_)) if spec.create_netns => {
-                let NetnsRef::Named(name) = &spec.netns else {
-                    // Validation only allows create_netns with a name.
-                    return Err(Error::Precondition(
-                        "only a named namespace can be created".into(),
-                    ));
-                };
-                let name = format!("{}{name}", self.netns_prefix);
-                self.record_intent(run).await?;
-                self.net.create_netns(&name).await?;
-                let (net, n) = (self.net.clone(), name.clone());
-                run.undo.push(format!("delete netns {n}"), async move {
-                    if let Err(e) = net.delete_netns(&n).await {
-                        tracing::error!(error = %e, "undo: cannot delete netns");
-                    }
-                });
-                let ops = self.ns_ops(&spec.netns).await?;
-                ops.set_up(1, true).await?;
-                Ok((ops, true))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The interface name is taken inside the namespace: by this very
-    /// endpoint with the same settings (unchanged, and recorded if it was
-    /// not), or by anything else (refused, naming it).
-    async fn existing_endpoint(
-        &self,
-        spec: &EndpointSpec,
-        existing: &Interface,
-        ops: &Arc<dyn NetOps>,
-        reg: &mut Registry,
-    ) -> Result<(EndpointState, Outcome), Error> {
-        let mine = Owner::endpoint(&spec.network, &spec.name);
-        if self.agent.owner_of(existing.alias.as_deref()).as_ref() != Some(&mine) {
-            return Err(Error::Exists(format!(
-                "interface {} already exists in {} ({}) and is not endpoint {}/{}; choose another --ifname",
-                spec.ifname,
-                spec.netns,
-                describe(existing),
-                spec.network,
-                spec.name
-            )));
-        }
-        let diffs = self.differences(spec, existing, ops.as_ref()).await?;
-        if !diffs.is_empty() {
-            return Err(Error::Exists(format!(
-                "endpoint {}/{} exists with different settings: {}; delete it first to change them",
-                spec.network,
-                spec.name,
-                diffs.join(", ")
-            )));
-        }
-        if reg.get(spec.network.as_str(), spec.name.as_str()).is_none() {
-            let mut entry = self.entry(spec, false, false);
-            entry.netns_id = self.netns_identity(&spec.netns).await;
-            reg.insert(entry).await?;
-        }
-        let entry = reg.get(spec.network.as_str(), spec.name.as_str()).cloned();
-        let state = match entry {
-            Some(e) => self.observe(&e).await?,
-            None => None,
-        };
-        state.map(|s| (s, Outcome::Unchanged)).ok_or_else(|| {
-            Error::NotFound(format!("endpoint {}/{} vanished", spec.network, spec.name))
-        })
-    }
-
-    /// The parent link, created when it is a missing VLAN `X.<id>` of an
-    /// existing `X`; the bool says whether this network owns it (made it
-    /// now, or an earlier endpoint of the network did — it goes with the
-    /// network's last endpoint).
-    async fn endpoint_parent(&self, run: &mut Creating<'_>) -> Result<(Interface, bool), Error> {
-        let spec = run.spec;
-        let auto_owner = Owner::AutoVlan {
-            network: spec.network.to_string(),
-        };
-        match self.parent(&spec.parent, "parent").await {
-            Ok(p) => {
-                let auto = self.agent.owner_of(p.alias.as_deref()) == Some(auto_owner);
-                return Ok((p, auto));
-            }
-            Err(Error::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let Some((base, id)) = split_vlan_name(&spec.parent) else {
-            return Err(parent_not_found(spec));
-        };
-        if self.net.link(&base).await.is_err() {
-            return Err(parent_not_found(spec));
-        }
-        self.require_vlan().await?;
-        self.record_intent(run).await?;
-        let vlan = VlanSpec {
-            parent: base,
-            id,
-            protocol: VlanProtocol::Ieee8021Q,
-            name: spec.parent.clone(),
-            mtu: None,
-        };
-        self.create_vlan_locked(&vlan, auto_owner).await?;
-        let (net, name) = (self.net.clone(), spec.parent.clone());
-        run.undo.push(format!("delete vlan {name}"), async move {
-            if let Ok(l) = net.link(&name).await {
-                let _ = net.del_link(l.index).await;
-            }
-        });
-        Ok((self.parent(&spec.parent, "parent").await?, true))
-    }
-
-    /// The macvlan, created directly inside the namespace with its MAC,
-    /// mark and group in one request.
-    async fn add_endpoint_link(
-        &self,
-        spec: &EndpointSpec,
-        parent: &Interface,
-        ops: &Arc<dyn NetOps>,
-        undo: &mut Rollback,
-    ) -> Result<Interface, Error> {
-        let new = NewLink {
-            name: spec.ifname.clone(),
-            kind: NewLinkKind::Macvlan {
-                parent_index: parent.index,
-                mode: spec.mode,
-                source_macs: spec.source_macs.clone(),
-            },
-            mtu: spec.mtu,
-            mac: Some(spec.effective_mac()),
-            alias: self.agent.mark(&Owner::endpoint(&spec.network, &spec.name)),
-            group: group_of(spec.network.as_str()),
-            target: Some(self.ns_file(&spec.netns)),
-        };
-        if let Err(e) = self.net.add_link(&new).await {
-            return Err(self.explain_parent_error(e, spec, parent).await);
-        }
-        let (inside, ifname) = (ops.clone(), spec.ifname.clone());
-        undo.push(format!("delete {ifname} in {}", spec.netns), async move {
-            if let Ok(l) = inside.link(&ifname).await {
-                let _ = inside.del_link(l.index).await;
-            }
-        });
-        Ok(ops.link(&spec.ifname).await?)
-    }
-
-    /// A new endpoint's record, written before its namespace or VLAN
-    /// parent is made (nothing to write when it was there before).
-    async fn record_intent(&self, run: &mut Creating<'_>) -> Result<(), Error> {
-        if run.fresh {
-            run.reg.insert(self.entry(run.spec, false, false)).await?;
-        }
-        Ok(())
-    }
-
-    /// Announcements on, then addresses, up and default route in one call;
-    /// the link as it is then.
-    async fn configure_endpoint(
-        &self,
-        spec: &EndpointSpec,
-        parent: &Interface,
-        ops: &dyn NetOps,
-        link: &Interface,
-    ) -> Result<Interface, Error> {
-        ops.enable_announce(&spec.ifname).await?;
-        let mut setup = LinkSetup {
-            addresses: spec.addresses.clone(),
-            up: true,
-            routes: Vec::new(),
-        };
-        if let Some(gw) = spec.gateway {
-            setup
-                .routes
-                .push(self.default_route(ops, &spec.netns, gw, link.index).await?);
-        }
-        ops.setup_link(link.index, &setup)
-            .await
-            .map_err(|e| match e {
-                NetError::Busy { .. } => Error::Precondition(format!(
-                    "MAC {} is already in use on parent {} by another macvlan; give the endpoint another MAC",
-                    spec.effective_mac(),
-                    parent.name
-                )),
-                e => e.into(),
-            })
-    }
-
-    fn entry(&self, spec: &EndpointSpec, parent_created: bool, netns_created: bool) -> Entry {
-        Entry {
-            network: spec.network.to_string(),
-            name: spec.name.to_string(),
-            netns: Netns::from(&spec.netns),
-            ifname: spec.ifname.to_string(),
-            parent: spec.parent.to_string(),
-            parent_created,
-            netns_created,
-            netns_id: None,
-        }
-    }
-
-    /// The default route via `gw` for link `index`, refused when the
-    /// namespace has one already.
-    async fn default_route(
-        &self,
-        ops: &dyn NetOps,
-        netns: &NetnsRef,
-        gw: IpAddr,
-        index: u32,
-    ) -> Result<Route, Error> {
-        let dest = default_route(gw.is_ipv4());
-        if let Some(r) = ops.routes().await?.into_iter().find(|r| r.dest == dest) {
-            return Err(Error::Precondition(format!(
-                "{netns} already has a default route{}; remove it, or leave the gateway out",
-                r.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
-            )));
-        }
-        Ok(Route {
-            dest,
-            gateway: Some(gw),
-            index,
-        })
-    }
-
-    /// Checks that the kernel would refuse with a bare errno, explained.
-    async fn check_parent(
-        &self,
-        spec: &EndpointSpec,
-        parent: &Interface,
-        reg: &Registry,
-    ) -> Result<(), Error> {
-        if let Some(master) = &parent.master {
-            return Err(Error::Precondition(format!(
-                "parent {} is a port of {master}: a NIC has one receive handler, and {master} holds it \
-                 (the kernel answers EBUSY); attach the macvlan to {master} or to another NIC",
-                parent.name
-            )));
-        }
-        if spec.mode == MacvlanMode::Passthru {
-            self.check_passthru(spec, parent, reg).await?;
-        }
-        if let Some(m) = spec.mtu.filter(|m| *m > parent.mtu) {
-            return Err(ValidationError::new(
-                "endpoint.mtu",
-                m.to_string(),
-                format!(
-                    "is above the MTU of parent {} ({})",
-                    parent.name, parent.mtu
-                ),
-                format!("use at most {}", parent.mtu),
-            )
-            .into());
-        }
-        if parent.mac == Some(spec.effective_mac()) {
-            return Err(ValidationError::new(
-                "endpoint.mac",
-                spec.effective_mac().to_string(),
-                format!("is the MAC of parent {}", parent.name),
-                "give the endpoint a MAC of its own (or leave it out for a stable one)",
-            )
-            .into());
-        }
-        Ok(())
-    }
-
-    /// Passthru takes the whole parent: refused, naming them, when it has
-    /// macvlans already (here or recorded in other namespaces). The only
-    /// create that lists the host's links and records: the kernel's own
-    /// answer (EINVAL) would not say which.
-    async fn check_passthru(
-        &self,
-        spec: &EndpointSpec,
-        parent: &Interface,
-        reg: &Registry,
-    ) -> Result<(), Error> {
-        // Not the endpoint itself: it is recorded before it is made.
-        let mut users: Vec<String> = reg
-            .all()
-            .filter(|e| e.parent == parent.name)
-            .filter(|e| {
-                (e.network.as_str(), e.name.as_str()) != (spec.network.as_str(), spec.name.as_str())
-            })
-            .map(|e| format!("{}/{}", e.network, e.name))
-            .collect();
-        users.extend(
-            self.net
-                .links()
-                .await?
-                .into_iter()
-                .filter(|l| l.kind == LinkKind::Macvlan && l.parent_index == parent.index)
-                .map(|l| l.name),
-        );
-        if users.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Precondition(format!(
-            "passthru takes the whole parent, and {} already has macvlans: {}",
-            parent.name,
-            users.join(", ")
-        )))
-    }
-
-    /// Why a parent refused a macvlan, in words. EBUSY is mostly an ipvlan
-    /// on the same NIC (a bridge or bond port is refused before): only then
-    /// are the host's links listed, to name it.
-    async fn explain_parent_error(
-        &self,
-        e: NetError,
-        spec: &EndpointSpec,
-        parent: &Interface,
-    ) -> Error {
-        if !matches!(e, NetError::Busy { .. }) {
-            return explain_parent_error(e, spec, parent);
-        }
-        let host = self.net.links().await.unwrap_or_default();
-        match host
-            .iter()
-            .find(|l| l.kind == LinkKind::Ipvlan && l.parent_index == parent.index)
-        {
-            Some(ipvlan) => Error::Precondition(format!(
-                "parent {} carries the ipvlan {}: macvlan and ipvlan cannot share a NIC (EBUSY); \
-                 use another NIC or remove the ipvlan",
-                parent.name, ipvlan.name
-            )),
-            None => explain_parent_error(e, spec, parent),
-        }
     }
 
     /// How an existing endpoint differs from a spec, in words.
@@ -1112,34 +679,4 @@ impl Lifecycle {
         }
         Ok(out)
     }
-}
-
-/// Explains what the kernel means when it refuses a macvlan.
-fn explain_parent_error(e: NetError, spec: &EndpointSpec, parent: &Interface) -> Error {
-    match e {
-        NetError::Busy { .. } => Error::Precondition(format!(
-            "parent {} refused the macvlan (EBUSY): it is a bridge or bond port or carries an ipvlan; \
-             use another parent",
-            parent.name
-        )),
-        NetError::Invalid { .. } if spec.mode == MacvlanMode::Passthru => {
-            Error::Precondition(format!(
-                "parent {} refused passthru mode: passthru needs a parent with no other macvlan",
-                parent.name
-            ))
-        }
-        NetError::Invalid { .. } => Error::Precondition(format!(
-            "parent {} refused the macvlan: it is in passthru mode already, or not an Ethernet device",
-            parent.name
-        )),
-        e => e.into(),
-    }
-}
-
-/// A parent that is neither a link nor a VLAN of one.
-fn parent_not_found(spec: &EndpointSpec) -> Error {
-    Error::NotFound(format!(
-        "parent interface {:?} not found on this host",
-        spec.parent.as_str()
-    ))
 }

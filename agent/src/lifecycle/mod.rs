@@ -7,6 +7,7 @@
 //! same parent, namespace or registry entry.
 
 mod addrcheck;
+mod create;
 mod endpoint;
 mod host_access;
 pub mod plan;

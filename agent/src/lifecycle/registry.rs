@@ -135,6 +135,29 @@ impl Registry {
         Ok(())
     }
 
+    /// Records `entries` on disk as one group commit, then here (those
+    /// recorded so already are not written again).
+    pub async fn insert_many(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        let new: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| self.get(&e.network, &e.name) != Some(e))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        if let Some(r) = &self.records {
+            let items: Vec<(Vec<&str>, &Entry)> = new
+                .iter()
+                .map(|e| (vec![e.network.as_str(), e.name.as_str()], e))
+                .collect();
+            r.put_many(&items).await?;
+        }
+        for e in new {
+            self.entries.insert((e.network.clone(), e.name.clone()), e);
+        }
+        Ok(())
+    }
+
     /// Forgets endpoints (network, name) on disk, with one sync for all,
     /// then here.
     pub async fn remove_many(&mut self, keys: &[(&str, &str)]) -> Result<(), StoreError> {
