@@ -5,6 +5,7 @@
 //! everything happens in namespaces the benchmark creates and removes.
 
 mod footprint;
+mod phases;
 mod report;
 mod watch;
 
@@ -26,8 +27,10 @@ use linkherd_agent::{
 };
 use linkherd_lab::sh::{ip, ip_in};
 use linkherd_proto::{model::Role, pb};
+use phases::Phases;
 use report::Report;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tracing_subscriber::layer::SubscriberExt;
 
 /// Endpoint create/delete throughput: linkherd vs ip -batch.
 #[derive(Debug, Parser)]
@@ -47,6 +50,8 @@ struct Args {
 struct Bench {
     host: String,
     target: String,
+    /// The in-process agent's time per step.
+    phases: Phases,
 }
 
 impl Drop for Bench {
@@ -291,12 +296,14 @@ async fn api_rows(
 ) -> anyhow::Result<()> {
     let n = report.count;
     let client = pb::macvlan_service_client::MacvlanServiceClient::new(ch.clone());
+    b.phases.take(n);
     let started = Instant::now();
     create_endpoints(&client, &b.target, n, parallel).await?;
     report.row(
         "linkherd API: create endpoint (addr, up, MAC)",
         started.elapsed(),
     );
+    report.phases(b.phases.take(n));
     ensure!(macvlans(&b.target)? == n, "expected {n} macvlans");
     let started = Instant::now();
     let r = client
@@ -339,6 +346,7 @@ async fn txn_rows(ch: &Channel, b: &Bench, report: &mut Report) -> anyhow::Resul
             ),
             ("linkherd transaction: delete".to_owned(), teardown, 0),
         ] {
+            b.phases.take(n);
             let started = Instant::now();
             let generation = host
                 .get_state(pb::GetStateRequest {})
@@ -357,6 +365,7 @@ async fn txn_rows(ch: &Channel, b: &Bench, report: &mut Report) -> anyhow::Resul
             host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
                 .await?;
             report.row(&what, started.elapsed());
+            report.phases(b.phases.take(n));
             ensure!(macvlans(&b.target)? == want, "{what}: not {want} macvlans");
         }
     }
@@ -370,10 +379,13 @@ async fn main() -> anyhow::Result<()> {
         nix::unistd::geteuid().is_root(),
         "the benchmark needs root (network namespaces)"
     );
+    let phases = Phases::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(phases.layer()))?;
     let pid = std::process::id();
     let b = Bench {
         host: format!("lh-bench-{pid}-host"),
         target: format!("lh-bench-{pid}-ep"),
+        phases,
     };
     for ns in [&b.host, &b.target] {
         ip(&["netns", "add", ns])?;

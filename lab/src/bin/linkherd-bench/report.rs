@@ -4,6 +4,8 @@ use std::{fmt::Write as _, time::Duration};
 
 use serde::Serialize;
 
+use crate::phases::Phase;
+
 /// One measured operation over `count` endpoints.
 #[derive(Debug, Serialize)]
 pub struct Row {
@@ -11,6 +13,9 @@ pub struct Row {
     pub count: usize,
     pub total_ms: f64,
     pub per_endpoint_ms: f64,
+    /// Where the agent spent it, by step (rows that ask the agent).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
 }
 
 /// Latency of events, in milliseconds.
@@ -72,7 +77,15 @@ impl Report {
             count: self.count,
             total_ms: ms,
             per_endpoint_ms: ms / self.count as f64,
+            phases: Vec::new(),
         });
+    }
+
+    /// The agent's phases of the row just added.
+    pub fn phases(&mut self, phases: Vec<Phase>) {
+        if let Some(r) = self.rows.last_mut() {
+            r.phases = phases;
+        }
     }
 
     pub fn note(&mut self, line: &str) {
@@ -95,6 +108,13 @@ impl Report {
                 r.per_endpoint_ms,
                 r.count as f64 / (r.total_ms / 1e3)
             );
+            for p in &r.phases {
+                let _ = writeln!(
+                    t,
+                    "    {:<48} {:>6} {:>13} {:>10.3} ms/each",
+                    p.name, p.spans, "", p.per_endpoint_ms
+                );
+            }
         }
         if let Some(w) = &self.watch {
             let _ = writeln!(
