@@ -12,6 +12,8 @@ use std::{
 
 use ipnet::IpNet;
 
+pub mod blocks;
+
 /// Where a network's addresses come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
