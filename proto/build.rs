@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "linkherd/v1/vlan.proto",
     "linkherd/v1/macvlan.proto",
     "linkherd/v1/probe.proto",
+    "linkherd/v1/network.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -138,6 +138,7 @@ pub fn required_role(path: &str) -> Role {
         ("linkherd.v1.InterfaceService", "List" | "Get" | "Watch") => Role::Viewer,
         ("linkherd.v1.VlanService", "List") => Role::Viewer,
         ("linkherd.v1.MacvlanService", "List" | "ListHostAccess") => Role::Viewer,
+        ("linkherd.v1.NetworkService", "List" | "Get") => Role::Viewer,
         ("linkherd.v1.ProbeService", _) => Role::Operator,
         _ => Role::Admin,
     }

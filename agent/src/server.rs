@@ -14,7 +14,7 @@ use crate::{
     context::Context,
     net::NetOps,
     promisc::PromiscLeases,
-    service::{HostSvc, InterfaceSvc, MacvlanSvc, ProbeSvc, VlanSvc},
+    service::{HostSvc, InterfaceSvc, MacvlanSvc, NetworkSvc, ProbeSvc, VlanSvc},
     store::Store,
 };
 
@@ -130,10 +130,11 @@ impl Agent {
         leases.restore().await?;
         let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
         let registry = crate::lifecycle::registry::Registry::load(store.as_ref()).await?;
+        let catalog = crate::lifecycle::catalog::Catalog::load(store.as_ref()).await?;
         let agent_id = crate::identity::AgentId::load(store.as_ref(), &opts.netns_prefix).await?;
         let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
             net.clone(),
-            registry,
+            (registry, catalog),
             opts.netns_prefix.clone(),
             agent_id,
         ));
@@ -235,6 +236,9 @@ impl Agent {
         health
             .set_serving::<pb::probe_service_server::ProbeServiceServer<ProbeSvc>>()
             .await;
+        health
+            .set_serving::<pb::network_service_server::NetworkServiceServer<NetworkSvc>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -271,6 +275,12 @@ impl Agent {
             .add_service(
                 pb::probe_service_server::ProbeServiceServer::new(ProbeSvc::new(self.ctx.clone()))
                     .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::network_service_server::NetworkServiceServer::new(NetworkSvc::new(
+                    self.ctx.clone(),
+                ))
+                .max_decoding_message_size(max),
             ))
     }
 

@@ -22,7 +22,10 @@ use std::{
 
 use linkherd_proto::{
     convert::{Desired, EndpointSelector},
-    model::{EndpointSpec, HostAccessSpec, IfName, MacAddr, NetnsRef, ObjName, Owner, VlanSpec},
+    model::{
+        CatalogNetwork, EndpointSpec, HostAccessSpec, IfName, MacAddr, NetnsRef, ObjName, Owner,
+        VlanSpec,
+    },
     pb,
 };
 use prost::Message;
@@ -82,6 +85,12 @@ enum JournalStep {
     },
     CreateHostAccess {
         host_access: HostAccessSpec,
+    },
+    /// Put the catalog's network `name` back as it was (`None`: it was not
+    /// in the catalog).
+    RestoreNetwork {
+        name: String,
+        previous: Option<CatalogNetwork>,
     },
 }
 
@@ -174,6 +183,10 @@ impl JournalStep {
             JournalStep::CreateHostAccess { host_access } => {
                 format!("re-created host access {}", host_access.network)
             }
+            JournalStep::RestoreNetwork { name, previous } => match previous {
+                Some(_) => format!("restored network {name} in the catalog"),
+                None => format!("removed network {name} from the catalog"),
+            },
         }
     }
 
@@ -218,6 +231,10 @@ impl JournalStep {
             JournalStep::CreateHostAccess { host_access } => {
                 lc.create_host_access(host_access).await.map(drop)
             }
+            JournalStep::RestoreNetwork { name, previous } => match previous {
+                Some(net) => lc.put_network(net.clone()).await.map(drop),
+                None => lc.remove_network(name).await.map(drop),
+            },
         }
     }
 
@@ -808,6 +825,8 @@ impl Transactions {
                 self.add_host_access(spec, j).await?;
             }
             Op::CreateHostAccess(spec) => self.add_host_access(spec, j).await?,
+            Op::PutNetwork(net) => self.change_network(net.name.as_str(), Some(net), j).await?,
+            Op::RemoveNetwork { name } => self.change_network(name, None, j).await?,
         }
         Ok(1)
     }
@@ -958,6 +977,26 @@ impl Transactions {
         Ok(())
     }
 
+    /// Puts `net` in the catalog as `name` (`None`: removes it),
+    /// write-ahead: what it was is on disk first.
+    async fn change_network(
+        &self,
+        name: &str,
+        net: Option<&CatalogNetwork>,
+        j: &mut Journal,
+    ) -> Result<(), Error> {
+        let previous = self.lifecycle.network(name).await;
+        let undo = JournalStep::RestoreNetwork {
+            name: name.to_owned(),
+            previous,
+        };
+        self.write_batch(j, vec![undo]).await?;
+        match net {
+            Some(net) => self.lifecycle.put_network(net.clone()).await.map(drop),
+            None => self.lifecycle.remove_network(name).await.map(drop),
+        }
+    }
+
     /// Deletes host access, write-ahead: how to re-create it is on disk
     /// first.
     async fn remove_host_access(&self, network: &str, j: &mut Journal) -> Result<(), Error> {
@@ -1025,10 +1064,13 @@ pub async fn observed(lc: &Lifecycle) -> Result<pb::OwnedObjects, Error> {
         .map(Into::into)
         .collect();
     host_access.sort_by(|a, b| a.network.cmp(&b.network));
+    // In name order already.
+    let catalog = lc.networks().await.iter().map(Into::into).collect();
     Ok(pb::OwnedObjects {
         vlans,
         endpoints,
         host_access,
+        catalog,
     })
 }
 

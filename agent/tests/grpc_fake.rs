@@ -570,6 +570,7 @@ async fn health_reports_serving() {
             "linkherd.v1.HostService",
             "linkherd.v1.InterfaceService",
             "linkherd.v1.MacvlanService",
+            "linkherd.v1.NetworkService",
             "linkherd.v1.ProbeService",
             "linkherd.v1.VlanService"
         ]

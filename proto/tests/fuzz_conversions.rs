@@ -637,6 +637,40 @@ fn create_vlan_pb() -> BoxedStrategy<pb::CreateVlanRequest> {
         .boxed()
 }
 
+/// A catalog network: a plausible one (a /24 with blocks cut from it)
+/// more often than not, any texts otherwise.
+fn catalog_pb() -> BoxedStrategy<pb::CatalogNetwork> {
+    let pool = prop_oneof![
+        3 => (0u8..3, prop::collection::vec(0u8..16, 0..4)).prop_map(|(c, bs)| pb::CatalogPool {
+            subnet: format!("10.0.{c}.0/24"),
+            gateway: format!("10.0.{c}.1"),
+            blocks: bs.iter().map(|b| format!("10.0.{c}.{}/28", b * 16)).collect(),
+        }),
+        1 => (cidr_text(), ip_text(), prop::collection::vec(cidr_text(), 0..3))
+            .prop_map(|(subnet, gateway, blocks)| pb::CatalogPool { subnet, gateway, blocks }),
+    ];
+    (
+        objname_ok(),
+        mostly(ifname_ok(), 6),
+        plausible(0..=4094),
+        enum_i32(),
+        plausible(0..=9000),
+        prop::option::weighted(0.9, pool),
+    )
+        .prop_map(
+            |(name, parent, vlan_id, mode, mtu, v4)| pb::CatalogNetwork {
+                name,
+                parent,
+                vlan_id,
+                mode,
+                mtu,
+                v4,
+                v6: None,
+            },
+        )
+        .boxed()
+}
+
 fn desired_wild() -> BoxedStrategy<pb::DesiredState> {
     (
         list_of(vlan_pb(), 0..4, pb::Vlan::default(), MAX_DESIRED_VLANS),
@@ -654,14 +688,16 @@ fn desired_wild() -> BoxedStrategy<pb::DesiredState> {
         ),
         list(mostly(objname_ok(), 10), "n", MAX_DESIRED_NETWORKS),
         list(mostly(ifname_ok(), 6), "eth9", MAX_DESIRED_VLANS),
+        prop::collection::vec(catalog_pb(), 0..3),
     )
         .prop_map(
-            |(vlans, endpoints, host_access, networks, absent_vlans)| pb::DesiredState {
+            |(vlans, endpoints, host_access, networks, absent_vlans, catalog)| pb::DesiredState {
                 vlans,
                 endpoints,
                 host_access,
                 networks,
                 absent_vlans,
+                catalog,
             },
         )
         .boxed()
@@ -709,6 +745,7 @@ fn desired_plausible() -> BoxedStrategy<pb::DesiredState> {
                     host_access,
                     networks,
                     absent_vlans,
+                    ..Default::default()
                 }
             },
         )
@@ -1113,6 +1150,15 @@ fn assert_desired(d: &Desired) {
     }
     for n in &d.networks {
         assert_objname("desired.networks", n);
+    }
+    let names: BTreeSet<&ObjName> = d.catalog.iter().map(|n| &n.name).collect();
+    assert_eq!(
+        names.len(),
+        d.catalog.len(),
+        "a catalog network is listed twice"
+    );
+    for n in &d.catalog {
+        assert_eq!(n.check("catalog"), Ok(()), "an unchecked catalog network");
     }
     let scope = d.scope();
     for e in &d.endpoints {
@@ -1653,6 +1699,19 @@ fn a_state_at_every_bound_validates() {
         host_access,
         networks: (0..MAX_DESIRED_NETWORKS).map(|i| format!("x{i}")).collect(),
         absent_vlans: (0..MAX_DESIRED_VLANS).map(|i| format!("old{i}")).collect(),
+        catalog: (0..MAX_DESIRED_NETWORKS)
+            .map(|i| pb::CatalogNetwork {
+                name: format!("c{i}"),
+                parent: "eth0".into(),
+                mode: pb::MacvlanMode::Bridge.into(),
+                v4: Some(pb::CatalogPool {
+                    subnet: "10.0.0.0/16".into(),
+                    blocks: vec![format!("10.0.{}.0/24", i % 256)],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
     };
     let d = Desired::try_from(wire).expect("every list at its bound");
     assert_eq!(d.vlans.len(), MAX_DESIRED_VLANS);

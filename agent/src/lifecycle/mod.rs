@@ -7,6 +7,7 @@
 //! same parent, namespace or registry entry.
 
 mod addrcheck;
+pub mod catalog;
 mod create;
 mod endpoint;
 mod host_access;
@@ -21,7 +22,9 @@ use linkherd_proto::model::{IfName, Interface, LinkKind};
 use tokio::sync::{Mutex, OnceCell};
 
 pub use addrcheck::Wanted;
+use catalog::Catalog;
 pub use endpoint::Removed;
+use linkherd_proto::model::CatalogNetwork;
 use registry::Registry;
 
 use crate::{
@@ -49,6 +52,7 @@ pub struct Lifecycle {
     agent: AgentId,
     caps: OnceCell<Capabilities>,
     registry: Mutex<Registry>,
+    catalog: Mutex<Catalog>,
 }
 
 /// Link group of a network's endpoints ("LH" in the high bits), so that a
@@ -61,10 +65,11 @@ pub fn group_of(network: &str) -> u32 {
 }
 
 impl Lifecycle {
-    /// `registry`: loaded from the state store ([`Registry::load`]) before.
+    /// `registry` and `catalog`: loaded from the state store before
+    /// ([`Registry::load`], [`Catalog::load`]).
     pub fn new(
         net: Arc<dyn NetOps>,
-        registry: Registry,
+        (registry, catalog): (Registry, Catalog),
         netns_prefix: String,
         agent: AgentId,
     ) -> Self {
@@ -74,7 +79,28 @@ impl Lifecycle {
             agent,
             caps: OnceCell::new(),
             registry: Mutex::new(registry),
+            catalog: Mutex::new(catalog),
         }
+    }
+
+    /// The catalog's networks, by name.
+    pub async fn networks(&self) -> Vec<CatalogNetwork> {
+        self.catalog.lock().await.all().cloned().collect()
+    }
+
+    /// One network of the catalog.
+    pub async fn network(&self, name: &str) -> Option<CatalogNetwork> {
+        self.catalog.lock().await.get(name).cloned()
+    }
+
+    /// Puts `net` in the catalog (durably); what it replaced.
+    pub async fn put_network(&self, net: CatalogNetwork) -> Result<Option<CatalogNetwork>, Error> {
+        Ok(self.catalog.lock().await.put(net).await?)
+    }
+
+    /// Removes `name` from the catalog (durably); what it was.
+    pub async fn remove_network(&self, name: &str) -> Result<Option<CatalogNetwork>, Error> {
+        Ok(self.catalog.lock().await.remove(name).await?)
     }
 
     /// Whose marks are this agent's.

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use linkherd_proto::{
     convert::Desired,
     model::{
-        EndpointSpec, HostAccessSpec, HostAccessState, IfName, Interface, LinkDetails, NetnsRef,
-        Owner, VlanSpec,
+        CatalogNetwork, EndpointSpec, HostAccessSpec, HostAccessState, IfName, Interface,
+        LinkDetails, NetnsRef, Owner, VlanSpec,
     },
 };
 
@@ -61,6 +61,12 @@ pub enum Op {
     },
     ReplaceHostAccess(HostAccessSpec),
     CreateHostAccess(HostAccessSpec),
+    /// Put a network in the catalog (new, or replacing its definition).
+    PutNetwork(CatalogNetwork),
+    /// Take a network out of the catalog.
+    RemoveNetwork {
+        name: String,
+    },
 }
 
 fn change(
@@ -97,6 +103,7 @@ impl Lifecycle {
         steps.extend(plan_host_access(&accesses, desired, &scope));
         // Last: the VLANs the endpoints above were taken off.
         steps.extend(plan_absent_vlans(&self.agent, &links, desired));
+        steps.extend(plan_catalog(&self.networks().await, desired, &scope));
         Ok(steps)
     }
 
@@ -252,6 +259,51 @@ fn describe_endpoint(e: &EndpointSpec) -> String {
 
 /// Host access to remove (networks in scope the state has none for), to
 /// create, or to replace when its addresses, routes or parent differ.
+/// The catalog's networks of the state's scope that it does not list go;
+/// those it lists are put when new or different.
+fn plan_catalog(
+    current: &[CatalogNetwork],
+    desired: &Desired,
+    scope: &BTreeSet<&str>,
+) -> Vec<Change> {
+    let mut steps = Vec::new();
+    for c in current
+        .iter()
+        .filter(|c| scope.contains(c.name.as_str()))
+        .filter(|c| !desired.catalog.iter().any(|d| d.name == c.name))
+    {
+        steps.push(change(
+            Action::Delete,
+            "network",
+            c.name.as_str(),
+            super::catalog::describe(c),
+            Op::RemoveNetwork {
+                name: c.name.to_string(),
+            },
+        ));
+    }
+    for d in &desired.catalog {
+        match current.iter().find(|c| c.name == d.name) {
+            None => steps.push(change(
+                Action::Create,
+                "network",
+                d.name.as_str(),
+                super::catalog::describe(d),
+                Op::PutNetwork(d.clone()),
+            )),
+            Some(c) if c != d => steps.push(change(
+                Action::Update,
+                "network",
+                d.name.as_str(),
+                super::catalog::differences(c, d),
+                Op::PutNetwork(d.clone()),
+            )),
+            Some(_) => {}
+        }
+    }
+    steps
+}
+
 fn plan_host_access(
     accesses: &[HostAccessState],
     desired: &Desired,

@@ -6,12 +6,14 @@
 mod host;
 mod interface;
 mod macvlan;
+mod network;
 mod probe;
 mod vlan;
 
 pub use host::HostSvc;
 pub use interface::InterfaceSvc;
 pub use macvlan::MacvlanSvc;
+pub use network::NetworkSvc;
 pub use probe::ProbeSvc;
 pub use vlan::VlanSvc;
 

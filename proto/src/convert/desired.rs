@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use crate::{
     model::{
-        EndpointSpec, HostAccessSpec, IfName, ObjName, ValidationError, VlanSpec,
+        CatalogNetwork, EndpointSpec, HostAccessSpec, IfName, ObjName, ValidationError, VlanSpec,
         bounds::{MAX_DESIRED_ENDPOINTS, MAX_DESIRED_NETWORKS, MAX_DESIRED_VLANS, check_count},
     },
     pb,
@@ -20,6 +20,8 @@ pub struct Desired {
     pub networks: Vec<ObjName>,
     /// VLANs that must not exist (deleted only if linkherd owns them).
     pub absent_vlans: Vec<IfName>,
+    /// The networks this host offers to container runtimes, by name.
+    pub catalog: Vec<CatalogNetwork>,
 }
 
 impl Desired {
@@ -30,6 +32,7 @@ impl Desired {
             .map(|e| e.network.as_str())
             .chain(self.host_access.iter().map(|h| h.network.as_str()))
             .chain(self.networks.iter().map(ObjName::as_str))
+            .chain(self.catalog.iter().map(|n| n.name.as_str()))
             .collect()
     }
 }
@@ -76,6 +79,7 @@ impl TryFrom<pb::DesiredState> for Desired {
             host_access,
             networks,
             absent_vlans,
+            catalog: catalog(d.catalog)?,
         })
     }
 }
@@ -106,7 +110,34 @@ fn check_counts(d: &pb::DesiredState) -> Result<(), ValidationError> {
         d.networks.len(),
         MAX_DESIRED_NETWORKS,
         "networks",
+    )?;
+    check_count(
+        "desired.catalog",
+        d.catalog.len(),
+        MAX_DESIRED_NETWORKS,
+        "catalog networks",
     )
+}
+
+/// The catalog, each network once, in name order.
+fn catalog(raw: Vec<pb::CatalogNetwork>) -> Result<Vec<CatalogNetwork>, ValidationError> {
+    let mut out: Vec<CatalogNetwork> = Vec::with_capacity(raw.len());
+    let mut names = BTreeSet::new();
+    for (i, n) in raw.into_iter().enumerate() {
+        let f = format!("desired.catalog[{i}]");
+        let net = super::catalog_network(&f, n)?;
+        if !names.insert(net.name.clone()) {
+            return Err(ValidationError::new(
+                format!("{f}.name"),
+                net.name.to_string(),
+                "is listed twice",
+                "list each network of the catalog once",
+            ));
+        }
+        out.push(net);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// The wanted VLANs, each name once (a set: O(n log n)).
@@ -236,6 +267,7 @@ impl From<&Desired> for pb::DesiredState {
                 .collect(),
             networks: d.networks.iter().map(ToString::to_string).collect(),
             absent_vlans: d.absent_vlans.iter().map(ToString::to_string).collect(),
+            catalog: d.catalog.iter().map(Into::into).collect(),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::{
     pb,
 };
 
-fn parse_cidr(field: &str, s: &str) -> Result<IpNet, ValidationError> {
+pub(super) fn parse_cidr(field: &str, s: &str) -> Result<IpNet, ValidationError> {
     s.parse::<IpNet>().map_err(|_| {
         ValidationError::new(
             field,
@@ -26,7 +26,7 @@ fn parse_cidr(field: &str, s: &str) -> Result<IpNet, ValidationError> {
     })
 }
 
-fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ValidationError> {
+pub(super) fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ValidationError> {
     s.parse::<IpAddr>().map_err(|_| {
         ValidationError::new(
             field,
@@ -58,7 +58,7 @@ fn parse_mac(field: &str, s: &str) -> Result<MacAddr, ValidationError> {
     Ok(mac)
 }
 
-fn mtu(field: &str, v: u32) -> Result<Option<u32>, ValidationError> {
+pub(super) fn mtu(field: &str, v: u32) -> Result<Option<u32>, ValidationError> {
     match v {
         0 => Ok(None),
         m if m < MIN_MTU => Err(ValidationError::new(

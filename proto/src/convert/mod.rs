@@ -5,6 +5,7 @@
 //! builds responses. The inverse conversions (`TryFrom<pb::Interface>`) serve
 //! `linkherdctl`, which prints model types.
 
+mod catalog;
 mod desired;
 mod enums;
 mod interface;
@@ -12,6 +13,7 @@ mod lifecycle;
 mod probe;
 mod requests;
 
+pub use catalog::catalog_network;
 pub use desired::Desired;
 pub use interface::DecodeError;
 pub use lifecycle::{DeleteEndpoints, EndpointSelector, netns_target, netns_to_pb};

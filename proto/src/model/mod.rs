@@ -3,6 +3,7 @@
 //! is valid by construction.
 
 pub mod bounds;
+mod catalog;
 mod endpoint;
 mod error;
 mod ifname;
@@ -14,6 +15,7 @@ mod owner;
 mod role;
 mod vlan;
 
+pub use catalog::{CatalogNetwork, CatalogPool, MAX_BLOCKS};
 pub use endpoint::{
     EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, MIN_MTU, check_gateway,
     check_host_address, default_host_access_name,
