@@ -1,6 +1,9 @@
 //! `linkherdctl get endpoints -f SPEC`: where every endpoint of a spec is,
 //! as the hosts report it — host, addresses, MAC, parent, namespace — and
-//! which ones the fleet does not have (yet).
+//! which ones the fleet does not have (yet). `get networks`: see
+//! [`networks`].
+
+mod networks;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -22,6 +25,13 @@ pub enum GetCmd {
         #[arg(short = 'f', long)]
         file: PathBuf,
     },
+    /// Every network of the spec open to containers, per host: parent,
+    /// subnets, gateways and the host's address blocks.
+    Networks {
+        /// The fleet spec (YAML).
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -38,10 +48,17 @@ struct Row {
 }
 
 pub async fn run(ctx: &Ctx, cmd: GetCmd) -> Result<Exit, CtlError> {
-    let GetCmd::Endpoints { file } = cmd;
-    let spec = FleetSpec::load(&file)?;
+    let (GetCmd::Endpoints { file } | GetCmd::Networks { file }) = &cmd;
+    let spec = FleetSpec::load(file)?;
     let hosts = read::read(&spec, &ctx.fleet_targets()?).await.all()?;
-    output::print(ctx.format, &rows(&spec, &hosts), |r| table(r))?;
+    match cmd {
+        GetCmd::Endpoints { .. } => output::print(ctx.format, &rows(&spec, &hosts), |r| table(r))?,
+        GetCmd::Networks { .. } => {
+            output::print(ctx.format, &networks::rows(&spec, &hosts), |r| {
+                networks::table(r)
+            })?
+        }
+    }
     Ok(Exit::Success)
 }
 

@@ -9,13 +9,16 @@ use ipnet::IpNet;
 use linkherd_proto::{
     convert::Desired,
     model::{
-        EndpointSpec, HostAccessSpec, IfName, NetnsRef, ValidationError, VlanProtocol, VlanSpec,
-        default_host_access_name, default_vlan_name,
+        CatalogNetwork, CatalogPool, EndpointSpec, HostAccessSpec, IfName, NetnsRef,
+        ValidationError, VlanProtocol, VlanSpec, default_host_access_name, default_vlan_name,
     },
 };
 
 use crate::{
-    ipam::{self, IpamError, Pool, Want},
+    ipam::{
+        self, IpamError, Pool, Want,
+        blocks::{self, BlockError, BlockPlan, Held},
+    },
     spec::{FleetSpec, NetworkSpec},
 };
 
@@ -31,6 +34,8 @@ pub struct Observed {
     /// Addresses in use by anything else, with a description of the user
     /// (`no2/mac_net10/old` or `no1 lh-mac_net10`).
     pub others: BTreeMap<IpAddr, String>,
+    /// The container blocks each host's catalog holds, by network and host.
+    pub blocks: BTreeMap<(String, String), Vec<IpNet>>,
 }
 
 /// Why a host's desired state cannot be computed from the spec.
@@ -38,6 +43,8 @@ pub struct Observed {
 pub enum DesiredError {
     #[error("networks.{network}: {source}")]
     Ipam { network: String, source: IpamError },
+    #[error("networks.{network}.containers: {source}")]
+    Blocks { network: String, source: BlockError },
     #[error("networks.{network} on {host}: {source}")]
     Name {
         network: String,
@@ -59,7 +66,8 @@ pub fn desired(
     let ifname =
         IfName::parse("ifname", ENDPOINT_IFNAME).map_err(|e| DesiredError::Model(Box::new(e)))?;
     for net in spec.networks.values() {
-        let addrs = addresses(net, seen)?;
+        let grants = grants(net, seen)?;
+        let addrs = addresses(net, seen, &grants)?;
         for (host, parent) in &net.parents {
             let d = out.entry(host.clone()).or_default();
             let link = match net.vlan {
@@ -85,9 +93,105 @@ pub fn desired(
                 None => parent.clone(),
             };
             endpoints_on(net, host, (&link, &ifname), &addrs, d);
+            // Runtimes attach only where the spec opens the network to them.
+            if net
+                .containers
+                .as_ref()
+                .is_some_and(|c| c.hosts.contains(host))
+            {
+                let mine = grants.get(host).map(Vec::as_slice).unwrap_or_default();
+                d.catalog.push(catalog_entry(net, link, mine));
+            }
+        }
+    }
+    for d in out.values_mut() {
+        d.catalog.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    Ok(out)
+}
+
+/// The network as `host` offers it to container runtimes: on `link`, with
+/// the host's `blocks` (both families).
+fn catalog_entry(net: &NetworkSpec, link: IfName, blocks: &[IpNet]) -> CatalogNetwork {
+    let pool = |p: &Pool| CatalogPool {
+        subnet: p.subnet,
+        gateway: p.gateway,
+        blocks: blocks
+            .iter()
+            .filter(|b| b.addr().is_ipv4() == p.subnet.addr().is_ipv4())
+            .copied()
+            .collect(),
+    };
+    CatalogNetwork {
+        name: net.name.clone(),
+        parent: link,
+        vlan: net.vlan,
+        mode: net.mode,
+        mtu: net.mtu,
+        v4: net.v4.as_ref().map(pool),
+        v6: net.v6.as_ref().map(pool),
+    }
+}
+
+/// The container blocks of every host that offers them (both families),
+/// around what the agents hold now and every address the fleet uses.
+fn grants(
+    net: &NetworkSpec,
+    seen: &Observed,
+) -> Result<BTreeMap<String, Vec<IpNet>>, DesiredError> {
+    let mut out: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+    let Some(c) = &net.containers else {
+        return Ok(out);
+    };
+    for (want, pool) in [(c.v4, &net.v4), (c.v6, &net.v6)] {
+        let (Some(want), Some(pool)) = (want, pool) else {
+            continue;
+        };
+        let v4 = pool.subnet.addr().is_ipv4();
+        let held: BTreeMap<String, Vec<Held>> = seen
+            .blocks
+            .iter()
+            .filter(|((n, _), _)| n == net.name.as_str())
+            .map(|((_, host), bs)| {
+                let mine = bs.iter().filter(|b| b.addr().is_ipv4() == v4);
+                // No container counts as using a block yet.
+                let held = mine.map(|b| Held { block: *b, used: 0 }).collect();
+                (host.clone(), held)
+            })
+            .collect();
+        let plan = BlockPlan {
+            pool,
+            range: want.range,
+            len: want.len,
+        };
+        let granted =
+            blocks::grant(&plan, &c.hosts, &held, &in_use(net, pool, seen)).map_err(|source| {
+                DesiredError::Blocks {
+                    network: net.name.to_string(),
+                    source,
+                }
+            })?;
+        for (host, bs) in granted.blocks {
+            out.entry(host).or_default().extend(bs);
         }
     }
     Ok(out)
+}
+
+/// Every address of the pool's subnet that the fleet uses or the spec
+/// fixes, with who has it: no block may hold one.
+fn in_use(net: &NetworkSpec, pool: &Pool, seen: &Observed) -> BTreeMap<IpAddr, String> {
+    let mut taken = taken_by_others(net, pool, seen);
+    for (name, e) in &net.endpoints {
+        let key = (net.name.to_string(), name.to_string());
+        let current = seen.endpoints.get(&key).into_iter().flatten();
+        for a in [e.ip, e.ip6].iter().flatten().chain(current) {
+            if pool.subnet.contains(a) {
+                taken.insert(*a, format!("{}/{name}", e.host));
+            }
+        }
+    }
+    taken
 }
 
 /// Every host of the spec with nothing on it yet, but speaking for every
@@ -132,6 +236,7 @@ pub fn teardown(spec: &FleetSpec) -> Result<BTreeMap<String, Desired>, DesiredEr
 fn addresses(
     net: &NetworkSpec,
     seen: &Observed,
+    grants: &BTreeMap<String, Vec<IpNet>>,
 ) -> Result<BTreeMap<String, Vec<IpNet>>, DesiredError> {
     let mut out: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
     let pools = [
@@ -140,6 +245,11 @@ fn addresses(
     ];
     for (pool, family) in pools {
         let Some(pool) = pool else { continue };
+        // Endpoints never get an address of a container block.
+        let pool = &Pool {
+            blocks: grants.values().flatten().copied().collect(),
+            ..pool.clone()
+        };
         let wants: Vec<Want> = net
             .endpoints
             .iter()

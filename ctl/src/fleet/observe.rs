@@ -1,6 +1,7 @@
 //! What the agents report, turned into what the fleet IPAM needs: the
-//! addresses the spec's endpoints have now (kept: sticky), and every other
-//! address in use (never handed out again).
+//! addresses the spec's endpoints have now (kept: sticky), every other
+//! address in use (never handed out again), and the container blocks each
+//! host holds (kept too).
 
 use std::net::IpAddr;
 
@@ -38,6 +39,16 @@ pub fn observed<'a>(
                     out.others
                         .insert(a, format!("{host}/{}/{}", e.network, e.name));
                 }
+            }
+        }
+        for n in &state.catalog {
+            let blocks: Vec<IpNet> = [&n.v4, &n.v6]
+                .into_iter()
+                .flatten()
+                .flat_map(|p| p.blocks.iter().filter_map(|b| b.parse::<IpNet>().ok()))
+                .collect();
+            if !blocks.is_empty() {
+                out.blocks.insert((n.name.clone(), host.to_owned()), blocks);
             }
         }
         for h in &state.host_access {

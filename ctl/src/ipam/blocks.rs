@@ -291,6 +291,7 @@ mod tests {
             gateway: Some(ip("172.16.10.1")),
             range: None,
             reserved: BTreeSet::from([ip("172.16.10.40")]),
+            blocks: Vec::new(),
         }
     }
 
@@ -423,6 +424,7 @@ mod tests {
             gateway: Some(ip("fd00:10::1")),
             range: None,
             reserved: BTreeSet::new(),
+            blocks: Vec::new(),
         };
         let plan = BlockPlan {
             pool: &pool,

@@ -23,6 +23,8 @@ pub struct Pool {
     pub range: Option<IpNet>,
     /// Never allocated (routers, VIPs, ...).
     pub reserved: BTreeSet<IpAddr>,
+    /// Never allocated to endpoints: the hosts' container blocks.
+    pub blocks: Vec<IpNet>,
 }
 
 /// An endpoint that needs an address.
@@ -133,6 +135,9 @@ impl Pool {
         }
         if self.reserved.contains(&a) {
             return Some("is reserved".into());
+        }
+        if let Some(b) = self.blocks.iter().find(|b| b.contains(&a)) {
+            return Some(format!("is inside the container block {b}"));
         }
         None
     }
@@ -258,6 +263,7 @@ mod tests {
             gateway: Some(ip("10.0.100.33")),
             range: Some("10.0.100.96/27".parse().expect("net")),
             reserved: BTreeSet::new(),
+            blocks: Vec::new(),
         }
     }
 
@@ -366,6 +372,7 @@ mod tests {
             gateway: Some(ip("fd00:10::1")),
             range: None,
             reserved: BTreeSet::new(),
+            blocks: Vec::new(),
         };
         let got = allocate(
             &pool,
@@ -392,6 +399,7 @@ mod tests {
                 gateway: Some(host(1)),
                 range: None,
                 reserved: reserved.iter().map(|r| host(r % (1 << (32 - u32::from(prefix))))).collect(),
+                blocks: Vec::new(),
             };
             let wants: Vec<Want> = (0..n).map(|i| want(&format!("h/e{i:02}"))).collect();
             let current: BTreeMap<String, IpAddr> = sticky.iter().enumerate().map(|(i, s)| (format!("h/e{i:02}"), host(*s))).collect();

@@ -7,7 +7,12 @@ mod error;
 mod raw;
 mod validate;
 
-use std::{collections::BTreeMap, net::IpAddr, path::Path, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::Path,
+    time::Duration,
+};
 
 use linkherd_proto::model::{IfName, MacAddr, MacvlanMode, NetnsRef, ObjName, VlanId};
 
@@ -49,6 +54,27 @@ pub struct NetworkSpec {
     /// Host access addresses per host.
     pub host_access: BTreeMap<String, IpAddr>,
     pub endpoints: BTreeMap<ObjName, EndpointDecl>,
+    /// Addresses offered to containers, when the spec asks for them.
+    pub containers: Option<ContainersSpec>,
+}
+
+/// Addresses a network offers to containers that runtimes create on its
+/// hosts, in blocks per host ([`crate::ipam::blocks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainersSpec {
+    pub v4: Option<BlockSpec>,
+    pub v6: Option<BlockSpec>,
+    /// The hosts that offer them (all spanned by the network).
+    pub hosts: BTreeSet<String>,
+}
+
+/// How one family's blocks are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSpec {
+    /// Inside the subnet.
+    pub range: ipnet::IpNet,
+    /// Each block's prefix length, at least the range's.
+    pub len: u8,
 }
 
 /// An endpoint as declared: where it lives and what the spec fixes.

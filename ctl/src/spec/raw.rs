@@ -101,6 +101,35 @@ pub struct RawNetwork {
     /// Endpoints by name; the name is also the default namespace name.
     #[serde(default)]
     pub endpoints: BTreeMap<String, RawEndpoint>,
+    /// Opens the network to containers that runtimes (CNI, Docker) create
+    /// on its hosts. With `block` (or `block_v6`), each host gets blocks of
+    /// the range and allocates from them on its own, so no two hosts hand
+    /// out the same address; without, containers get only the addresses
+    /// they ask for.
+    pub containers: Option<RawContainers>,
+}
+
+/// `networks.NAME.containers`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainers {
+    /// Prefix length of each host's IPv4 blocks, e.g. 28 (16 addresses).
+    #[schemars(with = "Option<u8>", range(min = 1, max = 32))]
+    pub block: Option<S<u8>>,
+    /// Carve the IPv4 blocks from here (inside the subnet); default: the
+    /// network's ip_range, else its subnet.
+    #[schemars(with = "Option<String>")]
+    pub range: Option<S<String>>,
+    /// Prefix length of each host's IPv6 blocks, e.g. 112.
+    #[schemars(with = "Option<u8>", range(min = 1, max = 128))]
+    pub block_v6: Option<S<u8>>,
+    /// Carve the IPv6 blocks from here; default: ip_range_v6, else subnet_v6.
+    #[schemars(with = "Option<String>")]
+    pub range_v6: Option<S<String>>,
+    /// The hosts that offer container addresses; default: every host of
+    /// the network.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub hosts: Option<Vec<S<String>>>,
 }
 
 /// A macvlan interface inside a network namespace on one host.

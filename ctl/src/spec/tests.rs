@@ -261,3 +261,67 @@ fn the_schema_refuses_unknown_fields_and_bounds_numbers() {
     assert_eq!(ep["required"], serde_json::json!(["host"]));
     assert!(ep["properties"]["ip"]["description"].is_string());
 }
+
+#[test]
+fn containers_take_their_range_and_hosts_from_the_network_by_default() {
+    let text = format!(
+        "{TWO_HOSTS}networks:\n  n:\n    subnet: 172.16.10.0/24\n    ip_range: 172.16.10.128/25\n    hosts: [no1, no2]\n    containers: {{block: 28}}\n  m:\n    subnet: 10.9.0.0/24\n    containers: {{hosts: [no2]}}\n"
+    );
+    let s = FleetSpec::parse(&text, "t.yaml").expect("valid");
+    let net = |n: &str| &s.networks[&ObjName::parse("n", n).expect("name")];
+    let c = net("n").containers.as_ref().expect("containers");
+    let v4 = c.v4.expect("v4");
+    assert_eq!(
+        (v4.range.to_string(), v4.len),
+        ("172.16.10.128/25".into(), 28)
+    );
+    assert_eq!(c.hosts.iter().collect::<Vec<_>>(), ["no1", "no2"]);
+    // Without a block: static addresses only, on the hosts listed (which
+    // the network then spans, with their parents).
+    let m = net("m");
+    let c = m.containers.as_ref().expect("containers");
+    assert_eq!((c.v4, c.v6), (None, None));
+    assert_eq!(m.parents.keys().collect::<Vec<_>>(), ["no2"]);
+}
+
+#[test]
+fn container_blocks_that_cannot_be_cut_are_named() {
+    let cases = [
+        (
+            "containers: {block: 28, range: 172.16.11.0/24}",
+            "networks.n.containers.range",
+            "172.16.11.0/24 is not inside the subnet 172.16.10.0/24",
+        ),
+        (
+            "containers: {block: 22}",
+            "networks.n.containers.block",
+            "/22 does not fit in 172.16.10.0/24",
+        ),
+        (
+            "containers: {block_v6: 112}",
+            "networks.n.containers.block_v6",
+            "is set but the network has no subnet_v6",
+        ),
+        (
+            "containers: {range: 172.16.10.0/25}",
+            "networks.n.containers.range",
+            "is set but block is not",
+        ),
+        (
+            "containers: {block: 28, hosts: [no2]}",
+            "networks.n.containers.hosts[0]",
+            "\"no2\" is not a host of this network",
+        ),
+    ];
+    for (containers, path, problem) in cases {
+        let text = format!(
+            "{TWO_HOSTS}networks:\n  n:\n    subnet: 172.16.10.0/24\n    hosts: [no1]\n    {containers}\n"
+        );
+        let i = one(&text);
+        assert_eq!(
+            (i.path.as_str(), i.problem.as_str()),
+            (path, problem),
+            "{containers}"
+        );
+    }
+}

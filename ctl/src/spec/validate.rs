@@ -22,6 +22,8 @@ use super::{
 };
 use crate::ipam::{IpamError, Pool};
 
+mod containers;
+
 /// Parses the YAML, keeping the path of a field that fails to deserialize.
 pub(super) fn deserialize(text: &str) -> Result<RawSpec, SpecIssue> {
     let path = RefCell::new(String::new());
@@ -295,6 +297,7 @@ fn pool(
         gateway: gw,
         range: rng,
         reserved: res,
+        blocks: Vec::new(),
     };
     if let Err(IpamError::Pool {
         field: f,
@@ -353,6 +356,10 @@ fn network(
     let span = span(is, path, n, raw_hosts);
     let parents = parents(is, path, n, &span, hosts);
     let host_access = host_access(is, path, n, (raw_hosts, &span), &pools);
+    let containers = n
+        .containers
+        .as_ref()
+        .and_then(|c| containers::containers(is, path, c, &pools, &span));
     (is.0.len() == before).then_some(NetworkSpec {
         name,
         vlan,
@@ -363,6 +370,7 @@ fn network(
         parents,
         host_access,
         endpoints,
+        containers,
     })
 }
 
@@ -464,6 +472,12 @@ fn span(
                 .or_insert(e.host.referenced);
         }
         span.extend(n.host_access.iter().map(|(h, a)| (h.clone(), a.referenced)));
+        let offered = n.containers.as_ref().and_then(|c| c.hosts.as_ref());
+        for h in offered.into_iter().flatten() {
+            if raw_hosts.contains_key(&h.value) {
+                span.entry(h.value.clone()).or_insert(h.referenced);
+            }
+        }
         return span;
     };
     for (i, h) in list.iter().enumerate() {

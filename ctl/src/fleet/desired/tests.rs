@@ -215,3 +215,74 @@ fn every_hosts_desired_state_survives_the_agents_validation() {
         }
     }
 }
+
+/// A network open to containers, on both hosts, blocks of /28, with one
+/// fixed and one allocated endpoint.
+fn containers_spec() -> FleetSpec {
+    spec(&format!(
+        "{HOSTS}networks:\n  mac_net10:\n    vlan: 10\n    subnet: 172.16.10.0/24\n    gateway: 172.16.10.1\n    containers: {{block: 28}}\n    endpoints:\n      b1: {{host: no1, ip: 172.16.10.20}}\n      b3: {{host: no2}}\n"
+    ))
+}
+
+fn catalog_blocks(d: &BTreeMap<String, Desired>, host: &str) -> Vec<String> {
+    let c = &d[host].catalog;
+    assert_eq!(c.len(), 1, "{c:?}");
+    c[0].v4
+        .iter()
+        .flat_map(|p| p.blocks.iter().map(ToString::to_string))
+        .collect()
+}
+
+#[test]
+fn each_host_gets_its_own_container_block_and_endpoints_stay_out_of_them() {
+    let d = desired(&containers_spec(), &Observed::default()).expect("desired");
+    // .0/28 holds the network address and the gateway, .16/28 b1's .20.
+    assert_eq!(catalog_blocks(&d, "no1"), ["172.16.10.32/28"]);
+    assert_eq!(catalog_blocks(&d, "no2"), ["172.16.10.48/28"]);
+    let entry = &d["no2"].catalog[0];
+    assert_eq!(
+        (
+            entry.name.as_str(),
+            entry.parent.as_str(),
+            entry.vlan.map(|v| v.get())
+        ),
+        ("mac_net10", "eth0.10", Some(10))
+    );
+    assert_eq!(
+        entry.v4.as_ref().and_then(|p| p.gateway),
+        Some(ip("172.16.10.1"))
+    );
+    // b3 is allocated the lowest free address outside every block.
+    assert_eq!(
+        d["no2"].endpoints[0].addresses,
+        ["172.16.10.2/24".parse::<IpNet>().expect("net")]
+    );
+}
+
+#[test]
+fn container_blocks_are_sticky_and_move_off_a_fixed_address() {
+    let mut seen = Observed::default();
+    let held = |b: &str| vec![b.parse::<IpNet>().expect("net")];
+    seen.blocks
+        .insert(("mac_net10".into(), "no1".into()), held("172.16.10.192/28"));
+    // no2 holds the block b1's fixed address is in: it gets another.
+    seen.blocks
+        .insert(("mac_net10".into(), "no2".into()), held("172.16.10.16/28"));
+    let d = desired(&containers_spec(), &seen).expect("desired");
+    assert_eq!(catalog_blocks(&d, "no1"), ["172.16.10.192/28"]);
+    assert_eq!(catalog_blocks(&d, "no2"), ["172.16.10.32/28"]);
+    // A spec that closes the network to containers takes the catalog away.
+    let closed = spec(&format!(
+        "{HOSTS}networks:\n  mac_net10:\n    subnet: 172.16.10.0/24\n    endpoints:\n      b1: {{host: no1}}\n"
+    ));
+    let d = desired(&closed, &seen).expect("desired");
+    assert!(d["no1"].catalog.is_empty());
+    assert_eq!(
+        d["no1"]
+            .networks
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>(),
+        ["mac_net10"]
+    );
+}
