@@ -24,6 +24,10 @@ fn net(blocks: &[&str]) -> pb::CatalogNetwork {
             subnet: "172.16.10.0/24".into(),
             gateway: "172.16.10.1".into(),
             blocks: blocks.iter().map(|b| (*b).to_owned()).collect(),
+            excluded: vec![pb::Excluded {
+                prefix: "172.16.10.200/32".into(),
+                why: "endpoint no2/b3".into(),
+            }],
         }),
         v6: None,
     }
@@ -115,6 +119,10 @@ async fn the_catalog_is_transactional_durable_and_readable_by_viewers() {
     assert_eq!(
         record["v4"]["blocks"],
         serde_json::json!(["172.16.10.48/28"])
+    );
+    assert_eq!(
+        record["v4"]["excluded"],
+        serde_json::json!([{"prefix": "172.16.10.200/32", "why": "endpoint no2/b3"}])
     );
 
     // The same again plans nothing; a second block is an update, which a

@@ -641,13 +641,25 @@ fn create_vlan_pb() -> BoxedStrategy<pb::CreateVlanRequest> {
 /// more often than not, any texts otherwise.
 fn catalog_pb() -> BoxedStrategy<pb::CatalogNetwork> {
     let pool = prop_oneof![
-        3 => (0u8..3, prop::collection::vec(0u8..16, 0..4)).prop_map(|(c, bs)| pb::CatalogPool {
-            subnet: format!("10.0.{c}.0/24"),
-            gateway: format!("10.0.{c}.1"),
-            blocks: bs.iter().map(|b| format!("10.0.{c}.{}/28", b * 16)).collect(),
-        }),
-        1 => (cidr_text(), ip_text(), prop::collection::vec(cidr_text(), 0..3))
-            .prop_map(|(subnet, gateway, blocks)| pb::CatalogPool { subnet, gateway, blocks }),
+        3 => (0u8..3, prop::collection::vec(0u8..16, 0..4), any::<u8>(), mostly("[a-z0-9' /]{0,40}".boxed(), 6))
+            .prop_map(|(c, bs, x, why)| pb::CatalogPool {
+                subnet: format!("10.0.{c}.0/24"),
+                gateway: format!("10.0.{c}.1"),
+                blocks: bs.iter().map(|b| format!("10.0.{c}.{}/28", b * 16)).collect(),
+                excluded: vec![pb::Excluded { prefix: format!("10.0.{c}.{x}/32"), why }],
+            }),
+        1 => (
+            cidr_text(),
+            ip_text(),
+            prop::collection::vec(cidr_text(), 0..3),
+            prop::collection::vec((cidr_text(), hostile()), 0..3),
+        )
+            .prop_map(|(subnet, gateway, blocks, ex)| pb::CatalogPool {
+                subnet,
+                gateway,
+                blocks,
+                excluded: ex.into_iter().map(|(prefix, why)| pb::Excluded { prefix, why }).collect(),
+            }),
     ];
     (
         objname_ok(),

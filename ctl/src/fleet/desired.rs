@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use linkherd_proto::{
     convert::Desired,
     model::{
-        CatalogNetwork, CatalogPool, EndpointSpec, HostAccessSpec, IfName, NetnsRef,
+        CatalogNetwork, CatalogPool, EndpointSpec, Excluded, HostAccessSpec, IfName, NetnsRef,
         ValidationError, VlanProtocol, VlanSpec, default_host_access_name, default_vlan_name,
     },
 };
@@ -99,8 +99,7 @@ pub fn desired(
                 .as_ref()
                 .is_some_and(|c| c.hosts.contains(host))
             {
-                let mine = grants.get(host).map(Vec::as_slice).unwrap_or_default();
-                d.catalog.push(catalog_entry(net, link, mine));
+                d.catalog.push(catalog_entry(net, link, host, &grants));
             }
         }
     }
@@ -111,16 +110,28 @@ pub fn desired(
 }
 
 /// The network as `host` offers it to container runtimes: on `link`, with
-/// the host's `blocks` (both families).
-fn catalog_entry(net: &NetworkSpec, link: IfName, blocks: &[IpNet]) -> CatalogNetwork {
-    let pool = |p: &Pool| CatalogPool {
-        subnet: p.subnet,
-        gateway: p.gateway,
-        blocks: blocks
-            .iter()
-            .filter(|b| b.addr().is_ipv4() == p.subnet.addr().is_ipv4())
-            .copied()
-            .collect(),
+/// its blocks of `grants` (both families), and what its containers may not
+/// take.
+fn catalog_entry(
+    net: &NetworkSpec,
+    link: IfName,
+    host: &str,
+    grants: &BTreeMap<String, Vec<IpNet>>,
+) -> CatalogNetwork {
+    let excluded = excluded_for(net, host, grants);
+    let pool = |p: &Pool| {
+        let family = |n: &IpNet| n.addr().is_ipv4() == p.subnet.addr().is_ipv4();
+        let mine = grants.get(host).into_iter().flatten();
+        CatalogPool {
+            subnet: p.subnet,
+            gateway: p.gateway,
+            blocks: mine.filter(|b| family(b)).copied().collect(),
+            excluded: excluded
+                .iter()
+                .filter(|e| family(&e.prefix))
+                .cloned()
+                .collect(),
+        }
     };
     CatalogNetwork {
         name: net.name.clone(),
@@ -131,6 +142,41 @@ fn catalog_entry(net: &NetworkSpec, link: IfName, blocks: &[IpNet]) -> CatalogNe
         v4: net.v4.as_ref().map(pool),
         v6: net.v6.as_ref().map(pool),
     }
+}
+
+/// What containers on `host` may not take: the other hosts' blocks, the
+/// fixed endpoint and host-access addresses, the reserved ones.
+fn excluded_for(
+    net: &NetworkSpec,
+    host: &str,
+    grants: &BTreeMap<String, Vec<IpNet>>,
+) -> Vec<Excluded> {
+    let mut out: Vec<Excluded> = grants
+        .iter()
+        .filter(|(h, _)| h.as_str() != host)
+        .flat_map(|(h, bs)| {
+            bs.iter().map(move |b| Excluded {
+                prefix: *b,
+                why: format!("{h}'s container block"),
+            })
+        })
+        .collect();
+    let single = |a: IpAddr, why: String| Excluded {
+        prefix: IpNet::from(a),
+        why,
+    };
+    for (name, e) in &net.endpoints {
+        for a in [e.ip, e.ip6].into_iter().flatten() {
+            out.push(single(a, format!("endpoint {}/{name}", e.host)));
+        }
+    }
+    for (h, a) in &net.host_access {
+        out.push(single(*a, format!("{h} host access")));
+    }
+    for p in [&net.v4, &net.v6].into_iter().flatten() {
+        out.extend(p.reserved.iter().map(|a| single(*a, "reserved".to_owned())));
+    }
+    out
 }
 
 /// The container blocks of every host that offers them (both families),

@@ -2,7 +2,10 @@
 
 use super::lifecycle::{mtu, parse_cidr, parse_ip};
 use crate::{
-    model::{CatalogNetwork, CatalogPool, IfName, MacvlanMode, ObjName, ValidationError, VlanId},
+    model::{
+        CatalogNetwork, CatalogPool, Excluded, IfName, MAX_EXCLUDED, MacvlanMode, ObjName,
+        ValidationError, VlanId,
+    },
     pb,
 };
 
@@ -26,10 +29,28 @@ fn pool(field: &str, p: pb::CatalogPool) -> Result<CatalogPool, ValidationError>
         .enumerate()
         .map(|(i, b)| parse_cidr(&format!("{field}.blocks[{i}]"), b))
         .collect::<Result<_, _>>()?;
+    if p.excluded.len() > MAX_EXCLUDED {
+        return Err(ValidationError::new(
+            format!("{field}.excluded"),
+            p.excluded.len().to_string(),
+            format!("is more than {MAX_EXCLUDED} exclusions"),
+            "exclude fewer, larger prefixes",
+        ));
+    }
+    let excluded = p
+        .excluded
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let prefix = parse_cidr(&format!("{field}.excluded[{i}].prefix"), &e.prefix)?;
+            Ok(Excluded { prefix, why: e.why })
+        })
+        .collect::<Result<_, ValidationError>>()?;
     Ok(CatalogPool {
         subnet,
         gateway,
         blocks,
+        excluded,
     })
 }
 
@@ -77,6 +98,14 @@ impl From<&CatalogPool> for pb::CatalogPool {
             subnet: p.subnet.to_string(),
             gateway: p.gateway.map(|g| g.to_string()).unwrap_or_default(),
             blocks: p.blocks.iter().map(ToString::to_string).collect(),
+            excluded: p
+                .excluded
+                .iter()
+                .map(|e| pb::Excluded {
+                    prefix: e.prefix.to_string(),
+                    why: e.why.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -110,6 +139,10 @@ mod tests {
                 subnet: "172.16.10.0/24".into(),
                 gateway: "172.16.10.1".into(),
                 blocks: vec!["172.16.10.48/28".into(), "172.16.10.64/28".into()],
+                excluded: vec![pb::Excluded {
+                    prefix: "172.16.10.96/28".into(),
+                    why: "no2's container block".into(),
+                }],
             }),
             v6: None,
         }
@@ -126,7 +159,12 @@ mod tests {
     #[test]
     fn bad_blocks_and_families_are_named() {
         type Case = (fn(&mut pb::CatalogNetwork), &'static str, &'static str);
-        let cases: [Case; 5] = [
+        let cases: [Case; 6] = [
+            (
+                |n| n.v4.as_mut().expect("v4").excluded[0].prefix = "172.16.10.64/27".into(),
+                "n.v4.excluded[0]",
+                "overlaps this host's block 172.16.10.64/28",
+            ),
             (
                 |n| n.v4.as_mut().expect("v4").blocks[1] = "172.16.10.56/29".into(),
                 "n.v4.blocks[1]",

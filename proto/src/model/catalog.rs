@@ -11,6 +11,17 @@ use super::{IfName, MacvlanMode, ObjName, ValidationError, VlanId};
 
 /// At most this many blocks per family and network on one host.
 pub const MAX_BLOCKS: usize = 64;
+/// At most this many exclusions per family and network.
+pub const MAX_EXCLUDED: usize = 8192;
+/// At most this many bytes say why a prefix is excluded.
+pub const MAX_WHY: usize = 128;
+
+/// A prefix of the subnet no container may take, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Excluded {
+    pub prefix: IpNet,
+    pub why: String,
+}
 
 /// One address family of a catalog network.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +30,10 @@ pub struct CatalogPool {
     pub gateway: Option<IpAddr>,
     /// This host's blocks, inside the subnet, never overlapping.
     pub blocks: Vec<IpNet>,
+    /// What containers may not take here (other hosts' blocks, fixed
+    /// addresses, reserved ones).
+    #[serde(default)]
+    pub excluded: Vec<Excluded>,
 }
 
 /// A network of the catalog.
@@ -76,10 +91,7 @@ impl CatalogPool {
                     "grant blocks of the subnet",
                 ));
             }
-            if let Some(o) = self.blocks[..i]
-                .iter()
-                .find(|o| o.contains(&b.network()) || b.contains(&o.network()))
-            {
+            if let Some(o) = self.blocks[..i].iter().find(|o| overlap(o, b)) {
                 return Err(ValidationError::new(
                     at,
                     b.to_string(),
@@ -88,8 +100,61 @@ impl CatalogPool {
                 ));
             }
         }
+        self.check_excluded(field)
+    }
+
+    fn check_excluded(&self, field: &str) -> Result<(), ValidationError> {
+        if self.excluded.len() > MAX_EXCLUDED {
+            return Err(ValidationError::new(
+                format!("{field}.excluded"),
+                self.excluded.len().to_string(),
+                format!("is more than {MAX_EXCLUDED} exclusions"),
+                "exclude fewer, larger prefixes",
+            ));
+        }
+        for (i, e) in self.excluded.iter().enumerate() {
+            let inside = self.subnet.contains(&e.prefix.network());
+            if !inside || e.why.len() > MAX_WHY || e.why.chars().any(char::is_control) {
+                return Err(ValidationError::new(
+                    format!("{field}.excluded[{i}]"),
+                    e.prefix.to_string(),
+                    format!(
+                        "is not a prefix of the subnet {} with a reason of at most {MAX_WHY} \
+                         printable bytes",
+                        self.subnet
+                    ),
+                    "exclude prefixes of the subnet, each with a short reason",
+                ));
+            }
+            if let Some(b) = self.blocks.iter().find(|b| overlap(b, &e.prefix)) {
+                return Err(ValidationError::new(
+                    format!("{field}.excluded[{i}]"),
+                    e.prefix.to_string(),
+                    format!("overlaps this host's block {b}"),
+                    "a host's blocks are its own: exclude only what lies outside them",
+                ));
+            }
+        }
         Ok(())
     }
+
+    /// Why a container may not have `a` here, if it may not.
+    pub fn why_excluded(&self, a: std::net::IpAddr) -> Option<String> {
+        if !self.subnet.contains(&a) {
+            return Some(format!("is outside the subnet {}", self.subnet));
+        }
+        if self.gateway == Some(a) {
+            return Some("is the gateway".to_owned());
+        }
+        self.excluded
+            .iter()
+            .find(|e| e.prefix.contains(&a))
+            .map(|e| format!("is taken: {} ({})", e.why, e.prefix))
+    }
+}
+
+fn overlap(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 impl CatalogNetwork {

@@ -15,7 +15,7 @@ mod owner;
 mod role;
 mod vlan;
 
-pub use catalog::{CatalogNetwork, CatalogPool, MAX_BLOCKS};
+pub use catalog::{CatalogNetwork, CatalogPool, Excluded, MAX_BLOCKS, MAX_EXCLUDED, MAX_WHY};
 pub use endpoint::{
     EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, MIN_MTU, check_gateway,
     check_host_address, default_host_access_name,

@@ -252,6 +252,29 @@ fn each_host_gets_its_own_container_block_and_endpoints_stay_out_of_them() {
         entry.v4.as_ref().and_then(|p| p.gateway),
         Some(ip("172.16.10.1"))
     );
+    // What no2's containers may not take: no1's block, b1's fixed address.
+    let v4 = entry.v4.as_ref().expect("v4");
+    let excluded: Vec<String> = v4
+        .excluded
+        .iter()
+        .map(|e| format!("{} {}", e.prefix, e.why))
+        .collect();
+    assert_eq!(
+        excluded,
+        [
+            "172.16.10.32/28 no1's container block",
+            "172.16.10.20/32 endpoint no1/b1"
+        ]
+    );
+    assert_eq!(
+        v4.why_excluded(ip("172.16.10.40")).as_deref(),
+        Some("is taken: no1's container block (172.16.10.32/28)")
+    );
+    assert_eq!(
+        v4.why_excluded(ip("172.16.10.1")).as_deref(),
+        Some("is the gateway")
+    );
+    assert_eq!(v4.why_excluded(ip("172.16.10.50")), None, "no2's own block");
     // b3 is allocated the lowest free address outside every block.
     assert_eq!(
         d["no2"].endpoints[0].addresses,
