@@ -19,8 +19,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The code's shape: no import cycles between sibling modules, no function
 # over 80 lines outside tests, no unused dependency, only allowed licenses
 # and sources, no "*" versions.
-python3 scripts/check-module-cycles.py proto/src agent/src ctl/src lab/src test-support/src
-python3 scripts/check-function-length.py proto/src agent/src ctl/src lab/src test-support/src
+python3 scripts/check-module-cycles.py proto/src agent/src ctl/src cni/src lab/src test-support/src
+python3 scripts/check-function-length.py proto/src agent/src ctl/src cni/src lab/src test-support/src
 cargo machete
 cargo deny --log-level error check bans licenses sources
 # The lab and end-to-end tests run the real binaries; the QEMU guests a
