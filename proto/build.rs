@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "linkherd/v1/macvlan.proto",
     "linkherd/v1/probe.proto",
     "linkherd/v1/network.proto",
+    "linkherd/v1/attachment.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -139,6 +139,7 @@ pub fn required_role(path: &str) -> Role {
         ("linkherd.v1.VlanService", "List") => Role::Viewer,
         ("linkherd.v1.MacvlanService", "List" | "ListHostAccess") => Role::Viewer,
         ("linkherd.v1.NetworkService", "List" | "Get") => Role::Viewer,
+        ("linkherd.v1.AttachmentService", "Check" | "List" | "Status") => Role::Viewer,
         ("linkherd.v1.ProbeService", _) => Role::Operator,
         _ => Role::Admin,
     }
@@ -410,6 +411,8 @@ mod tests {
                         "GetState",
                         "Plan",
                         "ListHostAccess",
+                        "Check",
+                        "Status",
                     ]
                     .contains(&m.name());
                     let expected = if svc.name() == "ProbeService" {

@@ -14,7 +14,7 @@ use crate::{
     context::Context,
     net::NetOps,
     promisc::PromiscLeases,
-    service::{HostSvc, InterfaceSvc, MacvlanSvc, NetworkSvc, ProbeSvc, VlanSvc},
+    service::{AttachmentSvc, HostSvc, InterfaceSvc, MacvlanSvc, NetworkSvc, ProbeSvc, VlanSvc},
     store::Store,
 };
 
@@ -239,6 +239,9 @@ impl Agent {
         health
             .set_serving::<pb::network_service_server::NetworkServiceServer<NetworkSvc>>()
             .await;
+        health
+            .set_serving::<pb::attachment_service_server::AttachmentServiceServer<AttachmentSvc>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -278,6 +281,12 @@ impl Agent {
             )
             .add_service(
                 pb::network_service_server::NetworkServiceServer::new(NetworkSvc::new(
+                    self.ctx.clone(),
+                ))
+                .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::attachment_service_server::AttachmentServiceServer::new(AttachmentSvc::new(
                     self.ctx.clone(),
                 ))
                 .max_decoding_message_size(max),

@@ -567,6 +567,7 @@ async fn health_reports_serving() {
     assert_eq!(
         services,
         [
+            "linkherd.v1.AttachmentService",
             "linkherd.v1.HostService",
             "linkherd.v1.InterfaceService",
             "linkherd.v1.MacvlanService",

@@ -7,13 +7,13 @@
 mod common;
 
 use std::{
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, TcpListener},
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::Pki;
+use common::{Pki, tcp_reaches};
 use linkherd_agent::net::{netns::NetnsGuard, rtnl::Rtnl};
 use linkherd_proto::{
     field_violations,
@@ -160,37 +160,6 @@ fn endpoint(
 
 fn netns_file(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
-}
-
-/// Whether a TCP connection from namespace `from` reaches `ip:port` served
-/// in namespace `to` (each side on its own thread inside its namespace).
-fn tcp_reaches(from: &Path, to: &Path, ip: IpAddr, port: u16) -> bool {
-    let addr = SocketAddr::new(ip, port);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let to = to.to_owned();
-    let server = std::thread::spawn(move || {
-        let _ns = NetnsGuard::enter(&to).expect("enter server netns");
-        let listener = TcpListener::bind(addr).expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        ready_tx.send(()).expect("ready");
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if listener.accept().is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
-    ready_rx.recv().expect("server ready");
-    let from = from.to_owned();
-    let ok = std::thread::spawn(move || {
-        let _ns = NetnsGuard::enter(&from).expect("enter client netns");
-        TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).is_ok()
-    })
-    .join()
-    .expect("client");
-    let _ = server.join();
-    ok
 }
 
 fn ip_json(args: &[&str]) -> serde_json::Value {

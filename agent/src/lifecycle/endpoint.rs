@@ -524,7 +524,7 @@ impl Lifecycle {
             }
         }
         for p in parents {
-            if reg.all().any(|e| e.parent == p) {
+            if reg.all().any(|e| e.parent == p) || reg.attachments.all().any(|a| a.parent == p) {
                 continue;
             }
             let Ok(name) = IfName::parse("parent", &p) else {

@@ -7,8 +7,13 @@
 //! same parent, namespace or registry entry.
 
 mod addrcheck;
+pub mod attach;
+mod attach_addr;
+mod attach_view;
+pub mod attached;
 pub mod catalog;
 mod create;
+mod detach;
 mod endpoint;
 mod host_access;
 pub mod plan;
@@ -22,6 +27,7 @@ use linkherd_proto::model::{IfName, Interface, LinkKind};
 use tokio::sync::{Mutex, OnceCell};
 
 pub use addrcheck::Wanted;
+pub use attach_view::NetworkStatus;
 use catalog::Catalog;
 pub use endpoint::Removed;
 use linkherd_proto::model::CatalogNetwork;

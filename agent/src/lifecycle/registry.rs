@@ -81,6 +81,8 @@ const LEGACY_FILE: &str = "endpoints.json";
 pub struct Registry {
     records: Option<RecordSet<Entry>>,
     entries: BTreeMap<(String, String), Entry>,
+    /// Containers' attachments, behind the same lock.
+    pub attachments: super::attached::Attachments,
 }
 
 impl Registry {
@@ -90,6 +92,7 @@ impl Registry {
         let Some(store) = store else {
             return Ok(Self::default());
         };
+        let attachments = super::attached::Attachments::load(Some(store)).await?;
         let records = store.records::<Entry>(RECORDS);
         let mut entries: BTreeMap<_, _> = records
             .load_all()
@@ -111,6 +114,7 @@ impl Registry {
         Ok(Self {
             records: Some(records),
             entries,
+            attachments,
         })
     }
 

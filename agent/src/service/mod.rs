@@ -3,6 +3,7 @@
 //! the domain, converts the result, and maps errors through
 //! [`crate::error::Error`]. Every mutation is audited, success or not.
 
+mod attachment;
 mod host;
 mod interface;
 mod macvlan;
@@ -10,6 +11,7 @@ mod network;
 mod probe;
 mod vlan;
 
+pub use attachment::AttachmentSvc;
 pub use host::HostSvc;
 pub use interface::InterfaceSvc;
 pub use macvlan::MacvlanSvc;

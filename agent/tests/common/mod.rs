@@ -3,12 +3,14 @@
 #![allow(dead_code)]
 
 use std::{
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use linkherd_agent::{
-    net::NetOps,
+    net::{NetOps, netns::NetnsGuard},
     server::AgentOptions,
     testing::{self, InProcessAgent},
     tls::TlsPem,
@@ -180,4 +182,35 @@ pub async fn generation(
         .expect("state")
         .into_inner()
         .generation
+}
+
+/// Whether a TCP connection from namespace `from` reaches `ip:port` served
+/// in namespace `to` (each side on its own thread inside its namespace).
+pub fn tcp_reaches(from: &Path, to: &Path, ip: IpAddr, port: u16) -> bool {
+    let addr = SocketAddr::new(ip, port);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let to = to.to_owned();
+    let server = std::thread::spawn(move || {
+        let _ns = NetnsGuard::enter(&to).expect("enter server netns");
+        let listener = TcpListener::bind(addr).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        ready_tx.send(()).expect("ready");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if listener.accept().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    ready_rx.recv().expect("server ready");
+    let from = from.to_owned();
+    let ok = std::thread::spawn(move || {
+        let _ns = NetnsGuard::enter(&from).expect("enter client netns");
+        TcpStream::connect_timeout(&addr, Duration::from_millis(1500)).is_ok()
+    })
+    .join()
+    .expect("client");
+    let _ = server.join();
+    ok
 }

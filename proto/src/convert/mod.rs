@@ -5,6 +5,7 @@
 //! builds responses. The inverse conversions (`TryFrom<pb::Interface>`) serve
 //! `linkherdctl`, which prints model types.
 
+mod attach;
 mod catalog;
 mod desired;
 mod enums;
@@ -13,6 +14,9 @@ mod lifecycle;
 mod probe;
 mod requests;
 
+pub use attach::{
+    AttachKeySpec, AttachSpec, MAX_ATTACH_ADDRESSES, MAX_CONTAINER_ID, MAX_GC_VALID, MAX_NETNS_PATH,
+};
 pub use catalog::catalog_network;
 pub use desired::Desired;
 pub use interface::DecodeError;

@@ -19,6 +19,10 @@ pub enum Owner {
     Endpoint { network: String, name: String },
     /// A host-access macvlan.
     HostAccess { network: String },
+    /// A container's macvlan, attached by a runtime (CNI, Docker) through
+    /// AttachmentService: `name` is `CONTAINER_ID/IFNAME`. Not an endpoint:
+    /// fleet plans never list or remove it.
+    Attachment { network: String, name: String },
 }
 
 impl Owner {
@@ -50,6 +54,10 @@ impl Owner {
             },
             // "shim" is how agents before 0.2 marked host access.
             ("host-access" | "shim", _) => Owner::HostAccess { network: net? },
+            ("att", _) => Owner::Attachment {
+                network: net?,
+                name: name?,
+            },
             _ => return None,
         })
     }
@@ -59,7 +67,8 @@ impl Owner {
             Owner::Vlan => None,
             Owner::AutoVlan { network }
             | Owner::Endpoint { network, .. }
-            | Owner::HostAccess { network } => Some(network),
+            | Owner::HostAccess { network }
+            | Owner::Attachment { network, .. } => Some(network),
         }
     }
 }
@@ -116,6 +125,7 @@ impl fmt::Display for Owner {
             Owner::AutoVlan { network } => write!(f, "vlan auto net={network}"),
             Owner::Endpoint { network, name } => write!(f, "ep net={network} name={name}"),
             Owner::HostAccess { network } => write!(f, "host-access net={network}"),
+            Owner::Attachment { network, name } => write!(f, "att net={network} name={name}"),
         }
     }
 }
@@ -137,6 +147,10 @@ mod tests {
             },
             Owner::HostAccess {
                 network: "mac_net20".into(),
+            },
+            Owner::Attachment {
+                network: "mac_net10".into(),
+                name: "3f4e9a/eth0".into(),
             },
         ] {
             assert_eq!(Owner::parse(&o.to_string()), Some(o.clone()), "{o}");

@@ -1,0 +1,143 @@
+//! Reading attachments: List (with those whose namespace went without a
+//! Detach marked stale, never dropped silently), Check against the kernel,
+//! and a network's Status on this host.
+
+use linkherd_proto::{convert::AttachKeySpec, model::NetnsRef};
+
+use super::{
+    Lifecycle,
+    attach::{AttachState, key_of, not_in_catalog, state_of},
+};
+use crate::error::Error;
+
+/// Whether a network can take attachments here, and how many addresses
+/// its blocks have left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkStatus {
+    pub ready: bool,
+    pub reason: String,
+    pub free: u64,
+}
+
+impl Lifecycle {
+    /// Every attachment (of `network`, when given).
+    pub async fn attachments(&self, network: Option<&str>) -> Vec<AttachState> {
+        let records: Vec<_> = {
+            let reg = self.registry.lock().await;
+            reg.attachments
+                .all()
+                .filter(|a| network.is_none_or(|n| a.network == n))
+                .cloned()
+                .collect()
+        };
+        let mut out = Vec::with_capacity(records.len());
+        for a in records {
+            let here = self.netns_identity(&NetnsRef::Path(a.netns.clone())).await;
+            let stale = a.netns_id.is_none() || here != a.netns_id;
+            let net = self.network(&a.network).await;
+            out.push(match net {
+                Some(net) => state_of(a, &net, stale),
+                None => AttachState {
+                    record: a,
+                    gateways: Vec::new(),
+                    mtu: None,
+                    stale,
+                },
+            });
+        }
+        out
+    }
+
+    /// The attachment as the kernel has it: the namespace still the one
+    /// attached, the link there and up with its addresses.
+    pub async fn check_attachment(&self, key: &AttachKeySpec) -> Result<AttachState, Error> {
+        let a = {
+            let reg = self.registry.lock().await;
+            reg.attachments.get(&key_of(key)).cloned()
+        }
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "container {} is not attached to {} as {}",
+                key.container_id, key.network, key.ifname
+            ))
+        })?;
+        let net = self
+            .network(&a.network)
+            .await
+            .ok_or_else(|| not_in_catalog(&a.network))?;
+        let where_ = NetnsRef::Path(a.netns.clone());
+        if a.netns_id.is_none() || self.netns_identity(&where_).await != a.netns_id {
+            return Err(Error::Precondition(format!(
+                "{} is not the namespace container {} was attached in any more",
+                a.netns.display(),
+                a.container_id
+            )));
+        }
+        let ops = self.ns_ops(&where_).await?;
+        let Some(link) = self.attached_link(&a, ops.as_ref()).await? else {
+            return Err(Error::Precondition(format!(
+                "interface {} is missing in {}",
+                a.ifname,
+                a.netns.display()
+            )));
+        };
+        if let Some(missing) = a.addresses.iter().find(|x| !link.addresses.contains(x)) {
+            return Err(Error::Precondition(format!(
+                "interface {} in {} has lost its address {missing}",
+                a.ifname,
+                a.netns.display()
+            )));
+        }
+        if !link.admin_up {
+            return Err(Error::Precondition(format!(
+                "interface {} in {} is down",
+                a.ifname,
+                a.netns.display()
+            )));
+        }
+        Ok(state_of(a, &net, false))
+    }
+
+    /// Whether `network` can take attachments on this host now.
+    pub async fn network_status(&self, network: &str) -> NetworkStatus {
+        let Some(net) = self.network(network).await else {
+            return NetworkStatus {
+                ready: false,
+                reason: not_in_catalog(network).to_string(),
+                free: 0,
+            };
+        };
+        let parent_ok = self.net.link(&net.parent).await.is_ok()
+            || linkherd_proto::model::split_vlan_name(&net.parent).is_some();
+        let used: u64 = {
+            let reg = self.registry.lock().await;
+            reg.attachments
+                .all()
+                .filter(|a| a.network == network)
+                .count() as u64
+        };
+        let capacity: u64 = [&net.v4, &net.v6]
+            .into_iter()
+            .flatten()
+            .flat_map(|p| &p.blocks)
+            .map(|b| {
+                1u64.checked_shl(u32::from(b.max_prefix_len() - b.prefix_len()))
+                    .unwrap_or(u64::MAX)
+            })
+            .fold(0u64, u64::saturating_add);
+        let free = capacity.saturating_sub(used);
+        let reason = if parent_ok {
+            String::new()
+        } else {
+            format!(
+                "parent interface {} of network {network} not found on this host",
+                net.parent
+            )
+        };
+        NetworkStatus {
+            ready: parent_ok,
+            reason,
+            free,
+        }
+    }
+}

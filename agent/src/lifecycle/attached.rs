@@ -1,0 +1,114 @@
+//! The records of container attachments: which runtime's container has
+//! which macvlan, address and MAC on which catalog network. Kept apart
+//! from the fleet's endpoint records, so fleet plans never list or remove
+//! what runtimes attached, and behind the same lock, so that an automatic
+//! VLAN parent stays while attachments use it. One file per attachment
+//! (`attachments/NETWORK+CONTAINER+IFNAME.json`).
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use ipnet::IpNet;
+use linkherd_proto::model::MacAddr;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    net::netns::NsId,
+    store::{RecordSet, Store, StoreError, Versioned},
+};
+
+/// The record set's directory.
+const RECORDS: &str = "attachments";
+
+/// (network, container id, interface name): CNI's key.
+pub type AttachKey = (String, String, String);
+
+/// One attachment's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    pub network: String,
+    pub container_id: String,
+    pub ifname: String,
+    /// The runtime's namespace path, and its identity when attached: a
+    /// path that later names another namespace is not mistaken for it.
+    pub netns: PathBuf,
+    pub netns_id: Option<NsId>,
+    /// The link it hangs off, and whether linkherd made it for the network.
+    pub parent: String,
+    pub parent_created: bool,
+    /// Sticky: asked again for this key, the same ones are given.
+    pub addresses: Vec<IpNet>,
+    pub mac: MacAddr,
+}
+
+impl Attached {
+    pub fn key(&self) -> AttachKey {
+        (
+            self.network.clone(),
+            self.container_id.clone(),
+            self.ifname.clone(),
+        )
+    }
+
+    /// Its owner mark's name: `CONTAINER_ID/IFNAME`.
+    pub fn mark_name(&self) -> String {
+        format!("{}/{}", self.container_id, self.ifname)
+    }
+}
+
+impl Versioned for Attached {
+    const FORMAT: u32 = 1;
+}
+
+/// Every attachment, in memory and on disk.
+#[derive(Debug, Default)]
+pub struct Attachments {
+    records: Option<RecordSet<Attached>>,
+    all: BTreeMap<AttachKey, Attached>,
+}
+
+impl Attachments {
+    pub async fn load(store: Option<&Store>) -> Result<Self, StoreError> {
+        let Some(store) = store else {
+            return Ok(Self::default());
+        };
+        let records = store.records::<Attached>(RECORDS);
+        let all = records
+            .load_all()
+            .await?
+            .into_iter()
+            .map(|a| (a.key(), a))
+            .collect();
+        Ok(Self {
+            records: Some(records),
+            all,
+        })
+    }
+
+    pub fn get(&self, key: &AttachKey) -> Option<&Attached> {
+        self.all.get(key)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Attached> {
+        self.all.values()
+    }
+
+    /// Records `a` on disk, then here.
+    pub async fn put(&mut self, a: Attached) -> Result<(), StoreError> {
+        if self.all.get(&a.key()) == Some(&a) {
+            return Ok(());
+        }
+        if let Some(r) = &self.records {
+            r.put(&[&a.network, &a.container_id, &a.ifname], &a).await?;
+        }
+        self.all.insert(a.key(), a);
+        Ok(())
+    }
+
+    /// Forgets `key` on disk, then here; what it was.
+    pub async fn remove(&mut self, key: &AttachKey) -> Result<Option<Attached>, StoreError> {
+        if let Some(r) = &self.records {
+            r.remove(&[&key.0, &key.1, &key.2]).await?;
+        }
+        Ok(self.all.remove(key))
+    }
+}

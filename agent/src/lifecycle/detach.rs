@@ -1,0 +1,102 @@
+//! Detaching: the container's macvlan deleted when its namespace is still
+//! the one attached, the record removed, and an automatic VLAN parent that
+//! nothing uses any more removed with it. Nothing to detach is success:
+//! runtimes call DEL again, and after the namespace is gone.
+
+use std::collections::BTreeSet;
+
+use linkherd_proto::{
+    convert::AttachKeySpec,
+    model::{IfName, NetnsRef, Owner},
+};
+
+use super::{
+    Lifecycle,
+    attach::key_of,
+    attached::{AttachKey, Attached},
+    registry::Registry,
+};
+use crate::error::Error;
+
+impl Lifecycle {
+    /// Detaches `key`; what was detached (`None`: nothing was attached).
+    pub async fn detach(&self, key: &AttachKeySpec) -> Result<Option<Attached>, Error> {
+        let mut reg = self.registry.lock().await;
+        self.detach_locked(&key_of(key), &mut reg).await
+    }
+
+    /// Detaches every attachment of `network` whose (container id,
+    /// interface) `valid` does not name; what was detached.
+    pub async fn gc_attachments(
+        &self,
+        network: &str,
+        valid: &BTreeSet<(String, String)>,
+    ) -> Result<Vec<Attached>, Error> {
+        let mut reg = self.registry.lock().await;
+        let gone: Vec<AttachKey> = reg
+            .attachments
+            .all()
+            .filter(|a| a.network == network)
+            .filter(|a| !valid.contains(&(a.container_id.clone(), a.ifname.clone())))
+            .map(Attached::key)
+            .collect();
+        let mut out = Vec::with_capacity(gone.len());
+        for key in gone {
+            out.extend(self.detach_locked(&key, &mut reg).await?);
+        }
+        Ok(out)
+    }
+
+    async fn detach_locked(
+        &self,
+        key: &AttachKey,
+        reg: &mut Registry,
+    ) -> Result<Option<Attached>, Error> {
+        let Some(a) = reg.attachments.get(key).cloned() else {
+            return Ok(None);
+        };
+        let where_ = NetnsRef::Path(a.netns.clone());
+        // Only the namespace attached: the path may name another by now.
+        if a.netns_id.is_some() && self.netns_identity(&where_).await == a.netns_id {
+            match self.ns_ops(&where_).await {
+                Ok(ops) => {
+                    if let Some(l) = self.attached_link(&a, ops.as_ref()).await? {
+                        ops.del_link(l.index).await?;
+                    }
+                }
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        reg.attachments.remove(key).await?;
+        if a.parent_created {
+            self.drop_unused_auto_vlan(&a, reg).await;
+        }
+        Ok(Some(a))
+    }
+
+    /// The automatic VLAN `a` hung off, when no endpoint or attachment uses
+    /// it any more and it is still the network's.
+    async fn drop_unused_auto_vlan(&self, a: &Attached, reg: &Registry) {
+        let in_use = reg.all().any(|e| e.parent == a.parent)
+            || reg.attachments.all().any(|o| o.parent == a.parent);
+        let Ok(name) = IfName::parse("parent", &a.parent) else {
+            return;
+        };
+        if in_use {
+            return;
+        }
+        let Ok(link) = self.net.link(&name).await else {
+            return;
+        };
+        let mine = Owner::AutoVlan {
+            network: a.network.clone(),
+        };
+        if self.agent.owner_of(link.alias.as_deref()) != Some(mine) {
+            return;
+        }
+        if let Err(e) = self.net.del_link(link.index).await {
+            tracing::error!(vlan = a.parent, error = %e, "cannot delete a VLAN linkherd made for attachments");
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! `linkherd.v1.AttachmentService`: runtimes' containers on catalog
+//! networks. Attach, Detach and Gc run to the end whatever the caller does,
+//! and are audited; Check, List and Status read.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use linkherd_proto::{
+    convert::{AttachKeySpec, AttachSpec, MAX_GC_VALID},
+    model::{ObjName, ValidationError},
+    pb,
+};
+use tonic::{Request, Response, Status};
+
+use super::Call;
+use crate::{context::Context, error::Error, lifecycle::attach::AttachState};
+
+#[derive(Debug, Clone)]
+pub struct AttachmentSvc {
+    ctx: Arc<Context>,
+}
+
+impl AttachmentSvc {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+}
+
+fn to_pb(s: &AttachState) -> pb::Attachment {
+    let r = &s.record;
+    pb::Attachment {
+        network: r.network.clone(),
+        container_id: r.container_id.clone(),
+        ifname: r.ifname.clone(),
+        netns: r.netns.display().to_string(),
+        mac: r.mac.to_string(),
+        addresses: r.addresses.iter().map(ToString::to_string).collect(),
+        gateways: s.gateways.iter().map(ToString::to_string).collect(),
+        parent: r.parent.clone(),
+        mtu: s.mtu.unwrap_or(0),
+        stale: s.stale,
+    }
+}
+
+fn target(network: &str, id: &str, ifname: &str) -> String {
+    format!("{network}/{id}/{ifname}")
+}
+
+#[tonic::async_trait]
+impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
+    async fn attach(
+        &self,
+        req: Request<pb::AttachRequest>,
+    ) -> Result<Response<pb::Attachment>, Status> {
+        let call = Call::of(&req)?;
+        let r = req.into_inner();
+        let what = target(&r.network, &r.container_id, &r.ifname);
+        let detail = format!("attach in {}", r.netns);
+        let (state, _) = call
+            .to_the_end(
+                &self.ctx,
+                &what,
+                &detail,
+                |ctx| async move { ctx.lifecycle.attach(&AttachSpec::try_from(r)?).await },
+                |(s, made): &(AttachState, bool)| {
+                    let addrs: Vec<String> =
+                        s.record.addresses.iter().map(ToString::to_string).collect();
+                    let word = if *made { "attached" } else { "unchanged" };
+                    format!("{word} {} {}", s.record.mac, addrs.join(" "))
+                },
+            )
+            .await?;
+        Ok(Response::new(to_pb(&state)))
+    }
+
+    async fn detach(
+        &self,
+        req: Request<pb::AttachmentKey>,
+    ) -> Result<Response<pb::DetachResponse>, Status> {
+        let call = Call::of(&req)?;
+        let k = req.into_inner();
+        let what = target(&k.network, &k.container_id, &k.ifname);
+        let gone = call
+            .to_the_end(
+                &self.ctx,
+                &what,
+                "detach",
+                |ctx| async move { ctx.lifecycle.detach(&AttachKeySpec::try_from(k)?).await },
+                |g| {
+                    if g.is_some() {
+                        "detached"
+                    } else {
+                        "nothing attached"
+                    }
+                    .to_owned()
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::DetachResponse {
+            detached: gone.is_some(),
+        }))
+    }
+
+    async fn check(
+        &self,
+        req: Request<pb::AttachmentKey>,
+    ) -> Result<Response<pb::Attachment>, Status> {
+        let key = AttachKeySpec::try_from(req.into_inner()).map_err(Error::from)?;
+        let state = self.ctx.lifecycle.check_attachment(&key).await?;
+        Ok(Response::new(to_pb(&state)))
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListAttachmentsRequest>,
+    ) -> Result<Response<pb::ListAttachmentsResponse>, Status> {
+        let network = req.into_inner().network;
+        let filter = (!network.is_empty()).then_some(network.as_str());
+        let all = self.ctx.lifecycle.attachments(filter).await;
+        Ok(Response::new(pb::ListAttachmentsResponse {
+            attachments: all.iter().map(to_pb).collect(),
+        }))
+    }
+
+    async fn gc(
+        &self,
+        req: Request<pb::GcAttachmentsRequest>,
+    ) -> Result<Response<pb::GcAttachmentsResponse>, Status> {
+        let call = Call::of(&req)?;
+        let r = req.into_inner();
+        let network = ObjName::parse("network", &r.network).map_err(Error::from)?;
+        if r.valid.len() > MAX_GC_VALID {
+            return Err(Error::from(ValidationError::new(
+                "valid",
+                r.valid.len().to_string(),
+                format!("is more than {MAX_GC_VALID} attachments"),
+                "list at most that many",
+            ))
+            .into());
+        }
+        let valid: BTreeSet<(String, String)> = r
+            .valid
+            .into_iter()
+            .map(|k| (k.container_id, k.ifname))
+            .collect();
+        let detail = format!("keep {} attachment(s)", valid.len());
+        let what = network.to_string();
+        let gone = call
+            .to_the_end(
+                &self.ctx,
+                &what,
+                &detail,
+                |ctx| async move {
+                    let gone = ctx
+                        .lifecycle
+                        .gc_attachments(network.as_str(), &valid)
+                        .await?;
+                    let states: Vec<AttachState> = gone
+                        .into_iter()
+                        .map(|record| AttachState {
+                            record,
+                            gateways: Vec::new(),
+                            mtu: None,
+                            stale: false,
+                        })
+                        .collect();
+                    Ok::<_, Error>(states)
+                },
+                |g| format!("detached {}", g.len()),
+            )
+            .await?;
+        Ok(Response::new(pb::GcAttachmentsResponse {
+            detached: gone.iter().map(to_pb).collect(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        req: Request<pb::NetworkStatusRequest>,
+    ) -> Result<Response<pb::NetworkStatusResponse>, Status> {
+        let s = self
+            .ctx
+            .lifecycle
+            .network_status(&req.into_inner().network)
+            .await;
+        Ok(Response::new(pb::NetworkStatusResponse {
+            ready: s.ready,
+            reason: s.reason,
+            free_addresses: s.free,
+        }))
+    }
+}
