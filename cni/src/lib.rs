@@ -6,6 +6,7 @@
 //! bounded and checked here, so a malformed call is refused with the
 //! specification's error code before anything is asked of the agent.
 
+pub mod call;
 pub mod config;
 pub mod env;
 pub mod error;

@@ -36,6 +36,11 @@ pub fn ctl() -> Result<PathBuf, NotFound> {
     find("linkherdctl", "LINKHERDCTL_BIN")
 }
 
+/// The CNI plugin.
+pub fn cni() -> Result<PathBuf, NotFound> {
+    find("linkherd-cni", "LINKHERD_CNI_BIN")
+}
+
 /// Where `scripts/` builds the static agent for guests.
 pub const GUEST_TARGET_DIR: &str = "target/guest";
 

@@ -1,0 +1,210 @@
+//! `linkherd-cni` driven by hand as the CNI specification says (verb and
+//! container in the environment, network configuration on stdin) against
+//! the agents of a netns lab whose network is open to containers: ADD on
+//! each host answers an address of that host's block in the asked version,
+//! the two containers reach each other across the lab switch, ADD again is
+//! the same, CHECK passes with prevResult, an address asked for is refused
+//! by the catalog's rules with the agent's words, DEL is idempotent, GC and
+//! STATUS work, and an agent that cannot be reached is code 11.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use linkherd_lab::{
+    self as lab, HostSpec, LabGuard, LabState, bins,
+    fleet::{ctl, text, write_spec},
+    traffic::tcp_reaches,
+};
+use test_support::{TestNetns, have_root};
+
+/// Runs the plugin: (exit code, stdout as JSON or null).
+fn cni(
+    verb: &str,
+    ns: Option<&TestNetns>,
+    id: &str,
+    conf: &serde_json::Value,
+) -> (i32, serde_json::Value) {
+    let mut c = Command::new(bins::cni().expect("linkherd-cni built"));
+    c.env_clear()
+        .env("CNI_COMMAND", verb)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(ns) = ns {
+        c.env("CNI_NETNS", ns.path());
+    }
+    let mut child = c.spawn().expect("run linkherd-cni");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(conf.to_string().as_bytes())
+        .expect("write config");
+    let out = child.wait_with_output().expect("wait");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn conf(version: &str, socket: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "cniVersion": version,
+        "name": "net_a",
+        "type": "linkherd-cni",
+        "agent_socket": socket,
+    })
+}
+
+fn socket(state: &LabState, host: &str) -> PathBuf {
+    state.host(host).expect("host").socket.clone()
+}
+
+fn ip_of(result: &serde_json::Value) -> std::net::IpAddr {
+    let cidr = result["ips"][0]["address"].as_str().expect("address");
+    cidr.split('/').next().expect("ip").parse().expect("ip")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugin_attaches_containers_on_each_host_by_the_spec() {
+    if !have_root("the CNI lab") {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cni");
+    let state = lab::up(&dir, &HostSpec::seed(), lab::Backend::Netns, true)
+        .await
+        .expect("lab up");
+    let _guard = LabGuard(state.dir.clone());
+    let url = |h: &str| state.host(h).expect("host").agent_url.clone();
+    let spec = write_spec(
+        &state.dir,
+        "cni.yaml",
+        &format!(
+            "hosts:\n  no1: {{address: \"{}\", parent: ens192}}\n  no2: {{address: \"{}\", parent: eth0}}\n\
+             networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.1\n    hosts: [no1, no2]\n    \
+             containers: {{block: 28}}\n",
+            url("no1"),
+            url("no2")
+        ),
+    );
+    let out = ctl(&state, &["apply", "-y", "-f", &spec]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (s1, s2) = (socket(&state, "no1"), socket(&state, "no2"));
+    let (c1, c2, c3) = (
+        TestNetns::new("cni-c1"),
+        TestNetns::new("cni-c2"),
+        TestNetns::new("cni-c3"),
+    );
+
+    // ADD on each host: an address of its own block (.16/28 and .32/28;
+    // .0/28 holds the gateway), in the configuration's version.
+    let (code, r1) = cni("ADD", Some(&c1), "ctr1", &conf("1.0.0", &s1));
+    assert_eq!(code, 0, "{r1}");
+    assert_eq!(r1["cniVersion"], "1.0.0");
+    assert_eq!(r1["ips"][0]["address"], "10.0.100.16/24");
+    assert_eq!(r1["ips"][0]["gateway"], "10.0.100.1");
+    assert_eq!(
+        r1["interfaces"][0]["sandbox"],
+        c1.path().display().to_string()
+    );
+    assert_eq!(
+        r1["routes"],
+        serde_json::json!([{"dst": "0.0.0.0/0", "gw": "10.0.100.1"}])
+    );
+    let (code, r2) = cni("ADD", Some(&c2), "ctr2", &conf("0.4.0", &s2));
+    assert_eq!(code, 0, "{r2}");
+    assert_eq!(
+        (
+            r2["ips"][0]["address"].as_str(),
+            r2["ips"][0]["version"].as_str()
+        ),
+        (Some("10.0.100.32/24"), Some("4"))
+    );
+    let reached = tcp_reaches(
+        &c1.path(),
+        &c2.path(),
+        ip_of(&r2),
+        7401,
+        Duration::from_secs(2),
+    )
+    .expect("traffic");
+    assert!(reached, "ctr1 on no1 does not reach ctr2 on no2");
+    assert_eq!(
+        cni("ADD", Some(&c1), "ctr1", &conf("1.0.0", &s1)),
+        (0, r1.clone()),
+        "ADD again"
+    );
+    let mut check = conf("1.0.0", &s1);
+    check["prevResult"] = r1.clone();
+    assert_eq!(
+        cni("CHECK", Some(&c1), "ctr1", &check),
+        (0, serde_json::Value::Null)
+    );
+
+    // Addresses asked for: the agent's words, code 100, nothing made.
+    let mut asked = conf("1.0.0", &s2);
+    asked["runtimeConfig"] = serde_json::json!({"ips": ["10.0.100.20"]});
+    let (code, e) = cni("ADD", Some(&c3), "ctr3", &asked);
+    assert_eq!((code, e["code"].as_u64()), (1, Some(100)), "{e}");
+    assert_eq!(
+        e["msg"],
+        "address 10.0.100.20 is taken: no1's container block (10.0.100.16/28); ask for another"
+    );
+    asked["runtimeConfig"] = serde_json::json!({"ips": ["10.0.100.32"]});
+    let (_, e) = cni("ADD", Some(&c3), "ctr3", &asked);
+    assert_eq!(
+        e["msg"],
+        "address 10.0.100.32 is attached to another container on this host already; ask for another"
+    );
+    asked["runtimeConfig"] = serde_json::json!({"ips": ["10.0.100.200"]});
+    let (code, r3) = cni("ADD", Some(&c3), "ctr3", &asked);
+    assert_eq!(
+        (code, r3["ips"][0]["address"].as_str()),
+        (0, Some("10.0.100.200/24")),
+        "{r3}"
+    );
+
+    // DEL twice; GC keeps only what the runtime lists; STATUS is ready.
+    assert_eq!(cni("DEL", Some(&c1), "ctr1", &conf("1.0.0", &s1)).0, 0);
+    assert_eq!(
+        cni("DEL", None, "ctr1", &conf("1.0.0", &s1)).0,
+        0,
+        "DEL again"
+    );
+    let gone = c1.ip(&["-j", "link", "show"]);
+    assert!(!gone.contains("\"eth0\""), "{gone}");
+    let mut gc = conf("1.1.0", &s2);
+    gc["cni.dev/valid-attachments"] =
+        serde_json::json!([{"containerID": "ctr3", "ifname": "eth0"}]);
+    assert_eq!(cni("GC", None, "", &gc).0, 0);
+    assert!(
+        !c2.ip(&["-j", "link", "show"]).contains("\"eth0\""),
+        "GC left ctr2"
+    );
+    assert!(
+        c3.ip(&["-j", "link", "show"]).contains("\"eth0\""),
+        "GC took ctr3"
+    );
+    assert_eq!(
+        cni("STATUS", None, "", &conf("1.1.0", &s2)),
+        (0, serde_json::Value::Null)
+    );
+
+    // No agent there: try again later.
+    let (code, e) = cni(
+        "ADD",
+        Some(&c1),
+        "ctr1",
+        &conf("1.0.0", Path::new("/nonexistent/agent.sock")),
+    );
+    assert_eq!((code, e["code"].as_u64()), (1, Some(11)), "{e}");
+    assert_eq!(
+        e["msg"],
+        "cannot reach linkherd-agent at /nonexistent/agent.sock: No such file or directory (os error 2)"
+    );
+}
