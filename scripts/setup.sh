@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test linkherd: iproute2
 # (ip with JSON output), a C toolchain for ring, QEMU for the lab's vm
-# backend, and the Rust components. (The lab fetches its guest kernel and
+# backend, podman and runc, and the Rust components. (The lab fetches its guest kernel and
 # busybox itself, through apt-get download, into /var/cache/linkherd-lab.)
 # Safe to run repeatedly; installs nothing that is already there.
 set -euo pipefail
@@ -11,6 +11,13 @@ need=()
 command -v ip >/dev/null 2>&1 && ip -j link show lo >/dev/null 2>&1 || need+=(iproute2)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+# Container runtimes for the CNI tests (podman with runc; crun fails on
+# this kind of machine's hybrid cgroups), a busybox for their images, and
+# the CNI reference plugins the benchmark compares with.
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /bin/busybox ] || need+=(busybox-static)
+[ -x /usr/lib/cni/macvlan ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages ${need[*]}; install them as root" >&2

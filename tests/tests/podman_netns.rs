@@ -1,0 +1,284 @@
+//! Podman (its CNI backend, runc) running containers on a linkherd network
+//! of a netns lab through `linkherd-cni`, one podman network configuration
+//! per lab host: each container gets an address of its host's block (or the
+//! one it asks for), containers on the two hosts reach each other, `podman
+//! restart` keeps address and reachability, an address in use is refused
+//! with the agent's words, `podman rm` releases the attachment, and with the
+//! agent stopped `podman run` fails and leaves nothing; the restarted agent
+//! still has its attachments.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use linkherd_lab::{
+    self as lab, HostSpec, LabGuard, LabState, bins,
+    fleet::{ctl, text, write_spec},
+};
+use test_support::have_root;
+
+/// Podman with everything of its own under `dir`, one network
+/// configuration directory per lab host.
+struct Podman {
+    dir: PathBuf,
+    names: Vec<String>,
+}
+
+impl Podman {
+    fn new(dir: &Path, state: &LabState) -> Self {
+        for d in ["root", "runroot", "tmp", "plugins", "rootfs/bin"] {
+            std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+        }
+        std::fs::copy(
+            bins::cni().expect("linkherd-cni built"),
+            dir.join("plugins/linkherd-cni"),
+        )
+        .expect("plugin");
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                 [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+                 tmp_dir = \"{}\"\n[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\"]\n",
+                dir.join("tmp").display(),
+                dir.join("plugins").display()
+            ),
+        )
+        .expect("containers.conf");
+        for h in &state.hosts {
+            let net = dir.join("cni").join(&h.name);
+            std::fs::create_dir_all(&net).expect("mkdir");
+            let list = serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": "net_a",
+                "plugins": [{"type": "linkherd-cni", "agent_socket": h.socket, "capabilities": {"ips": true}}],
+            });
+            std::fs::write(net.join("net_a.conflist"), list.to_string()).expect("conflist");
+        }
+        let p = Self {
+            dir: dir.to_owned(),
+            names: Vec::new(),
+        };
+        // The image: a busybox rootfs, no registry.
+        std::fs::copy("/bin/busybox", dir.join("rootfs/bin/busybox")).expect("busybox");
+        let ok = Command::new("chroot")
+            .args([
+                dir.join("rootfs").to_str().expect("path"),
+                "/bin/busybox",
+                "--install",
+                "-s",
+                "/bin",
+            ])
+            .status()
+            .expect("chroot");
+        assert!(ok.success());
+        let tar = Command::new("tar")
+            .args([
+                "-C",
+                dir.join("rootfs").to_str().expect("path"),
+                "-cf",
+                dir.join("rootfs.tar").to_str().expect("path"),
+                ".",
+            ])
+            .status()
+            .expect("tar");
+        assert!(tar.success());
+        let out = p.run(
+            None,
+            &[
+                "import",
+                dir.join("rootfs.tar").to_str().expect("path"),
+                "lh-busybox",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        p
+    }
+
+    /// `podman ARGS` on `host`'s network configuration.
+    fn run(&self, host: Option<&str>, args: &[&str]) -> Output {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .args(["--storage-driver", "vfs"]);
+        if let Some(h) = host {
+            c.arg("--network-config-dir")
+                .arg(self.dir.join("cni").join(h));
+        }
+        c.args(args).output().expect("run podman")
+    }
+
+    /// Starts container `name` on `host` (extra `podman run` flags first).
+    fn start(&mut self, host: &str, name: &str, flags: &[&str]) -> Output {
+        self.names.push(name.to_owned());
+        let mut args = vec!["run", "-d", "--name", name, "--network", "net_a"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["lh-busybox", "sleep", "3600"]);
+        self.run(Some(host), &args)
+    }
+
+    fn addr(&self, host: &str, name: &str) -> String {
+        let out = self.run(
+            Some(host),
+            &["exec", name, "ip", "-4", "-o", "addr", "show", "eth0"],
+        );
+        let t = text(&out.stdout);
+        t.split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn pings(&self, host: &str, name: &str, ip: &str) -> bool {
+        let out = self.run(
+            Some(host),
+            &["exec", name, "ping", "-c", "1", "-W", "2", ip],
+        );
+        out.status.success()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = self.run(None, &["rm", "-f", "-t", "0", n]);
+        }
+    }
+}
+
+fn attachments(state: &LabState, host: &str) -> Vec<String> {
+    let dir = state.dir.join(host).join("state/attachments");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_containers_on_two_hosts_reach_each_other_and_keep_their_addresses() {
+    if !have_root("the podman lab") {
+        return;
+    }
+    assert!(
+        Command::new("podman")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "podman is missing: scripts/setup.sh installs it"
+    );
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("podman");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut state = lab::up(
+        &dir.join("lab"),
+        &HostSpec::seed(),
+        lab::Backend::Netns,
+        true,
+    )
+    .await
+    .expect("lab up");
+    let _guard = LabGuard(state.dir.clone());
+    let url = |h: &str| state.host(h).expect("host").agent_url.clone();
+    let spec = write_spec(
+        &state.dir,
+        "podman.yaml",
+        &format!(
+            "hosts:\n  no1: {{address: \"{}\", parent: ens192}}\n  no2: {{address: \"{}\", parent: eth0}}\n\
+             networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.1\n    hosts: [no1, no2]\n    \
+             containers: {{block: 28}}\n",
+            url("no1"),
+            url("no2")
+        ),
+    );
+    let out = ctl(&state, &["apply", "-y", "-f", &spec]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let tag = std::process::id();
+    let (b1, b2, b3) = (
+        format!("lhp{tag}-b1"),
+        format!("lhp{tag}-b2"),
+        format!("lhp{tag}-b3"),
+    );
+    let mut p = Podman::new(&dir.join("podman"), &state);
+
+    let out = p.start("no1", &b1, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = p.start("no2", &b2, &["--ip", "10.0.100.200"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = p.start("no2", &b3, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        p.addr("no1", &b1),
+        "10.0.100.16/24",
+        "no1's block is .16/28"
+    );
+    assert_eq!(p.addr("no2", &b2), "10.0.100.200/24");
+    assert_eq!(
+        p.addr("no2", &b3),
+        "10.0.100.32/24",
+        "no2's block is .32/28"
+    );
+    assert!(
+        p.pings("no1", &b1, "10.0.100.200"),
+        "b1 on no1 does not reach b2 on no2"
+    );
+    assert!(
+        p.pings("no2", &b3, "10.0.100.16"),
+        "b3 on no2 does not reach b1 on no1"
+    );
+
+    // Restarted: a new namespace, the same address, reachable again.
+    let out = p.run(Some("no1"), &["restart", "-t", "0", &b1]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(p.addr("no1", &b1), "10.0.100.16/24");
+    assert!(
+        p.pings("no2", &b2, "10.0.100.16"),
+        "b1 unreachable after its restart"
+    );
+
+    // An address in use is refused, with the agent's words.
+    let b4 = format!("lhp{tag}-b4");
+    let out = p.start("no2", &b4, &["--ip", "10.0.100.200"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("address 10.0.100.200 is attached to another container on this host already"),
+        "{err}"
+    );
+
+    // rm releases the attachment.
+    assert_eq!(attachments(&state, "no1").len(), 1);
+    let out = p.run(Some("no1"), &["rm", "-f", "-t", "0", &b1]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(attachments(&state, "no1"), Vec::<String>::new());
+
+    // The agent stopped: podman run fails, and nothing is attached.
+    let pid = state.host("no2").and_then(|h| h.pid).expect("agent pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the agent this lab started");
+    let b5 = format!("lhp{tag}-b5");
+    let out = p.start("no2", &b5, &[]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot reach linkherd-agent at "), "{err}");
+    lab::restart_agent(&mut state, "no2")
+        .await
+        .expect("restart no2");
+    let kept = attachments(&state, "no2");
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        p.pings("no2", &b3, "10.0.100.200"),
+        "b3 does not reach b2 after the agent's restart"
+    );
+}
