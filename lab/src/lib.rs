@@ -7,6 +7,7 @@
 //! (a crash half way through `up`).
 
 pub mod bins;
+pub mod containers;
 pub mod fleet;
 mod guard;
 mod netns;

@@ -120,6 +120,7 @@ pub(super) async fn up(dir: &Path, hosts: &[HostSpec]) -> Result<LabState, LabEr
     // Record intent first: a crash from here on is cleaned up by `down`.
     state.save()?;
     build(&mut state, &agent_bin).await?;
+    crate::containers::write_runtime(&state)?;
     Ok(state)
 }
 

@@ -13,51 +13,29 @@ use std::{
 };
 
 use linkherd_lab::{
-    self as lab, HostSpec, LabGuard, LabState, bins,
+    self as lab, HostSpec, LabGuard, LabState,
     fleet::{ctl, text, write_spec},
 };
+use linkherdctl::spec::FleetSpec;
 use test_support::have_root;
 
-/// Podman with everything of its own under `dir`, one network
-/// configuration directory per lab host.
+/// Podman with its storage under `dir`, and the lab's containers.conf and
+/// network configuration directories (what `linkherd-lab` writes for
+/// runtimes: this test proves they work).
 struct Podman {
     dir: PathBuf,
+    lab: LabState,
     names: Vec<String>,
 }
 
 impl Podman {
     fn new(dir: &Path, state: &LabState) -> Self {
-        for d in ["root", "runroot", "tmp", "plugins", "rootfs/bin"] {
+        for d in ["root", "runroot", "rootfs/bin"] {
             std::fs::create_dir_all(dir.join(d)).expect("mkdir");
-        }
-        std::fs::copy(
-            bins::cni().expect("linkherd-cni built"),
-            dir.join("plugins/linkherd-cni"),
-        )
-        .expect("plugin");
-        std::fs::write(
-            dir.join("containers.conf"),
-            format!(
-                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-                 [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
-                 tmp_dir = \"{}\"\n[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\"]\n",
-                dir.join("tmp").display(),
-                dir.join("plugins").display()
-            ),
-        )
-        .expect("containers.conf");
-        for h in &state.hosts {
-            let net = dir.join("cni").join(&h.name);
-            std::fs::create_dir_all(&net).expect("mkdir");
-            let list = serde_json::json!({
-                "cniVersion": "1.0.0",
-                "name": "net_a",
-                "plugins": [{"type": "linkherd-cni", "agent_socket": h.socket, "capabilities": {"ips": true}}],
-            });
-            std::fs::write(net.join("net_a.conflist"), list.to_string()).expect("conflist");
         }
         let p = Self {
             dir: dir.to_owned(),
+            lab: state.clone(),
             names: Vec::new(),
         };
         // The image: a busybox rootfs, no registry.
@@ -99,15 +77,14 @@ impl Podman {
     /// `podman ARGS` on `host`'s network configuration.
     fn run(&self, host: Option<&str>, args: &[&str]) -> Output {
         let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+        c.env("CONTAINERS_CONF", self.lab.containers_conf())
             .arg("--root")
             .arg(self.dir.join("root"))
             .arg("--runroot")
             .arg(self.dir.join("runroot"))
             .args(["--storage-driver", "vfs"]);
         if let Some(h) = host {
-            c.arg("--network-config-dir")
-                .arg(self.dir.join("cni").join(h));
+            c.arg("--network-config-dir").arg(self.lab.cni_dir(h));
         }
         c.args(args).output().expect("run podman")
     }
@@ -201,6 +178,15 @@ async fn podman_containers_on_two_hosts_reach_each_other_and_keep_their_addresse
     );
     let out = ctl(&state, &["apply", "-y", "-f", &spec]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let parsed = FleetSpec::load(Path::new(&spec)).expect("spec");
+    let lists = lab::containers::write_networks(&state, &parsed).expect("network lists");
+    assert_eq!(
+        lists,
+        [
+            state.cni_dir("no1").join("net_a.conflist"),
+            state.cni_dir("no2").join("net_a.conflist")
+        ]
+    );
     let tag = std::process::id();
     let (b1, b2, b3) = (
         format!("lhp{tag}-b1"),

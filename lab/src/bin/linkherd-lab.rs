@@ -66,7 +66,8 @@ enum Cmd {
     },
     /// Print a fleet spec (e.g. deploy/examples/seed-vlan.yaml) with its
     /// placeholder agent addresses (`https://HOST.lab:7443`) replaced by
-    /// this lab's.
+    /// this lab's; on a netns lab, also write a CNI network list for each
+    /// of its networks open to containers, per host, into DIR/cni/HOST.
     Spec {
         #[arg(long, default_value_os_t = lab::netns_default_dir())]
         dir: PathBuf,
@@ -131,6 +132,9 @@ fn print_status(state: &LabState) {
         state.ctl_config().display(),
         state.hosts.first().map_or("no1", |h| h.name.as_str())
     );
+    if state.backend == "netns" {
+        println!("{}", lab::containers::usage(state));
+    }
 }
 
 /// One linkherdctl invocation of the demo, echoed like a shell transcript.
@@ -555,7 +559,16 @@ async fn main() -> anyhow::Result<ExitCode> {
             };
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            print!("{}", state.fleet_spec(&text));
+            let filled = state.fleet_spec(&text);
+            print!("{filled}");
+            // Runtimes on the lab find the spec's container networks.
+            if state.backend == "netns" {
+                let spec =
+                    linkherdctl::spec::FleetSpec::parse(&filled, &file.display().to_string())?;
+                for f in lab::containers::write_networks(&state, &spec)? {
+                    eprintln!("wrote {}", f.display());
+                }
+            }
         }
         Cmd::Hub { port_file, pcap } => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
