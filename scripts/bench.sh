@@ -10,5 +10,5 @@ command -v /usr/lib/cni/macvlan >/dev/null 2>&1 || \
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containernetworking-plugins
 # The memory figure is of the agent binary, run as its own process.
 cargo build --release --locked --quiet -p linkherd-lab --bin linkherd-bench \
-  -p linkherd-agent --bin linkherd-agent
+  -p linkherd-agent --bin linkherd-agent -p linkherd-cni --bin linkherd-cni
 exec target/release/linkherd-bench "$@"

@@ -43,28 +43,11 @@ fn catalog() -> pb::CatalogNetwork {
 }
 
 async fn put_catalog(host: &mut HostServiceClient<Channel>) {
-    let g = host
-        .get_state(pb::GetStateRequest {})
-        .await
-        .expect("state")
-        .into_inner()
-        .generation;
-    let a = host
-        .apply(pb::ApplyRequest {
-            desired: Some(pb::DesiredState {
-                catalog: vec![catalog()],
-                ..Default::default()
-            }),
-            expected_generation: g,
-            confirm_timeout_seconds: 60,
-            ..Default::default()
-        })
-        .await
-        .expect("apply")
-        .into_inner();
-    host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
-        .await
-        .expect("confirm");
+    let desired = pb::DesiredState {
+        catalog: vec![catalog()],
+        ..Default::default()
+    };
+    common::apply_confirmed(host, desired).await;
 }
 
 fn attach(c: &TestNetns, id: &str, addresses: &[&str]) -> pb::AttachRequest {

@@ -46,26 +46,9 @@ async fn apply(
     host: &mut HostServiceClient<Channel>,
     catalog: Vec<pb::CatalogNetwork>,
 ) -> Vec<String> {
-    let generation = host
-        .get_state(pb::GetStateRequest {})
+    let desired = desired(catalog).expect("desired");
+    common::apply_confirmed(host, desired)
         .await
-        .expect("state")
-        .into_inner()
-        .generation;
-    let a = host
-        .apply(pb::ApplyRequest {
-            desired: desired(catalog),
-            expected_generation: generation,
-            confirm_timeout_seconds: 60,
-            ..Default::default()
-        })
-        .await
-        .expect("apply")
-        .into_inner();
-    host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
-        .await
-        .expect("confirm");
-    a.applied
         .iter()
         .map(|c| format!("{} {}: {}", c.object_kind, c.object, c.detail))
         .collect()

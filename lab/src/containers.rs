@@ -56,7 +56,7 @@ pub fn write_runtime(state: &LabState) -> Result<(), LabError> {
          tmp_dir = \"{}\"\n\
          [network]\n\
          network_backend = \"cni\"\n\
-         cni_plugin_dirs = [\"{}\"]\n",
+         cni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\n",
         state.containers_conf().display(),
         state.cni_dir("HOST").display(),
         tmp.display(),

@@ -168,3 +168,33 @@ pub fn macvlan_create<'a>(
     }
     args
 }
+
+/// A fleet spec for a seed lab's two hosts (no1 on ens192, no2 on eth0)
+/// with `rest` after the hosts (`networks:` and on).
+pub fn seed_spec(state: &LabState, rest: &str) -> String {
+    let url = |h: &str| {
+        state
+            .host(h)
+            .map(|h| h.agent_url.clone())
+            .unwrap_or_default()
+    };
+    format!(
+        "hosts:\n  no1: {{address: \"{}\", parent: ens192}}\n  no2: {{address: \"{}\", parent: eth0}}\n{rest}",
+        url("no1"),
+        url("no2")
+    )
+}
+
+/// `linkherdctl apply -y -f spec` on a test's lab; panics (naming the
+/// output) unless it exits 0. Its stdout.
+pub fn apply_ok(state: &LabState, spec: &str) -> String {
+    let out = ctl(state, &["apply", "-y", "-f", spec]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "apply failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}

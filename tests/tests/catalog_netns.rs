@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard,
-    fleet::{ctl, text, write_spec},
+    fleet::{apply_ok, ctl, seed_spec, text, write_spec},
 };
 use test_support::have_root;
 
@@ -28,28 +28,18 @@ async fn a_network_open_to_containers_gets_a_block_per_host_in_each_catalog() {
         .await
         .expect("lab up");
     let _guard = LabGuard(state.dir.clone());
-    let url = |h: &str| state.host(h).expect("host").agent_url.clone();
     let spec = write_spec(
         &state.dir,
         "containers.yaml",
-        &format!(
-            "hosts:\n  no1: {{address: \"{}\", parent: ens192}}\n  no2: {{address: \"{}\", parent: eth0}}\n\
-             networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.1\n    \
-             containers: {{block: 28, range: 10.0.100.128/25}}\n    endpoints:\n      \
-             b1: {{host: no1, ip: 10.0.100.130}}\n      b3: {{host: no2}}\n\
-             verify: {{mesh: true, mode: mesh, timeout_ms: 500}}\n",
-            url("no1"),
-            url("no2")
+        &seed_spec(
+            &state,
+            "networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.1\n    \
+             containers: {block: 28, range: 10.0.100.128/25}\n    endpoints:\n      \
+             b1: {host: no1, ip: 10.0.100.130}\n      b3: {host: no2}\n\
+             verify: {mesh: true, mode: mesh, timeout_ms: 500}\n",
         ),
     );
-    let out = ctl(&state, &["apply", "-y", "-f", &spec]);
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = apply_ok(&state, &spec);
     // .128/28 holds b1's fixed .130: no1 gets the next block, no2 the one
     // after, in host order.
     assert!(

@@ -16,7 +16,7 @@ use std::{
 
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard, LabState, bins,
-    fleet::{ctl, text, write_spec},
+    fleet::{apply_ok, seed_spec, write_spec},
     traffic::tcp_reaches,
 };
 use test_support::{TestNetns, have_root};
@@ -80,20 +80,16 @@ async fn the_plugin_attaches_containers_on_each_host_by_the_spec() {
         .await
         .expect("lab up");
     let _guard = LabGuard(state.dir.clone());
-    let url = |h: &str| state.host(h).expect("host").agent_url.clone();
     let spec = write_spec(
         &state.dir,
         "cni.yaml",
-        &format!(
-            "hosts:\n  no1: {{address: \"{}\", parent: ens192}}\n  no2: {{address: \"{}\", parent: eth0}}\n\
-             networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.1\n    hosts: [no1, no2]\n    \
-             containers: {{block: 28}}\n",
-            url("no1"),
-            url("no2")
+        &seed_spec(
+            &state,
+            "networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.1\n    \
+             hosts: [no1, no2]\n    containers: {block: 28}\n",
         ),
     );
-    let out = ctl(&state, &["apply", "-y", "-f", &spec]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    apply_ok(&state, &spec);
     let (s1, s2) = (socket(&state, "no1"), socket(&state, "no2"));
     let (c1, c2, c3) = (
         TestNetns::new("cni-c1"),

@@ -135,6 +135,10 @@ fn fleet_spec_examples_pass_spec_check() {
             "deploy/examples/seed-flat.yaml",
             "macvlan 10.0.100.0/24 on no1:ens192",
         ),
+        (
+            "deploy/examples/containers.yaml",
+            "mac_net 10.0.100.0/24 on no1:ens192 no2:eth0 — 0 endpoint(s); containers on no1 no2, blocks /28",
+        ),
     ] {
         let out = Command::new(bins::ctl().expect("linkherdctl built"))
             .args(["spec", "check", "-f"])

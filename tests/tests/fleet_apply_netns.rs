@@ -12,7 +12,7 @@ use std::{
 
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard, LabState,
-    fleet::{addr_state, ctl, ctl_command, lab_snapshot, namespaces, text, write_spec},
+    fleet::{addr_state, apply_ok, ctl, ctl_command, lab_snapshot, namespaces, text, write_spec},
     sh::{ip, ip_in},
     traffic::tcp_reaches,
 };
@@ -107,18 +107,6 @@ fn apply_many_on_no2(state: &LabState) -> std::process::Child {
 
 fn ns_of(state: &LabState, host: &str, endpoint: &str) -> String {
     format!("{}-{endpoint}", state.host(host).expect("host").netns)
-}
-
-fn apply_ok(state: &LabState, spec: &str) -> String {
-    let out = ctl(state, &["apply", "-y", "-f", spec]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "apply failed:\n{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use std::{
 
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard, LabState,
-    fleet::{ctl, text, write_spec},
+    fleet::{apply_ok, seed_spec, text, write_spec},
 };
 use linkherdctl::spec::FleetSpec;
 use test_support::have_root;
@@ -164,20 +164,16 @@ async fn podman_containers_on_two_hosts_reach_each_other_and_keep_their_addresse
     .await
     .expect("lab up");
     let _guard = LabGuard(state.dir.clone());
-    let url = |h: &str| state.host(h).expect("host").agent_url.clone();
     let spec = write_spec(
         &state.dir,
         "podman.yaml",
-        &format!(
-            "hosts:\n  no1: {{address: \"{}\", parent: ens192}}\n  no2: {{address: \"{}\", parent: eth0}}\n\
-             networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.1\n    hosts: [no1, no2]\n    \
-             containers: {{block: 28}}\n",
-            url("no1"),
-            url("no2")
+        &seed_spec(
+            &state,
+            "networks:\n  net_a:\n    subnet: 10.0.100.0/24\n    gateway: 10.0.100.1\n    \
+             hosts: [no1, no2]\n    containers: {block: 28}\n",
         ),
     );
-    let out = ctl(&state, &["apply", "-y", "-f", &spec]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    apply_ok(&state, &spec);
     let parsed = FleetSpec::load(Path::new(&spec)).expect("spec");
     let lists = lab::containers::write_networks(&state, &parsed).expect("network lists");
     assert_eq!(

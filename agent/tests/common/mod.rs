@@ -214,3 +214,32 @@ pub fn tcp_reaches(from: &Path, to: &Path, ip: IpAddr, port: u16) -> bool {
     let _ = server.join();
     ok
 }
+
+/// Applies `desired` against the host's current generation and confirms
+/// it; the changes applied.
+pub async fn apply_confirmed(
+    host: &mut linkherd_proto::pb::host_service_client::HostServiceClient<Channel>,
+    desired: linkherd_proto::pb::DesiredState,
+) -> Vec<linkherd_proto::pb::Change> {
+    use linkherd_proto::pb;
+    let generation = host
+        .get_state(pb::GetStateRequest {})
+        .await
+        .expect("state")
+        .into_inner()
+        .generation;
+    let a = host
+        .apply(pb::ApplyRequest {
+            desired: Some(desired),
+            expected_generation: generation,
+            confirm_timeout_seconds: 60,
+            ..Default::default()
+        })
+        .await
+        .expect("apply")
+        .into_inner();
+    host.confirm(pb::ConfirmRequest { txn_id: a.txn_id })
+        .await
+        .expect("confirm");
+    a.applied
+}

@@ -36,6 +36,10 @@ struct NetSummary {
     subnets: Vec<String>,
     hosts: Vec<String>,
     endpoints: usize,
+    /// The hosts that offer container addresses, and each family's block
+    /// prefix length (`/28`); empty when the network is closed to them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    containers: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, cmd: SpecCmd) -> Result<Exit, CtlError> {
@@ -79,6 +83,18 @@ fn summarize(file: &std::path::Path, spec: &FleetSpec) -> Summary {
                     })
                     .collect(),
                 endpoints: n.endpoints.len(),
+                containers: n.containers.as_ref().map(|c| {
+                    let blocks: Vec<String> = [c.v4, c.v6]
+                        .iter()
+                        .flatten()
+                        .map(|b| format!("/{}", b.len))
+                        .collect();
+                    let hosts: Vec<&str> = c.hosts.iter().map(String::as_str).collect();
+                    match blocks.as_slice() {
+                        [] => format!("containers on {} (asked addresses only)", hosts.join(" ")),
+                        b => format!("containers on {}, blocks {}", hosts.join(" "), b.join(" ")),
+                    }
+                }),
             })
             .collect(),
     }
@@ -100,6 +116,9 @@ fn render(s: &Summary) -> String {
             n.hosts.join(" "),
             n.endpoints
         ));
+        if let Some(c) = &n.containers {
+            out.push_str(&format!("; {c}"));
+        }
     }
     out
 }

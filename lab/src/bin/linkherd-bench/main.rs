@@ -4,6 +4,7 @@
 //! the same machine; then Watch latency and the agent's memory. Root only;
 //! everything happens in namespaces the benchmark creates and removes.
 
+mod cni;
 mod footprint;
 mod phases;
 mod report;
@@ -47,9 +48,9 @@ struct Args {
 }
 
 /// Namespaces of this run, removed on drop.
-struct Bench {
-    host: String,
-    target: String,
+pub(crate) struct Bench {
+    pub(crate) host: String,
+    pub(crate) target: String,
     /// The in-process agent's time per step.
     phases: Phases,
 }
@@ -105,7 +106,7 @@ fn address(i: usize) -> String {
 }
 
 /// Macvlans in namespace `ns`.
-fn macvlans(ns: &str) -> anyhow::Result<usize> {
+pub(crate) fn macvlans(ns: &str) -> anyhow::Result<usize> {
     Ok(ip_in(ns, &["-o", "link", "show", "type", "macvlan"])?
         .lines()
         .count())
@@ -133,19 +134,21 @@ fn ip_batch_rows(b: &Bench, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One CNI reference-plugin call for endpoint `i`, as a container runtime
-/// makes it, started inside the host namespace.
-fn run_cni(cni: &Path, b: &Bench, cmd: &str, i: usize) -> anyhow::Result<()> {
-    let conf = format!(
-        r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"up0","mode":"bridge","ipam":{{"type":"static","addresses":[{{"address":"{}"}}]}}}}"#,
-        address(i)
-    );
+/// One CNI plugin call for endpoint `i` with configuration `conf`, as a
+/// container runtime makes it, started inside the host namespace.
+pub(crate) fn run_cni(
+    cni: &Path,
+    (host, target): (&str, &str),
+    cmd: &str,
+    i: usize,
+    conf: &str,
+) -> anyhow::Result<()> {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &b.host])
+        .args(["netns", "exec", host])
         .arg(cni)
         .env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", format!("bench{i}"))
-        .env("CNI_NETNS", format!("/run/netns/{}", b.target))
+        .env("CNI_NETNS", format!("/run/netns/{target}"))
         .env("CNI_IFNAME", format!("c{i}"))
         .env("CNI_PATH", "/usr/lib/cni")
         .stdin(std::process::Stdio::piped())
@@ -182,7 +185,11 @@ fn cni_rows(b: &Bench, report: &mut Report) -> anyhow::Result<()> {
     ] {
         let started = Instant::now();
         for i in 0..report.count {
-            run_cni(cni, b, cmd, i)?;
+            let conf = format!(
+                r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"up0","mode":"bridge","ipam":{{"type":"static","addresses":[{{"address":"{}"}}]}}}}"#,
+                address(i)
+            );
+            run_cni(cni, (&b.host, &b.target), cmd, i, &conf)?;
         }
         report.row(what, started.elapsed());
     }
@@ -215,11 +222,24 @@ async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
         key: read("agent-bench-key.pem")?,
         client_ca: read("ca.pem")?,
     };
+    let agent = Arc::new(agent);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_unix, unix_stopped) = tokio::sync::oneshot::channel::<()>();
+    let on_tcp = agent.clone();
     tokio::spawn(async move {
-        let _ = agent
+        let _ = on_tcp
             .serve_tcp(listener, Some(tls), async {
                 let _ = stopped.await;
+            })
+            .await;
+    });
+    // The unix socket the CNI plugin talks to, as on a real host.
+    let socket = state.path().join("agent.sock");
+    let unix = tokio::net::UnixListener::bind(&socket)?;
+    tokio::spawn(async move {
+        let _ = agent
+            .serve_unix(unix, async {
+                let _ = unix_stopped.await;
             })
             .await;
     });
@@ -237,7 +257,8 @@ async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
         .context("connect to the bench agent")?;
     Ok((
         InProcess {
-            stop: Some(stop),
+            stop: vec![stop, stop_unix],
+            socket,
             _state: state,
         },
         ch,
@@ -246,13 +267,15 @@ async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
 
 /// Stops the benchmark's agent when dropped (and removes its state).
 struct InProcess {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Its unix socket.
+    socket: PathBuf,
     _state: tempfile::TempDir,
 }
 
 impl Drop for InProcess {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        for stop in self.stop.drain(..) {
             let _ = stop.send(());
         }
     }
@@ -398,9 +421,10 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::new(args.count);
     ip_batch_rows(&b, &mut report)?;
     cni_rows(&b, &mut report)?;
-    let (_agent, ch) = start_agent(&b).await?;
+    let (agent, ch) = start_agent(&b).await?;
     api_rows(&ch, &b, args.parallel, &mut report).await?;
     txn_rows(&ch, &b, &mut report).await?;
+    cni::rows(&ch, &agent.socket, &b, &mut report).await?;
     let parent = parent_index(&b.host)?;
     let host_ns = PathBuf::from("/run/netns").join(&b.host);
     report.watch = Some(watch::latency(&ch, &host_ns, parent, args.count).await?);
