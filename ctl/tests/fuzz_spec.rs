@@ -466,6 +466,16 @@ fn print(s: &FleetSpec) -> String {
         for (h, a) in &n.host_access {
             entry(&mut out, 6, h, &q(&a.to_string()));
         }
+        if let Some(c) = &n.containers {
+            out.push_str("    containers:\n");
+            for (sfx, b) in [("", c.v4), ("_v6", c.v6)] {
+                if let Some(b) = b {
+                    let _ = writeln!(out, "      block{sfx}: {}", b.len);
+                    let _ = writeln!(out, "      range{sfx}: {}", q(&b.range.to_string()));
+                }
+            }
+            let _ = writeln!(out, "      hosts: {}", list(c.hosts.iter()));
+        }
         out.push_str("    endpoints:\n");
         for (ename, e) in &n.endpoints {
             let _ = writeln!(
