@@ -135,6 +135,12 @@ async fn the_plugin_attaches_containers_on_each_host_by_the_spec() {
         (0, r1.clone()),
         "ADD again"
     );
+    // The fleet reads the attachments: the blocks in use stay, nothing to do.
+    let again = apply_ok(&state, &spec);
+    assert!(
+        again.ends_with("No changes: the fleet matches the spec.\n"),
+        "{again}"
+    );
     let mut check = conf("1.0.0", &s1);
     check["prevResult"] = r1.clone();
     assert_eq!(

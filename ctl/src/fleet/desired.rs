@@ -36,6 +36,8 @@ pub struct Observed {
     pub others: BTreeMap<IpAddr, String>,
     /// The container blocks each host's catalog holds, by network and host.
     pub blocks: BTreeMap<(String, String), Vec<IpNet>>,
+    /// The addresses containers are attached with, by network and host.
+    pub attached: BTreeMap<(String, String), Vec<IpAddr>>,
 }
 
 /// Why a host's desired state cannot be computed from the spec.
@@ -198,10 +200,19 @@ fn grants(
             .blocks
             .iter()
             .filter(|((n, _), _)| n == net.name.as_str())
-            .map(|((_, host), bs)| {
+            .map(|((n, host), bs)| {
+                let attached = seen.attached.get(&(n.clone(), host.clone()));
+                let used = |b: &IpNet| {
+                    let inside = attached.into_iter().flatten().filter(|a| b.contains(*a));
+                    u64::try_from(inside.count()).unwrap_or(u64::MAX)
+                };
                 let mine = bs.iter().filter(|b| b.addr().is_ipv4() == v4);
-                // No container counts as using a block yet.
-                let held = mine.map(|b| Held { block: *b, used: 0 }).collect();
+                let held = mine
+                    .map(|b| Held {
+                        block: *b,
+                        used: used(b),
+                    })
+                    .collect();
                 (host.clone(), held)
             })
             .collect();
@@ -210,13 +221,23 @@ fn grants(
             range: want.range,
             len: want.len,
         };
-        let granted =
-            blocks::grant(&plan, &c.hosts, &held, &in_use(net, pool, seen)).map_err(|source| {
-                DesiredError::Blocks {
-                    network: net.name.to_string(),
-                    source,
+        let mut avoid = in_use(net, pool, seen);
+        // A host's containers are in its blocks by design: they count as
+        // the block's use, not against keeping it.
+        for (host, hs) in &held {
+            let attached = seen.attached.get(&(net.name.to_string(), host.clone()));
+            for a in attached.into_iter().flatten() {
+                if hs.iter().any(|h| h.block.contains(a)) {
+                    avoid.remove(a);
                 }
-            })?;
+            }
+        }
+        let granted = blocks::grant(&plan, &c.hosts, &held, &avoid).map_err(|source| {
+            DesiredError::Blocks {
+                network: net.name.to_string(),
+                source,
+            }
+        })?;
         for (host, bs) in granted.blocks {
             out.entry(host).or_default().extend(bs);
         }

@@ -11,13 +11,15 @@ use linkherd_proto::pb;
 use super::Observed;
 use crate::spec::FleetSpec;
 
-/// Merges the observed state of every host (`(host, state)`).
+/// Merges the observed state of every host (`(host, state, the
+/// containers attached there)`).
 pub fn observed<'a>(
     spec: &FleetSpec,
-    hosts: impl IntoIterator<Item = (&'a str, &'a pb::OwnedObjects)>,
+    hosts: impl IntoIterator<Item = (&'a str, &'a pb::OwnedObjects, &'a [pb::Attachment])>,
 ) -> Observed {
     let mut out = Observed::default();
-    for (host, state) in hosts {
+    for (host, state, attached) in hosts {
+        containers(&mut out, host, attached);
         for e in &state.endpoints {
             let addrs: Vec<IpAddr> = e
                 .addresses
@@ -59,4 +61,21 @@ pub fn observed<'a>(
         }
     }
     out
+}
+
+/// Containers' addresses: never handed out to endpoints (`others`), and
+/// counted against the host's blocks (`attached`).
+fn containers(out: &mut Observed, host: &str, attached: &[pb::Attachment]) {
+    for a in attached {
+        for addr in a.addresses.iter().filter_map(|c| c.parse::<IpNet>().ok()) {
+            out.others.insert(
+                addr.addr(),
+                format!("{host} container {}/{}", a.container_id, a.ifname),
+            );
+            out.attached
+                .entry((a.network.clone(), host.to_owned()))
+                .or_default()
+                .push(addr.addr());
+        }
+    }
 }

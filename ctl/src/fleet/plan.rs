@@ -152,7 +152,12 @@ pub fn desired_states(
     spec: &FleetSpec,
     hosts: &BTreeMap<String, HostRead>,
 ) -> Result<BTreeMap<String, Desired>, FleetError> {
-    let seen = super::observed(spec, hosts.iter().map(|(h, r)| (h.as_str(), &r.owned)));
+    let seen = super::observed(
+        spec,
+        hosts
+            .iter()
+            .map(|(h, r)| (h.as_str(), &r.owned, r.attachments.as_slice())),
+    );
     Ok(desired::desired(spec, &seen)?)
 }
 

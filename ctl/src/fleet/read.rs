@@ -5,7 +5,10 @@
 use std::{collections::BTreeMap, fmt};
 
 use futures::future::join_all;
-use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
+use linkherd_proto::pb::{
+    self, attachment_service_client::AttachmentServiceClient,
+    host_service_client::HostServiceClient,
+};
 use tonic::transport::Channel;
 
 use crate::{
@@ -22,6 +25,9 @@ pub struct HostRead {
     /// The fingerprint of `owned`, which an Apply must be planned against.
     pub generation: u64,
     pub owned: pb::OwnedObjects,
+    /// Containers attached there (none from an agent without
+    /// AttachmentService).
+    pub attachments: Vec<pb::Attachment>,
 }
 
 /// A host that did not answer, and why.
@@ -108,10 +114,19 @@ async fn read_host(
         .await
         .map_err(RpcError::from)?
         .into_inner();
+    let attachments = match AttachmentServiceClient::new(channel.clone())
+        .list(pb::ListAttachmentsRequest::default())
+        .await
+    {
+        Ok(r) => r.into_inner().attachments,
+        Err(s) if s.code() == tonic::Code::Unimplemented => Vec::new(),
+        Err(s) => return Err(RpcError::from(s).into()),
+    };
     Ok(HostRead {
         address: address.to_owned(),
         channel,
         generation: st.generation,
         owned: st.owned.unwrap_or_default(),
+        attachments,
     })
 }

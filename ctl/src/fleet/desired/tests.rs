@@ -309,3 +309,49 @@ fn container_blocks_are_sticky_and_move_off_a_fixed_address() {
         ["mac_net10"]
     );
 }
+
+/// What no1's containers use: `n` addresses of its held .32/28 block, and
+/// a static one outside every block.
+fn with_containers(n: u8) -> Observed {
+    let mut seen = Observed::default();
+    let net = || ("mac_net10".to_owned(), "no1".to_owned());
+    seen.blocks
+        .insert(net(), vec!["172.16.10.32/28".parse().expect("net")]);
+    let mut attached: Vec<IpAddr> = (0..n)
+        .map(|i| ip(&format!("172.16.10.{}", 32 + i)))
+        .collect();
+    attached.push(ip("172.16.10.2"));
+    for a in &attached {
+        seen.others.insert(*a, "no1 container c/eth0".into());
+    }
+    seen.attached.insert(net(), attached);
+    seen
+}
+
+#[test]
+fn containers_keep_their_block_grow_it_and_are_never_given_to_endpoints() {
+    // 3 of 16 in use: the block stays, nothing more; b3 skips the static .2.
+    let d = desired(&containers_spec(), &with_containers(3)).expect("desired");
+    assert_eq!(catalog_blocks(&d, "no1"), ["172.16.10.32/28"]);
+    assert_eq!(
+        d["no2"].endpoints[0].addresses,
+        ["172.16.10.3/24".parse::<IpNet>().expect("net")]
+    );
+    // 12 of 16: another block.
+    let d = desired(&containers_spec(), &with_containers(12)).expect("desired");
+    assert_eq!(
+        catalog_blocks(&d, "no1"),
+        ["172.16.10.32/28", "172.16.10.48/28"]
+    );
+    // A range that no longer holds the block in use is refused, named.
+    let moved = spec(&format!(
+        "{HOSTS}networks:\n  mac_net10:\n    vlan: 10\n    subnet: 172.16.10.0/24\n    gateway: 172.16.10.1\n    containers: {{block: 28, range: 172.16.10.128/25}}\n    endpoints:\n      b1: {{host: no1, ip: 172.16.10.20}}\n      b3: {{host: no2}}\n"
+    ));
+    let err = desired(&moved, &with_containers(3)).expect_err("shrunk");
+    assert_eq!(
+        err.to_string(),
+        "networks.mac_net10.containers: no1 holds 172.16.10.32/28 with 3 container address(es) in \
+         use, but it is not inside containers.range 172.16.10.128/25; a block in use is never \
+         taken away: remove those containers first, or keep the block"
+    );
+}
