@@ -89,6 +89,15 @@ async fn the_catalog_is_transactional_durable_and_readable_by_viewers() {
         "network \"mac_net10\" is not in this host's catalog; add it to the fleet spec \
          (with containers: ...) and apply"
     );
+    // A huge name is refused as a name, and not echoed whole.
+    let err = viewer
+        .get(pb::GetNetworkRequest {
+            name: "n".repeat(1 << 20),
+        })
+        .await
+        .expect_err("huge");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().len() < 1024, "{} bytes", err.message().len());
 
     assert_eq!(
         apply(&mut host, vec![net(&["172.16.10.48/28"])]).await,

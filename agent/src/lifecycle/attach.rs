@@ -56,7 +56,7 @@ pub fn key_of(k: &AttachKeySpec) -> AttachKey {
     )
 }
 
-pub(super) fn not_in_catalog(network: &str) -> Error {
+pub fn not_in_catalog(network: &str) -> Error {
     Error::NotFound(format!(
         "network {network:?} is not in this host's catalog; add it to the fleet spec \
          (with containers: ...) and apply"

@@ -109,17 +109,26 @@ impl Lifecycle {
         };
         let parent_ok = self.net.link(&net.parent).await.is_ok()
             || linkherd_proto::model::split_vlan_name(&net.parent).is_some();
-        let used: u64 = {
-            let reg = self.registry.lock().await;
-            reg.attachments
-                .all()
-                .filter(|a| a.network == network)
-                .count() as u64
-        };
-        let capacity: u64 = [&net.v4, &net.v6]
+        let blocks: Vec<_> = [&net.v4, &net.v6]
             .into_iter()
             .flatten()
-            .flat_map(|p| &p.blocks)
+            .flat_map(|p| p.blocks.iter().copied())
+            .collect();
+        // Only addresses inside the blocks use them (an asked-for one may
+        // lie outside).
+        let used: u64 = {
+            let reg = self.registry.lock().await;
+            let inside = reg
+                .attachments
+                .all()
+                .filter(|a| a.network == network)
+                .flat_map(|a| a.addresses.iter())
+                .filter(|x| blocks.iter().any(|b| b.contains(&x.addr())))
+                .count();
+            u64::try_from(inside).unwrap_or(u64::MAX)
+        };
+        let capacity: u64 = blocks
+            .iter()
             .map(|b| {
                 1u64.checked_shl(u32::from(b.max_prefix_len() - b.prefix_len()))
                     .unwrap_or(u64::MAX)

@@ -114,8 +114,15 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
         req: Request<pb::ListAttachmentsRequest>,
     ) -> Result<Response<pb::ListAttachmentsResponse>, Status> {
         let network = req.into_inner().network;
-        let filter = (!network.is_empty()).then_some(network.as_str());
-        let all = self.ctx.lifecycle.attachments(filter).await;
+        let network = match network.as_str() {
+            "" => None,
+            n => Some(ObjName::parse("network", n).map_err(Error::from)?),
+        };
+        let all = self
+            .ctx
+            .lifecycle
+            .attachments(network.as_ref().map(ObjName::as_str))
+            .await;
         Ok(Response::new(pb::ListAttachmentsResponse {
             attachments: all.iter().map(to_pb).collect(),
         }))
@@ -177,11 +184,8 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
         &self,
         req: Request<pb::NetworkStatusRequest>,
     ) -> Result<Response<pb::NetworkStatusResponse>, Status> {
-        let s = self
-            .ctx
-            .lifecycle
-            .network_status(&req.into_inner().network)
-            .await;
+        let network = ObjName::parse("network", &req.into_inner().network).map_err(Error::from)?;
+        let s = self.ctx.lifecycle.network_status(network.as_str()).await;
         Ok(Response::new(pb::NetworkStatusResponse {
             ready: s.ready,
             reason: s.reason,

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use linkherd_proto::pb;
+use linkherd_proto::{model::ObjName, pb};
 use tonic::{Request, Response, Status};
 
-use crate::context::Context;
+use crate::{context::Context, error::Error, lifecycle::attach::not_in_catalog};
 
 #[derive(Debug, Clone)]
 pub struct NetworkSvc {
@@ -35,13 +35,11 @@ impl pb::network_service_server::NetworkService for NetworkSvc {
         &self,
         req: Request<pb::GetNetworkRequest>,
     ) -> Result<Response<pb::CatalogNetwork>, Status> {
-        let name = req.into_inner().name;
-        match self.ctx.lifecycle.network(&name).await {
+        // Parsed first: a name is bounded before it is echoed in an error.
+        let name = ObjName::parse("name", &req.into_inner().name).map_err(Error::from)?;
+        match self.ctx.lifecycle.network(name.as_str()).await {
             Some(n) => Ok(Response::new((&n).into())),
-            None => Err(Status::not_found(format!(
-                "network {name:?} is not in this host's catalog; add it to the fleet spec \
-                 (with containers: ...) and apply"
-            ))),
+            None => Err(not_in_catalog(name.as_str()).into()),
         }
     }
 }
