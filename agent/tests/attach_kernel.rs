@@ -4,7 +4,8 @@
 //! attach again answers the same; an address asked for is checked against
 //! the catalog's rules; a runtime that replaced the namespace gets the same
 //! address back; detach and GC remove only what they name; fleet state
-//! never lists attachments; records survive an agent restart.
+//! never lists attachments; records survive an agent restart; every attach,
+//! detach and GC — refused ones too — is in the audit log.
 
 mod common;
 
@@ -308,4 +309,67 @@ async fn containers_attach_detach_and_keep_their_addresses() {
     assert_eq!((s.ready, s.free_addresses), (true, 15));
     let err = att.detach(key("ctr3")).await.expect_err("viewer");
     assert_eq!(err.code(), Code::PermissionDenied);
+
+    audited(h.state.path(), &a.mac, &b.mac).await;
+}
+
+/// The audit log has each mutation of the test: target, and how it ended.
+async fn audited(state: &Path, mac1: &str, mac2: &str) {
+    let lines = |action: &'static str, n: usize| async move {
+        common::audit_records(state, action, n)
+            .await
+            .iter()
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                (s("target"), s("result"))
+            })
+            .collect::<Vec<(String, String)>>()
+    };
+    let t = |id: &str| format!("net_a/{id}/eth0");
+    let attaches = lines("AttachmentService/Attach", 7).await;
+    assert_eq!(attaches.len(), 7, "{attaches:?}");
+    assert_eq!(
+        attaches[0],
+        (t("ctr1"), format!("attached {mac1} 10.77.0.16/24"))
+    );
+    assert_eq!(
+        attaches[1],
+        (t("ctr1"), format!("unchanged {mac1} 10.77.0.16/24"))
+    );
+    assert_eq!(
+        attaches[2],
+        (
+            t("ctr2"),
+            "error: address 10.77.0.40 is taken: no2's container block (10.77.0.32/28); \
+             ask for another"
+                .to_owned()
+        )
+    );
+    assert!(
+        attaches[3].1.starts_with("error: address 10.77.0.16 "),
+        "{attaches:?}"
+    );
+    assert_eq!(
+        attaches[4],
+        (t("ctr2"), format!("attached {mac2} 10.77.0.5/24"))
+    );
+    assert_eq!(
+        attaches[5],
+        (t("ctr1"), format!("attached {mac1} 10.77.0.16/24"))
+    );
+    assert_eq!(attaches[6].0, t("ctr3"));
+    assert_eq!(
+        lines("AttachmentService/Detach", 3).await,
+        [
+            (t("ctr1"), "detached".to_owned()),
+            (t("ctr1"), "nothing attached".to_owned()),
+            // Refused before the request was read: who and which call,
+            // not what it named.
+            (String::new(), "refused".to_owned()),
+        ]
+    );
+    assert_eq!(
+        lines("AttachmentService/Gc", 1).await,
+        [("net_a".to_owned(), "detached 1: ctr2/eth0".to_owned())]
+    );
 }

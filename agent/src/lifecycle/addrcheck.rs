@@ -46,6 +46,7 @@ impl Lifecycle {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
+        let _one_at_a_time = self.addrcheck.lock().await;
         let full = format!("{}{PROBE_NETNS}", self.netns_prefix);
         // One left by an agent that died while checking goes first.
         self.remove_stale_probe_netns().await?;

@@ -59,6 +59,10 @@ pub struct Lifecycle {
     caps: OnceCell<Capabilities>,
     registry: Mutex<Registry>,
     catalog: Mutex<Catalog>,
+    /// Held while the address check's namespace exists: a transaction and
+    /// an attach may both check at once, and there is one such namespace.
+    /// Taken after `registry` when both are held, never before.
+    addrcheck: Mutex<()>,
 }
 
 /// Link group of a network's endpoints ("LH" in the high bits), so that a
@@ -86,6 +90,7 @@ impl Lifecycle {
             caps: OnceCell::new(),
             registry: Mutex::new(registry),
             catalog: Mutex::new(catalog),
+            addrcheck: Mutex::new(()),
         }
     }
 

@@ -172,7 +172,13 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                         .collect();
                     Ok::<_, Error>(states)
                 },
-                |g| format!("detached {}", g.len()),
+                |g| {
+                    let names: Vec<String> = g
+                        .iter()
+                        .map(|s| format!("{}/{}", s.record.container_id, s.record.ifname))
+                        .collect();
+                    format!("detached {}: {}", g.len(), names.join(" "))
+                },
             )
             .await?;
         Ok(Response::new(pb::GcAttachmentsResponse {
