@@ -4,8 +4,12 @@
 //! each host answers an address of that host's block in the asked version,
 //! the two containers reach each other across the lab switch, ADD again is
 //! the same, CHECK passes with prevResult, an address asked for is refused
-//! by the catalog's rules with the agent's words, DEL is idempotent, GC and
-//! STATUS work, and an agent that cannot be reached is code 11.
+//! by the catalog's rules with the agent's words, or because another
+//! machine on the wire answers for it (RFC 5227), the fleet tools show the
+//! containers (`get endpoints`, `status`) and prove them (`verify` with
+//! `verify.containers`), a container gone without a DEL is reported stale,
+//! DEL is idempotent, GC and STATUS work, and an agent that cannot be
+//! reached is code 11.
 
 use std::{
     io::Write,
@@ -16,7 +20,8 @@ use std::{
 
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard, LabState, bins,
-    fleet::{apply_ok, seed_spec, write_spec},
+    fleet::{apply_ok, ctl, seed_spec, text, write_spec},
+    sh::{ip, ip_in},
     traffic::tcp_reaches,
 };
 use test_support::{TestNetns, have_root};
@@ -171,6 +176,9 @@ async fn the_plugin_attaches_containers_on_each_host_by_the_spec() {
         "{r3}"
     );
 
+    refused_when_answered_on_the_wire(&state, &s2);
+    fleet_sees_and_proves_the_containers(&state, &spec);
+
     // DEL twice; GC keeps only what the runtime lists; STATUS is ready.
     assert_eq!(cni("DEL", Some(&c1), "ctr1", &conf("1.0.0", &s1)).0, 0);
     assert_eq!(
@@ -197,6 +205,23 @@ async fn the_plugin_attaches_containers_on_each_host_by_the_spec() {
         (0, serde_json::Value::Null)
     );
 
+    // A container that went without a DEL (its namespace deleted): stale,
+    // named by status, and removed by a GC that does not list it.
+    let gone_path = c3.path().display().to_string();
+    drop(c3);
+    let out = ctl(&state, &["status", "-f", &spec]);
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "no1: in sync\nno2: in sync\n  containers  1 on net_a\n  \
+             stale       ctr3/eth0 on net_a: namespace {gone_path} is gone; GC or DEL removes it\n"
+        )
+    );
+    gc["cni.dev/valid-attachments"] = serde_json::json!([]);
+    assert_eq!(cni("GC", None, "", &gc).0, 0);
+    let out = ctl(&state, &["status", "-f", &spec]);
+    assert_eq!(text(&out.stdout), "no1: in sync\nno2: in sync\n");
+
     // No agent there: try again later.
     let (code, e) = cni(
         "ADD",
@@ -209,4 +234,106 @@ async fn the_plugin_attaches_containers_on_each_host_by_the_spec() {
         e["msg"],
         "cannot reach linkherd-agent at /nonexistent/agent.sock: No such file or directory (os error 2)"
     );
+}
+
+/// With ctr1 on no1 and ctr2, ctr3 on no2: `get endpoints` lists them,
+/// `status` counts them, and `verify` with `verify.containers` probes every
+/// pair from inside the containers' namespaces.
+fn fleet_sees_and_proves_the_containers(state: &LabState, spec: &str) {
+    let out = ctl(state, &["-o", "json", "get", "endpoints", "-f", spec]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let seen: Vec<(String, String, String, String, bool)> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().expect("kind").to_owned(),
+                r["host"].as_str().expect("host").to_owned(),
+                r["container_id"].as_str().expect("id").to_owned(),
+                r["addresses"][0].as_str().expect("address").to_owned(),
+                r["present"].as_bool().expect("present"),
+            )
+        })
+        .collect();
+    let row = |host: &str, id: &str, a: &str| {
+        ("container".into(), host.into(), id.into(), a.into(), true)
+    };
+    assert_eq!(
+        seen,
+        [
+            row("no1", "ctr1", "10.0.100.16/24"),
+            row("no2", "ctr2", "10.0.100.32/24"),
+            row("no2", "ctr3", "10.0.100.200/24"),
+        ]
+    );
+    let out = ctl(state, &["status", "-f", spec]);
+    assert_eq!(
+        text(&out.stdout),
+        "no1: in sync\n  containers  1 on net_a\nno2: in sync\n  containers  2 on net_a\n"
+    );
+
+    let body = std::fs::read_to_string(spec).expect("spec")
+        + "verify: {containers: true, mode: mesh, timeout_ms: 500}\n";
+    let proving = write_spec(&state.dir, "cni-verify.yaml", &body);
+    let out = ctl(state, &["verify", "-f", &proving]);
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}\n{}", text(&out.stderr));
+    for from in ["ctr1/eth0@no1", "ctr2/eth0@no2", "ctr3/eth0@no2"] {
+        let line = shown
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq(["net_a", from]))
+            .unwrap_or_else(|| panic!("no row {from} in:\n{shown}"));
+        assert_eq!(line.matches(" ok ").count(), 2, "{line}\n{shown}");
+    }
+    assert!(
+        shown.contains("address check (RFC 5227): 3 of 3 address(es) used only by their endpoint"),
+        "{shown}"
+    );
+    assert!(
+        shown.ends_with("Verified: the fleet does what the spec says.\n"),
+        "{shown}"
+    );
+}
+
+/// A machine on no2's wire that is not linkherd's answers for 10.0.100.210:
+/// asked for, it is refused after the RFC 5227 probe, and nothing is made.
+fn refused_when_answered_on_the_wire(state: &LabState, socket: &Path) {
+    let rogue = format!("lh-{}-rogue", state.id);
+    let no2 = state.host("no2").expect("no2").clone();
+    ip(&["netns", "add", &rogue]).expect("rogue netns");
+    ip_in(
+        &no2.netns,
+        &[
+            "link", "add", "rogue0", "link", "eth0", "type", "macvlan", "mode", "bridge",
+        ],
+    )
+    .expect("rogue link");
+    ip_in(&no2.netns, &["link", "set", "rogue0", "netns", &rogue]).expect("move");
+    ip_in(&rogue, &["addr", "add", "10.0.100.210/24", "dev", "rogue0"]).expect("addr");
+    ip_in(&rogue, &["link", "set", "rogue0", "up"]).expect("up");
+    let rogue_mac = ip_in(&rogue, &["-j", "link", "show", "rogue0"]).expect("link");
+    let c4 = TestNetns::new("cni-c4");
+    let mut asked = conf("1.0.0", socket);
+    asked["runtimeConfig"] = serde_json::json!({"ips": ["10.0.100.210"]});
+    let (code, e) = cni("ADD", Some(&c4), "ctr4", &asked);
+    assert_eq!((code, e["code"].as_u64()), (1, Some(100)), "{e}");
+    let msg = e["msg"].as_str().expect("msg");
+    assert!(
+        msg.starts_with(
+            "10.0.100.210 (for net_a/ctr4/eth0) is already in use on the wire, answered by "
+        ),
+        "{msg}"
+    );
+    let mac: serde_json::Value = serde_json::from_str(&rogue_mac).expect("json");
+    let mac = mac[0]["address"].as_str().expect("mac");
+    assert!(
+        msg.contains(mac) && msg.ends_with("; ask for another"),
+        "{msg}"
+    );
+    assert!(
+        !c4.ip(&["-j", "link", "show"]).contains("\"eth0\""),
+        "a link was left"
+    );
+    ip(&["netns", "del", &rogue]).expect("rogue gone");
 }

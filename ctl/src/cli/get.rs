@@ -1,7 +1,8 @@
 //! `linkherdctl get endpoints -f SPEC`: where every endpoint of a spec is,
 //! as the hosts report it — host, addresses, MAC, parent, namespace — and
-//! which ones the fleet does not have (yet). `get networks`: see
-//! [`networks`].
+//! which ones the fleet does not have (yet); then every container attached
+//! to the spec's networks (CNI, Docker), which the spec does not list but
+//! whose addresses are the fleet's too. `get networks`: see [`networks`].
 
 mod networks;
 
@@ -11,15 +12,21 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::{CtlError, Ctx, Exit};
+use linkherd_proto::pb;
+
 use crate::{
-    fleet::read::{self, HostRead},
+    fleet::{
+        attached::{self, AttachedView},
+        read::{self, HostRead},
+    },
     output,
     spec::FleetSpec,
 };
 
 #[derive(Debug, Subcommand)]
 pub enum GetCmd {
-    /// Every endpoint of the spec: host, addresses, MAC, parent, namespace.
+    /// Every endpoint of the spec and every container attached to its
+    /// networks: host, addresses, MAC, parent, namespace.
     Endpoints {
         /// The fleet spec (YAML).
         #[arg(short = 'f', long)]
@@ -34,17 +41,33 @@ pub enum GetCmd {
     },
 }
 
+/// What a row is: an endpoint of the spec, or a container a runtime
+/// attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Endpoint,
+    Container,
+}
+
 #[derive(Debug, Serialize)]
 struct Row {
+    kind: Kind,
     network: String,
+    /// The endpoint's name, or a container's `CID/IFNAME` label.
     endpoint: String,
     host: String,
-    /// Whether the host has it.
+    /// Whether the host has it (a container: whether its namespace is
+    /// still there).
     present: bool,
     addresses: Vec<String>,
     mac: String,
     parent: String,
     netns: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ifname: Option<String>,
 }
 
 pub async fn run(ctx: &Ctx, cmd: GetCmd) -> Result<Exit, CtlError> {
@@ -74,6 +97,7 @@ fn rows(spec: &FleetSpec, hosts: &BTreeMap<String, HostRead>) -> Vec<Row> {
                     .find(|e| e.network == net_name.as_str() && e.name == name.as_str())
             });
             rows.push(Row {
+                kind: Kind::Endpoint,
                 network: net_name.to_string(),
                 endpoint: name.to_string(),
                 host: decl.host.clone(),
@@ -82,10 +106,32 @@ fn rows(spec: &FleetSpec, hosts: &BTreeMap<String, HostRead>) -> Vec<Row> {
                 mac: have.map(|e| e.mac.clone()).unwrap_or_default(),
                 parent: have.map(|e| e.parent.clone()).unwrap_or_default(),
                 netns: decl.netns.to_string(),
+                container_id: None,
+                ifname: None,
             });
         }
     }
+    for (host, read) in hosts {
+        rows.extend(attached::of_spec(spec, &read.attachments).map(|a| container_row(host, a)));
+    }
     rows
+}
+
+fn container_row(host: &str, a: &pb::Attachment) -> Row {
+    let v = AttachedView::new(host, a);
+    Row {
+        kind: Kind::Container,
+        network: v.network,
+        endpoint: attached::label(a),
+        host: v.host,
+        present: !v.stale,
+        addresses: v.addresses,
+        mac: v.mac,
+        parent: v.parent,
+        netns: v.netns,
+        container_id: Some(v.container_id),
+        ifname: Some(v.ifname),
+    }
 }
 
 fn table(rows: &[Row]) -> String {
@@ -107,10 +153,10 @@ fn table(rows: &[Row]) -> String {
         }
     };
     for r in rows {
-        let addrs = if r.present {
-            dash(&r.addresses.join(" "))
-        } else {
-            "(missing)".to_owned()
+        let addrs = match (r.present, r.kind) {
+            (true, _) => dash(&r.addresses.join(" ")),
+            (false, Kind::Endpoint) => "(missing)".to_owned(),
+            (false, Kind::Container) => format!("(stale) {}", r.addresses.join(" ")),
         };
         t.add_row([
             r.network.clone(),

@@ -120,6 +120,7 @@ mod tests {
             name: name.into(),
             host: host.into(),
             netns: NetnsRef::Named(name.into()),
+            ifname: "eth0".into(),
             addresses: addrs.iter().map(|a| a.parse().expect("ip")).collect(),
             mac: format!("02:00:00:00:00:{:02x}", name.len()),
         }

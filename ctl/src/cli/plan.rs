@@ -2,7 +2,7 @@
 //! would change on every host, as a plan or as drift, without changing
 //! anything. Exit status 0: nothing to do, 2: changes.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use serde::Serialize;
 
@@ -10,6 +10,7 @@ use super::{CtlError, Ctx, Exit};
 use crate::{
     fleet::{
         self, FleetPlan, Goal,
+        attached::AttachedView,
         plan::{Action, Change},
         status::HostStatus,
     },
@@ -78,12 +79,30 @@ pub async fn plan(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Exit
     Ok(exit(plan.has_changes()))
 }
 
+/// One host's drift, as `status -o json|yaml` shows it: its plan and the
+/// containers attached to the spec's networks there.
+#[derive(Debug, Serialize)]
+struct StatusView<'a> {
+    #[serde(flatten)]
+    plan: PlanView<'a>,
+    containers: &'a [AttachedView],
+}
+
 /// `status -f`: the same comparison, told as drift of the fleet from the
-/// spec; exit 2 when a host has drifted.
+/// spec, with each host's containers; exit 2 when a host has drifted
+/// (containers come and go with their runtimes, so they are not drift).
 pub async fn status(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Exit, CtlError> {
     let plan = plan_fleet(ctx, file, Goal::Spec, skip_unreachable).await?;
     let status = fleet::status::status(&plan);
-    output::print(ctx.format, &views(&plan), |_| render_drift(&status))?;
+    let shown: Vec<StatusView<'_>> = views(&plan)
+        .into_iter()
+        .zip(&status)
+        .map(|(plan, s)| StatusView {
+            plan,
+            containers: &s.containers,
+        })
+        .collect();
+    output::print(ctx.format, &shown, |_| render_drift(&status))?;
     Ok(exit(plan.has_changes()))
 }
 
@@ -93,24 +112,50 @@ fn change_line(mark: &str, c: &Change) -> String {
     line.trim_end().to_owned()
 }
 
-/// Per host: in sync, or what is missing, differs, or is extra.
+/// Per host: in sync, or what is missing, differs, or is extra; then its
+/// containers.
 fn render_drift(hosts: &[HostStatus]) -> String {
     let mut out = Vec::new();
     for h in hosts {
         if h.in_sync() {
             out.push(format!("{}: in sync", h.host));
-            continue;
+        } else {
+            out.push(format!(
+                "{}: {} difference(s) from the spec",
+                h.host,
+                h.differences.len()
+            ));
+            for (drift, c) in &h.differences {
+                out.push(change_line(&format!("{:<8}", drift.as_str()), c));
+            }
         }
-        out.push(format!(
-            "{}: {} difference(s) from the spec",
-            h.host,
-            h.differences.len()
-        ));
-        for (drift, c) in &h.differences {
-            out.push(change_line(&format!("{:<8}", drift.as_str()), c));
-        }
+        out.extend(container_lines(&h.containers));
     }
     out.join("\n")
+}
+
+/// `  containers  3 on mac_net10, 1 on mac_net20` — a count per network,
+/// not a list, which `get endpoints` gives — then each stale one named,
+/// since those need a GC or DEL.
+fn container_lines(containers: &[AttachedView]) -> Vec<String> {
+    if containers.is_empty() {
+        return Vec::new();
+    }
+    let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in containers {
+        *per.entry(&c.network).or_default() += 1;
+    }
+    let counts: Vec<String> = per.iter().map(|(n, k)| format!("{k} on {n}")).collect();
+    let mut out = vec![format!("  containers  {}", counts.join(", "))];
+    out.extend(containers.iter().filter(|c| c.stale).map(|c| {
+        format!(
+            "  stale       {} on {}: namespace {} is gone; GC or DEL removes it",
+            c.label(),
+            c.network,
+            c.netns
+        )
+    }));
+    out
 }
 
 /// Terraform-like: `+` create, `~` update, `-` delete, per host, then a

@@ -5,6 +5,7 @@
 //! progress goes through [`Progress`] and stopping through [`Interrupt`].
 //! The engine knows nothing of terminals: `cli/` prints.
 
+pub mod attached;
 mod desired;
 pub mod destroy;
 pub mod interrupt;

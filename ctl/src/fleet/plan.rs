@@ -87,6 +87,8 @@ pub struct HostPlan {
     pub changes: Vec<Change>,
     /// What linkherd owns on the host, as read before planning.
     pub observed: pb::OwnedObjects,
+    /// Containers attached on the host, as read before planning.
+    pub attachments: Vec<pb::Attachment>,
 }
 
 /// A plan for the whole fleet.
@@ -179,5 +181,6 @@ async fn plan_host(host: String, read: HostRead, d: Desired) -> Result<HostPlan,
         generation: r.generation,
         changes: r.changes.iter().map(Change::from).collect(),
         observed: read.owned,
+        attachments: read.attachments,
     })
 }

@@ -1,7 +1,12 @@
 //! Drift: how each host differs from a spec, told from the host's side (an
-//! object the plan would create is missing, one it would delete is extra).
+//! object the plan would create is missing, one it would delete is extra),
+//! and the containers attached there, which are not drift (runtimes make
+//! them) but belong to the picture of a host.
 
-use super::plan::{Action, Change, FleetPlan};
+use super::{
+    attached::{self, AttachedView},
+    plan::{Action, Change, FleetPlan},
+};
 
 /// How an object differs from the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +45,8 @@ pub struct HostStatus {
     pub host: String,
     /// Empty: in sync.
     pub differences: Vec<(Drift, Change)>,
+    /// Containers attached to the spec's networks on the host.
+    pub containers: Vec<AttachedView>,
 }
 
 impl HostStatus {
@@ -58,6 +65,9 @@ pub fn status(plan: &FleetPlan) -> Vec<HostStatus> {
                 .changes
                 .iter()
                 .map(|c| (Drift::from(c.action), c.clone()))
+                .collect(),
+            containers: attached::of_spec(&plan.spec, &h.attachments)
+                .map(|a| AttachedView::new(&h.host, a))
                 .collect(),
         })
         .collect()

@@ -94,6 +94,8 @@ pub struct VerifySpec {
     pub reach: bool,
     /// No endpoint reaches an endpoint of another network.
     pub isolation: bool,
+    /// Containers attached to the networks are probed like endpoints.
+    pub containers: bool,
     /// Which pairs the reach and isolation probes cover.
     pub mode: VerifyMode,
     pub timeout: Duration,
@@ -118,6 +120,7 @@ impl Default for VerifySpec {
         Self {
             reach: true,
             isolation: false,
+            containers: false,
             mode: VerifyMode::Sampled,
             timeout: Duration::from_millis(1000),
         }

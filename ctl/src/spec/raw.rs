@@ -172,6 +172,10 @@ pub struct RawVerify {
     pub mesh: Option<bool>,
     /// No endpoint reaches an endpoint of another network (default false).
     pub isolation: Option<bool>,
+    /// Containers attached to the networks (CNI, Docker) are probed too,
+    /// like endpoints: reach, isolation and the address check (default
+    /// false).
+    pub containers: Option<bool>,
     /// Which pairs are probed: `sampled` (default: every pair of hosts of
     /// each network, every endpoint at least once) or `mesh` (every pair of
     /// endpoints, for small fleets).

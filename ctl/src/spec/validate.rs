@@ -787,6 +787,7 @@ fn verify(is: &mut Issues, v: Option<&RawVerify>) -> VerifySpec {
     VerifySpec {
         reach: v.mesh.unwrap_or(d.reach),
         isolation: v.isolation.unwrap_or(d.isolation),
+        containers: v.containers.unwrap_or(d.containers),
         mode: match v.mode {
             None => d.mode,
             Some(super::raw::RawVerifyMode::Sampled) => super::VerifyMode::Sampled,

@@ -37,10 +37,12 @@ fn drift_names_missing_differing_and_extra_objects() {
                 .into_iter()
                 .map(|c| (Drift::from(c.action), c))
                 .collect(),
+            containers: vec![],
         },
         HostStatus {
             host: "no2".into(),
             differences: vec![],
+            containers: vec![],
         },
     ];
     assert_eq!(
@@ -50,6 +52,38 @@ fn drift_names_missing_differing_and_extra_objects() {
     );
     assert_eq!(exit(true), Exit::Changes);
     assert_eq!(exit(false), Exit::Success);
+}
+
+fn container(network: &str, id: &str, stale: bool) -> AttachedView {
+    AttachedView {
+        host: "no1".into(),
+        network: network.into(),
+        container_id: id.into(),
+        ifname: "eth0".into(),
+        netns: format!("/run/netns/cni-{id}"),
+        addresses: vec!["172.16.10.34/24".into()],
+        mac: "02:00:00:00:00:01".into(),
+        parent: "ens192.10".into(),
+        stale,
+    }
+}
+
+#[test]
+fn status_counts_containers_per_network_and_names_the_stale_ones() {
+    let hosts = [HostStatus {
+        host: "no1".into(),
+        differences: vec![],
+        containers: vec![
+            container("mac_net20", "c3", false),
+            container("mac_net10", "3f2a9c01b2de4455", false),
+            container("mac_net10", "c2", true),
+        ],
+    }];
+    assert_eq!(
+        render_drift(&hosts),
+        "no1: in sync\n  containers  2 on mac_net10, 1 on mac_net20\n  \
+         stale       c2/eth0 on mac_net10: namespace /run/netns/cni-c2 is gone; GC or DEL removes it"
+    );
 }
 
 #[test]

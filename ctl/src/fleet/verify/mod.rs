@@ -12,17 +12,24 @@
 //!   forward, which is not a leak;
 //! - address check: an RFC 5227 probe for each endpoint's own address must
 //!   get no answer (nobody else on the wire uses it).
+//!
+//! With `verify.containers`, the containers attached to the spec's networks
+//! (read afresh: runtimes add and remove them at any time) are members
+//! like endpoints, probed from inside their own namespaces.
 
 mod probe;
 mod run;
 
-pub use probe::{Check, Member, Probe, members, missing, probes};
+pub use probe::{Check, Member, Probe, container_members, members, missing, probes};
 pub use run::{PROBES_PER_HOST, ProbeError, ProbeOutcome, ProbeResult};
 
 use std::{collections::BTreeMap, fmt};
 
 use futures::future::join_all;
-use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
+use linkherd_proto::pb::{
+    self, attachment_service_client::AttachmentServiceClient,
+    host_service_client::HostServiceClient,
+};
 
 use super::{Silent, plan::FleetPlan};
 use crate::client::RpcError;
@@ -131,12 +138,18 @@ pub async fn verify(
         Ok(o) => o,
         Err(failure) => return failed(Verification::default(), failure),
     };
-    let members = members(&plan.spec, &observed);
+    let mut members = members(&plan.spec, &observed);
     let missing = missing(&plan.spec, &observed, &members);
     if !missing.is_empty() {
         return failed(Verification::default(), VerifyFailure::Missing(missing));
     }
     let v = plan.spec.verify;
+    if v.containers {
+        match attached(plan).await {
+            Ok(a) => members.extend(container_members(&plan.spec, &a)),
+            Err(failure) => return failed(Verification::default(), failure),
+        }
+    }
     let probes = probes(&members, v.reach, v.isolation, v.mode);
     if probes.is_empty() {
         return VerifyReport::default();
@@ -171,6 +184,23 @@ fn failed(verification: Verification, failure: VerifyFailure) -> VerifyReport {
         verification,
         failure: Some(failure),
     }
+}
+
+/// Every planned host's attachments, read now.
+async fn attached(
+    plan: &FleetPlan,
+) -> Result<BTreeMap<String, Vec<pb::Attachment>>, VerifyFailure> {
+    let reads = plan.hosts.iter().map(|h| async move {
+        AttachmentServiceClient::new(h.channel.clone())
+            .list(pb::ListAttachmentsRequest::default())
+            .await
+            .map(|r| (h.host.clone(), r.into_inner().attachments))
+            .map_err(|s| VerifyFailure::CannotRead {
+                host: h.host.clone(),
+                error: RpcError::from(s),
+            })
+    });
+    join_all(reads).await.into_iter().collect()
 }
 
 /// Every planned host's owned objects: read again for `changed` hosts.

@@ -11,15 +11,22 @@ use std::{
 use linkherd_proto::{model::NetnsRef, pb};
 use serde::Serialize;
 
-use crate::spec::{FleetSpec, VerifyMode};
+use crate::{
+    fleet::{ENDPOINT_IFNAME, attached},
+    spec::{FleetSpec, VerifyMode},
+};
 
-/// An endpoint as applied: where it lives and what the kernel gave it.
+/// An endpoint as applied, or a container as attached: where it lives and
+/// what the kernel gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub network: String,
+    /// The endpoint's name, or the container's `CID/IFNAME`.
     pub name: String,
     pub host: String,
     pub netns: NetnsRef,
+    /// Its interface inside `netns`.
+    pub ifname: String,
     pub addresses: Vec<IpAddr>,
     /// As its host reports it (lower case).
     pub mac: String,
@@ -53,16 +60,46 @@ pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, pb::OwnedObjects>) 
                 name: name.to_string(),
                 host: e.host.clone(),
                 netns: e.netns.clone(),
-                addresses: ep
-                    .addresses
-                    .iter()
-                    .filter_map(|a| a.split('/').next()?.parse().ok())
-                    .collect(),
+                ifname: ENDPOINT_IFNAME.to_owned(),
+                addresses: bare(&ep.addresses),
                 mac: ep.mac.to_ascii_lowercase(),
             });
         }
     }
     out
+}
+
+/// `172.16.10.10/24` → `172.16.10.10`.
+fn bare(addresses: &[String]) -> Vec<IpAddr> {
+    addresses
+        .iter()
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect()
+}
+
+/// The containers attached to the spec's networks (`attached`: each host's
+/// List), as members to probe like endpoints. Stale ones (their namespace
+/// is gone) cannot be probed from and are left out; `status` names them.
+pub fn container_members(
+    spec: &FleetSpec,
+    attached: &BTreeMap<String, Vec<pb::Attachment>>,
+) -> Vec<Member> {
+    attached
+        .iter()
+        .flat_map(|(host, list)| {
+            attached::of_spec(spec, list)
+                .filter(|a| !a.stale)
+                .map(move |a| Member {
+                    network: a.network.clone(),
+                    name: attached::label(a),
+                    host: host.clone(),
+                    netns: NetnsRef::Path(a.netns.clone().into()),
+                    ifname: a.ifname.clone(),
+                    addresses: bare(&a.addresses),
+                    mac: a.mac.to_ascii_lowercase(),
+                })
+        })
+        .collect()
 }
 
 /// Endpoints of the spec on the hosts in `observed` that are not among
@@ -275,6 +312,7 @@ mod tests {
             name: name.into(),
             host: host.into(),
             netns: NetnsRef::Named(name.into()),
+            ifname: "eth0".into(),
             addresses: addrs.iter().map(|a| a.parse().expect("ip")).collect(),
             mac: format!("02:00:00:00:00:{:02x}", name.len()),
         }
@@ -426,5 +464,46 @@ mod tests {
         assert_eq!(missing(&spec, &observed, &m), ["b2@no1"]);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].addresses, ["10.0.0.2".parse::<IpAddr>().expect("ip")]);
+    }
+
+    #[test]
+    fn live_containers_of_the_specs_networks_are_members_probed_in_their_namespace() {
+        let spec = FleetSpec::parse(
+            "hosts:\n  no1: {address: https://a:1, parent: ens192}\n\
+             networks:\n  n:\n    subnet: 10.0.0.0/24\n    containers: {block: 28}\n",
+            "t.yaml",
+        )
+        .expect("spec");
+        let att = |network: &str, id: &str, stale: bool| pb::Attachment {
+            network: network.into(),
+            container_id: id.into(),
+            ifname: "net1".into(),
+            netns: format!("/run/netns/cni-{id}"),
+            mac: "02:AA:00:00:00:01".into(),
+            addresses: vec!["10.0.0.17/24".into()],
+            stale,
+            ..Default::default()
+        };
+        let attached = BTreeMap::from([(
+            "no1".to_owned(),
+            vec![
+                att("n", "0123456789abcdef", false),
+                att("n", "gone", true),
+                att("other", "theirs", false),
+            ],
+        )]);
+        let m = container_members(&spec, &attached);
+        assert_eq!(
+            m,
+            [Member {
+                network: "n".into(),
+                name: "0123456789ab/net1".into(),
+                host: "no1".into(),
+                netns: NetnsRef::Path("/run/netns/cni-0123456789abcdef".into()),
+                ifname: "net1".into(),
+                addresses: vec!["10.0.0.17".parse().expect("ip")],
+                mac: "02:aa:00:00:00:01".into(),
+            }]
+        );
     }
 }

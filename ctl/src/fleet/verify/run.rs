@@ -15,7 +15,7 @@ use super::{
     ProbeProgress,
     probe::{Check, Member, Probe},
 };
-use crate::{client::RpcError, fleet::ENDPOINT_IFNAME};
+use crate::client::RpcError;
 
 /// Echo requests per reach probe: one lost packet is not a failure.
 const PINGS: u32 = 3;
@@ -311,7 +311,7 @@ async fn run_one(
     let arp = client
         .arp(pb::ArpRequest {
             source: source.clone(),
-            interface: ENDPOINT_IFNAME.into(),
+            interface: from.ifname.clone(),
             address: p.address.to_string(),
             timeout_ms,
             free_check: p.check == Check::Address,
@@ -340,20 +340,21 @@ async fn run_one(
             expected: to.mac.clone(),
             target_answered: by_target,
         },
-        Check::Reach => ping(&mut client, source, p.address, timeout_ms).await?,
+        Check::Reach => ping(&mut client, source, &from.ifname, p.address, timeout_ms).await?,
     })
 }
 
 async fn ping(
     client: &mut ProbeServiceClient<Channel>,
     source: Option<pb::NetnsTarget>,
+    ifname: &str,
     to: IpAddr,
     timeout_ms: u32,
 ) -> Result<ProbeResult, ProbeError> {
     let mut replies = client
         .ping(pb::PingRequest {
             source,
-            interface: ENDPOINT_IFNAME.into(),
+            interface: ifname.to_owned(),
             destination: to.to_string(),
             count: PINGS,
             interval_ms: PING_INTERVAL_MS,
