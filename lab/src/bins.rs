@@ -49,21 +49,28 @@ pub const GUEST_TARGET_DIR: &str = "target/guest";
 /// x86_64-unknown-linux-gnu --target-dir target/guest --bin linkherd-agent`
 /// (scripts/build-guest-agent.sh).
 pub fn guest_agent() -> Result<PathBuf, NotFound> {
-    if let Some(p) = std::env::var_os("LINKHERD_GUEST_AGENT_BIN") {
+    guest_bin("linkherd-agent", "LINKHERD_GUEST_AGENT_BIN")
+}
+
+/// The statically linked CNI plugin the guests carry, built next to
+/// [`guest_agent`].
+pub fn guest_cni() -> Result<PathBuf, NotFound> {
+    guest_bin("linkherd-cni", "LINKHERD_GUEST_CNI_BIN")
+}
+
+fn guest_bin(name: &'static str, env: &'static str) -> Result<PathBuf, NotFound> {
+    const WHAT: &str = "static guest binaries (scripts/build-guest-agent.sh)";
+    if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe()
-        .map_err(|_| NotFound("static linkherd-agent", "LINKHERD_GUEST_AGENT_BIN"))?;
-    // target/debug[/deps]/X -> target/guest/x86_64-unknown-linux-gnu/release/linkherd-agent
+    let exe = std::env::current_exe().map_err(|_| NotFound(WHAT, env))?;
+    // target/debug[/deps]/X -> target/guest/x86_64-unknown-linux-gnu/release/NAME
     let target = exe
         .ancestors()
         .find(|p| p.file_name().is_some_and(|n| n == "target"))
         .map(PathBuf::from);
     target
-        .map(|t| t.join("guest/x86_64-unknown-linux-gnu/release/linkherd-agent"))
+        .map(|t| t.join("guest/x86_64-unknown-linux-gnu/release").join(name))
         .filter(|p| p.is_file())
-        .ok_or(NotFound(
-            "static linkherd-agent (scripts/build-guest-agent.sh)",
-            "LINKHERD_GUEST_AGENT_BIN",
-        ))
+        .ok_or(NotFound(WHAT, env))
 }

@@ -74,6 +74,20 @@ enum Cmd {
         /// The spec to adapt.
         file: PathBuf,
     },
+    /// Run a shell script inside a lab host and exit with its status: in a
+    /// vm guest through its console (busybox sh), in a netns host with `ip
+    /// netns exec`. For a look inside, e.g. `sh no1 'ip -d link'`.
+    Sh {
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+        /// How long the script may run.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+        /// The host.
+        host: String,
+        /// The script.
+        script: String,
+    },
     /// The vm backend's wire (run by `up`; not for direct use).
     #[command(hide = true)]
     Hub {
@@ -519,6 +533,30 @@ async fn run_soak(dir: &Path, seconds: u64, json: bool, keep: bool) -> anyhow::R
     })
 }
 
+/// `sh HOST SCRIPT`: the script's output on stdout, its status as ours.
+fn run_sh(
+    state: &LabState,
+    host: &str,
+    script: &str,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let Some(h) = state.host(host) else {
+        bail!("no host {host} in the lab in {}", state.dir.display());
+    };
+    let status = if h.vm_index.is_some() {
+        let ran = lab::vm::shell::run(state, host, script, timeout)?;
+        print!("{}", ran.output);
+        ran.status
+    } else {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &h.netns, "sh", "-c", script])
+            .status()?
+            .code()
+            .unwrap_or(1)
+    };
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
@@ -569,6 +607,17 @@ async fn main() -> anyhow::Result<ExitCode> {
                     eprintln!("wrote {}", f.display());
                 }
             }
+        }
+        Cmd::Sh {
+            dir,
+            timeout_secs,
+            host,
+            script,
+        } => {
+            let Some(state) = LabState::load(&dir.canonicalize().unwrap_or(dir.clone()))? else {
+                bail!("no lab in {}", dir.display());
+            };
+            return run_sh(&state, &host, &script, Duration::from_secs(timeout_secs));
         }
         Cmd::Hub { port_file, pcap } => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -28,6 +28,7 @@ pub const MODULES: &[&str] = &[
     "net/8021q/8021q",
     "drivers/net/macvlan",
     "drivers/net/veth",
+    "drivers/char/virtio_console",
 ];
 
 /// Paths of the fetched and extracted assets.
@@ -147,8 +148,10 @@ pub fn ensure(cache: &Path) -> Result<Assets, LabError> {
     fs::create_dir_all(cache).map_err(|e| LabError::Io(cache.to_owned(), e))?;
     let pkg = kernel_package()?;
     let kdir = cache.join(&pkg);
+    // The stamp names the modules extracted: a longer list extracts again.
     let stamp = kdir.join(".extracted");
-    if !stamp.exists() {
+    let wanted = MODULES.join("\n");
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
         let deb = download(&pkg, cache)?;
         fs::create_dir_all(&kdir).map_err(|e| LabError::Io(kdir.clone(), e))?;
         let mut patterns = vec!["./boot/vmlinuz-*".to_owned()];
@@ -168,7 +171,7 @@ pub fn ensure(cache: &Path) -> Result<Assets, LabError> {
                 .join(" ")
         );
         sh(Command::new("sh").args(["-c", &tar]))?;
-        fs::write(&stamp, b"").map_err(|e| LabError::Io(stamp.clone(), e))?;
+        fs::write(&stamp, &wanted).map_err(|e| LabError::Io(stamp.clone(), e))?;
     }
     let kernel = fs::read_dir(kdir.join("boot"))
         .map_err(|e| LabError::Io(kdir.join("boot"), e))?

@@ -98,18 +98,43 @@ pub fn serve(listener: TcpListener, pcap: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// 802.1Q VLAN ids seen in a capture, with how many frames carried each.
-pub fn vlan_ids(pcap: &Path) -> std::io::Result<std::collections::BTreeMap<u16, usize>> {
+/// Every 802.1Q frame of a capture, as (VLAN id, source MAC).
+fn tagged(pcap: &Path) -> std::io::Result<Vec<(u16, [u8; 6])>> {
     let mut reader = pcap_file::pcap::PcapReader::new(File::open(pcap)?)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut seen = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
     while let Some(pkt) = reader.next_packet() {
         let Ok(pkt) = pkt else { break };
         let d = &pkt.data;
         if d.len() >= 16 && d[12] == 0x81 && d[13] == 0x00 {
             let vid = u16::from_be_bytes([d[14], d[15]]) & 0x0fff;
-            *seen.entry(vid).or_insert(0) += 1;
+            let mut src = [0u8; 6];
+            src.copy_from_slice(&d[6..12]);
+            out.push((vid, src));
         }
+    }
+    Ok(out)
+}
+
+/// 802.1Q VLAN ids seen in a capture, with how many frames carried each.
+pub fn vlan_ids(pcap: &Path) -> std::io::Result<std::collections::BTreeMap<u16, usize>> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (vid, _) in tagged(pcap)? {
+        *seen.entry(vid).or_insert(0) += 1;
+    }
+    Ok(seen)
+}
+
+/// Per VLAN id of a capture, the source MACs (`02:ab:..`) of its frames:
+/// who spoke on which VLAN.
+pub fn vlan_senders(
+    pcap: &Path,
+) -> std::io::Result<std::collections::BTreeMap<u16, std::collections::BTreeSet<String>>> {
+    let mut seen: std::collections::BTreeMap<u16, std::collections::BTreeSet<String>> =
+        Default::default();
+    for (vid, src) in tagged(pcap)? {
+        let mac: Vec<String> = src.iter().map(|b| format!("{b:02x}")).collect();
+        seen.entry(vid).or_default().insert(mac.join(":"));
     }
     Ok(seen)
 }

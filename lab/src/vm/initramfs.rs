@@ -1,5 +1,6 @@
 //! The guest's root file system: busybox, iproute2's `ip` (handy for a look
-//! inside), the kernel modules, the static agent and an init script. One
+//! inside), the kernel modules, the static agent and CNI plugin, and an
+//! init script. One
 //! common archive, plus a small one per host with its certificates; the
 //! kernel unpacks concatenated cpio archives one after the other.
 
@@ -16,6 +17,7 @@ use crate::LabError;
 
 const APPLETS: &[&str] = &[
     "sh", "mount", "insmod", "sleep", "cat", "hostname", "mkdir", "ls", "echo", "ps", "kill",
+    "stty", "ping", "printf", "nc",
 ];
 
 /// PID 1 of every guest. Parameters come from the kernel command line:
@@ -41,10 +43,19 @@ done
 /bin/ip link set lo up; /bin/ip link set "$NIC" up; /bin/ip link set mgmt0 up
 /bin/ip addr add 10.0.2.15/24 dev mgmt0
 mkdir -p /run/netns /run/linkherd
+# The lab's shell: commands written to the guest's virtio console (a unix
+# socket in the lab's directory on the host) run here, for the tests to
+# drive what runs inside a host, such as the CNI plugin. Through a pipe, so
+# that sh is not interactive (no prompt); raw, without echo, set on the
+# descriptor that stays open (the console resets its modes on last close).
+i=0; while [ ! -e /dev/hvc0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+( while true; do
+    sh -c 'stty raw -echo; exec cat' </dev/hvc0 | sh >/dev/hvc0 2>&1; sleep 1
+  done ) &
 echo "LINKHERD-GUEST-UP $NAME $NIC"
 /bin/linkherd-agent --listen 0.0.0.0:7443 --tls-cert /etc/linkherd/agent.pem \
   --tls-key /etc/linkherd/agent-key.pem --client-ca /etc/linkherd/ca.pem \
-  --socket none --state-dir /run/linkherd --name "$NAME" &
+  --socket /run/linkherd/agent.sock --state-dir /run/linkherd --name "$NAME" &
 while true; do sleep 3600; done
 "#;
 
@@ -107,8 +118,14 @@ fn cpio(busybox: &Path, root: &Path, out: &Path) -> Result<(), LabError> {
     Ok(())
 }
 
+/// The static binaries a guest runs.
+pub struct GuestBins<'a> {
+    pub agent: &'a Path,
+    pub cni: &'a Path,
+}
+
 /// Builds the common archive in `work` and returns its path.
-pub fn common(assets: &Assets, agent: &Path, work: &Path) -> Result<PathBuf, LabError> {
+pub fn common(assets: &Assets, bins: &GuestBins<'_>, work: &Path) -> Result<PathBuf, LabError> {
     let root = work.join("root");
     let _ = fs::remove_dir_all(&root);
     for d in [
@@ -133,7 +150,8 @@ pub fn common(assets: &Assets, agent: &Path, work: &Path) -> Result<PathBuf, Lab
         let rel = lib.strip_prefix("/").unwrap_or(&lib);
         copy(&lib, &root.join(rel))?;
     }
-    copy(agent, &root.join("bin/linkherd-agent"))?;
+    copy(bins.agent, &root.join("bin/linkherd-agent"))?;
+    copy(bins.cni, &root.join("bin/linkherd-cni"))?;
     let mut order = String::new();
     for m in MODULES {
         let name = Path::new(m)

@@ -7,6 +7,7 @@
 pub mod assets;
 pub mod hub;
 mod initramfs;
+pub mod shell;
 
 use std::{
     fs,
@@ -82,6 +83,7 @@ fn start_hub(dir: &Path) -> Result<(u32, u16), LabError> {
 /// Brings up `hosts` as QEMU guests in `dir` (which `up` already checked).
 pub async fn up(dir: &Path, hosts: &[HostSpec]) -> Result<LabState, LabError> {
     let agent = bins::guest_agent()?;
+    let cni = bins::guest_cni()?;
     let assets = assets::ensure(&assets::cache_dir())?;
     let id = lab_id(dir);
     let mut state = LabState {
@@ -113,7 +115,14 @@ pub async fn up(dir: &Path, hosts: &[HostSpec]) -> Result<LabState, LabError> {
     issue_pki(&state)?;
     let work = dir.join("vm");
     fs::create_dir_all(&work).map_err(|e| LabError::Io(work.clone(), e))?;
-    let common = initramfs::common(&assets, &agent, &work)?;
+    let common = initramfs::common(
+        &assets,
+        &initramfs::GuestBins {
+            agent: &agent,
+            cni: &cni,
+        },
+        &work,
+    )?;
     let (hub_pid, hub_port) = start_hub(dir)?;
     state.hub_pid = Some(hub_pid);
     state.save()?;
@@ -172,6 +181,13 @@ fn guest_command(assets: &assets::Assets, h: &HostState, initrd: &Path, hub_port
     .args(["-display", "none", "-monitor", "none", "-no-reboot"])
     .arg("-serial")
     .arg(format!("file:{}", h.log.display()))
+    .args(["-device", "virtio-serial-pci"])
+    .arg("-chardev")
+    .arg(format!(
+        "socket,id=shell,path={},server=on,wait=off",
+        shell::socket(&h.log).display()
+    ))
+    .args(["-device", "virtconsole,chardev=shell"])
     .arg("-kernel")
     .arg(&assets.kernel)
     .arg("-initrd")
