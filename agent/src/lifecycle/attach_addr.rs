@@ -6,7 +6,7 @@
 use std::{collections::BTreeSet, net::IpAddr};
 
 use ipnet::IpNet;
-use linkherd_proto::model::{CatalogNetwork, CatalogPool, ValidationError};
+use linkherd_proto::model::{CatalogNetwork, CatalogPool, ValidationError, is_subnet_special};
 
 use crate::error::Error;
 
@@ -106,12 +106,7 @@ fn check_asked(pool: &CatalogPool, a: IpAddr, taken: &BTreeSet<IpAddr>) -> Resul
 }
 
 fn special(pool: &CatalogPool, a: IpAddr) -> bool {
-    match pool.subnet {
-        IpNet::V4(n) => {
-            n.prefix_len() < 31 && (a == IpAddr::V4(n.network()) || a == IpAddr::V4(n.broadcast()))
-        }
-        IpNet::V6(n) => a == IpAddr::V6(n.network()),
-    }
+    is_subnet_special(&pool.subnet, a)
 }
 
 /// What this key had, of the family, unless another has it now.

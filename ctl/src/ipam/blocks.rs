@@ -13,6 +13,7 @@ use std::{
 };
 
 use ipnet::IpNet;
+use linkherd_proto::model::subnet_specials;
 
 use super::Pool;
 
@@ -255,16 +256,8 @@ fn keep_held<'h>(
     Ok(())
 }
 
-/// The subnet's own addresses: its network address, and for IPv4 (longer
-/// than /31 aside) its broadcast address.
 fn specials(pool: &Pool) -> Vec<IpAddr> {
-    match pool.subnet {
-        IpNet::V4(n) if n.prefix_len() < 31 => {
-            vec![IpAddr::V4(n.network()), IpAddr::V4(n.broadcast())]
-        }
-        IpNet::V4(_) => Vec::new(),
-        IpNet::V6(n) => vec![IpAddr::V6(n.network())],
-    }
+    subnet_specials(&pool.subnet)
 }
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {

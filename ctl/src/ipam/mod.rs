@@ -11,6 +11,7 @@ use std::{
 };
 
 use ipnet::IpNet;
+use linkherd_proto::model::is_subnet_special;
 
 pub mod blocks;
 
@@ -113,13 +114,7 @@ impl Pool {
 
     /// The network address, and for IPv4 the broadcast address.
     fn special(&self, a: IpAddr) -> bool {
-        match self.subnet {
-            IpNet::V4(n) => {
-                n.prefix_len() < 31
-                    && (a == IpAddr::V4(n.network()) || a == IpAddr::V4(n.broadcast()))
-            }
-            IpNet::V6(n) => a == IpAddr::V6(n.network()),
-        }
+        is_subnet_special(&self.subnet, a)
     }
 
     /// Why `a` cannot be an endpoint's address, if it cannot.

@@ -13,6 +13,7 @@ mod names;
 mod netns;
 mod owner;
 mod role;
+mod subnet;
 mod vlan;
 
 pub use catalog::{CatalogNetwork, CatalogPool, Excluded, MAX_BLOCKS, MAX_EXCLUDED, MAX_WHY};
@@ -30,6 +31,7 @@ pub use names::ObjName;
 pub use netns::NetnsRef;
 pub use owner::{Mark, OWNER_PREFIX, Owner};
 pub use role::{ROLE_URI_PREFIX, Role, UnknownRole};
+pub use subnet::{is_subnet_special, subnet_specials};
 pub use vlan::{VlanId, VlanSpec, VlanState, default_vlan_name, split_vlan_name};
 
 /// A realistic interface for tests in this crate and its dependents.
