@@ -7,6 +7,7 @@
 use std::{net::IpAddr, path::PathBuf};
 
 use ipnet::IpNet;
+use linkherd_proto::model::ObjName;
 use serde::Deserialize;
 
 use crate::{
@@ -121,7 +122,12 @@ impl NetConf {
             ));
         }
         let network = raw.network.unwrap_or_else(|| raw.name.clone());
-        check_name("network", &network)?;
+        ObjName::parse("network", &network).map_err(|e| {
+            invalid(
+                format!("network {:?} {}", e.value, e.problem),
+                &format!("{} (a linkherd network name)", e.fix),
+            )
+        })?;
         let agent_socket = raw
             .agent_socket
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
@@ -153,8 +159,9 @@ impl NetConf {
     }
 }
 
-/// 1–64 of `A-Z a-z 0-9 _ . -`, starting with a letter or digit (the
-/// specification's rule, and linkherd's network names).
+/// The specification's rule for a network configuration's name: a letter
+/// or digit, then `A-Z a-z 0-9 _ . -` (at most 64 here: it names a
+/// linkherd network unless `network` does).
 fn check_name(field: &str, n: &str) -> Result<(), CniError> {
     let ok = !n.is_empty()
         && n.len() <= 64

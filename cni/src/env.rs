@@ -5,6 +5,11 @@
 
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
+use linkherd_proto::{
+    convert::parse_container_id,
+    model::{IfName, ValidationError},
+};
+
 use crate::error::{CniError, Code};
 
 /// The verbs of CNI 1.1.0.
@@ -170,38 +175,26 @@ impl Invocation {
     }
 }
 
-/// Starts with a letter or digit; then letters, digits, `_ . -`.
+/// The agent's own rule (`parse_container_id`), so that what passes here
+/// is what the agent takes.
 fn container_id(id: &str) -> Result<String, CniError> {
-    let ok_first = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok_first && ok_rest {
-        Ok(id.to_owned())
-    } else {
-        Err(invalid(
-            "CNI_CONTAINERID",
-            format!("{id:?} is not a container id"),
-            "it must start with a letter or digit, then letters, digits, _ . or -",
-        ))
-    }
+    parse_container_id("CNI_CONTAINERID", id).map_err(from_rule)
 }
 
-/// At most 15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
+/// The agent's own rule for interface names ([`IfName`]).
 fn ifname(n: &str) -> Result<String, CniError> {
-    let bad = n.len() > 15
-        || n == "."
-        || n == ".."
-        || n.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
-    if bad {
-        Err(invalid(
-            "CNI_IFNAME",
-            format!("{n:?} is not an interface name"),
-            "use at most 15 bytes, without / : or spaces",
-        ))
-    } else {
-        Ok(n.to_owned())
-    }
+    IfName::parse("CNI_IFNAME", n)
+        .map(|n| n.to_string())
+        .map_err(from_rule)
+}
+
+/// A variable the agent's rules refuse: `CNI_IFNAME "eth0:1" contains …`.
+fn from_rule(e: ValidationError) -> CniError {
+    CniError::new(
+        Code::InvalidEnvironment,
+        format!("{} {:?} {}", e.field, e.value, e.problem),
+        e.fix,
+    )
 }
 
 /// `K=V;K=V`: the `IP=` values (comma-separated); `IgnoreUnknown` and
@@ -290,12 +283,13 @@ mod tests {
             (
                 "CNI_IFNAME",
                 "eth0:1",
-                "CNI_IFNAME \"eth0:1\" is not an interface name",
+                "CNI_IFNAME \"eth0:1\" contains ':', which Linux does not allow in interface names",
             ),
             (
                 "CNI_IFNAME",
                 "abcdefghijklmnop",
-                "CNI_IFNAME \"abcdefghijklmnop\" is not an interface name",
+                "CNI_IFNAME \"abcdefghijklmnop\" is 16 bytes long; Linux interface names are at \
+                 most 15 bytes",
             ),
             (
                 "CNI_NETNS",
@@ -318,6 +312,23 @@ mod tests {
             let err = call(&vars).expect_err(var);
             assert_eq!((err.code, err.msg.as_str()), (4, msg));
         }
+        // Longer than the agent takes: refused here, as code 4, not by the
+        // agent as code 100.
+        let long = "c".repeat(129);
+        let vars: Vec<(&str, &str)> = ADD
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "CNI_CONTAINERID")
+            .chain([("CNI_CONTAINERID", long.as_str())])
+            .collect();
+        let err = call(&vars).expect_err("too long");
+        assert_eq!(err.code, 4);
+        assert!(
+            err.msg.starts_with("CNI_CONTAINERID \"ccc")
+                && err.msg.ends_with("\" is not a container id"),
+            "{}",
+            err.msg
+        );
         let err = call(&ADD[..3]).expect_err("no ifname");
         assert_eq!(err.msg, "CNI_IFNAME is not set");
         let err = call(&[]).expect_err("nothing");

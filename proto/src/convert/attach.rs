@@ -33,8 +33,10 @@ pub struct AttachSpec {
     pub mac: Option<MacAddr>,
 }
 
-/// A letter or digit, then letters, digits, `_ . -` (CNI's rule).
-fn container_id(field: &str, id: &str) -> Result<String, ValidationError> {
+/// A letter or digit, then letters, digits, `_ . -` (CNI's rule), at most
+/// [`MAX_CONTAINER_ID`] bytes. The CNI plugin checks with this too, so
+/// that what it lets through the agent accepts.
+pub fn parse_container_id(field: &str, id: &str) -> Result<String, ValidationError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_CONTAINER_ID
         && id.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -59,7 +61,7 @@ fn container_id(field: &str, id: &str) -> Result<String, ValidationError> {
 fn key(network: &str, id: &str, ifname: &str) -> Result<AttachKeySpec, ValidationError> {
     Ok(AttachKeySpec {
         network: ObjName::parse("network", network)?,
-        container_id: container_id("container_id", id)?,
+        container_id: parse_container_id("container_id", id)?,
         ifname: IfName::parse("ifname", ifname)?,
     })
 }

@@ -15,7 +15,8 @@ mod probe;
 mod requests;
 
 pub use attach::{
-    AttachKeySpec, AttachSpec, MAX_ATTACH_ADDRESSES, MAX_CONTAINER_ID, MAX_GC_VALID, MAX_NETNS_PATH,
+    AttachKeySpec, AttachSpec, MAX_ATTACH_ADDRESSES, MAX_CONTAINER_ID, MAX_GC_VALID,
+    MAX_NETNS_PATH, parse_container_id,
 };
 pub use catalog::catalog_network;
 pub use desired::Desired;
