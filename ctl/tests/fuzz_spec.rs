@@ -506,9 +506,10 @@ fn print(s: &FleetSpec) -> String {
     }
     let _ = writeln!(
         out,
-        "verify:\n  mesh: {}\n  isolation: {}\n  mode: {}\n  timeout_ms: {}",
+        "verify:\n  mesh: {}\n  isolation: {}\n  containers: {}\n  mode: {}\n  timeout_ms: {}",
         s.verify.reach,
         s.verify.isolation,
+        s.verify.containers,
         match s.verify.mode {
             linkherdctl::spec::VerifyMode::Sampled => "sampled",
             linkherdctl::spec::VerifyMode::Mesh => "mesh",
@@ -777,7 +778,7 @@ fn key() -> BoxedStrategy<String> {
             "mac_net10", "vlan", "subnet", "gateway", "ip_range", "reserved", "subnet_v6",
             "gateway_v6", "ip_range_v6", "reserved_v6", "mode", "mtu", "host_access", "parents",
             "endpoints", "b1", "b2", "host", "netns", "pid", "ip", "ip6", "mac", "mesh",
-            "isolation", "timeout_ms", "<<", "?", "", " ", "-",
+            "isolation", "containers", "timeout_ms", "<<", "?", "", " ", "-",
         ])
         .prop_map(str::to_owned),
         1 => "\\PC{0,6}",
