@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ipnet::IpNet;
 use linkherd_proto::{
     convert::{AttachKeySpec, AttachSpec},
     model::{
@@ -19,6 +20,7 @@ use linkherd_proto::{
         split_vlan_name,
     },
 };
+use tracing::Instrument;
 
 use super::{
     Lifecycle, attach_addr,
@@ -28,7 +30,7 @@ use super::{
 };
 use crate::{
     error::Error,
-    net::{LinkSetup, NetError, NetOps, NewLink, NewLinkKind, Route},
+    net::{LinkSetup, NetError, NetOps, NewLink, NewLinkKind, Route, netns::NsId},
 };
 
 /// How long a re-attach waits for the kernel to let go of the old macvlan:
@@ -72,9 +74,17 @@ impl Lifecycle {
             .await
             .ok_or_else(|| not_in_catalog(network))?;
         let where_ = NetnsRef::Path(spec.netns.clone());
-        let ops = self.ns_ops(&where_).await?;
-        let ns_id = self.netns_identity(&where_).await;
-        let mut reg = self.registry.lock().await;
+        let (ops, ns_id) = async {
+            let ops = self.ns_ops(&where_).await?;
+            Ok::<_, Error>((ops, self.netns_identity(&where_).await))
+        }
+        .instrument(tracing::debug_span!("attach.netns"))
+        .await?;
+        let mut reg = self
+            .registry
+            .lock()
+            .instrument(tracing::debug_span!("attach.lock"))
+            .await;
         let key = key_of(&spec.key);
         let before = reg.attachments.get(&key).cloned();
         if let Some(old) = before
@@ -104,25 +114,13 @@ impl Lifecycle {
             .map(|b| b.addresses.as_slice())
             .unwrap_or_default();
         let addresses = attach_addr::choose(&net, &spec.addresses, had, &taken)?;
-        let record = Attached {
-            network: network.to_owned(),
-            container_id: spec.key.container_id.clone(),
-            ifname: spec.key.ifname.to_string(),
-            netns: spec.netns.clone(),
-            netns_id: ns_id,
-            parent: net.parent.to_string(),
-            parent_created: false,
-            addresses,
-            mac: spec.mac.unwrap_or_else(|| {
-                MacAddr::stable(
-                    network,
-                    &format!("{}/{}", spec.key.container_id, spec.key.ifname),
-                )
-            }),
-        };
+        let record = record_of(spec, &net, ns_id, addresses);
         self.check_on_wire(&record, &net, spec, before.as_ref())
             .await?;
-        reg.attachments.put(record.clone()).await?;
+        reg.attachments
+            .put(record.clone())
+            .instrument(tracing::debug_span!("attach.record"))
+            .await?;
         match self.make_attachment(record, &net, &ops, &mut reg).await {
             Ok(made) => Ok((state_of(made, &net, false), true)),
             Err(e) => {
@@ -340,13 +338,18 @@ impl Lifecycle {
             group: 0,
             target: Some(a.netns.clone()),
         };
-        self.net.add_link(&new).await?;
-        let link = ops.link(&ifname).await?;
+        let link = async {
+            self.net.add_link(&new).await?;
+            ops.link(&ifname).await
+        }
+        .instrument(tracing::debug_span!("attach.link"))
+        .await?;
         let configured = async {
             ops.enable_announce(&ifname).await?;
             ops.setup_link(link.index, &setup_of(a, net, link.index))
                 .await
         }
+        .instrument(tracing::debug_span!("attach.configure"))
         .await;
         match configured {
             Ok(_) => Ok(link.index),
@@ -355,6 +358,33 @@ impl Lifecycle {
                 Err(e)
             }
         }
+    }
+}
+
+/// The record of a new attachment of `spec` to `net`: its MAC the one asked
+/// for, else the stable one of network, container and interface.
+fn record_of(
+    spec: &AttachSpec,
+    net: &CatalogNetwork,
+    netns_id: Option<NsId>,
+    addresses: Vec<IpNet>,
+) -> Attached {
+    let network = spec.key.network.as_str();
+    Attached {
+        network: network.to_owned(),
+        container_id: spec.key.container_id.clone(),
+        ifname: spec.key.ifname.to_string(),
+        netns: spec.netns.clone(),
+        netns_id,
+        parent: net.parent.to_string(),
+        parent_created: false,
+        addresses,
+        mac: spec.mac.unwrap_or_else(|| {
+            MacAddr::stable(
+                network,
+                &format!("{}/{}", spec.key.container_id, spec.key.ifname),
+            )
+        }),
     }
 }
 

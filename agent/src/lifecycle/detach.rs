@@ -10,6 +10,8 @@ use linkherd_proto::{
     model::{IfName, NetnsRef, Owner},
 };
 
+use tracing::Instrument;
+
 use super::{
     Lifecycle,
     attach::key_of,
@@ -61,14 +63,19 @@ impl Lifecycle {
             match self.ns_ops(&where_).await {
                 Ok(ops) => {
                     if let Some(l) = self.attached_link(&a, ops.as_ref()).await? {
-                        ops.del_link(l.index).await?;
+                        ops.del_link(l.index)
+                            .instrument(tracing::debug_span!("detach.link"))
+                            .await?;
                     }
                 }
                 Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        reg.attachments.remove(key).await?;
+        reg.attachments
+            .remove(key)
+            .instrument(tracing::debug_span!("detach.record"))
+            .await?;
         if a.parent_created {
             self.drop_unused_auto_vlan(&a, reg).await;
         }

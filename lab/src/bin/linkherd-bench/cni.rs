@@ -2,7 +2,8 @@
 //! way (one exec per endpoint through `ip netns exec`, as the reference
 //! plugin must be to see its parent): ADD of N containers' interfaces in
 //! the target namespace, addresses allocated by the agent from the host's
-//! block, then DEL of each.
+//! block, then DEL of each; with the agent's `attach.*` and `detach.*`
+//! phases.
 
 use std::{path::Path, time::Instant};
 
@@ -78,6 +79,7 @@ pub(crate) async fn rows(
         // The plugin's execs block; the agent answers on the runtime meanwhile.
         let (plugin, conf) = (plugin.clone(), conf.clone());
         let (host, target) = (b.host.clone(), b.target.clone());
+        b.phases.take(n);
         let took = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             for i in 0..n {
@@ -87,6 +89,7 @@ pub(crate) async fn rows(
         })
         .await??;
         report.row(what, took);
+        report.phases(b.phases.take(n));
         ensure!(macvlans(&b.target)? == want, "{what}: not {want} macvlans");
     }
     set_catalog(ch, Vec::new()).await

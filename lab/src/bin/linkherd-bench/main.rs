@@ -170,7 +170,9 @@ pub(crate) fn run_cni(
 }
 
 /// The CNI reference macvlan plugin, when installed (Debian's
-/// containernetworking-plugins): one ADD per endpoint, then one DEL each.
+/// containernetworking-plugins): one ADD per endpoint, then one DEL each;
+/// with host-local IPAM (allocating, as linkherd-cni does; its files in a
+/// directory of this run) and with static IPAM (the address given).
 fn cni_rows(b: &Bench, report: &mut Report) -> anyhow::Result<()> {
     let cni = Path::new("/usr/lib/cni/macvlan");
     if !cni.is_file() {
@@ -179,19 +181,33 @@ fn cni_rows(b: &Bench, report: &mut Report) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    for (cmd, what) in [
-        ("ADD", "CNI macvlan plugin: ADD (via ip netns exec)"),
-        ("DEL", "CNI macvlan plugin: DEL (via ip netns exec)"),
-    ] {
-        let started = Instant::now();
-        for i in 0..report.count {
-            let conf = format!(
-                r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"up0","mode":"bridge","ipam":{{"type":"static","addresses":[{{"address":"{}"}}]}}}}"#,
-                address(i)
+    let data = tempfile::tempdir()?;
+    let host_local = format!(
+        r#"{{"type":"host-local","ranges":[[{{"subnet":"10.129.0.0/16"}}]],"dataDir":"{}"}}"#,
+        data.path().display()
+    );
+    for (name, allocating) in [("host-local", true), ("static", false)] {
+        for cmd in ["ADD", "DEL"] {
+            let started = Instant::now();
+            for i in 0..report.count {
+                let ipam = if allocating {
+                    host_local.clone()
+                } else {
+                    format!(
+                        r#"{{"type":"static","addresses":[{{"address":"{}"}}]}}"#,
+                        address(i)
+                    )
+                };
+                let conf = format!(
+                    r#"{{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":"up0","mode":"bridge","ipam":{ipam}}}"#
+                );
+                run_cni(cni, (&b.host, &b.target), cmd, i, &conf)?;
+            }
+            report.row(
+                &format!("CNI macvlan plugin + {name}: {cmd} (via ip netns exec)"),
+                started.elapsed(),
             );
-            run_cni(cni, (&b.host, &b.target), cmd, i, &conf)?;
         }
-        report.row(what, started.elapsed());
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
-//! Where the agent's time goes: the wall time of its `create.*` and
-//! `txn.*` spans, summed per name while one benchmark row runs. The agent
-//! opens these spans at debug level around each step of a create (lock
-//! wait, lookup, parent, record, link, configure) and around each journal
-//! write; a normal agent's subscriber never enables them, so they cost it
+//! Where the agent's time goes: the wall time of its `create.*`,
+//! `attach.*`, `detach.*` and `txn.*` spans, summed per name while one
+//! benchmark row runs. The agent opens these spans at debug level around
+//! each step of a create (lock wait, lookup, parent, record, link,
+//! configure), of an attach and a detach, and around each journal write; a normal agent's subscriber never enables them, so they cost it
 //! nothing. Spans overlap when requests run in parallel, so a row's phases
 //! add up to its wall time only when its requests run one at a time (a
 //! transaction).
