@@ -198,3 +198,27 @@ pub fn apply_ok(state: &LabState, spec: &str) -> String {
     );
     text(&out.stdout)
 }
+
+/// A namespace that is not linkherd's on `host`'s wire (a macvlan off the
+/// host's NIC) answering for `cidr`'s address, named for the lab so that
+/// `down` removes it: its name and MAC. Panics (for tests) when it cannot.
+pub fn rogue(state: &LabState, host: &str, cidr: &str) -> (String, String) {
+    let h = state.host(host).expect("lab host").clone();
+    let ns = format!("lh-{}-rogue", state.id);
+    crate::sh::ip(&["netns", "add", &ns]).expect("rogue netns");
+    ip_in(
+        &h.netns,
+        &[
+            "link", "add", "rogue0", "link", &h.nic, "type", "macvlan", "mode", "bridge",
+        ],
+    )
+    .expect("rogue link");
+    ip_in(&h.netns, &["link", "set", "rogue0", "netns", &ns]).expect("move");
+    ip_in(&ns, &["addr", "add", cidr, "dev", "rogue0"]).expect("addr");
+    ip_in(&ns, &["link", "set", "rogue0", "up"]).expect("up");
+    let link: serde_json::Value =
+        serde_json::from_str(&ip_in(&ns, &["-j", "link", "show", "rogue0"]).expect("link"))
+            .expect("ip -j");
+    let mac = link[0]["address"].as_str().expect("mac").to_owned();
+    (ns, mac)
+}

@@ -20,8 +20,8 @@ use std::{
 
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard, LabState, bins,
-    fleet::{apply_ok, ctl, seed_spec, text, write_spec},
-    sh::{ip, ip_in},
+    fleet::{apply_ok, ctl, rogue, seed_spec, text, write_spec},
+    sh::ip,
     traffic::tcp_reaches,
 };
 use test_support::{TestNetns, have_root};
@@ -299,20 +299,7 @@ fn fleet_sees_and_proves_the_containers(state: &LabState, spec: &str) {
 /// A machine on no2's wire that is not linkherd's answers for 10.0.100.210:
 /// asked for, it is refused after the RFC 5227 probe, and nothing is made.
 fn refused_when_answered_on_the_wire(state: &LabState, socket: &Path) {
-    let rogue = format!("lh-{}-rogue", state.id);
-    let no2 = state.host("no2").expect("no2").clone();
-    ip(&["netns", "add", &rogue]).expect("rogue netns");
-    ip_in(
-        &no2.netns,
-        &[
-            "link", "add", "rogue0", "link", "eth0", "type", "macvlan", "mode", "bridge",
-        ],
-    )
-    .expect("rogue link");
-    ip_in(&no2.netns, &["link", "set", "rogue0", "netns", &rogue]).expect("move");
-    ip_in(&rogue, &["addr", "add", "10.0.100.210/24", "dev", "rogue0"]).expect("addr");
-    ip_in(&rogue, &["link", "set", "rogue0", "up"]).expect("up");
-    let rogue_mac = ip_in(&rogue, &["-j", "link", "show", "rogue0"]).expect("link");
+    let (rogue_ns, rogue_mac) = rogue(state, "no2", "10.0.100.210/24");
     let c4 = TestNetns::new("cni-c4");
     let mut asked = conf("1.0.0", socket);
     asked["runtimeConfig"] = serde_json::json!({"ips": ["10.0.100.210"]});
@@ -325,15 +312,13 @@ fn refused_when_answered_on_the_wire(state: &LabState, socket: &Path) {
         ),
         "{msg}"
     );
-    let mac: serde_json::Value = serde_json::from_str(&rogue_mac).expect("json");
-    let mac = mac[0]["address"].as_str().expect("mac");
     assert!(
-        msg.contains(mac) && msg.ends_with("; ask for another"),
+        msg.contains(&rogue_mac) && msg.ends_with("; ask for another"),
         "{msg}"
     );
     assert!(
         !c4.ip(&["-j", "link", "show"]).contains("\"eth0\""),
         "a link was left"
     );
-    ip(&["netns", "del", &rogue]).expect("rogue gone");
+    ip(&["netns", "del", &rogue_ns]).expect("rogue gone");
 }

@@ -12,8 +12,10 @@ use std::{
 
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard, LabState,
-    fleet::{addr_state, apply_ok, ctl, ctl_command, lab_snapshot, namespaces, text, write_spec},
-    sh::{ip, ip_in},
+    fleet::{
+        addr_state, apply_ok, ctl, ctl_command, lab_snapshot, namespaces, rogue, text, write_spec,
+    },
+    sh::ip_in,
     traffic::tcp_reaches,
 };
 use test_support::have_root;
@@ -378,19 +380,7 @@ async fn a_stolen_address_rolls_every_host_back() {
     };
 
     // A rogue namespace on no1's wire already answers for 10.0.100.120.
-    let rogue = format!("lh-{}-rogue", state.id);
-    let no1 = state.host("no1").expect("no1").clone();
-    ip(&["netns", "add", &rogue]).expect("rogue netns");
-    ip_in(
-        &no1.netns,
-        &[
-            "link", "add", "rogue0", "link", "ens192", "type", "macvlan", "mode", "bridge",
-        ],
-    )
-    .expect("rogue link");
-    ip_in(&no1.netns, &["link", "set", "rogue0", "netns", &rogue]).expect("move");
-    ip_in(&rogue, &["addr", "add", "10.0.100.120/24", "dev", "rogue0"]).expect("addr");
-    ip_in(&rogue, &["link", "set", "rogue0", "up"]).expect("up");
+    rogue(&state, "no1", "10.0.100.120/24");
     let before = lab_snapshot(&state);
 
     // b6 is given that address; b7 is a change on no2 too.
