@@ -129,6 +129,12 @@ async fn the_static_plugin_attaches_containers_to_a_vlan_across_guests() {
         results[0].0, results[1].0,
         "both hosts gave the same address"
     );
+    // The VLAN the attach made is linkherd's as apply's was: nothing to do.
+    let again = apply_ok(&state, &spec);
+    assert!(
+        again.contains("No changes: the fleet matches the spec."),
+        "{again}"
+    );
 
     // Across the guests, over VLAN 10, from inside the containers.
     sh(

@@ -41,6 +41,9 @@ fn to_pb(s: &AttachState) -> pb::Attachment {
     }
 }
 
+/// Detached attachments a GC's audit line names; the rest are counted.
+const GC_NAMED: usize = 20;
+
 fn target(network: &str, id: &str, ifname: &str) -> String {
     format!("{network}/{id}/{ifname}")
 }
@@ -173,10 +176,16 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                     Ok::<_, Error>(states)
                 },
                 |g| {
-                    let names: Vec<String> = g
+                    // Named up to a bound: the audit line stays small however
+                    // many went.
+                    let mut names: Vec<String> = g
                         .iter()
+                        .take(GC_NAMED)
                         .map(|s| format!("{}/{}", s.record.container_id, s.record.ifname))
                         .collect();
+                    if g.len() > GC_NAMED {
+                        names.push(format!("and {} more", g.len() - GC_NAMED));
+                    }
                     format!("detached {}: {}", g.len(), names.join(" "))
                 },
             )

@@ -78,7 +78,7 @@ fn bare(addresses: &[String]) -> Vec<IpAddr> {
 }
 
 /// The containers attached to the spec's networks (`attached`: each host's
-/// List), as members to probe like endpoints. Stale ones (their namespace
+/// List), as members to probe like endpoints, named `CONTAINER_ID/IFNAME`. Stale ones (their namespace
 /// is gone) cannot be probed from and are left out; `status` names them.
 pub fn container_members(
     spec: &FleetSpec,
@@ -91,7 +91,9 @@ pub fn container_members(
                 .filter(|a| !a.stale)
                 .map(move |a| Member {
                     network: a.network.clone(),
-                    name: attached::label(a),
+                    // The whole id: two containers whose ids share 12
+                    // characters must stay two members of the matrix.
+                    name: format!("{}/{}", a.container_id, a.ifname),
                     host: host.clone(),
                     netns: NetnsRef::Path(a.netns.clone().into()),
                     ifname: a.ifname.clone(),
@@ -497,7 +499,7 @@ mod tests {
             m,
             [Member {
                 network: "n".into(),
-                name: "0123456789ab/net1".into(),
+                name: "0123456789abcdef/net1".into(),
                 host: "no1".into(),
                 netns: NetnsRef::Path("/run/netns/cni-0123456789abcdef".into()),
                 ifname: "net1".into(),
