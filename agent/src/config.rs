@@ -58,6 +58,16 @@ pub struct Flags {
     /// Log format.
     #[arg(long, env = "LINKHERD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Serve Docker's remote network and IPAM driver protocol on this unix
+    /// socket, e.g. /run/docker/plugins/linkherd.sock (Docker names the
+    /// driver after the file: `-d linkherd`). Off by default.
+    #[arg(long, env = "LINKHERD_DOCKER_PLUGIN")]
+    pub docker_plugin: Option<PathBuf>,
+    /// Plain-HTTP readiness endpoint (`GET /healthz`, no client
+    /// certificate) on this loopback address, e.g. 127.0.0.1:7444, for a
+    /// kubelet or a supervisor. Off by default.
+    #[arg(long, env = "LINKHERD_HEALTH_LISTEN")]
+    pub health_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -83,6 +93,8 @@ pub struct FileConfig {
     pub netns: Option<PathBuf>,
     pub netns_prefix: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub docker_plugin: Option<PathBuf>,
+    pub health_listen: Option<String>,
     #[serde(default)]
     pub limits: LimitsConfig,
 }
@@ -226,6 +238,8 @@ pub struct Settings {
     pub netns: Option<PathBuf>,
     pub netns_prefix: String,
     pub log_format: LogFormat,
+    pub docker_plugin: Option<PathBuf>,
+    pub health_listen: Option<SocketAddr>,
     pub limits: Limits,
 }
 
@@ -246,6 +260,11 @@ pub enum ConfigError {
     InsecureNotLoopback(SocketAddr),
     #[error("--insecure-loopback needs a --listen address")]
     InsecureWithoutListen,
+    #[error(
+        "--health-listen serves without client certificates, so only on a loopback address \
+         (127.0.0.1 or [::1]), not {0}"
+    )]
+    HealthNotLoopback(SocketAddr),
     #[error("--insecure-loopback and TLS files are contradictory: choose one")]
     InsecureWithTls,
     #[error(
@@ -324,6 +343,15 @@ impl Settings {
             return Err(ConfigError::NothingToServe);
         }
         let limits = file.limits.resolve()?;
+        let health_listen = flags
+            .health_listen
+            .or(file.health_listen)
+            .map(|l| match l.parse::<SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => Ok(a),
+                Ok(a) => Err(ConfigError::HealthNotLoopback(a)),
+                Err(_) => Err(ConfigError::Listen(l)),
+            })
+            .transpose()?;
         Ok(Self {
             listen,
             tls,
@@ -336,6 +364,8 @@ impl Settings {
             netns: flags.netns.or(file.netns),
             netns_prefix: flags.netns_prefix.or(file.netns_prefix).unwrap_or_default(),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+            docker_plugin: flags.docker_plugin.or(file.docker_plugin),
+            health_listen,
             limits,
         })
     }

@@ -8,9 +8,9 @@ use clap::Parser;
 use linkherd_agent::{
     config::{Flags, LogFormat, Settings},
     net::rtnl::Rtnl,
-    server::{Agent, AgentOptions, bind_unix},
+    server::{Agent, AgentOptions, ServeError, bind_unix},
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tracing_subscriber::EnvFilter;
 
 /// linkherd host agent: interfaces, promiscuous mode, VLAN and macvlan over
@@ -69,34 +69,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     .await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
     let mut tasks = tokio::task::JoinSet::new();
-
-    if let Some(addr) = settings.listen {
-        let tls = settings.tls.as_ref().map(|t| t.load()).transpose()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let mode = if tls.is_some() {
-            "mtls"
-        } else {
-            "INSECURE plaintext (loopback only)"
-        };
-        tracing::info!(%addr, mode, "listening");
-        let (agent, stop) = (agent.clone(), stopped());
-        tasks.spawn(async move { agent.serve_tcp(listener, tls, stop).await });
-    }
-    if let Some(path) = &settings.socket {
-        let listener = bind_unix(path).with_context(|| format!("binding {}", path.display()))?;
-        tracing::info!(socket = %path.display(), "listening");
-        let (agent, stop) = (agent.clone(), stopped());
-        tasks.spawn(async move { agent.serve_unix(listener, stop).await });
-    }
+    spawn_listeners(&settings, &agent, stop_rx, &mut tasks).await?;
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -128,10 +102,67 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         tracing::info!("every request in flight finished; stopped");
     }
-    if let Some(path) = &settings.socket {
+    // Gone with the agent: dockerd then fails a call at once, instead of
+    // waiting on a socket nobody serves.
+    for path in [&settings.socket, &settings.docker_plugin]
+        .into_iter()
+        .flatten()
+    {
         let _ = std::fs::remove_file(path);
     }
     failed
+}
+
+/// Binds every configured listener and serves each in `tasks` until `stop`
+/// turns true.
+async fn spawn_listeners(
+    settings: &Settings,
+    agent: &Agent,
+    stop: watch::Receiver<bool>,
+    tasks: &mut JoinSet<Result<(), ServeError>>,
+) -> anyhow::Result<()> {
+    let stopped = move || {
+        let mut rx = stop.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    if let Some(addr) = settings.listen {
+        let tls = settings.tls.as_ref().map(|t| t.load()).transpose()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let mode = if tls.is_some() {
+            "mtls"
+        } else {
+            "INSECURE plaintext (loopback only)"
+        };
+        tracing::info!(%addr, mode, "listening");
+        let (agent, stop) = (agent.clone(), stopped());
+        tasks.spawn(async move { agent.serve_tcp(listener, tls, stop).await });
+    }
+    if let Some(path) = &settings.socket {
+        let listener = bind_unix(path).with_context(|| format!("binding {}", path.display()))?;
+        tracing::info!(socket = %path.display(), "listening");
+        let (agent, stop) = (agent.clone(), stopped());
+        tasks.spawn(async move { agent.serve_unix(listener, stop).await });
+    }
+
+    if let Some(path) = &settings.docker_plugin {
+        let listener = bind_unix(path).with_context(|| format!("binding {}", path.display()))?;
+        tracing::info!(socket = %path.display(), "serving Docker's network and IPAM driver protocol");
+        let (agent, stop) = (agent.clone(), stopped());
+        tasks.spawn(async move { agent.serve_docker(listener, stop).await });
+    }
+    if let Some(addr) = settings.health_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, "serving GET /healthz (plain HTTP, loopback)");
+        let (agent, stop) = (agent.clone(), stopped());
+        tasks.spawn(async move { agent.serve_health(listener, stop).await });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -65,6 +65,8 @@ pub enum ServeError {
     Transport(#[source] tonic::transport::Error),
     #[error("binding the listener: {0}")]
     Bind(#[source] std::io::Error),
+    #[error("serving plain HTTP: {0}")]
+    Plain(#[source] std::io::Error),
     #[error("reflection service: {0}")]
     Reflection(String),
     #[error(transparent)]
@@ -106,6 +108,8 @@ pub struct Agent {
     /// `grpc.health.v1` state, shared by every listener (a subsystem that
     /// fails reports itself NOT_SERVING here).
     health: tonic_health::server::HealthReporter,
+    /// The state directory (for the Docker plugin's records).
+    store: Option<Store>,
 }
 
 fn system_hostname() -> String {
@@ -156,6 +160,7 @@ impl Agent {
         let health = tonic_health::server::HealthReporter::new();
         ctx.watches.report_health(health.clone());
         Ok(Self {
+            store,
             ctx,
             limits: opts.limits,
             health,
@@ -165,6 +170,32 @@ impl Agent {
 
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// Serves Docker's remote driver protocol on `listener` (see
+    /// [`crate::docker`]).
+    pub async fn serve_docker(
+        &self,
+        listener: UnixListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let plugin = crate::docker::Plugin::new(self.ctx.clone(), self.store.as_ref()).await?;
+        crate::docker::serve(plugin, listener, shutdown)
+            .await
+            .map_err(ServeError::Plain)
+    }
+
+    /// Serves `GET /healthz` in plain HTTP on a loopback `listener`: the
+    /// agent's overall `grpc.health.v1` status, for a kubelet's readiness
+    /// probe (see [`crate::health_http`]).
+    pub async fn serve_health(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        crate::health_http::serve(self.health.clone(), listener, shutdown)
+            .await
+            .map_err(ServeError::Plain)
     }
 
     /// The second half of a shutdown, once the listeners were told to stop

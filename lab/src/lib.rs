@@ -8,6 +8,7 @@
 
 pub mod bins;
 pub mod containers;
+pub mod docker;
 pub mod fleet;
 mod guard;
 mod netns;

@@ -246,6 +246,10 @@ fn spawn_agent(state: &LabState, h: &HostState, agent_bin: &Path) -> Result<u32,
         // Endpoint namespaces of this host: lh-<id>-<host>-NAME.
         .arg("--netns-prefix")
         .arg(format!("{}-", h.netns))
+        // Docker's driver `linkherd`, for an engine started on this host
+        // (`docker::Dockerd`); nothing calls it otherwise.
+        .arg("--docker-plugin")
+        .arg(state.docker_plugins(&h.name).join("linkherd.sock"))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)

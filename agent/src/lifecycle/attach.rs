@@ -48,6 +48,9 @@ pub struct AttachState {
     pub mtu: Option<u32>,
     /// The namespace path no longer names the namespace attached.
     pub stale: bool,
+    /// The link's name in the namespace now, when the runtime renamed it
+    /// (a hand-over: Docker's `eth0`); `None`: `record.ifname`.
+    pub inside: Option<String>,
 }
 
 pub fn key_of(k: &AttachKeySpec) -> AttachKey {
@@ -103,19 +106,14 @@ impl Lifecycle {
             }
             return Ok((state_of(old.clone(), &net, false), false));
         }
-        let taken: BTreeSet<IpAddr> = reg
-            .attachments
-            .all()
-            .filter(|a| a.network == network && a.key() != key)
-            .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
-            .collect();
+        let taken = reg.attachments.taken(network, Some(&key));
         let had = before
             .as_ref()
             .map(|b| b.addresses.as_slice())
             .unwrap_or_default();
         let addresses = attach_addr::choose(&net, &spec.addresses, had, &taken)?;
         let record = record_of(spec, &net, ns_id, addresses);
-        self.check_on_wire(&record, &net, spec, before.as_ref())
+        self.check_asked_on_wire(&record, &net, spec, before.as_ref())
             .await?;
         reg.attachments
             .put(record.clone())
@@ -138,7 +136,7 @@ impl Lifecycle {
 
     /// Asked-for IPv4 addresses this key did not hold already are probed on
     /// the wire (RFC 5227) first.
-    async fn check_on_wire(
+    async fn check_asked_on_wire(
         &self,
         record: &Attached,
         net: &CatalogNetwork,
@@ -148,15 +146,31 @@ impl Lifecycle {
         let held: BTreeSet<IpAddr> = before
             .map(|b| b.addresses.iter().map(|a| a.addr()).collect())
             .unwrap_or_default();
-        let wanted: Vec<super::Wanted> = spec
+        let fresh: Vec<IpAddr> = spec
             .addresses
             .iter()
             .filter(|a| !held.contains(a))
+            .copied()
+            .collect();
+        let label = format!("{}/{}", record.network, record.mark_name());
+        self.check_on_wire(net, &label, &fresh).await
+    }
+
+    /// `fresh` IPv4 addresses are probed on the wire of the network's
+    /// parent (RFC 5227); one in use is refused, named with `label`'s use.
+    pub(super) async fn check_on_wire(
+        &self,
+        net: &CatalogNetwork,
+        label: &str,
+        fresh: &[IpAddr],
+    ) -> Result<(), Error> {
+        let wanted: Vec<super::Wanted> = fresh
+            .iter()
             .filter_map(|a| match a {
                 IpAddr::V4(v4) => Some(super::Wanted {
                     parent: net.parent.clone(),
                     addr: *v4,
-                    endpoint: format!("{}/{}", record.network, record.mark_name()),
+                    endpoint: label.to_owned(),
                 }),
                 IpAddr::V6(_) => None,
             })
@@ -231,7 +245,7 @@ impl Lifecycle {
 
     /// The catalog's parent; a missing `NIC.ID` is made on its NIC (owned
     /// by the network, as for endpoints). The bool says whether it was made.
-    async fn attach_parent(
+    pub(super) async fn attach_parent(
         &self,
         net: &CatalogNetwork,
         undo: &mut Rollback,
@@ -379,6 +393,7 @@ fn record_of(
         parent: net.parent.to_string(),
         parent_created: false,
         addresses,
+        handed_over: false,
         mac: spec.mac.unwrap_or_else(|| {
             MacAddr::stable(
                 network,
@@ -429,5 +444,6 @@ pub(super) fn state_of(record: Attached, net: &CatalogNetwork, stale: bool) -> A
         mtu: net.mtu,
         record,
         stale,
+        inside: None,
     }
 }

@@ -2,11 +2,15 @@
 //! Detach marked stale, never dropped silently), Check against the kernel,
 //! and a network's Status on this host.
 
-use linkherd_proto::{convert::AttachKeySpec, model::NetnsRef};
+use linkherd_proto::{
+    convert::AttachKeySpec,
+    model::{CatalogNetwork, NetnsRef},
+};
 
 use super::{
     Lifecycle,
     attach::{AttachState, key_of, not_in_catalog, state_of},
+    attached::{AttachKey, Attached},
 };
 use crate::error::Error;
 
@@ -32,6 +36,10 @@ impl Lifecycle {
         };
         let mut out = Vec::with_capacity(records.len());
         for a in records {
+            if a.handed_over {
+                out.push(self.handover_state(a).await);
+                continue;
+            }
             let here = self.netns_identity(&NetnsRef::Path(a.netns.clone())).await;
             let stale = a.netns_id.is_none() || here != a.netns_id;
             let net = self.network(&a.network).await;
@@ -42,10 +50,16 @@ impl Lifecycle {
                     gateways: Vec::new(),
                     mtu: None,
                     stale,
+                    inside: None,
                 },
             });
         }
         out
+    }
+
+    /// The record of `key`, as recorded (no kernel read).
+    pub async fn attachment(&self, key: &AttachKey) -> Option<Attached> {
+        self.registry.lock().await.attachments.get(key).cloned()
     }
 
     /// The attachment as the kernel has it: the namespace still the one
@@ -65,6 +79,9 @@ impl Lifecycle {
             .network(&a.network)
             .await
             .ok_or_else(|| not_in_catalog(&a.network))?;
+        if a.handed_over {
+            return self.check_handover(a, &net).await;
+        }
         let where_ = NetnsRef::Path(a.netns.clone());
         if a.netns_id.is_none() || self.netns_identity(&where_).await != a.netns_id {
             return Err(Error::Precondition(format!(
@@ -96,6 +113,59 @@ impl Lifecycle {
             )));
         }
         Ok(state_of(a, &net, false))
+    }
+
+    /// A hand-over as listed: stale when its link is in neither place,
+    /// named as the runtime renamed it.
+    async fn handover_state(&self, a: Attached) -> AttachState {
+        let found = self.handed_link(&a).await.ok().flatten();
+        let net = self.network(&a.network).await;
+        let mut s = match net {
+            Some(net) => state_of(a, &net, found.is_none()),
+            None => AttachState {
+                record: a,
+                gateways: Vec::new(),
+                mtu: None,
+                stale: found.is_none(),
+                inside: None,
+            },
+        };
+        s.inside = found.filter(|f| f.moved).map(|f| f.link.name);
+        s
+    }
+
+    /// A hand-over's Check: moved into the runtime's namespace, up, with its
+    /// addresses.
+    async fn check_handover(
+        &self,
+        a: Attached,
+        net: &CatalogNetwork,
+    ) -> Result<AttachState, Error> {
+        let where_ = if a.netns.as_os_str().is_empty() {
+            "its container (it has not joined one)".to_owned()
+        } else {
+            a.netns.display().to_string()
+        };
+        let Some(f) = self.handed_link(&a).await?.filter(|f| f.moved) else {
+            return Err(Error::Precondition(format!(
+                "the interface of endpoint {} is missing in {where_}",
+                a.container_id
+            )));
+        };
+        let name = f.link.name.clone();
+        if let Some(missing) = a.addresses.iter().find(|x| !f.link.addresses.contains(x)) {
+            return Err(Error::Precondition(format!(
+                "interface {name} in {where_} has lost its address {missing}"
+            )));
+        }
+        if !f.link.admin_up {
+            return Err(Error::Precondition(format!(
+                "interface {name} in {where_} is down"
+            )));
+        }
+        let mut s = state_of(a, net, false);
+        s.inside = Some(name);
+        Ok(s)
     }
 
     /// Whether `network` can take attachments on this host now.

@@ -5,7 +5,12 @@
 //! VLAN parent stays while attachments use it. One file per attachment
 //! (`attachments/NETWORK+CONTAINER+IFNAME.json`).
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use ipnet::IpNet;
 use linkherd_proto::model::MacAddr;
@@ -38,6 +43,11 @@ pub struct Attached {
     /// Sticky: asked again for this key, the same ones are given.
     pub addresses: Vec<IpNet>,
     pub mac: MacAddr,
+    /// Made in the agent's own namespace as `ifname` and handed to the
+    /// runtime, which moves and renames it (Docker's Join): found by its
+    /// owner mark, wherever it is (see `lifecycle::handover`).
+    #[serde(default)]
+    pub handed_over: bool,
 }
 
 impl Attached {
@@ -59,11 +69,20 @@ impl Versioned for Attached {
     const FORMAT: u32 = 1;
 }
 
+/// How long an address handed out before its endpoint exists (Docker's
+/// RequestAddress, then CreateEndpoint) stays reserved: a runtime that died
+/// in between must not hold it for ever.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(300);
+
 /// Every attachment, in memory and on disk.
 #[derive(Debug, Default)]
 pub struct Attachments {
     records: Option<RecordSet<Attached>>,
     all: BTreeMap<AttachKey, Attached>,
+    /// Addresses handed out and not yet recorded, by (network, address):
+    /// in memory only, since an agent restart makes the runtime's next
+    /// step check the address again.
+    reserved: BTreeMap<(String, IpAddr), Instant>,
 }
 
 impl Attachments {
@@ -81,6 +100,7 @@ impl Attachments {
         Ok(Self {
             records: Some(records),
             all,
+            reserved: BTreeMap::new(),
         })
     }
 
@@ -90,6 +110,35 @@ impl Attachments {
 
     pub fn all(&self) -> impl Iterator<Item = &Attached> {
         self.all.values()
+    }
+
+    /// The addresses of `network` that others hold: every other key's
+    /// records, and live reservations (expired ones are dropped here).
+    pub fn taken(&mut self, network: &str, except: Option<&AttachKey>) -> BTreeSet<IpAddr> {
+        let now = Instant::now();
+        self.reserved
+            .retain(|_, at| now.duration_since(*at) < RESERVATION_TTL);
+        let held = self
+            .all
+            .values()
+            .filter(|a| a.network == network && Some(&a.key()) != except)
+            .flat_map(|a| a.addresses.iter().map(IpNet::addr));
+        let reserved = self
+            .reserved
+            .keys()
+            .filter(|(n, _)| n == network)
+            .map(|(_, a)| *a);
+        held.chain(reserved).collect()
+    }
+
+    pub fn reserve(&mut self, network: &str, addr: IpAddr) {
+        self.reserved
+            .insert((network.to_owned(), addr), Instant::now());
+    }
+
+    /// Whether `addr` was reserved on `network`.
+    pub fn unreserve(&mut self, network: &str, addr: IpAddr) -> bool {
+        self.reserved.remove(&(network.to_owned(), addr)).is_some()
     }
 
     /// Records `a` on disk, then here.

@@ -1,5 +1,5 @@
 //! Detaching: the container's macvlan deleted when its namespace is still
-//! the one attached, the record removed, and an automatic VLAN parent that
+//! the one attached (a hand-over's wherever it is), the record removed, and an automatic VLAN parent that
 //! nothing uses any more removed with it. Nothing to detach is success:
 //! runtimes call DEL again, and after the namespace is gone.
 
@@ -38,7 +38,9 @@ impl Lifecycle {
         let gone: Vec<AttachKey> = reg
             .attachments
             .all()
-            .filter(|a| a.network == network)
+            // Hand-overs are Docker's, which never runs a GC: a CNI
+            // runtime's list of valid ones cannot name them.
+            .filter(|a| a.network == network && !a.handed_over)
             .filter(|a| !valid.contains(&(a.container_id.clone(), a.ifname.clone())))
             .map(Attached::key)
             .collect();
@@ -57,20 +59,15 @@ impl Lifecycle {
         let Some(a) = reg.attachments.get(key).cloned() else {
             return Ok(None);
         };
-        let where_ = NetnsRef::Path(a.netns.clone());
-        // Only the namespace attached: the path may name another by now.
-        if a.netns_id.is_some() && self.netns_identity(&where_).await == a.netns_id {
-            match self.ns_ops(&where_).await {
-                Ok(ops) => {
-                    if let Some(l) = self.attached_link(&a, ops.as_ref()).await? {
-                        ops.del_link(l.index)
-                            .instrument(tracing::debug_span!("detach.link"))
-                            .await?;
-                    }
-                }
-                Err(Error::NotFound(_)) => {}
-                Err(e) => return Err(e),
+        if a.handed_over {
+            if let Some(f) = self.handed_link(&a).await? {
+                f.ops
+                    .del_link(f.link.index)
+                    .instrument(tracing::debug_span!("detach.link"))
+                    .await?;
             }
+        } else {
+            self.delete_attached_link(&a).await?;
         }
         reg.attachments
             .remove(key)
@@ -80,6 +77,27 @@ impl Lifecycle {
             self.drop_unused_auto_vlan(&a, reg).await;
         }
         Ok(Some(a))
+    }
+
+    /// The macvlan of runtime-made attachment `a`, when its namespace is
+    /// still the one attached.
+    async fn delete_attached_link(&self, a: &Attached) -> Result<(), Error> {
+        let where_ = NetnsRef::Path(a.netns.clone());
+        // Only the namespace attached: the path may name another by now.
+        if a.netns_id.is_some() && self.netns_identity(&where_).await == a.netns_id {
+            match self.ns_ops(&where_).await {
+                Ok(ops) => {
+                    if let Some(l) = self.attached_link(a, ops.as_ref()).await? {
+                        ops.del_link(l.index)
+                            .instrument(tracing::debug_span!("detach.link"))
+                            .await?;
+                    }
+                }
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// The automatic VLAN `a` hung off, when no endpoint or attachment uses

@@ -15,6 +15,7 @@ pub mod catalog;
 mod create;
 mod detach;
 mod endpoint;
+pub mod handover;
 mod host_access;
 pub mod plan;
 pub mod registry;

@@ -38,6 +38,7 @@ fn to_pb(s: &AttachState) -> pb::Attachment {
         parent: r.parent.clone(),
         mtu: s.mtu.unwrap_or(0),
         stale: s.stale,
+        inside: s.inside.clone().unwrap_or_default(),
     }
 }
 
@@ -171,6 +172,7 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                             gateways: Vec::new(),
                             mtu: None,
                             stale: false,
+                            inside: None,
                         })
                         .collect();
                     Ok::<_, Error>(states)

@@ -13,7 +13,17 @@ const SHORT_ID: usize = 12;
 
 /// `CID/IFNAME`, with the container id cut to twelve characters.
 pub fn label(a: &pb::Attachment) -> String {
-    short(&a.container_id, &a.ifname)
+    short(&a.container_id, inside(a))
+}
+
+/// The interface's name inside the container: the one the runtime gave it
+/// when it renamed it (Docker), else the one attached.
+pub fn inside(a: &pb::Attachment) -> &str {
+    if a.inside.is_empty() {
+        &a.ifname
+    } else {
+        &a.inside
+    }
 }
 
 fn short(container_id: &str, ifname: &str) -> String {
@@ -43,7 +53,7 @@ impl AttachedView {
             host: host.to_owned(),
             network: a.network.clone(),
             container_id: a.container_id.clone(),
-            ifname: a.ifname.clone(),
+            ifname: inside(a).to_owned(),
             netns: a.netns.clone(),
             addresses: a.addresses.clone(),
             mac: a.mac.to_ascii_lowercase(),

@@ -93,10 +93,10 @@ pub fn container_members(
                     network: a.network.clone(),
                     // The whole id: two containers whose ids share 12
                     // characters must stay two members of the matrix.
-                    name: format!("{}/{}", a.container_id, a.ifname),
+                    name: format!("{}/{}", a.container_id, attached::inside(a)),
                     host: host.clone(),
                     netns: NetnsRef::Path(a.netns.clone().into()),
-                    ifname: a.ifname.clone(),
+                    ifname: attached::inside(a).to_owned(),
                     addresses: bare(&a.addresses),
                     mac: a.mac.to_ascii_lowercase(),
                 })

@@ -1,0 +1,206 @@
+//! Docker's remote plugin protocol, served on a unix socket (`--docker-plugin
+//! /run/docker/plugins/linkherd.sock`: dockerd finds legacy plugins there
+//! and names the driver after the file). One plugin is both the network
+//! driver and the IPAM driver, so `docker network create -d linkherd
+//! --ipam-driver linkherd` gives Docker networks the catalog's networks,
+//! with this host's addresses and the fleet's subnets, gateways and parents.
+//!
+//! Every call is JSON in, JSON out; a refusal is `{"Err": "..."}` with a
+//! message for a Docker user. The socket is bound like the admin socket
+//! (0600, in a directory only root may write): dockerd, as root, is the one
+//! caller, audited as `docker (plugin socket)`.
+
+mod bindings;
+mod driver;
+mod ipam;
+mod matching;
+mod wire;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::{net::UnixListener, sync::Mutex};
+
+use crate::{
+    auth::{Identity, Rpc, Transport},
+    context::Context,
+    error::Error,
+    service::Call,
+    store::{Store, StoreError},
+};
+use linkherd_proto::model::Role;
+
+/// Docker's requests are small; anything bigger is not Docker's.
+const MAX_BODY: usize = 64 * 1024;
+/// Calls served at once; more wait.
+const MAX_CONCURRENT: usize = 64;
+/// A call that takes longer is answered with an error (a mutation still
+/// runs to its end, and is audited).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The media type of the plugin protocol.
+const MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1+json";
+
+/// An answer: the JSON Docker reads, or the message of a refusal.
+type Reply = Result<Value, String>;
+
+/// The plugin's state: the agent's, and the Docker networks bound.
+#[derive(Debug)]
+pub struct Plugin {
+    ctx: Arc<Context>,
+    bindings: Mutex<bindings::Bindings>,
+}
+
+impl Plugin {
+    pub async fn new(ctx: Arc<Context>, store: Option<&Store>) -> Result<Arc<Self>, StoreError> {
+        Ok(Arc::new(Self {
+            ctx,
+            bindings: Mutex::new(bindings::Bindings::load(store).await?),
+        }))
+    }
+
+    /// Runs `work` to its end and audits it as Docker's call `method`.
+    async fn mutate<T, W, O>(
+        &self,
+        method: &str,
+        target: &str,
+        detail: &str,
+        work: W,
+        ok: O,
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        W: Future<Output = Result<T, Error>> + Send + 'static,
+        O: FnOnce(&T) -> String + Send + 'static,
+    {
+        let call = Call {
+            who: Identity {
+                name: "docker (plugin socket)".to_owned(),
+                role: Role::Admin,
+                transport: Transport::Unix,
+            },
+            rpc: Rpc(format!("DockerPlugin/{method}")),
+        };
+        call.to_the_end(&self.ctx, target, detail, |_| work, ok)
+            .await
+            .map_err(|s| s.message().to_owned())
+    }
+
+    /// Docker's call `method`; `None` for one this plugin does not serve.
+    async fn call(self: &Arc<Self>, method: &str, body: &[u8]) -> Option<Reply> {
+        let ok = || Some(Ok(Value::Object(Default::default())));
+        Some(match method {
+            "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
+            "NetworkDriver.GetCapabilities" => {
+                Ok(json!({ "Scope": "local", "ConnectivityScope": "local" }))
+            }
+            "NetworkDriver.CreateNetwork" => run(method, body, |r| self.create_network(r)).await,
+            "NetworkDriver.DeleteNetwork" => run(method, body, |r| self.delete_network(r)).await,
+            "NetworkDriver.CreateEndpoint" => run(method, body, |r| self.create_endpoint(r)).await,
+            "NetworkDriver.DeleteEndpoint" => run(method, body, |r| self.delete_endpoint(r)).await,
+            "NetworkDriver.EndpointOperInfo" => run(method, body, |r| self.oper_info(r)).await,
+            "NetworkDriver.Join" => run(method, body, |r| self.join(r)).await,
+            "NetworkDriver.Leave" => run(method, body, |r| self.leave(r)).await,
+            "NetworkDriver.ProgramExternalConnectivity"
+            | "NetworkDriver.RevokeExternalConnectivity"
+            | "NetworkDriver.DiscoverNew"
+            | "NetworkDriver.DiscoverDelete"
+            | "IpamDriver.ReleasePool" => return ok(),
+            _ => return self.call_ipam(method, body).await,
+        })
+    }
+
+    async fn call_ipam(self: &Arc<Self>, method: &str, body: &[u8]) -> Option<Reply> {
+        Some(match method {
+            "IpamDriver.GetCapabilities" => {
+                Ok(json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false }))
+            }
+            "IpamDriver.GetDefaultAddressSpaces" => Ok(json!({
+                "LocalDefaultAddressSpace": wire::ADDRESS_SPACE,
+                "GlobalDefaultAddressSpace": wire::ADDRESS_SPACE,
+            })),
+            "IpamDriver.RequestPool" => run(method, body, |r| self.request_pool(r)).await,
+            "IpamDriver.RequestAddress" => run(method, body, |r| self.request_address(r)).await,
+            "IpamDriver.ReleaseAddress" => run(method, body, |r| self.release_address(r)).await,
+            _ => return None,
+        })
+    }
+}
+
+/// `f` on Docker's request, parsed.
+async fn run<T, F, Fut>(method: &str, body: &[u8], f: F) -> Reply
+where
+    T: DeserializeOwned + Default,
+    F: FnOnce(T) -> Fut,
+    Fut: Future<Output = Reply>,
+{
+    f(parse(method, body)?).await
+}
+
+/// Docker's JSON (an empty body is an empty request).
+fn parse<T: DeserializeOwned + Default>(method: &str, body: &[u8]) -> Result<T, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| format!("{method}: the request is not what Docker sends: {e}"))
+}
+
+/// A refusal: libnetwork's driver API reads `Err`, its IPAM API `Error`.
+fn refusal(msg: &str) -> Value {
+    json!({ "Err": msg, "Error": msg })
+}
+
+fn answer(status: StatusCode, v: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, MEDIA_TYPE)], v.to_string()).into_response()
+}
+
+async fn dispatch(
+    State(plugin): State<Arc<Plugin>>,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    let served = tokio::time::timeout(CALL_TIMEOUT, plugin.call(&method, &body)).await;
+    match served {
+        Ok(Some(Ok(v))) => answer(StatusCode::OK, &v),
+        Ok(Some(Err(e))) => {
+            tracing::info!(method, error = %e, "refused Docker's call");
+            answer(StatusCode::OK, &refusal(&e))
+        }
+        Ok(None) => answer(
+            StatusCode::NOT_FOUND,
+            &json!({ "Err": format!("linkherd does not serve {method}") }),
+        ),
+        Err(_) => answer(
+            StatusCode::OK,
+            &refusal(&format!(
+                "{method} took longer than {} s (see the agent's log)",
+                CALL_TIMEOUT.as_secs()
+            )),
+        ),
+    }
+}
+
+/// Serves the plugin on `listener` until `shutdown`.
+pub async fn serve(
+    plugin: Arc<Plugin>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/{method}", post(dispatch))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_CONCURRENT))
+        .with_state(plugin);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

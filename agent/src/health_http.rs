@@ -1,0 +1,51 @@
+//! A readiness endpoint a kubelet or a supervisor can probe without a
+//! client certificate: `GET /healthz` in plain HTTP, on a loopback address
+//! only (so it tells nothing beyond the host), answering the agent's overall
+//! `grpc.health.v1` status — `200 SERVING`, or `503` and the status — as the
+//! mTLS health service does. A bare TCP probe would call an agent ready
+//! whose subsystems report themselves not serving.
+
+use std::future::Future;
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use tokio::net::TcpListener;
+use tonic_health::{
+    pb::{HealthCheckRequest, health_check_response::ServingStatus, health_server::Health},
+    server::{HealthReporter, HealthService},
+};
+
+async fn healthz(State(health): State<HealthReporter>) -> (StatusCode, String) {
+    let svc = HealthService::from_health_reporter(health);
+    let asked = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    match svc.check(asked).await {
+        Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => {
+            (StatusCode::OK, "SERVING\n".to_owned())
+        }
+        Ok(r) => {
+            let status = ServingStatus::try_from(r.get_ref().status)
+                .map(|s| s.as_str_name())
+                .unwrap_or("UNKNOWN");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{status}\n"))
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", e.message()),
+        ),
+    }
+}
+
+/// Serves `/healthz` on `listener` until `shutdown`.
+pub async fn serve(
+    health: HealthReporter,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(health);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
