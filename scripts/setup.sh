@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test linkherd: iproute2
 # (ip with JSON output), a C toolchain for ring, QEMU for the lab's vm
-# backend, podman and runc, and the Rust components. (The lab fetches its guest kernel and
+# backend, podman and runc, Debian's Docker engine, and the Rust components. (The lab fetches its guest kernel and
 # busybox itself, through apt-get download, into /var/cache/linkherd-lab.)
 # Safe to run repeatedly; installs nothing that is already there.
 set -euo pipefail
@@ -18,6 +18,11 @@ command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -x /usr/lib/cni/macvlan ] || need+=(containernetworking-plugins)
+# Docker's engine for the driver tests and the agent image (the tests start
+# dockerd themselves, with their own roots; nothing here starts it), and
+# util-linux's unshare/nsenter they start it with.
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages ${need[*]}; install them as root" >&2

@@ -380,6 +380,29 @@ async fn agent_down_fails_clearly(state: &mut LabState, e: &Engines) {
         "{err}"
     );
     let _ = e.no2.docker(&["rm", "-f", "b9"]);
+    let out = create_network(
+        &e.no2,
+        "mac_net10b",
+        "172.16.10.0/24",
+        "172.16.10.1",
+        "eth0",
+    );
+    assert!(
+        !out.status.success(),
+        "a network created without its driver"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("linkherd.sock: connect: no such file or directory"),
+        "{err}"
+    );
+    // Running containers keep their network: the macvlans are the kernel's.
+    assert!(
+        pings(&e.no1, "b1", "172.16.10.11"),
+        "b3 lost its network with the agent"
+    );
+    assert_eq!(records(state, "no2"), 3, "b3, b4 and b6; nothing of b9");
+
     lab::restart_agent(state, "no2").await.expect("restart no2");
     ok(&run(&e.no2, "b9", "mac_net10", None));
     assert_eq!(addr(&e.no2, "b9"), "172.16.10.33/24");
@@ -388,4 +411,7 @@ async fn agent_down_fails_clearly(state: &mut LabState, e: &Engines) {
         pings(&e.no2, "b3", "172.16.10.10"),
         "b3 does not reach b1 after the agent's restart"
     );
+    // A container started before the restart is released by `docker rm`.
+    ok(&e.no2.docker(&["rm", "-f", "b6"]));
+    assert_eq!(records(state, "no2"), 3, "b3, b4 and b9");
 }

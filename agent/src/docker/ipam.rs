@@ -28,22 +28,24 @@ fn parse_pool_id(id: &str) -> Result<(&str, bool), String> {
 
 impl Plugin {
     pub(super) async fn request_pool(&self, r: RequestPool) -> Reply {
-        if !r.sub_pool.is_empty() {
-            return Err(format!(
-                "--ip-range is not used by linkherd: containers get addresses from this host's \
-                 blocks of the network (or the --ip asked for); leave --ip-range={} out",
-                r.sub_pool
-            ));
-        }
         let nets = self.ctx.lifecycle.networks().await;
         let name = r.options.get(NETWORK_OPTION).map(String::as_str);
         let net = matching::which(&nets, name, &r.pool, r.v6)?;
         let subnet = pool(net, r.v6)
-            .map(|p| p.subnet.to_string())
-            .unwrap_or_default();
+            .map(|p| p.subnet)
+            .ok_or_else(|| format!("{} has no subnet of that family in the fleet", net.name))?;
+        // The whole subnet (as the source document gives it) restricts
+        // nothing; anything narrower is the blocks' job.
+        if !r.sub_pool.is_empty() && r.sub_pool.parse().ok() != Some(subnet) {
+            return Err(format!(
+                "--ip-range={} is not used by linkherd: containers get addresses from this \
+                 host's blocks of {} (or the --ip asked for); leave --ip-range out",
+                r.sub_pool, net.name
+            ));
+        }
         Ok(json!({
             "PoolID": pool_id(net.name.as_str(), r.v6),
-            "Pool": subnet,
+            "Pool": subnet.to_string(),
             "Data": {},
         }))
     }

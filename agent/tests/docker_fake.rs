@@ -1,0 +1,324 @@
+//! Docker's remote driver protocol on a real unix socket, over the fake
+//! kernel: the calls dockerd makes for `docker network create` and `docker
+//! run` (as a Debian 20.10 engine sends them), what each leaves in the
+//! kernel and the records, the audit lines, and what a wrong, malformed,
+//! unknown or oversized call gets — Docker's `{"Err": ...}`, with nothing
+//! left behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Pki, fake_with_nic, start_agent};
+use linkherd_agent::net::NetOps;
+use linkherd_proto::{model::IfName, pb};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NET_ID: &str = "02f5fff91f3685237ec4e518726ae0dcaeba87f4f152f0b2a00bb072f311f109";
+const EP_ID: &str = "bae95847415fae74b95cc84704889fb0bf0314b55036b7fb4c455fb2bad92a95";
+
+/// One call, in HTTP/1.0 (the server closes when it has answered): the
+/// status and the JSON body.
+async fn call(sock: &Path, method: &str, body: &str) -> (u16, Value) {
+    let mut s = tokio::net::UnixStream::connect(sock)
+        .await
+        .expect("connect");
+    let req = format!(
+        "POST /{method} HTTP/1.0\r\nHost: plugin\r\nContent-Type: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out);
+    let status = text[9..12].parse().expect("status");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn ok(sock: &Path, method: &str, body: Value) -> Value {
+    let (status, v) = call(sock, method, &body.to_string()).await;
+    assert_eq!(status, 200, "{method}: {v}");
+    assert!(v.get("Err").is_none(), "{method}: {v}");
+    v
+}
+
+async fn refused(sock: &Path, method: &str, body: Value) -> String {
+    let (status, v) = call(sock, method, &body.to_string()).await;
+    assert_eq!(status, 200, "{method}: {v}");
+    assert_eq!(v["Err"], v["Error"], "both of libnetwork's spellings");
+    v["Err"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{method} accepted: {v}"))
+        .to_owned()
+}
+
+fn catalog() -> pb::DesiredState {
+    pb::DesiredState {
+        networks: vec!["mac_net10".into()],
+        catalog: vec![pb::CatalogNetwork {
+            name: "mac_net10".into(),
+            parent: "ens192".into(),
+            mode: pb::MacvlanMode::Bridge.into(),
+            v4: Some(pb::CatalogPool {
+                subnet: "172.16.10.0/24".into(),
+                gateway: "172.16.10.1".into(),
+                blocks: vec!["172.16.10.48/30".into()],
+                excluded: Vec::new(),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// An agent over a fake kernel with NIC ens192 and mac_net10 in its
+/// catalog, serving the plugin on a socket in `dir`.
+async fn plugin(
+    dir: &Path,
+) -> (
+    common::RunningAgent,
+    PathBuf,
+    std::sync::Arc<linkherd_agent::net::fake::FakeKernel>,
+) {
+    let fake = fake_with_nic();
+    let pki = Pki::new();
+    let agent = start_agent(fake.clone(), &pki, Some(&dir.join("state"))).await;
+    let mut host = pb::host_service_client::HostServiceClient::new(
+        agent
+            .channel(&pki, Some(linkherd_proto::model::Role::Admin))
+            .await
+            .expect("admin"),
+    );
+    common::apply_confirmed(&mut host, catalog()).await;
+    let sock = dir.join("plugins/linkherd.sock");
+    let listener = linkherd_agent::server::bind_unix(&sock).expect("bind");
+    let serving = agent.agent.clone();
+    tokio::spawn(async move { serving.serve_docker(listener, std::future::pending()).await });
+    (agent, sock, fake)
+}
+
+fn create_network(parent: &str, gateway: &str) -> Value {
+    json!({
+        "NetworkID": NET_ID,
+        "Options": {"com.docker.network.enable_ipv6": false, "com.docker.network.generic": {"parent": parent}},
+        "IPv4Data": [{"AddressSpace": "linkherd", "Gateway": gateway, "Pool": "172.16.10.0/24"}],
+        "IPv6Data": []
+    })
+}
+
+#[tokio::test]
+async fn dockers_calls_make_and_remove_a_handed_over_macvlan() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_agent, sock, fake) = plugin(dir.path()).await;
+    let v = ok(&sock, "Plugin.Activate", json!({})).await;
+    assert_eq!(v, json!({"Implements": ["NetworkDriver", "IpamDriver"]}));
+    let pool = ok(&sock, "IpamDriver.RequestPool", json!({"AddressSpace": "linkherd", "Pool": "172.16.10.0/24", "SubPool": "", "Options": {}, "V6": false})).await;
+    assert_eq!(
+        pool,
+        json!({"PoolID": "mac_net10/v4", "Pool": "172.16.10.0/24", "Data": {}})
+    );
+    let gw = ok(&sock, "IpamDriver.RequestAddress", json!({"PoolID": "mac_net10/v4", "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}})).await;
+    assert_eq!(gw, json!({"Address": "172.16.10.1/24"}));
+    ok(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        create_network("ens192", "172.16.10.1/24"),
+    )
+    .await;
+    // Go's nil map arrives as null.
+    let a = ok(
+        &sock,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "mac_net10/v4", "Address": "", "Options": null}),
+    )
+    .await;
+    assert_eq!(
+        a,
+        json!({"Address": "172.16.10.48/24"}),
+        "the lowest of this host's block"
+    );
+    let b = ok(
+        &sock,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "mac_net10/v4", "Address": ""}),
+    )
+    .await;
+    assert_eq!(
+        b,
+        json!({"Address": "172.16.10.49/24"}),
+        "the first is reserved"
+    );
+    ok(
+        &sock,
+        "IpamDriver.ReleaseAddress",
+        json!({"PoolID": "mac_net10/v4", "Address": "172.16.10.49"}),
+    )
+    .await;
+
+    let ep = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Interface": {"Address": "172.16.10.48/24", "AddressIPv6": "", "MacAddress": ""}, "Options": {}});
+    let made = ok(&sock, "NetworkDriver.CreateEndpoint", ep).await;
+    let mac = made["Interface"]["MacAddress"]
+        .as_str()
+        .expect("a MAC for Docker")
+        .to_owned();
+    let join = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "SandboxKey": "/var/run/docker/netns/13178d05e73d", "Options": {}});
+    let joined = ok(&sock, "NetworkDriver.Join", join).await;
+    assert_eq!(
+        joined,
+        json!({"InterfaceName": {"SrcName": "lhbae95847415f", "DstPrefix": "eth"}, "Gateway": "172.16.10.1", "DisableGatewayService": true})
+    );
+    let link = fake
+        .link(&IfName::parse("t", "lhbae95847415f").expect("name"))
+        .await
+        .expect("made for Docker");
+    assert_eq!(link.mac.map(|m| m.to_string()), Some(mac.clone()));
+    assert!(
+        !link.admin_up && link.addresses.is_empty(),
+        "down, unaddressed: Docker configures it once moved"
+    );
+    assert_eq!(link.parent.as_deref(), Some("ens192"));
+    let info = ok(
+        &sock,
+        "NetworkDriver.EndpointOperInfo",
+        json!({"NetworkID": NET_ID, "EndpointID": EP_ID}),
+    )
+    .await;
+    assert_eq!(info["Value"]["linkherd.addresses"], "172.16.10.48/24");
+    assert!(
+        dir.path()
+            .join("state/attachments")
+            .read_dir()
+            .expect("records")
+            .count()
+            == 1
+    );
+
+    let leave = json!({"NetworkID": NET_ID, "EndpointID": EP_ID});
+    ok(&sock, "NetworkDriver.Leave", leave.clone()).await;
+    assert!(
+        fake.link(&IfName::parse("t", "lhbae95847415f").expect("name"))
+            .await
+            .is_err(),
+        "deleted at Leave"
+    );
+    ok(&sock, "NetworkDriver.DeleteEndpoint", leave).await;
+    assert_eq!(
+        dir.path()
+            .join("state/attachments")
+            .read_dir()
+            .expect("records")
+            .count(),
+        0
+    );
+    ok(
+        &sock,
+        "NetworkDriver.DeleteNetwork",
+        json!({"NetworkID": NET_ID}),
+    )
+    .await;
+    assert_eq!(
+        dir.path()
+            .join("state/docker-networks")
+            .read_dir()
+            .expect("records")
+            .count(),
+        0
+    );
+
+    let audit = common::audit_records(&dir.path().join("state"), "DockerPlugin/Join", 1).await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["caller"], "docker (plugin socket)", "{}", audit[0]);
+    assert_eq!(
+        audit[0]["result"],
+        "made lhbae95847415f on ens192 for Docker to move"
+    );
+}
+
+#[tokio::test]
+async fn wrong_malformed_unknown_and_huge_calls_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_agent, sock, fake) = plugin(dir.path()).await;
+    let before = fake.links().await.expect("links").len();
+    let err = refused(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        create_network("eth0", "172.16.10.1/24"),
+    )
+    .await;
+    assert_eq!(
+        err,
+        "-o parent=eth0 is not mac_net10's on this host: the fleet's parent here is ens192; give that, or leave -o parent out"
+    );
+    let err = refused(
+        &sock,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "mac_net10/v4", "Address": "172.16.10.1"}),
+    )
+    .await;
+    assert_eq!(err, "address 172.16.10.1 is the gateway; ask for another");
+    let err = refused(
+        &sock,
+        "NetworkDriver.Join",
+        json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "SandboxKey": "/x"}),
+    )
+    .await;
+    assert!(
+        err.starts_with(&format!(
+            "Docker network {NET_ID} is not a linkherd network this host's agent knows"
+        )),
+        "{err}"
+    );
+    let err = refused(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        json!({"NetworkID": "../../etc"}),
+    )
+    .await;
+    assert!(err.contains("is not a container id"), "{err}");
+    let (status, v) = call(&sock, "NetworkDriver.CreateEndpoint", "{\"NetworkID\": 5").await;
+    assert_eq!(status, 200);
+    assert!(
+        v["Err"]
+            .as_str()
+            .expect("err")
+            .starts_with("NetworkDriver.CreateEndpoint: the request is not what Docker sends"),
+        "{v}"
+    );
+    let (status, v) = call(&sock, "NetworkDriver.Bogus", "{}").await;
+    assert_eq!(
+        (status, v["Err"].as_str()),
+        (404, Some("linkherd does not serve NetworkDriver.Bogus"))
+    );
+    let huge = format!("{{\"NetworkID\": \"{}\"}}", "a".repeat(100_000));
+    let (status, _) = call(&sock, "NetworkDriver.CreateNetwork", &huge).await;
+    assert_eq!(status, 413, "bodies are bounded");
+    // A Join whose endpoint was never created: nothing made.
+    ok(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        create_network("ens192", "172.16.10.1/24"),
+    )
+    .await;
+    let err = refused(
+        &sock,
+        "NetworkDriver.Join",
+        json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "SandboxKey": "/var/run/docker/netns/x"}),
+    )
+    .await;
+    assert!(
+        err.starts_with(&format!(
+            "endpoint {EP_ID} of network mac_net10 is not known to this host's agent"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        fake.links().await.expect("links").len(),
+        before,
+        "nothing left behind"
+    );
+}
