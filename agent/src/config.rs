@@ -410,6 +410,33 @@ mod tests {
     }
 
     #[test]
+    fn the_plain_health_endpoint_is_loopback_only_and_the_plugin_off_by_default() {
+        let mut f = with_tls(flags(Some("0.0.0.0:7443")));
+        f.health_listen = Some("0.0.0.0:7444".into());
+        assert_eq!(
+            Settings::merge(f, FileConfig::default()).expect_err("not loopback"),
+            ConfigError::HealthNotLoopback("0.0.0.0:7444".parse().expect("addr"))
+        );
+        let file = FileConfig {
+            health_listen: Some("127.0.0.1:7444".into()),
+            docker_plugin: Some("/run/docker/plugins/linkherd.sock".into()),
+            ..FileConfig::default()
+        };
+        let s = Settings::merge(with_tls(flags(Some("0.0.0.0:7443"))), file).expect("ok");
+        assert_eq!(
+            s.health_listen,
+            Some("127.0.0.1:7444".parse().expect("addr"))
+        );
+        assert_eq!(
+            s.docker_plugin.as_deref(),
+            Some(std::path::Path::new("/run/docker/plugins/linkherd.sock"))
+        );
+        let s = Settings::merge(with_tls(flags(Some("0.0.0.0:7443"))), FileConfig::default())
+            .expect("defaults");
+        assert_eq!((s.health_listen, s.docker_plugin), (None, None));
+    }
+
+    #[test]
     fn mtls_needs_all_three_files() {
         let mut f = with_tls(flags(Some("0.0.0.0:7443")));
         f.client_ca = None;

@@ -37,6 +37,7 @@ impl LabState {
 #[derive(Debug)]
 pub struct Dockerd {
     pub dir: PathBuf,
+    /// The network namespace it runs in.
     pub host: String,
     pid: u32,
 }
@@ -64,22 +65,32 @@ impl Dockerd {
         let h = state
             .host(host)
             .ok_or_else(|| LabError::State(format!("no host {host} in this lab")))?;
+        Self::start_in(&h.netns, &state.docker_plugins(host), dir)
+    }
+
+    /// Starts an engine in named namespace `netns`, seeing `plugins` as
+    /// `/run/docker/plugins`, with its files in `dir`.
+    pub fn start_in(netns: &str, plugins: &Path, dir: &Path) -> Result<Self, LabError> {
         if !Path::new("/usr/sbin/dockerd").exists() {
             return Err(LabError::State(
                 "dockerd is missing: scripts/setup.sh installs Debian's docker.io".into(),
             ));
         }
-        let netns = dir.join("exec/netns");
+        let exec_netns = dir.join("exec/netns");
         for d in [
-            netns.as_path(),
+            exec_netns.as_path(),
             &dir.join("data"),
+            plugins,
             Path::new("/run/docker/plugins"),
         ] {
             fs::create_dir_all(d).map_err(io(d))?;
         }
         // Shared, so the sandboxes Docker mounts here show outside.
-        sh(Command::new("mount").arg("--bind").arg(&netns).arg(&netns))?;
-        sh(Command::new("mount").arg("--make-shared").arg(&netns))?;
+        sh(Command::new("mount")
+            .arg("--bind")
+            .arg(&exec_netns)
+            .arg(&exec_netns))?;
+        sh(Command::new("mount").arg("--make-shared").arg(&exec_netns))?;
         let log = fs::File::create(dir.join("dockerd.log")).map_err(io(dir))?;
         let err = log.try_clone().map_err(io(dir))?;
         let script = "mount --bind \"$1\" /run/docker/plugins && shift && exec \"$@\"";
@@ -93,9 +104,9 @@ impl Dockerd {
                 script,
                 "sh",
             ])
-            .arg(state.docker_plugins(host))
+            .arg(plugins)
             .arg("nsenter")
-            .arg(format!("--net=/run/netns/{}", h.netns))
+            .arg(format!("--net=/run/netns/{netns}"))
             .arg("dockerd")
             .arg("--data-root")
             .arg(dir.join("data"))
@@ -119,7 +130,7 @@ impl Dockerd {
             .map_err(io(Path::new("unshare")))?;
         let d = Self {
             dir: dir.to_owned(),
-            host: host.to_owned(),
+            host: netns.to_owned(),
             pid: child.id(),
         };
         d.wait_ready()?;

@@ -15,6 +15,24 @@ pub fn ctl(state: &LabState, args: &[&str]) -> Output {
     ctl_command(state, args).output().expect("run linkherdctl")
 }
 
+/// `linkherdctl ARGS` against the agent at `url` directly, as the admin
+/// client of the CA in `pki` (no config file).
+pub fn ctl_at(url: &str, pki: &Path, args: &[&str]) -> Output {
+    Command::new(bins::ctl().expect("linkherdctl built"))
+        .arg("--agent")
+        .arg(url)
+        .arg("--ca")
+        .arg(pki.join("ca.pem"))
+        .arg("--cert")
+        .arg(pki.join("client-admin.pem"))
+        .arg("--key")
+        .arg(pki.join("client-admin-key.pem"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run linkherdctl")
+}
+
 /// The same, to start in the background.
 pub fn ctl_command(state: &LabState, args: &[&str]) -> Command {
     let mut c = Command::new(bins::ctl().expect("linkherdctl built"));

@@ -12,7 +12,11 @@ use std::{
     time::Duration,
 };
 
-use linkherd_lab::{self as lab, HostSpec, LabGuard, LabState, bins, docker::Dockerd, fleet::text};
+use linkherd_lab::{
+    self as lab, HostSpec, LabGuard, LabState, bins,
+    docker::Dockerd,
+    fleet::{ctl_at, text},
+};
 use serde_json::Value;
 use test_support::have_root;
 
@@ -193,18 +197,8 @@ async fn the_agent_image_runs_with_host_networking_and_answers_over_mtls() {
     );
 
     let pki = state.pki();
-    let out = Command::new(bins::ctl().expect("ctl built"))
-        .arg("--agent")
-        .arg(format!("https://{}:{PORT}", h.mgmt_ip))
-        .arg("--ca")
-        .arg(pki.join("ca.pem"))
-        .arg("--cert")
-        .arg(pki.join("client-admin.pem"))
-        .arg("--key")
-        .arg(pki.join("client-admin-key.pem"))
-        .args(["host", "info", "-o", "json"])
-        .output()
-        .expect("ctl");
+    let url = format!("https://{}:{PORT}", h.mgmt_ip);
+    let out = ctl_at(&url, &pki, &["host", "info", "-o", "json"]);
     assert!(out.status.success(), "{}\n{}", text(&out.stderr), logs());
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(info["caller"]["transport"], "mtls", "{info}");

@@ -87,21 +87,10 @@ async fn agent_example_config_serves_mtls() {
         .arg(&cfg_path)
         .spawn()
         .expect("start agent");
-    let ctl = bins::ctl().expect("ctl built");
     let mut answered = None;
     for _ in 0..100 {
-        let out = Command::new(&ctl)
-            .arg("--agent")
-            .arg(format!("https://127.0.0.1:{port}"))
-            .arg("--ca")
-            .arg(pki.join("ca.pem"))
-            .arg("--cert")
-            .arg(pki.join("client-admin.pem"))
-            .arg("--key")
-            .arg(pki.join("client-admin-key.pem"))
-            .args(["host", "info", "-o", "json"])
-            .output()
-            .expect("ctl");
+        let url = format!("https://127.0.0.1:{port}");
+        let out = linkherd_lab::fleet::ctl_at(&url, &pki, &["host", "info", "-o", "json"]);
         if out.status.success() {
             answered = Some(out);
             break;

@@ -21,6 +21,7 @@ use linkherd_lab::{
     self as lab, HostSpec, LabGuard, LabState,
     docker::{Dockerd, busybox_rootfs},
     fleet::{apply_ok, ctl, seed_spec, text, write_spec},
+    sh::ip_in,
 };
 use test_support::have_root;
 
@@ -111,6 +112,21 @@ fn records(state: &LabState, host: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Links in `host`'s namespace named as the agent makes them for Docker
+/// (`lh` and 12 characters): none once Docker moved them in, or after the
+/// agent deleted them.
+fn handed_over_links(state: &LabState, host: &str) -> Vec<String> {
+    let ns = &state.host(host).expect("host").netns;
+    let links = ip_in(ns, &["-o", "link", "show"]).expect("ip link");
+    links
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|n| n.split(['@', ':']).next())
+        .filter(|n| n.starts_with("lh") && n.len() == 14)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn start_engines(state: &LabState, dir: &Path) -> Engines {
     let tar = busybox_rootfs(dir).expect("rootfs");
     let start = |h: &str| {
@@ -161,7 +177,7 @@ async fn the_documents_docker_commands_run_on_linkherd_networks() {
             parent,
         ));
     }
-    the_documents_containers_reach_across_hosts(&e);
+    the_documents_containers_reach_across_hosts(&state, &e);
     fleet_sees_and_proves_the_containers(&state, &spec);
     restart_keeps_and_rm_releases(&state, &e);
     agent_down_fails_clearly(&mut state, &e).await;
@@ -234,7 +250,7 @@ fn drift_is_refused_with_the_fleets_values(e: &Engines) {
 /// b1 (mac_net10) and b2 (mac_net20) on no1, b3 and b4 on no2, with the
 /// document's addresses; the same network reaches across hosts, the other
 /// does not; a container without --ip gets its own host's block.
-fn the_documents_containers_reach_across_hosts(e: &Engines) {
+fn the_documents_containers_reach_across_hosts(state: &LabState, e: &Engines) {
     let cs = [
         ("no1", "b1", "mac_net10", "172.16.10.10"),
         ("no1", "b2", "mac_net20", "172.16.20.10"),
@@ -270,11 +286,19 @@ fn the_documents_containers_reach_across_hosts(e: &Engines) {
         ("172.16.10.16/24", "172.16.10.32/24")
     );
     assert!(pings(&e.no1, "b5", "172.16.10.32"), "b5 does not reach b6");
-    // Docker moved the macvlan in: no interface of it is left on the host.
-    let host_links = ok(&e
+    // Docker moved the macvlans in and named them eth0: none is left in
+    // the hosts' namespaces under the name the agent made it with.
+    let inside = ok(&e
         .no1
         .docker(&["exec", "b1", "ip", "-o", "link", "show", "eth0"]));
-    assert!(host_links.contains("eth0@"), "{host_links}");
+    assert!(inside.contains("eth0@"), "{inside}");
+    for h in ["no1", "no2"] {
+        assert_eq!(
+            handed_over_links(state, h),
+            Vec::<String>::new(),
+            "left on {h}"
+        );
+    }
 }
 
 /// `get endpoints` lists the Docker containers as attachments, and `verify`
@@ -402,16 +426,29 @@ async fn agent_down_fails_clearly(state: &mut LabState, e: &Engines) {
         "b3 lost its network with the agent"
     );
     assert_eq!(records(state, "no2"), 3, "b3, b4 and b6; nothing of b9");
+    // Removed while no agent hears it (Docker retries Leave and
+    // DeleteEndpoint for 30 s each, then goes on): Docker forgets the
+    // endpoint, and hands the macvlan back to the host's namespace.
+    ok(&e.no2.docker(&["rm", "-f", "b6"]));
+    assert_eq!(
+        records(state, "no2"),
+        3,
+        "b6's record outlives its container"
+    );
 
+    // Back: the agent reaps b6 (its namespace is gone) at start, so its
+    // address is free for b9, and its macvlan is gone from the host.
     lab::restart_agent(state, "no2").await.expect("restart no2");
+    assert_eq!(records(state, "no2"), 2, "b3 and b4");
+    assert_eq!(handed_over_links(state, "no2"), Vec::<String>::new());
     ok(&run(&e.no2, "b9", "mac_net10", None));
-    assert_eq!(addr(&e.no2, "b9"), "172.16.10.33/24");
+    assert_eq!(addr(&e.no2, "b9"), "172.16.10.32/24", "b6's, released");
     assert!(pings(&e.no2, "b9", "172.16.10.10"), "b9 does not reach b1");
     assert!(
         pings(&e.no2, "b3", "172.16.10.10"),
         "b3 does not reach b1 after the agent's restart"
     );
     // A container started before the restart is released by `docker rm`.
-    ok(&e.no2.docker(&["rm", "-f", "b6"]));
-    assert_eq!(records(state, "no2"), 3, "b3, b4 and b9");
+    ok(&e.no2.docker(&["rm", "-f", "b4"]));
+    assert_eq!(records(state, "no2"), 2, "b3 and b9");
 }

@@ -29,8 +29,11 @@ fn empty() -> Value {
     Value::Object(Default::default())
 }
 
+/// Docker's ids are 64 hex digits; anything else (a path, say) is not
+/// Docker's, and never becomes a file name.
 fn docker_id(what: &str, id: &str) -> Result<String, String> {
-    parse_container_id(what, id).map_err(|e| e.to_string())
+    parse_container_id(what, id)
+        .map_err(|_| format!("{what} {id:?} is not a Docker id (letters and digits, at most 128)"))
 }
 
 impl Plugin {
@@ -201,8 +204,22 @@ impl Plugin {
         .map_err(|e| e.to_string())
     }
 
+    /// The key of an endpoint Docker is taking away; `None` when it names
+    /// nothing this agent knows, which is then done already.
+    async fn key_to_remove(&self, r: &EndpointRef) -> Option<AttachKey> {
+        match self.key_of(&r.network_id, &r.endpoint_id).await {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::info!(endpoint = r.endpoint_id, error = %e, "nothing to remove");
+                None
+            }
+        }
+    }
+
     pub(super) async fn leave(self: &Arc<Self>, r: EndpointRef) -> Reply {
-        let key = self.key_of(&r.network_id, &r.endpoint_id).await?;
+        let Some(key) = self.key_to_remove(&r).await else {
+            return Ok(empty());
+        };
         let (lc, k) = (self.ctx.lifecycle.clone(), key.clone());
         let what = format!("{}/{}", key.0, key.1);
         self.mutate(
@@ -224,21 +241,16 @@ impl Plugin {
     }
 
     pub(super) async fn delete_endpoint(self: &Arc<Self>, r: EndpointRef) -> Reply {
-        let key = self.key_of(&r.network_id, &r.endpoint_id).await?;
-        let spec =
-            linkherd_proto::convert::AttachKeySpec::try_from(linkherd_proto::pb::AttachmentKey {
-                network: key.0.clone(),
-                container_id: key.1.clone(),
-                ifname: key.2.clone(),
-            })
-            .map_err(|e| e.to_string())?;
-        let lc = self.ctx.lifecycle.clone();
+        let Some(key) = self.key_to_remove(&r).await else {
+            return Ok(empty());
+        };
+        let (lc, k) = (self.ctx.lifecycle.clone(), key.clone());
         let what = format!("{}/{}", key.0, key.1);
         self.mutate(
             "DeleteEndpoint",
             &what,
             "delete endpoint",
-            async move { lc.detach(&spec).await },
+            async move { lc.detach_handover(&k).await },
             |gone| match gone {
                 Some(a) => format!("released {}", join(&a.addresses)),
                 None => "nothing recorded".to_owned(),

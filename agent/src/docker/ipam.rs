@@ -70,12 +70,17 @@ impl Plugin {
                     .map_err(|_| format!("--ip {a:?} is not an address"))?,
             ),
         };
-        let got = self
-            .ctx
-            .lifecycle
-            .reserve_address(name, v6, asked)
-            .await
-            .map_err(|e| e.to_string())?;
+        let lc = &self.ctx.lifecycle;
+        let got = match lc.reserve_address(name, v6, asked).await {
+            Ok(a) => a,
+            // Refused (taken, or the blocks full): perhaps by an endpoint
+            // whose container went while the agent was down.
+            Err(e) if self.reap().await == 0 => return Err(e.to_string()),
+            Err(_) => lc
+                .reserve_address(name, v6, asked)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
         Ok(json!({ "Address": got.to_string() }))
     }
 

@@ -154,6 +154,12 @@ pub fn check_network(
 }
 
 fn check_data(net: &CatalogNetwork, d: &IpamData, v6: bool) -> Result<(), String> {
+    if let Some(name) = d.aux_addresses.keys().next() {
+        return Err(format!(
+            "--aux-address {name} is not used by linkherd: addresses kept from containers are \
+             the fleet spec's (other hosts' blocks, endpoints' fixed addresses); leave it out"
+        ));
+    }
     if d.address_space != ADDRESS_SPACE {
         return Err(format!(
             "create the network with --ipam-driver linkherd: {}'s addresses come from this \
@@ -298,6 +304,7 @@ mod tests {
             address_space: ADDRESS_SPACE.into(),
             pool: "172.16.10.0/24".into(),
             gateway: "172.16.10.1/24".into(),
+            aux_addresses: BTreeMap::new(),
         };
         let parent = BTreeMap::from([("parent".to_owned(), "ens192.10".to_owned())]);
         check_network(&c[0], &parent, std::slice::from_ref(&ok), &[]).expect("the document's own");
@@ -305,6 +312,15 @@ mod tests {
         assert_eq!(
             check_network(&c[0], &other, std::slice::from_ref(&ok), &[]).expect_err("parent"),
             "-o parent=eth0.10 is not mac_net10's on this host: the fleet's parent here is ens192.10; give that, or leave -o parent out"
+        );
+        let aux = IpamData {
+            aux_addresses: BTreeMap::from([("router".to_owned(), "172.16.10.5".to_owned())]),
+            ..IpamData::default()
+        };
+        assert!(
+            check_network(&c[0], &parent, &[aux], &[])
+                .expect_err("aux")
+                .starts_with("--aux-address router is not used by linkherd")
         );
         let gw = IpamData {
             gateway: "172.16.10.254/24".into(),
@@ -317,7 +333,7 @@ mod tests {
         let default_ipam = IpamData {
             address_space: "LocalDefault".into(),
             pool: "172.16.10.0/24".into(),
-            gateway: String::new(),
+            ..IpamData::default()
         };
         assert!(
             check_network(&c[0], &parent, &[default_ipam], &[])
@@ -328,7 +344,7 @@ mod tests {
         let ok = IpamData {
             address_space: ADDRESS_SPACE.into(),
             pool: "172.16.10.0/24".into(),
-            gateway: String::new(),
+            ..IpamData::default()
         };
         assert!(
             check_network(&c[0], &odd, &[ok], &[])

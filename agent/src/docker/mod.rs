@@ -8,7 +8,11 @@
 //! Every call is JSON in, JSON out; a refusal is `{"Err": "..."}` with a
 //! message for a Docker user. The socket is bound like the admin socket
 //! (0600, in a directory only root may write): dockerd, as root, is the one
-//! caller, audited as `docker (plugin socket)`.
+//! caller. Its changes (networks bound, endpoints recorded, links made and
+//! deleted) are audited as `docker (plugin socket)`; address reservations,
+//! in memory until CreateEndpoint records them, are not. An endpoint whose
+//! container went while the agent was down is reaped at start, or when an
+//! address is refused.
 
 mod bindings;
 mod driver;
@@ -29,6 +33,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::{net::UnixListener, sync::Mutex};
+use tracing::Instrument;
 
 use crate::{
     auth::{Identity, Rpc, Transport},
@@ -60,11 +65,39 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// Loads the bindings, and reaps what Docker forgot while no agent
+    /// served it.
     pub async fn new(ctx: Arc<Context>, store: Option<&Store>) -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self {
+        let plugin = Arc::new(Self {
             ctx,
             bindings: Mutex::new(bindings::Bindings::load(store).await?),
-        }))
+        });
+        plugin.reap().await;
+        Ok(plugin)
+    }
+
+    /// Detaches the endpoints whose containers are gone without Docker's
+    /// Leave and DeleteEndpoint reaching the agent (see
+    /// `Lifecycle::reap_handovers`), audited; how many.
+    async fn reap(&self) -> usize {
+        let gone = match self.ctx.lifecycle.reap_handovers().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reap Docker endpoints whose containers are gone");
+                return 0;
+            }
+        };
+        let who = Identity::agent("a Docker endpoint whose container is gone");
+        for a in &gone {
+            let target = format!("{}/{}", a.network, a.container_id);
+            let addrs: Vec<String> = a.addresses.iter().map(ToString::to_string).collect();
+            let detail = format!("{} does not open any more", a.netns.display());
+            let result = format!("released {}", addrs.join(" "));
+            self.ctx
+                .audit
+                .record(&who, "DockerPlugin/Reap", &target, &detail, &result);
+        }
+        gone.len()
     }
 
     /// Runs `work` to its end and audits it as Docker's call `method`.
@@ -168,7 +201,10 @@ async fn dispatch(
     Path(method): Path<String>,
     body: Bytes,
 ) -> Response {
-    let served = tokio::time::timeout(CALL_TIMEOUT, plugin.call(&method, &body)).await;
+    let call = plugin
+        .call(&method, &body)
+        .instrument(tracing::debug_span!("docker.call"));
+    let served = tokio::time::timeout(CALL_TIMEOUT, call).await;
     match served {
         Ok(Some(Ok(v))) => answer(StatusCode::OK, &v),
         Ok(Some(Err(e))) => {

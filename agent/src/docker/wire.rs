@@ -33,6 +33,9 @@ pub struct IpamData {
     pub address_space: String,
     pub pool: String,
     pub gateway: String,
+    /// `--aux-address`es: refused (the fleet spec reserves addresses).
+    #[serde(deserialize_with = "nullable")]
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -339,19 +339,7 @@ impl Lifecycle {
             op: "attach",
             detail: e.to_string(),
         })?;
-        let new = NewLink {
-            name: ifname.clone(),
-            kind: NewLinkKind::Macvlan {
-                parent_index: parent.index,
-                mode: net.mode,
-                source_macs: Vec::new(),
-            },
-            mtu: net.mtu,
-            mac: Some(a.mac),
-            alias: self.agent.mark(&owner_of(a)),
-            group: 0,
-            target: Some(a.netns.clone()),
-        };
+        let new = self.attachment_link(a, net, parent, ifname.clone(), Some(a.netns.clone()));
         let link = async {
             self.net.add_link(&new).await?;
             ops.link(&ifname).await
@@ -371,6 +359,33 @@ impl Lifecycle {
                 let _ = ops.del_link(link.index).await;
                 Err(e)
             }
+        }
+    }
+}
+
+impl Lifecycle {
+    /// The macvlan of attachment `a` on `parent`, made in `target` (`None`:
+    /// the agent's namespace, for a hand-over), with its MAC and mark.
+    pub(super) fn attachment_link(
+        &self,
+        a: &Attached,
+        net: &CatalogNetwork,
+        parent: &Interface,
+        name: IfName,
+        target: Option<std::path::PathBuf>,
+    ) -> NewLink {
+        NewLink {
+            name,
+            kind: NewLinkKind::Macvlan {
+                parent_index: parent.index,
+                mode: net.mode,
+                source_macs: Vec::new(),
+            },
+            mtu: net.mtu,
+            mac: Some(a.mac),
+            alias: self.agent.mark(&owner_of(a)),
+            group: 0,
+            target,
         }
     }
 }

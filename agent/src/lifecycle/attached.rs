@@ -80,8 +80,9 @@ pub struct Attachments {
     records: Option<RecordSet<Attached>>,
     all: BTreeMap<AttachKey, Attached>,
     /// Addresses handed out and not yet recorded, by (network, address):
-    /// in memory only, since an agent restart makes the runtime's next
-    /// step check the address again.
+    /// in memory only. After an agent restart the runtime's next step
+    /// (CreateEndpoint) records the address it was given unless another
+    /// record holds it by then, which is refused.
     reserved: BTreeMap<(String, IpAddr), Instant>,
 }
 

@@ -51,6 +51,38 @@ impl Lifecycle {
         Ok(out)
     }
 
+    /// Detaches hand-over `key` (Docker's DeleteEndpoint); a key that is
+    /// not a hand-over is left alone (`None`), as is a missing one.
+    pub async fn detach_handover(&self, key: &AttachKey) -> Result<Option<Attached>, Error> {
+        let mut reg = self.registry.lock().await;
+        if !reg.attachments.get(key).is_some_and(|a| a.handed_over) {
+            return Ok(None);
+        }
+        self.detach_locked(key, &mut reg).await
+    }
+
+    /// Detaches the hand-overs the runtime is done with but could not say
+    /// so (the agent was down at their Leave and DeleteEndpoint, and Docker
+    /// forgot them): joined, and their namespace file no longer opens. A
+    /// link handed back is deleted with them. What went.
+    pub async fn reap_handovers(&self) -> Result<Vec<Attached>, Error> {
+        let mut reg = self.registry.lock().await;
+        let joined: Vec<Attached> = reg
+            .attachments
+            .all()
+            .filter(|a| a.handed_over && !a.netns.as_os_str().is_empty())
+            .cloned()
+            .collect();
+        let mut gone = Vec::new();
+        for a in joined {
+            let here = self.netns_identity(&NetnsRef::Path(a.netns.clone())).await;
+            if here.is_none() {
+                gone.extend(self.detach_locked(&a.key(), &mut reg).await?);
+            }
+        }
+        Ok(gone)
+    }
+
     async fn detach_locked(
         &self,
         key: &AttachKey,

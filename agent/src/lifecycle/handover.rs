@@ -22,10 +22,7 @@ use super::{
     attached::{AttachKey, Attached},
     undo::Rollback,
 };
-use crate::{
-    error::Error,
-    net::{NetOps, NewLink, NewLinkKind},
-};
+use crate::{error::Error, net::NetOps};
 
 /// The name a handed-over link has in the agent's namespace: `lh` and the
 /// first 12 characters of the runtime's endpoint id (within IFNAMSIZ, and
@@ -197,19 +194,7 @@ impl Lifecycle {
         parent: &Interface,
     ) -> Result<(), Error> {
         let name = IfName::parse("ifname", &a.ifname)?;
-        let new = NewLink {
-            name,
-            kind: NewLinkKind::Macvlan {
-                parent_index: parent.index,
-                mode: net.mode,
-                source_macs: Vec::new(),
-            },
-            mtu: net.mtu,
-            mac: Some(a.mac),
-            alias: self.agent.mark(&owner_of(a)),
-            group: 0,
-            target: None,
-        };
+        let new = self.attachment_link(a, net, parent, name, None);
         self.net.add_link(&new).await.map_err(|e| match e {
             crate::net::NetError::Busy { .. } => Error::Precondition(format!(
                 "MAC {} is still in use on {} by another macvlan; give the container another \
@@ -225,7 +210,7 @@ impl Lifecycle {
     /// record stays until the endpoint is deleted. Whether a link went.
     pub async fn leave_handover(&self, key: &AttachKey) -> Result<bool, Error> {
         let reg = self.registry.lock().await;
-        let Some(a) = reg.attachments.get(key).cloned() else {
+        let Some(a) = reg.attachments.get(key).filter(|a| a.handed_over).cloned() else {
             return Ok(false);
         };
         match self.handed_link(&a).await? {

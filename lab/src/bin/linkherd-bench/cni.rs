@@ -29,8 +29,13 @@ fn catalog() -> pb::CatalogNetwork {
     }
 }
 
-/// Puts `catalog` (or takes it away) in one confirmed transaction.
-async fn set_catalog(ch: &Channel, catalog: Vec<pb::CatalogNetwork>) -> anyhow::Result<()> {
+/// Puts `catalog` (or takes network `name` away) in one confirmed
+/// transaction.
+pub(crate) async fn set_catalog(
+    ch: &Channel,
+    name: &str,
+    catalog: Vec<pb::CatalogNetwork>,
+) -> anyhow::Result<()> {
     let mut host = HostServiceClient::new(ch.clone());
     let generation = host
         .get_state(pb::GetStateRequest {})
@@ -40,7 +45,7 @@ async fn set_catalog(ch: &Channel, catalog: Vec<pb::CatalogNetwork>) -> anyhow::
     let a = host
         .apply(pb::ApplyRequest {
             desired: Some(pb::DesiredState {
-                networks: vec!["benchc".into()],
+                networks: vec![name.to_owned()],
                 catalog,
                 ..Default::default()
             }),
@@ -65,7 +70,7 @@ pub(crate) async fn rows(
         report.note("(linkherd-cni not built: cargo build --release --bin linkherd-cni)");
         return Ok(());
     };
-    set_catalog(ch, vec![catalog()]).await?;
+    set_catalog(ch, "benchc", vec![catalog()]).await?;
     let conf = format!(
         r#"{{"cniVersion":"1.0.0","name":"benchc","type":"linkherd-cni","agent_socket":"{}"}}"#,
         socket.display()
@@ -92,7 +97,7 @@ pub(crate) async fn rows(
         report.phases(b.phases.take(n));
         ensure!(macvlans(&b.target)? == want, "{what}: not {want} macvlans");
     }
-    set_catalog(ch, Vec::new()).await
+    set_catalog(ch, "benchc", Vec::new()).await
 }
 
 /// What `ip netns exec HOST` alone costs per call (it makes a mount

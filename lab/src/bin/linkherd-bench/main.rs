@@ -5,6 +5,7 @@
 //! everything happens in namespaces the benchmark creates and removes.
 
 mod cni;
+mod docker;
 mod footprint;
 mod phases;
 mod report;
@@ -252,10 +253,22 @@ async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
     // The unix socket the CNI plugin talks to, as on a real host.
     let socket = state.path().join("agent.sock");
     let unix = tokio::net::UnixListener::bind(&socket)?;
+    let on_unix = agent.clone();
     tokio::spawn(async move {
-        let _ = agent
+        let _ = on_unix
             .serve_unix(unix, async {
                 let _ = unix_stopped.await;
+            })
+            .await;
+    });
+    // Docker's driver `linkherd`, for the engine `docker::rows` starts.
+    let plugins = state.path().join("plugins");
+    let docker = linkherd_agent::server::bind_unix(&plugins.join("linkherd.sock"))?;
+    let (stop_docker, docker_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = agent
+            .serve_docker(docker, async {
+                let _ = docker_stopped.await;
             })
             .await;
     });
@@ -273,8 +286,9 @@ async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
         .context("connect to the bench agent")?;
     Ok((
         InProcess {
-            stop: vec![stop, stop_unix],
+            stop: vec![stop, stop_unix, stop_docker],
             socket,
+            plugins,
             _state: state,
         },
         ch,
@@ -286,6 +300,8 @@ struct InProcess {
     stop: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Its unix socket.
     socket: PathBuf,
+    /// The directory of its Docker plugin socket.
+    plugins: PathBuf,
     _state: tempfile::TempDir,
 }
 
@@ -441,6 +457,7 @@ async fn main() -> anyhow::Result<()> {
     api_rows(&ch, &b, args.parallel, &mut report).await?;
     txn_rows(&ch, &b, &mut report).await?;
     cni::rows(&ch, &agent.socket, &b, &mut report).await?;
+    docker::rows(&ch, &agent.plugins, &b, &mut report).await?;
     let parent = parent_index(&b.host)?;
     let host_ns = PathBuf::from("/run/netns").join(&b.host);
     report.watch = Some(watch::latency(&ch, &host_ns, parent, args.count).await?);

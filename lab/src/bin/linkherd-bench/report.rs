@@ -81,6 +81,21 @@ impl Report {
         });
     }
 
+    /// A row of `n` operations (fewer than the run's count).
+    pub fn row_n(&mut self, what: &str, n: usize, took: Duration) {
+        self.row(what, took);
+        if let Some(r) = self.rows.last_mut() {
+            r.count = n;
+            r.per_endpoint_ms = r.total_ms / n.max(1) as f64;
+        }
+    }
+
+    /// Appends `other`'s rows and notes.
+    pub fn extend(&mut self, other: Report) {
+        self.rows.extend(other.rows);
+        self.notes.extend(other.notes);
+    }
+
     /// The agent's phases of the row just added.
     pub fn phases(&mut self, phases: Vec<Phase>) {
         if let Some(r) = self.rows.last_mut() {
