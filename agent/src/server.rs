@@ -452,7 +452,7 @@ pub fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
         Ok(m) if m.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(refuse(format!(
-                    "{} is in use: another agent serves on it; give this one another --socket",
+                    "{} is in use: another agent serves on it; give this one another socket path",
                     path.display()
                 )));
             }

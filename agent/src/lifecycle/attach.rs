@@ -409,6 +409,7 @@ fn record_of(
         parent_created: false,
         addresses,
         handed_over: false,
+        recorded_at: None,
         mac: spec.mac.unwrap_or_else(|| {
             MacAddr::stable(
                 network,

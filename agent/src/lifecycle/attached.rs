@@ -48,6 +48,10 @@ pub struct Attached {
     /// owner mark, wherever it is (see `lifecycle::handover`).
     #[serde(default)]
     pub handed_over: bool,
+    /// When a hand-over was recorded (seconds since the epoch): one the
+    /// runtime never joined is given up after [`RESERVATION_TTL`].
+    #[serde(default)]
+    pub recorded_at: Option<u64>,
 }
 
 impl Attached {

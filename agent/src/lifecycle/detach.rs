@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::{
     Lifecycle,
     attach::key_of,
-    attached::{AttachKey, Attached},
+    attached::{AttachKey, Attached, RESERVATION_TTL},
     registry::Registry,
 };
 use crate::error::Error;
@@ -63,20 +63,27 @@ impl Lifecycle {
 
     /// Detaches the hand-overs the runtime is done with but could not say
     /// so (the agent was down at their Leave and DeleteEndpoint, and Docker
-    /// forgot them): joined, and their namespace file no longer opens. A
+    /// forgot them): joined, and their namespace file no longer opens; or
+    /// never joined, and recorded longer than [`RESERVATION_TTL`] ago. A
     /// link handed back is deleted with them. What went.
     pub async fn reap_handovers(&self) -> Result<Vec<Attached>, Error> {
         let mut reg = self.registry.lock().await;
-        let joined: Vec<Attached> = reg
+        let handed: Vec<Attached> = reg
             .attachments
             .all()
-            .filter(|a| a.handed_over && !a.netns.as_os_str().is_empty())
+            .filter(|a| a.handed_over)
             .cloned()
             .collect();
+        let too_old = super::handover::now_secs().saturating_sub(RESERVATION_TTL.as_secs());
         let mut gone = Vec::new();
-        for a in joined {
-            let here = self.netns_identity(&NetnsRef::Path(a.netns.clone())).await;
-            if here.is_none() {
+        for a in handed {
+            let dead = if a.netns.as_os_str().is_empty() {
+                a.recorded_at.is_some_and(|t| t < too_old)
+            } else {
+                let here = self.netns_identity(&NetnsRef::Path(a.netns.clone())).await;
+                here.is_none()
+            };
+            if dead {
                 gone.extend(self.detach_locked(&a.key(), &mut reg).await?);
             }
         }

@@ -133,6 +133,7 @@ impl Lifecycle {
             addresses: chosen.clone(),
             mac: mac.unwrap_or_else(|| address_mac(network, &chosen)),
             handed_over: true,
+            recorded_at: Some(now_secs()),
             ifname,
         };
         reg.attachments.put(record.clone()).await?;
@@ -259,6 +260,13 @@ fn address_mac(network: &str, addresses: &[IpNet]) -> MacAddr {
     let first = addresses.first().map(IpNet::addr);
     let name = first.map(|a| a.to_string()).unwrap_or_default();
     MacAddr::stable(network, &format!("docker/{name}"))
+}
+
+pub(super) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn unknown_endpoint(key: &AttachKey) -> Error {
