@@ -15,6 +15,22 @@ pub fn ctl(state: &LabState, args: &[&str]) -> Output {
     ctl_command(state, args).output().expect("run linkherdctl")
 }
 
+/// A netns lab of the seed's hosts (no1/ens192, no2/eth0) in `dir/lab`,
+/// `dir` emptied first, and the guard that takes it down (for tests).
+pub async fn seed_lab(dir: &Path) -> (LabState, crate::LabGuard) {
+    let _ = std::fs::remove_dir_all(dir);
+    let state = crate::up(
+        &dir.join("lab"),
+        &crate::HostSpec::seed(),
+        crate::Backend::Netns,
+        true,
+    )
+    .await
+    .expect("lab up");
+    let guard = crate::LabGuard(state.dir.clone());
+    (state, guard)
+}
+
 /// `linkherdctl ARGS` against the agent at `url` directly, as the admin
 /// client of the CA in `pki` (no config file).
 pub fn ctl_at(url: &str, pki: &Path, args: &[&str]) -> Output {

@@ -13,9 +13,9 @@ use std::{
 };
 
 use linkherd_lab::{
-    self as lab, HostSpec, LabGuard, LabState, bins,
+    LabState, bins,
     docker::Dockerd,
-    fleet::{ctl_at, text},
+    fleet::{ctl_at, seed_lab, text},
 };
 use serde_json::Value;
 use test_support::have_root;
@@ -142,16 +142,7 @@ async fn the_agent_image_runs_with_host_networking_and_answers_over_mtls() {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("agent-image");
-    let _ = std::fs::remove_dir_all(&dir);
-    let state = lab::up(
-        &dir.join("lab"),
-        &HostSpec::seed(),
-        lab::Backend::Netns,
-        true,
-    )
-    .await
-    .expect("lab up");
-    let _guard = LabGuard(state.dir.clone());
+    let (state, _guard) = seed_lab(&dir).await;
     let d = Dockerd::start(&state, "no1", &dir.join("engine")).expect("dockerd");
     let h = state.host("no1").expect("no1").clone();
     let pod = daemonset();

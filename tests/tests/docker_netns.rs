@@ -18,9 +18,9 @@
 use std::path::{Path, PathBuf};
 
 use linkherd_lab::{
-    self as lab, HostSpec, LabGuard, LabState,
+    self as lab, LabState,
     docker::{Dockerd, busybox_rootfs},
-    fleet::{apply_ok, ctl, seed_spec, text, write_spec},
+    fleet::{apply_ok, ctl, seed_lab, seed_spec, text, write_spec},
     sh::ip_in,
 };
 use test_support::have_root;
@@ -146,16 +146,7 @@ async fn the_documents_docker_commands_run_on_linkherd_networks() {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("docker");
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut state = lab::up(
-        &dir.join("lab"),
-        &HostSpec::seed(),
-        lab::Backend::Netns,
-        true,
-    )
-    .await
-    .expect("lab up");
-    let _guard = LabGuard(state.dir.clone());
+    let (mut state, _guard) = seed_lab(&dir).await;
     let spec = write_spec(&state.dir, "docker.yaml", &seed_spec(&state, NETWORKS));
     apply_ok(&state, &spec);
     let e = start_engines(&state, &dir.join("engines"));

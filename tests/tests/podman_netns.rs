@@ -13,8 +13,9 @@ use std::{
 };
 
 use linkherd_lab::{
-    self as lab, HostSpec, LabGuard, LabState,
-    fleet::{apply_ok, seed_spec, text, write_spec},
+    self as lab, LabState,
+    docker::busybox_rootfs,
+    fleet::{apply_ok, seed_lab, seed_spec, text, write_spec},
 };
 use linkherdctl::spec::FleetSpec;
 use test_support::have_root;
@@ -30,7 +31,7 @@ struct Podman {
 
 impl Podman {
     fn new(dir: &Path, state: &LabState) -> Self {
-        for d in ["root", "runroot", "rootfs/bin"] {
+        for d in ["root", "runroot"] {
             std::fs::create_dir_all(dir.join(d)).expect("mkdir");
         }
         let p = Self {
@@ -39,37 +40,8 @@ impl Podman {
             names: Vec::new(),
         };
         // The image: a busybox rootfs, no registry.
-        std::fs::copy("/bin/busybox", dir.join("rootfs/bin/busybox")).expect("busybox");
-        let ok = Command::new("chroot")
-            .args([
-                dir.join("rootfs").to_str().expect("path"),
-                "/bin/busybox",
-                "--install",
-                "-s",
-                "/bin",
-            ])
-            .status()
-            .expect("chroot");
-        assert!(ok.success());
-        let tar = Command::new("tar")
-            .args([
-                "-C",
-                dir.join("rootfs").to_str().expect("path"),
-                "-cf",
-                dir.join("rootfs.tar").to_str().expect("path"),
-                ".",
-            ])
-            .status()
-            .expect("tar");
-        assert!(tar.success());
-        let out = p.run(
-            None,
-            &[
-                "import",
-                dir.join("rootfs.tar").to_str().expect("path"),
-                "lh-busybox",
-            ],
-        );
+        let tar = busybox_rootfs(dir).expect("busybox rootfs");
+        let out = p.run(None, &["import", tar.to_str().expect("path"), "lh-busybox"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         p
     }
@@ -154,16 +126,7 @@ async fn podman_containers_on_two_hosts_reach_each_other_and_keep_their_addresse
         "podman is missing: scripts/setup.sh installs it"
     );
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("podman");
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut state = lab::up(
-        &dir.join("lab"),
-        &HostSpec::seed(),
-        lab::Backend::Netns,
-        true,
-    )
-    .await
-    .expect("lab up");
-    let _guard = LabGuard(state.dir.clone());
+    let (mut state, _guard) = seed_lab(&dir).await;
     let spec = write_spec(
         &state.dir,
         "podman.yaml",
