@@ -53,6 +53,20 @@ pub struct AttachState {
     pub inside: Option<String>,
 }
 
+impl AttachState {
+    /// A record without what the catalog adds (its network is gone from
+    /// the catalog, or it was just detached).
+    pub fn bare(record: Attached, stale: bool) -> Self {
+        Self {
+            record,
+            gateways: Vec::new(),
+            mtu: None,
+            stale,
+            inside: None,
+        }
+    }
+}
+
 pub fn key_of(k: &AttachKeySpec) -> AttachKey {
     (
         k.network.to_string(),

@@ -4,7 +4,7 @@
 
 use linkherd_proto::{
     convert::AttachKeySpec,
-    model::{CatalogNetwork, NetnsRef},
+    model::{CatalogNetwork, Interface, NetnsRef},
 };
 
 use super::{
@@ -45,13 +45,7 @@ impl Lifecycle {
             let net = self.network(&a.network).await;
             out.push(match net {
                 Some(net) => state_of(a, &net, stale),
-                None => AttachState {
-                    record: a,
-                    gateways: Vec::new(),
-                    mtu: None,
-                    stale,
-                    inside: None,
-                },
+                None => AttachState::bare(a, stale),
             });
         }
         out
@@ -98,20 +92,7 @@ impl Lifecycle {
                 a.netns.display()
             )));
         };
-        if let Some(missing) = a.addresses.iter().find(|x| !link.addresses.contains(x)) {
-            return Err(Error::Precondition(format!(
-                "interface {} in {} has lost its address {missing}",
-                a.ifname,
-                a.netns.display()
-            )));
-        }
-        if !link.admin_up {
-            return Err(Error::Precondition(format!(
-                "interface {} in {} is down",
-                a.ifname,
-                a.netns.display()
-            )));
-        }
+        configured(&a, &link, &a.netns.display().to_string())?;
         Ok(state_of(a, &net, false))
     }
 
@@ -122,13 +103,7 @@ impl Lifecycle {
         let net = self.network(&a.network).await;
         let mut s = match net {
             Some(net) => state_of(a, &net, found.is_none()),
-            None => AttachState {
-                record: a,
-                gateways: Vec::new(),
-                mtu: None,
-                stale: found.is_none(),
-                inside: None,
-            },
+            None => AttachState::bare(a, found.is_none()),
         };
         s.inside = found.filter(|f| f.moved).map(|f| f.link.name);
         s
@@ -152,19 +127,9 @@ impl Lifecycle {
                 a.container_id
             )));
         };
-        let name = f.link.name.clone();
-        if let Some(missing) = a.addresses.iter().find(|x| !f.link.addresses.contains(x)) {
-            return Err(Error::Precondition(format!(
-                "interface {name} in {where_} has lost its address {missing}"
-            )));
-        }
-        if !f.link.admin_up {
-            return Err(Error::Precondition(format!(
-                "interface {name} in {where_} is down"
-            )));
-        }
+        configured(&a, &f.link, &where_)?;
         let mut s = state_of(a, net, false);
-        s.inside = Some(name);
+        s.inside = Some(f.link.name);
         Ok(s)
     }
 
@@ -219,4 +184,20 @@ impl Lifecycle {
             free,
         }
     }
+}
+
+/// Check's last word on a link found: up, with every address of `a`.
+fn configured(a: &Attached, link: &Interface, where_: &str) -> Result<(), Error> {
+    let name = &link.name;
+    if let Some(missing) = a.addresses.iter().find(|x| !link.addresses.contains(x)) {
+        return Err(Error::Precondition(format!(
+            "interface {name} in {where_} has lost its address {missing}"
+        )));
+    }
+    if !link.admin_up {
+        return Err(Error::Precondition(format!(
+            "interface {name} in {where_} is down"
+        )));
+    }
+    Ok(())
 }

@@ -41,15 +41,12 @@ pub struct Found {
     pub moved: bool,
 }
 
-/// `net` with only the family of `v6` (Docker asks for one family per
-/// pool).
-fn one_family(net: &CatalogNetwork, v6: bool) -> CatalogNetwork {
+/// `net` with only the pools of the families kept: Docker asks per family,
+/// and an endpoint has only the families Docker gave it.
+fn families(net: &CatalogNetwork, v4: bool, v6: bool) -> CatalogNetwork {
     let mut n = net.clone();
-    if v6 {
-        n.v4 = None
-    } else {
-        n.v6 = None
-    };
+    n.v4 = n.v4.filter(|_| v4);
+    n.v6 = n.v6.filter(|_| v6);
     n
 }
 
@@ -67,7 +64,7 @@ impl Lifecycle {
             .network(network)
             .await
             .ok_or_else(|| not_in_catalog(network))?;
-        let net = one_family(&net, v6);
+        let net = families(&net, !v6, v6);
         let mut reg = self.registry.lock().await;
         let taken = reg.attachments.taken(network, None);
         let asked: Vec<IpAddr> = asked.into_iter().collect();
@@ -75,7 +72,7 @@ impl Lifecycle {
         let addr = got.into_iter().next().ok_or_else(|| {
             Error::Precondition(format!("network {network} has no such address family"))
         })?;
-        self.check_on_wire(&net, &format!("{network}/(reserving)"), &asked)
+        self.check_on_wire(&net, &format!("{network}/--ip"), &asked)
             .await?;
         reg.attachments.reserve(network, addr.addr());
         Ok(addr)
@@ -110,13 +107,8 @@ impl Lifecycle {
         if let Some(old) = reg.attachments.get(&key) {
             return Ok((state_of(old.clone(), &net, false), false));
         }
-        let mut net_of_asked = net.clone();
-        if !addresses.iter().any(|a| a.addr().is_ipv4()) {
-            net_of_asked.v4 = None;
-        }
-        if !addresses.iter().any(|a| a.addr().is_ipv6()) {
-            net_of_asked.v6 = None;
-        }
+        let has = |v6: bool| addresses.iter().any(|a| a.addr().is_ipv6() == v6);
+        let net_of_asked = families(&net, has(false), has(true));
         for a in addresses {
             reg.attachments.unreserve(network, a.addr());
         }

@@ -167,13 +167,7 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                         .await?;
                     let states: Vec<AttachState> = gone
                         .into_iter()
-                        .map(|record| AttachState {
-                            record,
-                            gateways: Vec::new(),
-                            mtu: None,
-                            stale: false,
-                            inside: None,
-                        })
+                        .map(|record| AttachState::bare(record, false))
                         .collect();
                     Ok::<_, Error>(states)
                 },
