@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-bash scripts/setup.sh
-command -v /usr/lib/cni/macvlan >/dev/null 2>&1 || \
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containernetworking-plugins
+bash scripts/setup.sh --runtimes
 # The memory figure is of the agent binary, run as its own process.
 cargo build --release --locked --quiet -p linkherd-lab --bin linkherd-bench \
   -p linkherd-agent --bin linkherd-agent -p linkherd-cni --bin linkherd-cni

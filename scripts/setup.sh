@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks to build and test linkherd: iproute2
-# (ip with JSON output), a C toolchain for ring, QEMU for the lab's vm
-# backend, podman and runc, Debian's Docker engine, and the Rust components. (The lab fetches its guest kernel and
-# busybox itself, through apt-get download, into /var/cache/linkherd-lab.)
+# Installs what a fresh machine lacks. Without arguments: what the main job
+# (scripts/demo.sh) needs — iproute2 (ip with JSON output), a C toolchain
+# for ring, and QEMU for the lab's vm backend. With --runtimes, also the
+# container runtimes the tests and the benchmark drive: podman and runc,
+# Debian's Docker engine, the CNI reference plugins. With --tests, those and
+# the Rust lint components and dependency checkers of scripts/test.sh.
+# (The lab fetches its guest kernel and busybox itself, through apt-get
+# download, into /var/cache/linkherd-lab.)
 # Safe to run repeatedly; installs nothing that is already there.
 set -euo pipefail
+
+runtimes=0 tests=0
+case "${1:-}" in
+  "") ;;
+  --runtimes) runtimes=1 ;;
+  --tests) runtimes=1 tests=1 ;;
+  *) echo "usage: setup.sh [--runtimes | --tests]" >&2; exit 2 ;;
+esac
 
 export PATH="$HOME/.cargo/bin:$PATH"
 need=()
 command -v ip >/dev/null 2>&1 && ip -j link show lo >/dev/null 2>&1 || need+=(iproute2)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
-# Container runtimes for the CNI tests (podman with runc; crun fails on
-# this kind of machine's hybrid cgroups), a busybox for their images, and
-# the CNI reference plugins the benchmark compares with.
-command -v podman >/dev/null 2>&1 || need+=(podman)
-command -v runc >/dev/null 2>&1 || need+=(runc)
-[ -x /bin/busybox ] || need+=(busybox-static)
-[ -x /usr/lib/cni/macvlan ] || need+=(containernetworking-plugins)
-# Docker's engine for the driver tests and the agent image (the tests start
-# dockerd themselves, with their own roots; nothing here starts it), and
-# util-linux's unshare/nsenter they start it with.
-[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
-command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+if [ "$runtimes" = 1 ]; then
+  # Container runtimes for the CNI tests (podman with runc; crun fails on
+  # this kind of machine's hybrid cgroups), a busybox for their images, and
+  # the CNI reference plugins the benchmark compares with.
+  command -v podman >/dev/null 2>&1 || need+=(podman)
+  command -v runc >/dev/null 2>&1 || need+=(runc)
+  [ -x /bin/busybox ] || need+=(busybox-static)
+  [ -x /usr/lib/cni/macvlan ] || need+=(containernetworking-plugins)
+  # Docker's engine for the driver tests and the agent image (the tests
+  # start dockerd themselves, with their own roots; nothing here starts
+  # it), and util-linux's unshare/nsenter they start it with.
+  [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
+  command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing packages ${need[*]}; install them as root" >&2
@@ -35,6 +49,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: no Rust toolchain (cargo) on PATH; install one with rustup" >&2
   exit 1
 fi
+[ "$tests" = 1 ] || exit 0
 for comp in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
     rustup component add "$comp"

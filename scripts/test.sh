@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 if [ "$(id -u)" = 0 ]; then
   export LINKHERD_REQUIRE_ROOT=1
 else
