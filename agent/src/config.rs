@@ -11,7 +11,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{server::Limits, tls::TlsPem};
+use crate::{app::Limits, transport::tls::TlsPem};
 
 pub const DEFAULT_SOCKET: &str = "/run/linkherd/agent.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/linkherd";

@@ -3,10 +3,10 @@
 use std::{sync::Arc, time::Instant};
 
 use crate::{
-    audit::Audit,
+    leases::PromiscLeases,
     lifecycle::Lifecycle,
     net::{Capabilities, NetOps},
-    promisc::PromiscLeases,
+    state::audit::Audit,
 };
 
 /// Shared agent state: the kernel seam and the bookkeeping around it.

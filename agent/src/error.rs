@@ -3,7 +3,7 @@
 use linkherd_proto::model::ValidationError;
 use tonic::{Code, Status};
 
-use crate::{net::NetError, store::StoreError};
+use crate::{net::NetError, state::store::StoreError};
 
 /// Everything a request can fail with, before it becomes a gRPC status.
 #[derive(Debug, thiserror::Error)]

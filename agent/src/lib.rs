@@ -1,27 +1,30 @@
-//! linkherd agent library: the kernel seam ([`net`]), the gRPC services
-//! ([`service`]), and the transport, identity and audit around them
-//! ([`server`], [`auth`], [`audit`]). `main.rs` only reads configuration
-//! ([`config`]) and starts an [`server::Agent`].
+//! linkherd agent library, grouped by what each part is for:
+//!
+//! - [`app`]: the composition root and the one table of services;
+//! - [`api`]: the gRPC adapters (pb → model → domain → pb, audit);
+//! - [`transport`]: listeners, mTLS, the auth layer, budgets, `/healthz`;
+//! - the domain: the host's objects ([`lifecycle`]), commit-confirmed
+//!   transactions ([`txn`]), promiscuous-mode [`leases`], the [`watch`] hub;
+//! - [`state`]: the state directory, the audit log, the agent's id, callers;
+//! - [`net`]: the only code that touches the kernel;
+//! - [`docker`]: Docker's network and IPAM driver.
+//!
+//! `main.rs` only reads configuration ([`config`]) and starts an
+//! [`app::Agent`] on its listeners.
 
-pub mod audit;
-pub mod auth;
-pub mod budget;
-pub mod capped;
+pub mod api;
+pub mod app;
 pub mod config;
 pub mod context;
 pub mod docker;
 pub mod error;
 pub mod faults;
-pub mod health_http;
-pub mod identity;
+pub mod leases;
 pub mod lifecycle;
 pub mod net;
-pub mod promisc;
-pub mod server;
-pub mod service;
-pub mod store;
+pub mod state;
 #[cfg(feature = "fake")]
 pub mod testing;
-pub mod tls;
+pub mod transport;
 pub mod txn;
 pub mod watch;

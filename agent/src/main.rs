@@ -6,9 +6,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use linkherd_agent::{
+    app::{Agent, AgentOptions, ServeError},
     config::{Flags, LogFormat, Settings},
     net::rtnl::Rtnl,
-    server::{Agent, AgentOptions, ServeError, bind_unix},
+    transport::unix::bind_unix,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tracing_subscriber::EnvFilter;

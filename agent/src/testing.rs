@@ -8,9 +8,9 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::sync::oneshot;
 
 use crate::{
+    app::{Agent, AgentOptions, ServeError},
     net::NetOps,
-    server::{Agent, AgentOptions, ServeError},
-    tls::TlsPem,
+    transport::tls::TlsPem,
 };
 
 /// An agent serving mTLS on `addr` until this handle drops.

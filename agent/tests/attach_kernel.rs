@@ -12,7 +12,7 @@ mod common;
 use std::{path::Path, sync::Arc};
 
 use common::{Pki, tcp_reaches};
-use linkherd_agent::{net::rtnl::Rtnl, server::AgentOptions};
+use linkherd_agent::{app::AgentOptions, net::rtnl::Rtnl};
 use linkherd_proto::{
     model::Role,
     pb::{

@@ -26,7 +26,7 @@ use std::{
 };
 
 use common::Pki;
-use linkherd_agent::{faults::Faults, net::rtnl::Rtnl, server::AgentOptions};
+use linkherd_agent::{app::AgentOptions, faults::Faults, net::rtnl::Rtnl};
 use linkherd_proto::{
     model::Role,
     pb::{self, host_service_client::HostServiceClient, netns_target::Target},

@@ -103,7 +103,7 @@ async fn plugin(
     );
     common::apply_confirmed(&mut host, catalog()).await;
     let sock = dir.join("plugins/linkherd.sock");
-    let listener = linkherd_agent::server::bind_unix(&sock).expect("bind");
+    let listener = linkherd_agent::transport::unix::bind_unix(&sock).expect("bind");
     let serving = agent.agent.clone();
     tokio::spawn(async move { serving.serve_docker(listener, std::future::pending()).await });
     (agent, sock, fake)

@@ -598,12 +598,12 @@ async fn health_reports_serving() {
 #[tokio::test]
 async fn unix_socket_serves_root_as_admin() {
     let fake = fake_with_nic();
-    let agent = linkherd_agent::server::Agent::new(fake, Default::default())
+    let agent = linkherd_agent::app::Agent::new(fake, Default::default())
         .await
         .expect("agent");
     let dir = tempfile::tempdir().expect("dir");
     let sock = dir.path().join("agent.sock");
-    let listener = linkherd_agent::server::bind_unix(&sock).expect("bind");
+    let listener = linkherd_agent::transport::unix::bind_unix(&sock).expect("bind");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&sock).expect("meta").permissions().mode() & 0o777,

@@ -80,7 +80,7 @@ impl Lab {
     async fn beside(host: TestNetns) -> Self {
         let pki = Pki::new();
         let state = tempfile::tempdir().expect("state dir");
-        let opts = linkherd_agent::server::AgentOptions {
+        let opts = linkherd_agent::app::AgentOptions {
             state_dir: Some(state.path().to_owned()),
             host_name: Some("test-host".into()),
             netns_prefix: format!("{}-", host.name),

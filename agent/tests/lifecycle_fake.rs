@@ -834,7 +834,7 @@ async fn agents_sharing_a_machine_keep_to_their_namespace_prefix() {
     let fake = Arc::new(FakeKernel::new());
     fake.add_veth("ens192", "sw").expect("nic");
     let pki = Pki::new();
-    let opts = |prefix: &str| linkherd_agent::server::AgentOptions {
+    let opts = |prefix: &str| linkherd_agent::app::AgentOptions {
         netns_prefix: prefix.into(),
         ..Default::default()
     };

@@ -110,7 +110,7 @@ async fn lab_with(tag: &str, hairpin: bool) -> Option<Lab> {
     let pki = Pki::new();
     // Tests run in parallel: each agent keeps to namespaces named after its
     // own host namespace, so one test's endpoints never show in another's.
-    let opts = linkherd_agent::server::AgentOptions {
+    let opts = linkherd_agent::app::AgentOptions {
         netns_prefix: format!("{}-", host.name),
         ..Default::default()
     };

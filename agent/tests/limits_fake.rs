@@ -20,8 +20,8 @@ use std::{
 use async_trait::async_trait;
 use common::{Pki, start_agent, start_agent_with};
 use linkherd_agent::{
+    app::{AgentOptions, Limits},
     net::{Capabilities, EventStream, NetError, NetOps, NewLink, Route, fake::FakeKernel},
-    server::{AgentOptions, Limits},
     watch::WatchLimits,
 };
 use linkherd_proto::{

@@ -5,8 +5,9 @@
 use std::{sync::Arc, time::Duration};
 
 use linkherd_agent::{
+    app::{Agent, AgentOptions, Limits},
     net::fake::FakeKernel,
-    server::{Agent, AgentOptions, Limits, bind_unix},
+    transport::unix::bind_unix,
 };
 use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
 

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Pki, start_agent};
-use linkherd_agent::{auth::required_role, net::fake::FakeKernel};
+use linkherd_agent::{app::services::required_role, net::fake::FakeKernel};
 use linkherd_proto::model::Role;
 use prost::Message;
 use tonic::{Code, codegen::http::uri::PathAndQuery, transport::Channel};

@@ -7,8 +7,9 @@ mod common;
 use std::{os::unix::fs::PermissionsExt, sync::Arc};
 
 use linkherd_agent::{
+    app::{Agent, AgentOptions},
     net::fake::FakeKernel,
-    server::{Agent, AgentOptions, bind_unix},
+    transport::unix::bind_unix,
 };
 use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
 

@@ -11,10 +11,10 @@ use std::{
 };
 
 use linkherd_agent::{
+    app::AgentOptions,
     net::{NetOps, fake::FakeKernel},
-    server::AgentOptions,
     testing::{self, InProcessAgent},
-    tls::TlsPem,
+    transport::tls::TlsPem,
 };
 use linkherd_proto::model::IfName;
 use linkherdctl::{

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use linkherd_agent::{net::fake::FakeKernel, server::AgentOptions, testing, tls::TlsPem};
+use linkherd_agent::{app::AgentOptions, net::fake::FakeKernel, testing, transport::tls::TlsPem};
 use linkherd_proto::pb::{self, host_service_client::HostServiceClient};
 use linkherdctl::client::{ConnectCause, ConnectError, RpcError, Target, TlsHint};
 use test_support::Pki;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{RecordSet, Store, StoreError, Versioned};
+use crate::state::store::{RecordSet, Store, StoreError, Versioned};
 
 const RECORDS: &str = "docker-networks";
 

@@ -36,11 +36,12 @@ use tokio::{net::UnixListener, sync::Mutex};
 use tracing::Instrument;
 
 use crate::{
-    auth::{Identity, Rpc, Transport},
+    api::Call,
     context::Context,
     error::Error,
-    service::Call,
-    store::{Store, StoreError},
+    state::caller::{Identity, Transport},
+    state::store::{Store, StoreError},
+    transport::auth::Rpc,
 };
 use linkherd_proto::model::Role;
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     net::netns::NsId,
-    store::{RecordSet, Store, StoreError, Versioned},
+    state::store::{RecordSet, Store, StoreError, Versioned},
 };
 
 /// The record set's directory.

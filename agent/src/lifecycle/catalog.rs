@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use linkherd_proto::model::CatalogNetwork;
 
-use crate::store::{RecordSet, Store, StoreError, Versioned};
+use crate::state::store::{RecordSet, Store, StoreError, Versioned};
 
 /// The record set's directory in the state directory.
 const RECORDS: &str = "networks";

@@ -36,8 +36,8 @@ use registry::Registry;
 
 use crate::{
     error::Error,
-    identity::AgentId,
     net::{Capabilities, NO_VLAN_NOTE, NetError, NetOps},
+    state::agent_id::AgentId,
 };
 
 /// The outcome of an idempotent create or delete.

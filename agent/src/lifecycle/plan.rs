@@ -17,7 +17,7 @@ use linkherd_proto::{
 };
 
 use super::{Lifecycle, registry::Entry, vlan::describe};
-use crate::{error::Error, identity::AgentId, net::NetError};
+use crate::{error::Error, net::NetError, state::agent_id::AgentId};
 
 /// What a step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

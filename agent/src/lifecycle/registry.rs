@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     net::netns::NsId,
-    store::{RecordSet, Store, StoreError, Versioned},
+    state::store::{RecordSet, Store, StoreError, Versioned},
 };
 
 /// One endpoint's record.

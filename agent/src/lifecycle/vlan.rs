@@ -1,6 +1,6 @@
 //! VLAN sub-interfaces.
 
-use crate::identity::AgentId;
+use crate::state::agent_id::AgentId;
 use linkherd_proto::model::{Interface, LinkDetails, LinkKind, Owner, VlanSpec, VlanState};
 
 use super::{Lifecycle, Outcome};

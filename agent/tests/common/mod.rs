@@ -10,10 +10,10 @@ use std::{
 };
 
 use linkherd_agent::{
+    app::AgentOptions,
     net::{NetOps, netns::NetnsGuard},
-    server::AgentOptions,
     testing::{self, InProcessAgent},
-    tls::TlsPem,
+    transport::tls::TlsPem,
 };
 use linkherd_proto::model::Role;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};

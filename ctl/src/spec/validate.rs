@@ -56,7 +56,7 @@ pub(super) fn deserialize(text: &str) -> Result<RawSpec, SpecIssue> {
             p,
             e.location(),
             problem,
-            "see the spec reference in README.md",
+            "see the spec reference in docs/spec.md",
         )
     })
 }

@@ -23,9 +23,9 @@ use std::{
 use anyhow::{Context, ensure};
 use clap::Parser;
 use linkherd_agent::{
+    app::{Agent, AgentOptions},
     net::rtnl::Rtnl,
-    server::{Agent, AgentOptions},
-    tls::TlsPem,
+    transport::tls::TlsPem,
 };
 use linkherd_lab::sh::{ip, ip_in};
 use linkherd_proto::{model::Role, pb};
@@ -263,7 +263,7 @@ async fn start_agent(b: &Bench) -> anyhow::Result<(InProcess, Channel)> {
     });
     // Docker's driver `linkherd`, for the engine `docker::rows` starts.
     let plugins = state.path().join("plugins");
-    let docker = linkherd_agent::server::bind_unix(&plugins.join("linkherd.sock"))?;
+    let docker = linkherd_agent::transport::unix::bind_unix(&plugins.join("linkherd.sock"))?;
     let (stop_docker, docker_stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = agent

@@ -26,11 +26,11 @@ use serde::{Deserialize, Serialize};
 use tokio::{sync::Mutex, task::AbortHandle};
 
 use crate::{
-    audit::Audit,
-    auth::Identity,
     error::Error,
     net::{NetError, NetOps},
-    store::{Document, Store, StoreError, Upgrade, Versioned},
+    state::audit::Audit,
+    state::caller::Identity,
+    state::store::{Document, Store, StoreError, Upgrade, Versioned},
 };
 
 const JOURNAL_FILE: &str = "promisc-leases.json";

@@ -13,7 +13,7 @@ use std::{io::Read, path::Path};
 use linkherd_proto::model::{Mark, Owner};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError, Versioned};
+use crate::state::store::{Store, StoreError, Versioned};
 
 /// Which marks are this agent's.
 #[derive(Debug, Clone, PartialEq, Eq)]

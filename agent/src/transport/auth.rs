@@ -3,7 +3,7 @@
 //! Every request passes [`AuthLayer`] before reaching a service. It derives an
 //! [`Identity`] from the connection (the verified client certificate on mTLS,
 //! the peer's uid on the unix socket), checks it against the role the RPC
-//! requires ([`required_role`]), and either rejects the call or hands the
+//! requires (a [`RoleOf`], from the agent's table of services), and either rejects the call or hands the
 //! identity to the handler as a request extension (for the audit log).
 
 use std::{
@@ -15,6 +15,8 @@ use std::{
 };
 
 use linkherd_proto::model::Role;
+
+use crate::state::caller::{Identity, Transport};
 use tonic::{
     Status,
     transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo},
@@ -22,58 +24,6 @@ use tonic::{
 use tower::{Layer, Service};
 use tracing::Instrument;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-
-/// How the caller reached the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// TCP with a verified client certificate.
-    Mtls,
-    /// The local root-only unix socket.
-    Unix,
-    /// Plaintext TCP on loopback, explicitly enabled.
-    InsecureLoopback,
-    /// In-process calls (tests, the agent itself).
-    Internal,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Mtls => "mtls",
-            Transport::Unix => "unix",
-            Transport::InsecureLoopback => "insecure-loopback",
-            Transport::Internal => "internal",
-        }
-    }
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub name: String,
-    pub role: Role,
-    pub transport: Transport,
-}
-
-impl Identity {
-    /// The agent acting on its own (e.g. a lease expiring).
-    pub fn agent(reason: &str) -> Self {
-        Self {
-            name: format!("agent ({reason})"),
-            role: Role::Admin,
-            transport: Transport::Internal,
-        }
-    }
-
-    /// The identity [`AuthLayer`] attached to a request. There is no
-    /// fallback: a request that did not pass the layer has no identity, and
-    /// is refused rather than trusted.
-    pub fn of<T>(req: &tonic::Request<T>) -> Result<Identity, Status> {
-        req.extensions().get::<Identity>().cloned().ok_or_else(|| {
-            Status::unauthenticated("the request carries no verified identity; it is refused")
-        })
-    }
-}
 
 /// The RPC a request calls, `Service/Method` (package left out), taken from
 /// its gRPC path by [`AuthLayer`] — so no handler writes its own name.
@@ -109,41 +59,10 @@ impl fmt::Display for Rpc {
     }
 }
 
-impl fmt::Display for Identity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}, {})",
-            self.name,
-            self.role,
-            self.transport.as_str()
-        )
-    }
-}
-
-/// The role an RPC needs, by its gRPC path `/package.Service/Method`.
-///
-/// Reads and Watch need `viewer`, probes `operator`, everything else
-/// `admin`. Unknown methods need `admin`: a new mutation is denied to viewers
-/// until someone decides otherwise here.
-pub fn required_role(path: &str) -> Role {
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    let service = parts.next().unwrap_or_default();
-    let method = parts.next().unwrap_or_default();
-    match (service, method) {
-        ("grpc.health.v1.Health", _)
-        | ("grpc.reflection.v1.ServerReflection", _)
-        | ("grpc.reflection.v1alpha.ServerReflection", _) => Role::Viewer,
-        ("linkherd.v1.HostService", "GetInfo" | "GetState" | "Plan") => Role::Viewer,
-        ("linkherd.v1.InterfaceService", "List" | "Get" | "Watch") => Role::Viewer,
-        ("linkherd.v1.VlanService", "List") => Role::Viewer,
-        ("linkherd.v1.MacvlanService", "List" | "ListHostAccess") => Role::Viewer,
-        ("linkherd.v1.NetworkService", "List" | "Get") => Role::Viewer,
-        ("linkherd.v1.AttachmentService", "Check" | "List" | "Status") => Role::Viewer,
-        ("linkherd.v1.ProbeService", _) => Role::Operator,
-        _ => Role::Admin,
-    }
-}
+/// The role each RPC needs, by its gRPC path `/package.Service/Method`:
+/// the agent's table of services (`crate::app::services`) answers it, so
+/// this layer knows no service by name.
+pub type RoleOf = fn(&str) -> Role;
 
 /// Why a certificate does not identify a linkherd client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,10 +180,14 @@ fn authenticate<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Ident
 }
 
 /// Decides one request: the identity to attach, or the refusal.
-pub fn decide<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Refusal> {
+pub fn decide<B>(
+    req: &http::Request<B>,
+    allow_insecure: bool,
+    role_of: RoleOf,
+) -> Result<Identity, Refusal> {
     let who = authenticate(req, allow_insecure)?;
     let path = req.uri().path();
-    let needed = required_role(path);
+    let needed = role_of(path);
     if who.role < needed {
         tracing::warn!(caller = %who, rpc = path, needed = %needed, "permission denied");
         let status = Status::permission_denied(format!(
@@ -284,8 +207,12 @@ pub fn decide<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identit
 }
 
 /// Decides one request: the identity to attach, or the status to answer with.
-pub fn authorize<B>(req: &http::Request<B>, allow_insecure: bool) -> Result<Identity, Status> {
-    decide(req, allow_insecure).map_err(|r| r.status)
+pub fn authorize<B>(
+    req: &http::Request<B>,
+    allow_insecure: bool,
+    role_of: RoleOf,
+) -> Result<Identity, Status> {
+    decide(req, allow_insecure, role_of).map_err(|r| r.status)
 }
 
 /// Told of every refusal, with the RPC it refused: the server audits them
@@ -297,6 +224,7 @@ pub type OnRefusal = Arc<dyn Fn(&Refusal, &Rpc) + Send + Sync>;
 #[derive(Clone)]
 pub struct AuthLayer {
     allow_insecure: bool,
+    role_of: RoleOf,
     on_refusal: OnRefusal,
 }
 
@@ -311,9 +239,10 @@ impl fmt::Debug for AuthLayer {
 impl AuthLayer {
     /// `allow_insecure`: accept plaintext TCP callers as admin (only for a
     /// listener the operator explicitly bound to loopback without TLS).
-    pub fn new(allow_insecure: bool, on_refusal: OnRefusal) -> Self {
+    pub fn new(allow_insecure: bool, role_of: RoleOf, on_refusal: OnRefusal) -> Self {
         Self {
             allow_insecure,
+            role_of,
             on_refusal,
         }
     }
@@ -325,6 +254,7 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             allow_insecure: self.allow_insecure,
+            role_of: self.role_of,
             on_refusal: self.on_refusal.clone(),
         }
     }
@@ -335,6 +265,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     allow_insecure: bool,
+    role_of: RoleOf,
     on_refusal: OnRefusal,
 }
 
@@ -366,7 +297,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        match decide(&req, self.allow_insecure) {
+        match decide(&req, self.allow_insecure, self.role_of) {
             Ok(who) => {
                 let rpc = Rpc::from_path(req.uri().path());
                 // Everything the handler logs carries the RPC and the caller.
@@ -390,51 +321,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
-
-    /// Every RPC in the API gets a deliberate role: reads for viewers,
-    /// probes for operators, and every other method for admins only.
-    #[test]
-    fn every_rpc_in_the_api_has_the_intended_role() {
-        let fds = prost_types::FileDescriptorSet::decode(linkherd_proto::FILE_DESCRIPTOR_SET)
-            .expect("descriptor set");
-        let mut seen = 0;
-        for file in fds.file.iter().filter(|f| f.package() == "linkherd.v1") {
-            for svc in &file.service {
-                for m in &svc.method {
-                    let path = format!("/linkherd.v1.{}/{}", svc.name(), m.name());
-                    let read = [
-                        "List",
-                        "Get",
-                        "Watch",
-                        "GetInfo",
-                        "GetState",
-                        "Plan",
-                        "ListHostAccess",
-                        "Check",
-                        "Status",
-                    ]
-                    .contains(&m.name());
-                    let expected = if svc.name() == "ProbeService" {
-                        Role::Operator
-                    } else if read {
-                        Role::Viewer
-                    } else {
-                        Role::Admin
-                    };
-                    assert_eq!(required_role(&path), expected, "{path}");
-                    seen += 1;
-                }
-            }
-        }
-        assert!(seen >= 20, "only {seen} RPCs found");
-        assert_eq!(required_role("/grpc.health.v1.Health/Check"), Role::Viewer);
-        assert_eq!(
-            required_role("/linkherd.v1.NewService/Anything"),
-            Role::Admin
-        );
-        assert_eq!(required_role("garbage"), Role::Admin);
-    }
 
     #[test]
     fn an_rpc_is_named_by_its_service_and_method() {
@@ -462,7 +348,7 @@ mod tests {
             .uri("/linkherd.v1.InterfaceService/List")
             .body(())
             .expect("request");
-        let err = authorize(&req, false).expect_err("no identity");
+        let err = authorize(&req, false, |_| Role::Viewer).expect_err("no identity");
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
     }
 }

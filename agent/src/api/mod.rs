@@ -25,10 +25,8 @@ use linkherd_proto::pb;
 use tonic::{Request, Status};
 
 use crate::{
-    auth::{Identity, Rpc},
-    context::Context,
-    error::Error,
-    lifecycle::Outcome,
+    context::Context, error::Error, lifecycle::Outcome, state::caller::Identity,
+    transport::auth::Rpc,
 };
 
 /// One request as a handler sees it: who made it and which RPC it is, both

@@ -12,8 +12,8 @@ use serde::Serialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
-    auth::Identity,
-    store::{AppendLog, Store, StoreError},
+    state::caller::Identity,
+    state::store::{AppendLog, Store, StoreError},
 };
 
 /// One audited action.

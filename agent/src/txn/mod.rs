@@ -34,15 +34,15 @@ use tokio::{sync::Mutex, task::AbortHandle};
 use tracing::Instrument;
 
 use crate::{
-    audit::Audit,
-    auth::Identity,
     error::Error,
     faults::{Faults, Point},
     lifecycle::{
         Lifecycle, Outcome, Wanted,
         plan::{Change, Op},
     },
-    store::{RecordSet, Store, Versioned},
+    state::audit::Audit,
+    state::caller::Identity,
+    state::store::{RecordSet, Store, Versioned},
 };
 
 /// The journal's record set in the state directory.
@@ -1112,7 +1112,7 @@ mod tests {
     use tonic::{Code, Status};
 
     use super::*;
-    use crate::{net::NetError, store::StoreError};
+    use crate::{net::NetError, state::store::StoreError};
 
     fn step(source: Error) -> Status {
         Status::from(Error::Step {

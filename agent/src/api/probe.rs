@@ -20,7 +20,6 @@ use tonic::{Request, Response, Status};
 
 use super::Call;
 use crate::{
-    auth::Identity,
     context::Context,
     error::Error,
     net::{
@@ -33,6 +32,7 @@ use crate::{
             tcp::{self, TcpResult, TcpSpec},
         },
     },
+    state::caller::Identity,
 };
 
 #[derive(Debug, Clone)]

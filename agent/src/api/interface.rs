@@ -1,9 +1,9 @@
 //! `linkherd.v1.InterfaceService`: interface state, Watch, and the
 //! promiscuous / up / MTU knobs.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use linkherd_proto::{
     convert::{InterfaceName, SetMtu, SetPromiscuous, SetUp},
     model::{Interface, ValidationError},
@@ -17,8 +17,10 @@ use super::Call;
 use crate::{
     context::Context,
     error::Error,
-    net::{NetError, NetEvent},
-    watch::{Received, WatchError},
+    watch::{
+        WatchError,
+        stream::{LinkReader, StreamEnd, WatchEvent, Watcher},
+    },
 };
 
 #[derive(Debug, Clone)]
@@ -29,11 +31,6 @@ pub struct InterfaceSvc {
 impl InterfaceSvc {
     pub fn new(ctx: Arc<Context>) -> Self {
         Self { ctx }
-    }
-
-    /// The link as it is now, with its lease (if any).
-    async fn current(&self, index: u32) -> Result<Interface, Error> {
-        current(&self.ctx, index).await
     }
 
     /// The audit word of a change's outcome.
@@ -90,20 +87,21 @@ impl pb::interface_service_server::InterfaceService for InterfaceSvc {
         // subscription between all streams and caps them (per identity and
         // in total); the stream's place is given back when it ends.
         let events = self.ctx.watches.subscribe(&call.who.name).await?;
-        let mut snapshot = self.ctx.net.links().await.map_err(Error::from)?;
-        self.ctx.leases.annotate(&mut snapshot).await;
+        let links = LinkReader {
+            net: self.ctx.net.clone(),
+            leases: self.ctx.leases.clone(),
+        };
+        let snapshot = links.links().await.map_err(Error::from)?;
         let (tx, rx) = mpsc::channel(64);
         // A panic ends this stream (the client sees it end) and is logged.
         crate::watch::spawn_supervised(
             "a Watch stream",
-            Watcher {
-                svc: self.clone(),
-                tx,
-            }
-            .run(snapshot, events),
+            Watcher { links, tx }.run(snapshot, events),
             async {},
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(watch_response),
+        )))
     }
 
     async fn set_promiscuous(
@@ -198,6 +196,32 @@ async fn current(ctx: &Context, index: u32) -> Result<Interface, Error> {
     Ok(iface)
 }
 
+/// One Watch event or end, as the wire has it.
+fn watch_response(
+    item: Result<WatchEvent, StreamEnd>,
+) -> Result<pb::WatchInterfacesResponse, Status> {
+    type Event = pb::watch_interfaces_response::Event;
+    let event = match item {
+        Ok(WatchEvent::Existing(iface)) => Event::Existing(iface.into()),
+        Ok(WatchEvent::Synced) => Event::Synced(pb::Synced {}),
+        Ok(WatchEvent::Added(iface)) => Event::Added(iface.into()),
+        Ok(WatchEvent::Changed { interface, fields }) => Event::Changed(pb::InterfaceChanged {
+            interface: Some(interface.into()),
+            fields: fields.into_iter().map(str::to_owned).collect(),
+        }),
+        Ok(WatchEvent::Removed { index, name }) => {
+            Event::Removed(pb::InterfaceRemoved { index, name })
+        }
+        Err(StreamEnd::KernelStreamEnded) => {
+            return Err(Status::unavailable(
+                "the kernel event stream ended; watch again to resubscribe",
+            ));
+        }
+        Err(StreamEnd::Stopping) => return Err(WatchError::Stopping.into()),
+    };
+    Ok(pb::WatchInterfacesResponse { event: Some(event) })
+}
+
 /// Checks an MTU against the device's own limits (IFLA_MIN_MTU/MAX_MTU),
 /// so the caller learns the allowed range instead of a bare EINVAL.
 fn check_mtu_range(link: &Interface, mtu: u32) -> Result<(), ValidationError> {
@@ -217,145 +241,6 @@ fn check_mtu_range(link: &Interface, mtu: u32) -> Result<(), ValidationError> {
         format!("is outside the MTU range of {} ({range})", link.name),
         format!("choose an MTU in {range}"),
     ))
-}
-
-/// Turns kernel events into Watch events for one subscriber.
-struct Watcher {
-    svc: InterfaceSvc,
-    tx: mpsc::Sender<Result<pb::WatchInterfacesResponse, Status>>,
-}
-
-type Event = pb::watch_interfaces_response::Event;
-
-impl Watcher {
-    async fn send(&self, event: Event) -> bool {
-        self.tx
-            .send(Ok(pb::WatchInterfacesResponse { event: Some(event) }))
-            .await
-            .is_ok()
-    }
-
-    async fn run(self, snapshot: Vec<Interface>, mut events: crate::watch::Subscription) {
-        let mut known: HashMap<u32, Interface> = HashMap::new();
-        for iface in snapshot {
-            known.insert(iface.index, iface.clone());
-            if !self.send(Event::Existing(iface.into())).await {
-                return;
-            }
-        }
-        if !self.send(Event::Synced(pb::Synced {})).await {
-            return;
-        }
-        loop {
-            let event = tokio::select! {
-                () = self.tx.closed() => return,
-                e = events.recv() => e,
-            };
-            let event = match event {
-                Received::Event(e) => e,
-                Received::Ended => {
-                    let _ = self
-                        .tx
-                        .send(Err(Status::unavailable(
-                            "the kernel event stream ended; watch again to resubscribe",
-                        )))
-                        .await;
-                    return;
-                }
-                Received::Stopping => {
-                    let _ = self.tx.send(Err(WatchError::Stopping.into())).await;
-                    return;
-                }
-            };
-            let ok = match event {
-                NetEvent::Link { index } | NetEvent::Address { index } => {
-                    self.refresh(&mut known, index).await
-                }
-                NetEvent::LinkRemoved { index, name } => match known.remove(&index) {
-                    Some(_) => {
-                        self.send(Event::Removed(pb::InterfaceRemoved { index, name }))
-                            .await
-                    }
-                    None => true,
-                },
-                NetEvent::Overrun => self.resync(&mut known).await,
-            };
-            if !ok {
-                return;
-            }
-        }
-    }
-
-    /// Re-reads one link and reports how it differs from what was last sent.
-    async fn refresh(&self, known: &mut HashMap<u32, Interface>, index: u32) -> bool {
-        match self.svc.current(index).await {
-            Ok(now) => self.report(known, now).await,
-            Err(Error::Net(NetError::NotFound { .. })) => match known.remove(&index) {
-                Some(old) => {
-                    self.send(Event::Removed(pb::InterfaceRemoved {
-                        index,
-                        name: old.name,
-                    }))
-                    .await
-                }
-                None => true,
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, index, "cannot read a changed link");
-                true
-            }
-        }
-    }
-
-    async fn report(&self, known: &mut HashMap<u32, Interface>, now: Interface) -> bool {
-        let event = match known.get(&now.index) {
-            None => Event::Added(now.clone().into()),
-            Some(old) => {
-                let fields = old.changed_fields(&now);
-                if fields.is_empty() {
-                    return true;
-                }
-                Event::Changed(pb::InterfaceChanged {
-                    interface: Some(now.clone().into()),
-                    fields: fields.into_iter().map(str::to_owned).collect(),
-                })
-            }
-        };
-        known.insert(now.index, now);
-        self.send(event).await
-    }
-
-    /// After lost events: compare everything with the kernel again.
-    async fn resync(&self, known: &mut HashMap<u32, Interface>) -> bool {
-        let Ok(mut links) = self.svc.ctx.net.links().await else {
-            return true;
-        };
-        self.svc.ctx.leases.annotate(&mut links).await;
-        let present: Vec<u32> = links.iter().map(|l| l.index).collect();
-        let gone: Vec<u32> = known
-            .keys()
-            .copied()
-            .filter(|i| !present.contains(i))
-            .collect();
-        for index in gone {
-            if let Some(old) = known.remove(&index)
-                && !self
-                    .send(Event::Removed(pb::InterfaceRemoved {
-                        index,
-                        name: old.name,
-                    }))
-                    .await
-            {
-                return false;
-            }
-        }
-        for link in links {
-            if !self.report(known, link).await {
-                return false;
-            }
-        }
-        true
-    }
 }
 
 #[cfg(test)]

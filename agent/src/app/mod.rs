@@ -1,21 +1,26 @@
-//! Serving the API: routes, health, reflection, limits, mTLS, listeners.
+//! The composition root: builds the host's parts (state store, audit log,
+//! leases, lifecycle, transactions, watch hub) in the order recovery needs,
+//! and serves them on whatever listeners `main` binds. The services
+//! themselves are listed once, in [`services`].
+
+pub mod services;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
-use linkherd_proto::{FILE_DESCRIPTOR_SET, pb};
+use linkherd_proto::FILE_DESCRIPTOR_SET;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
-use tonic::{service::Routes, transport::Server};
+use tonic::service::Routes;
 
-use crate::tls::TlsPem;
 use crate::{
-    audit::Audit,
-    auth::{AuthLayer, Refusal, Rpc},
     context::Context,
+    leases::PromiscLeases,
     net::NetOps,
-    promisc::PromiscLeases,
-    service::{AttachmentSvc, HostSvc, InterfaceSvc, MacvlanSvc, NetworkSvc, ProbeSvc, VlanSvc},
-    store::Store,
+    state::{audit::Audit, store::Store},
+    transport::{
+        auth::{Refusal, Rpc},
+        grpc::{self, ConnLimits, GrpcError, Guards, Listener},
+        tls::TlsPem,
+    },
 };
 
 /// Resource limits applied to every listener.
@@ -60,9 +65,7 @@ impl Default for Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    #[error("serving: {0}")]
-    Transport(#[source] tonic::transport::Error),
+    Grpc(#[from] GrpcError),
     #[error("binding the listener: {0}")]
     Bind(#[source] std::io::Error),
     #[error("serving plain HTTP: {0}")]
@@ -70,7 +73,7 @@ pub enum ServeError {
     #[error("reflection service: {0}")]
     Reflection(String),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::state::store::StoreError),
     #[error("rolling back the journaled transaction: {0}")]
     Recover(#[source] crate::error::Error),
 }
@@ -104,7 +107,7 @@ pub struct Agent {
     ctx: Arc<Context>,
     limits: Limits,
     /// Request bytes in flight, shared by every listener.
-    budget: crate::budget::RequestBudget,
+    budget: crate::transport::budget::RequestBudget,
     /// `grpc.health.v1` state, shared by every listener (a subsystem that
     /// fails reports itself NOT_SERVING here).
     health: tonic_health::server::HealthReporter,
@@ -135,7 +138,8 @@ impl Agent {
         let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
         let registry = crate::lifecycle::registry::Registry::load(store.as_ref()).await?;
         let catalog = crate::lifecycle::catalog::Catalog::load(store.as_ref()).await?;
-        let agent_id = crate::identity::AgentId::load(store.as_ref(), &opts.netns_prefix).await?;
+        let agent_id =
+            crate::state::agent_id::AgentId::load(store.as_ref(), &opts.netns_prefix).await?;
         let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
             net.clone(),
             (registry, catalog),
@@ -164,7 +168,9 @@ impl Agent {
             ctx,
             limits: opts.limits,
             health,
-            budget: crate::budget::RequestBudget::new(opts.limits.request_bytes_in_flight),
+            budget: crate::transport::budget::RequestBudget::new(
+                opts.limits.request_bytes_in_flight,
+            ),
         })
     }
 
@@ -187,13 +193,13 @@ impl Agent {
 
     /// Serves `GET /healthz` in plain HTTP on a loopback `listener`: the
     /// agent's overall `grpc.health.v1` status, for a kubelet's readiness
-    /// probe (see [`crate::health_http`]).
+    /// probe (see [`crate::transport::health_http`]).
     pub async fn serve_health(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        crate::health_http::serve(self.health.clone(), listener, shutdown)
+        crate::transport::health_http::serve(self.health.clone(), listener, shutdown)
             .await
             .map_err(ServeError::Plain)
     }
@@ -225,112 +231,62 @@ impl Agent {
         }
     }
 
-    /// Request bytes held now (see [`crate::budget`]).
+    /// Request bytes held now (see [`crate::transport::budget`]).
     pub fn request_bytes_in_flight(&self) -> usize {
         self.budget.in_flight()
     }
 
-    /// The auth layer of a listener, auditing every refusal (who, which
-    /// RPC, why).
-    fn auth_layer(&self, allow_insecure: bool) -> AuthLayer {
+    /// The guards of every gRPC listener; every refusal is audited (who,
+    /// which RPC, why).
+    fn guards(&self) -> Guards {
         let audit = self.ctx.audit.clone();
-        AuthLayer::new(
-            allow_insecure,
-            Arc::new(move |r: &Refusal, rpc: &Rpc| {
+        Guards {
+            limits: ConnLimits {
+                concurrency_per_connection: self.limits.concurrency_per_connection,
+                request_timeout: self.limits.request_timeout,
+                max_concurrent_streams: self.limits.max_concurrent_streams,
+                local_connections: self.limits.local_connections,
+            },
+            budget: self.budget.clone(),
+            role_of: services::required_role,
+            on_refusal: Arc::new(move |r: &Refusal, rpc: &Rpc| {
                 let (name, role) = match &r.who {
                     Some(w) => (w.name.as_str(), Some(w.role)),
                     None => ("unidentified", None),
                 };
                 audit.refusal(name, role, r.transport, &rpc.0, r.status.message());
             }),
-        )
+        }
     }
 
+    /// Health, reflection and every service of [`services::SERVICES`];
+    /// each service reported SERVING.
     async fn routes(&self) -> Result<Routes, ServeError> {
-        let max = self.limits.max_message_bytes;
-        let health = &self.health;
+        for s in services::SERVICES {
+            self.health
+                .set_service_status(s.name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
         let health_svc = tonic_health::pb::health_server::HealthServer::new(
-            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+            tonic_health::server::HealthService::from_health_reporter(self.health.clone()),
         );
-        health
-            .set_serving::<pb::interface_service_server::InterfaceServiceServer<InterfaceSvc>>()
-            .await;
-        health
-            .set_serving::<pb::host_service_server::HostServiceServer<HostSvc>>()
-            .await;
-        health
-            .set_serving::<pb::vlan_service_server::VlanServiceServer<VlanSvc>>()
-            .await;
-        health
-            .set_serving::<pb::macvlan_service_server::MacvlanServiceServer<MacvlanSvc>>()
-            .await;
-        health
-            .set_serving::<pb::probe_service_server::ProbeServiceServer<ProbeSvc>>()
-            .await;
-        health
-            .set_serving::<pb::network_service_server::NetworkServiceServer<NetworkSvc>>()
-            .await;
-        health
-            .set_serving::<pb::attachment_service_server::AttachmentServiceServer<AttachmentSvc>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let v1 = reflection()
             .build_v1()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
-        let reflection_alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let v1alpha = reflection()
             .build_v1alpha()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
-        Ok(Routes::new(health_svc)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(
-                pb::host_service_server::HostServiceServer::new(HostSvc::new(self.ctx.clone()))
-                    .max_decoding_message_size(max),
-            )
-            .add_service(
-                pb::interface_service_server::InterfaceServiceServer::new(InterfaceSvc::new(
-                    self.ctx.clone(),
-                ))
-                .max_decoding_message_size(max),
-            )
-            .add_service(
-                pb::vlan_service_server::VlanServiceServer::new(VlanSvc::new(self.ctx.clone()))
-                    .max_decoding_message_size(max),
-            )
-            .add_service(
-                pb::macvlan_service_server::MacvlanServiceServer::new(MacvlanSvc::new(
-                    self.ctx.clone(),
-                ))
-                .max_decoding_message_size(max),
-            )
-            .add_service(
-                pb::probe_service_server::ProbeServiceServer::new(ProbeSvc::new(self.ctx.clone()))
-                    .max_decoding_message_size(max),
-            )
-            .add_service(
-                pb::network_service_server::NetworkServiceServer::new(NetworkSvc::new(
-                    self.ctx.clone(),
-                ))
-                .max_decoding_message_size(max),
-            )
-            .add_service(
-                pb::attachment_service_server::AttachmentServiceServer::new(AttachmentSvc::new(
-                    self.ctx.clone(),
-                ))
-                .max_decoding_message_size(max),
-            ))
-    }
-
-    fn builder(&self) -> Server {
-        Server::builder()
-            .concurrency_limit_per_connection(self.limits.concurrency_per_connection)
-            .timeout(self.limits.request_timeout)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .max_concurrent_streams(Some(self.limits.max_concurrent_streams))
-            .tcp_nodelay(true)
+        let routes = Routes::new(health_svc).add_service(v1).add_service(v1alpha);
+        Ok(services::add_services(
+            routes,
+            &self.ctx,
+            self.limits.max_message_bytes,
+        ))
     }
 
     /// Serves on a TCP listener. With `tls` every client must present a
@@ -342,35 +298,11 @@ impl Agent {
         tls: Option<TlsPem>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let routes = self.routes().await?;
-        match tls {
-            Some(tls) => {
-                let config = crate::tls::server_config(&tls)?;
-                let incoming = ReceiverStream::new(crate::tls::incoming(listener, config));
-                self.builder()
-                    .layer(self.auth_layer(false))
-                    .layer(self.budget.layer())
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(incoming, shutdown)
-                    .await
-            }
-            None => {
-                self.builder()
-                    .layer(self.auth_layer(true))
-                    .layer(self.budget.layer())
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(
-                        crate::capped::capped(
-                            TcpListenerStream::new(listener),
-                            self.limits.local_connections,
-                            "insecure-loopback",
-                        ),
-                        shutdown,
-                    )
-                    .await
-            }
-        }
-        .map_err(ServeError::Transport)
+        let listener = match tls {
+            Some(pem) => Listener::Mtls(listener, pem),
+            None => Listener::InsecureLoopback(listener),
+        };
+        self.serve_grpc(listener, shutdown).await
     }
 
     /// Serves on the local unix socket (peer must be root or the agent's uid).
@@ -379,27 +311,22 @@ impl Agent {
         listener: UnixListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
+        self.serve_grpc(Listener::Unix(listener), shutdown).await
+    }
+
+    async fn serve_grpc(
+        &self,
+        listener: Listener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
         let routes = self.routes().await?;
-        self.builder()
-            .layer(self.auth_layer(false))
-            .layer(self.budget.layer())
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                crate::capped::capped(
-                    UnixListenerStream::new(listener),
-                    self.limits.local_connections,
-                    "unix",
-                ),
-                shutdown,
-            )
-            .await
-            .map_err(ServeError::Transport)
+        Ok(grpc::serve(listener, routes, &self.guards(), shutdown).await?)
     }
 }
 
 /// Audits the state files kept aside at start (they were logged already).
 fn audit_quarantined(audit: &Audit, store: &Store) {
-    let who = crate::auth::Identity::agent("start with an unreadable state file");
+    let who = crate::state::caller::Identity::agent("start with an unreadable state file");
     for q in store.take_quarantined() {
         let detail = format!("kept as {}: {}", q.kept_as.display(), q.reason);
         audit.record(
@@ -410,68 +337,4 @@ fn audit_quarantined(audit: &Audit, store: &Store) {
             "kept aside",
         );
     }
-}
-
-/// Binds the local admin socket, which serves root as admin without
-/// certificates — so nobody else may get between it and its clients:
-/// - its directory is created mode 0700, or, when it exists, must not be
-///   writable by group or others (else a local user could replace the
-///   socket and receive root's connections);
-/// - the socket is bound under umask 077 and set to 0600;
-/// - a file that is not a socket is never replaced, and neither is a socket
-///   another agent still serves on (only a stale one is removed).
-pub fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
-    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
-    let refuse = |msg: String| std::io::Error::new(std::io::ErrorKind::AlreadyExists, msg);
-    if let Some(dir) = path.parent() {
-        match std::fs::metadata(dir) {
-            Ok(m) if m.permissions().mode() & 0o022 != 0 => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{} is writable by others (mode {:o}); put the socket in a directory \
-                         only root can write, e.g. /run/linkherd",
-                        dir.display(),
-                        m.permissions().mode() & 0o7777
-                    ),
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)?;
-                // The mode given is filtered by the umask; set it exactly.
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(refuse(format!(
-                    "{} is in use: another agent serves on it; give this one another socket path",
-                    path.display()
-                )));
-            }
-            std::fs::remove_file(path)?;
-        }
-        Ok(_) => {
-            return Err(refuse(format!(
-                "{} exists and is not a socket; refusing to replace it",
-                path.display()
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    // No moment in which the socket exists with looser permissions.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let bound = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener = bound?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
 }

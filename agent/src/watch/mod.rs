@@ -16,6 +16,8 @@
 //! NOT_SERVING (the reason is logged). With no subscriber left the
 //! subscription is closed.
 
+pub mod stream;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
