@@ -88,7 +88,7 @@ impl pb::host_service_server::HostService for HostSvc {
             .map_err(Error::into_status)?;
         Ok(Response::new(pb::GetStateResponse {
             generation: crate::txn::fingerprint(&observed),
-            owned: Some(observed),
+            owned: Some(observed.into()),
         }))
     }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use crate::{
     model::{
-        CatalogNetwork, EndpointSpec, HostAccessSpec, IfName, ObjName, ValidationError, VlanSpec,
+        CatalogNetwork, EndpointSpec, HostAccessSpec, IfName, ObjName, OwnedObjects,
+        ValidationError, VlanSpec,
         bounds::{MAX_DESIRED_ENDPOINTS, MAX_DESIRED_NETWORKS, MAX_DESIRED_VLANS, check_count},
     },
     pb,
@@ -268,6 +269,17 @@ impl From<&Desired> for pb::DesiredState {
             networks: d.networks.iter().map(ToString::to_string).collect(),
             absent_vlans: d.absent_vlans.iter().map(ToString::to_string).collect(),
             catalog: d.catalog.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<OwnedObjects> for pb::OwnedObjects {
+    fn from(o: OwnedObjects) -> Self {
+        Self {
+            vlans: o.vlans.into_iter().map(Into::into).collect(),
+            endpoints: o.endpoints.into_iter().map(Into::into).collect(),
+            host_access: o.host_access.into_iter().map(Into::into).collect(),
+            catalog: o.catalog.iter().map(Into::into).collect(),
         }
     }
 }

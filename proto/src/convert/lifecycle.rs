@@ -249,6 +249,46 @@ fn endpoint_source_macs(
     Ok(macs)
 }
 
+/// The spec that re-creates an observed endpoint (and its namespace, when
+/// linkherd made that), checked by the same rules as a request: how a
+/// transaction journals the undo of a removal.
+impl TryFrom<EndpointState> for EndpointSpec {
+    type Error = ValidationError;
+    fn try_from(mut old: EndpointState) -> Result<Self, Self::Error> {
+        let create_netns = old.netns_created;
+        // Counters and carrier are not part of what to re-create.
+        old.interface = None;
+        EndpointSpec::try_from(pb::CreateMacvlanRequest {
+            endpoint: Some(old.into()),
+            create_netns,
+        })
+    }
+}
+
+/// The spec that re-creates observed host access, checked like a request.
+impl TryFrom<HostAccessState> for HostAccessSpec {
+    type Error = ValidationError;
+    fn try_from(old: HostAccessState) -> Result<Self, Self::Error> {
+        HostAccessSpec::try_from(pb::CreateHostAccessRequest {
+            host_access: Some(old.into()),
+        })
+    }
+}
+
+/// The spec that re-creates an observed VLAN.
+impl TryFrom<&VlanState> for VlanSpec {
+    type Error = ValidationError;
+    fn try_from(old: &VlanState) -> Result<Self, Self::Error> {
+        Ok(VlanSpec {
+            parent: IfName::parse("parent", &old.parent)?,
+            id: VlanId::new("id", u32::from(old.id))?,
+            protocol: old.protocol,
+            name: IfName::parse("name", &old.name)?,
+            mtu: mtu("mtu", old.mtu)?,
+        })
+    }
+}
+
 impl TryFrom<pb::CreateHostAccessRequest> for HostAccessSpec {
     type Error = ValidationError;
     fn try_from(r: pb::CreateHostAccessRequest) -> Result<Self, Self::Error> {

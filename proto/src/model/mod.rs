@@ -6,6 +6,7 @@ pub mod bounds;
 mod catalog;
 mod endpoint;
 mod error;
+mod host;
 mod ifname;
 mod interface;
 mod mac;
@@ -22,6 +23,7 @@ pub use endpoint::{
     check_host_address, default_host_access_name,
 };
 pub use error::ValidationError;
+pub use host::OwnedObjects;
 pub use ifname::{IfName, MAX_IFNAME_LEN};
 pub use interface::{
     Counters, Interface, LinkDetails, LinkKind, MacvlanMode, OperState, PromiscLease, VlanProtocol,
