@@ -1,6 +1,6 @@
 //! The kernel contract against the in-memory fake (no root needed).
 
-mod contract;
+use crate::contract;
 
 use std::sync::Arc;
 

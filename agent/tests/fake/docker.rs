@@ -5,7 +5,7 @@
 //! unknown or oversized call gets — Docker's `{"Err": ...}`, with nothing
 //! left behind.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

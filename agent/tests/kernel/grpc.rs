@@ -2,7 +2,7 @@
 //! namespace with a veth pair standing in for the NIC (root only). Every
 //! assertion is checked with `ip -j`, independently of the agent.
 
-mod common;
+use crate::common;
 
 use std::{sync::Arc, time::Duration};
 

@@ -3,7 +3,7 @@
 //! error on its socket — is re-created. Before, every later netlink call
 //! failed while health still said SERVING.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::Arc,

@@ -4,7 +4,7 @@
 //! handler from that role up — so no new RPC can ship unguarded (issue 11,
 //! "one table maps every RPC to its minimum role").
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! fake kernel: every rule's error, idempotence, ownership, and the cleanup
 //! of what linkherd created (also after a failure half way).
 
-mod common;
+use crate::common;
 
 use std::{path::Path, sync::Arc};
 

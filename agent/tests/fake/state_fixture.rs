@@ -10,7 +10,7 @@
 //! is read (nothing kept aside as corrupt), the lease and the pending
 //! transaction recovered as they would have been then.
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

@@ -3,7 +3,7 @@
 //! SetPromiscuous fail naming the file and "No space left on device", and
 //! the fake kernel is as it was; with space again the same Apply succeeds.
 
-mod common;
+use crate::common;
 
 use std::{
     io::Write,

@@ -3,7 +3,7 @@
 //! back like every step), read by viewers through NetworkService, kept in
 //! the state directory across a restart, and refused when malformed.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

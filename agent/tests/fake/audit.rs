@@ -1,7 +1,7 @@
 //! T1: refused calls reach the audit log — who, which RPC, why (issue 11,
 //! problem 9: they never did).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

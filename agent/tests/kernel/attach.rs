@@ -7,7 +7,7 @@
 //! never lists attachments; records survive an agent restart; every attach,
 //! detach and GC — refused ones too — is in the audit log.
 
-mod common;
+use crate::common;
 
 use std::{path::Path, sync::Arc};
 

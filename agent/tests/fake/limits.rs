@@ -6,7 +6,7 @@
 //! - One host's idle TCP connections cannot hold every TLS handshake slot.
 //! - Request bytes in flight have a global budget.
 
-mod common;
+use crate::common;
 
 use std::{
     path::Path,

@@ -4,7 +4,7 @@
 //! it, a changed host or a pending transaction refuses, and an agent that
 //! restarts with a journal rolls back.
 
-mod common;
+use crate::common;
 
 use std::{path::Path, sync::Arc, time::Duration};
 

@@ -4,7 +4,7 @@
 //! shows its real behaviour. Results are checked with `ip -j` and with real
 //! TCP traffic between the namespaces the test created.
 
-mod common;
+use crate::common;
 
 use std::{
     net::{IpAddr, TcpListener},

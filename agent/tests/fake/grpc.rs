@@ -2,7 +2,7 @@
 //! certificates, role checks, validation, promiscuous leases, Watch, health,
 //! the audit log and the unix socket.
 
-mod common;
+use crate::common;
 
 use std::{sync::Arc, time::Duration};
 

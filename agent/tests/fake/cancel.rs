@@ -8,7 +8,7 @@
 //! real create does under load) so that the client's deadline falls in
 //! the middle of the work.
 
-mod common;
+use crate::common;
 
 use std::{path::Path, sync::Arc, time::Duration};
 

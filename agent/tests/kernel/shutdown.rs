@@ -7,7 +7,7 @@
 //! The agent runs inside a namespace of the test's own (`--netns`), and the
 //! pings go to that namespace's loopback.
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

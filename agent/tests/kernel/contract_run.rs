@@ -1,8 +1,7 @@
 //! The kernel contract against the real kernel, inside a private network
 //! namespace per test (root only; veth pairs stand in for NICs).
 
-mod common;
-mod contract;
+use crate::contract;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! corrupt file is kept aside as NAME.corrupt-<time>, audited, and the agent
 //! goes on from the kernel's state.
 
-mod common;
+use crate::common;
 
 use std::{path::Path, sync::Arc};
 

@@ -4,7 +4,7 @@
 //! and 14); each now gets INVALID_ARGUMENT naming the field, fast, and the
 //! agent keeps serving.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

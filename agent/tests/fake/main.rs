@@ -1,0 +1,25 @@
+//! The agent over the in-memory fake kernel (tier T1, no root needed): the
+//! kernel contract, the lifecycle, transactions, the full gRPC stack over
+//! mTLS, limits, roles, the state directory and the Docker driver. One
+//! binary, one module per suite (see docs/testing.md).
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../contract/mod.rs"]
+#[macro_use]
+mod contract;
+
+mod audit;
+mod bounds;
+mod cancel;
+mod catalog;
+mod contract_run;
+mod docker;
+mod grpc;
+mod lifecycle;
+mod limits;
+mod local_caps;
+mod roles;
+mod state_fixture;
+mod store;
+mod txn;
