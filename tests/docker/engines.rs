@@ -142,6 +142,7 @@ fn start_engines(state: &LabState, dir: &Path) -> Engines {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_documents_docker_commands_run_on_linkherd_networks() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
     if !have_root("the docker lab") {
         return;
     }

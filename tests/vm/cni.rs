@@ -61,6 +61,7 @@ fn block_of(state: &LabState, spec: &str, host: &str) -> ipnet::Ipv4Net {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_static_plugin_attaches_containers_to_a_vlan_across_guests() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
     if !have_root("the vm CNI lab") {
         return;
     }

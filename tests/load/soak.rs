@@ -15,6 +15,7 @@ use test_support::have_root;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_stays_bounded_and_correct_under_a_soak() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
     if !have_root("the soak") {
         return;
     }

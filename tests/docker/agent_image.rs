@@ -138,6 +138,7 @@ fn run_args(state: &LabState, pod: &Value, host: &Path, listen: &str) -> Vec<Str
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_image_runs_with_host_networking_and_answers_over_mtls() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
     if !have_root("the agent image") {
         return;
     }

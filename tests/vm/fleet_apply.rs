@@ -28,6 +28,7 @@ fn names(v: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_vlan_spec_applied_proven_and_destroyed_on_real_kernels() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
     if !have_root("the vm fleet lab") {
         return;
     }

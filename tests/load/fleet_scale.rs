@@ -47,6 +47,7 @@ fn neighbour_room() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_hosts_verified_by_the_full_mesh_with_no_failed_probe() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
     if !have_root("the 20-host lab") {
         return;
     }

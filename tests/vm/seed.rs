@@ -37,6 +37,7 @@ fn reach(state: &LabState, host: &str, netns: &str, to: &str) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_vlan_scenario_on_real_kernels() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
     if !test_support::have_root("seed_vlan_scenario_on_real_kernels") {
         return;
     }
