@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Instant};
 
 use crate::{
+    host::Host,
     leases::PromiscLeases,
-    lifecycle::Lifecycle,
     net::{Capabilities, NetOps},
     state::audit::Audit,
 };
@@ -19,7 +19,7 @@ pub struct Context {
     pub host_name: String,
     pub started: Instant,
     /// VLANs, endpoints and host access.
-    pub lifecycle: Arc<Lifecycle>,
+    pub host: Arc<Host>,
     /// Commit-confirmed transactions over the desired state.
     pub txns: crate::txn::Transactions,
     /// The one kernel subscription every `Watch` stream shares, and the
@@ -38,7 +38,7 @@ impl Context {
         net: Arc<dyn NetOps>,
         audit: Arc<Audit>,
         leases: PromiscLeases,
-        lifecycle: Arc<Lifecycle>,
+        host: Arc<Host>,
         txns: crate::txn::Transactions,
         host_name: String,
         watch_limits: crate::watch::WatchLimits,
@@ -52,13 +52,13 @@ impl Context {
             audit,
             host_name,
             started: Instant::now(),
-            lifecycle,
+            host,
             txns,
         }
     }
 
     /// Kernel capabilities, probed once.
     pub async fn capabilities(&self) -> &Capabilities {
-        self.lifecycle.capabilities().await
+        self.host.capabilities().await
     }
 }

@@ -3,7 +3,7 @@
 //! - [`app`]: the composition root and the one table of services;
 //! - [`api`]: the gRPC adapters (pb → model → domain → pb, audit);
 //! - [`transport`]: listeners, mTLS, the auth layer, budgets, `/healthz`;
-//! - the domain: the host's objects ([`lifecycle`]), commit-confirmed
+//! - the domain: the host's objects ([`host`]), commit-confirmed
 //!   transactions ([`txn`]), promiscuous-mode [`leases`], the [`watch`] hub;
 //! - [`state`]: the state directory, the audit log, the agent's id, callers;
 //! - [`net`]: the only code that touches the kernel;
@@ -19,8 +19,8 @@ pub mod context;
 pub mod docker;
 pub mod error;
 pub mod faults;
+pub mod host;
 pub mod leases;
-pub mod lifecycle;
 pub mod net;
 pub mod state;
 #[cfg(feature = "fake")]

@@ -165,7 +165,7 @@ fn an_agent_never_takes_another_agents_endpoints() {
         req.create_netns = true;
         a.macvlan().await.create(req).await.expect("a's endpoint");
         let alias = ep_ns.link_json("eth0")["ifalias"].clone();
-        let a_id = a.agent.agent.context().lifecycle.agent().id().to_owned();
+        let a_id = a.agent.agent.context().host.agent().id().to_owned();
         assert_eq!(
             alias,
             format!("linkherd:v1 ep net=hard name=o1 agent={a_id}").as_str()
@@ -572,7 +572,7 @@ fn an_endpoint_whose_namespace_was_replaced_is_gone() {
             .agent
             .agent
             .context()
-            .lifecycle
+            .host
             .agent()
             .mark(&Owner::Endpoint {
                 network: "hard".into(),

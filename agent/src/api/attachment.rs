@@ -12,7 +12,7 @@ use linkherd_proto::{
 use tonic::{Request, Response, Status};
 
 use super::Call;
-use crate::{context::Context, error::Error, lifecycle::attach::AttachState};
+use crate::{context::Context, error::Error, host::attachments::AttachState};
 
 #[derive(Debug, Clone)]
 pub struct AttachmentSvc {
@@ -64,7 +64,12 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                 &self.ctx,
                 &what,
                 &detail,
-                |ctx| async move { ctx.lifecycle.attach(&AttachSpec::try_from(r)?).await },
+                |ctx| async move {
+                    ctx.host
+                        .attachments()
+                        .attach(&AttachSpec::try_from(r)?)
+                        .await
+                },
                 |(s, made): &(AttachState, bool)| {
                     let addrs: Vec<String> =
                         s.record.addresses.iter().map(ToString::to_string).collect();
@@ -88,7 +93,12 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                 &self.ctx,
                 &what,
                 "detach",
-                |ctx| async move { ctx.lifecycle.detach(&AttachKeySpec::try_from(k)?).await },
+                |ctx| async move {
+                    ctx.host
+                        .attachments()
+                        .detach(&AttachKeySpec::try_from(k)?)
+                        .await
+                },
                 |g| {
                     if g.is_some() {
                         "detached"
@@ -109,7 +119,7 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
         req: Request<pb::AttachmentKey>,
     ) -> Result<Response<pb::Attachment>, Status> {
         let key = AttachKeySpec::try_from(req.into_inner()).map_err(Error::from)?;
-        let state = self.ctx.lifecycle.check_attachment(&key).await?;
+        let state = self.ctx.host.attachments().check_attachment(&key).await?;
         Ok(Response::new(to_pb(&state)))
     }
 
@@ -124,7 +134,8 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
         };
         let all = self
             .ctx
-            .lifecycle
+            .host
+            .attachments()
             .attachments(network.as_ref().map(ObjName::as_str))
             .await;
         Ok(Response::new(pb::ListAttachmentsResponse {
@@ -162,7 +173,8 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                 &detail,
                 |ctx| async move {
                     let gone = ctx
-                        .lifecycle
+                        .host
+                        .attachments()
                         .gc_attachments(network.as_str(), &valid)
                         .await?;
                     let states: Vec<AttachState> = gone
@@ -196,7 +208,12 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
         req: Request<pb::NetworkStatusRequest>,
     ) -> Result<Response<pb::NetworkStatusResponse>, Status> {
         let network = ObjName::parse("network", &req.into_inner().network).map_err(Error::from)?;
-        let s = self.ctx.lifecycle.network_status(network.as_str()).await;
+        let s = self
+            .ctx
+            .host
+            .attachments()
+            .network_status(network.as_str())
+            .await;
         Ok(Response::new(pb::NetworkStatusResponse {
             ready: s.ready,
             reason: s.reason,

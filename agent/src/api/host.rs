@@ -37,7 +37,7 @@ impl pb::host_service_server::HostService for HostSvc {
             hostname: self.ctx.host_name.clone(),
             kernel_release: kernel_release(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            agent_id: self.ctx.lifecycle.agent().id().to_owned(),
+            agent_id: self.ctx.host.agent().id().to_owned(),
             api_version: API_VERSION.to_owned(),
             capabilities: Some(pb::Capabilities {
                 vlan: caps.vlan,
@@ -66,11 +66,12 @@ impl pb::host_service_server::HostService for HostSvc {
         let desired = super::off_thread(req.into_inner().desired.unwrap_or_default()).await?;
         let changes = self
             .ctx
-            .lifecycle
+            .host
+            .planner()
             .plan(&desired)
             .await
             .map_err(Error::into_status)?;
-        let generation = crate::txn::generation(&self.ctx.lifecycle)
+        let generation = crate::txn::generation(&self.ctx.host)
             .await
             .map_err(Error::into_status)?;
         Ok(Response::new(pb::PlanResponse {
@@ -83,7 +84,7 @@ impl pb::host_service_server::HostService for HostSvc {
         &self,
         _req: Request<pb::GetStateRequest>,
     ) -> Result<Response<pb::GetStateResponse>, Status> {
-        let observed = crate::txn::observed(&self.ctx.lifecycle)
+        let observed = crate::txn::observed(&self.ctx.host)
             .await
             .map_err(Error::into_status)?;
         Ok(Response::new(pb::GetStateResponse {
@@ -177,8 +178,8 @@ impl pb::host_service_server::HostService for HostSvc {
     }
 }
 
-fn change_pb(c: crate::lifecycle::plan::Change) -> pb::Change {
-    use crate::lifecycle::plan::Action;
+fn change_pb(c: crate::host::plan::Change) -> pb::Change {
+    use crate::host::plan::Action;
     pb::Change {
         action: match c.action {
             Action::Create => pb::ChangeAction::Create,

@@ -41,7 +41,7 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
                 &detail,
                 |ctx| async move {
                     let spec = EndpointSpec::try_from(r)?;
-                    ctx.lifecycle.create_endpoint(&spec).await
+                    ctx.host.endpoints().create_endpoint(&spec).await
                 },
                 |(_, o)| outcome_word(*o),
             )
@@ -72,7 +72,10 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
                 detail,
                 |ctx| async move {
                     let d = DeleteEndpoints::try_from(r)?;
-                    ctx.lifecycle.delete_endpoints(&d.selector, d.force).await
+                    ctx.host
+                        .endpoints()
+                        .delete_endpoints(&d.selector, d.force)
+                        .await
                 },
                 |r| format!("deleted: {}", r.0.join("; ")),
             )
@@ -89,7 +92,8 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
     ) -> Result<Response<pb::ListMacvlansResponse>, Status> {
         let eps = self
             .ctx
-            .lifecycle
+            .host
+            .endpoints()
             .list_endpoints()
             .await
             .map_err(Error::into_status)?;
@@ -113,7 +117,7 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
                 &detail,
                 |ctx| async move {
                     let spec = HostAccessSpec::try_from(r)?;
-                    ctx.lifecycle.create_host_access(&spec).await
+                    ctx.host.host_access().create_host_access(&spec).await
                 },
                 |(_, o)| outcome_word(*o),
             )
@@ -139,7 +143,7 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
                 "",
                 |ctx| async move {
                     let network = ObjName::parse("network", &r.network)?;
-                    ctx.lifecycle.delete_host_access(&network).await
+                    ctx.host.host_access().delete_host_access(&network).await
                 },
                 |o| outcome_word(*o),
             )
@@ -155,7 +159,8 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
     ) -> Result<Response<pb::ListHostAccessResponse>, Status> {
         let list = self
             .ctx
-            .lifecycle
+            .host
+            .host_access()
             .list_host_access()
             .await
             .map_err(Error::into_status)?;

@@ -25,8 +25,7 @@ use linkherd_proto::pb;
 use tonic::{Request, Status};
 
 use crate::{
-    context::Context, error::Error, lifecycle::Outcome, state::caller::Identity,
-    transport::auth::Rpc,
+    context::Context, error::Error, host::Outcome, state::caller::Identity, transport::auth::Rpc,
 };
 
 /// One request as a handler sees it: who made it and which RPC it is, both

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use linkherd_proto::{model::ObjName, pb};
 use tonic::{Request, Response, Status};
 
-use crate::{context::Context, error::Error, lifecycle::attach::not_in_catalog};
+use crate::{context::Context, error::Error, host::attachments::not_in_catalog};
 
 #[derive(Debug, Clone)]
 pub struct NetworkSvc {
@@ -25,7 +25,7 @@ impl pb::network_service_server::NetworkService for NetworkSvc {
         &self,
         _req: Request<pb::ListNetworksRequest>,
     ) -> Result<Response<pb::ListNetworksResponse>, Status> {
-        let networks = self.ctx.lifecycle.networks().await;
+        let networks = self.ctx.host.catalog().networks().await;
         Ok(Response::new(pb::ListNetworksResponse {
             networks: networks.iter().map(Into::into).collect(),
         }))
@@ -37,7 +37,7 @@ impl pb::network_service_server::NetworkService for NetworkSvc {
     ) -> Result<Response<pb::CatalogNetwork>, Status> {
         // Parsed first: a name is bounded before it is echoed in an error.
         let name = ObjName::parse("name", &req.into_inner().name).map_err(Error::from)?;
-        match self.ctx.lifecycle.network(name.as_str()).await {
+        match self.ctx.host.catalog().network(name.as_str()).await {
             Some(n) => Ok(Response::new((&n).into())),
             None => Err(not_in_catalog(name.as_str()).into()),
         }

@@ -74,7 +74,7 @@ impl ProbeSvc {
                 id: None,
             });
         };
-        let file = self.ctx.lifecycle.ns_file(n);
+        let file = self.ctx.host.ns_file(n);
         let f = file.clone();
         let (opened, own) =
             tokio::task::spawn_blocking(move || (netns::identity(&f), netns::current()))
@@ -82,8 +82,7 @@ impl ProbeSvc {
                 .map_err(|e| Status::internal(format!("namespace check did not finish: {e}")))?;
         let id = opened.map_err(|e| refusal(n, &file, e))?;
         if who.role < Role::Admin && !matches!(n, NetnsRef::Named(_)) {
-            let managed =
-                own.ok() == Some(id) || self.ctx.lifecycle.managed_netns().await.contains(&id);
+            let managed = own.ok() == Some(id) || self.ctx.host.managed_netns().await.contains(&id);
             if !managed {
                 return Err(Status::permission_denied(format!(
                     "probing from {n} needs the admin role ({} has {}): it is not a namespace \

@@ -43,7 +43,7 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
                 &detail,
                 |ctx| async move {
                     let spec = VlanSpec::try_from(r)?;
-                    ctx.lifecycle.create_vlan(&spec, Owner::Vlan).await
+                    ctx.host.vlans().create_vlan(&spec, Owner::Vlan).await
                 },
                 |(_, o)| outcome_word(*o),
             )
@@ -70,7 +70,7 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
                 detail,
                 |ctx| async move {
                     let name = IfName::parse("name", &r.name)?;
-                    ctx.lifecycle.delete_vlan(&name, r.force).await
+                    ctx.host.vlans().delete_vlan(&name, r.force).await
                 },
                 |o| outcome_word(*o),
             )
@@ -86,7 +86,8 @@ impl pb::vlan_service_server::VlanService for VlanSvc {
     ) -> Result<Response<pb::ListVlansResponse>, Status> {
         let vlans = self
             .ctx
-            .lifecycle
+            .host
+            .vlans()
             .list_vlans()
             .await
             .map_err(Error::into_status)?;

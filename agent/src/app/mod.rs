@@ -1,5 +1,5 @@
 //! The composition root: builds the host's parts (state store, audit log,
-//! leases, lifecycle, transactions, watch hub) in the order recovery needs,
+//! leases, host, transactions, watch hub) in the order recovery needs,
 //! and serves them on whatever listeners `main` binds. The services
 //! themselves are listed once, in [`services`].
 
@@ -136,18 +136,18 @@ impl Agent {
         let leases = PromiscLeases::new(net.clone(), audit.clone(), store.as_ref());
         leases.restore().await?;
         let host_name = opts.host_name.clone().unwrap_or_else(system_hostname);
-        let registry = crate::lifecycle::registry::Registry::load(store.as_ref()).await?;
-        let catalog = crate::lifecycle::catalog::Catalog::load(store.as_ref()).await?;
+        let registry = crate::host::registry::Registry::load(store.as_ref()).await?;
+        let catalog = crate::host::catalog::Catalog::load(store.as_ref()).await?;
         let agent_id =
             crate::state::agent_id::AgentId::load(store.as_ref(), &opts.netns_prefix).await?;
-        let lifecycle = Arc::new(crate::lifecycle::Lifecycle::new(
+        let host = Arc::new(crate::host::Host::new(
             net.clone(),
             (registry, catalog),
             opts.netns_prefix.clone(),
             agent_id,
         ));
         let txns = crate::txn::Transactions::new(
-            lifecycle.clone(),
+            host.clone(),
             audit.clone(),
             store.clone(),
             opts.faults.clone(),
@@ -159,7 +159,7 @@ impl Agent {
         }
         let watch = opts.limits.watch;
         let ctx = Arc::new(Context::new(
-            net, audit, leases, lifecycle, txns, host_name, watch,
+            net, audit, leases, host, txns, host_name, watch,
         ));
         let health = tonic_health::server::HealthReporter::new();
         ctx.watches.report_health(health.clone());

@@ -1,6 +1,6 @@
 //! The `NetworkDriver` half: a Docker network is bound to a catalog
 //! network (CreateNetwork), and each endpoint is an attachment handed over
-//! to Docker (`lifecycle::handover`): recorded with its address at
+//! to Docker (`host::attachments::handover`): recorded with its address at
 //! CreateEndpoint, its macvlan made at Join for Docker to move, deleted at
 //! Leave, forgotten at DeleteEndpoint. What changes state runs to its end
 //! and is audited, whatever Docker does with the connection.
@@ -20,7 +20,7 @@ use super::{
         NETWORK_OPTION, NetworkRef,
     },
 };
-use crate::lifecycle::{attached::AttachKey, handover::handover_ifname};
+use crate::host::{attachments::handover::handover_ifname, registry::attachments::AttachKey};
 
 /// The prefix of the name Docker gives the interface inside (`eth0`).
 const DST_PREFIX: &str = "eth";
@@ -40,7 +40,7 @@ impl Plugin {
     pub(super) async fn create_network(self: &Arc<Self>, r: CreateNetwork) -> Reply {
         let id = docker_id("NetworkID", &r.network_id)?;
         let generic = matching::generic_options(&r.options)?;
-        let nets = self.ctx.lifecycle.networks().await;
+        let nets = self.ctx.host.catalog().networks().await;
         let (subnet, v6) = match (r.ipv4_data.first(), r.ipv6_data.first()) {
             (Some(d), _) => (d.pool.as_str(), false),
             (None, Some(d)) => (d.pool.as_str(), true),
@@ -133,7 +133,7 @@ impl Plugin {
                     .map_err(|_| format!("--mac-address {m:?} is not a MAC"))?,
             ),
         };
-        let lc = self.ctx.lifecycle.clone();
+        let lc = self.ctx.host.clone();
         let what = format!("{network}/{endpoint}");
         let detail = format!("create endpoint {}", join(&addresses));
         let (state, _) = self
@@ -142,7 +142,8 @@ impl Plugin {
                 &what,
                 &detail,
                 async move {
-                    lc.create_handover(&network, &endpoint, &addresses, mac)
+                    lc.attachments()
+                        .create_handover(&network, &endpoint, &addresses, mac)
                         .await
                 },
                 |(s, made)| {
@@ -167,7 +168,7 @@ impl Plugin {
                 r.sandbox_key
             ));
         }
-        let (lc, k) = (self.ctx.lifecycle.clone(), key.clone());
+        let (lc, k) = (self.ctx.host.clone(), key.clone());
         let what = format!("{}/{}", key.0, key.1);
         let detail = format!("join {}", sandbox.display());
         let state = self
@@ -175,7 +176,7 @@ impl Plugin {
                 "Join",
                 &what,
                 &detail,
-                async move { lc.join_handover(&k, &sandbox).await },
+                async move { lc.attachments().join_handover(&k, &sandbox).await },
                 |s| {
                     format!(
                         "made {} on {} for Docker to move",
@@ -220,13 +221,13 @@ impl Plugin {
         let Some(key) = self.key_to_remove(&r).await else {
             return Ok(empty());
         };
-        let (lc, k) = (self.ctx.lifecycle.clone(), key.clone());
+        let (lc, k) = (self.ctx.host.clone(), key.clone());
         let what = format!("{}/{}", key.0, key.1);
         self.mutate(
             "Leave",
             &what,
             "leave",
-            async move { lc.leave_handover(&k).await },
+            async move { lc.attachments().leave_handover(&k).await },
             |gone| {
                 if *gone {
                     "deleted its interface"
@@ -244,13 +245,13 @@ impl Plugin {
         let Some(key) = self.key_to_remove(&r).await else {
             return Ok(empty());
         };
-        let (lc, k) = (self.ctx.lifecycle.clone(), key.clone());
+        let (lc, k) = (self.ctx.host.clone(), key.clone());
         let what = format!("{}/{}", key.0, key.1);
         self.mutate(
             "DeleteEndpoint",
             &what,
             "delete endpoint",
-            async move { lc.detach_handover(&k).await },
+            async move { lc.attachments().detach_handover(&k).await },
             |gone| match gone {
                 Some(a) => format!("released {}", join(&a.addresses)),
                 None => "nothing recorded".to_owned(),
@@ -263,7 +264,7 @@ impl Plugin {
     /// What `docker network inspect` shows of the endpoint.
     pub(super) async fn oper_info(&self, r: EndpointRef) -> Reply {
         let key = self.key_of(&r.network_id, &r.endpoint_id).await?;
-        let Some(a) = self.ctx.lifecycle.attachment(&key).await else {
+        let Some(a) = self.ctx.host.attachments().attachment(&key).await else {
             return Ok(json!({ "Value": {} }));
         };
         Ok(json!({ "Value": {

@@ -28,7 +28,7 @@ fn parse_pool_id(id: &str) -> Result<(&str, bool), String> {
 
 impl Plugin {
     pub(super) async fn request_pool(&self, r: RequestPool) -> Reply {
-        let nets = self.ctx.lifecycle.networks().await;
+        let nets = self.ctx.host.catalog().networks().await;
         let name = r.options.get(NETWORK_OPTION).map(String::as_str);
         let net = matching::which(&nets, name, &r.pool, r.v6)?;
         let subnet = pool(net, r.v6)
@@ -54,7 +54,8 @@ impl Plugin {
         let (name, v6) = parse_pool_id(&r.pool_id)?;
         let net = self
             .ctx
-            .lifecycle
+            .host
+            .catalog()
             .network(name)
             .await
             .ok_or_else(|| matching::unknown(name))?;
@@ -70,13 +71,14 @@ impl Plugin {
                     .map_err(|_| format!("--ip {a:?} is not an address"))?,
             ),
         };
-        let lc = &self.ctx.lifecycle;
-        let got = match lc.reserve_address(name, v6, asked).await {
+        let lc = &self.ctx.host;
+        let got = match lc.attachments().reserve_address(name, v6, asked).await {
             Ok(a) => a,
             // Refused (taken, or the blocks full): perhaps by an endpoint
             // whose container went while the agent was down.
             Err(e) if self.reap().await == 0 => return Err(e.to_string()),
             Err(_) => lc
+                .attachments()
                 .reserve_address(name, v6, asked)
                 .await
                 .map_err(|e| e.to_string())?,
@@ -89,7 +91,7 @@ impl Plugin {
     pub(super) async fn release_address(&self, r: AddressRef) -> Reply {
         let (name, _) = parse_pool_id(&r.pool_id)?;
         if let Ok(a) = r.address.parse::<IpAddr>() {
-            self.ctx.lifecycle.unreserve_address(name, a).await;
+            self.ctx.host.attachments().unreserve_address(name, a).await;
         }
         Ok(Value::Object(Default::default()))
     }

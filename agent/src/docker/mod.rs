@@ -79,9 +79,9 @@ impl Plugin {
 
     /// Detaches the endpoints whose containers are gone without Docker's
     /// Leave and DeleteEndpoint reaching the agent (see
-    /// `Lifecycle::reap_handovers`), audited; how many.
+    /// `Host::reap_handovers`), audited; how many.
     async fn reap(&self) -> usize {
-        let gone = match self.ctx.lifecycle.reap_handovers().await {
+        let gone = match self.ctx.host.attachments().reap_handovers().await {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reap Docker endpoints whose containers are gone");

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::Transactions;
-use crate::{error::Error, faults::Point, lifecycle::Lifecycle, state::store::Versioned};
+use crate::{error::Error, faults::Point, host::Host, state::store::Versioned};
 
 /// How to undo one applied transaction step, as journaled: the specs are
 /// the model's own types, stored as readable JSON.
@@ -123,9 +123,9 @@ impl JournalStep {
 
     /// Reverts the step. Deletes accept what is already gone: the undo is
     /// written before the step, which may never have happened.
-    pub(super) async fn revert(&self, lc: &Lifecycle) -> Result<(), Error> {
+    pub(super) async fn revert(&self, lc: &Host) -> Result<(), Error> {
         match self {
-            JournalStep::DeleteVlan { name } => gone_ok(lc.delete_vlan(name, false).await),
+            JournalStep::DeleteVlan { name } => gone_ok(lc.vlans().delete_vlan(name, false).await),
             JournalStep::CreateVlan {
                 vlan,
                 auto_for_network,
@@ -136,7 +136,7 @@ impl JournalStep {
                     },
                     None => Owner::Vlan,
                 };
-                lc.create_vlan(vlan, owner).await.map(drop)
+                lc.vlans().create_vlan(vlan, owner).await.map(drop)
             }
             JournalStep::DeleteEndpoint {
                 network,
@@ -147,24 +147,26 @@ impl JournalStep {
                     network: network.clone(),
                     name: name.clone(),
                 };
-                gone_ok(lc.delete_endpoints(&sel, false).await)?;
+                gone_ok(lc.endpoints().delete_endpoints(&sel, false).await)?;
                 match netns {
                     Some(n) => lc.remove_step_netns(n).await,
                     None => Ok(()),
                 }
             }
             JournalStep::CreateEndpoint { endpoint } => {
-                lc.create_endpoint(endpoint).await.map(drop)
+                lc.endpoints().create_endpoint(endpoint).await.map(drop)
             }
             JournalStep::DeleteHostAccess { network } => {
-                gone_ok(lc.delete_host_access(network).await)
+                gone_ok(lc.host_access().delete_host_access(network).await)
             }
-            JournalStep::CreateHostAccess { host_access } => {
-                lc.create_host_access(host_access).await.map(drop)
-            }
+            JournalStep::CreateHostAccess { host_access } => lc
+                .host_access()
+                .create_host_access(host_access)
+                .await
+                .map(drop),
             JournalStep::RestoreNetwork { name, previous } => match previous {
-                Some(net) => lc.put_network(net.clone()).await.map(drop),
-                None => lc.remove_network(name).await.map(drop),
+                Some(net) => lc.catalog().put_network(net.clone()).await.map(drop),
+                None => lc.catalog().remove_network(name).await.map(drop),
             },
         }
     }

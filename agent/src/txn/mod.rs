@@ -33,8 +33,8 @@ use tokio::{sync::Mutex, task::AbortHandle};
 use crate::{
     error::Error,
     faults::{Faults, Point},
-    lifecycle::{
-        Lifecycle,
+    host::{
+        Host,
         plan::{Change, Op},
     },
     state::{
@@ -72,7 +72,7 @@ pub struct Applied {
 /// A host's transaction manager: at most one pending transaction.
 #[derive(Debug, Clone)]
 pub struct Transactions {
-    lifecycle: Arc<Lifecycle>,
+    host: Arc<Host>,
     audit: Arc<Audit>,
     store: Option<Store>,
     journal: Option<RecordSet<Batch>>,
@@ -88,14 +88,9 @@ fn unix(t: SystemTime) -> u64 {
 
 impl Transactions {
     /// `store`: where the journal lives; `None` keeps it in memory only.
-    pub fn new(
-        lifecycle: Arc<Lifecycle>,
-        audit: Arc<Audit>,
-        store: Option<Store>,
-        faults: Faults,
-    ) -> Self {
+    pub fn new(host: Arc<Host>, audit: Arc<Audit>, store: Option<Store>, faults: Faults) -> Self {
         Self {
-            lifecycle,
+            host,
             audit,
             journal: store.as_ref().map(|s| s.records(JOURNAL)),
             store,
@@ -121,13 +116,13 @@ impl Transactions {
                 p.journal.id
             )));
         }
-        let now = generation(&self.lifecycle).await?;
+        let now = generation(&self.host).await?;
         if expected != 0 && expected != now {
             return Err(Error::Precondition(format!(
                 "this host changed since it was planned (generation {expected}, now {now}); plan again"
             )));
         }
-        let changes = self.lifecycle.plan(desired).await?;
+        let changes = self.host.planner().plan(desired).await?;
         let deadline = SystemTime::now() + confirm;
         let mut journal = Journal {
             id: txn_id(),
@@ -238,7 +233,7 @@ impl Transactions {
             t.abort();
         }
         drop(pending);
-        generation(&self.lifecycle).await
+        generation(&self.host).await
     }
 
     /// Undoes a pending transaction; returns what was reverted, in words.
@@ -287,7 +282,7 @@ impl Transactions {
         let mut out = Vec::new();
         for step in j.undo_order() {
             let what = step.describe();
-            match step.revert(&self.lifecycle).await {
+            match step.revert(&self.host).await {
                 Ok(()) => out.push(what),
                 Err(e) => {
                     tracing::error!(step = what, error = %e, "rollback step failed");

@@ -5,12 +5,13 @@
 
 use linkherd_proto::model::OwnedObjects;
 
-use crate::{error::Error, lifecycle::Lifecycle};
+use crate::{error::Error, host::Host};
 
 /// Everything linkherd owns on this host, as the kernel has it, in a stable
 /// order (so equal states serialise to equal bytes).
-pub async fn observed(lc: &Lifecycle) -> Result<OwnedObjects, Error> {
+pub async fn observed(lc: &Host) -> Result<OwnedObjects, Error> {
     let mut vlans: Vec<_> = lc
+        .vlans()
         .list_vlans()
         .await?
         .into_iter()
@@ -18,6 +19,7 @@ pub async fn observed(lc: &Lifecycle) -> Result<OwnedObjects, Error> {
         .collect();
     vlans.sort_by(|a, b| a.name.cmp(&b.name));
     let mut endpoints: Vec<_> = lc
+        .endpoints()
         .list_endpoints()
         .await?
         .into_iter()
@@ -29,10 +31,10 @@ pub async fn observed(lc: &Lifecycle) -> Result<OwnedObjects, Error> {
         })
         .collect();
     endpoints.sort_by(|a, b| (&a.network, &a.name).cmp(&(&b.network, &b.name)));
-    let mut host_access = lc.list_host_access().await?;
+    let mut host_access = lc.host_access().list_host_access().await?;
     host_access.sort_by(|a, b| a.network.cmp(&b.network));
     // In name order already.
-    let catalog = lc.networks().await;
+    let catalog = lc.catalog().networks().await;
     Ok(OwnedObjects {
         vlans,
         endpoints,
@@ -54,6 +56,6 @@ pub fn fingerprint(state: &OwnedObjects) -> u64 {
 }
 
 /// The current generation of this host.
-pub async fn generation(lc: &Lifecycle) -> Result<u64, Error> {
+pub async fn generation(lc: &Host) -> Result<u64, Error> {
     Ok(fingerprint(&observed(lc).await?))
 }

@@ -11,7 +11,7 @@ impl Transactions {
     /// Called once at start; fails only when the journal cannot be read or
     /// removed.
     pub async fn recover(&self) -> Result<(), Error> {
-        if let Err(e) = self.lifecycle.remove_stale_probe_netns().await {
+        if let Err(e) = self.host.addrcheck().remove_stale_probe_netns().await {
             tracing::error!(error = %e, "cannot remove the address-check namespace a previous run left");
         }
         let (Some(store), Some(records)) = (&self.store, &self.journal) else {

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     error::Error,
     faults::Point,
-    lifecycle::{
+    host::{
         Outcome, Wanted,
         plan::{Change, Op},
     },
@@ -65,7 +65,8 @@ impl Transactions {
         }
         // Endpoints about to be replaced still answer for their addresses.
         let expected: Vec<MacAddr> = self
-            .lifecycle
+            .host
+            .endpoints()
             .list_endpoints()
             .await?
             .into_iter()
@@ -73,7 +74,8 @@ impl Transactions {
             .filter_map(|e| e.mac)
             .collect();
         let in_use = self
-            .lifecycle
+            .host
+            .addrcheck()
             .addresses_in_use(&wanted, &expected, wait)
             .await?;
         if in_use.is_empty() {
@@ -184,7 +186,7 @@ impl Transactions {
         let undo = JournalStep::DeleteVlan {
             name: spec.name.clone(),
         };
-        let create = async { Ok(self.lifecycle.create_vlan(spec, Owner::Vlan).await?.1) };
+        let create = async { Ok(self.host.vlans().create_vlan(spec, Owner::Vlan).await?.1) };
         self.journaled_create(j, undo, create).await
     }
 
@@ -205,7 +207,8 @@ impl Transactions {
         let undo = self.endpoint_undo(specs).await.map_err(|e| (0, e))?;
         self.write_batch(j, undo).await.map_err(|e| (0, e))?;
         let (outcomes, failed) = self
-            .lifecycle
+            .host
+            .endpoints()
             .create_endpoints(specs, |k| self.faults.hit(Point::Made { index: at + k }))
             .await;
         let mut made = vec![false; specs.len()];
@@ -225,9 +228,7 @@ impl Transactions {
         let mut undo = Vec::with_capacity(specs.len());
         for spec in specs {
             let netns = match (&spec.netns, spec.create_netns) {
-                (NetnsRef::Named(n), true) if !self.lifecycle.netns_exists(n).await? => {
-                    Some(n.clone())
-                }
+                (NetnsRef::Named(n), true) if !self.host.netns_exists(n).await? => Some(n.clone()),
                 _ => None,
             };
             undo.push(JournalStep::DeleteEndpoint {
@@ -271,7 +272,7 @@ impl Transactions {
         let undo = JournalStep::DeleteHostAccess {
             network: spec.network.clone(),
         };
-        let create = async { Ok(self.lifecycle.create_host_access(spec).await?.1) };
+        let create = async { Ok(self.host.host_access().create_host_access(spec).await?.1) };
         self.journaled_create(j, undo, create).await
     }
 
@@ -286,10 +287,11 @@ impl Transactions {
         names: &[&str],
         j: &mut Journal,
     ) -> Result<(), Error> {
-        let here = self.lifecycle.endpoint_names(network).await;
+        let here = self.host.endpoints().endpoint_names(network).await;
         let whole = here.iter().all(|n| names.contains(&n.as_str()));
         let undo = self
-            .lifecycle
+            .host
+            .endpoints()
             .endpoints_of(network, Some(names))
             .await?
             .into_iter()
@@ -298,7 +300,8 @@ impl Transactions {
         self.write_batch(j, undo).await?;
         let network_name = ObjName::parse("network", network)?;
         if whole {
-            self.lifecycle
+            self.host
+                .endpoints()
                 .delete_endpoints(&EndpointSelector::Network(network_name), false)
                 .await?;
             return Ok(());
@@ -308,7 +311,7 @@ impl Transactions {
                 network: network_name.clone(),
                 name: ObjName::parse("name", name)?,
             };
-            self.lifecycle.delete_endpoints(&sel, false).await?;
+            self.host.endpoints().delete_endpoints(&sel, false).await?;
         }
         Ok(())
     }
@@ -321,15 +324,15 @@ impl Transactions {
         net: Option<&CatalogNetwork>,
         j: &mut Journal,
     ) -> Result<(), Error> {
-        let previous = self.lifecycle.network(name).await;
+        let previous = self.host.catalog().network(name).await;
         let undo = JournalStep::RestoreNetwork {
             name: name.to_owned(),
             previous,
         };
         self.write_batch(j, vec![undo]).await?;
         match net {
-            Some(net) => self.lifecycle.put_network(net.clone()).await.map(drop),
-            None => self.lifecycle.remove_network(name).await.map(drop),
+            Some(net) => self.host.catalog().put_network(net.clone()).await.map(drop),
+            None => self.host.catalog().remove_network(name).await.map(drop),
         }
     }
 
@@ -341,14 +344,16 @@ impl Transactions {
         j: &mut Journal,
     ) -> Result<(), Error> {
         let old = self
-            .lifecycle
+            .host
+            .host_access()
             .list_host_access()
             .await?
             .into_iter()
             .find(|h| h.network == network);
         let undo = old.map(JournalStep::recreate_host_access).transpose()?;
         self.write_batch(j, undo.into_iter().collect()).await?;
-        self.lifecycle
+        self.host
+            .host_access()
             .delete_host_access(&ObjName::parse("network", network)?)
             .await?;
         Ok(())
@@ -357,15 +362,16 @@ impl Transactions {
     /// Deletes an owned VLAN, write-ahead: how to re-create it as it was is
     /// on disk first.
     pub(super) async fn remove_vlan(&self, name: &IfName, j: &mut Journal) -> Result<(), Error> {
-        let lc = &self.lifecycle;
+        let lc = &self.host;
         let old = lc
+            .vlans()
             .list_vlans()
             .await?
             .into_iter()
             .find(|v| v.name == name.as_str());
         let undo = old.map(JournalStep::recreate_vlan).transpose()?;
         self.write_batch(j, undo.into_iter().collect()).await?;
-        lc.delete_vlan(name, false).await?;
+        lc.vlans().delete_vlan(name, false).await?;
         Ok(())
     }
 }

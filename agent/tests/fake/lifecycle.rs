@@ -647,7 +647,7 @@ async fn a_whole_network_is_deleted_in_one_group_request() {
     assert!(
         groups
             .iter()
-            .all(|g| *g == linkherd_agent::lifecycle::group_of("bulk"))
+            .all(|g| *g == linkherd_agent::host::group_of("bulk"))
     );
     let r =
         f.mv.delete(pb::DeleteMacvlanRequest {

@@ -152,7 +152,7 @@ async fn containers_attach_detach_and_keep_their_addresses() {
     assert_eq!(link["address"], a.mac);
     assert_eq!(link["addr_info"][0]["local"], "10.77.0.16");
     assert!(link["flags"].to_string().contains("\"UP\""), "{link}");
-    let id = running.agent.context().lifecycle.agent().id().to_owned();
+    let id = running.agent.context().host.agent().id().to_owned();
     assert_eq!(
         link["ifalias"],
         format!("linkherd:v1 att net=net_a name=ctr1/eth0 agent={id}")

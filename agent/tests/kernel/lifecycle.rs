@@ -39,7 +39,7 @@ struct Lab {
 impl Lab {
     /// The alias this lab's agent writes for endpoint `network/name`.
     fn mark(&self, network: &str, name: &str) -> String {
-        let id = self.agent.agent.context().lifecycle.agent().id().to_owned();
+        let id = self.agent.agent.context().host.agent().id().to_owned();
         format!("linkherd:v1 ep net={network} name={name} agent={id}")
     }
 

@@ -374,7 +374,7 @@ fn temporary_name() -> Result<IfName, NetError> {
 }
 
 /// Randomness for temporary names: the clock and the pid are enough to avoid
-/// collisions between concurrent requests, which also hold the lifecycle lock.
+/// collisions between concurrent requests, which also hold the host lock.
 fn temp_entropy(out: &mut [u8; 4]) {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

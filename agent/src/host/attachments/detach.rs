@@ -13,17 +13,16 @@ use linkherd_proto::{
 use tracing::Instrument;
 
 use super::{
-    Lifecycle,
-    attach::key_of,
-    attached::{AttachKey, Attached, RESERVATION_TTL},
-    registry::Registry,
+    super::registry::attachments::{AttachKey, Attached, RESERVATION_TTL},
+    key_of,
 };
 use crate::error::Error;
+use crate::host::{Attachments, registry::Registry};
 
-impl Lifecycle {
+impl Attachments<'_> {
     /// Detaches `key`; what was detached (`None`: nothing was attached).
     pub async fn detach(&self, key: &AttachKeySpec) -> Result<Option<Attached>, Error> {
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         self.detach_locked(&key_of(key), &mut reg).await
     }
 
@@ -34,7 +33,7 @@ impl Lifecycle {
         network: &str,
         valid: &BTreeSet<(String, String)>,
     ) -> Result<Vec<Attached>, Error> {
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         let gone: Vec<AttachKey> = reg
             .attachments
             .all()
@@ -54,7 +53,7 @@ impl Lifecycle {
     /// Detaches hand-over `key` (Docker's DeleteEndpoint); a key that is
     /// not a hand-over is left alone (`None`), as is a missing one.
     pub async fn detach_handover(&self, key: &AttachKey) -> Result<Option<Attached>, Error> {
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         if !reg.attachments.get(key).is_some_and(|a| a.handed_over) {
             return Ok(None);
         }
@@ -67,7 +66,7 @@ impl Lifecycle {
     /// never joined, and recorded longer than [`RESERVATION_TTL`] ago. A
     /// link handed back is deleted with them. What went.
     pub async fn reap_handovers(&self) -> Result<Vec<Attached>, Error> {
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         let handed: Vec<Attached> = reg
             .attachments
             .all()
@@ -80,7 +79,10 @@ impl Lifecycle {
             let dead = if a.netns.as_os_str().is_empty() {
                 a.recorded_at.is_some_and(|t| t < too_old)
             } else {
-                let here = self.netns_identity(&NetnsRef::Path(a.netns.clone())).await;
+                let here = self
+                    .h
+                    .netns_identity(&NetnsRef::Path(a.netns.clone()))
+                    .await;
                 here.is_none()
             };
             if dead {
@@ -123,8 +125,8 @@ impl Lifecycle {
     async fn delete_attached_link(&self, a: &Attached) -> Result<(), Error> {
         let where_ = NetnsRef::Path(a.netns.clone());
         // Only the namespace attached: the path may name another by now.
-        if a.netns_id.is_some() && self.netns_identity(&where_).await == a.netns_id {
-            match self.ns_ops(&where_).await {
+        if a.netns_id.is_some() && self.h.netns_identity(&where_).await == a.netns_id {
+            match self.h.ns_ops(&where_).await {
                 Ok(ops) => {
                     if let Some(l) = self.attached_link(a, ops.as_ref()).await? {
                         ops.del_link(l.index)
@@ -150,16 +152,16 @@ impl Lifecycle {
         if in_use {
             return;
         }
-        let Ok(link) = self.net.link(&name).await else {
+        let Ok(link) = self.h.net.link(&name).await else {
             return;
         };
         let mine = Owner::AutoVlan {
             network: a.network.clone(),
         };
-        if self.agent.owner_of(link.alias.as_deref()) != Some(mine) {
+        if self.h.agent.owner_of(link.alias.as_deref()) != Some(mine) {
             return;
         }
-        if let Err(e) = self.net.del_link(link.index).await {
+        if let Err(e) = self.h.net.del_link(link.index).await {
             tracing::error!(vlan = a.parent, error = %e, "cannot delete a VLAN linkherd made for attachments");
         }
     }

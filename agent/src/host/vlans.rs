@@ -3,7 +3,7 @@
 use crate::state::agent_id::AgentId;
 use linkherd_proto::model::{Interface, LinkDetails, LinkKind, Owner, VlanSpec, VlanState};
 
-use super::{Lifecycle, Outcome};
+use super::{Outcome, Vlans};
 use crate::{
     error::Error,
     net::{NetError, NewLink, NewLinkKind},
@@ -34,7 +34,7 @@ fn state_of(agent: &AgentId, link: &Interface) -> Option<VlanState> {
     })
 }
 
-impl Lifecycle {
+impl Vlans<'_> {
     /// Creates a VLAN sub-interface, up; an identical existing one is
     /// `Unchanged`, a different one is `Exists` with the difference.
     pub async fn create_vlan(
@@ -42,8 +42,8 @@ impl Lifecycle {
         spec: &VlanSpec,
         owner: Owner,
     ) -> Result<(VlanState, Outcome), Error> {
-        self.require_vlan().await?;
-        let _guard = self.registry.lock().await;
+        self.h.require_vlan().await?;
+        let _guard = self.h.registry.lock().await;
         self.create_vlan_locked(spec, owner).await
     }
 
@@ -52,10 +52,10 @@ impl Lifecycle {
         spec: &VlanSpec,
         owner: Owner,
     ) -> Result<(VlanState, Outcome), Error> {
-        let parent = self.parent(&spec.parent, "parent").await?;
-        let links = self.net.links().await?;
+        let parent = self.h.parent(&spec.parent, "parent").await?;
+        let links = self.h.net.links().await?;
         if let Some(existing) = links.iter().find(|l| l.name == spec.name.as_str()) {
-            let same = state_of(&self.agent, existing).filter(|v| {
+            let same = state_of(&self.h.agent, existing).filter(|v| {
                 v.parent == spec.parent.as_str()
                     && v.id == spec.id.get()
                     && v.protocol == spec.protocol
@@ -83,23 +83,23 @@ impl Lifecycle {
             },
             mtu: spec.mtu,
             mac: None,
-            alias: self.agent.mark(&owner),
+            alias: self.h.agent.mark(&owner),
             group: 0,
             target: None,
         };
-        self.net.add_link(&new).await.map_err(|e| match e {
+        self.h.net.add_link(&new).await.map_err(|e| match e {
             NetError::Unsupported { .. } => {
                 Error::Precondition(crate::net::NO_VLAN_NOTE.to_owned())
             }
             e => e.into(),
         })?;
-        let link = self.net.link(&spec.name).await?;
-        if let Err(e) = self.net.set_up(link.index, true).await {
-            let _ = self.net.del_link(link.index).await;
+        let link = self.h.net.link(&spec.name).await?;
+        if let Err(e) = self.h.net.set_up(link.index, true).await {
+            let _ = self.h.net.del_link(link.index).await;
             return Err(e.into());
         }
-        let link = self.net.link_by_index(link.index).await?;
-        let state = state_of(&self.agent, &link).ok_or_else(|| {
+        let link = self.h.net.link_by_index(link.index).await?;
+        let state = state_of(&self.h.agent, &link).ok_or_else(|| {
             Error::Net(NetError::Io {
                 op: "add vlan",
                 detail: "the new link is not a VLAN".into(),
@@ -115,15 +115,15 @@ impl Lifecycle {
         name: &linkherd_proto::model::IfName,
         force: bool,
     ) -> Result<Outcome, Error> {
-        let registry = self.registry.lock().await;
-        let link = match self.net.link(name).await {
+        let registry = self.h.registry.lock().await;
+        let link = match self.h.net.link(name).await {
             Ok(l) => l,
             Err(NetError::NotFound { .. }) => {
                 return Err(Error::NotFound(format!("VLAN {name} not found")));
             }
             Err(e) => return Err(e.into()),
         };
-        let Some(state) = state_of(&self.agent, &link) else {
+        let Some(state) = state_of(&self.h.agent, &link) else {
             return Err(Error::Precondition(format!(
                 "{name} is {}, not a VLAN",
                 describe(&link)
@@ -145,18 +145,19 @@ impl Lifecycle {
                 users.join(", ")
             )));
         }
-        self.net.del_link(link.index).await?;
+        self.h.net.del_link(link.index).await?;
         Ok(Outcome::Deleted)
     }
 
     /// Every VLAN on the host, owned or not.
     pub async fn list_vlans(&self) -> Result<Vec<VlanState>, Error> {
         Ok(self
+            .h
             .net
             .links()
             .await?
             .iter()
-            .filter_map(|l| state_of(&self.agent, l))
+            .filter_map(|l| state_of(&self.h.agent, l))
             .collect())
     }
 }

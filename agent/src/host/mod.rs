@@ -1,26 +1,29 @@
-//! VLAN sub-interfaces, macvlan endpoints and host access: what the source
-//! document does by hand with `ip link add … type vlan` and
-//! `docker network create -d macvlan`, as idempotent, owned, reversible
-//! operations over the kernel seam.
+//! The host's objects — VLAN sub-interfaces, macvlan endpoints, host access,
+//! the network catalog, container attachments — what the source document
+//! does by hand with `ip link add … type vlan` and `docker network create -d
+//! macvlan`, as idempotent, owned, reversible operations over the kernel
+//! seam.
 //!
-//! Every change takes the lifecycle lock, so two requests never race on the
-//! same parent, namespace or registry entry.
+//! [`Host`] holds what they share: the kernel, the agent's id, the records
+//! and the locks. Each kind of object has its owner, a view of the host
+//! named after it ([`Host::vlans`], [`Host::endpoints`],
+//! [`Host::host_access`], [`Host::catalog`], [`Host::attachments`],
+//! [`Host::addrcheck`], [`Host::planner`]), whose methods live in that
+//! kind's own file, so a call names the room it goes to.
+//!
+//! Every change takes the registry lock, so two requests never race on the
+//! same parent, namespace or record; see [`Host`] for the lock order.
 
 mod addrcheck;
-pub mod attach;
-mod attach_addr;
-mod attach_view;
-pub mod attached;
+pub mod attachments;
 pub mod catalog;
-mod create;
-mod detach;
-mod endpoint;
-pub mod handover;
+mod endpoints;
 mod host_access;
+mod namespaces;
 pub mod plan;
 pub mod registry;
 mod undo;
-mod vlan;
+mod vlans;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -28,10 +31,9 @@ use linkherd_proto::model::{IfName, Interface, LinkKind};
 use tokio::sync::{Mutex, OnceCell};
 
 pub use addrcheck::Wanted;
-pub use attach_view::NetworkStatus;
+pub use attachments::view::NetworkStatus;
 use catalog::Catalog;
-pub use endpoint::Removed;
-use linkherd_proto::model::CatalogNetwork;
+pub use endpoints::Removed;
 use registry::Registry;
 
 use crate::{
@@ -48,9 +50,15 @@ pub enum Outcome {
     Deleted,
 }
 
-/// The VLAN / macvlan / host-access manager of one host.
+/// One host's objects and what they share.
+///
+/// Lock order: `registry` (every change), then `addrcheck` (the address
+/// check's one namespace; taken alone by a transaction's check, after
+/// `registry` by an attach's); `catalog` is a leaf, held only to copy a
+/// network in or out (never across a kernel call), and is only reached
+/// through [`CatalogNetworks`].
 #[derive(Debug)]
-pub struct Lifecycle {
+pub struct Host {
     net: Arc<dyn NetOps>,
     /// Prefix of this agent's named namespaces under /run/netns (empty on a
     /// normal host; a lab host's own prefix when agents share a machine).
@@ -66,6 +74,48 @@ pub struct Lifecycle {
     addrcheck: Mutex<()>,
 }
 
+/// VLAN sub-interfaces (`vlans.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Vlans<'a> {
+    h: &'a Host,
+}
+
+/// Macvlan endpoints in namespaces (`endpoints/`).
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints<'a> {
+    h: &'a Host,
+}
+
+/// Host access: the host's own macvlan on a network (`host_access.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct HostAccesses<'a> {
+    h: &'a Host,
+}
+
+/// The network catalog (`catalog.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogNetworks<'a> {
+    h: &'a Host,
+}
+
+/// Container attachments and Docker hand-overs (`attachments/`).
+#[derive(Debug, Clone, Copy)]
+pub struct Attachments<'a> {
+    h: &'a Host,
+}
+
+/// The address check before use (`addrcheck.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct AddrCheck<'a> {
+    h: &'a Host,
+}
+
+/// Plans: the ordered changes from this host to a desired state (`plan.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Planner<'a> {
+    h: &'a Host,
+}
+
 /// Link group of a network's endpoints ("LH" in the high bits), so that a
 /// whole network can be deleted from a namespace in one request.
 pub fn group_of(network: &str) -> u32 {
@@ -75,7 +125,7 @@ pub fn group_of(network: &str) -> u32 {
     0x4c48_0000 | (h & 0xffff)
 }
 
-impl Lifecycle {
+impl Host {
     /// `registry` and `catalog`: loaded from the state store before
     /// ([`Registry::load`], [`Catalog::load`]).
     pub fn new(
@@ -95,24 +145,39 @@ impl Lifecycle {
         }
     }
 
-    /// The catalog's networks, by name.
-    pub async fn networks(&self) -> Vec<CatalogNetwork> {
-        self.catalog.lock().await.all().cloned().collect()
+    /// VLAN sub-interfaces (`vlans.rs`).
+    pub fn vlans(&self) -> Vlans<'_> {
+        Vlans { h: self }
     }
 
-    /// One network of the catalog.
-    pub async fn network(&self, name: &str) -> Option<CatalogNetwork> {
-        self.catalog.lock().await.get(name).cloned()
+    /// Macvlan endpoints in namespaces (`endpoints/`).
+    pub fn endpoints(&self) -> Endpoints<'_> {
+        Endpoints { h: self }
     }
 
-    /// Puts `net` in the catalog (durably); what it replaced.
-    pub async fn put_network(&self, net: CatalogNetwork) -> Result<Option<CatalogNetwork>, Error> {
-        Ok(self.catalog.lock().await.put(net).await?)
+    /// Host access: the host's own macvlan on a network (`host_access.rs`).
+    pub fn host_access(&self) -> HostAccesses<'_> {
+        HostAccesses { h: self }
     }
 
-    /// Removes `name` from the catalog (durably); what it was.
-    pub async fn remove_network(&self, name: &str) -> Result<Option<CatalogNetwork>, Error> {
-        Ok(self.catalog.lock().await.remove(name).await?)
+    /// The network catalog (`catalog.rs`).
+    pub fn catalog(&self) -> CatalogNetworks<'_> {
+        CatalogNetworks { h: self }
+    }
+
+    /// Container attachments and Docker hand-overs (`attachments/`).
+    pub fn attachments(&self) -> Attachments<'_> {
+        Attachments { h: self }
+    }
+
+    /// The address check before use (`addrcheck.rs`).
+    pub fn addrcheck(&self) -> AddrCheck<'_> {
+        AddrCheck { h: self }
+    }
+
+    /// Plans: the ordered changes from this host to a desired state (`plan.rs`).
+    pub fn planner(&self) -> Planner<'_> {
+        Planner { h: self }
     }
 
     /// Whose marks are this agent's.

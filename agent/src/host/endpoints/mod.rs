@@ -1,10 +1,11 @@
 //! Macvlan endpoints in network namespaces.
 
+mod create;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     path::PathBuf,
-    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -16,16 +17,13 @@ use linkherd_proto::{
 };
 
 use super::{
-    Lifecycle, group_of,
+    Endpoints, group_of,
     registry::{Entry, Netns, Registry},
-    vlan::describe,
+    vlans::describe,
 };
 use crate::{
     error::Error,
-    net::{
-        NetError, NetOps,
-        netns::{self, NsId, is_not_netns, not_a_netns},
-    },
+    net::{NetError, NetOps},
 };
 
 /// What a delete removed, in words ("endpoint mac_net10/b1 (eth0 in netns b1)").
@@ -61,80 +59,17 @@ enum Located {
     Forced(Removed),
 }
 
-impl Lifecycle {
-    /// Operations inside an endpoint's namespace, with a message that says
-    /// what is missing.
-    /// A namespace file given by path that is missing, unreadable or not a
-    /// network namespace gets one answer, so it cannot tell which.
-    pub(super) async fn ns_ops(&self, netns: &NetnsRef) -> Result<Arc<dyn NetOps>, Error> {
-        let file = self.ns_file(netns);
-        match self.net.netns(&file).await {
-            Ok(ops) => Ok(ops),
-            Err(e) if is_not_netns(&e) => Err(not_a_netns(&file).into()),
-            Err(NetError::NotFound { .. }) if matches!(netns, NetnsRef::Path(_)) => {
-                Err(not_a_netns(&file).into())
-            }
-            Err(NetError::NotFound { .. }) => Err(Error::NotFound(match netns {
-                NetnsRef::Named(n) => {
-                    format!(
-                        "network namespace {n} does not exist; create it, or pass --create-netns"
-                    )
-                }
-                NetnsRef::Pid(p) => format!("process {p} does not exist (no /proc/{p}/ns/net)"),
-                NetnsRef::Path(p) => {
-                    format!("network namespace file {} does not exist", p.display())
-                }
-            })),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The identity of a target's namespace, read on the blocking pool;
-    /// `None` when it cannot be opened (gone, or a fake kernel's).
-    pub async fn netns_identity(&self, netns: &NetnsRef) -> Option<NsId> {
-        let file = self.ns_file(netns);
-        tokio::task::spawn_blocking(move || netns::identity(&file).ok())
-            .await
-            .ok()
-            .flatten()
-    }
-
-    /// The identities of the namespaces this agent manages besides its own:
-    /// its named ones (under its prefix) and those of its recorded
-    /// endpoints (as recorded, or as they resolve now for older records).
-    pub async fn managed_netns(&self) -> BTreeSet<NsId> {
-        let entries: Vec<Entry> = self.registry.lock().await.all().cloned().collect();
-        let mut refs: Vec<NetnsRef> = Vec::new();
-        let mut out = BTreeSet::new();
-        for e in &entries {
-            match e.netns_id {
-                Some(id) => {
-                    out.insert(id);
-                }
-                None => refs.push(entry_netns(e)),
-            }
-        }
-        for full in self.net.netns_names().await.unwrap_or_default() {
-            if let Some(n) = full.strip_prefix(&self.netns_prefix) {
-                refs.push(NetnsRef::Named(n.to_owned()));
-            }
-        }
-        for r in refs {
-            out.extend(self.netns_identity(&r).await);
-        }
-        out
-    }
-
+impl Endpoints<'_> {
     /// The endpoint as the kernel has it, if its link is there. A recorded
     /// namespace identity that no longer matches (the process exited and
     /// its pid went to another) means the endpoint is gone.
     pub(super) async fn observe(&self, e: &Entry) -> Result<Option<EndpointState>, Error> {
         if let Some(want) = e.netns_id
-            && self.netns_identity(&entry_netns(e)).await != Some(want)
+            && self.h.netns_identity(&entry_netns(e)).await != Some(want)
         {
             return Ok(None);
         }
-        let Ok(ops) = self.ns_ops(&entry_netns(e)).await else {
+        let Ok(ops) = self.h.ns_ops(&entry_netns(e)).await else {
             return Ok(None);
         };
         let name = IfName::parse("ifname", &e.ifname)?;
@@ -163,7 +98,7 @@ impl Lifecycle {
         let Some(LinkDetails::Macvlan { mode, source_macs }) = link.details.clone() else {
             return None;
         };
-        let owned = self.agent.owner_of(link.alias.as_deref())
+        let owned = self.h.agent.owner_of(link.alias.as_deref())
             == Some(Owner::Endpoint {
                 network: e.network.clone(),
                 name: e.name.clone(),
@@ -194,16 +129,17 @@ impl Lifecycle {
             .all()
             .map(|e| (e.network.clone(), e.name.clone()))
             .collect();
-        let host = self.net.links().await?;
-        for full in self.net.netns_names().await? {
+        let host = self.h.net.links().await?;
+        for full in self.h.net.netns_names().await? {
             // Only this agent's namespaces (several agents may share a
             // machine, as in a lab).
-            let Some(ns) = full.strip_prefix(&self.netns_prefix).map(str::to_owned) else {
+            let Some(ns) = full.strip_prefix(&self.h.netns_prefix).map(str::to_owned) else {
                 continue;
             };
             let Ok(ops) = self
+                .h
                 .net
-                .netns(&self.ns_file(&NetnsRef::Named(ns.clone())))
+                .netns(&self.h.ns_file(&NetnsRef::Named(ns.clone())))
                 .await
             else {
                 continue;
@@ -213,7 +149,7 @@ impl Lifecycle {
             };
             for l in links {
                 let Some(Owner::Endpoint { network, name }) =
-                    self.agent.owner_of(l.alias.as_deref())
+                    self.h.agent.owner_of(l.alias.as_deref())
                 else {
                     continue;
                 };
@@ -222,7 +158,7 @@ impl Lifecycle {
                 }
                 let parent = host.iter().find(|h| h.index == l.parent_index);
                 let parent_created = parent
-                    .and_then(|p| self.agent.owner_of(p.alias.as_deref()))
+                    .and_then(|p| self.h.agent.owner_of(p.alias.as_deref()))
                     .is_some_and(|o| matches!(o, Owner::AutoVlan { network: n } if n == network));
                 tracing::info!(
                     network,
@@ -294,7 +230,7 @@ impl Lifecycle {
                 fmt(&want)
             ));
         }
-        let parent_index = self.net.link(&spec.parent).await.map(|p| p.index).ok();
+        let parent_index = self.h.net.link(&spec.parent).await.map(|p| p.index).ok();
         if parent_index != Some(link.parent_index) {
             d.push(format!("parent is not {}", spec.parent));
         }
@@ -322,7 +258,7 @@ impl Lifecycle {
         sel: &EndpointSelector,
         force: bool,
     ) -> Result<Removed, Error> {
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         let all = self.discover(&mut reg).await?;
         let targets: Vec<Entry> = match sel {
             EndpointSelector::Named { network, name } => all
@@ -371,7 +307,7 @@ impl Lifecycle {
         ifname: &IfName,
         force: bool,
     ) -> Result<Located, Error> {
-        let ops = self.ns_ops(netns).await?;
+        let ops = self.h.ns_ops(netns).await?;
         let link = match ops.link(ifname).await {
             Ok(l) => l,
             Err(NetError::NotFound { .. }) => {
@@ -381,13 +317,13 @@ impl Lifecycle {
             }
             Err(e) => return Err(e.into()),
         };
-        match self.agent.owner_of(link.alias.as_deref()) {
+        match self.h.agent.owner_of(link.alias.as_deref()) {
             Some(Owner::Endpoint { network, name }) => Ok(Located::Records(
                 all.into_iter()
                     .filter(|e| e.network == network && e.name == name)
                     .collect(),
             )),
-            _ if let Some(other) = self.agent.other_agent(link.alias.as_deref()) => {
+            _ if let Some(other) = self.h.agent.other_agent(link.alias.as_deref()) => {
                 Err(Error::Precondition(format!(
                     "{ifname} in {netns} ({}) belongs to another linkherd agent ({other}) \
                      on this kernel; delete it through that agent (--force does not \
@@ -426,7 +362,7 @@ impl Lifecycle {
         }
         for (ns, entries) in by_ns {
             let netns = NetnsRef::from(ns);
-            let Ok(ops) = self.ns_ops(&netns).await else {
+            let Ok(ops) = self.h.ns_ops(&netns).await else {
                 // The namespace is gone, and its links with it.
                 for e in entries {
                     removed.0.push(format!(
@@ -444,7 +380,7 @@ impl Lifecycle {
                 && entries.iter().all(|e| e.network == *network)
                 && in_group.len() == entries.len()
                 && in_group.iter().all(|l| {
-                    matches!(self.agent.owner_of(l.alias.as_deref()), Some(Owner::Endpoint { network: n, .. }) if n == *network)
+                    matches!(self.h.agent.owner_of(l.alias.as_deref()), Some(Owner::Endpoint { network: n, .. }) if n == *network)
                 });
             if whole_group {
                 ops.del_group(group).await?;
@@ -489,8 +425,9 @@ impl Lifecycle {
                 continue;
             }
             let ops = match self
+                .h
                 .net
-                .netns(&self.ns_file(&NetnsRef::Named(n.clone())))
+                .netns(&self.h.ns_file(&NetnsRef::Named(n.clone())))
                 .await
             {
                 Ok(ops) => ops,
@@ -513,8 +450,9 @@ impl Lifecycle {
                 continue;
             }
             match self
+                .h
                 .net
-                .delete_netns(&format!("{}{n}", self.netns_prefix))
+                .delete_netns(&format!("{}{n}", self.h.netns_prefix))
                 .await
             {
                 Ok(()) => removed.0.push(format!("netns {n}")),
@@ -530,17 +468,17 @@ impl Lifecycle {
             let Ok(name) = IfName::parse("parent", &p) else {
                 continue;
             };
-            let Ok(link) = self.net.link(&name).await else {
+            let Ok(link) = self.h.net.link(&name).await else {
                 continue;
             };
             let auto = matches!(
-                self.agent.owner_of(link.alias.as_deref()),
+                self.h.agent.owner_of(link.alias.as_deref()),
                 Some(Owner::AutoVlan { .. })
             );
             if !auto {
                 continue;
             }
-            match self.net.del_link(link.index).await {
+            match self.h.net.del_link(link.index).await {
                 Ok(()) => removed.0.push(format!("vlan {p}")),
                 Err(e) => {
                     tracing::error!(vlan = p, error = %e, "cannot delete a VLAN linkherd created")
@@ -554,7 +492,8 @@ impl Lifecycle {
     /// Names of the endpoints of `network` this host has, from the registry
     /// (nothing observed).
     pub async fn endpoint_names(&self, network: &str) -> Vec<String> {
-        self.registry
+        self.h
+            .registry
             .lock()
             .await
             .all()
@@ -573,6 +512,7 @@ impl Lifecycle {
     ) -> Result<Vec<EndpointState>, Error> {
         let names: Option<BTreeSet<&str>> = names.map(|n| n.iter().copied().collect());
         let entries: Vec<_> = self
+            .h
             .registry
             .lock()
             .await
@@ -601,7 +541,7 @@ impl Lifecycle {
         let mut groups: HashMap<PathBuf, Vec<usize>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             groups
-                .entry(self.ns_file(&entry_netns(e)))
+                .entry(self.h.ns_file(&entry_netns(e)))
                 .or_default()
                 .push(i);
         }
@@ -625,8 +565,8 @@ impl Lifecycle {
         let Some(first) = group.first() else {
             return Ok(Vec::new());
         };
-        let id = self.netns_identity(&entry_netns(first)).await;
-        let Ok(ops) = self.ns_ops(&entry_netns(first)).await else {
+        let id = self.h.netns_identity(&entry_netns(first)).await;
+        let Ok(ops) = self.h.ns_ops(&entry_netns(first)).await else {
             return Ok(vec![None; group.len()]);
         };
         let mut links: HashMap<String, Interface> = ops
@@ -656,7 +596,7 @@ impl Lifecycle {
     }
 
     pub async fn list_endpoints(&self) -> Result<Vec<EndpointState>, Error> {
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         let mut out = Vec::new();
         let entries = self.discover(&mut reg).await?;
         let observed = self.observe_many(&entries).await?;

@@ -3,6 +3,8 @@
 //! be found by scanning /run/netns, so the agent remembers where it put
 //! each endpoint, and what it created for it.
 
+pub mod attachments;
+
 use std::{collections::BTreeMap, path::PathBuf};
 
 use linkherd_proto::model::NetnsRef;
@@ -82,7 +84,7 @@ pub struct Registry {
     records: Option<RecordSet<Entry>>,
     entries: BTreeMap<(String, String), Entry>,
     /// Containers' attachments, behind the same lock.
-    pub attachments: super::attached::Attachments,
+    pub attachments: attachments::Attachments,
 }
 
 impl Registry {
@@ -92,7 +94,7 @@ impl Registry {
         let Some(store) = store else {
             return Ok(Self::default());
         };
-        let attachments = super::attached::Attachments::load(Some(store)).await?;
+        let attachments = attachments::Attachments::load(Some(store)).await?;
         let records = store.records::<Entry>(RECORDS);
         let mut entries: BTreeMap<_, _> = records
             .load_all()

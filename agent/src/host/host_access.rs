@@ -11,7 +11,7 @@ use linkherd_proto::model::{
     HostAccessSpec, HostAccessState, Interface, MacvlanMode, ObjName, Owner,
 };
 
-use super::{Lifecycle, Outcome, undo::Rollback, vlan::describe};
+use super::{HostAccesses, Outcome, undo::Rollback, vlans::describe};
 use crate::{
     error::Error,
     net::{NetError, NewLink, NewLinkKind, Route},
@@ -25,12 +25,14 @@ fn configured(l: &Interface) -> Vec<IpNet> {
         .collect()
 }
 
-impl Lifecycle {
+impl HostAccesses<'_> {
     async fn host_access_state(&self, link: &Interface) -> Result<Option<HostAccessState>, Error> {
-        let Some(Owner::HostAccess { network }) = self.agent.owner_of(link.alias.as_deref()) else {
+        let Some(Owner::HostAccess { network }) = self.h.agent.owner_of(link.alias.as_deref())
+        else {
             return Ok(None);
         };
         let routes: Vec<IpNet> = self
+            .h
             .net
             .routes()
             .await?
@@ -57,15 +59,15 @@ impl Lifecycle {
         &self,
         spec: &HostAccessSpec,
     ) -> Result<(HostAccessState, Outcome), Error> {
-        let _guard = self.registry.lock().await;
-        let parent = self.parent(&spec.parent, "host_access.parent").await?;
-        let links = self.net.links().await?;
+        let _guard = self.h.registry.lock().await;
+        let parent = self.h.parent(&spec.parent, "host_access.parent").await?;
+        let links = self.h.net.links().await?;
         let mine = Owner::HostAccess {
             network: spec.network.to_string(),
         };
         if let Some(existing) = links.iter().find(|l| {
             l.name == spec.name.as_str()
-                || self.agent.owner_of(l.alias.as_deref()).as_ref() == Some(&mine)
+                || self.h.agent.owner_of(l.alias.as_deref()).as_ref() == Some(&mine)
         }) {
             return self.existing_host_access(spec, existing, &parent).await;
         }
@@ -122,7 +124,8 @@ impl Lifecycle {
         mine: &Owner,
         undo: &mut Rollback,
     ) -> Result<HostAccessState, Error> {
-        self.net
+        self.h
+            .net
             .add_link(&NewLink {
                 name: spec.name.clone(),
                 kind: NewLinkKind::Macvlan {
@@ -132,22 +135,23 @@ impl Lifecycle {
                 },
                 mtu: None,
                 mac: Some(spec.mac()),
-                alias: self.agent.mark(mine),
+                alias: self.h.agent.mark(mine),
                 group: 0,
                 target: None,
             })
             .await?;
-        let link = self.net.link(&spec.name).await?;
-        let (net, index) = (self.net.clone(), link.index);
+        let link = self.h.net.link(&spec.name).await?;
+        let (net, index) = (self.h.net.clone(), link.index);
         undo.push(format!("delete {}", spec.name), async move {
             let _ = net.del_link(index).await;
         });
         for a in &spec.addresses {
-            self.net.add_address(link.index, *a).await?;
+            self.h.net.add_address(link.index, *a).await?;
         }
-        self.net.set_up(link.index, true).await?;
+        self.h.net.set_up(link.index, true).await?;
         for dest in &spec.routes {
-            self.net
+            self.h
+                .net
                 .add_route(&Route {
                     dest: *dest,
                     gateway: None,
@@ -161,33 +165,34 @@ impl Lifecycle {
                     e => e.into(),
                 })?;
         }
-        let link = self.net.link_by_index(link.index).await?;
+        let link = self.h.net.link_by_index(link.index).await?;
         self.host_access_state(&link)
             .await?
             .ok_or_else(|| Error::NotFound(format!("{} lost its alias", spec.name)))
     }
 
     pub async fn delete_host_access(&self, network: &ObjName) -> Result<Outcome, Error> {
-        let _guard = self.registry.lock().await;
+        let _guard = self.h.registry.lock().await;
         let mine = Some(Owner::HostAccess {
             network: network.to_string(),
         });
         let link = self
+            .h
             .net
             .links()
             .await?
             .into_iter()
-            .find(|l| self.agent.owner_of(l.alias.as_deref()) == mine)
+            .find(|l| self.h.agent.owner_of(l.alias.as_deref()) == mine)
             .ok_or_else(|| {
                 Error::NotFound(format!("no host access for network {network} on this host"))
             })?;
-        self.net.del_link(link.index).await?;
+        self.h.net.del_link(link.index).await?;
         Ok(Outcome::Deleted)
     }
 
     pub async fn list_host_access(&self) -> Result<Vec<HostAccessState>, Error> {
         let mut out = Vec::new();
-        for l in self.net.links().await? {
+        for l in self.h.net.links().await? {
             if let Some(s) = self.host_access_state(&l).await? {
                 out.push(s);
             }

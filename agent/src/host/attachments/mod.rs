@@ -5,6 +5,11 @@
 //! default route. Recorded before the kernel is touched, undone when any
 //! step fails; the same request again answers the same attachment.
 
+pub mod addr;
+mod detach;
+pub mod handover;
+pub mod view;
+
 use std::{
     collections::BTreeSet,
     net::IpAddr,
@@ -22,12 +27,8 @@ use linkherd_proto::{
 };
 use tracing::Instrument;
 
-use super::{
-    Lifecycle, attach_addr,
-    attached::{AttachKey, Attached},
-    registry::Registry,
-    undo::Rollback,
-};
+use super::registry::attachments::{AttachKey, Attached};
+use super::{Attachments, registry::Registry, undo::Rollback};
 use crate::{
     error::Error,
     net::{LinkSetup, NetError, NetOps, NewLink, NewLinkKind, Route, netns::NsId},
@@ -82,22 +83,25 @@ pub fn not_in_catalog(network: &str) -> Error {
     ))
 }
 
-impl Lifecycle {
+impl Attachments<'_> {
     /// Attaches (see the module); the bool says whether anything was made.
     pub async fn attach(&self, spec: &AttachSpec) -> Result<(AttachState, bool), Error> {
         let network = spec.key.network.as_str();
         let net = self
+            .h
+            .catalog()
             .network(network)
             .await
             .ok_or_else(|| not_in_catalog(network))?;
         let where_ = NetnsRef::Path(spec.netns.clone());
         let (ops, ns_id) = async {
-            let ops = self.ns_ops(&where_).await?;
-            Ok::<_, Error>((ops, self.netns_identity(&where_).await))
+            let ops = self.h.ns_ops(&where_).await?;
+            Ok::<_, Error>((ops, self.h.netns_identity(&where_).await))
         }
         .instrument(tracing::debug_span!("attach.netns"))
         .await?;
         let mut reg = self
+            .h
             .registry
             .lock()
             .instrument(tracing::debug_span!("attach.lock"))
@@ -125,7 +129,7 @@ impl Lifecycle {
             .as_ref()
             .map(|b| b.addresses.as_slice())
             .unwrap_or_default();
-        let addresses = attach_addr::choose(&net, &spec.addresses, had, &taken)?;
+        let addresses = addr::choose(&net, &spec.addresses, had, &taken)?;
         let record = record_of(spec, &net, ns_id, addresses);
         self.check_asked_on_wire(&record, &net, spec, before.as_ref())
             .await?;
@@ -189,10 +193,12 @@ impl Lifecycle {
                 IpAddr::V6(_) => None,
             })
             .collect();
-        if wanted.is_empty() || self.net.link(&net.parent).await.is_err() {
+        if wanted.is_empty() || self.h.net.link(&net.parent).await.is_err() {
             return Ok(());
         }
         let used = self
+            .h
+            .addrcheck()
             .addresses_in_use(&wanted, &[], Duration::from_millis(200))
             .await?;
         if used.is_empty() {
@@ -217,7 +223,7 @@ impl Lifecycle {
         };
         match ops.link(&name).await {
             Ok(l) => {
-                Ok((self.agent.owner_of(l.alias.as_deref()) == Some(owner_of(a))).then_some(l))
+                Ok((self.h.agent.owner_of(l.alias.as_deref()) == Some(owner_of(a))).then_some(l))
             }
             Err(NetError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -264,7 +270,7 @@ impl Lifecycle {
         net: &CatalogNetwork,
         undo: &mut Rollback,
     ) -> Result<(Interface, bool), Error> {
-        match self.parent(&net.parent, "parent").await {
+        match self.h.parent(&net.parent, "parent").await {
             Ok(p) => return Ok((p, false)),
             Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
@@ -277,8 +283,8 @@ impl Lifecycle {
             ))
         };
         let (base, id) = split_vlan_name(&net.parent).ok_or_else(not_found)?;
-        self.net.link(&base).await.map_err(|_| not_found())?;
-        self.require_vlan().await?;
+        self.h.net.link(&base).await.map_err(|_| not_found())?;
+        self.h.require_vlan().await?;
         let vlan = VlanSpec {
             parent: base,
             id,
@@ -289,14 +295,14 @@ impl Lifecycle {
         let owner = Owner::AutoVlan {
             network: net.name.to_string(),
         };
-        self.create_vlan_locked(&vlan, owner).await?;
-        let (lower, name) = (self.net.clone(), net.parent.clone());
+        self.h.vlans().create_vlan_locked(&vlan, owner).await?;
+        let (lower, name) = (self.h.net.clone(), net.parent.clone());
         undo.push(format!("delete vlan {name}"), async move {
             if let Ok(l) = lower.link(&name).await {
                 let _ = lower.del_link(l.index).await;
             }
         });
-        Ok((self.parent(&net.parent, "parent").await?, true))
+        Ok((self.h.parent(&net.parent, "parent").await?, true))
     }
 
     /// The macvlan in the namespace, configured; while the kernel still
@@ -355,7 +361,7 @@ impl Lifecycle {
         })?;
         let new = self.attachment_link(a, net, parent, ifname.clone(), Some(a.netns.clone()));
         let link = async {
-            self.net.add_link(&new).await?;
+            self.h.net.add_link(&new).await?;
             ops.link(&ifname).await
         }
         .instrument(tracing::debug_span!("attach.link"))
@@ -377,7 +383,7 @@ impl Lifecycle {
     }
 }
 
-impl Lifecycle {
+impl Attachments<'_> {
     /// The macvlan of attachment `a` on `parent`, made in `target` (`None`:
     /// the agent's namespace, for a hand-over), with its MAC and mark.
     pub(super) fn attachment_link(
@@ -397,7 +403,7 @@ impl Lifecycle {
             },
             mtu: net.mtu,
             mac: Some(a.mac),
-            alias: self.agent.mark(&owner_of(a)),
+            alias: self.h.agent.mark(&owner_of(a)),
             group: 0,
             target,
         }
@@ -442,7 +448,7 @@ fn setup_of(a: &Attached, net: &CatalogNetwork, index: u32) -> LinkSetup {
         up: true,
         routes: gateway
             .map(|gw| Route {
-                dest: super::endpoint::default_route(gw.is_ipv4()),
+                dest: crate::host::endpoints::default_route(gw.is_ipv4()),
                 gateway: Some(gw),
                 index,
             })

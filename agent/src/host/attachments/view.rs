@@ -8,11 +8,11 @@ use linkherd_proto::{
 };
 
 use super::{
-    Lifecycle,
-    attach::{AttachState, key_of, not_in_catalog, state_of},
-    attached::{AttachKey, Attached},
+    super::registry::attachments::{AttachKey, Attached},
+    AttachState, key_of, not_in_catalog, state_of,
 };
 use crate::error::Error;
+use crate::host::Attachments;
 
 /// Whether a network can take attachments here, and how many addresses
 /// its blocks have left.
@@ -23,11 +23,11 @@ pub struct NetworkStatus {
     pub free: u64,
 }
 
-impl Lifecycle {
+impl Attachments<'_> {
     /// Every attachment (of `network`, when given).
     pub async fn attachments(&self, network: Option<&str>) -> Vec<AttachState> {
         let records: Vec<_> = {
-            let reg = self.registry.lock().await;
+            let reg = self.h.registry.lock().await;
             reg.attachments
                 .all()
                 .filter(|a| network.is_none_or(|n| a.network == n))
@@ -40,9 +40,12 @@ impl Lifecycle {
                 out.push(self.handover_state(a).await);
                 continue;
             }
-            let here = self.netns_identity(&NetnsRef::Path(a.netns.clone())).await;
+            let here = self
+                .h
+                .netns_identity(&NetnsRef::Path(a.netns.clone()))
+                .await;
             let stale = a.netns_id.is_none() || here != a.netns_id;
-            let net = self.network(&a.network).await;
+            let net = self.h.catalog().network(&a.network).await;
             out.push(match net {
                 Some(net) => state_of(a, &net, stale),
                 None => AttachState::bare(a, stale),
@@ -53,14 +56,14 @@ impl Lifecycle {
 
     /// The record of `key`, as recorded (no kernel read).
     pub async fn attachment(&self, key: &AttachKey) -> Option<Attached> {
-        self.registry.lock().await.attachments.get(key).cloned()
+        self.h.registry.lock().await.attachments.get(key).cloned()
     }
 
     /// The attachment as the kernel has it: the namespace still the one
     /// attached, the link there and up with its addresses.
     pub async fn check_attachment(&self, key: &AttachKeySpec) -> Result<AttachState, Error> {
         let a = {
-            let reg = self.registry.lock().await;
+            let reg = self.h.registry.lock().await;
             reg.attachments.get(&key_of(key)).cloned()
         }
         .ok_or_else(|| {
@@ -70,6 +73,8 @@ impl Lifecycle {
             ))
         })?;
         let net = self
+            .h
+            .catalog()
             .network(&a.network)
             .await
             .ok_or_else(|| not_in_catalog(&a.network))?;
@@ -77,14 +82,14 @@ impl Lifecycle {
             return self.check_handover(a, &net).await;
         }
         let where_ = NetnsRef::Path(a.netns.clone());
-        if a.netns_id.is_none() || self.netns_identity(&where_).await != a.netns_id {
+        if a.netns_id.is_none() || self.h.netns_identity(&where_).await != a.netns_id {
             return Err(Error::Precondition(format!(
                 "{} is not the namespace container {} was attached in any more",
                 a.netns.display(),
                 a.container_id
             )));
         }
-        let ops = self.ns_ops(&where_).await?;
+        let ops = self.h.ns_ops(&where_).await?;
         let Some(link) = self.attached_link(&a, ops.as_ref()).await? else {
             return Err(Error::Precondition(format!(
                 "interface {} is missing in {}",
@@ -100,7 +105,7 @@ impl Lifecycle {
     /// named as the runtime renamed it.
     async fn handover_state(&self, a: Attached) -> AttachState {
         let found = self.handed_link(&a).await.ok().flatten();
-        let net = self.network(&a.network).await;
+        let net = self.h.catalog().network(&a.network).await;
         let mut s = match net {
             Some(net) => state_of(a, &net, found.is_none()),
             None => AttachState::bare(a, found.is_none()),
@@ -135,14 +140,14 @@ impl Lifecycle {
 
     /// Whether `network` can take attachments on this host now.
     pub async fn network_status(&self, network: &str) -> NetworkStatus {
-        let Some(net) = self.network(network).await else {
+        let Some(net) = self.h.catalog().network(network).await else {
             return NetworkStatus {
                 ready: false,
                 reason: not_in_catalog(network).to_string(),
                 free: 0,
             };
         };
-        let parent_ok = self.net.link(&net.parent).await.is_ok()
+        let parent_ok = self.h.net.link(&net.parent).await.is_ok()
             || linkherd_proto::model::split_vlan_name(&net.parent).is_some();
         let blocks: Vec<_> = [&net.v4, &net.v6]
             .into_iter()
@@ -152,7 +157,7 @@ impl Lifecycle {
         // Only addresses inside the blocks use them (an asked-for one may
         // lie outside).
         let used: u64 = {
-            let reg = self.registry.lock().await;
+            let reg = self.h.registry.lock().await;
             let inside = reg
                 .attachments
                 .all()

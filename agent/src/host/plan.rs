@@ -16,7 +16,7 @@ use linkherd_proto::{
     },
 };
 
-use super::{Lifecycle, registry::Entry, vlan::describe};
+use super::{Planner, registry::Entry, vlans::describe};
 use crate::{error::Error, net::NetError, state::agent_id::AgentId};
 
 /// What a step does.
@@ -85,25 +85,29 @@ fn change(
     }
 }
 
-impl Lifecycle {
+impl Planner<'_> {
     /// The steps from this host's state to `desired`. Refuses (with the
     /// reason) when a name is taken by something linkherd does not own.
     pub async fn plan(&self, desired: &Desired) -> Result<Vec<Change>, Error> {
-        let links = self.net.links().await?;
-        let mut steps = plan_vlans(&self.agent, &links, desired)?;
+        let links = self.h.net.links().await?;
+        let mut steps = plan_vlans(&self.h.agent, &links, desired)?;
         let scope = desired.scope();
-        let mut reg = self.registry.lock().await;
-        let current = self.discover(&mut reg).await?;
+        let mut reg = self.h.registry.lock().await;
+        let current = self.h.endpoints().discover(&mut reg).await?;
         drop(reg);
         steps.extend(plan_endpoint_removals(&current, desired, &scope));
         let (updates, creates) = self.plan_endpoints(&current, desired).await?;
         steps.extend(updates);
         steps.extend(creates);
-        let accesses = self.list_host_access().await?;
+        let accesses = self.h.host_access().list_host_access().await?;
         steps.extend(plan_host_access(&accesses, desired, &scope));
         // Last: the VLANs the endpoints above were taken off.
-        steps.extend(plan_absent_vlans(&self.agent, &links, desired));
-        steps.extend(plan_catalog(&self.networks().await, desired, &scope));
+        steps.extend(plan_absent_vlans(&self.h.agent, &links, desired));
+        steps.extend(plan_catalog(
+            &self.h.catalog().networks().await,
+            desired,
+            &scope,
+        ));
         Ok(steps)
     }
 
@@ -154,9 +158,9 @@ impl Lifecycle {
         if moved {
             return Ok(vec![format!("moves to {} in {}", e.ifname, e.netns)]);
         }
-        let ops = self.ns_ops(&e.netns).await?;
+        let ops = self.h.ns_ops(&e.netns).await?;
         match ops.link(&IfName::parse("ifname", &c.ifname)?).await {
-            Ok(link) => self.differences(e, &link, ops.as_ref()).await,
+            Ok(link) => self.h.endpoints().differences(e, &link, ops.as_ref()).await,
             Err(NetError::NotFound { .. }) => Ok(vec!["its link is gone".to_owned()]),
             Err(err) => Err(err.into()),
         }

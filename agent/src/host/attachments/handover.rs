@@ -16,12 +16,10 @@ use linkherd_proto::model::{CatalogNetwork, IfName, Interface, MacAddr, NetnsRef
 use tracing::Instrument;
 
 use super::{
-    Lifecycle,
-    attach::{AttachState, not_in_catalog, owner_of, state_of},
-    attach_addr,
-    attached::{AttachKey, Attached},
-    undo::Rollback,
+    super::registry::attachments::{AttachKey, Attached},
+    AttachState, addr, not_in_catalog, owner_of, state_of,
 };
+use crate::host::{Attachments, undo::Rollback};
 use crate::{error::Error, net::NetOps};
 
 /// The name a handed-over link has in the agent's namespace: `lh` and the
@@ -50,7 +48,7 @@ fn families(net: &CatalogNetwork, v4: bool, v6: bool) -> CatalogNetwork {
     n
 }
 
-impl Lifecycle {
+impl Attachments<'_> {
     /// Reserves an address of `network`'s family `v6` for an endpoint to
     /// come: `asked` under the catalog's rules (free here and on the wire),
     /// else the lowest free one of this host's blocks.
@@ -61,14 +59,16 @@ impl Lifecycle {
         asked: Option<IpAddr>,
     ) -> Result<IpNet, Error> {
         let net = self
+            .h
+            .catalog()
             .network(network)
             .await
             .ok_or_else(|| not_in_catalog(network))?;
         let net = families(&net, !v6, v6);
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         let taken = reg.attachments.taken(network, None);
         let asked: Vec<IpAddr> = asked.into_iter().collect();
-        let got = attach_addr::choose(&net, &asked, &[], &taken)?;
+        let got = addr::choose(&net, &asked, &[], &taken)?;
         let addr = got.into_iter().next().ok_or_else(|| {
             Error::Precondition(format!("network {network} has no such address family"))
         })?;
@@ -80,7 +80,8 @@ impl Lifecycle {
 
     /// Drops a reservation; whether there was one.
     pub async fn unreserve_address(&self, network: &str, addr: IpAddr) -> bool {
-        self.registry
+        self.h
+            .registry
             .lock()
             .await
             .attachments
@@ -98,12 +99,14 @@ impl Lifecycle {
         mac: Option<MacAddr>,
     ) -> Result<(AttachState, bool), Error> {
         let net = self
+            .h
+            .catalog()
             .network(network)
             .await
             .ok_or_else(|| not_in_catalog(network))?;
         let ifname = handover_ifname(endpoint_id);
         let key: AttachKey = (network.to_owned(), endpoint_id.to_owned(), ifname.clone());
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         if let Some(old) = reg.attachments.get(&key) {
             return Ok((state_of(old.clone(), &net, false), false));
         }
@@ -114,7 +117,7 @@ impl Lifecycle {
         }
         let taken = reg.attachments.taken(network, Some(&key));
         let asked: Vec<IpAddr> = addresses.iter().map(IpNet::addr).collect();
-        let chosen = attach_addr::choose(&net_of_asked, &asked, &[], &taken)?;
+        let chosen = addr::choose(&net_of_asked, &asked, &[], &taken)?;
         let record = Attached {
             network: network.to_owned(),
             container_id: endpoint_id.to_owned(),
@@ -137,10 +140,12 @@ impl Lifecycle {
     /// to move into `netns`. Made already: answered again.
     pub async fn join_handover(&self, key: &AttachKey, netns: &Path) -> Result<AttachState, Error> {
         let net = self
+            .h
+            .catalog()
             .network(&key.0)
             .await
             .ok_or_else(|| not_in_catalog(&key.0))?;
-        let mut reg = self.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         let before = reg
             .attachments
             .get(key)
@@ -188,7 +193,7 @@ impl Lifecycle {
     ) -> Result<(), Error> {
         let name = IfName::parse("ifname", &a.ifname)?;
         let new = self.attachment_link(a, net, parent, name, None);
-        self.net.add_link(&new).await.map_err(|e| match e {
+        self.h.net.add_link(&new).await.map_err(|e| match e {
             crate::net::NetError::Busy { .. } => Error::Precondition(format!(
                 "MAC {} is still in use on {} by another macvlan; give the container another \
                  MAC, or wait for the kernel to free the old one",
@@ -202,7 +207,7 @@ impl Lifecycle {
     /// Deletes the link the runtime handed back (or never moved); the
     /// record stays until the endpoint is deleted. Whether a link went.
     pub async fn leave_handover(&self, key: &AttachKey) -> Result<bool, Error> {
-        let reg = self.registry.lock().await;
+        let reg = self.h.registry.lock().await;
         let Some(a) = reg.attachments.get(key).filter(|a| a.handed_over).cloned() else {
             return Ok(false);
         };
@@ -218,9 +223,9 @@ impl Lifecycle {
     /// The link of hand-over `a`, by its mark: in the namespace the runtime
     /// named (when it can be opened), else under its own name here.
     pub(super) async fn handed_link(&self, a: &Attached) -> Result<Option<Found>, Error> {
-        let mine = |l: &Interface| self.agent.owner_of(l.alias.as_deref()) == Some(owner_of(a));
+        let mine = |l: &Interface| self.h.agent.owner_of(l.alias.as_deref()) == Some(owner_of(a));
         if !a.netns.as_os_str().is_empty()
-            && let Ok(ops) = self.ns_ops(&NetnsRef::Path(a.netns.clone())).await
+            && let Ok(ops) = self.h.ns_ops(&NetnsRef::Path(a.netns.clone())).await
             && let Some(link) = ops.links().await?.into_iter().find(|l| mine(l))
         {
             return Ok(Some(Found {
@@ -230,9 +235,9 @@ impl Lifecycle {
             }));
         }
         let name = IfName::parse("ifname", &a.ifname)?;
-        match self.net.link(&name).await {
+        match self.h.net.link(&name).await {
             Ok(link) if mine(&link) => Ok(Some(Found {
-                ops: self.net.clone(),
+                ops: self.h.net.clone(),
                 link,
                 moved: false,
             })),

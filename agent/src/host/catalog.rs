@@ -10,7 +10,11 @@ use std::collections::BTreeMap;
 
 use linkherd_proto::model::CatalogNetwork;
 
-use crate::state::store::{RecordSet, Store, StoreError, Versioned};
+use super::CatalogNetworks;
+use crate::{
+    error::Error,
+    state::store::{RecordSet, Store, StoreError, Versioned},
+};
 
 /// The record set's directory in the state directory.
 const RECORDS: &str = "networks";
@@ -119,4 +123,23 @@ pub fn differences(old: &CatalogNetwork, new: &CatalogNetwork) -> String {
         }
     }
     d.join(", ")
+}
+
+impl CatalogNetworks<'_> {
+    /// The catalog's networks, by name.
+    pub async fn networks(&self) -> Vec<CatalogNetwork> {
+        self.h.catalog.lock().await.all().cloned().collect()
+    }
+    /// One network of the catalog.
+    pub async fn network(&self, name: &str) -> Option<CatalogNetwork> {
+        self.h.catalog.lock().await.get(name).cloned()
+    }
+    /// Puts `net` in the catalog (durably); what it replaced.
+    pub async fn put_network(&self, net: CatalogNetwork) -> Result<Option<CatalogNetwork>, Error> {
+        Ok(self.h.catalog.lock().await.put(net).await?)
+    }
+    /// Removes `name` from the catalog (durably); what it was.
+    pub async fn remove_network(&self, name: &str) -> Result<Option<CatalogNetwork>, Error> {
+        Ok(self.h.catalog.lock().await.remove(name).await?)
+    }
 }

@@ -45,7 +45,7 @@ pub struct Attached {
     pub mac: MacAddr,
     /// Made in the agent's own namespace as `ifname` and handed to the
     /// runtime, which moves and renames it (Docker's Join): found by its
-    /// owner mark, wherever it is (see `lifecycle::handover`).
+    /// owner mark, wherever it is (see `host::attachments::handover`).
     #[serde(default)]
     pub handed_over: bool,
     /// When a hand-over was recorded (seconds since the epoch): one the

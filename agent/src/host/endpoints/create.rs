@@ -9,13 +9,12 @@ use linkherd_proto::model::{
 };
 use tracing::Instrument;
 
-use super::{
-    Lifecycle, Outcome,
-    endpoint::{default_route, entry_netns},
-    group_of,
+use super::{default_route, entry_netns};
+use crate::host::{
+    Endpoints, Outcome, group_of,
     registry::{Entry, Netns, Registry},
     undo::Rollback,
-    vlan::describe,
+    vlans::describe,
 };
 use crate::{
     error::Error,
@@ -38,7 +37,7 @@ struct Creating<'a> {
     parents: &'a mut BTreeMap<String, Interface>,
 }
 
-impl Lifecycle {
+impl Endpoints<'_> {
     /// Creates an endpoint: the macvlan directly in its namespace, addresses,
     /// announcements, up, default route. Identical existing: `Unchanged`.
     /// Any failure undoes everything done for this request.
@@ -48,11 +47,12 @@ impl Lifecycle {
     ) -> Result<(EndpointState, Outcome), Error> {
         // A path that is no usable namespace is refused before the lock:
         // nothing waits behind it.
-        let ns = self.ns_ops(&spec.netns).await;
+        let ns = self.h.ns_ops(&spec.netns).await;
         if let Err(e @ Error::Invalid(_)) = ns {
             return Err(e);
         }
         let mut reg = self
+            .h
             .registry
             .lock()
             .instrument(tracing::debug_span!("create.lock"))
@@ -62,7 +62,7 @@ impl Lifecycle {
             .await
     }
 
-    /// Creates `specs` in order under one hold of the lifecycle lock (a
+    /// Creates `specs` in order under one hold of the registry lock (a
     /// transaction's batch, at most a few hundred), as [`create_endpoint`]
     /// would one by one, but with the records of all the new ones written
     /// first as one group commit, before the kernel is touched for any.
@@ -77,6 +77,7 @@ impl Lifecycle {
         mut between: impl FnMut(usize),
     ) -> (Vec<Outcome>, Option<(usize, Error)>) {
         let mut reg = self
+            .h
             .registry
             .lock()
             .instrument(tracing::debug_span!("create.lock"))
@@ -122,12 +123,12 @@ impl Lifecycle {
         let mut fresh = Vec::with_capacity(specs.len());
         let mut intents: BTreeMap<(&str, &str), Entry> = BTreeMap::new();
         for spec in specs {
-            let ns = self.ns_ops(&spec.netns).await;
+            let ns = self.h.ns_ops(&spec.netns).await;
             let new = reg.get(spec.network.as_str(), spec.name.as_str()).is_none();
             if new && (ns.is_ok() || spec.create_netns) {
                 let mut entry = self.entry(spec, false, false);
                 if ns.is_ok() {
-                    entry.netns_id = self.netns_identity(&spec.netns).await;
+                    entry.netns_id = self.h.netns_identity(&spec.netns).await;
                 }
                 intents.insert((spec.network.as_str(), spec.name.as_str()), entry);
             }
@@ -153,7 +154,7 @@ impl Lifecycle {
         }
     }
 
-    /// One create with the lifecycle lock held; `fresh`: the endpoint was
+    /// One create with the registry lock held; `fresh`: the endpoint was
     /// unrecorded when the request came (its record goes when it fails);
     /// `parents`: those the batch looked up already.
     async fn create_locked(
@@ -242,7 +243,7 @@ impl Lifecycle {
         async {
             entry.netns_id = match known_id {
                 Some(id) => Some(id),
-                None => self.netns_identity(&spec.netns).await,
+                None => self.h.netns_identity(&spec.netns).await,
             };
             run.reg.insert(entry.clone()).await
         }
@@ -280,16 +281,16 @@ impl Lifecycle {
                         "only a named namespace can be created".into(),
                     ));
                 };
-                let name = format!("{}{name}", self.netns_prefix);
+                let name = format!("{}{name}", self.h.netns_prefix);
                 self.record_intent(run).await?;
-                self.net.create_netns(&name).await?;
-                let (net, n) = (self.net.clone(), name.clone());
+                self.h.net.create_netns(&name).await?;
+                let (net, n) = (self.h.net.clone(), name.clone());
                 run.undo.push(format!("delete netns {n}"), async move {
                     if let Err(e) = net.delete_netns(&n).await {
                         tracing::error!(error = %e, "undo: cannot delete netns");
                     }
                 });
-                let ops = self.ns_ops(&spec.netns).await?;
+                let ops = self.h.ns_ops(&spec.netns).await?;
                 ops.set_up(1, true).await?;
                 Ok((ops, true))
             }
@@ -308,7 +309,7 @@ impl Lifecycle {
         reg: &mut Registry,
     ) -> Result<(EndpointState, Outcome), Error> {
         let mine = Owner::endpoint(&spec.network, &spec.name);
-        if self.agent.owner_of(existing.alias.as_deref()).as_ref() != Some(&mine) {
+        if self.h.agent.owner_of(existing.alias.as_deref()).as_ref() != Some(&mine) {
             return Err(Error::Exists(format!(
                 "interface {} already exists in {} ({}) and is not endpoint {}/{}; choose another --ifname",
                 spec.ifname,
@@ -329,7 +330,7 @@ impl Lifecycle {
         }
         if reg.get(spec.network.as_str(), spec.name.as_str()).is_none() {
             let mut entry = self.entry(spec, false, false);
-            entry.netns_id = self.netns_identity(&spec.netns).await;
+            entry.netns_id = self.h.netns_identity(&spec.netns).await;
             reg.insert(entry).await?;
         }
         let entry = reg.get(spec.network.as_str(), spec.name.as_str()).cloned();
@@ -353,11 +354,11 @@ impl Lifecycle {
         };
         let known = match run.parents.get(spec.parent.as_str()) {
             Some(p) => Ok(p.clone()),
-            None => self.parent(&spec.parent, "parent").await,
+            None => self.h.parent(&spec.parent, "parent").await,
         };
         match known {
             Ok(p) => {
-                let auto = self.agent.owner_of(p.alias.as_deref()) == Some(auto_owner);
+                let auto = self.h.agent.owner_of(p.alias.as_deref()) == Some(auto_owner);
                 run.parents.insert(spec.parent.to_string(), p.clone());
                 return Ok((p, auto));
             }
@@ -367,10 +368,10 @@ impl Lifecycle {
         let Some((base, id)) = split_vlan_name(&spec.parent) else {
             return Err(parent_not_found(spec));
         };
-        if self.net.link(&base).await.is_err() {
+        if self.h.net.link(&base).await.is_err() {
             return Err(parent_not_found(spec));
         }
-        self.require_vlan().await?;
+        self.h.require_vlan().await?;
         self.record_intent(run).await?;
         let vlan = VlanSpec {
             parent: base,
@@ -379,14 +380,14 @@ impl Lifecycle {
             name: spec.parent.clone(),
             mtu: None,
         };
-        self.create_vlan_locked(&vlan, auto_owner).await?;
-        let (net, name) = (self.net.clone(), spec.parent.clone());
+        self.h.vlans().create_vlan_locked(&vlan, auto_owner).await?;
+        let (net, name) = (self.h.net.clone(), spec.parent.clone());
         run.undo.push(format!("delete vlan {name}"), async move {
             if let Ok(l) = net.link(&name).await {
                 let _ = net.del_link(l.index).await;
             }
         });
-        Ok((self.parent(&spec.parent, "parent").await?, true))
+        Ok((self.h.parent(&spec.parent, "parent").await?, true))
     }
 
     /// The macvlan, created directly inside the namespace with its MAC,
@@ -407,11 +408,14 @@ impl Lifecycle {
             },
             mtu: spec.mtu,
             mac: Some(spec.effective_mac()),
-            alias: self.agent.mark(&Owner::endpoint(&spec.network, &spec.name)),
+            alias: self
+                .h
+                .agent
+                .mark(&Owner::endpoint(&spec.network, &spec.name)),
             group: group_of(spec.network.as_str()),
-            target: Some(self.ns_file(&spec.netns)),
+            target: Some(self.h.ns_file(&spec.netns)),
         };
-        if let Err(e) = self.net.add_link(&new).await {
+        if let Err(e) = self.h.net.add_link(&new).await {
             return Err(self.explain_parent_error(e, spec, parent).await);
         }
         let (inside, ifname) = (ops.clone(), spec.ifname.clone());
@@ -561,7 +565,8 @@ impl Lifecycle {
             .map(|e| format!("{}/{}", e.network, e.name))
             .collect();
         users.extend(
-            self.net
+            self.h
+                .net
                 .links()
                 .await?
                 .into_iter()
@@ -590,7 +595,7 @@ impl Lifecycle {
         if !matches!(e, NetError::Busy { .. }) {
             return explain_parent_error(e, spec, parent);
         }
-        let host = self.net.links().await.unwrap_or_default();
+        let host = self.h.net.links().await.unwrap_or_default();
         match host
             .iter()
             .find(|l| l.kind == LinkKind::Ipvlan && l.parent_index == parent.index)

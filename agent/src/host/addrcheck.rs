@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc, time::Duration};
 use futures::future::join_all;
 use linkherd_proto::model::{IfName, MacAddr, MacvlanMode, NetnsRef};
 
-use super::Lifecycle;
+use super::AddrCheck;
 use crate::{
     error::Error,
     net::{NetOps, NewLink, NewLinkKind},
@@ -31,12 +31,17 @@ pub struct Wanted {
     pub endpoint: String,
 }
 
-impl Lifecycle {
+impl AddrCheck<'_> {
     /// Probes every wanted address at once, waiting `wait` for answers.
     /// Answers from MACs in `expected` (endpoints about to be replaced,
     /// which still hold their addresses) do not count. Returns one line per
     /// address in use: `10.0.100.120 (for net_a/b6) is already in use on
     /// the wire, answered by …`.
+    ///
+    /// Lock order, by type: the check's one namespace is held while the
+    /// work runs on a [`Prober`], which reaches the kernel and nothing else
+    /// of the host — no record, no other lock can be taken under it. A
+    /// caller may hold the registry (an attach) or nothing (a transaction).
     pub async fn addresses_in_use(
         &self,
         wanted: &[Wanted],
@@ -46,21 +51,58 @@ impl Lifecycle {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let _one_at_a_time = self.addrcheck.lock().await;
-        let full = format!("{}{PROBE_NETNS}", self.netns_prefix);
+        let _one_at_a_time = self.h.addrcheck.lock().await;
+        self.prober().run(wanted, expected, wait).await
+    }
+
+    /// Removes a probe namespace an agent that died while checking left.
+    pub async fn remove_stale_probe_netns(&self) -> Result<(), Error> {
+        let _one_at_a_time = self.h.addrcheck.lock().await;
+        self.prober().remove_stale().await
+    }
+
+    fn prober(&self) -> Prober<'_> {
+        Prober {
+            net: &self.h.net,
+            netns: format!("{}{PROBE_NETNS}", self.h.netns_prefix),
+        }
+    }
+}
+
+/// The address check's work, with the kernel and its namespace's full name
+/// only (see [`AddrCheck::addresses_in_use`]).
+struct Prober<'a> {
+    net: &'a Arc<dyn NetOps>,
+    /// The probe namespace's name, with the agent's prefix.
+    netns: String,
+}
+
+impl Prober<'_> {
+    async fn run(
+        &self,
+        wanted: &[Wanted],
+        expected: &[MacAddr],
+        wait: Duration,
+    ) -> Result<Vec<String>, Error> {
         // One left by an agent that died while checking goes first.
-        self.remove_stale_probe_netns().await?;
-        self.net.create_netns(&full).await?;
+        self.remove_stale().await?;
+        self.net.create_netns(&self.netns).await?;
         let res = self.probe_all(wanted, expected, wait).await;
-        let gone = self.net.delete_netns(&full).await;
+        let gone = self.net.delete_netns(&self.netns).await;
         let found = res?;
         gone?;
         Ok(found)
     }
 
-    /// Removes a probe namespace an agent that died while checking left.
-    pub async fn remove_stale_probe_netns(&self) -> Result<(), Error> {
-        self.remove_step_netns(PROBE_NETNS).await
+    async fn remove_stale(&self) -> Result<(), Error> {
+        if self.net.netns_exists(&self.netns).await? {
+            self.net.delete_netns(&self.netns).await?;
+        }
+        Ok(())
+    }
+
+    fn file(&self) -> std::path::PathBuf {
+        NetnsRef::Named(self.netns.clone()).file()
     }
 
     async fn probe_all(
@@ -69,8 +111,7 @@ impl Lifecycle {
         expected: &[MacAddr],
         wait: Duration,
     ) -> Result<Vec<String>, Error> {
-        let ns = NetnsRef::Named(PROBE_NETNS.to_owned());
-        let ops: Arc<dyn NetOps> = self.net.netns(&self.ns_file(&ns)).await?;
+        let ops: Arc<dyn NetOps> = self.net.netns(&self.file()).await?;
         // A MAC of this host and moment: agents of several hosts checking
         // on one wire at once must not share one (the switch would send
         // each the other's answers).
@@ -82,37 +123,7 @@ impl Lifecycle {
             std::process::id(),
             std::time::SystemTime::now()
         );
-        // One probe link per parent, named chk0, chk1, …
-        let mut links: BTreeMap<&str, (u32, MacAddr)> = BTreeMap::new();
-        for (i, parent) in wanted
-            .iter()
-            .map(|w| w.parent.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .enumerate()
-        {
-            let lower = self.net.link(&IfName::parse("parent", parent)?).await?;
-            let name = IfName::parse("name", &format!("chk{i}"))?;
-            let mac = MacAddr::stable(&seed, parent);
-            self.net
-                .add_link(&NewLink {
-                    name: name.clone(),
-                    kind: NewLinkKind::Macvlan {
-                        parent_index: lower.index,
-                        mode: MacvlanMode::Bridge,
-                        source_macs: Vec::new(),
-                    },
-                    mtu: None,
-                    mac: Some(mac),
-                    alias: String::new(),
-                    group: 0,
-                    target: Some(self.ns_file(&ns)),
-                })
-                .await?;
-            let link = ops.link(&name).await?;
-            ops.set_up(link.index, true).await?;
-            links.insert(parent, (link.index, mac));
-        }
+        let links = self.probe_links(wanted, &seed, &ops).await?;
         let probes = wanted.iter().map(|w| {
             let ops = ops.clone();
             let link = links.get(w.parent.as_str()).copied();
@@ -142,5 +153,46 @@ impl Lifecycle {
             .into_iter()
             .filter_map(Result::transpose)
             .collect()
+    }
+
+    /// One probe link per parent, named chk0, chk1, …, up in `ops`'s
+    /// namespace: its index and MAC, by parent.
+    async fn probe_links<'w>(
+        &self,
+        wanted: &'w [Wanted],
+        seed: &str,
+        ops: &Arc<dyn NetOps>,
+    ) -> Result<BTreeMap<&'w str, (u32, MacAddr)>, Error> {
+        let mut links: BTreeMap<&str, (u32, MacAddr)> = BTreeMap::new();
+        for (i, parent) in wanted
+            .iter()
+            .map(|w| w.parent.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .enumerate()
+        {
+            let lower = self.net.link(&IfName::parse("parent", parent)?).await?;
+            let name = IfName::parse("name", &format!("chk{i}"))?;
+            let mac = MacAddr::stable(seed, parent);
+            self.net
+                .add_link(&NewLink {
+                    name: name.clone(),
+                    kind: NewLinkKind::Macvlan {
+                        parent_index: lower.index,
+                        mode: MacvlanMode::Bridge,
+                        source_macs: Vec::new(),
+                    },
+                    mtu: None,
+                    mac: Some(mac),
+                    alias: String::new(),
+                    group: 0,
+                    target: Some(self.file()),
+                })
+                .await?;
+            let link = ops.link(&name).await?;
+            ops.set_up(link.index, true).await?;
+            links.insert(parent, (link.index, mac));
+        }
+        Ok(links)
     }
 }

@@ -1,0 +1,79 @@
+//! The host's namespaces: opening a target's namespace with a message
+//! that says what is missing, its identity (so a reused pid is not taken
+//! for the namespace recorded), and every namespace this agent manages.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use linkherd_proto::model::NetnsRef;
+
+use super::{Host, endpoints::entry_netns, registry::Entry};
+use crate::{
+    error::Error,
+    net::{
+        NetError, NetOps,
+        netns::{self, NsId, is_not_netns, not_a_netns},
+    },
+};
+
+impl Host {
+    /// Operations inside an endpoint's namespace, with a message that says
+    /// what is missing.
+    /// A namespace file given by path that is missing, unreadable or not a
+    /// network namespace gets one answer, so it cannot tell which.
+    pub(super) async fn ns_ops(&self, netns: &NetnsRef) -> Result<Arc<dyn NetOps>, Error> {
+        let file = self.ns_file(netns);
+        match self.net.netns(&file).await {
+            Ok(ops) => Ok(ops),
+            Err(e) if is_not_netns(&e) => Err(not_a_netns(&file).into()),
+            Err(NetError::NotFound { .. }) if matches!(netns, NetnsRef::Path(_)) => {
+                Err(not_a_netns(&file).into())
+            }
+            Err(NetError::NotFound { .. }) => Err(Error::NotFound(match netns {
+                NetnsRef::Named(n) => {
+                    format!(
+                        "network namespace {n} does not exist; create it, or pass --create-netns"
+                    )
+                }
+                NetnsRef::Pid(p) => format!("process {p} does not exist (no /proc/{p}/ns/net)"),
+                NetnsRef::Path(p) => {
+                    format!("network namespace file {} does not exist", p.display())
+                }
+            })),
+            Err(e) => Err(e.into()),
+        }
+    }
+    /// The identity of a target's namespace, read on the blocking pool;
+    /// `None` when it cannot be opened (gone, or a fake kernel's).
+    pub async fn netns_identity(&self, netns: &NetnsRef) -> Option<NsId> {
+        let file = self.ns_file(netns);
+        tokio::task::spawn_blocking(move || netns::identity(&file).ok())
+            .await
+            .ok()
+            .flatten()
+    }
+    /// The identities of the namespaces this agent manages besides its own:
+    /// its named ones (under its prefix) and those of its recorded
+    /// endpoints (as recorded, or as they resolve now for older records).
+    pub async fn managed_netns(&self) -> BTreeSet<NsId> {
+        let entries: Vec<Entry> = self.registry.lock().await.all().cloned().collect();
+        let mut refs: Vec<NetnsRef> = Vec::new();
+        let mut out = BTreeSet::new();
+        for e in &entries {
+            match e.netns_id {
+                Some(id) => {
+                    out.insert(id);
+                }
+                None => refs.push(entry_netns(e)),
+            }
+        }
+        for full in self.net.netns_names().await.unwrap_or_default() {
+            if let Some(n) = full.strip_prefix(&self.netns_prefix) {
+                refs.push(NetnsRef::Named(n.to_owned()));
+            }
+        }
+        for r in refs {
+            out.extend(self.netns_identity(&r).await);
+        }
+        out
+    }
+}
