@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
 use linkherd_proto::{
-    convert::parse_container_id,
+    model::parse_container_id,
     model::{IfName, ValidationError},
 };
 

@@ -9,7 +9,7 @@
 //! printed again.
 //!
 //! Inputs:
-//! - every file of `fuzz/corpus/spec/` (hostile and edge specs: empty, only
+//! - every file of `ctl/tests/corpus/spec/` (hostile and edge specs: empty, only
 //!   comments, deep nesting, huge numbers, duplicate keys, alias bombs, tabs,
 //!   BOM, CRLF, ...), run every time: `ok-*` must be accepted, `err-*`
 //!   refused, and each within a time budget;
@@ -22,7 +22,7 @@
 //! - random *valid* specs, which must be accepted.
 //!
 //! Each property runs 256 cases by default (`PROPTEST_CASES` overrides it);
-//! see fuzz/corpus/README.md for longer runs.
+//! see ctl/tests/corpus/README.md for longer runs.
 
 use std::{
     collections::BTreeSet,
@@ -63,7 +63,7 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 }
 
 fn corpus() -> Vec<PathBuf> {
-    files(&repo().join("fuzz/corpus/spec"), "yaml")
+    files(&repo().join("ctl/tests/corpus/spec"), "yaml")
 }
 
 /// An alias or merge-key bomb of the corpus.

@@ -24,7 +24,7 @@
 //! carries the same field violation back.
 //!
 //! Each property runs 256 cases by default (`PROPTEST_CASES` overrides it);
-//! see fuzz/corpus/README.md for longer runs.
+//! see ctl/tests/corpus/README.md for longer runs.
 
 use std::{
     collections::BTreeSet,
@@ -34,11 +34,7 @@ use std::{
 
 use ipnet::IpNet;
 use linkherd_proto::{
-    convert::{
-        ArpProbe, DEFAULT_PROBE_TIMEOUT, DeleteEndpoints, Desired, EndpointSelector, InterfaceName,
-        MAX_PING_COUNT, MAX_PROBE_TIMEOUT, MAX_PROMISC_LEASE, PingProbe, SetMtu, SetPromiscuous,
-        SetUp, TcpProbe, netns_target,
-    },
+    convert::netns_target,
     field_violations,
     model::{
         self, EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, Interface,
@@ -48,6 +44,11 @@ use linkherd_proto::{
             MAX_ADDRESSES, MAX_DESIRED_ENDPOINTS, MAX_DESIRED_NETWORKS, MAX_DESIRED_VLANS,
             MAX_ECHO, MAX_NETNS_NAME, MAX_PATH, MAX_ROUTES, MAX_SOURCE_MACS,
         },
+    },
+    model::{
+        ArpProbe, DEFAULT_PROBE_TIMEOUT, DeleteEndpoints, Desired, EndpointSelector, InterfaceName,
+        MAX_PING_COUNT, MAX_PROBE_TIMEOUT, MAX_PROMISC_LEASE, PingProbe, SetMtu, SetPromiscuous,
+        SetUp, TcpProbe,
     },
     pb::{self, netns_target::Target},
     validation_status,

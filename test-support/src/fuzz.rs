@@ -3,7 +3,7 @@
 use proptest::test_runner::Config;
 
 /// `default` cases per property, or `PROPTEST_CASES` when set (for the
-/// longer runs fuzz/corpus/README.md describes).
+/// longer runs ctl/tests/corpus/README.md describes).
 pub fn config(default: u32) -> Config {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()

@@ -5,7 +5,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use linkherd_proto::{
-    convert::{AttachKeySpec, AttachSpec, MAX_GC_VALID},
+    model::{AttachKeySpec, AttachSpec, MAX_GC_VALID},
     model::{ObjName, ValidationError},
     pb,
 };

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use linkherd_proto::{API_VERSION, convert::Desired, pb};
+use linkherd_proto::{API_VERSION, model::Desired, pb};
 use tonic::{Request, Response, Status};
 
 use super::Call;

@@ -5,8 +5,8 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use linkherd_proto::{
-    convert::{InterfaceName, SetMtu, SetPromiscuous, SetUp},
     model::{Interface, ValidationError},
+    model::{InterfaceName, SetMtu, SetPromiscuous, SetUp},
     pb,
 };
 use tokio::sync::mpsc;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use linkherd_proto::{
-    convert::DeleteEndpoints,
+    model::DeleteEndpoints,
     model::{EndpointSpec, HostAccessSpec, ObjName},
     pb,
 };

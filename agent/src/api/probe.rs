@@ -10,7 +10,7 @@
 use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use linkherd_proto::{
-    convert::{ArpProbe, MIN_PING_INTERVAL, PingProbe, TcpProbe},
+    model::{ArpProbe, MIN_PING_INTERVAL, PingProbe, TcpProbe},
     model::{NetnsRef, Role},
     pb,
 };

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use linkherd_proto::{
-    convert::Desired,
+    model::Desired,
     model::{
         CatalogNetwork, EndpointSpec, HostAccessSpec, HostAccessState, IfName, Interface,
         LinkDetails, NetnsRef, Owner, VlanSpec,

@@ -5,7 +5,7 @@
 //! rename.
 
 use linkherd_proto::{
-    convert::EndpointSelector,
+    model::EndpointSelector,
     model::{
         CatalogNetwork, EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName,
         ObjName, Owner, VlanSpec, VlanState,

@@ -27,7 +27,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use linkherd_proto::convert::Desired;
+use linkherd_proto::model::Desired;
 use tokio::{sync::Mutex, task::AbortHandle};
 
 use crate::{

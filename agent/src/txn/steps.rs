@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use linkherd_proto::{
-    convert::EndpointSelector,
+    model::EndpointSelector,
     model::{
         CatalogNetwork, EndpointSpec, HostAccessSpec, IfName, MacAddr, NetnsRef, ObjName, Owner,
         VlanSpec,

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
 use linkherd_proto::{
-    convert::Desired,
+    model::Desired,
     model::{
         CatalogNetwork, CatalogPool, EndpointSpec, Excluded, HostAccessSpec, IfName, NetnsRef,
         ValidationError, VlanProtocol, VlanSpec, default_host_access_name, default_vlan_name,

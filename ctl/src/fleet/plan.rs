@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use linkherd_proto::{
-    convert::Desired,
+    model::Desired,
     pb::{self, host_service_client::HostServiceClient},
 };
 use serde::Serialize;

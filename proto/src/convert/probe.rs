@@ -1,26 +1,15 @@
-//! Probe requests.
+//! `probe.proto`: the probe requests, validated.
 
 use std::{net::SocketAddr, time::Duration};
 
-use super::lifecycle::netns_target;
+use super::types::netns_target;
+use crate::model::{
+    ArpProbe, DEFAULT_PROBE_TIMEOUT, MAX_PING_COUNT, MAX_PROBE_TIMEOUT, PingProbe, TcpProbe,
+};
 use crate::{
-    model::{IfName, NetnsRef, ValidationError},
+    model::{IfName, ValidationError},
     pb,
 };
-
-/// Default and largest per-probe timeouts.
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A validated `ProbeService.Tcp`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpProbe {
-    /// `None`: the agent's own namespace.
-    pub netns: Option<NetnsRef>,
-    pub interface: Option<IfName>,
-    pub to: SocketAddr,
-    pub timeout: Duration,
-}
 
 fn destination(field: &str, s: &str) -> Result<std::net::IpAddr, ValidationError> {
     s.parse::<std::net::IpAddr>().map_err(|_| {
@@ -117,23 +106,6 @@ mod tests {
     }
 }
 
-/// A validated `ProbeService.Ping`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PingProbe {
-    pub netns: Option<NetnsRef>,
-    pub interface: Option<IfName>,
-    pub to: std::net::IpAddr,
-    pub count: u32,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub size: usize,
-}
-
-/// Most echo requests one Ping may send.
-pub const MAX_PING_COUNT: u32 = 10_000;
-/// Shortest interval for callers below admin (as iputils limits non-root).
-pub const MIN_PING_INTERVAL: Duration = Duration::from_millis(10);
-
 impl TryFrom<pb::PingRequest> for PingProbe {
     type Error = ValidationError;
     fn try_from(r: pb::PingRequest) -> Result<Self, Self::Error> {
@@ -187,16 +159,6 @@ impl TryFrom<pb::PingRequest> for PingProbe {
             size,
         })
     }
-}
-
-/// A validated `ProbeService.Arp`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArpProbe {
-    pub netns: Option<NetnsRef>,
-    pub interface: IfName,
-    pub target: std::net::IpAddr,
-    pub timeout: Duration,
-    pub free_check: bool,
 }
 
 impl TryFrom<pb::ArpRequest> for ArpProbe {

@@ -147,6 +147,24 @@ impl MacAddr {
     }
 }
 
+/// Which endpoints a delete request means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointSelector {
+    /// One endpoint by network and name.
+    Named { network: ObjName, name: ObjName },
+    /// Every endpoint of a network on this host.
+    Network(ObjName),
+    /// A macvlan by where it is (also for links linkherd does not own).
+    Located { netns: NetnsRef, ifname: IfName },
+}
+
+/// A validated `MacvlanService.Delete`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteEndpoints {
+    pub selector: EndpointSelector,
+    pub force: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,9 @@
 //! Domain types: what an interface is, what a valid name or MAC is, who may do
-//! what. Validation lives in the constructors, so a value of one of these types
-//! is valid by construction.
+//! what, what a host should have, what a request asks for. Validation lives
+//! in the constructors (and in the conversions from the wire), so a value of
+//! one of these types is valid by construction. Nothing here knows prost.
 
+mod attach;
 pub mod bounds;
 mod catalog;
 mod endpoint;
@@ -9,29 +11,40 @@ mod error;
 mod host;
 mod ifname;
 mod interface;
+mod knobs;
 mod mac;
 mod names;
 mod netns;
 mod owner;
+mod probe;
 mod role;
 mod subnet;
 mod vlan;
 
+pub use attach::{
+    AttachKeySpec, AttachSpec, MAX_ATTACH_ADDRESSES, MAX_CONTAINER_ID, MAX_GC_VALID,
+    MAX_NETNS_PATH, parse_container_id,
+};
 pub use catalog::{CatalogNetwork, CatalogPool, Excluded, MAX_BLOCKS, MAX_EXCLUDED, MAX_WHY};
 pub use endpoint::{
-    EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, MIN_MTU, check_gateway,
-    check_host_address, default_host_access_name,
+    DeleteEndpoints, EndpointSelector, EndpointSpec, EndpointState, HostAccessSpec,
+    HostAccessState, MIN_MTU, check_gateway, check_host_address, default_host_access_name,
 };
 pub use error::ValidationError;
-pub use host::OwnedObjects;
+pub use host::{Desired, OwnedObjects};
 pub use ifname::{IfName, MAX_IFNAME_LEN};
 pub use interface::{
     Counters, Interface, LinkDetails, LinkKind, MacvlanMode, OperState, PromiscLease, VlanProtocol,
 };
+pub use knobs::{InterfaceName, MAX_PROMISC_LEASE, SetMtu, SetPromiscuous, SetUp};
 pub use mac::MacAddr;
 pub use names::ObjName;
 pub use netns::NetnsRef;
 pub use owner::{Mark, OWNER_PREFIX, Owner};
+pub use probe::{
+    ArpProbe, DEFAULT_PROBE_TIMEOUT, MAX_PING_COUNT, MAX_PROBE_TIMEOUT, MIN_PING_INTERVAL,
+    PingProbe, TcpProbe,
+};
 pub use role::{ROLE_URI_PREFIX, Role, UnknownRole};
 pub use subnet::{is_subnet_special, subnet_specials};
 pub use vlan::{VlanId, VlanSpec, VlanState, default_vlan_name, split_vlan_name};

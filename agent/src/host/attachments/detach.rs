@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use linkherd_proto::{
-    convert::AttachKeySpec,
+    model::AttachKeySpec,
     model::{IfName, NetnsRef, Owner},
 };
 

@@ -19,7 +19,7 @@ use std::{
 
 use ipnet::IpNet;
 use linkherd_proto::{
-    convert::{AttachKeySpec, AttachSpec},
+    model::{AttachKeySpec, AttachSpec},
     model::{
         CatalogNetwork, IfName, Interface, MacAddr, NetnsRef, Owner, VlanProtocol, VlanSpec,
         split_vlan_name,

@@ -3,7 +3,7 @@
 //! and a network's Status on this host.
 
 use linkherd_proto::{
-    convert::AttachKeySpec,
+    model::AttachKeySpec,
     model::{CatalogNetwork, Interface, NetnsRef},
 };
 

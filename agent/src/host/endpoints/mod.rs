@@ -10,7 +10,7 @@ use std::{
 
 use ipnet::IpNet;
 use linkherd_proto::{
-    convert::EndpointSelector,
+    model::EndpointSelector,
     model::{
         EndpointSpec, EndpointState, IfName, Interface, LinkDetails, LinkKind, NetnsRef, Owner,
     },

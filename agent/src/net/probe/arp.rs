@@ -487,35 +487,35 @@ mod tests {
             })
         }
 
-        /// The corpus's ARP frames, from fuzz/corpus/arp.
+        /// The corpus's ARP frames, from corpus/arp beside this file.
         const CORPUS: &[(&str, &[u8])] = &[
             (
                 "reply.bin",
-                include_bytes!("../../../../fuzz/corpus/arp/reply.bin"),
+                include_bytes!("corpus/arp/reply.bin"),
             ),
             (
                 "reply-padded.bin",
-                include_bytes!("../../../../fuzz/corpus/arp/reply-padded.bin"),
+                include_bytes!("corpus/arp/reply-padded.bin"),
             ),
             (
                 "request.bin",
-                include_bytes!("../../../../fuzz/corpus/arp/request.bin"),
+                include_bytes!("corpus/arp/request.bin"),
             ),
             (
                 "short.bin",
-                include_bytes!("../../../../fuzz/corpus/arp/short.bin"),
+                include_bytes!("corpus/arp/short.bin"),
             ),
             (
                 "rarp-reply.bin",
-                include_bytes!("../../../../fuzz/corpus/arp/rarp-reply.bin"),
+                include_bytes!("corpus/arp/rarp-reply.bin"),
             ),
             (
                 "ipv6-ptype.bin",
-                include_bytes!("../../../../fuzz/corpus/arp/ipv6-ptype.bin"),
+                include_bytes!("corpus/arp/ipv6-ptype.bin"),
             ),
             (
                 "empty.bin",
-                include_bytes!("../../../../fuzz/corpus/arp/empty.bin"),
+                include_bytes!("corpus/arp/empty.bin"),
             ),
         ];
 

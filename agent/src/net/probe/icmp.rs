@@ -428,7 +428,7 @@ mod tests {
             ours.then(|| (u16::from_be_bytes([icmp[6], icmp[7]]), ttl))
         }
 
-        /// The corpus's ICMP packets, from fuzz/corpus/icmp (IPv4 ones with
+        /// The corpus's ICMP packets, from corpus/icmp beside this file (IPv4 ones with
         /// their IP header, as a raw IPv4 socket returns them).
         /// (file, IPv4?, bytes, what parsing it as our reply to 0x1234 gives)
         type Case = (&'static str, bool, &'static [u8], Option<(u16, u8)>);
@@ -437,73 +437,73 @@ mod tests {
             (
                 "v4-reply.bin",
                 true,
-                include_bytes!("../../../../fuzz/corpus/icmp/v4-reply.bin"),
+                include_bytes!("corpus/icmp/v4-reply.bin"),
                 Some((7, 61)),
             ),
             (
                 "v4-reply-options.bin",
                 true,
-                include_bytes!("../../../../fuzz/corpus/icmp/v4-reply-options.bin"),
+                include_bytes!("corpus/icmp/v4-reply-options.bin"),
                 Some((8, 64)),
             ),
             (
                 "v4-request.bin",
                 true,
-                include_bytes!("../../../../fuzz/corpus/icmp/v4-request.bin"),
+                include_bytes!("corpus/icmp/v4-request.bin"),
                 None,
             ),
             (
                 "v4-other-ident.bin",
                 true,
-                include_bytes!("../../../../fuzz/corpus/icmp/v4-other-ident.bin"),
+                include_bytes!("corpus/icmp/v4-other-ident.bin"),
                 None,
             ),
             (
                 "v4-unreachable.bin",
                 true,
-                include_bytes!("../../../../fuzz/corpus/icmp/v4-unreachable.bin"),
+                include_bytes!("corpus/icmp/v4-unreachable.bin"),
                 None,
             ),
             (
                 "v4-truncated.bin",
                 true,
-                include_bytes!("../../../../fuzz/corpus/icmp/v4-truncated.bin"),
+                include_bytes!("corpus/icmp/v4-truncated.bin"),
                 None,
             ),
             (
                 "v4-ihl-past-end.bin",
                 true,
-                include_bytes!("../../../../fuzz/corpus/icmp/v4-ihl-past-end.bin"),
+                include_bytes!("corpus/icmp/v4-ihl-past-end.bin"),
                 None,
             ),
             (
                 "v6-reply.bin",
                 false,
-                include_bytes!("../../../../fuzz/corpus/icmp/v6-reply.bin"),
+                include_bytes!("corpus/icmp/v6-reply.bin"),
                 Some((9, 64)),
             ),
             (
                 "v6-request.bin",
                 false,
-                include_bytes!("../../../../fuzz/corpus/icmp/v6-request.bin"),
+                include_bytes!("corpus/icmp/v6-request.bin"),
                 None,
             ),
             (
                 "v6-short.bin",
                 false,
-                include_bytes!("../../../../fuzz/corpus/icmp/v6-short.bin"),
+                include_bytes!("corpus/icmp/v6-short.bin"),
                 None,
             ),
             (
                 "empty.bin",
                 true,
-                include_bytes!("../../../../fuzz/corpus/icmp/empty.bin"),
+                include_bytes!("corpus/icmp/empty.bin"),
                 None,
             ),
             (
                 "empty.bin",
                 false,
-                include_bytes!("../../../../fuzz/corpus/icmp/empty.bin"),
+                include_bytes!("corpus/icmp/empty.bin"),
                 None,
             ),
         ];

@@ -1,6 +1,6 @@
 //! Catalog networks (`NetworkService`, `DesiredState.catalog`), both ways.
 
-use super::lifecycle::{mtu, parse_cidr, parse_ip};
+use super::types::{mtu, parse_cidr, parse_ip};
 use crate::{
     model::{
         CatalogNetwork, CatalogPool, Excluded, IfName, MAX_EXCLUDED, MacvlanMode, ObjName,

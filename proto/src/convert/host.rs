@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::Desired;
 use crate::{
     model::{
         CatalogNetwork, EndpointSpec, HostAccessSpec, IfName, ObjName, OwnedObjects,
@@ -10,33 +11,6 @@ use crate::{
     },
     pb,
 };
-
-/// What a host should have: VLANs, endpoints, host access.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Desired {
-    pub vlans: Vec<VlanSpec>,
-    pub endpoints: Vec<EndpointSpec>,
-    pub host_access: Vec<HostAccessSpec>,
-    /// Networks spoken for even without endpoints or host access here.
-    pub networks: Vec<ObjName>,
-    /// VLANs that must not exist (deleted only if linkherd owns them).
-    pub absent_vlans: Vec<IfName>,
-    /// The networks this host offers to container runtimes, by name.
-    pub catalog: Vec<CatalogNetwork>,
-}
-
-impl Desired {
-    /// Every network this state is authoritative for on the host.
-    pub fn scope(&self) -> BTreeSet<&str> {
-        self.endpoints
-            .iter()
-            .map(|e| e.network.as_str())
-            .chain(self.host_access.iter().map(|h| h.network.as_str()))
-            .chain(self.networks.iter().map(ObjName::as_str))
-            .chain(self.catalog.iter().map(|n| n.name.as_str()))
-            .collect()
-    }
-}
 
 /// Re-roots a field path: `endpoint.mac` -> `desired.endpoints[2].mac`.
 fn at(err: ValidationError, from: &str, to: String) -> ValidationError {
@@ -244,7 +218,7 @@ impl From<&Desired> for pb::DesiredState {
                     name: e.name.to_string(),
                     parent: e.parent.to_string(),
                     mode: pb::MacvlanMode::from(e.mode).into(),
-                    netns: Some(super::lifecycle::netns_to_pb(&e.netns)),
+                    netns: Some(super::types::netns_to_pb(&e.netns)),
                     ifname: e.ifname.to_string(),
                     addresses: strings(&e.addresses),
                     gateway: e.gateway.map(|g| g.to_string()).unwrap_or_default(),

@@ -1,130 +1,19 @@
-//! VLAN, macvlan endpoint and host-access requests and objects.
-
-use std::net::IpAddr;
+//! `macvlan.proto`: endpoint and host-access requests and objects, both ways.
 
 use ipnet::IpNet;
 
 use super::DecodeError;
+use super::types::{decode, mtu, netns_target, netns_to_pb, parse_cidr, parse_ip, parse_mac};
+use crate::model::{DeleteEndpoints, EndpointSelector};
 use crate::{
     model::bounds::{MAX_ADDRESSES, MAX_ROUTES, MAX_SOURCE_MACS, check_count},
     model::{
-        EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, MIN_MTU, MacAddr,
-        MacvlanMode, NetnsRef, ObjName, ValidationError, VlanId, VlanSpec, VlanState,
-        check_gateway, check_host_address, default_host_access_name, default_vlan_name,
+        EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, MacAddr, MacvlanMode,
+        NetnsRef, ObjName, ValidationError, check_gateway, check_host_address,
+        default_host_access_name,
     },
     pb,
 };
-
-pub(super) fn parse_cidr(field: &str, s: &str) -> Result<IpNet, ValidationError> {
-    s.parse::<IpNet>().map_err(|_| {
-        ValidationError::new(
-            field,
-            s,
-            "is not an address with prefix length",
-            "write it as ADDRESS/PREFIX, e.g. 172.16.10.10/24 or fd00:10::10/64",
-        )
-    })
-}
-
-pub(super) fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ValidationError> {
-    s.parse::<IpAddr>().map_err(|_| {
-        ValidationError::new(
-            field,
-            s,
-            "is not an IP address",
-            "write e.g. 172.16.10.1 (no prefix length)",
-        )
-    })
-}
-
-fn parse_mac(field: &str, s: &str) -> Result<MacAddr, ValidationError> {
-    let mac = MacAddr::parse(field, s)?;
-    if mac.is_multicast() {
-        return Err(ValidationError::new(
-            field,
-            s,
-            "is a multicast address (the first byte is odd)",
-            "use a unicast MAC, e.g. 02:42:ac:10:0a:0a",
-        ));
-    }
-    if mac.is_zero() {
-        return Err(ValidationError::new(
-            field,
-            s,
-            "is the all-zero MAC",
-            "use a real unicast MAC",
-        ));
-    }
-    Ok(mac)
-}
-
-pub(super) fn mtu(field: &str, v: u32) -> Result<Option<u32>, ValidationError> {
-    match v {
-        0 => Ok(None),
-        m if m < MIN_MTU => Err(ValidationError::new(
-            field,
-            m.to_string(),
-            format!("is below the minimum MTU {MIN_MTU}"),
-            "give at least 68, or 0 for the parent's MTU",
-        )),
-        m => Ok(Some(m)),
-    }
-}
-
-/// The target namespace of a request; `None` when not given.
-pub fn netns_target(
-    field: &str,
-    t: Option<pb::NetnsTarget>,
-) -> Result<Option<NetnsRef>, ValidationError> {
-    use pb::netns_target::Target;
-    match t.and_then(|t| t.target) {
-        None => Ok(None),
-        Some(Target::Name(n)) => NetnsRef::named(&format!("{field}.name"), &n).map(Some),
-        Some(Target::Path(p)) => NetnsRef::path(&format!("{field}.path"), &p).map(Some),
-        Some(Target::Pid(p)) => NetnsRef::pid(&format!("{field}.pid"), p).map(Some),
-    }
-}
-
-pub fn netns_to_pb(n: &NetnsRef) -> pb::NetnsTarget {
-    use pb::netns_target::Target;
-    pb::NetnsTarget {
-        target: Some(match n {
-            NetnsRef::Named(s) => Target::Name(s.clone()),
-            NetnsRef::Path(p) => Target::Path(p.to_string_lossy().into_owned()),
-            NetnsRef::Pid(p) => Target::Pid(*p),
-        }),
-    }
-}
-
-impl TryFrom<pb::CreateVlanRequest> for VlanSpec {
-    type Error = ValidationError;
-    fn try_from(r: pb::CreateVlanRequest) -> Result<Self, Self::Error> {
-        let parent = IfName::parse("parent", &r.parent)?;
-        let id = VlanId::new("id", r.id)?;
-        let protocol = pb::VlanProtocol::try_from(r.protocol)
-            .map_err(|_| {
-                ValidationError::new(
-                    "protocol",
-                    r.protocol.to_string(),
-                    "is not a VLAN protocol",
-                    "use 802.1Q or 802.1ad",
-                )
-            })?
-            .into();
-        let name = if r.name.is_empty() {
-            default_vlan_name(&parent, id)?
-        } else {
-            IfName::parse("name", &r.name)?
-        };
-        Ok(Self {
-            parent,
-            id,
-            protocol,
-            name,
-            mtu: mtu("mtu", r.mtu)?,
-        })
-    }
-}
 
 impl TryFrom<pb::CreateMacvlanRequest> for EndpointSpec {
     type Error = ValidationError;
@@ -275,20 +164,6 @@ impl TryFrom<HostAccessState> for HostAccessSpec {
     }
 }
 
-/// The spec that re-creates an observed VLAN.
-impl TryFrom<&VlanState> for VlanSpec {
-    type Error = ValidationError;
-    fn try_from(old: &VlanState) -> Result<Self, Self::Error> {
-        Ok(VlanSpec {
-            parent: IfName::parse("parent", &old.parent)?,
-            id: VlanId::new("id", u32::from(old.id))?,
-            protocol: old.protocol,
-            name: IfName::parse("name", &old.name)?,
-            mtu: mtu("mtu", old.mtu)?,
-        })
-    }
-}
-
 impl TryFrom<pb::CreateHostAccessRequest> for HostAccessSpec {
     type Error = ValidationError;
     fn try_from(r: pb::CreateHostAccessRequest) -> Result<Self, Self::Error> {
@@ -346,24 +221,6 @@ impl TryFrom<pb::CreateHostAccessRequest> for HostAccessSpec {
     }
 }
 
-/// Which endpoints a delete request means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndpointSelector {
-    /// One endpoint by network and name.
-    Named { network: ObjName, name: ObjName },
-    /// Every endpoint of a network on this host.
-    Network(ObjName),
-    /// A macvlan by where it is (also for links linkherd does not own).
-    Located { netns: NetnsRef, ifname: IfName },
-}
-
-/// A validated `MacvlanService.Delete`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeleteEndpoints {
-    pub selector: EndpointSelector,
-    pub force: bool,
-}
-
 impl TryFrom<pb::DeleteMacvlanRequest> for DeleteEndpoints {
     type Error = ValidationError;
     fn try_from(r: pb::DeleteMacvlanRequest) -> Result<Self, Self::Error> {
@@ -403,41 +260,6 @@ impl TryFrom<pb::DeleteMacvlanRequest> for DeleteEndpoints {
     }
 }
 
-impl From<VlanState> for pb::Vlan {
-    fn from(v: VlanState) -> Self {
-        Self {
-            name: v.name,
-            parent: v.parent,
-            id: v.id.into(),
-            protocol: pb::VlanProtocol::from(v.protocol).into(),
-            mtu: v.mtu,
-            reorder_header: v.reorder_header,
-            owned: v.owned,
-            interface: None,
-            auto_for_network: v.auto_for_network.unwrap_or_default(),
-        }
-    }
-}
-
-impl TryFrom<pb::Vlan> for VlanState {
-    type Error = DecodeError;
-    fn try_from(v: pb::Vlan) -> Result<Self, Self::Error> {
-        Ok(Self {
-            protocol: v.protocol().into(),
-            id: u16::try_from(v.id).map_err(|_| DecodeError {
-                field: "vlan.id",
-                value: v.id.to_string(),
-            })?,
-            name: v.name,
-            parent: v.parent,
-            mtu: v.mtu,
-            reorder_header: v.reorder_header,
-            owned: v.owned,
-            auto_for_network: (!v.auto_for_network.is_empty()).then_some(v.auto_for_network),
-        })
-    }
-}
-
 impl From<EndpointState> for pb::MacvlanEndpoint {
     fn from(e: EndpointState) -> Self {
         Self {
@@ -458,17 +280,6 @@ impl From<EndpointState> for pb::MacvlanEndpoint {
             netns_created: e.netns_created,
         }
     }
-}
-
-fn decode<T>(
-    field: &'static str,
-    v: &str,
-    f: impl FnOnce(&str) -> Option<T>,
-) -> Result<T, DecodeError> {
-    f(v).ok_or_else(|| DecodeError {
-        field,
-        value: crate::model::bounds::echo(v),
-    })
 }
 
 impl TryFrom<pb::MacvlanEndpoint> for EndpointState {
@@ -702,31 +513,6 @@ mod tests {
         });
         let err = create(e).expect_err("pid");
         assert_eq!(err.field, "create_netns");
-    }
-
-    #[test]
-    fn vlan_requests() {
-        let r = |parent: &str, id, name: &str| pb::CreateVlanRequest {
-            parent: parent.into(),
-            id,
-            protocol: 0,
-            name: name.into(),
-            mtu: 0,
-        };
-        let v = VlanSpec::try_from(r("ens192", 10, "")).expect("valid");
-        assert_eq!(
-            (v.name.as_str(), v.protocol),
-            ("ens192.10", crate::model::VlanProtocol::Ieee8021Q)
-        );
-        assert_eq!(
-            VlanSpec::try_from(r("ens192", 4095, ""))
-                .expect_err("id")
-                .field,
-            "id"
-        );
-        let e = VlanSpec::try_from(r("enp0s31f6abcdef", 10, "")).expect_err("long");
-        assert_eq!(e.fix, "give a name, e.g. --name enp0s31f6abc.10");
-        assert!(VlanSpec::try_from(r("enp0s31f6abcdef", 10, "uplink.10")).is_ok());
     }
 
     #[test]
