@@ -6,10 +6,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use linkherd_agent::{
-    app::{Agent, AgentOptions, ServeError},
+    app::{Agent, AgentListener, AgentOptions, ServeError},
     config::{Flags, LogFormat, Settings},
     net::rtnl::Rtnl,
-    transport::unix::bind_unix,
+    transport::{grpc::Listener, unix::bind_unix},
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tracing_subscriber::EnvFilter;
@@ -122,48 +122,60 @@ async fn spawn_listeners(
     stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<Result<(), ServeError>>,
 ) -> anyhow::Result<()> {
-    let stopped = move || {
-        let mut rx = stop.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    if let Some(addr) = settings.listen {
-        let tls = settings.tls.as_ref().map(|t| t.load()).transpose()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let mode = if tls.is_some() {
-            "mtls"
-        } else {
-            "INSECURE plaintext (loopback only)"
-        };
-        tracing::info!(%addr, mode, "listening");
-        let (agent, stop) = (agent.clone(), stopped());
-        tasks.spawn(async move { agent.serve_tcp(listener, tls, stop).await });
-    }
-    if let Some(path) = &settings.socket {
-        let listener = bind_unix(path).with_context(|| format!("binding {}", path.display()))?;
-        tracing::info!(socket = %path.display(), "listening");
-        let (agent, stop) = (agent.clone(), stopped());
-        tasks.spawn(async move { agent.serve_unix(listener, stop).await });
-    }
-
-    if let Some(path) = &settings.docker_plugin {
-        let listener = bind_unix(path).with_context(|| format!("binding {}", path.display()))?;
-        tracing::info!(socket = %path.display(), "serving Docker's network and IPAM driver protocol");
-        let (agent, stop) = (agent.clone(), stopped());
-        tasks.spawn(async move { agent.serve_docker(listener, stop).await });
-    }
-    if let Some(addr) = settings.health_listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        tracing::info!(%addr, "serving GET /healthz (plain HTTP, loopback)");
-        let (agent, stop) = (agent.clone(), stopped());
-        tasks.spawn(async move { agent.serve_health(listener, stop).await });
+    for listener in bind_listeners(settings).await? {
+        let (agent, mut stop) = (agent.clone(), stop.clone());
+        tasks.spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            agent.serve(listener, stopped).await
+        });
     }
     Ok(())
+}
+
+/// The listeners the settings ask for, bound (and logged), in one table:
+/// the API on TCP (mTLS, or plaintext on loopback) and on the local socket,
+/// Docker's driver socket, the loopback `/healthz`.
+async fn bind_listeners(settings: &Settings) -> anyhow::Result<Vec<AgentListener>> {
+    let mut bound = Vec::new();
+    if let Some(addr) = settings.listen {
+        let tls = settings.tls.as_ref().map(|t| t.load()).transpose()?;
+        let tcp = bind_tcp(addr).await?;
+        bound.push(AgentListener::Grpc(match tls {
+            Some(pem) => {
+                tracing::info!(%addr, mode = "mtls", "listening");
+                Listener::Mtls(tcp, pem)
+            }
+            None => {
+                tracing::info!(%addr, mode = "INSECURE plaintext (loopback only)", "listening");
+                Listener::InsecureLoopback(tcp)
+            }
+        }));
+    }
+    if let Some(path) = &settings.socket {
+        tracing::info!(socket = %path.display(), "listening");
+        bound.push(AgentListener::Grpc(Listener::Unix(bind_socket(path)?)));
+    }
+    if let Some(path) = &settings.docker_plugin {
+        tracing::info!(socket = %path.display(), "serving Docker's network and IPAM driver protocol");
+        bound.push(AgentListener::Docker(bind_socket(path)?));
+    }
+    if let Some(addr) = settings.health_listen {
+        tracing::info!(%addr, "serving GET /healthz (plain HTTP, loopback)");
+        bound.push(AgentListener::Health(bind_tcp(addr).await?));
+    }
+    Ok(bound)
+}
+
+async fn bind_tcp(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    bind_unix(path).with_context(|| format!("binding {}", path.display()))
 }
 
 #[cfg(test)]

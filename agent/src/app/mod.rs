@@ -92,6 +92,17 @@ pub struct AgentOptions {
     pub faults: crate::faults::Faults,
 }
 
+/// A bound listener of any kind the agent serves.
+#[derive(Debug)]
+pub enum AgentListener {
+    /// The API: mTLS, plaintext loopback or the local socket.
+    Grpc(Listener),
+    /// Docker's network and IPAM driver protocol on a unix socket.
+    Docker(UnixListener),
+    /// `GET /healthz` on a loopback address.
+    Health(TcpListener),
+}
+
 /// How a shutdown went: whether it finished within its bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drained {
@@ -176,6 +187,20 @@ impl Agent {
 
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// Serves one listener of any kind until `shutdown` completes: the
+    /// one entry `main` spawns every configured listener through.
+    pub async fn serve(
+        &self,
+        listener: AgentListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        match listener {
+            AgentListener::Grpc(l) => self.serve_grpc(l, shutdown).await,
+            AgentListener::Docker(l) => self.serve_docker(l, shutdown).await,
+            AgentListener::Health(l) => self.serve_health(l, shutdown).await,
+        }
     }
 
     /// Serves Docker's remote driver protocol on `listener` (see

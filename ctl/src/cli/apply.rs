@@ -9,8 +9,7 @@ use std::{
 };
 
 use super::{
-    CtlError, Ctx, Exit, matrix,
-    plan::{self, plan_fleet},
+    CtlError, Ctx, Exit, matrix, plan,
     progress::Progress,
     report::{self, RunOutcome},
 };
@@ -131,7 +130,7 @@ async fn timed_plan(
     let mut phases = Phases::default();
     let plan = timed(
         &mut phases.plan,
-        plan_fleet(ctx, file, goal, skip_unreachable),
+        ctx.plan_fleet(file, goal, skip_unreachable),
     )
     .await?;
     Ok((plan, phases))

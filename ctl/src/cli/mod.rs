@@ -24,7 +24,7 @@ mod vlan;
 pub use error::CtlError;
 pub use exit::Exit;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use tonic::transport::Channel;
@@ -32,7 +32,9 @@ use tonic::transport::Channel;
 use crate::{
     client::Target,
     config::{ConfigError, FleetTargets, Selection},
+    fleet::{FleetPlan, Goal},
     output::{ColorChoice, Format},
+    spec::FleetSpec,
 };
 
 /// linkherdctl: inspect and change linkherd hosts over mTLS gRPC:
@@ -217,6 +219,24 @@ impl Ctx {
     /// Where the fleet engine finds each host of a spec.
     pub fn fleet_targets(&self) -> Result<FleetTargets, CtlError> {
         Ok(FleetTargets::new(&self.selection)?)
+    }
+
+    /// Loads the spec and plans the fleet for `goal` — what `plan`,
+    /// `status`, `apply`, `destroy` and `verify` all start from — warning
+    /// about each host left out.
+    pub async fn plan_fleet(
+        &self,
+        file: &Path,
+        goal: Goal,
+        skip_unreachable: bool,
+    ) -> Result<FleetPlan, CtlError> {
+        let spec = FleetSpec::load(file)?;
+        let targets = self.fleet_targets()?;
+        let plan = crate::fleet::plan(spec, &targets, goal, skip_unreachable).await?;
+        for s in &plan.skipped {
+            eprintln!("warning: skipping unreachable host {s}");
+        }
+        Ok(plan)
     }
 
     /// Whether output is for a person (tables and sentences).

@@ -15,7 +15,6 @@ use crate::{
         status::HostStatus,
     },
     output,
-    spec::FleetSpec,
 };
 
 /// One host's part of the plan, as `-o json|yaml` shows it.
@@ -40,23 +39,6 @@ pub(super) fn views(plan: &FleetPlan) -> Vec<PlanView<'_>> {
         .collect()
 }
 
-/// Loads the spec and plans the fleet for `goal`, warning about each host
-/// left out.
-pub(super) async fn plan_fleet(
-    ctx: &Ctx,
-    file: &Path,
-    goal: Goal,
-    skip_unreachable: bool,
-) -> Result<FleetPlan, CtlError> {
-    let spec = FleetSpec::load(file)?;
-    let targets = ctx.fleet_targets()?;
-    let plan = fleet::plan(spec, &targets, goal, skip_unreachable).await?;
-    for s in &plan.skipped {
-        eprintln!("warning: skipping unreachable host {s}");
-    }
-    Ok(plan)
-}
-
 /// Prints the plan (text or structured) on stdout.
 pub(super) fn print(ctx: &Ctx, plan: &FleetPlan) -> Result<(), CtlError> {
     Ok(output::print(ctx.format, &views(plan), |v| {
@@ -74,7 +56,7 @@ fn exit(changes: bool) -> Exit {
 
 /// `plan -f`: exit 2 when there are changes.
 pub async fn plan(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Exit, CtlError> {
-    let plan = plan_fleet(ctx, file, Goal::Spec, skip_unreachable).await?;
+    let plan = ctx.plan_fleet(file, Goal::Spec, skip_unreachable).await?;
     print(ctx, &plan)?;
     Ok(exit(plan.has_changes()))
 }
@@ -92,7 +74,7 @@ struct StatusView<'a> {
 /// spec, with each host's containers; exit 2 when a host has drifted
 /// (containers come and go with their runtimes, so they are not drift).
 pub async fn status(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Exit, CtlError> {
-    let plan = plan_fleet(ctx, file, Goal::Spec, skip_unreachable).await?;
+    let plan = ctx.plan_fleet(file, Goal::Spec, skip_unreachable).await?;
     let status = fleet::status::status(&plan);
     let shown: Vec<StatusView<'_>> = views(&plan)
         .into_iter()

@@ -489,22 +489,13 @@ mod tests {
 
         /// The corpus's ARP frames, from corpus/arp beside this file.
         const CORPUS: &[(&str, &[u8])] = &[
-            (
-                "reply.bin",
-                include_bytes!("corpus/arp/reply.bin"),
-            ),
+            ("reply.bin", include_bytes!("corpus/arp/reply.bin")),
             (
                 "reply-padded.bin",
                 include_bytes!("corpus/arp/reply-padded.bin"),
             ),
-            (
-                "request.bin",
-                include_bytes!("corpus/arp/request.bin"),
-            ),
-            (
-                "short.bin",
-                include_bytes!("corpus/arp/short.bin"),
-            ),
+            ("request.bin", include_bytes!("corpus/arp/request.bin")),
+            ("short.bin", include_bytes!("corpus/arp/short.bin")),
             (
                 "rarp-reply.bin",
                 include_bytes!("corpus/arp/rarp-reply.bin"),
@@ -513,10 +504,7 @@ mod tests {
                 "ipv6-ptype.bin",
                 include_bytes!("corpus/arp/ipv6-ptype.bin"),
             ),
-            (
-                "empty.bin",
-                include_bytes!("corpus/arp/empty.bin"),
-            ),
+            ("empty.bin", include_bytes!("corpus/arp/empty.bin")),
         ];
 
         #[test]
