@@ -31,7 +31,7 @@ pub fn markdown() -> String {
     let mut out = String::from(
         "# linkherdctl command reference\n\n\
          <!-- Generated from the clap definitions by linkherdctl::cli::docs::markdown; do not \
-         edit. Refresh with: LINKHERD_BLESS=1 cargo test -p linkherdctl --test docs -->\n\n",
+         edit. Refresh with: LINKHERD_BLESS=1 cargo test -p linkherdctl --test integration docs:: -->\n\n",
     );
     out.push_str(&text(root.get_long_about().or(root.get_about())));
     out.push_str("\n\n## Exit status\n\n| Code | Meaning |\n|---:|---|\n");

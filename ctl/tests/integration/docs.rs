@@ -1,12 +1,12 @@
 //! docs/cli.md and docs/man/linkherdctl*.1 are generated from the clap
 //! definitions; this test regenerates them and fails when the committed
-//! files differ (refresh: `LINKHERD_BLESS=1 cargo test -p linkherdctl --test docs`).
+//! files differ (refresh: `LINKHERD_BLESS=1 cargo test -p linkherdctl --test integration docs::`).
 
 use std::path::{Path, PathBuf};
 
 use linkherdctl::cli::docs;
 
-const REFRESH: &str = "LINKHERD_BLESS=1 cargo test -p linkherdctl --test docs";
+const REFRESH: &str = "LINKHERD_BLESS=1 cargo test -p linkherdctl --test integration docs::";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
