@@ -6,10 +6,14 @@
 //! calling thread for ~16 ms (RCU), so this work must never run on the
 //! threads that serve gRPC.
 
-mod parse;
-
+mod children;
+mod connection;
 mod create;
+mod events;
 mod nsfs;
+mod parse;
+mod probe_caps;
+mod runtime;
 
 use std::{
     collections::HashMap,
@@ -21,80 +25,22 @@ use std::{
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use linkherd_proto::model::{IfName, Interface, MacvlanMode};
-use rtnetlink::{
-    LinkMessageBuilder, LinkUnspec, MulticastGroup,
-    packet_core::NetlinkPayload,
-    packet_route::{
-        RouteNetlinkMessage,
-        link::{InfoData, InfoKind, InfoVlan, LinkAttribute, LinkMessage},
-    },
-};
-use tokio::{
-    runtime::Runtime,
-    sync::{mpsc, oneshot},
-};
+use rtnetlink::{LinkUnspec, MulticastGroup, packet_route::link::LinkMessage};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Capabilities, EventStream, LinkSetup, NO_VLAN_NOTE, NetError, NetEvent, NetOps, NewLink, Route,
-    netns,
+    Capabilities, EventStream, LinkSetup, NO_VLAN_NOTE, NetError, NetOps, NewLink, Route, netns,
 };
-
-/// Netlink worker threads: enough to overlap a slow delete with reads.
-const NETLINK_THREADS: usize = 2;
-
-/// The dedicated runtime that netlink work runs on.
-struct NetRuntime {
-    rt: Option<Runtime>,
-}
-
-impl std::fmt::Debug for NetRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NetRuntime")
-    }
-}
-
-impl NetRuntime {
-    fn new() -> Result<Self, NetError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(NETLINK_THREADS)
-            .thread_name("lh-netlink")
-            .enable_all()
-            .build()
-            .map_err(|e| NetError::Io {
-                op: "start netlink runtime",
-                detail: e.to_string(),
-            })?;
-        Ok(Self { rt: Some(rt) })
-    }
-
-    fn handle(&self) -> Result<&tokio::runtime::Handle, NetError> {
-        self.rt.as_ref().map(Runtime::handle).ok_or(NetError::Io {
-            op: "netlink",
-            detail: "netlink runtime is shut down".into(),
-        })
-    }
-
-    /// Runs `fut` on the netlink threads and waits for it from the caller's.
-    async fn run<T: Send + 'static>(
-        &self,
-        fut: impl Future<Output = Result<T, NetError>> + Send + 'static,
-    ) -> Result<T, NetError> {
-        self.handle()?.spawn(fut).await.map_err(|e| NetError::Io {
-            op: "netlink",
-            detail: format!("netlink task failed: {e}"),
-        })?
-    }
-}
-
-impl Drop for NetRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            // Dropping a runtime from async context would panic; the
-            // background shutdown is safe anywhere.
-            rt.shutdown_background();
-        }
-    }
-}
+use crate::net::rtnl::children::Children;
+use crate::net::rtnl::connection::Supervised;
+use crate::net::rtnl::connection::connect;
+use crate::net::rtnl::connection::supervise;
+use crate::net::rtnl::events::to_event;
+use crate::net::rtnl::probe_caps::probe_kind;
+use crate::net::rtnl::probe_caps::probe_macvlan_message;
+use crate::net::rtnl::probe_caps::probe_vlan_message;
+use crate::net::rtnl::runtime::NetRuntime;
+use crate::net::rtnl::runtime::blocking;
 
 /// The real kernel, for one network namespace.
 #[derive(Debug)]
@@ -116,26 +62,6 @@ pub struct Rtnl {
     /// A thread inside `netns`, for sysctls (see [`netns::NsWorker`]).
     worker: std::sync::Mutex<Option<Arc<netns::NsWorker>>>,
 }
-
-/// Namespace (device, inode) -> connection and when it was last used.
-type Children = HashMap<(u64, u64), (Arc<Rtnl>, std::time::Instant)>;
-
-/// How long an idle connection into another namespace is kept. Short: an
-/// open socket keeps its namespace alive after the last process left it.
-const CHILD_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The identity of a namespace file: the same namespace has the same inode
-/// whether reached as /run/netns/NAME or /proc/PID/ns/net.
-/// Opened with [`netns::open`]'s checks, which never block.
-fn ns_key(file: &Path) -> Option<(u64, u64)> {
-    netns::identity(file).ok().map(|id| (id.dev, id.ino))
-}
-
-type Connection = rtnetlink::proto::Connection<RouteNetlinkMessage>;
-type Unsolicited = futures::channel::mpsc::UnboundedReceiver<(
-    rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>,
-    rtnetlink::sys::SocketAddr,
-)>;
 
 impl Rtnl {
     /// Works on the agent's own network namespace.
@@ -172,25 +98,6 @@ impl Rtnl {
         })
     }
 
-    fn cached(&self, key: (u64, u64)) -> Option<Arc<Rtnl>> {
-        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        children.retain(|_, (_, used)| now.duration_since(*used) < CHILD_IDLE);
-        children.get_mut(&key).map(|(c, used)| {
-            *used = now;
-            c.clone()
-        })
-    }
-
-    fn forget(&self, file: &Path) {
-        if let Some(key) = ns_key(file) {
-            self.children
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-        }
-    }
-
     /// The namespace this instance works on, if not the agent's own.
     pub fn netns_file(&self) -> Option<&Path> {
         self.netns.as_deref()
@@ -217,149 +124,6 @@ impl Rtnl {
             task.abort();
         }
     }
-}
-
-/// The request connection of one [`Rtnl`]: the handle callers clone, and
-/// the task that drives the socket.
-#[derive(Debug)]
-struct Supervised {
-    handle: std::sync::RwLock<rtnetlink::Handle>,
-    task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
-    reconnects: std::sync::atomic::AtomicU64,
-}
-
-impl Supervised {
-    fn new(handle: rtnetlink::Handle) -> Self {
-        Self {
-            handle: std::sync::RwLock::new(handle),
-            task: std::sync::Mutex::default(),
-            reconnects: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn handle(&self) -> rtnetlink::Handle {
-        self.handle
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-/// Drives the request connection until its [`Rtnl`] is dropped. A
-/// connection that ends, panics or is aborted is logged with why and
-/// re-created (backing off while the kernel refuses a socket), so one bad
-/// moment does not leave every later call failing while health says
-/// SERVING. Calls in flight when it dies fail; later ones use the new one.
-async fn supervise(
-    netns: Option<PathBuf>,
-    mut conn: Connection,
-    slot: Arc<Supervised>,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    loop {
-        let task = tokio::spawn(conn);
-        *slot.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
-        let abort = task.abort_handle();
-        let why = tokio::select! {
-            r = task => match r {
-                Ok(()) => "it ended".to_owned(),
-                Err(e) if e.is_panic() => format!("it panicked: {}", panic_text(e.into_panic())),
-                Err(_) => "it was aborted".to_owned(),
-            },
-            _ = &mut stopped => {
-                abort.abort();
-                return;
-            }
-        };
-        tracing::error!(netns = ?netns, why, "the netlink connection died; re-creating it");
-        let mut backoff = std::time::Duration::from_millis(50);
-        conn = loop {
-            let ns = netns.clone();
-            let rt = tokio::runtime::Handle::current();
-            let made = tokio::task::spawn_blocking(move || connect(&rt, ns.as_deref(), &[])).await;
-            match made {
-                Ok(Ok((c, h, _))) => {
-                    *slot.handle.write().unwrap_or_else(|p| p.into_inner()) = h;
-                    slot.reconnects
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(netns = ?netns, "netlink connection re-created");
-                    break c;
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(netns = ?netns, error = %e, ?backoff, "cannot re-create the netlink connection")
-                }
-                Err(e) => {
-                    tracing::error!(netns = ?netns, error = %e, "cannot re-create the netlink connection")
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                _ = &mut stopped => return,
-            }
-            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-        };
-    }
-}
-
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
-}
-
-/// Opens a netlink socket inside `netns`, registered with runtime `rt`,
-/// joined to multicast `groups` (none for a request socket).
-fn connect(
-    rt: &tokio::runtime::Handle,
-    netns: Option<&Path>,
-    groups: &[MulticastGroup],
-) -> Result<(Connection, rtnetlink::Handle, Unsolicited), NetError> {
-    netns::run_in(netns, || {
-        let _enter = rt.enter();
-        let res = if groups.is_empty() {
-            rtnetlink::new_connection().map(|(mut conn, h, rx)| {
-                strict(&mut conn);
-                (conn, h, rx)
-            })
-        } else {
-            rtnetlink::new_multicast_connection(groups)
-        };
-        res.map_err(|e| NetError::Io {
-            op: "open netlink socket",
-            detail: e.to_string(),
-        })
-    })
-}
-
-/// Asks the kernel to honour the filters of dump requests (the interface
-/// of an address or route dump), so that one link's addresses cost one
-/// link's worth of messages, not the whole namespace's. A kernel before
-/// 4.20 refuses the option and dumps everything; the same filters are
-/// applied here too, so answers are the same either way.
-fn strict(conn: &mut Connection) {
-    use rtnetlink::sys::AsyncSocket;
-    if let Err(e) = conn
-        .socket_mut()
-        .socket_ref()
-        .set_netlink_get_strict_chk(true)
-    {
-        tracing::debug!(error = %e, "netlink strict checking unavailable; filtering dumps here");
-    }
-}
-
-/// Runs blocking namespace or file-system work on the blocking pool, never on
-/// a runtime worker.
-async fn blocking<T: Send + 'static>(
-    op: &'static str,
-    f: impl FnOnce() -> Result<T, NetError> + Send + 'static,
-) -> Result<T, NetError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| NetError::Io {
-            op,
-            detail: e.to_string(),
-        })?
 }
 
 /// A name no one else uses, for a link on its way to another namespace.
@@ -444,75 +208,6 @@ async fn name_of(h: &rtnetlink::Handle, index: u32) -> Option<String> {
         .await
         .ok()??;
     Some(parse::link(&msg).iface.name)
-}
-
-fn probe_vlan_message() -> LinkMessage {
-    // A VLAN without IFLA_LINK: a kernel with 8021q rejects it with EINVAL
-    // ("link not specified"), one without with EOPNOTSUPP ("Unknown device
-    // type"). Either way nothing is created.
-    LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Vlan)
-        .name("lh-capprobe".to_owned())
-        .set_info_data(InfoData::Vlan(vec![InfoVlan::Id(1)]))
-        .build()
-}
-
-fn probe_macvlan_message() -> LinkMessage {
-    LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::MacVlan)
-        .name("lh-capprobe".to_owned())
-        .build()
-}
-
-/// `Some(true)` when the kernel knows the link kind, `Some(false)` when not,
-/// `None` when it cannot be told (e.g. no permission).
-async fn probe_kind(h: &rtnetlink::Handle, msg: LinkMessage) -> Option<bool> {
-    match h.link().add(msg).execute().await {
-        Err(rtnetlink::Error::NetlinkError(e)) if -e.raw_code() == libc::EOPNOTSUPP => Some(false),
-        Err(rtnetlink::Error::NetlinkError(e)) if -e.raw_code() == libc::EPERM => None,
-        Err(_) => Some(true),
-        Ok(()) => {
-            // Should be impossible; never leave a stray link behind.
-            if let Ok(Some(m)) = h
-                .link()
-                .get()
-                .match_name("lh-capprobe")
-                .execute()
-                .try_next()
-                .await
-            {
-                let _ = h.link().del(m.header.index).execute().await;
-            }
-            Some(true)
-        }
-    }
-}
-
-fn to_event(msg: rtnetlink::packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Option<NetEvent> {
-    match msg.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => Some(NetEvent::Link {
-            index: l.header.index,
-        }),
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
-            let name = l
-                .attributes
-                .iter()
-                .find_map(|a| match a {
-                    LinkAttribute::IfName(n) => Some(n.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            Some(NetEvent::LinkRemoved {
-                index: l.header.index,
-                name,
-            })
-        }
-        NetlinkPayload::InnerMessage(
-            RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a),
-        ) => Some(NetEvent::Address {
-            index: a.header.index,
-        }),
-        NetlinkPayload::Overrun(_) => Some(NetEvent::Overrun),
-        _ => None,
-    }
 }
 
 #[async_trait]
@@ -877,48 +572,6 @@ impl NetOps for Rtnl {
 }
 
 impl Rtnl {
-    /// The connection into the namespace at `file`, opened once and kept
-    /// briefly (see `children`).
-    async fn child(&self, file: &Path) -> Result<Arc<Rtnl>, NetError> {
-        // A caller's path: checked on the blocking pool to be a network
-        // namespace (never a FIFO or a device) before anything enters it.
-        let path = file.to_owned();
-        let id = blocking(netns::OPEN_OP, move || netns::identity(&path)).await?;
-        let key = (id.dev, id.ino);
-        if let Some(c) = self.cached(key) {
-            return Ok(c);
-        }
-        let path = file.to_owned();
-        let rt = self.rt.clone();
-        let child =
-            Arc::new(blocking("enter network namespace", move || Rtnl::on(rt, Some(path))).await?);
-        self.children
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (child.clone(), std::time::Instant::now()));
-        Ok(child)
-    }
-
-    /// The thread kept inside this connection's namespace (`path`),
-    /// started at first use.
-    async fn worker(&self, path: PathBuf) -> Result<Arc<netns::NsWorker>, NetError> {
-        if let Some(w) = self
-            .worker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Ok(w);
-        }
-        let w = Arc::new(blocking(netns::OPEN_OP, move || netns::NsWorker::start(&path)).await?);
-        Ok(self
-            .worker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(w)
-            .clone())
-    }
-
     /// Runs `f` with the request connection's handle on the netlink
     /// threads.
     async fn request<T, F>(&self, f: impl FnOnce(rtnetlink::Handle) -> F) -> Result<T, NetError>
