@@ -5,9 +5,16 @@
 
 use std::{future::Future, time::Duration};
 
-use tokio::net::{TcpListener, UnixListener};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, UnixListener},
+};
+use tokio_stream::Stream;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
-use tonic::{service::Routes, transport::Server};
+use tonic::{
+    service::Routes,
+    transport::{Server, server::Connected},
+};
 
 use crate::transport::{
     auth::{AuthLayer, OnRefusal, RoleOf},
@@ -92,34 +99,40 @@ pub async fn serve(
         Listener::Mtls(listener, pem) => {
             let config = tls::server_config(&pem)?;
             let incoming = ReceiverStream::new(tls::incoming(listener, config));
-            guards
-                .builder()
-                .layer(guards.auth(false))
-                .layer(guards.budget.layer())
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
+            serve_on(incoming, false, routes, guards, shutdown).await
         }
         Listener::InsecureLoopback(listener) => {
             let incoming = capped(TcpListenerStream::new(listener), local, "insecure-loopback");
-            guards
-                .builder()
-                .layer(guards.auth(true))
-                .layer(guards.budget.layer())
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
+            serve_on(incoming, true, routes, guards, shutdown).await
         }
         Listener::Unix(listener) => {
             let incoming = capped(UnixListenerStream::new(listener), local, "unix");
-            guards
-                .builder()
-                .layer(guards.auth(false))
-                .layer(guards.budget.layer())
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
+            serve_on(incoming, false, routes, guards, shutdown).await
         }
     }
-    .map_err(GrpcError::Transport)
+}
+
+/// One listener's connections, each behind the auth layer and the budget.
+/// `allow_insecure`: plaintext TCP callers are admin (loopback only).
+async fn serve_on<I, IO, IE>(
+    incoming: I,
+    allow_insecure: bool,
+    routes: Routes,
+    guards: &Guards,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GrpcError>
+where
+    I: Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    guards
+        .builder()
+        .layer(guards.auth(allow_insecure))
+        .layer(guards.budget.layer())
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(GrpcError::Transport)
 }

@@ -7,7 +7,6 @@
 //! explicitly; nothing swaps it in behind the caller's back.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, MutexGuard,
@@ -17,9 +16,7 @@ use std::{
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use linkherd_proto::model::{
-    IfName, Interface, LinkDetails, LinkKind, MacAddr, MacvlanMode, OperState,
-};
+use linkherd_proto::model::{IfName, Interface, LinkDetails, LinkKind, MacAddr, MacvlanMode};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{
@@ -27,109 +24,11 @@ use super::{
     Route, netns::NETNS_RUN_DIR,
 };
 
-#[derive(Debug, Clone)]
-struct FakeLink {
-    iface: Interface,
-    /// Index of the other end, for veth pairs (same namespace).
-    peer: Option<u32>,
-    /// The lower device: (namespace id, index), for VLANs and macvlans.
-    lower: Option<(u64, u32)>,
-}
+mod rules;
+mod world;
 
-#[derive(Debug, Default)]
-struct State {
-    links: BTreeMap<u32, FakeLink>,
-    routes: Vec<Route>,
-    announce: BTreeSet<String>,
-}
-
-/// One network namespace.
-#[derive(Debug)]
-struct FakeNs {
-    id: u64,
-    state: Mutex<State>,
-    events: broadcast::Sender<NetEvent>,
-}
-
-impl FakeNs {
-    fn new(id: u64) -> Arc<Self> {
-        let (events, _) = broadcast::channel(1024);
-        let mut links = BTreeMap::new();
-        links.insert(
-            1,
-            FakeLink {
-                iface: Interface {
-                    mac: Some(MacAddr([0; 6])),
-                    mtu: 65536,
-                    flags: vec!["LOOPBACK".into()],
-                    ..Interface::new(1, "lo", LinkKind::Loopback)
-                },
-                peer: None,
-                lower: None,
-            },
-        );
-        Arc::new(Self {
-            id,
-            state: Mutex::new(State {
-                links,
-                ..State::default()
-            }),
-            events,
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock can only come from a test assertion;
-        // the state is still consistent, so keep going.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn emit(&self, event: NetEvent) {
-        // No receivers is fine: nobody is watching.
-        let _ = self.events.send(event);
-    }
-}
-
-/// Every namespace of the fake machine.
-#[derive(Debug)]
-struct World {
-    host: Arc<FakeNs>,
-    /// Namespace files (named namespaces and process namespaces).
-    others: Mutex<HashMap<PathBuf, Arc<FakeNs>>>,
-    next_index: AtomicU32,
-    next_ns: AtomicU64,
-    vlan_supported: bool,
-    /// How long each link creation takes (0: instant), so that tests can
-    /// cut a request short half way, as a client deadline does on a real
-    /// kernel where a create takes milliseconds.
-    add_link_delay_ms: AtomicU64,
-    set_link_delay_ms: AtomicU64,
-}
-
-impl World {
-    fn all(&self) -> Vec<Arc<FakeNs>> {
-        let mut v = vec![self.host.clone()];
-        v.extend(
-            self.others
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .cloned(),
-        );
-        v
-    }
-
-    fn find(&self, path: &Path) -> Result<Arc<FakeNs>, NetError> {
-        self.others
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-            .cloned()
-            .ok_or_else(|| NetError::NotFound {
-                what: format!("network namespace {}", path.display()),
-            })
-    }
-}
+use rules::link_index_filter;
+use world::{FakeLink, FakeNs, State, World};
 
 /// The in-memory kernel, seen from one namespace. See the module docs.
 #[derive(Debug, Clone)]
@@ -144,13 +43,13 @@ impl Default for FakeKernel {
     }
 }
 
-fn not_found(name: &str) -> NetError {
+pub(super) fn not_found(name: &str) -> NetError {
     NetError::NotFound {
         what: format!("interface {name:?}"),
     }
 }
 
-fn index_not_found(index: u32) -> NetError {
+pub(super) fn index_not_found(index: u32) -> NetError {
     NetError::NotFound {
         what: format!("interface index {index}"),
     }
@@ -332,261 +231,6 @@ impl FakeKernel {
             ns,
         }
     }
-
-    fn index_of(st: &State, name: &str) -> Result<u32, NetError> {
-        st.links
-            .values()
-            .find(|l| l.iface.name == name)
-            .map(|l| l.iface.index)
-            .ok_or_else(|| not_found(name))
-    }
-
-    fn resolve_names(st: &mut State) {
-        let names: BTreeMap<u32, String> = st
-            .links
-            .iter()
-            .map(|(i, l)| (*i, l.iface.name.clone()))
-            .collect();
-        for link in st.links.values_mut() {
-            // A lower device in another namespace has no name here.
-            let local = link.lower.is_none() || link.peer.is_some();
-            if local || link.iface.parent.is_none() {
-                link.iface.parent = names.get(&link.iface.parent_index).cloned();
-            }
-        }
-    }
-
-    /// Recomputes flags and carrier the way the kernel does: RUNNING and
-    /// LOWER_UP only when up with carrier; a veth has carrier when its peer
-    /// is up; a VLAN or macvlan when its lower device is up.
-    fn refresh(&self) {
-        let lower_up: HashMap<(u64, u32), bool> = self
-            .world
-            .all()
-            .iter()
-            .flat_map(|ns| {
-                let st = ns.lock();
-                let id = ns.id;
-                st.links
-                    .iter()
-                    .map(|(i, l)| ((id, *i), l.iface.admin_up))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let id = self.ns.id;
-        let mut st = self.lock();
-        for link in st.links.values_mut() {
-            let i = &mut link.iface;
-            let carrier = match (link.peer, link.lower) {
-                (Some(p), _) => lower_up.get(&(id, p)).copied().unwrap_or(false),
-                (None, Some(l)) => lower_up.get(&l).copied().unwrap_or(false),
-                (None, None) => true,
-            };
-            let running = i.admin_up && carrier;
-            i.oper_state = match (i.admin_up, carrier, i.kind) {
-                (false, _, _) => OperState::Down,
-                (true, _, LinkKind::Loopback) => OperState::Unknown,
-                (true, true, _) => OperState::Up,
-                (true, false, _) => OperState::LowerLayerDown,
-            };
-            let loopback = i.kind == LinkKind::Loopback;
-            let mut flags = vec![if loopback { "LOOPBACK" } else { "BROADCAST" }];
-            if !loopback {
-                flags.push("MULTICAST");
-            }
-            if i.promiscuous {
-                flags.push("PROMISC");
-            }
-            if i.admin_up {
-                flags.push("UP");
-            }
-            if running {
-                flags.push("LOWER_UP");
-                flags.push("RUNNING");
-            }
-            i.flags = flags.into_iter().map(String::from).collect();
-        }
-    }
-
-    fn modify(
-        &self,
-        index: u32,
-        f: impl FnOnce(&mut Interface) -> Result<bool, NetError>,
-    ) -> Result<(), NetError> {
-        let mut st = self.lock();
-        let link = st
-            .links
-            .get_mut(&index)
-            .ok_or_else(|| index_not_found(index))?;
-        let changed = f(&mut link.iface)?;
-        let peer = link.peer;
-        drop(st);
-        if changed {
-            self.ns.emit(NetEvent::Link { index });
-            if let Some(p) = peer {
-                self.ns.emit(NetEvent::Link { index: p });
-            }
-        }
-        Ok(())
-    }
-
-    fn insert_address(&self, index: u32, addr: IpNet) -> Result<(), NetError> {
-        let mut st = self.lock();
-        let link = st
-            .links
-            .get_mut(&index)
-            .ok_or_else(|| index_not_found(index))?;
-        if link.iface.addresses.contains(&addr) {
-            return Err(NetError::AlreadyExists {
-                what: format!("address {addr}"),
-            });
-        }
-        link.iface.addresses.push(addr);
-        drop(st);
-        self.ns.emit(NetEvent::Address { index });
-        Ok(())
-    }
-
-    /// Removes a link and, as the kernel does, everything stacked on it
-    /// (VLANs, macvlans, in any namespace) and its veth peer.
-    fn remove(&self, index: u32) {
-        let mut doomed = vec![(self.ns.clone(), index)];
-        let mut removed = Vec::new();
-        while let Some((ns, index)) = doomed.pop() {
-            let mut st = ns.lock();
-            let Some(link) = st.links.remove(&index) else {
-                continue;
-            };
-            st.routes.retain(|r| r.index != index);
-            drop(st);
-            if let Some(p) = link.peer {
-                doomed.push((ns.clone(), p));
-            }
-            for other in self.world.all() {
-                let st = other.lock();
-                for l in st.links.values() {
-                    if l.lower == Some((ns.id, index)) {
-                        doomed.push((other.clone(), l.iface.index));
-                    }
-                }
-            }
-            removed.push((ns, index, link.iface.name));
-        }
-        for (ns, index, name) in removed {
-            ns.emit(NetEvent::LinkRemoved { index, name });
-        }
-    }
-
-    /// Macvlans (anywhere) whose lower device is `lower`: mode, MAC, up.
-    fn macvlans_on(&self, lower: (u64, u32)) -> Vec<(MacvlanMode, Option<MacAddr>, bool)> {
-        self.world
-            .all()
-            .iter()
-            .flat_map(|ns| {
-                ns.lock()
-                    .links
-                    .values()
-                    .filter(|l| l.lower == Some(lower))
-                    .filter_map(|l| match &l.iface.details {
-                        Some(LinkDetails::Macvlan { mode, .. }) => {
-                            Some((*mode, l.iface.mac, l.iface.admin_up))
-                        }
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    /// The kernel's macvlan_open check: no other up macvlan on the same
-    /// lower device may have this MAC.
-    fn check_mac_free(&self, index: u32) -> Result<(), NetError> {
-        let (lower, mac) = {
-            let st = self.lock();
-            let Some(l) = st.links.get(&index) else {
-                return Ok(());
-            };
-            match (&l.iface.details, l.lower) {
-                (Some(LinkDetails::Macvlan { .. }), Some(lower)) => (lower, l.iface.mac),
-                _ => return Ok(()),
-            }
-        };
-        let busy = self
-            .macvlans_on(lower)
-            .iter()
-            .filter(|(_, m, up)| *up && *m == mac)
-            .count()
-            > 0;
-        if busy {
-            return Err(NetError::Busy {
-                op: "set link state",
-                detail: "Address already in use (os error 98)".into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn check_new_link(&self, link: &NewLink, parent: &Interface) -> Result<(), NetError> {
-        let invalid = |op: &'static str, detail: &str| NetError::Invalid {
-            op,
-            detail: detail.to_owned(),
-        };
-        match &link.kind {
-            NewLinkKind::Vlan { id, .. } => {
-                if !self.world.vlan_supported {
-                    return Err(NetError::Unsupported {
-                        op: "add vlan",
-                        detail: "Operation not supported (os error 95)".into(),
-                    });
-                }
-                if parent.kind == LinkKind::Loopback {
-                    return Err(NetError::Unsupported {
-                        op: "add vlan",
-                        detail: "VLANs not supported on lo".into(),
-                    });
-                }
-                let dup = self.lock().links.values().any(|l| {
-                    l.lower == Some((self.ns.id, parent.index))
-                        && matches!(l.iface.details, Some(LinkDetails::Vlan { id: i, .. }) if i == id.get())
-                });
-                if dup {
-                    return Err(NetError::AlreadyExists {
-                        what: format!("VLAN {id} on {}", parent.name),
-                    });
-                }
-                if link.mtu.is_some_and(|m| m > parent.mtu) {
-                    return Err(invalid("add vlan", "Invalid argument (os error 22)"));
-                }
-            }
-            NewLinkKind::Macvlan { mode, .. } => {
-                if parent.kind == LinkKind::Loopback {
-                    return Err(invalid("add macvlan", "Invalid argument (os error 22)"));
-                }
-                if parent.master.is_some() {
-                    return Err(NetError::Busy {
-                        op: "add macvlan",
-                        detail: "Device or resource busy (os error 16)".into(),
-                    });
-                }
-                let port = self.macvlans_on((self.ns.id, parent.index));
-                let passthru_taken = port.iter().any(|(m, _, _)| *m == MacvlanMode::Passthru);
-                if passthru_taken || (*mode == MacvlanMode::Passthru && !port.is_empty()) {
-                    return Err(invalid("add macvlan", "Invalid argument (os error 22)"));
-                }
-                if link.mtu.is_some_and(|m| m > parent.mtu) {
-                    return Err(invalid("add macvlan", "Invalid argument (os error 22)"));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn link_index_filter(st: &State, index: u32) -> Result<Interface, NetError> {
-    st.links
-        .get(&index)
-        .map(|l| l.iface.clone())
-        .ok_or_else(|| index_not_found(index))
 }
 
 #[async_trait]
