@@ -139,7 +139,7 @@ async fn populate(agent: &RunningAgent, pki: &Pki) {
 /// Writes the fixture into `$LINKHERD_STATE_FIXTURE` (an empty directory).
 /// Run by hand to make a fixture of the agent as it is:
 /// `LINKHERD_STATE_FIXTURE=DIR cargo test -p linkherd-agent --test
-/// state_fixture_fake -- --ignored`. The audit log and the agent's unix
+/// fake state_fixture:: -- --ignored`. The audit log and the agent's unix
 /// socket are not part of a fixture.
 #[tokio::test]
 #[ignore = "writes a fixture; run by hand"]
