@@ -102,8 +102,13 @@ fn rows(spec: &FleetSpec, hosts: &BTreeMap<String, HostRead>) -> Vec<Row> {
                 endpoint: name.to_string(),
                 host: decl.host.clone(),
                 present: have.is_some(),
-                addresses: have.map(|e| e.addresses.clone()).unwrap_or_default(),
-                mac: have.map(|e| e.mac.clone()).unwrap_or_default(),
+                addresses: have
+                    .map(|e| e.addresses.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+                mac: have
+                    .and_then(|e| e.mac)
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
                 parent: have.map(|e| e.parent.clone()).unwrap_or_default(),
                 netns: decl.netns.to_string(),
                 container_id: None,

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use linkherd_proto::pb;
+use linkherd_proto::{model::OwnedObjects, pb};
 
 use super::Observed;
 use crate::spec::FleetSpec;
@@ -15,17 +15,13 @@ use crate::spec::FleetSpec;
 /// containers attached there)`).
 pub fn observed<'a>(
     spec: &FleetSpec,
-    hosts: impl IntoIterator<Item = (&'a str, &'a pb::OwnedObjects, &'a [pb::Attachment])>,
+    hosts: impl IntoIterator<Item = (&'a str, &'a OwnedObjects, &'a [pb::Attachment])>,
 ) -> Observed {
     let mut out = Observed::default();
     for (host, state, attached) in hosts {
         containers(&mut out, host, attached);
         for e in &state.endpoints {
-            let addrs: Vec<IpAddr> = e
-                .addresses
-                .iter()
-                .filter_map(|a| a.parse::<IpNet>().ok().map(|n| n.addr()))
-                .collect();
+            let addrs: Vec<IpAddr> = e.addresses.iter().map(IpNet::addr).collect();
             let declared = spec.networks.iter().any(|(n, net)| {
                 n.as_str() == e.network
                     && net
@@ -47,14 +43,15 @@ pub fn observed<'a>(
             let blocks: Vec<IpNet> = [&n.v4, &n.v6]
                 .into_iter()
                 .flatten()
-                .flat_map(|p| p.blocks.iter().filter_map(|b| b.parse::<IpNet>().ok()))
+                .flat_map(|p| p.blocks.iter().copied())
                 .collect();
             if !blocks.is_empty() {
-                out.blocks.insert((n.name.clone(), host.to_owned()), blocks);
+                out.blocks
+                    .insert((n.name.to_string(), host.to_owned()), blocks);
             }
         }
         for h in &state.host_access {
-            for a in h.addresses.iter().filter_map(|a| a.parse::<IpNet>().ok()) {
+            for a in &h.addresses {
                 out.others
                     .insert(a.addr(), format!("{host} host access {}", h.network));
             }

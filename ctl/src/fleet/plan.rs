@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use linkherd_proto::{
-    model::Desired,
+    model::{Desired, OwnedObjects},
     pb::{self, host_service_client::HostServiceClient},
 };
 use serde::Serialize;
@@ -81,12 +81,12 @@ pub struct HostPlan {
     /// The agent's address, as the spec gives it.
     pub agent: String,
     pub channel: Channel,
-    pub desired: pb::DesiredState,
+    pub desired: Desired,
     /// The generation planned against: Apply refuses if it moved.
     pub generation: u64,
     pub changes: Vec<Change>,
     /// What linkherd owns on the host, as read before planning.
-    pub observed: pb::OwnedObjects,
+    pub observed: OwnedObjects,
     /// Containers attached on the host, as read before planning.
     pub attachments: Vec<pb::Attachment>,
 }
@@ -165,10 +165,9 @@ pub fn desired_states(
 
 /// Asks one agent what reaching `d` would change.
 async fn plan_host(host: String, read: HostRead, d: Desired) -> Result<HostPlan, FleetError> {
-    let desired = pb::DesiredState::from(&d);
     let r = HostServiceClient::new(read.channel.clone())
         .plan(pb::PlanRequest {
-            desired: Some(desired.clone()),
+            desired: Some(pb::DesiredState::from(&d)),
         })
         .await
         .map_err(|s| FleetError::Rpc(RpcError::on(&host, s)))?
@@ -177,7 +176,7 @@ async fn plan_host(host: String, read: HostRead, d: Desired) -> Result<HostPlan,
         host,
         agent: read.address,
         channel: read.channel,
-        desired,
+        desired: d,
         generation: r.generation,
         changes: r.changes.iter().map(Change::from).collect(),
         observed: read.owned,

@@ -5,9 +5,13 @@
 use std::{collections::BTreeMap, fmt};
 
 use futures::future::join_all;
-use linkherd_proto::pb::{
-    self, attachment_service_client::AttachmentServiceClient,
-    host_service_client::HostServiceClient,
+use linkherd_proto::{
+    convert::DecodeError,
+    model::OwnedObjects,
+    pb::{
+        self, attachment_service_client::AttachmentServiceClient,
+        host_service_client::HostServiceClient,
+    },
 };
 use tonic::transport::Channel;
 
@@ -24,7 +28,7 @@ pub struct HostRead {
     pub channel: Channel,
     /// The fingerprint of `owned`, which an Apply must be planned against.
     pub generation: u64,
-    pub owned: pb::OwnedObjects,
+    pub owned: OwnedObjects,
     /// Containers attached there (none from an agent without
     /// AttachmentService).
     pub attachments: Vec<pb::Attachment>,
@@ -48,6 +52,8 @@ pub enum ReadError {
     Connect(#[from] ConnectError),
     #[error(transparent)]
     Rpc(#[from] RpcError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
 }
 
 /// Every host of a spec: those that answered and those that did not.
@@ -126,7 +132,7 @@ async fn read_host(
         address: address.to_owned(),
         channel,
         generation: st.generation,
-        owned: st.owned.unwrap_or_default(),
+        owned: OwnedObjects::try_from(st.owned.unwrap_or_default())?,
         attachments,
     })
 }

@@ -311,7 +311,7 @@ async fn apply_one(
     progress.applying(&h.host, h.changes.len());
     let r = HostServiceClient::new(h.channel.clone())
         .apply(pb::ApplyRequest {
-            desired: Some(h.desired.clone()),
+            desired: Some(pb::DesiredState::from(&h.desired)),
             expected_generation: h.generation,
             confirm_timeout_seconds: opts.confirm_timeout,
             address_check_ms: opts.address_check_ms,

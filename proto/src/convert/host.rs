@@ -1,7 +1,9 @@
-//! A host's desired state (`HostService.Plan` / `Apply`), validated.
+//! `host.proto`: a host's desired state (`HostService.Plan` / `Apply`),
+//! validated, and what it owns (`GetState`), both ways.
 
 use std::collections::BTreeSet;
 
+use super::{DecodeError, catalog_network};
 use crate::model::Desired;
 use crate::{
     model::{
@@ -258,6 +260,41 @@ impl From<OwnedObjects> for pb::OwnedObjects {
     }
 }
 
+/// What an agent reports owning, decoded for `linkherdctl`: a value the
+/// model cannot hold (a newer or broken agent) is an error, not garbage.
+impl TryFrom<pb::OwnedObjects> for OwnedObjects {
+    type Error = DecodeError;
+    fn try_from(o: pb::OwnedObjects) -> Result<Self, Self::Error> {
+        Ok(Self {
+            vlans: o
+                .vlans
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            endpoints: o
+                .endpoints
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            host_access: o
+                .host_access
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            catalog: o
+                .catalog
+                .into_iter()
+                .map(|n| {
+                    catalog_network("catalog", n).map_err(|e| DecodeError {
+                        field: "catalog",
+                        value: e.to_string(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +333,74 @@ mod tests {
         })
         .expect("ok");
         assert!(ok.endpoints[0].create_netns);
+    }
+
+    /// What an agent reports owning reads back into the model as it was
+    /// (linkherdctl's engine works on the model); a value the model cannot
+    /// hold is a decode error naming the field.
+    #[test]
+    fn owned_objects_read_back_and_refuse_garbage() {
+        use crate::model::{
+            CatalogPool, EndpointState, HostAccessState, MacAddr, MacvlanMode, NetnsRef,
+            VlanProtocol, VlanState,
+        };
+        let owned = OwnedObjects {
+            vlans: vec![VlanState {
+                name: "ens192.10".into(),
+                parent: "ens192".into(),
+                id: 10,
+                protocol: VlanProtocol::Ieee8021Q,
+                mtu: 1500,
+                reorder_header: true,
+                owned: true,
+                auto_for_network: Some("mac_net10".into()),
+            }],
+            endpoints: vec![EndpointState {
+                network: "mac_net10".into(),
+                name: "b1".into(),
+                parent: "ens192.10".into(),
+                mode: MacvlanMode::Bridge,
+                netns: NetnsRef::Named("b1".into()),
+                ifname: "eth0".into(),
+                addresses: vec!["172.16.10.10/24".parse().expect("cidr")],
+                gateway: Some("172.16.10.1".parse().expect("ip")),
+                mac: Some(MacAddr::stable("mac_net10", "b1")),
+                mtu: 1500,
+                source_macs: vec![],
+                owned: true,
+                parent_created: true,
+                netns_created: true,
+                interface: None,
+            }],
+            host_access: vec![HostAccessState {
+                network: "mac_net10".into(),
+                parent: "ens192.10".into(),
+                name: "lh-mac_net10".into(),
+                addresses: vec!["172.16.10.254/32".parse().expect("cidr")],
+                routes: vec!["172.16.10.10/32".parse().expect("cidr")],
+                mac: Some(MacAddr::stable("mac_net10", "host-access")),
+                owned: true,
+            }],
+            catalog: vec![CatalogNetwork {
+                name: ObjName::parse("name", "mac_net10").expect("name"),
+                parent: IfName::parse("parent", "ens192.10").expect("parent"),
+                vlan: Some(crate::model::VlanId::new("vlan", 10).expect("vlan")),
+                mode: MacvlanMode::Bridge,
+                mtu: None,
+                v4: Some(CatalogPool {
+                    subnet: "172.16.10.0/24".parse().expect("subnet"),
+                    gateway: Some("172.16.10.1".parse().expect("gateway")),
+                    blocks: vec!["172.16.10.48/28".parse().expect("block")],
+                    excluded: vec![],
+                }),
+                v6: None,
+            }],
+        };
+        let wire = pb::OwnedObjects::from(owned.clone());
+        assert_eq!(OwnedObjects::try_from(wire.clone()), Ok(owned));
+        let mut bad = wire;
+        bad.endpoints[0].addresses = vec!["not-an-address".into()];
+        let err = OwnedObjects::try_from(bad).expect_err("garbage");
+        assert_eq!(err.value, "not-an-address");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use linkherd_proto::pb;
+use linkherd_proto::model::{CatalogNetwork, CatalogPool};
 use serde::Serialize;
 
 use crate::{fleet::read::HostRead, output, spec::FleetSpec};
@@ -30,15 +30,15 @@ pub(super) fn rows(spec: &FleetSpec, hosts: &BTreeMap<String, HostRead>) -> Vec<
         for host in &c.hosts {
             let have = hosts
                 .get(host)
-                .and_then(|h| h.owned.catalog.iter().find(|n| n.name == name.as_str()));
+                .and_then(|h| h.owned.catalog.iter().find(|n| n.name == *name));
             rows.push(row(name.as_str(), host, have));
         }
     }
     rows
 }
 
-fn row(network: &str, host: &str, have: Option<&pb::CatalogNetwork>) -> Row {
-    let pools: Vec<&pb::CatalogPool> = have
+fn row(network: &str, host: &str, have: Option<&CatalogNetwork>) -> Row {
+    let pools: Vec<&CatalogPool> = have
         .into_iter()
         .flat_map(|n| [&n.v4, &n.v6])
         .flatten()
@@ -47,15 +47,18 @@ fn row(network: &str, host: &str, have: Option<&pb::CatalogNetwork>) -> Row {
         network: network.to_owned(),
         host: host.to_owned(),
         present: have.is_some(),
-        parent: have.map(|n| n.parent.clone()).unwrap_or_default(),
-        vlan: have.map(|n| n.vlan_id).filter(|v| *v != 0),
-        subnets: pools.iter().map(|p| p.subnet.clone()).collect(),
+        parent: have.map(|n| n.parent.to_string()).unwrap_or_default(),
+        vlan: have.and_then(|n| n.vlan).map(|v| u32::from(v.get())),
+        subnets: pools.iter().map(|p| p.subnet.to_string()).collect(),
         gateways: pools
             .iter()
-            .map(|p| p.gateway.clone())
-            .filter(|g| !g.is_empty())
+            .filter_map(|p| p.gateway)
+            .map(|g| g.to_string())
             .collect(),
-        blocks: pools.iter().flat_map(|p| p.blocks.clone()).collect(),
+        blocks: pools
+            .iter()
+            .flat_map(|p| p.blocks.iter().map(ToString::to_string))
+            .collect(),
     }
 }
 

@@ -26,9 +26,13 @@ pub use run::{PROBES_PER_HOST, ProbeError, ProbeOutcome, ProbeResult};
 use std::{collections::BTreeMap, fmt};
 
 use futures::future::join_all;
-use linkherd_proto::pb::{
-    self, attachment_service_client::AttachmentServiceClient,
-    host_service_client::HostServiceClient,
+use linkherd_proto::{
+    convert::DecodeError,
+    model::OwnedObjects,
+    pb::{
+        self, attachment_service_client::AttachmentServiceClient,
+        host_service_client::HostServiceClient,
+    },
 };
 
 use super::{Silent, plan::FleetPlan};
@@ -66,6 +70,9 @@ impl Verification {
 pub enum VerifyFailure {
     /// A host's state could not be read again after applying.
     CannotRead { host: String, error: RpcError },
+    /// A host's state, read again, is not one the model can hold (a newer
+    /// or broken agent).
+    CannotDecode { host: String, error: DecodeError },
     /// Endpoints of the spec their (reachable) host does not have, as `b1@no1`.
     Missing(Vec<String>),
     /// Probes failed (twice each) or could not be run: how many of how
@@ -85,6 +92,9 @@ impl fmt::Display for VerifyFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VerifyFailure::CannotRead { host, error } => {
+                write!(f, "verification failed: cannot read {host}: {error}")
+            }
+            VerifyFailure::CannotDecode { host, error } => {
                 write!(f, "verification failed: cannot read {host}: {error}")
             }
             VerifyFailure::Missing(eps) => write!(
@@ -213,16 +223,23 @@ async fn attached(
 async fn observe(
     plan: &FleetPlan,
     changed: &[&str],
-) -> Result<BTreeMap<String, pb::OwnedObjects>, VerifyFailure> {
+) -> Result<BTreeMap<String, OwnedObjects>, VerifyFailure> {
     let reads = plan.hosts.iter().map(|h| async move {
         let st = if changed.contains(&h.host.as_str()) {
             HostServiceClient::new(h.channel.clone())
                 .get_state(pb::GetStateRequest {})
                 .await
-                .map(|s| s.into_inner().owned.unwrap_or_default())
                 .map_err(|s| VerifyFailure::CannotRead {
                     host: h.host.clone(),
                     error: RpcError::from(s),
+                })
+                .and_then(|s| {
+                    OwnedObjects::try_from(s.into_inner().owned.unwrap_or_default()).map_err(
+                        |error| VerifyFailure::CannotDecode {
+                            host: h.host.clone(),
+                            error,
+                        },
+                    )
                 })
         } else {
             Ok(h.observed.clone())

@@ -8,7 +8,11 @@ use std::{
     net::IpAddr,
 };
 
-use linkherd_proto::{model::NetnsRef, pb};
+use ipnet::IpNet;
+use linkherd_proto::{
+    model::{NetnsRef, OwnedObjects},
+    pb,
+};
 use serde::Serialize;
 
 use crate::{
@@ -41,7 +45,7 @@ impl Member {
 
 /// The spec's endpoints as their hosts now have them (`observed`: each
 /// host's GetState). Endpoints on hosts not in `observed` are left out.
-pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, pb::OwnedObjects>) -> Vec<Member> {
+pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, OwnedObjects>) -> Vec<Member> {
     let mut out = Vec::new();
     for (net, n) in &spec.networks {
         for (name, e) in &n.endpoints {
@@ -61,8 +65,8 @@ pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, pb::OwnedObjects>) 
                 host: e.host.clone(),
                 netns: e.netns.clone(),
                 ifname: ENDPOINT_IFNAME.to_owned(),
-                addresses: bare(&ep.addresses),
-                mac: ep.mac.to_ascii_lowercase(),
+                addresses: ep.addresses.iter().map(IpNet::addr).collect(),
+                mac: ep.mac.map(|m| m.to_string()).unwrap_or_default(),
             });
         }
     }
@@ -108,7 +112,7 @@ pub fn container_members(
 /// `found` (its [`members`]), as `b1@no1`: nothing can be proven about them.
 pub fn missing(
     spec: &FleetSpec,
-    observed: &BTreeMap<String, pb::OwnedObjects>,
+    observed: &BTreeMap<String, OwnedObjects>,
     found: &[Member],
 ) -> Vec<String> {
     spec.networks
@@ -447,17 +451,27 @@ mod tests {
             "t.yaml",
         )
         .expect("spec");
-        let b1 = pb::MacvlanEndpoint {
+        let b1 = linkherd_proto::model::EndpointState {
             network: "n".into(),
             name: "b1".into(),
-            addresses: vec!["10.0.0.2/24".into()],
-            mac: "02:00:00:00:00:01".into(),
-            ..Default::default()
+            parent: "ens192".into(),
+            mode: linkherd_proto::model::MacvlanMode::Bridge,
+            netns: NetnsRef::Named("b1".into()),
+            ifname: "eth0".into(),
+            addresses: vec!["10.0.0.2/24".parse().expect("cidr")],
+            gateway: None,
+            mac: Some("02:00:00:00:00:01".parse().expect("mac")),
+            mtu: 1500,
+            source_macs: vec![],
+            owned: true,
+            parent_created: false,
+            netns_created: true,
+            interface: None,
         };
         // no2 was not read (skipped): b3 is not counted missing.
         let observed = BTreeMap::from([(
             "no1".to_owned(),
-            pb::OwnedObjects {
+            OwnedObjects {
                 endpoints: vec![b1],
                 ..Default::default()
             },
@@ -466,6 +480,7 @@ mod tests {
         assert_eq!(missing(&spec, &observed, &m), ["b2@no1"]);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].addresses, ["10.0.0.2".parse::<IpAddr>().expect("ip")]);
+        assert_eq!(m[0].mac, "02:00:00:00:00:01");
     }
 
     #[test]
