@@ -103,6 +103,17 @@ pub fn namespaces() -> Vec<String> {
     names
 }
 
+/// The named namespaces of one lab (its hosts', its switch's and its
+/// endpoints', all named `lh-ID-…`): what a test may compare before and
+/// after, whatever other labs on the machine do meanwhile.
+pub fn lab_namespaces(state: &LabState) -> Vec<String> {
+    let prefix = format!("lh-{}-", state.id);
+    namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
 /// The links of one namespace as `ip -j addr` shows them: name, index,
 /// MAC and addresses. A re-created link has another index, so equal
 /// snapshots mean nothing was touched.
@@ -138,10 +149,8 @@ pub fn addr_state(ns: &str) -> Vec<String> {
 /// The whole lab as the kernel has it: every namespace of the lab (hosts
 /// and their endpoints) with its links and addresses.
 pub fn lab_snapshot(state: &LabState) -> Vec<(String, Vec<String>)> {
-    let prefix = format!("lh-{}-", state.id);
-    namespaces()
+    lab_namespaces(state)
         .into_iter()
-        .filter(|n| n.starts_with(&prefix))
         .map(|n| {
             let s = addr_state(&n);
             (n, s)

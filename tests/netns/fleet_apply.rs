@@ -13,7 +13,8 @@ use std::{
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard, LabState,
     fleet::{
-        addr_state, apply_ok, ctl, ctl_command, lab_snapshot, namespaces, rogue, text, write_spec,
+        addr_state, apply_ok, ctl, ctl_command, lab_namespaces, lab_snapshot, rogue, text,
+        write_spec,
     },
     sh::ip_in,
     traffic::tcp_reaches,
@@ -243,7 +244,7 @@ async fn seed_flat_applies_proves_itself_and_reapplies_as_a_no_op() {
         "{}",
         text(&out.stdout)
     );
-    let left: Vec<String> = namespaces()
+    let left: Vec<String> = lab_namespaces(&state)
         .into_iter()
         .filter(|n| n.contains("-node_"))
         .collect();
@@ -506,7 +507,7 @@ async fn two_concurrent_applies_one_wins_one_is_refused() {
     let out = ctl(&state, &["status", "-f", &specs[w]]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let loser = if l == 0 { "-x" } else { "-y" };
-    let left: Vec<String> = namespaces()
+    let left: Vec<String> = lab_namespaces(&state)
         .into_iter()
         .filter(|n| n.starts_with(&format!("lh-{}-", state.id)) && n.contains(loser))
         .collect();

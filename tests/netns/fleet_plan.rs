@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use linkherd_lab::{
     self as lab, HostSpec, LabGuard,
-    fleet::{ctl, ctl_on, links, macvlan_create, namespaces, text, write_spec},
+    fleet::{ctl, ctl_on, lab_namespaces, links, macvlan_create, text, write_spec},
     sh::ip_in,
 };
 use test_support::have_root;
@@ -46,7 +46,7 @@ async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let before = (links(&no1.netns), links(&no2.netns), namespaces());
+    let before = (links(&no1.netns), links(&no2.netns), lab_namespaces(&state));
     let out = ctl(&state, &["plan", "-f", &spec]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
@@ -61,7 +61,10 @@ async fn plan_reads_the_fleet_allocates_around_it_and_changes_nothing() {
     );
     assert_eq!(shown, want);
     // A plan changes nothing.
-    assert_eq!((links(&no1.netns), links(&no2.netns), namespaces()), before);
+    assert_eq!(
+        (links(&no1.netns), links(&no2.netns), lab_namespaces(&state)),
+        before
+    );
 
     // What the hosts already have is kept: node_1 made by hand as the spec
     // says is no longer a change, and its address stays.
