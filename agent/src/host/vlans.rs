@@ -1,12 +1,12 @@
 //! VLAN sub-interfaces.
 
-use crate::state::agent_id::AgentId;
-use linkherd_proto::model::{Interface, LinkDetails, LinkKind, Owner, VlanSpec, VlanState};
+use linkherd_proto::model::{IfName, Interface, LinkDetails, LinkKind, Owner, VlanSpec, VlanState};
 
-use super::{Outcome, Vlans};
+use super::{Outcome, Vlans, registry::Registry};
 use crate::{
     error::Error,
     net::{NetError, NewLink, NewLinkKind},
+    state::agent_id::AgentId,
 };
 
 fn state_of(agent: &AgentId, link: &Interface) -> Option<VlanState> {
@@ -159,6 +159,43 @@ impl Vlans<'_> {
             .iter()
             .filter_map(|l| state_of(&self.h.agent, l))
             .collect())
+    }
+
+    /// Deletes the VLAN `parent` when linkherd made it for a network (for
+    /// `network`, when given) and no endpoint or attachment of `reg` hangs
+    /// off it any more; whether it went. Failures are logged: what needed
+    /// it is gone already.
+    pub(super) async fn remove_unused_auto(
+        &self,
+        parent: &str,
+        network: Option<&str>,
+        reg: &Registry,
+    ) -> bool {
+        if reg.all().any(|e| e.parent == parent)
+            || reg.attachments.all().any(|a| a.parent == parent)
+        {
+            return false;
+        }
+        let Ok(name) = IfName::parse("parent", parent) else {
+            return false;
+        };
+        let Ok(link) = self.h.net.link(&name).await else {
+            return false;
+        };
+        let made_for = match self.h.agent.owner_of(link.alias.as_deref()) {
+            Some(Owner::AutoVlan { network }) => network,
+            _ => return false,
+        };
+        if network.is_some_and(|n| n != made_for) {
+            return false;
+        }
+        match self.h.net.del_link(link.index).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(vlan = parent, error = %e, "cannot delete a VLAN linkherd created");
+                false
+            }
+        }
     }
 }
 

@@ -5,10 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use linkherd_proto::{
-    model::AttachKeySpec,
-    model::{IfName, NetnsRef, Owner},
-};
+use linkherd_proto::{model::AttachKeySpec, model::NetnsRef};
 
 use tracing::Instrument;
 
@@ -144,25 +141,9 @@ impl Attachments<'_> {
     /// The automatic VLAN `a` hung off, when no endpoint or attachment uses
     /// it any more and it is still the network's.
     async fn drop_unused_auto_vlan(&self, a: &Attached, reg: &Registry) {
-        let in_use = reg.all().any(|e| e.parent == a.parent)
-            || reg.attachments.all().any(|o| o.parent == a.parent);
-        let Ok(name) = IfName::parse("parent", &a.parent) else {
-            return;
-        };
-        if in_use {
-            return;
-        }
-        let Ok(link) = self.h.net.link(&name).await else {
-            return;
-        };
-        let mine = Owner::AutoVlan {
-            network: a.network.clone(),
-        };
-        if self.h.agent.owner_of(link.alias.as_deref()) != Some(mine) {
-            return;
-        }
-        if let Err(e) = self.h.net.del_link(link.index).await {
-            tracing::error!(vlan = a.parent, error = %e, "cannot delete a VLAN linkherd made for attachments");
-        }
+        self.h
+            .vlans()
+            .remove_unused_auto(&a.parent, Some(&a.network), reg)
+            .await;
     }
 }

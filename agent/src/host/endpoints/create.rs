@@ -3,10 +3,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
-use linkherd_proto::model::{
-    EndpointSpec, EndpointState, Interface, LinkKind, MacvlanMode, NetnsRef, Owner,
-    ValidationError, VlanProtocol, VlanSpec, split_vlan_name,
-};
+use linkherd_proto::model::{EndpointSpec, EndpointState, Interface, NetnsRef, Owner};
 use tracing::Instrument;
 
 use super::{default_route, entry_netns};
@@ -27,14 +24,14 @@ type NsAndFresh = (Vec<Result<Arc<dyn NetOps>, Error>>, Vec<bool>);
 
 /// One create in progress: its spec, the records (locked), whether the
 /// endpoint was unrecorded before, and what undoes it.
-struct Creating<'a> {
-    spec: &'a EndpointSpec,
-    reg: &'a mut Registry,
-    fresh: bool,
-    undo: &'a mut Rollback,
+pub(super) struct Creating<'a> {
+    pub(super) spec: &'a EndpointSpec,
+    pub(super) reg: &'a mut Registry,
+    pub(super) fresh: bool,
+    pub(super) undo: &'a mut Rollback,
     /// Parents looked up by the creates before it in the same batch (their
     /// lookups are not repeated).
-    parents: &'a mut BTreeMap<String, Interface>,
+    pub(super) parents: &'a mut BTreeMap<String, Interface>,
 }
 
 impl Endpoints<'_> {
@@ -343,53 +340,6 @@ impl Endpoints<'_> {
         })
     }
 
-    /// The parent link, created when it is a missing VLAN `X.<id>` of an
-    /// existing `X`; the bool says whether this network owns it (made it
-    /// now, or an earlier endpoint of the network did — it goes with the
-    /// network's last endpoint).
-    async fn endpoint_parent(&self, run: &mut Creating<'_>) -> Result<(Interface, bool), Error> {
-        let spec = run.spec;
-        let auto_owner = Owner::AutoVlan {
-            network: spec.network.to_string(),
-        };
-        let known = match run.parents.get(spec.parent.as_str()) {
-            Some(p) => Ok(p.clone()),
-            None => self.h.parent(&spec.parent, "parent").await,
-        };
-        match known {
-            Ok(p) => {
-                let auto = self.h.agent.owner_of(p.alias.as_deref()) == Some(auto_owner);
-                run.parents.insert(spec.parent.to_string(), p.clone());
-                return Ok((p, auto));
-            }
-            Err(Error::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-        let Some((base, id)) = split_vlan_name(&spec.parent) else {
-            return Err(parent_not_found(spec));
-        };
-        if self.h.net.link(&base).await.is_err() {
-            return Err(parent_not_found(spec));
-        }
-        self.h.require_vlan().await?;
-        self.record_intent(run).await?;
-        let vlan = VlanSpec {
-            parent: base,
-            id,
-            protocol: VlanProtocol::Ieee8021Q,
-            name: spec.parent.clone(),
-            mtu: None,
-        };
-        self.h.vlans().create_vlan_locked(&vlan, auto_owner).await?;
-        let (net, name) = (self.h.net.clone(), spec.parent.clone());
-        run.undo.push(format!("delete vlan {name}"), async move {
-            if let Ok(l) = net.link(&name).await {
-                let _ = net.del_link(l.index).await;
-            }
-        });
-        Ok((self.h.parent(&spec.parent, "parent").await?, true))
-    }
-
     /// The macvlan, created directly inside the namespace with its MAC,
     /// mark and group in one request.
     async fn add_endpoint_link(
@@ -429,7 +379,7 @@ impl Endpoints<'_> {
 
     /// A new endpoint's record, written before its namespace or VLAN
     /// parent is made (nothing to write when it was there before).
-    async fn record_intent(&self, run: &mut Creating<'_>) -> Result<(), Error> {
+    pub(super) async fn record_intent(&self, run: &mut Creating<'_>) -> Result<(), Error> {
         if run.fresh {
             run.reg.insert(self.entry(run.spec, false, false)).await?;
         }
@@ -503,139 +453,4 @@ impl Endpoints<'_> {
             index,
         })
     }
-
-    /// Checks that the kernel would refuse with a bare errno, explained.
-    async fn check_parent(
-        &self,
-        spec: &EndpointSpec,
-        parent: &Interface,
-        reg: &Registry,
-    ) -> Result<(), Error> {
-        if let Some(master) = &parent.master {
-            return Err(Error::Precondition(format!(
-                "parent {} is a port of {master}: a NIC has one receive handler, and {master} holds it \
-                 (the kernel answers EBUSY); attach the macvlan to {master} or to another NIC",
-                parent.name
-            )));
-        }
-        if spec.mode == MacvlanMode::Passthru {
-            self.check_passthru(spec, parent, reg).await?;
-        }
-        if let Some(m) = spec.mtu.filter(|m| *m > parent.mtu) {
-            return Err(ValidationError::new(
-                "endpoint.mtu",
-                m.to_string(),
-                format!(
-                    "is above the MTU of parent {} ({})",
-                    parent.name, parent.mtu
-                ),
-                format!("use at most {}", parent.mtu),
-            )
-            .into());
-        }
-        if parent.mac == Some(spec.effective_mac()) {
-            return Err(ValidationError::new(
-                "endpoint.mac",
-                spec.effective_mac().to_string(),
-                format!("is the MAC of parent {}", parent.name),
-                "give the endpoint a MAC of its own (or leave it out for a stable one)",
-            )
-            .into());
-        }
-        Ok(())
-    }
-
-    /// Passthru takes the whole parent: refused, naming them, when it has
-    /// macvlans already (here or recorded in other namespaces). The only
-    /// create that lists the host's links and records: the kernel's own
-    /// answer (EINVAL) would not say which.
-    async fn check_passthru(
-        &self,
-        spec: &EndpointSpec,
-        parent: &Interface,
-        reg: &Registry,
-    ) -> Result<(), Error> {
-        // Not the endpoint itself: it is recorded before it is made.
-        let mut users: Vec<String> = reg
-            .all()
-            .filter(|e| e.parent == parent.name)
-            .filter(|e| {
-                (e.network.as_str(), e.name.as_str()) != (spec.network.as_str(), spec.name.as_str())
-            })
-            .map(|e| format!("{}/{}", e.network, e.name))
-            .collect();
-        users.extend(
-            self.h
-                .net
-                .links()
-                .await?
-                .into_iter()
-                .filter(|l| l.kind == LinkKind::Macvlan && l.parent_index == parent.index)
-                .map(|l| l.name),
-        );
-        if users.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Precondition(format!(
-            "passthru takes the whole parent, and {} already has macvlans: {}",
-            parent.name,
-            users.join(", ")
-        )))
-    }
-
-    /// Why a parent refused a macvlan, in words. EBUSY is mostly an ipvlan
-    /// on the same NIC (a bridge or bond port is refused before): only then
-    /// are the host's links listed, to name it.
-    async fn explain_parent_error(
-        &self,
-        e: NetError,
-        spec: &EndpointSpec,
-        parent: &Interface,
-    ) -> Error {
-        if !matches!(e, NetError::Busy { .. }) {
-            return explain_parent_error(e, spec, parent);
-        }
-        let host = self.h.net.links().await.unwrap_or_default();
-        match host
-            .iter()
-            .find(|l| l.kind == LinkKind::Ipvlan && l.parent_index == parent.index)
-        {
-            Some(ipvlan) => Error::Precondition(format!(
-                "parent {} carries the ipvlan {}: macvlan and ipvlan cannot share a NIC (EBUSY); \
-                 use another NIC or remove the ipvlan",
-                parent.name, ipvlan.name
-            )),
-            None => explain_parent_error(e, spec, parent),
-        }
-    }
-}
-
-/// Explains what the kernel means when it refuses a macvlan.
-fn explain_parent_error(e: NetError, spec: &EndpointSpec, parent: &Interface) -> Error {
-    match e {
-        NetError::Busy { .. } => Error::Precondition(format!(
-            "parent {} refused the macvlan (EBUSY): it is a bridge or bond port or carries an ipvlan; \
-             use another parent",
-            parent.name
-        )),
-        NetError::Invalid { .. } if spec.mode == MacvlanMode::Passthru => {
-            Error::Precondition(format!(
-                "parent {} refused passthru mode: passthru needs a parent with no other macvlan",
-                parent.name
-            ))
-        }
-        NetError::Invalid { .. } => Error::Precondition(format!(
-            "parent {} refused the macvlan: it is in passthru mode already, or not an Ethernet device",
-            parent.name
-        )),
-        e => e.into(),
-    }
-}
-
-/// A parent that is neither a link nor a VLAN of one.
-fn parent_not_found(spec: &EndpointSpec) -> Error {
-    Error::NotFound(format!(
-        "parent interface {:?} not found on this host",
-        spec.parent.as_str()
-    ))
 }

@@ -1,23 +1,22 @@
 //! Macvlan endpoints in network namespaces.
 
 mod create;
+mod delete;
+mod parent;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap},
     net::IpAddr,
     path::PathBuf,
 };
 
 use ipnet::IpNet;
-use linkherd_proto::{
-    model::EndpointSelector,
-    model::{
-        EndpointSpec, EndpointState, IfName, Interface, LinkDetails, LinkKind, NetnsRef, Owner,
-    },
+use linkherd_proto::model::{
+    EndpointSpec, EndpointState, IfName, Interface, LinkDetails, NetnsRef, Owner,
 };
 
 use super::{
-    Endpoints, group_of,
+    Endpoints,
     registry::{Entry, Netns, Registry},
     vlans::describe,
 };
@@ -49,14 +48,6 @@ fn configured(addrs: &[IpNet]) -> BTreeSet<IpNet> {
 
 pub(super) fn entry_netns(e: &Entry) -> NetnsRef {
     NetnsRef::from(&e.netns)
-}
-
-/// What a delete by location found.
-enum Located {
-    /// This agent's endpoint there, as its records.
-    Records(Vec<Entry>),
-    /// An unowned macvlan, deleted by `--force`.
-    Forced(Removed),
 }
 
 impl Endpoints<'_> {
@@ -249,242 +240,6 @@ impl Endpoints<'_> {
             ));
         }
         Ok(d)
-    }
-
-    /// Deletes endpoints, then what linkherd created only for them: an
-    /// auto-created VLAN parent without endpoints, a namespace it created.
-    pub async fn delete_endpoints(
-        &self,
-        sel: &EndpointSelector,
-        force: bool,
-    ) -> Result<Removed, Error> {
-        let mut reg = self.h.registry.lock().await;
-        let all = self.discover(&mut reg).await?;
-        let targets: Vec<Entry> = match sel {
-            EndpointSelector::Named { network, name } => all
-                .into_iter()
-                .filter(|e| e.network == network.as_str() && e.name == name.as_str())
-                .collect(),
-            EndpointSelector::Network(network) => all
-                .into_iter()
-                .filter(|e| e.network == network.as_str())
-                .collect(),
-            EndpointSelector::Located { netns, ifname } => {
-                match self.located(all, netns, ifname, force).await? {
-                    Located::Records(t) => t,
-                    Located::Forced(removed) => return Ok(removed),
-                }
-            }
-        };
-        if targets.is_empty() {
-            return Err(Error::NotFound(match sel {
-                EndpointSelector::Named { network, name } => {
-                    format!("endpoint {network}/{name} not found on this host")
-                }
-                EndpointSelector::Network(n) => format!("no endpoints of network {n} on this host"),
-                EndpointSelector::Located { netns, ifname } => {
-                    format!("{ifname} in {netns} is linkherd's but not in its records")
-                }
-            }));
-        }
-        let mut removed = Removed::default();
-        self.remove_links(&targets, &mut removed).await?;
-        let keys: Vec<(&str, &str)> = targets
-            .iter()
-            .map(|e| (e.network.as_str(), e.name.as_str()))
-            .collect();
-        reg.remove_many(&keys).await?;
-        self.remove_leftovers(&targets, &reg, &mut removed).await;
-        Ok(removed)
-    }
-
-    /// The records of the linkherd endpoint at `ifname` in `netns` — or,
-    /// with `force`, that unowned macvlan deleted there and then.
-    async fn located(
-        &self,
-        all: Vec<Entry>,
-        netns: &NetnsRef,
-        ifname: &IfName,
-        force: bool,
-    ) -> Result<Located, Error> {
-        let ops = self.h.ns_ops(netns).await?;
-        let link = match ops.link(ifname).await {
-            Ok(l) => l,
-            Err(NetError::NotFound { .. }) => {
-                return Err(Error::NotFound(format!(
-                    "interface {ifname} not found in {netns}"
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        match self.h.agent.owner_of(link.alias.as_deref()) {
-            Some(Owner::Endpoint { network, name }) => Ok(Located::Records(
-                all.into_iter()
-                    .filter(|e| e.network == network && e.name == name)
-                    .collect(),
-            )),
-            _ if let Some(other) = self.h.agent.other_agent(link.alias.as_deref()) => {
-                Err(Error::Precondition(format!(
-                    "{ifname} in {netns} ({}) belongs to another linkherd agent ({other}) \
-                     on this kernel; delete it through that agent (--force does not \
-                     take another agent's links)",
-                    describe(&link)
-                )))
-            }
-            _ if !force => Err(Error::Precondition(format!(
-                "{ifname} in {netns} ({}) was not created by linkherd; pass --force to delete it anyway",
-                describe(&link)
-            ))),
-            // --force deletes a macvlan nobody owns, never another
-            // kind of link (a veth, a bridge, the host's NIC).
-            _ if !matches!(link.details, Some(LinkDetails::Macvlan { .. })) => {
-                Err(Error::Precondition(format!(
-                    "{ifname} in {netns} ({}) is not a macvlan; --force deletes only \
-                     macvlans, so it is left alone",
-                    describe(&link)
-                )))
-            }
-            _ => {
-                ops.del_link(link.index).await?;
-                Ok(Located::Forced(Removed(vec![format!(
-                    "{ifname} in {netns} (forced)"
-                )])))
-            }
-        }
-    }
-
-    /// Deletes the targets' links, a whole network's links in a namespace
-    /// with one group request when nothing else shares the group.
-    async fn remove_links(&self, targets: &[Entry], removed: &mut Removed) -> Result<(), Error> {
-        let mut by_ns: BTreeMap<&Netns, Vec<&Entry>> = BTreeMap::new();
-        for e in targets {
-            by_ns.entry(&e.netns).or_default().push(e);
-        }
-        for (ns, entries) in by_ns {
-            let netns = NetnsRef::from(ns);
-            let Ok(ops) = self.h.ns_ops(&netns).await else {
-                // The namespace is gone, and its links with it.
-                for e in entries {
-                    removed.0.push(format!(
-                        "endpoint {}/{} (its {netns} was already gone)",
-                        e.network, e.name
-                    ));
-                }
-                continue;
-            };
-            let links = ops.links().await?;
-            let network = &entries[0].network;
-            let group = group_of(network);
-            let in_group: Vec<&Interface> = links.iter().filter(|l| l.group == group).collect();
-            let whole_group = entries.len() > 1
-                && entries.iter().all(|e| e.network == *network)
-                && in_group.len() == entries.len()
-                && in_group.iter().all(|l| {
-                    matches!(self.h.agent.owner_of(l.alias.as_deref()), Some(Owner::Endpoint { network: n, .. }) if n == *network)
-                });
-            if whole_group {
-                ops.del_group(group).await?;
-            } else {
-                let by_name: HashMap<&str, &Interface> =
-                    links.iter().map(|l| (l.name.as_str(), l)).collect();
-                for e in &entries {
-                    if let Some(l) = by_name.get(e.ifname.as_str()) {
-                        match ops.del_link(l.index).await {
-                            Ok(()) | Err(NetError::NotFound { .. }) => {}
-                            Err(err) => return Err(err.into()),
-                        }
-                    }
-                }
-            }
-            for e in entries {
-                removed.0.push(format!(
-                    "endpoint {}/{} ({} in {netns})",
-                    e.network, e.name, e.ifname
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Namespaces and VLAN parents linkherd created for endpoints that are
-    /// now gone. Failures are logged, not returned: the endpoints are gone.
-    async fn remove_leftovers(&self, targets: &[Entry], reg: &Registry, removed: &mut Removed) {
-        let mut parents = BTreeSet::new();
-        let mut namespaces = BTreeSet::new();
-        for e in targets {
-            if e.parent_created {
-                parents.insert(e.parent.clone());
-            }
-            if let (true, Netns::Name(n)) = (e.netns_created, &e.netns) {
-                namespaces.insert(n.clone());
-            }
-        }
-        let in_use: BTreeSet<&Netns> = reg.all().map(|e| &e.netns).collect();
-        for n in namespaces {
-            if in_use.contains(&Netns::Name(n.clone())) {
-                continue;
-            }
-            let ops = match self
-                .h
-                .net
-                .netns(&self.h.ns_file(&NetnsRef::Named(n.clone())))
-                .await
-            {
-                Ok(ops) => ops,
-                Err(e) => {
-                    tracing::warn!(netns = n, error = %e, "cannot inspect a namespace linkherd created");
-                    continue;
-                }
-            };
-            let others: Vec<String> = match ops.links().await {
-                Ok(links) => links
-                    .into_iter()
-                    .filter(|l| l.kind != LinkKind::Loopback)
-                    .map(|l| l.name)
-                    .collect(),
-                Err(e) => vec![format!("(cannot list links: {e})")],
-            };
-            drop(ops);
-            if !others.is_empty() {
-                tracing::info!(netns = n, links = ?others, "keeping a namespace linkherd created: it has other links");
-                continue;
-            }
-            match self
-                .h
-                .net
-                .delete_netns(&format!("{}{n}", self.h.netns_prefix))
-                .await
-            {
-                Ok(()) => removed.0.push(format!("netns {n}")),
-                Err(e) => {
-                    tracing::error!(netns = n, error = %e, "cannot delete a namespace linkherd created")
-                }
-            }
-        }
-        for p in parents {
-            if reg.all().any(|e| e.parent == p) || reg.attachments.all().any(|a| a.parent == p) {
-                continue;
-            }
-            let Ok(name) = IfName::parse("parent", &p) else {
-                continue;
-            };
-            let Ok(link) = self.h.net.link(&name).await else {
-                continue;
-            };
-            let auto = matches!(
-                self.h.agent.owner_of(link.alias.as_deref()),
-                Some(Owner::AutoVlan { .. })
-            );
-            if !auto {
-                continue;
-            }
-            match self.h.net.del_link(link.index).await {
-                Ok(()) => removed.0.push(format!("vlan {p}")),
-                Err(e) => {
-                    tracing::error!(vlan = p, error = %e, "cannot delete a VLAN linkherd created")
-                }
-            }
-        }
     }
 
     /// Every endpoint on the host, as the kernel has it. Records of

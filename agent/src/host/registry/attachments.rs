@@ -80,7 +80,7 @@ pub const RESERVATION_TTL: Duration = Duration::from_secs(300);
 
 /// Every attachment, in memory and on disk.
 #[derive(Debug, Default)]
-pub struct Attachments {
+pub struct AttachmentRecords {
     records: Option<RecordSet<Attached>>,
     all: BTreeMap<AttachKey, Attached>,
     /// Addresses handed out and not yet recorded, by (network, address):
@@ -90,7 +90,7 @@ pub struct Attachments {
     reserved: BTreeMap<(String, IpAddr), Instant>,
 }
 
-impl Attachments {
+impl AttachmentRecords {
     pub async fn load(store: Option<&Store>) -> Result<Self, StoreError> {
         let Some(store) = store else {
             return Ok(Self::default());

@@ -84,7 +84,7 @@ pub struct Registry {
     records: Option<RecordSet<Entry>>,
     entries: BTreeMap<(String, String), Entry>,
     /// Containers' attachments, behind the same lock.
-    pub attachments: attachments::Attachments,
+    pub attachments: attachments::AttachmentRecords,
 }
 
 impl Registry {
@@ -94,7 +94,7 @@ impl Registry {
         let Some(store) = store else {
             return Ok(Self::default());
         };
-        let attachments = attachments::Attachments::load(Some(store)).await?;
+        let attachments = attachments::AttachmentRecords::load(Some(store)).await?;
         let records = store.records::<Entry>(RECORDS);
         let mut entries: BTreeMap<_, _> = records
             .load_all()
