@@ -5,10 +5,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
-use linkherd_proto::{
-    model::parse_container_id,
-    model::{IfName, ValidationError},
-};
+use linkherd_proto::model::{IfName, ValidationError, parse_container_id};
 
 use crate::error::{CniError, Code};
 

@@ -37,18 +37,15 @@ use linkherd_proto::{
     convert::netns_target,
     field_violations,
     model::{
-        self, EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, Interface,
-        MAX_IFNAME_LEN, MIN_MTU, MacAddr, MacvlanMode, NetnsRef, ObjName, ValidationError,
-        VlanProtocol, VlanSpec, VlanState,
+        self, ArpProbe, DEFAULT_PROBE_TIMEOUT, DeleteEndpoints, Desired, EndpointSelector,
+        EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, Interface,
+        InterfaceName, MAX_IFNAME_LEN, MAX_PING_COUNT, MAX_PROBE_TIMEOUT, MAX_PROMISC_LEASE,
+        MIN_MTU, MacAddr, MacvlanMode, NetnsRef, ObjName, PingProbe, SetMtu, SetPromiscuous, SetUp,
+        TcpProbe, ValidationError, VlanProtocol, VlanSpec, VlanState,
         bounds::{
             MAX_ADDRESSES, MAX_DESIRED_ENDPOINTS, MAX_DESIRED_NETWORKS, MAX_DESIRED_VLANS,
             MAX_ECHO, MAX_NETNS_NAME, MAX_PATH, MAX_ROUTES, MAX_SOURCE_MACS,
         },
-    },
-    model::{
-        ArpProbe, DEFAULT_PROBE_TIMEOUT, DeleteEndpoints, Desired, EndpointSelector, InterfaceName,
-        MAX_PING_COUNT, MAX_PROBE_TIMEOUT, MAX_PROMISC_LEASE, PingProbe, SetMtu, SetPromiscuous,
-        SetUp, TcpProbe,
     },
     pb::{self, netns_target::Target},
     validation_status,

@@ -5,8 +5,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use linkherd_proto::{
-    model::{AttachKeySpec, AttachSpec, MAX_GC_VALID},
-    model::{ObjName, ValidationError},
+    model::{AttachKeySpec, AttachSpec, MAX_GC_VALID, ObjName, ValidationError},
     pb,
 };
 use tonic::{Request, Response, Status};

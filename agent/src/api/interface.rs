@@ -5,8 +5,7 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt};
 use linkherd_proto::{
-    model::{Interface, ValidationError},
-    model::{InterfaceName, SetMtu, SetPromiscuous, SetUp},
+    model::{Interface, InterfaceName, SetMtu, SetPromiscuous, SetUp, ValidationError},
     pb,
 };
 use tokio::sync::mpsc;

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use linkherd_proto::{
-    model::DeleteEndpoints,
-    model::{EndpointSpec, HostAccessSpec, ObjName},
+    model::{DeleteEndpoints, EndpointSpec, HostAccessSpec, ObjName},
     pb,
 };
 use tonic::{Request, Response, Status};

@@ -10,8 +10,7 @@
 use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use linkherd_proto::{
-    model::{ArpProbe, MIN_PING_INTERVAL, PingProbe, TcpProbe},
-    model::{NetnsRef, Role},
+    model::{ArpProbe, MIN_PING_INTERVAL, NetnsRef, PingProbe, Role, TcpProbe},
     pb,
 };
 use tokio::sync::mpsc;

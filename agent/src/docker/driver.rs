@@ -8,7 +8,7 @@
 use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
 use ipnet::IpNet;
-use linkherd_proto::{model::MacAddr, model::parse_container_id};
+use linkherd_proto::model::{MacAddr, parse_container_id};
 use serde_json::{Value, json};
 
 use super::{

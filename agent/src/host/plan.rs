@@ -8,12 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use linkherd_proto::{
-    model::Desired,
-    model::{
-        CatalogNetwork, EndpointSpec, HostAccessSpec, HostAccessState, IfName, Interface,
-        LinkDetails, NetnsRef, Owner, VlanSpec,
-    },
+use linkherd_proto::model::{
+    CatalogNetwork, Desired, EndpointSpec, HostAccessSpec, HostAccessState, IfName, Interface,
+    LinkDetails, NetnsRef, Owner, VlanSpec,
 };
 
 use super::{Planner, registry::Entry, vlans::describe};

@@ -4,12 +4,9 @@
 //! readable model type; ending a transaction clears the set in one atomic
 //! rename.
 
-use linkherd_proto::{
-    model::EndpointSelector,
-    model::{
-        CatalogNetwork, EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName,
-        ObjName, Owner, VlanSpec, VlanState,
-    },
+use linkherd_proto::model::{
+    CatalogNetwork, EndpointSelector, EndpointSpec, EndpointState, HostAccessSpec, HostAccessState,
+    IfName, ObjName, Owner, VlanSpec, VlanState,
 };
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;

@@ -5,12 +5,9 @@
 
 use std::time::Duration;
 
-use linkherd_proto::{
-    model::EndpointSelector,
-    model::{
-        CatalogNetwork, EndpointSpec, HostAccessSpec, IfName, MacAddr, NetnsRef, ObjName, Owner,
-        VlanSpec,
-    },
+use linkherd_proto::model::{
+    CatalogNetwork, EndpointSelector, EndpointSpec, HostAccessSpec, IfName, MacAddr, NetnsRef,
+    ObjName, Owner, VlanSpec,
 };
 
 use tracing::Instrument;

@@ -6,12 +6,9 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
-use linkherd_proto::{
-    model::Desired,
-    model::{
-        CatalogNetwork, CatalogPool, EndpointSpec, Excluded, HostAccessSpec, IfName, NetnsRef,
-        ValidationError, VlanProtocol, VlanSpec, default_host_access_name, default_vlan_name,
-    },
+use linkherd_proto::model::{
+    CatalogNetwork, CatalogPool, Desired, EndpointSpec, Excluded, HostAccessSpec, IfName, NetnsRef,
+    ValidationError, VlanProtocol, VlanSpec, default_host_access_name, default_vlan_name,
 };
 
 use crate::{

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use linkherd_proto::{model::AttachKeySpec, model::NetnsRef};
+use linkherd_proto::model::{AttachKeySpec, NetnsRef};
 
 use tracing::Instrument;
 

@@ -18,12 +18,9 @@ use std::{
 };
 
 use ipnet::IpNet;
-use linkherd_proto::{
-    model::{AttachKeySpec, AttachSpec},
-    model::{
-        CatalogNetwork, IfName, Interface, MacAddr, NetnsRef, Owner, VlanProtocol, VlanSpec,
-        split_vlan_name,
-    },
+use linkherd_proto::model::{
+    AttachKeySpec, AttachSpec, CatalogNetwork, IfName, Interface, MacAddr, NetnsRef, Owner,
+    VlanProtocol, VlanSpec, split_vlan_name,
 };
 use tracing::Instrument;
 

@@ -2,17 +2,13 @@
 //! Detach marked stale, never dropped silently), Check against the kernel,
 //! and a network's Status on this host.
 
-use linkherd_proto::{
-    model::AttachKeySpec,
-    model::{CatalogNetwork, Interface, NetnsRef},
-};
+use linkherd_proto::model::{AttachKeySpec, CatalogNetwork, Interface, NetnsRef};
 
 use super::{
     super::registry::attachments::{AttachKey, Attached},
     AttachState, key_of, not_in_catalog, state_of,
 };
-use crate::error::Error;
-use crate::host::Attachments;
+use crate::{error::Error, host::Attachments};
 
 /// Whether a network can take attachments here, and how many addresses
 /// its blocks have left.

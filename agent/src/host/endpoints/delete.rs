@@ -4,9 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use linkherd_proto::{
-    model::EndpointSelector,
-    model::{IfName, Interface, LinkDetails, LinkKind, NetnsRef, Owner},
+use linkherd_proto::model::{
+    EndpointSelector, IfName, Interface, LinkDetails, LinkKind, NetnsRef, Owner,
 };
 
 use crate::host::{

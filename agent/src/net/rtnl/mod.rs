@@ -10,6 +10,7 @@ mod children;
 mod connection;
 mod create;
 mod events;
+mod links;
 mod nsfs;
 mod parse;
 mod probe_caps;
@@ -31,16 +32,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Capabilities, EventStream, LinkSetup, NO_VLAN_NOTE, NetError, NetOps, NewLink, Route, netns,
 };
-use crate::net::rtnl::children::Children;
-use crate::net::rtnl::connection::Supervised;
-use crate::net::rtnl::connection::connect;
-use crate::net::rtnl::connection::supervise;
-use crate::net::rtnl::events::to_event;
-use crate::net::rtnl::probe_caps::probe_kind;
-use crate::net::rtnl::probe_caps::probe_macvlan_message;
-use crate::net::rtnl::probe_caps::probe_vlan_message;
-use crate::net::rtnl::runtime::NetRuntime;
-use crate::net::rtnl::runtime::blocking;
+use children::Children;
+use connection::{Supervised, connect, supervise};
+use events::to_event;
+use links::{iface_what, index_what, one_link, temporary_name};
+use probe_caps::{probe_kind, probe_macvlan_message, probe_vlan_message};
+use runtime::{NetRuntime, blocking};
 
 /// The real kernel, for one network namespace.
 #[derive(Debug)]
@@ -124,90 +121,6 @@ impl Rtnl {
             task.abort();
         }
     }
-}
-
-/// A name no one else uses, for a link on its way to another namespace.
-fn temporary_name() -> Result<IfName, NetError> {
-    let mut bytes = [0u8; 4];
-    temp_entropy(&mut bytes);
-    let name = format!("lhtmp{:08x}", u32::from_ne_bytes(bytes));
-    IfName::parse("name", &name).map_err(|e| NetError::Io {
-        op: "add link",
-        detail: e.to_string(),
-    })
-}
-
-/// Randomness for temporary names: the clock and the pid are enough to avoid
-/// collisions between concurrent requests, which also hold the host lock.
-fn temp_entropy(out: &mut [u8; 4]) {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mix = nanos
-        ^ std::process::id().rotate_left(16)
-        ^ TEMP_SEQ.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed);
-    *out = mix.to_ne_bytes();
-}
-
-static TEMP_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-fn iface_what(name: &str) -> impl FnOnce() -> String + '_ {
-    move || format!("interface {name:?}")
-}
-
-fn index_what(index: u32) -> impl FnOnce() -> String {
-    move || format!("interface index {index}")
-}
-
-/// Fetches one link and its addresses, resolving the names of its parent
-/// and master.
-async fn one_link(
-    h: rtnetlink::Handle,
-    req: rtnetlink::LinkGetRequest,
-    what: impl FnOnce() -> String,
-) -> Result<Interface, NetError> {
-    let msg = req
-        .execute()
-        .try_next()
-        .await
-        .map_err(|e| parse::error("get link", what, e))?
-        .ok_or_else(|| NetError::Io {
-            op: "get link",
-            detail: "kernel returned no link".into(),
-        })?;
-    let parsed = parse::link(&msg);
-    let mut iface = parsed.iface;
-    let index = iface.index;
-    let mut addrs = h.address().get().set_link_index_filter(index);
-    // Filtered by the kernel too, on a strict socket (see `strict`).
-    addrs.message_mut().header.index = index;
-    iface.addresses = addrs
-        .execute()
-        .map_ok(|a| parse::address(&a))
-        .try_filter_map(|a| async move { Ok(a.map(|(_, net)| net)) })
-        .try_collect()
-        .await
-        .map_err(|e| parse::error("get addresses", index_what(index), e))?;
-    if iface.parent_index != 0 && !parsed.parent_elsewhere {
-        iface.parent = name_of(&h, iface.parent_index).await;
-    }
-    if parsed.master_index != 0 {
-        iface.master = name_of(&h, parsed.master_index).await;
-    }
-    Ok(iface)
-}
-
-async fn name_of(h: &rtnetlink::Handle, index: u32) -> Option<String> {
-    let msg = h
-        .link()
-        .get()
-        .match_index(index)
-        .execute()
-        .try_next()
-        .await
-        .ok()??;
-    Some(parse::link(&msg).iface.name)
 }
 
 #[async_trait]
