@@ -12,7 +12,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::{CtlError, Ctx, Exit};
-use linkherd_proto::pb;
+use linkherd_proto::model::Attachment;
 
 use crate::{
     fleet::{
@@ -122,7 +122,7 @@ fn rows(spec: &FleetSpec, hosts: &BTreeMap<String, HostRead>) -> Vec<Row> {
     rows
 }
 
-fn container_row(host: &str, a: &pb::Attachment) -> Row {
+fn container_row(host: &str, a: &Attachment) -> Row {
     let v = AttachedView::new(host, a);
     Row {
         kind: Kind::Container,

@@ -2,7 +2,7 @@
 //! the one shape `get endpoints`, `status` and `verify` show them in, and
 //! the short label that names one (`3f2a9c01b2de/eth0`).
 
-use linkherd_proto::pb;
+use linkherd_proto::model::Attachment;
 use serde::Serialize;
 
 use crate::spec::FleetSpec;
@@ -12,18 +12,8 @@ use crate::spec::FleetSpec;
 const SHORT_ID: usize = 12;
 
 /// `CID/IFNAME`, with the container id cut to twelve characters.
-pub fn label(a: &pb::Attachment) -> String {
-    short(&a.container_id, inside(a))
-}
-
-/// The interface's name inside the container: the one the runtime gave it
-/// when it renamed it (Docker), else the one attached.
-pub fn inside(a: &pb::Attachment) -> &str {
-    if a.inside.is_empty() {
-        &a.ifname
-    } else {
-        &a.inside
-    }
+pub fn label(a: &Attachment) -> String {
+    short(&a.container_id, a.inside())
 }
 
 fn short(container_id: &str, ifname: &str) -> String {
@@ -48,15 +38,15 @@ pub struct AttachedView {
 }
 
 impl AttachedView {
-    pub fn new(host: &str, a: &pb::Attachment) -> Self {
+    pub fn new(host: &str, a: &Attachment) -> Self {
         Self {
             host: host.to_owned(),
             network: a.network.clone(),
             container_id: a.container_id.clone(),
-            ifname: inside(a).to_owned(),
+            ifname: a.inside().to_owned(),
             netns: a.netns.clone(),
-            addresses: a.addresses.clone(),
-            mac: a.mac.to_ascii_lowercase(),
+            addresses: a.addresses.iter().map(ToString::to_string).collect(),
+            mac: a.mac.to_string(),
             parent: a.parent.clone(),
             stale: a.stale,
         }
@@ -73,8 +63,8 @@ impl AttachedView {
 /// another spec) are not this spec's to show.
 pub fn of_spec<'a>(
     spec: &'a FleetSpec,
-    attachments: &'a [pb::Attachment],
-) -> impl Iterator<Item = &'a pb::Attachment> + 'a {
+    attachments: &'a [Attachment],
+) -> impl Iterator<Item = &'a Attachment> + 'a {
     attachments
         .iter()
         .filter(|a| spec.networks.keys().any(|n| n.as_str() == a.network))
@@ -86,17 +76,25 @@ mod tests {
 
     #[test]
     fn a_label_is_the_short_id_and_the_interface() {
-        let a = pb::Attachment {
-            container_id: "3f2a9c01b2de4455667788".into(),
-            ifname: "net1".into(),
-            ..Default::default()
+        let attachment = |id: &str, ifname: &str, inside: Option<&str>| Attachment {
+            network: "n".into(),
+            container_id: id.into(),
+            ifname: ifname.into(),
+            netns: "/run/netns/x".into(),
+            mac: "02:00:00:00:00:01".parse().expect("mac"),
+            addresses: vec![],
+            gateways: vec![],
+            parent: "ens192".into(),
+            mtu: None,
+            stale: false,
+            inside: inside.map(str::to_owned),
         };
-        assert_eq!(label(&a), "3f2a9c01b2de/net1");
-        let short = pb::Attachment {
-            container_id: "c1".into(),
-            ifname: "eth0".into(),
-            ..Default::default()
-        };
-        assert_eq!(label(&short), "c1/eth0");
+        assert_eq!(
+            label(&attachment("3f2a9c01b2de4455667788", "net1", None)),
+            "3f2a9c01b2de/net1"
+        );
+        assert_eq!(label(&attachment("c1", "eth0", None)), "c1/eth0");
+        // Docker renamed it: the label names it as it is inside.
+        assert_eq!(label(&attachment("c1", "lh1234", Some("eth0"))), "c1/eth0");
     }
 }

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use linkherd_proto::{model::OwnedObjects, pb};
+use linkherd_proto::model::{Attachment, OwnedObjects};
 
 use super::Observed;
 use crate::spec::FleetSpec;
@@ -15,7 +15,7 @@ use crate::spec::FleetSpec;
 /// containers attached there)`).
 pub fn observed<'a>(
     spec: &FleetSpec,
-    hosts: impl IntoIterator<Item = (&'a str, &'a OwnedObjects, &'a [pb::Attachment])>,
+    hosts: impl IntoIterator<Item = (&'a str, &'a OwnedObjects, &'a [Attachment])>,
 ) -> Observed {
     let mut out = Observed::default();
     for (host, state, attached) in hosts {
@@ -62,9 +62,9 @@ pub fn observed<'a>(
 
 /// Containers' addresses: never handed out to endpoints (`others`), and
 /// counted against the host's blocks (`attached`).
-fn containers(out: &mut Observed, host: &str, attached: &[pb::Attachment]) {
+fn containers(out: &mut Observed, host: &str, attached: &[Attachment]) {
     for a in attached {
-        for addr in a.addresses.iter().filter_map(|c| c.parse::<IpNet>().ok()) {
+        for addr in &a.addresses {
             out.others.insert(
                 addr.addr(),
                 format!("{host} container {}/{}", a.container_id, a.ifname),

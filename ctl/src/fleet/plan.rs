@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use linkherd_proto::{
-    model::{Desired, OwnedObjects},
+    model::{Attachment, Desired, OwnedObjects},
     pb::{self, host_service_client::HostServiceClient},
 };
 use serde::Serialize;
@@ -88,7 +88,7 @@ pub struct HostPlan {
     /// What linkherd owns on the host, as read before planning.
     pub observed: OwnedObjects,
     /// Containers attached on the host, as read before planning.
-    pub attachments: Vec<pb::Attachment>,
+    pub attachments: Vec<Attachment>,
 }
 
 /// A plan for the whole fleet.

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fmt};
 use futures::future::join_all;
 use linkherd_proto::{
     convert::DecodeError,
-    model::OwnedObjects,
+    model::{Attachment, OwnedObjects},
     pb::{
         self, attachment_service_client::AttachmentServiceClient,
         host_service_client::HostServiceClient,
@@ -31,7 +31,7 @@ pub struct HostRead {
     pub owned: OwnedObjects,
     /// Containers attached there (none from an agent without
     /// AttachmentService).
-    pub attachments: Vec<pb::Attachment>,
+    pub attachments: Vec<Attachment>,
 }
 
 /// A host that did not answer, and why.
@@ -124,7 +124,12 @@ async fn read_host(
         .list(pb::ListAttachmentsRequest::default())
         .await
     {
-        Ok(r) => r.into_inner().attachments,
+        Ok(r) => r
+            .into_inner()
+            .attachments
+            .into_iter()
+            .map(Attachment::try_from)
+            .collect::<Result<_, _>>()?,
         Err(s) if s.code() == tonic::Code::Unimplemented => Vec::new(),
         Err(s) => return Err(RpcError::from(s).into()),
     };

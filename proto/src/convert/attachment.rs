@@ -2,8 +2,9 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
+use super::types::{DecodeError, decode};
 use crate::model::{
-    AttachKeySpec, AttachSpec, MAX_ATTACH_ADDRESSES, MAX_NETNS_PATH, parse_container_id,
+    AttachKeySpec, AttachSpec, Attachment, MAX_ATTACH_ADDRESSES, MAX_NETNS_PATH, parse_container_id,
 };
 use crate::{
     model::{IfName, MacAddr, ObjName, ValidationError},
@@ -85,6 +86,54 @@ impl TryFrom<pb::AttachRequest> for AttachSpec {
     }
 }
 
+/// An attachment as an agent lists it, decoded for `linkherdctl`.
+impl TryFrom<pb::Attachment> for Attachment {
+    type Error = DecodeError;
+    fn try_from(a: pb::Attachment) -> Result<Self, Self::Error> {
+        let addresses = a
+            .addresses
+            .iter()
+            .map(|v| decode("attachment.addresses", v, |s| s.parse().ok()))
+            .collect::<Result<_, _>>()?;
+        let gateways = a
+            .gateways
+            .iter()
+            .map(|v| decode("attachment.gateways", v, |s| s.parse().ok()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            mac: decode("attachment.mac", &a.mac, |s| s.parse().ok())?,
+            addresses,
+            gateways,
+            mtu: (a.mtu != 0).then_some(a.mtu),
+            inside: (!a.inside.is_empty()).then_some(a.inside),
+            network: a.network,
+            container_id: a.container_id,
+            ifname: a.ifname,
+            netns: a.netns,
+            parent: a.parent,
+            stale: a.stale,
+        })
+    }
+}
+
+impl From<&Attachment> for pb::Attachment {
+    fn from(a: &Attachment) -> Self {
+        Self {
+            network: a.network.clone(),
+            container_id: a.container_id.clone(),
+            ifname: a.ifname.clone(),
+            netns: a.netns.clone(),
+            mac: a.mac.to_string(),
+            addresses: a.addresses.iter().map(ToString::to_string).collect(),
+            gateways: a.gateways.iter().map(ToString::to_string).collect(),
+            parent: a.parent.clone(),
+            mtu: a.mtu.unwrap_or(0),
+            stale: a.stale,
+            inside: a.inside.clone().unwrap_or_default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +189,31 @@ mod tests {
             assert_eq!(e.field, field);
             assert!(e.problem.starts_with(problem), "{field}: {}", e.problem);
         }
+    }
+
+    /// An attachment as the agent lists it reads back as it was; a value
+    /// the model cannot hold is a decode error naming the field.
+    #[test]
+    fn a_listed_attachment_reads_back_and_refuses_garbage() {
+        let a = Attachment {
+            network: "mac_net10".into(),
+            container_id: "c0ffee".into(),
+            ifname: "lh0c0ffee".into(),
+            netns: "/proc/4242/ns/net".into(),
+            mac: MacAddr::stable("mac_net10", "c0ffee"),
+            addresses: vec!["172.16.10.48/24".parse().expect("cidr")],
+            gateways: vec!["172.16.10.1".parse().expect("ip")],
+            parent: "ens192.10".into(),
+            mtu: Some(9000),
+            stale: true,
+            inside: Some("eth0".into()),
+        };
+        let wire = pb::Attachment::from(&a);
+        assert_eq!(Attachment::try_from(wire.clone()), Ok(a.clone()));
+        assert_eq!(a.inside(), "eth0");
+        let mut bad = wire;
+        bad.mac = "02:zz".into();
+        let err = Attachment::try_from(bad).expect_err("garbage");
+        assert_eq!((err.field, err.value.as_str()), ("attachment.mac", "02:zz"));
     }
 }

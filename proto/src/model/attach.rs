@@ -3,6 +3,8 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
+use ipnet::IpNet;
+
 use super::{IfName, MacAddr, ObjName, ValidationError};
 
 /// At most this many bytes in a container id.
@@ -56,5 +58,38 @@ pub fn parse_container_id(field: &str, id: &str) -> Result<String, ValidationErr
                  at most {MAX_CONTAINER_ID} bytes"
             ),
         ))
+    }
+}
+
+/// A container attachment as an agent lists it (`AttachmentService.List`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub network: String,
+    pub container_id: String,
+    /// The interface as attached.
+    pub ifname: String,
+    /// The runtime's namespace path.
+    pub netns: String,
+    pub mac: MacAddr,
+    /// With the subnet's prefix length.
+    pub addresses: Vec<IpNet>,
+    pub gateways: Vec<IpAddr>,
+    /// The link the macvlan hangs off.
+    pub parent: String,
+    /// `None`: the parent's.
+    pub mtu: Option<u32>,
+    /// The namespace attached in is gone (the container went without a
+    /// DEL); a GC or a Detach removes it.
+    pub stale: bool,
+    /// The interface's name inside the namespace now, when the runtime
+    /// renamed it (Docker's `eth0`).
+    pub inside: Option<String>,
+}
+
+impl Attachment {
+    /// The interface's name inside the container: the one the runtime gave
+    /// it, else the one attached.
+    pub fn inside(&self) -> &str {
+        self.inside.as_deref().unwrap_or(&self.ifname)
     }
 }

@@ -22,7 +22,7 @@ mod subnet;
 mod vlan;
 
 pub use attach::{
-    AttachKeySpec, AttachSpec, MAX_ATTACH_ADDRESSES, MAX_CONTAINER_ID, MAX_GC_VALID,
+    AttachKeySpec, AttachSpec, Attachment, MAX_ATTACH_ADDRESSES, MAX_CONTAINER_ID, MAX_GC_VALID,
     MAX_NETNS_PATH, parse_container_id,
 };
 pub use catalog::{CatalogNetwork, CatalogPool, Excluded, MAX_BLOCKS, MAX_EXCLUDED, MAX_WHY};

@@ -28,7 +28,7 @@ use std::{collections::BTreeMap, fmt};
 use futures::future::join_all;
 use linkherd_proto::{
     convert::DecodeError,
-    model::OwnedObjects,
+    model::{Attachment, OwnedObjects},
     pb::{
         self, attachment_service_client::AttachmentServiceClient,
         host_service_client::HostServiceClient,
@@ -197,9 +197,7 @@ fn failed(verification: Verification, failure: VerifyFailure) -> VerifyReport {
 }
 
 /// Every planned host's attachments, read now.
-async fn attached(
-    plan: &FleetPlan,
-) -> Result<BTreeMap<String, Vec<pb::Attachment>>, VerifyFailure> {
+async fn attached(plan: &FleetPlan) -> Result<BTreeMap<String, Vec<Attachment>>, VerifyFailure> {
     let reads = plan.hosts.iter().map(|h| async move {
         AttachmentServiceClient::new(h.channel.clone())
             .list(pb::ListAttachmentsRequest::default())
@@ -210,11 +208,20 @@ async fn attached(
                 tonic::Code::Unimplemented => Ok(Vec::new()),
                 _ => Err(s),
             })
-            .map(|a| (h.host.clone(), a))
             .map_err(|s| VerifyFailure::CannotRead {
                 host: h.host.clone(),
                 error: RpcError::from(s),
             })
+            .and_then(|list| {
+                list.into_iter()
+                    .map(Attachment::try_from)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| VerifyFailure::CannotDecode {
+                        host: h.host.clone(),
+                        error,
+                    })
+            })
+            .map(|a| (h.host.clone(), a))
     });
     join_all(reads).await.into_iter().collect()
 }

@@ -9,10 +9,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use linkherd_proto::{
-    model::{NetnsRef, OwnedObjects},
-    pb,
-};
+use linkherd_proto::model::{Attachment, NetnsRef, OwnedObjects};
 use serde::Serialize;
 
 use crate::{
@@ -73,20 +70,12 @@ pub fn members(spec: &FleetSpec, observed: &BTreeMap<String, OwnedObjects>) -> V
     out
 }
 
-/// `172.16.10.10/24` → `172.16.10.10`.
-fn bare(addresses: &[String]) -> Vec<IpAddr> {
-    addresses
-        .iter()
-        .filter_map(|a| a.split('/').next()?.parse().ok())
-        .collect()
-}
-
 /// The containers attached to the spec's networks (`attached`: each host's
 /// List), as members to probe like endpoints, named `CONTAINER_ID/IFNAME`. Stale ones (their namespace
 /// is gone) cannot be probed from and are left out; `status` names them.
 pub fn container_members(
     spec: &FleetSpec,
-    attached: &BTreeMap<String, Vec<pb::Attachment>>,
+    attached: &BTreeMap<String, Vec<Attachment>>,
 ) -> Vec<Member> {
     attached
         .iter()
@@ -97,12 +86,12 @@ pub fn container_members(
                     network: a.network.clone(),
                     // The whole id: two containers whose ids share 12
                     // characters must stay two members of the matrix.
-                    name: format!("{}/{}", a.container_id, attached::inside(a)),
+                    name: format!("{}/{}", a.container_id, a.inside()),
                     host: host.clone(),
                     netns: NetnsRef::Path(a.netns.clone().into()),
-                    ifname: attached::inside(a).to_owned(),
-                    addresses: bare(&a.addresses),
-                    mac: a.mac.to_ascii_lowercase(),
+                    ifname: a.inside().to_owned(),
+                    addresses: a.addresses.iter().map(IpNet::addr).collect(),
+                    mac: a.mac.to_string(),
                 })
         })
         .collect()
@@ -491,15 +480,18 @@ mod tests {
             "t.yaml",
         )
         .expect("spec");
-        let att = |network: &str, id: &str, stale: bool| pb::Attachment {
+        let att = |network: &str, id: &str, stale: bool| Attachment {
             network: network.into(),
             container_id: id.into(),
             ifname: "net1".into(),
             netns: format!("/run/netns/cni-{id}"),
-            mac: "02:AA:00:00:00:01".into(),
-            addresses: vec!["10.0.0.17/24".into()],
+            mac: "02:AA:00:00:00:01".parse().expect("mac"),
+            addresses: vec!["10.0.0.17/24".parse().expect("cidr")],
+            gateways: vec![],
+            parent: "ens192".into(),
+            mtu: None,
             stale,
-            ..Default::default()
+            inside: None,
         };
         let attached = BTreeMap::from([(
             "no1".to_owned(),
