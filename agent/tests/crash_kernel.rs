@@ -13,7 +13,7 @@
 //!
 //! `harness = false`: the test must own its process to be killed in it.
 
-mod common;
+use linkherd_agent::testing;
 
 use std::{
     os::unix::process::ExitStatusExt,
@@ -25,7 +25,7 @@ use std::{
     },
 };
 
-use common::Pki;
+use linkherd_agent::testing::Pki;
 use linkherd_agent::{app::AgentOptions, faults::Faults, net::rtnl::Rtnl};
 use linkherd_proto::{
     model::Role,
@@ -148,7 +148,7 @@ async fn apply(
     host: &mut HostServiceClient<tonic::transport::Channel>,
     d: pb::DesiredState,
 ) -> String {
-    let generation = common::generation(host).await;
+    let generation = testing::generation(host).await;
     host.apply(pb::ApplyRequest {
         desired: Some(d),
         expected_generation: generation,
@@ -175,7 +175,7 @@ fn child(k: usize) {
     runtime().block_on(async {
         let pki = Pki::new();
         let net = Arc::new(Rtnl::in_netns(&place.host).expect("netlink"));
-        let agent = common::start_agent_with(net, &pki, place.options(faults)).await;
+        let agent = testing::start_agent_with(net, &pki, place.options(faults)).await;
         let ch = agent.channel(&pki, Some(Role::Admin)).await.expect("admin");
         apply(&mut HostServiceClient::new(ch), after()).await;
     });
@@ -194,7 +194,7 @@ where
     runtime().block_on(async {
         let pki = Pki::new();
         let net = Arc::new(Rtnl::in_netns(&place.host).expect("netlink"));
-        let agent = common::start_agent_with(net, &pki, place.options(Faults::default())).await;
+        let agent = testing::start_agent_with(net, &pki, place.options(Faults::default())).await;
         let ch = agent.channel(&pki, Some(Role::Admin)).await.expect("admin");
         f(HostServiceClient::new(ch)).await;
     });

@@ -8,7 +8,7 @@
 //! agent's own namespace is the test's, and /proc/1/ns/net — the host's —
 //! is one it does not manage. Traffic stays in the test's namespaces.
 
-mod common;
+use linkherd_agent::testing;
 
 use std::{
     future::Future,
@@ -18,8 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::Pki;
 use linkherd_agent::net::{netns, rtnl::Rtnl};
+use linkherd_agent::testing::Pki;
 use linkherd_proto::{
     model::{Owner, Role},
     pb::{
@@ -63,7 +63,7 @@ struct Lab {
     host: TestNetns,
     pki: Pki,
     state: tempfile::TempDir,
-    agent: common::RunningAgent,
+    agent: testing::RunningAgent,
 }
 
 impl Lab {
@@ -87,7 +87,7 @@ impl Lab {
             ..Default::default()
         };
         let net = Arc::new(Rtnl::in_netns(host.path()).expect("netlink"));
-        let agent = common::start_agent_with(net, &pki, opts).await;
+        let agent = testing::start_agent_with(net, &pki, opts).await;
         Self {
             host,
             pki,

@@ -4,12 +4,12 @@
 //! stopped accepting. The only test in this binary, so that nothing else
 //! opens descriptors while they are counted.
 
-mod common;
+use linkherd_agent::testing;
 
 use std::sync::Arc;
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::rtnl::Rtnl;
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     model::Role,
     pb::{
@@ -51,7 +51,7 @@ async fn watch_streams_do_not_grow_the_agents_descriptors() {
             .await
             .expect("watch")
             .into_inner();
-        while !matches!(common::next_event(&mut s).await, Event::Synced(_)) {}
+        while !matches!(testing::next_event(&mut s).await, Event::Synced(_)) {}
         open.push(s);
         // After the first stream: its subscription is the one socket.
         first.get_or_insert_with(open_fds);
@@ -77,7 +77,7 @@ async fn watch_streams_do_not_grow_the_agents_descriptors() {
     ]);
     for s in &mut open {
         loop {
-            if let Event::Added(i) = common::next_event(s).await
+            if let Event::Added(i) = testing::next_event(s).await
                 && i.name == "veth7"
             {
                 break;

@@ -2,7 +2,7 @@
 //! by a local user, whatever the umask (issue 11, problem 13). One test in
 //! its own binary: it changes the process's umask.
 
-mod common;
+use linkherd_agent::testing;
 
 use std::{os::unix::fs::PermissionsExt, sync::Arc};
 
@@ -69,7 +69,7 @@ async fn socket_and_state_are_private_under_umask_000_and_a_live_socket_is_kept(
             .contains("is in use: another agent serves on it"),
         "{err}"
     );
-    let info = HostServiceClient::new(common::unix_channel(&sock).await)
+    let info = HostServiceClient::new(testing::unix_channel(&sock).await)
         .get_info(pb::GetInfoRequest {})
         .await
         .expect("the first agent still serves")

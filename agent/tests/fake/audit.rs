@@ -1,12 +1,12 @@
 //! T1: refused calls reach the audit log — who, which RPC, why (issue 11,
 //! problem 9: they never did).
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::sync::Arc;
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::fake::FakeKernel;
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     model::Role,
     pb::{self, vlan_service_client::VlanServiceClient},
@@ -55,7 +55,7 @@ async fn refusals_are_audited_with_who_what_and_why() {
         .expect_err("no role");
     assert_eq!(err.code(), Code::PermissionDenied);
 
-    let lines = common::audit_records(dir.path(), "VlanService/Create", 2).await;
+    let lines = testing::audit_records(dir.path(), "VlanService/Create", 2).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["caller"], "viewer");
     assert_eq!(lines[0]["role"], "viewer");

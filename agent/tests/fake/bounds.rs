@@ -4,12 +4,12 @@
 //! and 14); each now gets INVALID_ARGUMENT naming the field, fast, and the
 //! agent keeps serving.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::time::Instant;
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     model::Role,
     pb::{
@@ -36,7 +36,7 @@ async fn link_names(fake: &FakeKernel) -> Vec<String> {
 #[tokio::test]
 async fn too_many_source_macs_are_refused_and_the_agent_keeps_working() {
     let pki = Pki::new();
-    let fake = common::fake_with_nic();
+    let fake = testing::fake_with_nic();
     let agent = start_agent(fake.clone(), &pki, None).await;
     let mut c = MacvlanServiceClient::new(
         agent
@@ -44,7 +44,7 @@ async fn too_many_source_macs_are_refused_and_the_agent_keeps_working() {
             .await
             .expect("connect"),
     );
-    let mut e = common::endpoint("b1", "10.0.0.2/24");
+    let mut e = testing::endpoint("b1", "10.0.0.2/24");
     e.mode = pb::MacvlanMode::Source.into();
     e.source_macs = (0..5462u32)
         .map(|i| {
@@ -71,7 +71,7 @@ async fn too_many_source_macs_are_refused_and_the_agent_keeps_working() {
     );
     let made = c
         .create(pb::CreateMacvlanRequest {
-            endpoint: Some(common::endpoint("b1", "10.0.0.2/24")),
+            endpoint: Some(testing::endpoint("b1", "10.0.0.2/24")),
             create_netns: true,
         })
         .await
@@ -85,14 +85,14 @@ async fn too_many_source_macs_are_refused_and_the_agent_keeps_working() {
 #[tokio::test]
 async fn a_plan_with_a_huge_address_list_is_refused_at_once() {
     let pki = Pki::new();
-    let agent = start_agent(common::fake_with_nic(), &pki, None).await;
+    let agent = start_agent(testing::fake_with_nic(), &pki, None).await;
     let mut h = HostServiceClient::new(
         agent
             .channel(&pki, Some(Role::Viewer))
             .await
             .expect("connect"),
     );
-    let mut e = common::endpoint("b1", "10.0.0.2/24");
+    let mut e = testing::endpoint("b1", "10.0.0.2/24");
     e.addresses = (0..265_000u32)
         .map(|i| format!("10.{}.{}.{}/8", i >> 16, (i >> 8) & 0xff, i & 0xff))
         .collect();
@@ -124,7 +124,7 @@ async fn a_plan_with_a_huge_address_list_is_refused_at_once() {
 #[tokio::test]
 async fn huge_names_are_refused_with_a_short_echo() {
     let pki = Pki::new();
-    let fake = common::fake_with_nic();
+    let fake = testing::fake_with_nic();
     let agent = start_agent(fake.clone(), &pki, None).await;
     let before = link_names(&fake).await;
     let mut c = MacvlanServiceClient::new(
@@ -133,7 +133,7 @@ async fn huge_names_are_refused_with_a_short_echo() {
             .await
             .expect("connect"),
     );
-    let mut huge = common::endpoint("b1", "10.0.0.2/24");
+    let mut huge = testing::endpoint("b1", "10.0.0.2/24");
     huge.name = "x".repeat(3_000_000);
     let err = c
         .create(pb::CreateMacvlanRequest {
@@ -150,7 +150,7 @@ async fn huge_names_are_refused_with_a_short_echo() {
         err.message()
     );
 
-    let mut e = common::endpoint("b1", "10.0.0.2/24");
+    let mut e = testing::endpoint("b1", "10.0.0.2/24");
     e.netns = Some(pb::NetnsTarget {
         target: Some(pb::netns_target::Target::Name("n".repeat(250))),
     });

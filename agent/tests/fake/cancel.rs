@@ -8,12 +8,12 @@
 //! real create does under load) so that the client's deadline falls in
 //! the middle of the work.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     model::Role,
     pb::{
@@ -30,7 +30,7 @@ struct Lab {
     dir: tempfile::TempDir,
     fake: Arc<FakeKernel>,
     channel: tonic::transport::Channel,
-    _agent: common::RunningAgent,
+    _agent: testing::RunningAgent,
 }
 
 impl Lab {
@@ -75,7 +75,7 @@ async fn a_create_the_client_gave_up_on_is_completed_recorded_and_audited() {
     gave_up(
         mv.create(hurried(
             pb::CreateMacvlanRequest {
-                endpoint: Some(common::endpoint("b1", "10.0.0.11/24")),
+                endpoint: Some(testing::endpoint("b1", "10.0.0.11/24")),
                 create_netns: true,
             },
             100,
@@ -83,7 +83,7 @@ async fn a_create_the_client_gave_up_on_is_completed_recorded_and_audited() {
         .await,
     );
     fake.slow_add_link(Duration::ZERO);
-    let lines = common::audit_records(dir.path(), "MacvlanService/Create", 1).await;
+    let lines = testing::audit_records(dir.path(), "MacvlanService/Create", 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(
         lines[0]["result"], "cancelled by the caller, completed anyway: created",
@@ -121,11 +121,11 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
     let lab = Lab::start().await;
     let (dir, fake, ch) = (&lab.dir, &lab.fake, lab.channel.clone());
     let mut host = HostServiceClient::new(ch);
-    let generation = common::generation(&mut host).await;
+    let generation = testing::generation(&mut host).await;
     fake.slow_add_link(Duration::from_millis(100));
     let desired = pb::DesiredState {
         endpoints: (1..=5)
-            .map(|i| common::endpoint(&format!("b{i}"), &format!("10.0.0.{}/24", 10 + i)))
+            .map(|i| testing::endpoint(&format!("b{i}"), &format!("10.0.0.{}/24", 10 + i)))
             .collect(),
         ..Default::default()
     };
@@ -141,7 +141,7 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
         ))
         .await,
     );
-    let lines = common::audit_records(dir.path(), "HostService/Apply", 1).await;
+    let lines = testing::audit_records(dir.path(), "HostService/Apply", 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     let result = lines[0]["result"].as_str().expect("result");
     assert!(
@@ -195,7 +195,7 @@ async fn an_apply_the_client_gave_up_on_is_pending_and_rolls_back_by_itself() {
     );
     // Whole: the expiry rolled back all five steps (it once cancelled
     // itself after the first), and says so in the audit log.
-    let expiry = common::audit_records(dir.path(), "txn-expiry", 1).await;
+    let expiry = testing::audit_records(dir.path(), "txn-expiry", 1).await;
     assert_eq!(expiry.len(), 1, "{expiry:?}");
     assert_eq!(expiry[0]["result"], "rolled back");
     assert_eq!(
@@ -228,7 +228,7 @@ async fn an_interface_change_the_client_gave_up_on_is_completed_and_audited() {
         ))
         .await,
     );
-    let lines = common::audit_records(dir.path(), "InterfaceService/SetMtu", 1).await;
+    let lines = testing::audit_records(dir.path(), "InterfaceService/SetMtu", 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(
         lines[0]["result"], "cancelled by the caller, completed anyway: changed",

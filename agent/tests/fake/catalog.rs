@@ -3,12 +3,12 @@
 //! back like every step), read by viewers through NetworkService, kept in
 //! the state directory across a restart, and refused when malformed.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::sync::Arc;
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::fake::FakeKernel;
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{model::Role, pb};
 use pb::{host_service_client::HostServiceClient, network_service_client::NetworkServiceClient};
 use tonic::{Code, transport::Channel};
@@ -47,7 +47,7 @@ async fn apply(
     catalog: Vec<pb::CatalogNetwork>,
 ) -> Vec<String> {
     let desired = desired(catalog).expect("desired");
-    common::apply_confirmed(host, desired)
+    testing::apply_confirmed(host, desired)
         .await
         .iter()
         .map(|c| format!("{} {}: {}", c.object_kind, c.object, c.detail))

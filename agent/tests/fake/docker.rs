@@ -5,12 +5,12 @@
 //! unknown or oversized call gets — Docker's `{"Err": ...}`, with nothing
 //! left behind.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::path::{Path, PathBuf};
 
-use common::{Pki, fake_with_nic, start_agent};
 use linkherd_agent::net::NetOps;
+use linkherd_agent::testing::{Pki, fake_with_nic, start_agent};
 use linkherd_proto::{model::IfName, pb};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,7 +88,7 @@ fn catalog() -> pb::DesiredState {
 async fn plugin(
     dir: &Path,
 ) -> (
-    common::RunningAgent,
+    testing::RunningAgent,
     PathBuf,
     std::sync::Arc<linkherd_agent::net::fake::FakeKernel>,
 ) {
@@ -101,7 +101,7 @@ async fn plugin(
             .await
             .expect("admin"),
     );
-    common::apply_confirmed(&mut host, catalog()).await;
+    testing::apply_confirmed(&mut host, catalog()).await;
     let sock = dir.join("plugins/linkherd.sock");
     let listener = linkherd_agent::transport::unix::bind_unix(&sock).expect("bind");
     let serving = agent.agent.clone();
@@ -226,7 +226,7 @@ async fn dockers_calls_make_and_remove_a_handed_over_macvlan() {
     .await;
     assert_eq!(records(dir.path(), "docker-networks"), 0);
 
-    let audit = common::audit_records(&dir.path().join("state"), "DockerPlugin/Join", 1).await;
+    let audit = testing::audit_records(&dir.path().join("state"), "DockerPlugin/Join", 1).await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["caller"], "docker (plugin socket)", "{}", audit[0]);
     assert_eq!(

@@ -2,12 +2,12 @@
 //! certificates, role checks, validation, promiscuous leases, Watch, health,
 //! the audit log and the unix socket.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     field_violations,
     model::{IfName, Role},
@@ -483,7 +483,7 @@ async fn watch_streams_snapshot_sync_then_changes() {
         .into_inner();
     let mut existing = Vec::new();
     loop {
-        match common::next_event(&mut stream).await {
+        match testing::next_event(&mut stream).await {
             Event::Existing(i) => existing.push(i.name),
             Event::Synced(_) => break,
             other => panic!("before sync: {other:?}"),
@@ -493,8 +493,8 @@ async fn watch_streams_snapshot_sync_then_changes() {
 
     fake.add_veth("mv-a", "mv-b").expect("veth");
     let added: Vec<String> = [
-        common::next_event(&mut stream).await,
-        common::next_event(&mut stream).await,
+        testing::next_event(&mut stream).await,
+        testing::next_event(&mut stream).await,
     ]
     .into_iter()
     .map(|e| match e {
@@ -508,7 +508,7 @@ async fn watch_streams_snapshot_sync_then_changes() {
         .set_promiscuous(promisc("ens192", true, 0))
         .await
         .expect("promisc");
-    match common::next_event(&mut stream).await {
+    match testing::next_event(&mut stream).await {
         Event::Changed(c) => {
             assert_eq!(c.interface.expect("iface").name, "ens192");
             assert_eq!(c.fields, ["flags", "promiscuous", "promiscuity"]);
@@ -517,14 +517,14 @@ async fn watch_streams_snapshot_sync_then_changes() {
     }
     fake.add_addr("mv-a", "10.0.100.100/24".parse().expect("cidr"))
         .expect("addr");
-    match common::next_event(&mut stream).await {
+    match testing::next_event(&mut stream).await {
         Event::Changed(c) => assert_eq!(c.fields, ["addresses"]),
         other => panic!("expected changed: {other:?}"),
     }
     fake.del_link_named("mv-a").expect("del");
     let removed: Vec<String> = [
-        common::next_event(&mut stream).await,
-        common::next_event(&mut stream).await,
+        testing::next_event(&mut stream).await,
+        testing::next_event(&mut stream).await,
     ]
     .into_iter()
     .map(|e| match e {
@@ -618,7 +618,7 @@ async fn unix_socket_serves_root_as_admin() {
             .await
             .expect("serve")
     });
-    let mut host = HostServiceClient::new(common::unix_channel(&sock).await);
+    let mut host = HostServiceClient::new(testing::unix_channel(&sock).await);
     let info = host
         .get_info(pb::GetInfoRequest {})
         .await

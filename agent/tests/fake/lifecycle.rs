@@ -2,12 +2,12 @@
 //! fake kernel: every rule's error, idempotence, ownership, and the cleanup
 //! of what linkherd created (also after a failure half way).
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{path::Path, sync::Arc};
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::{NetOps, NewLink, NewLinkKind, fake::FakeKernel};
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     field_violations,
     model::{IfName, LinkDetails, LinkKind, MacAddr, MacvlanMode, Owner, Role},
@@ -24,7 +24,7 @@ fn name(s: &str) -> IfName {
 
 struct Fixture {
     fake: Arc<FakeKernel>,
-    _agent: common::RunningAgent,
+    _agent: testing::RunningAgent,
     _pki: Pki,
     vlan: VlanServiceClient<Channel>,
     mv: MacvlanServiceClient<Channel>,
@@ -838,8 +838,8 @@ async fn agents_sharing_a_machine_keep_to_their_namespace_prefix() {
         netns_prefix: prefix.into(),
         ..Default::default()
     };
-    let a = common::start_agent_with(fake.clone(), &pki, opts("lab-no1-")).await;
-    let b = common::start_agent_with(fake.clone(), &pki, opts("lab-no2-")).await;
+    let a = testing::start_agent_with(fake.clone(), &pki, opts("lab-no1-")).await;
+    let b = testing::start_agent_with(fake.clone(), &pki, opts("lab-no2-")).await;
     let mut mv_a = MacvlanServiceClient::new(a.channel(&pki, Some(Role::Admin)).await.expect("ch"));
     let mut mv_b = MacvlanServiceClient::new(b.channel(&pki, Some(Role::Admin)).await.expect("ch"));
     mv_a.create(create(

@@ -6,7 +6,7 @@
 //! - One host's idle TCP connections cannot hold every TLS handshake slot.
 //! - Request bytes in flight have a global budget.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{
     path::Path,
@@ -18,7 +18,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use common::{Pki, start_agent, start_agent_with};
+use linkherd_agent::testing::{Pki, start_agent, start_agent_with};
 use linkherd_agent::{
     app::{AgentOptions, Limits},
     net::{Capabilities, EventStream, NetError, NetOps, NewLink, Route, fake::FakeKernel},
@@ -175,14 +175,14 @@ async fn synced_watch(c: &mut InterfaceServiceClient<tonic::transport::Channel>)
         .await
         .expect("watch")
         .into_inner();
-    while !matches!(common::next_event(&mut s).await, Event::Synced(_)) {}
+    while !matches!(testing::next_event(&mut s).await, Event::Synced(_)) {}
     s
 }
 
 /// The next event that reports `name` added, skipping changes.
 async fn added(s: &mut Watch, name: &str) {
     loop {
-        if let Event::Added(i) = common::next_event(s).await
+        if let Event::Added(i) = testing::next_event(s).await
             && i.name == name
         {
             return;

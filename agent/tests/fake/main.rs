@@ -3,8 +3,6 @@
 //! mTLS, limits, roles, the state directory and the Docker driver. One
 //! binary, one module per suite (see docs/testing.md).
 
-#[path = "../common/mod.rs"]
-mod common;
 #[path = "../contract/mod.rs"]
 #[macro_use]
 mod contract;

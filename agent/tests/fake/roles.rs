@@ -4,11 +4,9 @@
 //! handler from that role up — so no new RPC can ship unguarded (issue 11,
 //! "one table maps every RPC to its minimum role").
 
-use crate::common;
-
 use std::sync::Arc;
 
-use common::{Pki, start_agent};
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_agent::{app::services::required_role, net::fake::FakeKernel};
 use linkherd_proto::model::Role;
 use prost::Message;

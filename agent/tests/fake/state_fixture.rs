@@ -10,15 +10,15 @@
 //! is read (nothing kept aside as corrupt), the lease and the pending
 //! transaction recovered as they would have been then.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use common::{Pki, RunningAgent, start_agent};
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
+use linkherd_agent::testing::{Pki, RunningAgent, start_agent};
 use linkherd_proto::{
     model::{IfName, Role},
     pb::{
@@ -98,7 +98,7 @@ fn desired(endpoints: Vec<pb::MacvlanEndpoint>) -> pb::DesiredState {
 async fn populate(agent: &RunningAgent, pki: &Pki) {
     let admin = agent.channel(pki, Some(Role::Admin)).await.expect("admin");
     let mut host = HostServiceClient::new(admin.clone());
-    common::apply_confirmed(&mut host, desired(vec![endpoint("b1", "172.16.10.10/24")])).await;
+    testing::apply_confirmed(&mut host, desired(vec![endpoint("b1", "172.16.10.10/24")])).await;
     AttachmentServiceClient::new(admin.clone())
         .attach(pb::AttachRequest {
             network: "mac_net10".into(),

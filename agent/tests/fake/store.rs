@@ -4,12 +4,10 @@
 //! corrupt file is kept aside as NAME.corrupt-<time>, audited, and the agent
 //! goes on from the kernel's state.
 
-use crate::common;
-
 use std::{path::Path, sync::Arc};
 
-use common::{Pki, RunningAgent, start_agent};
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
+use linkherd_agent::testing::{Pki, RunningAgent, start_agent};
 use linkherd_proto::{
     model::{IfName, Role},
     pb::{self, macvlan_service_client::MacvlanServiceClient, netns_target::Target},

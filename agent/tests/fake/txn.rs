@@ -4,12 +4,12 @@
 //! it, a changed host or a pending transaction refuses, and an agent that
 //! restarts with a journal rolls back.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     model::{IfName, Role},
     pb::{self, host_service_client::HostServiceClient, netns_target::Target},
@@ -42,7 +42,7 @@ async fn setup(
 ) -> (
     Arc<FakeKernel>,
     Pki,
-    common::RunningAgent,
+    testing::RunningAgent,
     HostServiceClient<Channel>,
 ) {
     // With 802.1Q, as the fleet's VLAN networks need.

@@ -7,11 +7,11 @@
 //! never lists attachments; records survive an agent restart; every attach,
 //! detach and GC — refused ones too — is in the audit log.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{path::Path, sync::Arc};
 
-use common::{Pki, tcp_reaches};
+use linkherd_agent::testing::{Pki, tcp_reaches};
 use linkherd_agent::{app::AgentOptions, net::rtnl::Rtnl};
 use linkherd_proto::{
     model::Role,
@@ -48,7 +48,7 @@ async fn put_catalog(host: &mut HostServiceClient<Channel>) {
         catalog: vec![catalog()],
         ..Default::default()
     };
-    common::apply_confirmed(host, desired).await;
+    testing::apply_confirmed(host, desired).await;
 }
 
 fn attach(c: &TestNetns, id: &str, addresses: &[&str]) -> pb::AttachRequest {
@@ -88,14 +88,14 @@ struct Host {
     state: tempfile::TempDir,
 }
 
-async fn agent(h: &Host) -> common::RunningAgent {
+async fn agent(h: &Host) -> testing::RunningAgent {
     let opts = AgentOptions {
         netns_prefix: format!("{}-", h.ns.name),
         state_dir: Some(h.state.path().to_owned()),
         ..Default::default()
     };
     let net = Arc::new(Rtnl::in_netns(h.ns.path()).expect("netlink"));
-    common::start_agent_with(net, &h.pki, opts).await
+    testing::start_agent_with(net, &h.pki, opts).await
 }
 
 fn host() -> Host {
@@ -316,7 +316,7 @@ async fn containers_attach_detach_and_keep_their_addresses() {
 /// The audit log has each mutation of the test: target, and how it ended.
 async fn audited(state: &Path, mac1: &str, mac2: &str) {
     let lines = |action: &'static str, n: usize| async move {
-        common::audit_records(state, action, n)
+        testing::audit_records(state, action, n)
             .await
             .iter()
             .map(|l| {

@@ -2,12 +2,12 @@
 //! namespace with a veth pair standing in for the NIC (root only). Every
 //! assertion is checked with `ip -j`, independently of the agent.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::rtnl::Rtnl;
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     model::Role,
     pb::{
@@ -25,7 +25,7 @@ fn promiscuity(ns: &TestNetns, dev: &str) -> (u64, bool) {
     )
 }
 
-async fn setup(tag: &str) -> Option<(TestNetns, Pki, common::RunningAgent)> {
+async fn setup(tag: &str) -> Option<(TestNetns, Pki, testing::RunningAgent)> {
     if !have_root(tag) {
         return None;
     }
@@ -178,13 +178,13 @@ async fn watch_sees_a_link_created_with_ip() {
         .await
         .expect("watch")
         .into_inner();
-    while !matches!(common::next_event(&mut stream).await, Event::Synced(_)) {}
+    while !matches!(testing::next_event(&mut stream).await, Event::Synced(_)) {}
     let started = std::time::Instant::now();
     ns.ip(&[
         "link", "add", "mv0", "link", "ens192", "type", "macvlan", "mode", "bridge",
     ]);
     let added = loop {
-        if let Event::Added(i) = common::next_event(&mut stream).await {
+        if let Event::Added(i) = testing::next_event(&mut stream).await {
             break i;
         }
     };
@@ -200,7 +200,7 @@ async fn watch_sees_a_link_created_with_ip() {
 
     ns.ip(&["addr", "add", "10.0.100.100/24", "dev", "mv0"]);
     loop {
-        if let Event::Changed(ch) = common::next_event(&mut stream).await
+        if let Event::Changed(ch) = testing::next_event(&mut stream).await
             && ch.fields.iter().any(|f| f == "addresses")
         {
             let i = ch.interface.expect("iface");
@@ -210,7 +210,7 @@ async fn watch_sees_a_link_created_with_ip() {
     }
     ns.ip(&["link", "del", "mv0"]);
     loop {
-        if let Event::Removed(r) = common::next_event(&mut stream).await {
+        if let Event::Removed(r) = testing::next_event(&mut stream).await {
             assert_eq!(r.name, "mv0");
             break;
         }

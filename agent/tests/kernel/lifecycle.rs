@@ -4,7 +4,7 @@
 //! shows its real behaviour. Results are checked with `ip -j` and with real
 //! TCP traffic between the namespaces the test created.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{
     net::{IpAddr, TcpListener},
@@ -13,8 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Pki, tcp_reaches};
 use linkherd_agent::net::{netns::NetnsGuard, rtnl::Rtnl};
+use linkherd_agent::testing::{Pki, tcp_reaches};
 use linkherd_proto::{
     field_violations,
     model::{MacAddr, Role},
@@ -31,7 +31,7 @@ struct Lab {
     host: TestNetns,
     _switch: TestNetns,
     _pki: Pki,
-    agent: common::RunningAgent,
+    agent: testing::RunningAgent,
     mv: MacvlanServiceClient<Channel>,
     vlan: VlanServiceClient<Channel>,
 }
@@ -115,7 +115,7 @@ async fn lab_with(tag: &str, hairpin: bool) -> Option<Lab> {
         ..Default::default()
     };
     let net = Arc::new(Rtnl::in_netns(host.path()).expect("netlink"));
-    let agent = common::start_agent_with(net, &pki, opts).await;
+    let agent = testing::start_agent_with(net, &pki, opts).await;
     let ch = agent
         .channel(&pki, Some(Role::Admin))
         .await

@@ -7,8 +7,6 @@
 //! Each test skips without root (and fails instead under
 //! `LINKHERD_REQUIRE_ROOT=1`). One binary, one module per suite.
 
-#[path = "../common/mod.rs"]
-mod common;
 #[path = "../contract/mod.rs"]
 #[macro_use]
 mod contract;

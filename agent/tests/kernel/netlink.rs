@@ -3,15 +3,13 @@
 //! error on its socket — is re-created. Before, every later netlink call
 //! failed while health still said SERVING.
 
-use crate::common;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::{NetOps, rtnl::Rtnl};
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     model::Role,
     pb::{self, interface_service_client::InterfaceServiceClient},

@@ -7,7 +7,7 @@
 //! The agent runs inside a namespace of the test's own (`--netns`), and the
 //! pings go to that namespace's loopback.
 
-use crate::common;
+use linkherd_agent::testing;
 
 use std::{
     path::{Path, PathBuf},
@@ -66,7 +66,7 @@ impl AgentProcess {
             assert!(Instant::now() < deadline, "the agent did not listen");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        common::unix_channel(&self.socket).await
+        testing::unix_channel(&self.socket).await
     }
 
     fn terminate(&self) {

@@ -3,16 +3,14 @@
 //! SetPromiscuous fail naming the file and "No space left on device", and
 //! the fake kernel is as it was; with space again the same Apply succeeds.
 
-use crate::common;
-
 use std::{
     io::Write,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use common::{Pki, start_agent};
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
+use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     model::Role,
     pb::{

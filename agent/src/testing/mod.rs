@@ -1,7 +1,15 @@
 //! In-process agents for tests (feature `fake`): an [`Agent`] serving real
-//! mTLS on an ephemeral loopback port, stopped when its handle drops. The
-//! agent's own suites and the fleet engine's tests in `linkherdctl` start
-//! agents this way over the fake kernel.
+//! mTLS on an ephemeral loopback port, stopped when its handle drops, and
+//! the helpers the agent's suites share around it. The agent's own suites
+//! and the fleet engine's tests in `linkherdctl` start agents this way over
+//! the fake kernel.
+
+mod helpers;
+
+pub use helpers::{
+    Pki, RunningAgent, apply_confirmed, audit_records, endpoint, fake_with_nic, generation,
+    next_event, start_agent, start_agent_with, tcp_reaches, unix_channel,
+};
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -1,6 +1,7 @@
-//! Helpers shared by the agent's integration tests: certificates, an
-//! in-process agent on a loopback mTLS port, private network namespaces.
-#![allow(dead_code)]
+//! What the agent's suites share (feature `fake`): the test PKI and the TLS
+//! settings built from it, an in-process agent on a loopback mTLS port and
+//! channels to it, a fake kernel with a NIC, the audit log read back, Watch
+//! events, applies, and TCP between private network namespaces.
 
 use std::{
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
@@ -9,10 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use linkherd_agent::{
+use super::{InProcessAgent, start};
+use crate::{
     app::AgentOptions,
     net::{NetOps, netns::NetnsGuard},
-    testing::{self, InProcessAgent},
     transport::tls::TlsPem,
 };
 use linkherd_proto::model::Role;
@@ -20,7 +21,14 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 /// The test PKI (an agent certificate for 127.0.0.1, a client per role),
 /// with the TLS settings the agent and its clients take from it.
+#[derive(Debug)]
 pub struct Pki(pub test_support::Pki);
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Pki {
     pub fn new() -> Self {
@@ -54,6 +62,7 @@ impl Pki {
 }
 
 /// An agent serving mTLS on an ephemeral loopback port; stops on drop.
+#[derive(Debug)]
 pub struct RunningAgent(InProcessAgent);
 
 impl std::ops::Deref for RunningAgent {
@@ -93,7 +102,7 @@ pub async fn start_agent(
 
 pub async fn start_agent_with(net: Arc<dyn NetOps>, pki: &Pki, opts: AgentOptions) -> RunningAgent {
     RunningAgent(
-        testing::start(net, opts, pki.server_tls())
+        start(net, opts, pki.server_tls())
             .await
             .expect("in-process agent"),
     )
@@ -116,8 +125,8 @@ pub async fn unix_channel(path: &Path) -> Channel {
 }
 
 /// A fake kernel with one NIC, `ens192` (a veth whose peer is `peer0`).
-pub fn fake_with_nic() -> Arc<linkherd_agent::net::fake::FakeKernel> {
-    let fake = Arc::new(linkherd_agent::net::fake::FakeKernel::new());
+pub fn fake_with_nic() -> Arc<crate::net::fake::FakeKernel> {
+    let fake = Arc::new(crate::net::fake::FakeKernel::new());
     fake.add_veth("ens192", "peer0").expect("veth");
     fake
 }
