@@ -54,9 +54,10 @@ pub enum Outcome {
 ///
 /// Lock order: `registry` (every change), then `addrcheck` (the address
 /// check's one namespace; taken alone by a transaction's check, after
-/// `registry` by an attach's); `catalog` is a leaf, held only to copy a
-/// network in or out (never across a kernel call), and is only reached
-/// through [`CatalogNetworks`].
+/// `registry` by an attach's). The check's work runs on a prober that holds
+/// only the kernel, so no lock can be taken under `addrcheck`. `catalog` is
+/// a leaf, held only to copy a network in or out (never across a kernel
+/// call), and is only reached through [`CatalogNetworks`].
 #[derive(Debug)]
 pub struct Host {
     net: Arc<dyn NetOps>,
