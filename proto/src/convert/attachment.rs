@@ -3,11 +3,11 @@
 use std::{net::IpAddr, path::PathBuf};
 
 use super::types::{DecodeError, decode};
-use crate::model::{
-    AttachKeySpec, AttachSpec, Attachment, MAX_ATTACH_ADDRESSES, MAX_NETNS_PATH, parse_container_id,
-};
 use crate::{
-    model::{IfName, MacAddr, ObjName, ValidationError},
+    model::{
+        AttachKeySpec, AttachSpec, Attachment, IfName, MAX_ATTACH_ADDRESSES, MAX_NETNS_PATH,
+        MacAddr, ObjName, ValidationError, parse_container_id,
+    },
     pb,
 };
 

@@ -4,10 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::{DecodeError, catalog_network};
-use crate::model::Desired;
 use crate::{
     model::{
-        CatalogNetwork, EndpointSpec, HostAccessSpec, IfName, ObjName, OwnedObjects,
+        CatalogNetwork, Desired, EndpointSpec, HostAccessSpec, IfName, ObjName, OwnedObjects,
         ValidationError, VlanSpec,
         bounds::{MAX_DESIRED_ENDPOINTS, MAX_DESIRED_NETWORKS, MAX_DESIRED_VLANS, check_count},
     },
@@ -341,8 +340,8 @@ mod tests {
     #[test]
     fn owned_objects_read_back_and_refuse_garbage() {
         use crate::model::{
-            CatalogPool, EndpointState, HostAccessState, MacAddr, MacvlanMode, NetnsRef,
-            VlanProtocol, VlanState,
+            CatalogPool, EndpointState, HostAccessState, MacAddr, MacvlanMode, VlanProtocol,
+            VlanState,
         };
         let owned = OwnedObjects {
             vlans: vec![VlanState {
@@ -355,22 +354,10 @@ mod tests {
                 owned: true,
                 auto_for_network: Some("mac_net10".into()),
             }],
+            // Counters and carrier are not what GetState reports.
             endpoints: vec![EndpointState {
-                network: "mac_net10".into(),
-                name: "b1".into(),
-                parent: "ens192.10".into(),
-                mode: MacvlanMode::Bridge,
-                netns: NetnsRef::Named("b1".into()),
-                ifname: "eth0".into(),
-                addresses: vec!["172.16.10.10/24".parse().expect("cidr")],
-                gateway: Some("172.16.10.1".parse().expect("ip")),
-                mac: Some(MacAddr::stable("mac_net10", "b1")),
-                mtu: 1500,
-                source_macs: vec![],
-                owned: true,
-                parent_created: true,
-                netns_created: true,
                 interface: None,
+                ..super::super::macvlan::tests::endpoint_state_sample()
             }],
             host_access: vec![HostAccessState {
                 network: "mac_net10".into(),

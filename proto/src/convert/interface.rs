@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use crate::model::{InterfaceName, MAX_PROMISC_LEASE, SetMtu, SetPromiscuous, SetUp};
 use crate::{
-    model::{IfName, ValidationError},
+    model::{
+        IfName, InterfaceName, MAX_PROMISC_LEASE, SetMtu, SetPromiscuous, SetUp, ValidationError,
+    },
     pb,
 };
 

@@ -2,15 +2,15 @@
 
 use ipnet::IpNet;
 
-use super::DecodeError;
-use super::types::{decode, mtu, netns_target, netns_to_pb, parse_cidr, parse_ip, parse_mac};
-use crate::model::{DeleteEndpoints, EndpointSelector};
+use super::types::{
+    DecodeError, decode, mtu, netns_target, netns_to_pb, parse_cidr, parse_ip, parse_mac,
+};
 use crate::{
-    model::bounds::{MAX_ADDRESSES, MAX_ROUTES, MAX_SOURCE_MACS, check_count},
     model::{
-        EndpointSpec, EndpointState, HostAccessSpec, HostAccessState, IfName, MacAddr, MacvlanMode,
-        NetnsRef, ObjName, ValidationError, check_gateway, check_host_address,
-        default_host_access_name,
+        DeleteEndpoints, EndpointSelector, EndpointSpec, EndpointState, HostAccessSpec,
+        HostAccessState, IfName, MacAddr, MacvlanMode, NetnsRef, ObjName, ValidationError,
+        bounds::{MAX_ADDRESSES, MAX_ROUTES, MAX_SOURCE_MACS, check_count},
+        check_gateway, check_host_address, default_host_access_name,
     },
     pb,
 };
@@ -379,7 +379,7 @@ impl TryFrom<pb::HostAccess> for HostAccessState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn endpoint() -> pb::MacvlanEndpoint {
@@ -546,9 +546,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn endpoint_state_round_trips() {
-        let s = EndpointState {
+    /// An observed endpoint (b1 of mac_net10, on an automatic VLAN), for
+    /// the round trips here and of a host's owned objects.
+    pub(in crate::convert) fn endpoint_state_sample() -> EndpointState {
+        EndpointState {
             network: "mac_net10".into(),
             name: "b1".into(),
             parent: "ens192.10".into(),
@@ -564,7 +565,12 @@ mod tests {
             parent_created: true,
             netns_created: false,
             interface: Some(crate::model::interface_sample()),
-        };
+        }
+    }
+
+    #[test]
+    fn endpoint_state_round_trips() {
+        let s = endpoint_state_sample();
         assert_eq!(
             EndpointState::try_from(pb::MacvlanEndpoint::from(s.clone())),
             Ok(s)

@@ -3,11 +3,11 @@
 use std::{net::SocketAddr, time::Duration};
 
 use super::types::netns_target;
-use crate::model::{
-    ArpProbe, DEFAULT_PROBE_TIMEOUT, MAX_PING_COUNT, MAX_PROBE_TIMEOUT, PingProbe, TcpProbe,
-};
 use crate::{
-    model::{IfName, ValidationError},
+    model::{
+        ArpProbe, DEFAULT_PROBE_TIMEOUT, IfName, MAX_PING_COUNT, MAX_PROBE_TIMEOUT, PingProbe,
+        TcpProbe, ValidationError,
+    },
     pb,
 };
 

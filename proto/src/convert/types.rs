@@ -2,14 +2,17 @@
 //! namespaces, modes), both ways, and parsing the requests of several
 //! services share.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 
-use crate::model::{MIN_MTU, NetnsRef, ValidationError};
 use crate::{
-    model::{self, Counters, Interface, LinkDetails, MacAddr, PromiscLease},
+    model::{
+        self, Counters, Interface, LinkDetails, MIN_MTU, MacAddr, NetnsRef, PromiscLease,
+        ValidationError,
+    },
     pb,
 };
-use std::net::IpAddr;
 
 /// A message from an agent that does not decode into the model (a newer or
 /// broken agent). Clients report it instead of printing garbage.
