@@ -1,6 +1,7 @@
 //! VLAN, endpoint and host-access rules over the full gRPC stack against the
-//! fake kernel: every rule's error, idempotence, ownership, and the cleanup
-//! of what linkherd created (also after a failure half way).
+//! fake kernel: each rule's error, ownership, restarts and agents sharing a
+//! machine, the plan and the generation. The lifecycle both kernels share
+//! is `../scenarios`, run here by `scenario_run`.
 
 use linkherd_agent::testing;
 
@@ -10,7 +11,7 @@ use linkherd_agent::net::{NetOps, NewLink, NewLinkKind, fake::FakeKernel};
 use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     field_violations,
-    model::{IfName, LinkDetails, LinkKind, MacAddr, MacvlanMode, Owner, Role},
+    model::{IfName, LinkKind, Owner, Role},
     pb::{
         self, macvlan_service_client::MacvlanServiceClient, netns_target::Target,
         vlan_service_client::VlanServiceClient,
@@ -85,41 +86,6 @@ async fn inside(fake: &FakeKernel, ns: &str) -> Arc<dyn NetOps> {
     fake.netns(&Path::new("/run/netns").join(ns))
         .await
         .expect("netns exists")
-}
-
-#[tokio::test]
-async fn vlan_without_8021q_is_a_failed_precondition_with_the_fix() {
-    let mut f = fixture(false).await;
-    let err = f
-        .vlan
-        .create(pb::CreateVlanRequest {
-            parent: "ens192".into(),
-            id: 10,
-            ..Default::default()
-        })
-        .await
-        .expect_err("no 8021q");
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(
-        err.message()
-            .starts_with("kernel lacks 802.1Q VLAN support (module 8021q)"),
-        "{}",
-        err.message()
-    );
-    // An endpoint on a VLAN parent says the same, and leaves nothing behind.
-    let err =
-        f.mv.create(create(
-            endpoint("mac_net10", "b1", "ens192.10", "172.16.10.10/24"),
-            true,
-        ))
-        .await
-        .expect_err("no 8021q");
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("module 8021q"));
-    assert!(
-        f.fake.netns_names().await.expect("names").is_empty(),
-        "created netns was not removed"
-    );
 }
 
 #[tokio::test]
@@ -295,168 +261,6 @@ async fn foreign_vlans_are_deleted_only_when_forced() {
 }
 
 #[tokio::test]
-async fn endpoints_on_an_auto_vlan_parent_and_their_cleanup() {
-    let mut f = fixture(true).await;
-    let r =
-        f.mv.create(create(
-            endpoint("mac_net10", "b1", "ens192.10", "172.16.10.10/24"),
-            true,
-        ))
-        .await
-        .expect("b1")
-        .into_inner();
-    assert_eq!(r.outcome(), pb::Outcome::Created);
-    let ep = r.endpoint.expect("endpoint");
-    assert!(ep.parent_created && ep.netns_created && ep.owned);
-    assert_eq!(ep.mac, MacAddr::stable("mac_net10", "b1").to_string());
-    assert_eq!(ep.gateway, "172.16.10.1");
-
-    // The parent VLAN exists, marked as created for the network.
-    let parent = f.fake.link(&name("ens192.10")).await.expect("auto vlan");
-    assert_eq!(
-        parent.alias.as_deref().and_then(Owner::parse),
-        Some(Owner::AutoVlan {
-            network: "mac_net10".into()
-        })
-    );
-    // Inside the namespace: eth0, bridge mode, address, up, default route,
-    // announcements on, loopback up.
-    let ns = inside(&f.fake, "b1").await;
-    let eth0 = ns.link(&name("eth0")).await.expect("eth0");
-    assert_eq!(
-        eth0.details,
-        Some(LinkDetails::Macvlan {
-            mode: MacvlanMode::Bridge,
-            source_macs: vec![]
-        })
-    );
-    assert_eq!(eth0.parent_index, parent.index);
-    assert!(eth0.admin_up);
-    assert_eq!(
-        eth0.addresses,
-        vec!["172.16.10.10/24".parse().expect("cidr")]
-    );
-    let routes = ns.routes().await.expect("routes");
-    assert!(
-        routes
-            .iter()
-            .any(|r| r.dest.prefix_len() == 0
-                && r.gateway == Some("172.16.10.1".parse().expect("ip")))
-    );
-    assert!(ns.link(&name("lo")).await.expect("lo").admin_up);
-    assert!(
-        f.fake
-            .netns(Path::new("/run/netns/b1"))
-            .await
-            .expect("ns")
-            .link(&name("eth0"))
-            .await
-            .is_ok()
-    );
-
-    // A second endpoint shares the parent.
-    f.mv.create(create(
-        endpoint("mac_net10", "b2", "ens192.10", "172.16.10.12/24"),
-        true,
-    ))
-    .await
-    .expect("b2");
-    let r =
-        f.mv.delete(pb::DeleteMacvlanRequest {
-            network: "mac_net10".into(),
-            name: "b1".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("delete b1")
-        .into_inner();
-    assert_eq!(
-        r.removed,
-        ["endpoint mac_net10/b1 (eth0 in netns b1)", "netns b1"]
-    );
-    assert!(
-        f.fake.link(&name("ens192.10")).await.is_ok(),
-        "parent still carries b2"
-    );
-    let r =
-        f.mv.delete(pb::DeleteMacvlanRequest {
-            network: "mac_net10".into(),
-            name: "b2".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("delete b2")
-        .into_inner();
-    assert_eq!(
-        r.removed,
-        [
-            "endpoint mac_net10/b2 (eth0 in netns b2)",
-            "netns b2",
-            "vlan ens192.10"
-        ]
-    );
-    assert!(
-        f.fake.link(&name("ens192.10")).await.is_err(),
-        "auto parent removed with its last endpoint"
-    );
-    assert!(f.fake.netns_names().await.expect("names").is_empty());
-    let err =
-        f.mv.delete(pb::DeleteMacvlanRequest {
-            network: "mac_net10".into(),
-            name: "b2".into(),
-            ..Default::default()
-        })
-        .await
-        .expect_err("gone");
-    assert_eq!(
-        (err.code(), err.message()),
-        (
-            Code::NotFound,
-            "endpoint mac_net10/b2 not found on this host"
-        )
-    );
-}
-
-#[tokio::test]
-async fn create_is_idempotent_and_differences_are_spelled_out() {
-    let mut f = fixture(false).await;
-    let e = endpoint("mac_net", "node_1", "ens192", "10.0.100.100/24");
-    assert_eq!(
-        f.mv.create(create(e.clone(), true))
-            .await
-            .expect("1")
-            .into_inner()
-            .outcome(),
-        pb::Outcome::Created
-    );
-    assert_eq!(
-        f.mv.create(create(e.clone(), true))
-            .await
-            .expect("2")
-            .into_inner()
-            .outcome(),
-        pb::Outcome::Unchanged
-    );
-    let mut vepa = e.clone();
-    vepa.mode = pb::MacvlanMode::Vepa.into();
-    vepa.addresses = vec!["10.0.100.101/24".into()];
-    let err = f.mv.create(create(vepa, true)).await.expect_err("differs");
-    assert_eq!(err.code(), Code::AlreadyExists);
-    assert_eq!(
-        err.message(),
-        "endpoint mac_net/node_1 exists with different settings: mode bridge (asked vepa), \
-         addresses [10.0.100.100/24] (asked [10.0.100.101/24]); delete it first to change them"
-    );
-    let list =
-        f.mv.list(pb::ListMacvlansRequest {})
-            .await
-            .expect("list")
-            .into_inner();
-    assert_eq!(list.endpoints.len(), 1);
-    assert_eq!(list.endpoints[0].addresses, ["10.0.100.100/24"]);
-}
-
-#[tokio::test]
 async fn namespaces_must_exist_unless_created_and_names_inside_may_clash() {
     let mut f = fixture(false).await;
     let err =
@@ -513,59 +317,6 @@ async fn namespaces_must_exist_unless_created_and_names_inside_may_clash() {
         err.message(),
         "interface eth0 already exists in netns of pid 4000001 (a veth) and is not endpoint n/c2; choose another --ifname"
     );
-}
-
-#[tokio::test]
-async fn a_failure_half_way_leaves_nothing_behind() {
-    let mut f = fixture(true).await;
-    // A container namespace that already has a default route: the
-    // endpoint's gateway cannot be installed, after the auto VLAN and the
-    // macvlan were made, so both must be rolled back.
-    let pns = f.fake.add_process_netns(4_100_000);
-    pns.add_veth("up0", "up1").expect("veth");
-    let up0 = pns.link(&name("up0")).await.expect("up0");
-    pns.add_address(up0.index, "10.9.0.2/24".parse().expect("cidr"))
-        .await
-        .expect("addr");
-    pns.set_up(up0.index, true).await.expect("up");
-    pns.add_route(&linkherd_agent::net::Route {
-        dest: "0.0.0.0/0".parse().expect("cidr"),
-        gateway: Some("10.9.0.1".parse().expect("ip")),
-        index: up0.index,
-    })
-    .await
-    .expect("default route");
-    let mut e = endpoint("mac_net10", "b9", "ens192.10", "172.16.10.19/24");
-    e.netns = Some(pb::NetnsTarget {
-        target: Some(Target::Pid(4_100_000)),
-    });
-    let err =
-        f.mv.create(create(e, false))
-            .await
-            .expect_err("route clash");
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(
-        err.message(),
-        "netns of pid 4100000 already has a default route via 10.9.0.1; remove it, or leave the gateway out"
-    );
-    let names: Vec<String> = pns
-        .links()
-        .await
-        .expect("links")
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
-    assert_eq!(names, ["lo", "up0", "up1"], "the macvlan was rolled back");
-    assert!(
-        f.fake.link(&name("ens192.10")).await.is_err(),
-        "auto VLAN rolled back"
-    );
-    let list =
-        f.mv.list(pb::ListMacvlansRequest {})
-            .await
-            .expect("list")
-            .into_inner();
-    assert!(list.endpoints.is_empty());
 }
 
 #[tokio::test]
@@ -673,57 +424,6 @@ async fn a_whole_network_is_deleted_in_one_group_request() {
 }
 
 #[tokio::test]
-async fn foreign_macvlans_by_location_need_force() {
-    let mut f = fixture(false).await;
-    f.fake.create_netns("fx").await.expect("ns");
-    let nic = f.fake.link(&name("ens192")).await.expect("nic");
-    f.fake
-        .add_link(&NewLink {
-            name: name("eth0"),
-            kind: NewLinkKind::Macvlan {
-                parent_index: nic.index,
-                mode: MacvlanMode::Bridge,
-                source_macs: vec![],
-            },
-            mtu: None,
-            mac: None,
-            alias: String::new(),
-            group: 0,
-            target: Some("/run/netns/fx".into()),
-        })
-        .await
-        .expect("foreign macvlan");
-    let req = |force| pb::DeleteMacvlanRequest {
-        netns: named("fx"),
-        ifname: "eth0".into(),
-        force,
-        ..Default::default()
-    };
-    let err = f.mv.delete(req(false)).await.expect_err("not ours");
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(
-        err.message(),
-        "eth0 in netns fx (a bridge macvlan) was not created by linkherd; pass --force to delete it anyway"
-    );
-    assert!(
-        inside(&f.fake, "fx")
-            .await
-            .link(&name("eth0"))
-            .await
-            .is_ok()
-    );
-    let r = f.mv.delete(req(true)).await.expect("forced").into_inner();
-    assert_eq!(r.removed, ["eth0 in netns fx (forced)"]);
-    assert!(
-        inside(&f.fake, "fx")
-            .await
-            .link(&name("eth0"))
-            .await
-            .is_err()
-    );
-}
-
-#[tokio::test]
 async fn endpoints_are_rediscovered_after_state_loss() {
     let fake = Arc::new(FakeKernel::new());
     fake.add_veth("ens192", "sw").expect("nic");
@@ -770,63 +470,6 @@ async fn endpoints_are_rediscovered_after_state_loss() {
             .await
             .is_err()
     );
-}
-
-#[tokio::test]
-async fn host_access_routes_to_the_endpoints() {
-    let mut f = fixture(false).await;
-    let req = pb::CreateHostAccessRequest {
-        host_access: Some(pb::HostAccess {
-            network: "mac_net".into(),
-            parent: "ens192".into(),
-            addresses: vec!["10.0.100.254/32".into()],
-            routes: vec!["10.0.100.100/32".into(), "10.0.100.101/32".into()],
-            ..Default::default()
-        }),
-    };
-    let r =
-        f.mv.create_host_access(req.clone())
-            .await
-            .expect("create")
-            .into_inner();
-    assert_eq!(r.outcome(), pb::Outcome::Created);
-    let h = r.host_access.expect("host access");
-    assert_eq!(h.name, "lh-mac_net");
-    assert_eq!(h.routes, ["10.0.100.100/32", "10.0.100.101/32"]);
-    let access = f
-        .fake
-        .link(&name("lh-mac_net"))
-        .await
-        .expect("host-access link");
-    assert_eq!(
-        access.details,
-        Some(LinkDetails::Macvlan {
-            mode: MacvlanMode::Bridge,
-            source_macs: vec![]
-        })
-    );
-    assert!(access.admin_up);
-    assert_eq!(
-        f.mv.create_host_access(req)
-            .await
-            .expect("again")
-            .into_inner()
-            .outcome(),
-        pb::Outcome::Unchanged
-    );
-    let list =
-        f.mv.list_host_access(pb::ListHostAccessRequest {})
-            .await
-            .expect("list")
-            .into_inner();
-    assert_eq!(list.host_access.len(), 1);
-    f.mv.delete_host_access(pb::DeleteHostAccessRequest {
-        network: "mac_net".into(),
-        force: false,
-    })
-    .await
-    .expect("delete");
-    assert!(f.fake.link(&name("lh-mac_net")).await.is_err());
 }
 
 #[tokio::test]

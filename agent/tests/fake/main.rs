@@ -6,6 +6,9 @@
 #[path = "../contract/mod.rs"]
 #[macro_use]
 mod contract;
+#[path = "../scenarios/mod.rs"]
+#[macro_use]
+mod scenarios;
 
 mod audit;
 mod bounds;
@@ -18,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod local_caps;
 mod roles;
+mod scenario_run;
 mod state_fixture;
 mod store;
 mod txn;

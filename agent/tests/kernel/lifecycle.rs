@@ -1,8 +1,10 @@
-//! Endpoints, VLANs and host access on the real kernel (root only). The
-//! agent works on a private namespace whose NIC (`up0`, a veth) is plugged
-//! into a switch namespace with a hairpin bridge, so every macvlan mode
-//! shows its real behaviour. Results are checked with `ip -j` and with real
-//! TCP traffic between the namespaces the test created.
+//! What only the real kernel shows about endpoints (root only): macvlan
+//! modes on a switch, gratuitous ARP reaching a peer, namespaces found by
+//! process and path, IPv6 and source mode, and probes from inside an
+//! endpoint. The agent works on a private namespace whose NIC (`up0`, a
+//! veth) is plugged into a switch namespace; results are checked with
+//! `ip -j` and real traffic. The lifecycle both kernels share is
+//! `../scenarios`, run here by `scenario_run`.
 
 use linkherd_agent::testing;
 
@@ -18,22 +20,20 @@ use linkherd_agent::testing::{Pki, tcp_reaches};
 use linkherd_proto::{
     field_violations,
     model::{MacAddr, Role},
-    pb::{
-        self, macvlan_service_client::MacvlanServiceClient, netns_target::Target,
-        vlan_service_client::VlanServiceClient,
-    },
+    pb::{self, macvlan_service_client::MacvlanServiceClient, netns_target::Target},
 };
-use test_support::{TestNetns, caps::kernel_has_vlan, have_root};
+use test_support::{TestNetns, have_root};
 use tonic::{Code, transport::Channel};
 
 /// A host namespace with NIC up0 on a hairpin switch, and an agent on it.
-struct Lab {
-    host: TestNetns,
+pub(crate) struct Lab {
+    pub(crate) host: TestNetns,
     _switch: TestNetns,
     _pki: Pki,
-    agent: testing::RunningAgent,
+    pub(crate) agent: testing::RunningAgent,
+    pub(crate) net: Arc<Rtnl>,
+    pub(crate) admin: Channel,
     mv: MacvlanServiceClient<Channel>,
-    vlan: VlanServiceClient<Channel>,
 }
 
 impl Lab {
@@ -44,7 +44,7 @@ impl Lab {
     }
 
     /// A test-unique name for a namespace the agent creates.
-    fn ns(&self, base: &str) -> String {
+    pub(crate) fn ns(&self, base: &str) -> String {
         format!("{}-{base}", self.host.name)
     }
 }
@@ -65,7 +65,7 @@ impl Drop for Lab {
     }
 }
 
-async fn lab(tag: &str) -> Option<Lab> {
+pub(crate) async fn lab(tag: &str) -> Option<Lab> {
     lab_with(tag, false).await
 }
 
@@ -115,7 +115,7 @@ async fn lab_with(tag: &str, hairpin: bool) -> Option<Lab> {
         ..Default::default()
     };
     let net = Arc::new(Rtnl::in_netns(host.path()).expect("netlink"));
-    let agent = testing::start_agent_with(net, &pki, opts).await;
+    let agent = testing::start_agent_with(net.clone(), &pki, opts).await;
     let ch = agent
         .channel(&pki, Some(Role::Admin))
         .await
@@ -125,8 +125,9 @@ async fn lab_with(tag: &str, hairpin: bool) -> Option<Lab> {
         _switch: switch,
         _pki: pki,
         agent,
-        mv: MacvlanServiceClient::new(ch.clone()),
-        vlan: VlanServiceClient::new(ch),
+        net,
+        admin: ch.clone(),
+        mv: MacvlanServiceClient::new(ch),
     })
 }
 
@@ -215,102 +216,6 @@ async fn each_mode_behaves_as_the_kernel_documents() {
 }
 
 #[tokio::test]
-async fn endpoint_in_a_named_namespace_with_eth0_route_and_stable_mac() {
-    let Some(mut lab) = lab("lk-ep").await else {
-        return;
-    };
-    let ns = lab.ns("b1");
-    let mut req = endpoint(
-        "mac_net",
-        &ns,
-        "up0",
-        pb::MacvlanMode::Bridge,
-        "10.0.100.100/24",
-    );
-    if let Some(e) = req.endpoint.as_mut() {
-        e.gateway = "10.0.100.33".into();
-    }
-    let r = lab
-        .mv
-        .create(req.clone())
-        .await
-        .expect("create")
-        .into_inner();
-    assert_eq!(r.outcome(), pb::Outcome::Created);
-    let stable = MacAddr::stable("mac_net", "b1").to_string();
-
-    let l = link_in(&ns, "eth0");
-    assert_eq!(l["address"], stable.as_str());
-    assert_eq!(l["ifalias"], lab.mark("mac_net", "b1").as_str());
-    assert!(l["flags"].to_string().contains("\"UP\""));
-    let addrs = ip_json(&["-n", &ns, "-j", "-4", "addr", "show", "dev", "eth0"]);
-    assert_eq!(addrs[0]["addr_info"][0]["local"], "10.0.100.100");
-    assert_eq!(addrs[0]["addr_info"][0]["prefixlen"], 24);
-    let routes = ip_json(&["-n", &ns, "-j", "route", "show", "default"]);
-    assert_eq!(routes[0]["gateway"], "10.0.100.33");
-    assert_eq!(routes[0]["dev"], "eth0");
-    let notify = std::thread::spawn({
-        let f = netns_file(&ns);
-        move || {
-            let _g = NetnsGuard::enter(&f).expect("enter");
-            std::fs::read_to_string("/proc/sys/net/ipv4/conf/eth0/arp_notify").expect("sysctl")
-        }
-    })
-    .join()
-    .expect("thread");
-    assert_eq!(notify.trim(), "1", "gratuitous ARP on up");
-    // The host namespace has no eth0, and its NIC is untouched.
-    let host_eth0 = std::process::Command::new("ip")
-        .args(["-n", &lab.host.name, "link", "show", "eth0"])
-        .output()
-        .expect("ip");
-    assert!(
-        !host_eth0.status.success(),
-        "eth0 appeared in the host namespace"
-    );
-
-    // Idempotent: the same request changes nothing.
-    assert_eq!(
-        lab.mv
-            .create(req.clone())
-            .await
-            .expect("again")
-            .into_inner()
-            .outcome(),
-        pb::Outcome::Unchanged
-    );
-    assert_eq!(
-        ip_json(&["-n", &ns, "-j", "link", "show", "type", "macvlan"])
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
-
-    // Delete and re-create: the same MAC.
-    let d = lab
-        .mv
-        .delete(pb::DeleteMacvlanRequest {
-            network: "mac_net".into(),
-            name: "b1".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("delete")
-        .into_inner();
-    assert!(
-        d.removed.contains(&"netns b1".to_owned()),
-        "{:?}",
-        d.removed
-    );
-    assert!(
-        !netns_file(&ns).exists(),
-        "namespace created for the endpoint is gone"
-    );
-    lab.mv.create(req).await.expect("re-create");
-    assert_eq!(link_in(&ns, "eth0")["address"], stable.as_str());
-}
-
-#[tokio::test]
 async fn gratuitous_arp_refreshes_a_peers_cache() {
     let Some(mut lab) = lab("lk-garp").await else {
         return;
@@ -371,198 +276,6 @@ async fn gratuitous_arp_refreshes_a_peers_cache() {
             neigh(&b)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[tokio::test]
-async fn host_access_lets_the_host_reach_its_endpoints() {
-    let Some(mut lab) = lab("lk-hacc").await else {
-        return;
-    };
-    let ns = lab.ns("h1");
-    lab.mv
-        .create(endpoint(
-            "mac_net",
-            &ns,
-            "up0",
-            pb::MacvlanMode::Bridge,
-            "10.62.0.10/24",
-        ))
-        .await
-        .expect("ep");
-    lab.host.ip(&["addr", "add", "10.62.0.5/24", "dev", "up0"]);
-    let target: IpAddr = "10.62.0.10".parse().expect("ip");
-    // The kernel does not pass traffic between a parent and its macvlans.
-    assert!(
-        !tcp_reaches(&lab.host.path(), &netns_file(&ns), target, 7200),
-        "parent reached its child without host access"
-    );
-    lab.mv
-        .create_host_access(pb::CreateHostAccessRequest {
-            host_access: Some(pb::HostAccess {
-                network: "mac_net".into(),
-                parent: "up0".into(),
-                addresses: vec!["10.62.0.254/32".into()],
-                routes: vec!["10.62.0.10/32".into()],
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("host access");
-    let access = link_in(&lab.host.name, "lh-mac_net");
-    assert_eq!(access["linkinfo"]["info_data"]["mode"], "bridge");
-    assert!(
-        tcp_reaches(&lab.host.path(), &netns_file(&ns), target, 7201),
-        "host access does not reach the endpoint"
-    );
-    lab.mv
-        .delete_host_access(pb::DeleteHostAccessRequest {
-            network: "mac_net".into(),
-            force: false,
-        })
-        .await
-        .expect("delete host access");
-    assert!(!test_support::run("ip", &["-n", &lab.host.name, "link"]).contains("lh-mac_net"));
-}
-
-#[tokio::test]
-async fn foreign_links_are_deleted_only_when_forced() {
-    let Some(mut lab) = lab("lk-foreign").await else {
-        return;
-    };
-    let ns = lab.ns("fx");
-    test_support::run("ip", &["netns", "add", &ns]);
-    lab.host.ip(&[
-        "link", "add", "fx0", "link", "up0", "type", "macvlan", "mode", "bridge",
-    ]);
-    lab.host.ip(&["link", "set", "fx0", "netns", &ns]);
-    let req = |force| pb::DeleteMacvlanRequest {
-        netns: Some(pb::NetnsTarget {
-            target: Some(Target::Name(short(&ns).into())),
-        }),
-        ifname: "fx0".into(),
-        force,
-        ..Default::default()
-    };
-    let err = lab.mv.delete(req(false)).await.expect_err("not ours");
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(
-        err.message()
-            .contains("was not created by linkherd; pass --force"),
-        "{}",
-        err.message()
-    );
-    assert_eq!(link_in(&ns, "fx0")["ifname"], "fx0", "still there");
-    lab.mv.delete(req(true)).await.expect("forced");
-    let out = std::process::Command::new("ip")
-        .args(["-n", &ns, "link", "show", "fx0"])
-        .output()
-        .expect("ip");
-    assert!(!out.status.success(), "fx0 survived a forced delete");
-}
-
-#[tokio::test]
-async fn a_failure_half_way_leaves_nothing_in_the_kernel() {
-    let Some(mut lab) = lab("lk-undo").await else {
-        return;
-    };
-    let ns = lab.ns("rt");
-    test_support::run("ip", &["netns", "add", &ns]);
-    test_support::run(
-        "ip",
-        &[
-            "-n", &ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
-        ],
-    );
-    test_support::run(
-        "ip",
-        &["-n", &ns, "addr", "add", "10.63.0.2/24", "dev", "v0"],
-    );
-    test_support::run("ip", &["-n", &ns, "link", "set", "v0", "up"]);
-    test_support::run("ip", &["-n", &ns, "link", "set", "v1", "up"]);
-    test_support::run(
-        "ip",
-        &["-n", &ns, "route", "add", "default", "via", "10.63.0.1"],
-    );
-    let mut req = endpoint("n", &ns, "up0", pb::MacvlanMode::Bridge, "10.64.0.2/24");
-    if let Some(e) = req.endpoint.as_mut() {
-        e.gateway = "10.64.0.1".into();
-    }
-    req.create_netns = false;
-    let err = lab.mv.create(req).await.expect_err("default route exists");
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(
-        err.message()
-            .contains("already has a default route via 10.63.0.1"),
-        "{}",
-        err.message()
-    );
-    let macvlans = ip_json(&["-n", &ns, "-j", "link", "show", "type", "macvlan"]);
-    assert_eq!(
-        macvlans.as_array().map(Vec::len),
-        Some(0),
-        "the macvlan was not rolled back: {macvlans}"
-    );
-    assert!(
-        netns_file(&ns).exists(),
-        "a namespace linkherd did not create is never removed"
-    );
-}
-
-#[tokio::test]
-async fn vlans_on_this_kernel() {
-    let Some(mut lab) = lab("lk-vlan").await else {
-        return;
-    };
-    let has_vlan = kernel_has_vlan(&lab.host);
-    let r = lab
-        .vlan
-        .create(pb::CreateVlanRequest {
-            parent: "up0".into(),
-            id: 10,
-            ..Default::default()
-        })
-        .await;
-    let ns = lab.ns("v1");
-    let ep = lab
-        .mv
-        .create(endpoint(
-            "mac_net10",
-            &ns,
-            "up0.20",
-            pb::MacvlanMode::Bridge,
-            "172.16.20.10/24",
-        ))
-        .await;
-    if has_vlan {
-        assert_eq!(
-            r.expect("vlan").into_inner().outcome(),
-            pb::Outcome::Created
-        );
-        let l = link_in(&lab.host.name, "up0.10");
-        assert_eq!(l["linkinfo"]["info_data"]["id"], 10);
-        ep.expect("endpoint on an auto VLAN");
-        assert_eq!(
-            link_in(&lab.host.name, "up0.20")["linkinfo"]["info_data"]["id"],
-            20
-        );
-    } else {
-        // This machine's kernel: EOPNOTSUPP, explained, nothing left behind.
-        let err = r.expect_err("no 8021q");
-        assert_eq!(err.code(), Code::FailedPrecondition);
-        assert!(
-            err.message()
-                .starts_with("kernel lacks 802.1Q VLAN support (module 8021q)"),
-            "{}",
-            err.message()
-        );
-        let err = ep.expect_err("no 8021q");
-        assert_eq!(err.code(), Code::FailedPrecondition);
-        assert!(
-            !netns_file(&ns).exists(),
-            "the namespace created for the endpoint was not rolled back"
-        );
-        assert!(!test_support::run("ip", &["-n", &lab.host.name, "link"]).contains("up0.20"));
     }
 }
 
@@ -1025,47 +738,6 @@ async fn ping_and_neighbour_probes_from_inside_endpoints() {
         "{}",
         err.message()
     );
-}
-
-/// Issue 11, problem 12: `--force` deleted any kind of link found at the
-/// location (it removed a veth); it deletes macvlans only.
-#[tokio::test]
-async fn force_deletes_only_macvlans() {
-    let Some(mut lab) = lab("lk-force").await else {
-        return;
-    };
-    let ns = TestNetns::new("lk-force-ns");
-    ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
-    let req = |ifname: &str| pb::DeleteMacvlanRequest {
-        netns: Some(pb::NetnsTarget {
-            target: Some(Target::Path(ns.path().display().to_string())),
-        }),
-        ifname: ifname.into(),
-        force: true,
-        ..Default::default()
-    };
-    let err = lab.mv.delete(req("v0")).await.expect_err("a veth");
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(
-        err.message()
-            .contains("is not a macvlan; --force deletes only macvlans, so it is left alone"),
-        "{}",
-        err.message()
-    );
-    assert_eq!(
-        ns.link_json("v0")["ifname"],
-        "v0",
-        "the veth is still there"
-    );
-    // A foreign macvlan there is deleted when forced.
-    ns.ip(&[
-        "link", "add", "m0", "link", "v0", "type", "macvlan", "mode", "bridge",
-    ]);
-    let r = lab.mv.delete(req("m0")).await.expect("forced").into_inner();
-    assert_eq!(r.removed.len(), 1, "{:?}", r.removed);
-    let links = ns.ip(&["-j", "link", "show"]);
-    assert!(!links.contains("\"m0\""), "{links}");
-    assert!(links.contains("\"v0\""), "{links}");
 }
 
 /// ARP requests a namespace's eth0 received (IPv6 is off there, so

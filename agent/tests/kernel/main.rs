@@ -10,6 +10,9 @@
 #[path = "../contract/mod.rs"]
 #[macro_use]
 mod contract;
+#[path = "../scenarios/mod.rs"]
+#[macro_use]
+mod scenarios;
 
 mod attach;
 mod contract_run;
@@ -17,5 +20,6 @@ mod grpc;
 mod lifecycle;
 mod netlink;
 mod privilege;
+mod scenario_run;
 mod shutdown;
 mod store_full;
