@@ -21,6 +21,13 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(flatten)]
     flags: Flags,
+    /// Once, at this start: take back the endpoints that this agent's marks
+    /// name in its own named namespaces and that its state directory no
+    /// longer holds (after losing it). Marks are no proof — root in a
+    /// namespace can write them — so use it only for that, and read what
+    /// was taken in the audit log. Never a setting: no variable, no key.
+    #[arg(long)]
+    adopt: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -48,14 +55,14 @@ fn main() -> anyhow::Result<()> {
         .thread_name("lh-grpc")
         .build()
         .context("starting the runtime")?;
-    let res = rt.block_on(run(settings));
+    let res = rt.block_on(run(settings, cli.adopt));
     // The shutdown bound is kept in `run`; a thread still blocked (a
     // namespace open, a netlink call) must not hold the exit beyond it.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     res
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+async fn run(settings: Settings, adopt: bool) -> anyhow::Result<()> {
     let net = Arc::new(Rtnl::new().context("opening netlink")?);
     let agent = Agent::new(
         net,
@@ -63,6 +70,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             state_dir: Some(settings.state_dir.clone()),
             host_name: settings.name.clone(),
             netns_prefix: settings.netns_prefix.clone(),
+            adopt,
             limits: settings.limits,
             faults: Default::default(),
         },

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(exit) => exit.into(),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", linkherdctl::output::terminal(&e.to_string()));
             e.exit().into()
         }
     }

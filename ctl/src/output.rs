@@ -44,10 +44,30 @@ pub fn print<T: Serialize>(
     table: impl FnOnce(&T) -> String,
 ) -> Result<(), OutputError> {
     match structured(format, value)? {
-        Some(s) => println!("{s}"),
-        None => println!("{}", table(value)),
+        Some(s) => println!("{}", terminal(&s)),
+        None => println!("{}", terminal(&table(value))),
     }
     Ok(())
+}
+
+/// `text` safe for a terminal: every control character but newline and
+/// tab written as its escape (`\u{1b}`, `\r`). Names and messages come
+/// from agents, and through them from whatever a tenant wrote into its own
+/// namespace: nothing linkherdctl prints may drive the operator's terminal.
+pub fn terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A borderless table, as every listing uses.
@@ -231,6 +251,20 @@ impl ColorChoice {
                 std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod terminal_tests {
+    use super::terminal;
+
+    #[test]
+    fn control_characters_from_agents_never_reach_the_terminal() {
+        assert_eq!(terminal("b1\tok\n"), "b1\tok\n");
+        assert_eq!(
+            terminal("ghost\u{1b}[2J\r\u{7}\u{9b}31m"),
+            "ghost\\u{1b}[2J\\r\\u{7}\\u{9b}31m"
+        );
     }
 }
 

@@ -87,6 +87,9 @@ pub struct AgentOptions {
     pub host_name: Option<String>,
     /// Prefix of this agent's named namespaces under /run/netns.
     pub netns_prefix: String,
+    /// Take back, once at start, the endpoints this agent's marks name in
+    /// its namespaces that its records lost (`--adopt`; audited).
+    pub adopt: bool,
     pub limits: Limits,
     /// Crash-test hooks (feature `faults`; empty otherwise).
     pub faults: crate::faults::Faults,
@@ -167,6 +170,10 @@ impl Agent {
         txns.recover().await.map_err(ServeError::Recover)?;
         if let Some(s) = &store {
             audit_quarantined(&audit, s);
+        }
+        forget_gone(&host).await.map_err(ServeError::Recover)?;
+        if opts.adopt {
+            adopt(&host, &audit).await.map_err(ServeError::Recover)?;
         }
         let watch = opts.limits.watch;
         let ctx = Arc::new(Context::new(
@@ -350,6 +357,35 @@ impl Agent {
 }
 
 /// Audits the state files kept aside at start (they were logged already).
+/// Records of endpoints whose namespace went while the agent was away.
+async fn forget_gone(host: &crate::host::Host) -> Result<(), crate::error::Error> {
+    for line in host.endpoints().forget_gone().await? {
+        tracing::info!(endpoint = %line, "forgetting an endpoint whose namespace is gone");
+    }
+    Ok(())
+}
+
+/// `--adopt`: the operator's explicit take-back after a lost state
+/// directory, each endpoint taken and each refused in the audit log.
+async fn adopt(host: &crate::host::Host, audit: &Audit) -> Result<(), crate::error::Error> {
+    let who = crate::state::caller::Identity::agent("--adopt at start");
+    let done = host.endpoints().adopt().await?;
+    for line in &done.adopted {
+        tracing::warn!(endpoint = %line, "adopted from its mark (--adopt)");
+        audit.record(&who, "adopt", line, "taken back from its mark", "ok");
+    }
+    for line in &done.refused {
+        tracing::warn!(reason = %line, "not adopted");
+        audit.record(&who, "adopt", line, "left alone", "refused");
+    }
+    tracing::info!(
+        adopted = done.adopted.len(),
+        refused = done.refused.len(),
+        "adoption finished"
+    );
+    Ok(())
+}
+
 fn audit_quarantined(audit: &Audit, store: &Store) {
     let who = crate::state::caller::Identity::agent("start with an unreadable state file");
     for q in store.take_quarantined() {

@@ -89,9 +89,7 @@ impl Planner<'_> {
         let links = self.h.net.links().await?;
         let mut steps = plan_vlans(&self.h.agent, &links, desired)?;
         let scope = desired.scope();
-        let mut reg = self.h.registry.lock().await;
-        let current = self.h.endpoints().discover(&mut reg).await?;
-        drop(reg);
+        let current: Vec<_> = self.h.registry.lock().await.all().cloned().collect();
         steps.extend(plan_endpoint_removals(&current, desired, &scope));
         let (updates, creates) = self.plan_endpoints(&current, desired).await?;
         steps.extend(updates);

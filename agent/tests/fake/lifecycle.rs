@@ -11,7 +11,7 @@ use linkherd_agent::net::{NetOps, NewLink, NewLinkKind, fake::FakeKernel};
 use linkherd_agent::testing::{Pki, start_agent};
 use linkherd_proto::{
     field_violations,
-    model::{IfName, LinkKind, Owner, Role},
+    model::{IfName, LinkKind, MacvlanMode, Owner, Role},
     pb::{
         self, macvlan_service_client::MacvlanServiceClient, netns_target::Target,
         vlan_service_client::VlanServiceClient,
@@ -423,12 +423,16 @@ async fn a_whole_network_is_deleted_in_one_group_request() {
     );
 }
 
+/// Issue 25: the records are the truth. A new agent without them adopts
+/// nothing on a read (and a tenant's forged mark can't make it), and takes
+/// back what its marks name only when started with `--adopt`: valid names
+/// only, each audited.
 #[tokio::test]
-async fn endpoints_are_rediscovered_after_state_loss() {
+async fn a_lost_state_is_taken_back_only_by_adopt() {
     let fake = Arc::new(FakeKernel::new());
     fake.add_veth("ens192", "sw").expect("nic");
     let pki = Pki::new();
-    {
+    let id = {
         let agent = start_agent(fake.clone(), &pki, None).await;
         let mut mv =
             MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
@@ -438,8 +442,31 @@ async fn endpoints_are_rediscovered_after_state_loss() {
         ))
         .await
         .expect("create");
+        agent.agent.context().host.agent().id().to_owned()
+    };
+    // Root in that namespace forges marks: a name with an escape sequence,
+    // and one far over the name rules.
+    let ns = inside(&fake, "node_1").await;
+    let eth0 = ns.link(&name("eth0")).await.expect("eth0");
+    for (ifname, net) in [("fg1", "ghost\u{1b}[2J"), ("fg2", &"~".repeat(100) as &str)] {
+        ns.add_link(&NewLink {
+            name: name(ifname),
+            kind: NewLinkKind::Macvlan {
+                parent_index: eth0.index,
+                mode: MacvlanMode::Bridge,
+                source_macs: vec![],
+            },
+            mtu: None,
+            mac: None,
+            alias: format!("linkherd:v1 ep net={net} name=x agent={id}"),
+            group: 0,
+            target: None,
+        })
+        .await
+        .expect("forged");
     }
-    // A new agent with no records still finds the endpoint by its alias.
+
+    // Without its records, a read adopts nothing and a delete finds nothing.
     let agent = start_agent(fake.clone(), &pki, None).await;
     let mut mv =
         MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
@@ -448,13 +475,73 @@ async fn endpoints_are_rediscovered_after_state_loss() {
         .await
         .expect("list")
         .into_inner();
-    assert_eq!(list.endpoints.len(), 1);
-    assert_eq!(
-        (
-            list.endpoints[0].network.as_str(),
-            list.endpoints[0].name.as_str()
+    assert!(list.endpoints.is_empty(), "{:?}", list.endpoints);
+    let err = mv
+        .delete(pb::DeleteMacvlanRequest {
+            netns: named("node_1"),
+            ifname: "eth0".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a mark is no record");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().starts_with(
+            "eth0 in netns node_1 (a bridge macvlan) carries this agent's mark but is not in its records"
         ),
-        ("mac_net", "node_1")
+        "{}",
+        err.message()
+    );
+    drop((mv, agent));
+
+    // --adopt takes back the valid one, refuses the forged ones, audits all.
+    let state = tempfile::tempdir().expect("state");
+    let doc = serde_json::json!({"format": 1, "id": id, "adopt_unnamed": false});
+    std::fs::write(state.path().join("agent.json"), doc.to_string()).expect("keep the id");
+    let opts = linkherd_agent::app::AgentOptions {
+        state_dir: Some(state.path().to_owned()),
+        adopt: true,
+        ..Default::default()
+    };
+    let agent = testing::start_agent_with(fake.clone(), &pki, opts).await;
+    let mut mv =
+        MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
+    let list = mv
+        .list(pb::ListMacvlansRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    let names: Vec<_> = list
+        .endpoints
+        .iter()
+        .map(|e| (e.network.as_str(), e.name.as_str()))
+        .collect();
+    assert_eq!(names, [("mac_net", "node_1")]);
+    agent.agent.context().audit.flush().await;
+    let audit = std::fs::read_to_string(state.path().join("audit.log")).expect("audit");
+    let adopt: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|l: &serde_json::Value| l["action"] == "adopt")
+        .collect();
+    assert_eq!(adopt.len(), 3, "{adopt:?}");
+    assert_eq!(
+        adopt[0]["target"],
+        "endpoint mac_net/node_1 (eth0 in netns node_1)"
+    );
+    assert_eq!(adopt[0]["result"], "ok");
+    assert!(
+        adopt[1..].iter().all(|l| l["result"] == "refused"),
+        "{adopt:?}"
+    );
+    let refused: Vec<&str> = adopt[1..]
+        .iter()
+        .filter_map(|l| l["target"].as_str())
+        .collect();
+    assert!(
+        refused.iter().any(|t| t.contains(r#"ghost\\u{1b}[2J"#))
+            && !refused.iter().any(|t| t.contains('\u{1b}')),
+        "the forged name is not shown escaped: {refused:?}"
     );
     mv.delete(pb::DeleteMacvlanRequest {
         network: "mac_net".into(),
@@ -463,13 +550,7 @@ async fn endpoints_are_rediscovered_after_state_loss() {
     })
     .await
     .expect("delete");
-    assert!(
-        inside(&fake, "node_1")
-            .await
-            .link(&name("eth0"))
-            .await
-            .is_err()
-    );
+    assert!(ns.link(&name("eth0")).await.is_err());
 }
 
 #[tokio::test]

@@ -71,6 +71,8 @@ async fn the_old_layouts_are_migrated_at_start() {
         "undo": [{"undo": "create_vlan", "vlan": vlan.encode_to_vec()}]});
     std::fs::write(dir.join("txn.json"), txn.to_string()).expect("write");
 
+    // The endpoint's namespace is there: its record is kept at start.
+    fake.create_netns("k1").await.expect("netns k1");
     let agent = start_agent(fake.clone(), &Pki::new(), Some(dir)).await;
 
     assert!(!dir.join("endpoints.json").exists());
@@ -169,7 +171,24 @@ async fn a_corrupt_file_is_kept_aside_audited_and_the_kernel_is_the_truth() {
             b"{\"format\": 1, \"cut short"
         );
     }
-    // The endpoint is found again in the kernel and recorded anew.
+    // The lost record is not made again by a read (a mark is no proof)...
+    let mut mv =
+        MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
+    let list = mv
+        .list(pb::ListMacvlansRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(list.endpoints.is_empty(), "{:?}", list.endpoints);
+    assert!(!record.exists(), "a read wrote a record");
+    drop((mv, agent));
+    // ...but by the operator's --adopt at the next start, audited.
+    let opts = linkherd_agent::app::AgentOptions {
+        state_dir: Some(dir.to_owned()),
+        adopt: true,
+        ..Default::default()
+    };
+    let agent = linkherd_agent::testing::start_agent_with(fake.clone(), &pki, opts).await;
     let mut mv =
         MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
     let list = mv
@@ -183,5 +202,12 @@ async fn a_corrupt_file_is_kept_aside_audited_and_the_kernel_is_the_truth() {
     assert_eq!(
         (again["format"].clone(), again["name"].clone()),
         (json!(1), json!("k1"))
+    );
+    let audit = audit_lines(&agent, dir).await;
+    assert!(
+        audit.iter().any(|l| l["action"] == "adopt"
+            && l["target"] == "endpoint mac_net/k1 (eth0 in netns k1)"
+            && l["result"] == "ok"),
+        "{audit:?}"
     );
 }

@@ -43,7 +43,7 @@ fn catalog() -> pb::CatalogNetwork {
     }
 }
 
-async fn put_catalog(host: &mut HostServiceClient<Channel>) {
+pub(crate) async fn put_catalog(host: &mut HostServiceClient<Channel>) {
     let desired = pb::DesiredState {
         catalog: vec![catalog()],
         ..Default::default()
@@ -51,7 +51,7 @@ async fn put_catalog(host: &mut HostServiceClient<Channel>) {
     testing::apply_confirmed(host, desired).await;
 }
 
-fn attach(c: &TestNetns, id: &str, addresses: &[&str]) -> pb::AttachRequest {
+pub(crate) fn attach(c: &TestNetns, id: &str, addresses: &[&str]) -> pb::AttachRequest {
     pb::AttachRequest {
         network: "net_a".into(),
         container_id: id.into(),
@@ -81,14 +81,14 @@ fn eth0(c: &TestNetns) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-struct Host {
-    ns: TestNetns,
+pub(crate) struct Host {
+    pub(crate) ns: TestNetns,
     _switch: TestNetns,
-    pki: Pki,
-    state: tempfile::TempDir,
+    pub(crate) pki: Pki,
+    pub(crate) state: tempfile::TempDir,
 }
 
-async fn agent(h: &Host) -> testing::RunningAgent {
+pub(crate) async fn agent(h: &Host) -> testing::RunningAgent {
     let opts = AgentOptions {
         netns_prefix: format!("{}-", h.ns.name),
         state_dir: Some(h.state.path().to_owned()),
@@ -98,7 +98,7 @@ async fn agent(h: &Host) -> testing::RunningAgent {
     testing::start_agent_with(net, &h.pki, opts).await
 }
 
-fn host() -> Host {
+pub(crate) fn host() -> Host {
     let ns = TestNetns::new("att");
     let switch = TestNetns::new("att-sw");
     ns.ip(&[

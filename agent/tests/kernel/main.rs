@@ -23,3 +23,4 @@ mod privilege;
 mod scenario_run;
 mod shutdown;
 mod store_full;
+mod tenant;

@@ -178,7 +178,7 @@ async fn transact(
         let names: Vec<&str> = confirms.iter().map(|(h, _)| h.as_str()).collect();
         println!(
             "{verb} complete: {changes} change(s) confirmed on {}.",
-            names.join(", ")
+            crate::output::terminal(&names.join(", "))
         );
     }
     let hosts = report::hosts(&r.outcome);
@@ -218,7 +218,10 @@ fn on_ctrl_c(interrupt: &Interrupt) -> Result<tokio::task::JoinHandle<()>, CtlEr
 fn print_matrix(ctx: &Ctx, v: &Verification) {
     if ctx.text() && !v.outcomes.is_empty() {
         println!("\nVerification (ARP + ICMP within each network; ARP only across networks):");
-        println!("{}", matrix::render(&v.members, &v.outcomes));
+        println!(
+            "{}",
+            crate::output::terminal(&matrix::render(&v.members, &v.outcomes))
+        );
     }
 }
 

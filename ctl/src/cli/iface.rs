@@ -195,7 +195,7 @@ async fn watch(
                 "---\n{}",
                 output::structured(Format::Yaml, &line)?.unwrap_or_default()
             ),
-            Format::Table => println!("{}", watch_text(&line)),
+            Format::Table => println!("{}", output::terminal(&watch_text(&line))),
         }
         if synced && !is_sync {
             seen += 1;

@@ -234,7 +234,10 @@ impl Ctx {
         let targets = self.fleet_targets()?;
         let plan = crate::fleet::plan(spec, &targets, goal, skip_unreachable).await?;
         for s in &plan.skipped {
-            eprintln!("warning: skipping unreachable host {s}");
+            eprintln!(
+                "warning: skipping unreachable host {}",
+                crate::output::terminal(&s.to_string())
+            );
         }
         Ok(plan)
     }

@@ -195,7 +195,9 @@ async fn ping(ctx: &Ctx, mut client: Client, req: pb::PingRequest) -> Result<Exi
     }
     while let Some(msg) = futures::StreamExt::next(&mut stream).await {
         match msg?.event {
-            Some(pb::ping_response::Event::Reply(r)) if live => println!("{}", reply_line(&to, &r)),
+            Some(pb::ping_response::Event::Reply(r)) if live => {
+                println!("{}", output::terminal(&reply_line(&to, &r)));
+            }
             Some(pb::ping_response::Event::Summary(s)) => {
                 output::print(ctx.format, &PingReport::from(&s), |r| r.text(&to))?;
                 return Ok(if s.received == 0 {

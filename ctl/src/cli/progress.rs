@@ -60,8 +60,8 @@ impl Progress {
                 ProgressStyle::with_template("{spinner:.cyan} {prefix:<8} {msg} ({elapsed})")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
-            b.set_prefix(label.to_owned());
-            b.set_message(msg.to_owned());
+            b.set_prefix(crate::output::terminal(label).into_owned());
+            b.set_message(crate::output::terminal(msg).into_owned());
             b.enable_steady_tick(Duration::from_millis(100));
             b
         });
@@ -111,10 +111,16 @@ impl Task {
                     ProgressStyle::with_template("{prefix:<10} {msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                b.set_prefix(format!("{mark:<2} {}", self.label));
-                b.finish_with_message(format!("{msg} ({secs:.2} s)"));
+                b.set_prefix(format!(
+                    "{mark:<2} {}",
+                    crate::output::terminal(&self.label)
+                ));
+                b.finish_with_message(format!("{} ({secs:.2} s)", crate::output::terminal(msg)));
             }
-            None if !self.quiet => eprintln!("{}: {mark}: {msg} ({secs:.2} s)", self.label),
+            None if !self.quiet => eprintln!(
+                "{}",
+                crate::output::terminal(&format!("{}: {mark}: {msg} ({secs:.2} s)", self.label))
+            ),
             None => {}
         }
     }

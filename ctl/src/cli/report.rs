@@ -86,7 +86,7 @@ pub fn print(
         timing,
     };
     if let Some(s) = output::structured(ctx.format, &report)? {
-        println!("{s}");
+        println!("{}", output::terminal(&s));
     }
     Ok(())
 }

@@ -7,4 +7,5 @@ mod docs;
 mod engine;
 mod exit_codes;
 mod fuzz_spec;
+mod terminal;
 mod tls;

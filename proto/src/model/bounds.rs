@@ -45,21 +45,50 @@ pub fn check_count(field: &str, len: usize, max: usize, what: &str) -> Result<()
 }
 
 /// `value`, or its first [`MAX_ECHO`] bytes (cut on a character boundary)
-/// and its length.
+/// and its length; control characters escaped (`\u{1b}`, `\r`), so an
+/// echoed value can never drive the terminal that shows it.
 pub fn echo(value: &str) -> String {
-    if value.len() <= MAX_ECHO {
-        return value.to_owned();
+    let shown = escape_controls(value);
+    if shown.len() <= MAX_ECHO {
+        return shown;
     }
     let mut end = MAX_ECHO;
-    while !value.is_char_boundary(end) {
+    while !shown.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes)", &value[..end], value.len())
+    format!("{}… ({} bytes)", &shown[..end], value.len())
+}
+
+/// `value` with every control character (C0, DEL, C1) written as its Rust
+/// escape, everything else as it is.
+pub fn escape_controls(value: &str) -> String {
+    if !value.chars().any(char::is_control) {
+        return value.to_owned();
+    }
+    value
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_never_echoed() {
+        assert_eq!(echo("b1\u{1b}[2J\r"), "b1\\u{1b}[2J\\r");
+        assert_eq!(escape_controls("tab\there\u{9b}"), "tab\\there\\u{9b}");
+        assert_eq!(escape_controls("mac_net10 ✓"), "mac_net10 ✓");
+        let long = format!("{}\u{1b}", "a".repeat(200));
+        assert!(echo(&long).ends_with("… (201 bytes)"), "{}", echo(&long));
+    }
 
     #[test]
     fn a_long_value_is_cut_and_its_length_said() {

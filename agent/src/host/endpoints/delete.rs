@@ -15,7 +15,7 @@ use crate::host::{
 };
 use crate::{error::Error, net::NetError};
 
-use super::Removed;
+use super::{Removed, entry_netns};
 
 /// What a delete by location found.
 enum Located {
@@ -34,7 +34,7 @@ impl Endpoints<'_> {
         force: bool,
     ) -> Result<Removed, Error> {
         let mut reg = self.h.registry.lock().await;
-        let all = self.discover(&mut reg).await?;
+        let all: Vec<Entry> = reg.all().cloned().collect();
         let targets: Vec<Entry> = match sel {
             EndpointSelector::Named { network, name } => all
                 .into_iter()
@@ -92,12 +92,19 @@ impl Endpoints<'_> {
             }
             Err(e) => return Err(e.into()),
         };
+        let mine = self.recorded_at(all, netns, ifname).await;
+        if !mine.is_empty() {
+            return Ok(Located::Records(mine));
+        }
         match self.h.agent.owner_of(link.alias.as_deref()) {
-            Some(Owner::Endpoint { network, name }) => Ok(Located::Records(
-                all.into_iter()
-                    .filter(|e| e.network == network && e.name == name)
-                    .collect(),
-            )),
+            // A mark is no proof: root in that namespace can write one.
+            Some(Owner::Endpoint { .. }) if !force => Err(Error::Precondition(format!(
+                "{ifname} in {netns} ({}) carries this agent's mark but is not in its \
+                 records; a mark proves nothing (root in that namespace can write one), so \
+                 it is left alone: pass --force to delete it, or start the agent with \
+                 --adopt to take back what a lost state directory held",
+                describe(&link)
+            ))),
             _ if let Some(other) = self.h.agent.other_agent(link.alias.as_deref()) => {
                 Err(Error::Precondition(format!(
                     "{ifname} in {netns} ({}) belongs to another linkherd agent ({other}) \
@@ -126,6 +133,26 @@ impl Endpoints<'_> {
                 )])))
             }
         }
+    }
+
+    /// The records of the endpoint at `ifname` in `netns`, matched by
+    /// where the agent put it (the namespace's identity, whatever path
+    /// names it), never by a mark on the link.
+    async fn recorded_at(&self, all: Vec<Entry>, netns: &NetnsRef, ifname: &IfName) -> Vec<Entry> {
+        let want = self.h.netns_identity(netns).await;
+        let file = self.h.ns_file(netns);
+        let mut mine = Vec::new();
+        for e in all.into_iter().filter(|e| e.ifname == ifname.as_str()) {
+            let there = entry_netns(&e);
+            let same = match want {
+                Some(id) => e.netns_id.or(self.h.netns_identity(&there).await) == Some(id),
+                None => self.h.ns_file(&there) == file,
+            };
+            if same {
+                mine.push(e);
+            }
+        }
+        mine
     }
 
     /// Deletes the targets' links, a whole network's links in a namespace

@@ -1,5 +1,6 @@
 //! Macvlan endpoints in network namespaces.
 
+mod adopt;
 mod create;
 mod delete;
 mod parent;
@@ -15,11 +16,7 @@ use linkherd_proto::model::{
     EndpointSpec, EndpointState, IfName, Interface, LinkDetails, NetnsRef, Owner,
 };
 
-use super::{
-    Endpoints,
-    registry::{Entry, Netns, Registry},
-    vlans::describe,
-};
+use super::{Endpoints, registry::Entry, vlans::describe};
 use crate::{
     error::Error,
     net::{NetError, NetOps},
@@ -113,66 +110,6 @@ impl Endpoints<'_> {
         })
     }
 
-    /// Registry entries plus owned endpoints found in named namespaces that
-    /// the registry does not know (state lost): the kernel is the truth.
-    pub(super) async fn discover(&self, reg: &mut Registry) -> Result<Vec<Entry>, Error> {
-        let known: BTreeSet<(String, String)> = reg
-            .all()
-            .map(|e| (e.network.clone(), e.name.clone()))
-            .collect();
-        let host = self.h.net.links().await?;
-        for full in self.h.net.netns_names().await? {
-            // Only this agent's namespaces (several agents may share a
-            // machine, as in a lab).
-            let Some(ns) = full.strip_prefix(&self.h.netns_prefix).map(str::to_owned) else {
-                continue;
-            };
-            let Ok(ops) = self
-                .h
-                .net
-                .netns(&self.h.ns_file(&NetnsRef::Named(ns.clone())))
-                .await
-            else {
-                continue;
-            };
-            let Ok(links) = ops.links().await else {
-                continue;
-            };
-            for l in links {
-                let Some(Owner::Endpoint { network, name }) =
-                    self.h.agent.owner_of(l.alias.as_deref())
-                else {
-                    continue;
-                };
-                if known.contains(&(network.clone(), name.clone())) {
-                    continue;
-                }
-                let parent = host.iter().find(|h| h.index == l.parent_index);
-                let parent_created = parent
-                    .and_then(|p| self.h.agent.owner_of(p.alias.as_deref()))
-                    .is_some_and(|o| matches!(o, Owner::AutoVlan { network: n } if n == network));
-                tracing::info!(
-                    network,
-                    name,
-                    netns = ns,
-                    "re-registering an endpoint found in the kernel"
-                );
-                reg.insert(Entry {
-                    network,
-                    name,
-                    netns: Netns::Name(ns.clone()),
-                    ifname: l.name.clone(),
-                    parent: parent.map(|p| p.name.clone()).unwrap_or_default(),
-                    parent_created,
-                    netns_created: false,
-                    netns_id: None,
-                })
-                .await?;
-            }
-        }
-        Ok(reg.all().cloned().collect())
-    }
-
     /// How an existing endpoint differs from a spec, in words.
     pub(super) async fn differences(
         &self,
@@ -242,8 +179,6 @@ impl Endpoints<'_> {
         Ok(d)
     }
 
-    /// Every endpoint on the host, as the kernel has it. Records of
-    /// endpoints that are gone (their process exited) are dropped.
     /// Names of the endpoints of `network` this host has, from the registry
     /// (nothing observed).
     pub async fn endpoint_names(&self, network: &str) -> Vec<String> {
@@ -350,28 +285,50 @@ impl Endpoints<'_> {
             .collect())
     }
 
-    pub async fn list_endpoints(&self) -> Result<Vec<EndpointState>, Error> {
+    /// Forgets the records of endpoints whose namespace is gone (deleted,
+    /// or its process exited and the recorded identity no longer matches);
+    /// at start, never on a read. A record whose link alone is missing is
+    /// kept: its namespace is there, and the endpoint is to be restored,
+    /// not forgotten. Returns what was forgotten, in words.
+    pub async fn forget_gone(&self) -> Result<Vec<String>, Error> {
         let mut reg = self.h.registry.lock().await;
-        let mut out = Vec::new();
-        let entries = self.discover(&mut reg).await?;
-        let observed = self.observe_many(&entries).await?;
-        for (e, state) in entries.into_iter().zip(observed) {
-            match state {
-                Some(s) => out.push(s),
-                None => {
-                    tracing::info!(
-                        network = e.network,
-                        name = e.name,
-                        "endpoint is gone; forgetting it"
-                    );
-                    // A read does not fail for this: it is tried again
-                    // on the next one.
-                    if let Err(err) = reg.remove(&e.network, &e.name).await {
-                        tracing::warn!(error = %err, "cannot forget a gone endpoint");
-                    }
-                }
+        let entries: Vec<Entry> = reg.all().cloned().collect();
+        let mut gone = Vec::new();
+        for e in &entries {
+            let netns = entry_netns(e);
+            let now = self.h.netns_identity(&netns).await;
+            let moved = e.netns_id.is_some_and(|want| now != Some(want));
+            if moved || self.h.ns_ops(&netns).await.is_err() {
+                gone.push(e);
             }
         }
-        Ok(out)
+        let keys: Vec<(&str, &str)> = gone
+            .iter()
+            .map(|e| (e.network.as_str(), e.name.as_str()))
+            .collect();
+        reg.remove_many(&keys).await?;
+        Ok(gone
+            .iter()
+            .map(|e| {
+                format!(
+                    "endpoint {}/{} (its {} is gone)",
+                    e.network,
+                    e.name,
+                    entry_netns(e)
+                )
+            })
+            .collect())
+    }
+
+    /// Every endpoint this agent's records hold, as the kernel has it;
+    /// those that are gone (their process exited) are left out. A read: it
+    /// writes nothing and holds the registry lock only to copy the records,
+    /// not while the kernel is read. The records are the truth of what is
+    /// this agent's: a mark found in a namespace adopts nothing (see
+    /// `adopt.rs`), whoever wrote it.
+    pub async fn list_endpoints(&self) -> Result<Vec<EndpointState>, Error> {
+        let entries: Vec<Entry> = self.h.registry.lock().await.all().cloned().collect();
+        let observed = self.observe_many(&entries).await?;
+        Ok(observed.into_iter().flatten().collect())
     }
 }
