@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{
     Plugin, Reply,
     bindings::Binding,
-    matching,
+    matching, shown,
     wire::{
         CreateEndpoint, CreateNetwork, EndpointRef, InterfaceName, Join, JoinResponse,
         NETWORK_OPTION, NetworkRef,
@@ -32,8 +32,12 @@ fn empty() -> Value {
 /// Docker's ids are 64 hex digits; anything else (a path, say) is not
 /// Docker's, and never becomes a file name.
 fn docker_id(what: &str, id: &str) -> Result<String, String> {
-    parse_container_id(what, id)
-        .map_err(|_| format!("{what} {id:?} is not a Docker id (letters and digits, at most 128)"))
+    parse_container_id(what, id).map_err(|_| {
+        format!(
+            "{what} {} is not a Docker id (letters and digits, at most 128)",
+            shown(id)
+        )
+    })
 }
 
 impl Plugin {
@@ -116,8 +120,9 @@ impl Plugin {
         for a in [&iface.address, &iface.address_ipv6] {
             if !a.is_empty() {
                 addresses.push(
-                    a.parse::<IpNet>()
-                        .map_err(|_| format!("endpoint address {a:?} is not ADDRESS/PREFIX"))?,
+                    a.parse::<IpNet>().map_err(|_| {
+                        format!("endpoint address {} is not ADDRESS/PREFIX", shown(a))
+                    })?,
                 );
             }
         }
@@ -130,7 +135,7 @@ impl Plugin {
             "" => None,
             m => Some(
                 m.parse::<MacAddr>()
-                    .map_err(|_| format!("--mac-address {m:?} is not a MAC"))?,
+                    .map_err(|_| format!("--mac-address {} is not a MAC", shown(m)))?,
             ),
         };
         let lc = self.ctx.host.clone();
@@ -164,8 +169,8 @@ impl Plugin {
         let sandbox = PathBuf::from(&r.sandbox_key);
         if !sandbox.is_absolute() || r.sandbox_key.len() > 4096 {
             return Err(format!(
-                "SandboxKey {:?} is not an absolute path",
-                r.sandbox_key
+                "SandboxKey {} is not an absolute path",
+                shown(&r.sandbox_key)
             ));
         }
         let (lc, k) = (self.ctx.host.clone(), key.clone());

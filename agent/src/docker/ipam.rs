@@ -7,9 +7,12 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
+use linkherd_proto::model::bounds::echo;
+
 use super::{
     Plugin, Reply,
     matching::{self, pool},
+    shown,
     wire::{ADDRESS_TYPE, AddressRef, GATEWAY_TYPE, NETWORK_OPTION, RequestAddress, RequestPool},
 };
 
@@ -22,7 +25,7 @@ fn parse_pool_id(id: &str) -> Result<(&str, bool), String> {
     match id.rsplit_once('/') {
         Some((n, "v4")) => Ok((n, false)),
         Some((n, "v6")) => Ok((n, true)),
-        _ => Err(format!("pool {id:?} is not one of linkherd's")),
+        _ => Err(format!("pool {} is not one of linkherd's", shown(id))),
     }
 }
 
@@ -40,7 +43,8 @@ impl Plugin {
             return Err(format!(
                 "--ip-range={} is not used by linkherd: containers get addresses from this \
                  host's blocks of {} (or the --ip asked for); leave --ip-range out",
-                r.sub_pool, net.name
+                echo(&r.sub_pool),
+                net.name
             ));
         }
         Ok(json!({
@@ -68,7 +72,7 @@ impl Plugin {
             "" => None,
             a => Some(
                 a.parse::<IpAddr>()
-                    .map_err(|_| format!("--ip {a:?} is not an address"))?,
+                    .map_err(|_| format!("--ip {} is not an address", shown(a)))?,
             ),
         };
         let lc = &self.ctx.host;

@@ -13,7 +13,11 @@ use ipnet::IpNet;
 use linkherd_proto::model::{CatalogNetwork, CatalogPool};
 use serde_json::Value;
 
-use super::wire::{ADDRESS_SPACE, IpamData, NETWORK_OPTION};
+use super::{
+    shown,
+    wire::{ADDRESS_SPACE, IpamData, NETWORK_OPTION},
+};
+use linkherd_proto::model::bounds::echo;
 
 /// At most this many networks are listed in a message.
 const LISTED: usize = 12;
@@ -44,8 +48,9 @@ fn listing(nets: &[CatalogNetwork], v6: bool) -> String {
 
 pub fn unknown(name: &str) -> String {
     format!(
-        "network {name:?} is not in this host's linkherd catalog; add it to the fleet spec \
-         (with containers: ...) and run linkherdctl apply, then create the Docker network again"
+        "network {} is not in this host's linkherd catalog; add it to the fleet spec \
+         (with containers: ...) and run linkherdctl apply, then create the Docker network again",
+        shown(name)
     )
 }
 
@@ -59,10 +64,12 @@ pub fn which<'a>(
 ) -> Result<&'a CatalogNetwork, String> {
     let asked = match subnet {
         "" => None,
-        s => Some(
-            s.parse::<IpNet>()
-                .map_err(|_| format!("--subnet {s:?} is not a prefix such as 172.16.10.0/24"))?,
-        ),
+        s => Some(s.parse::<IpNet>().map_err(|_| {
+            format!(
+                "--subnet {} is not a prefix such as 172.16.10.0/24",
+                shown(s)
+            )
+        })?),
     };
     if let Some(name) = name {
         let net = nets
@@ -70,7 +77,11 @@ pub fn which<'a>(
             .find(|n| n.name.as_str() == name)
             .ok_or_else(|| unknown(name))?;
         let Some(p) = pool(net, v6) else {
-            return Err(format!("{name} has no {} subnet in the fleet", family(v6)));
+            return Err(format!(
+                "{} has no {} subnet in the fleet",
+                echo(name),
+                family(v6)
+            ));
         };
         return match asked {
             Some(s) if s != p.subnet => Err(format!(
@@ -156,8 +167,9 @@ pub fn check_network(
 fn check_data(net: &CatalogNetwork, d: &IpamData, v6: bool) -> Result<(), String> {
     if let Some(name) = d.aux_addresses.keys().next() {
         return Err(format!(
-            "--aux-address {name} is not used by linkherd: addresses kept from containers are \
-             the fleet spec's (other hosts' blocks, endpoints' fixed addresses); leave it out"
+            "--aux-address {} is not used by linkherd: addresses kept from containers are \
+             the fleet spec's (other hosts' blocks, endpoints' fixed addresses); leave it out",
+            echo(name)
         ));
     }
     if d.address_space != ADDRESS_SPACE {
@@ -181,7 +193,8 @@ fn check_data(net: &CatalogNetwork, d: &IpamData, v6: bool) -> Result<(), String
 fn check_options(net: &CatalogNetwork, generic: &BTreeMap<String, String>) -> Result<(), String> {
     if let Some(k) = generic.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
         return Err(format!(
-            "option {k:?} is not one linkherd takes (it takes {}); the fleet spec sets the rest",
+            "option {} is not one linkherd takes (it takes {}); the fleet spec sets the rest",
+            shown(k),
             OPTIONS.join(", ")
         ));
     }
@@ -219,7 +232,11 @@ pub fn generic_options(
     map.iter()
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),
-            other => Err(format!("option {k:?} is {other}, not a string")),
+            other => Err(format!(
+                "option {} is {}, not a string",
+                shown(k),
+                echo(&other.to_string())
+            )),
         })
         .collect()
 }

@@ -17,6 +17,7 @@
 mod bindings;
 mod driver;
 mod ipam;
+mod listener;
 mod matching;
 mod wire;
 
@@ -24,15 +25,18 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    body::Bytes,
-    extract::{DefaultBodyLimit, Path, State},
+    body::Body,
+    extract::{Path, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::{net::UnixListener, sync::Mutex};
+use tokio::{
+    net::UnixListener,
+    sync::{Mutex, Semaphore},
+};
 use tracing::Instrument;
 
 use crate::{
@@ -43,12 +47,18 @@ use crate::{
     state::store::{Store, StoreError},
     transport::auth::Rpc,
 };
-use linkherd_proto::model::Role;
+use linkherd_proto::model::{Role, bounds::echo};
 
 /// Docker's requests are small; anything bigger is not Docker's.
 const MAX_BODY: usize = 64 * 1024;
-/// Calls served at once; more wait.
+/// A request's body must arrive within this after its headers.
+const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// Calls served at once, counted once their body is in (a slow sender
+/// holds no place); more wait.
 const MAX_CONCURRENT: usize = 64;
+/// A refusal's message is cut to this many bytes: the values in it are
+/// cut already, this bounds their number.
+const MAX_MESSAGE: usize = 1024;
 /// A call that takes longer is answered with an error (a mutation still
 /// runs to its end, and is audited).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,6 +73,7 @@ type Reply = Result<Value, String>;
 pub struct Plugin {
     ctx: Arc<Context>,
     bindings: Mutex<bindings::Bindings>,
+    calls: Semaphore,
 }
 
 impl Plugin {
@@ -72,6 +83,7 @@ impl Plugin {
         let plugin = Arc::new(Self {
             ctx,
             bindings: Mutex::new(bindings::Bindings::load(store).await?),
+            calls: Semaphore::new(MAX_CONCURRENT),
         });
         plugin.reap().await;
         Ok(plugin)
@@ -184,8 +196,19 @@ fn parse<T: DeserializeOwned + Default>(method: &str, body: &[u8]) -> Result<T, 
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| format!("{method}: the request is not what Docker sends: {e}"))
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "{}: the request is not what Docker sends: {}",
+            echo(method),
+            echo(&e.to_string())
+        )
+    })
+}
+
+/// A value from Docker's request as a message shows it: quoted, its control
+/// characters escaped, cut to 80 bytes.
+pub(super) fn shown(value: &str) -> String {
+    format!("{:?}", echo(value))
 }
 
 /// A refusal: libnetwork's driver API reads `Err`, its IPAM API `Error`.
@@ -200,33 +223,60 @@ fn answer(status: StatusCode, v: &Value) -> Response {
 async fn dispatch(
     State(plugin): State<Arc<Plugin>>,
     Path(method): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let method = echo(&method);
+    let body = match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY)).await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            let e = format!("{method}: the request is over {MAX_BODY} bytes");
+            return answer(StatusCode::PAYLOAD_TOO_LARGE, &refusal(&e));
+        }
+        Err(_) => {
+            return refused(&format!(
+                "{method}: the request's body did not arrive within {} s",
+                BODY_DEADLINE.as_secs()
+            ));
+        }
+    };
+    let Ok(_place) = plugin.calls.acquire().await else {
+        return refused("the agent is shutting down");
+    };
     let call = plugin
         .call(&method, &body)
         .instrument(tracing::debug_span!("docker.call"));
-    let served = tokio::time::timeout(CALL_TIMEOUT, call).await;
-    match served {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(Some(Ok(v))) => answer(StatusCode::OK, &v),
-        Ok(Some(Err(e))) => {
-            tracing::info!(method, error = %e, "refused Docker's call");
-            answer(StatusCode::OK, &refusal(&e))
-        }
+        Ok(Some(Err(e))) => refused(&e),
         Ok(None) => answer(
             StatusCode::NOT_FOUND,
             &json!({ "Err": format!("linkherd does not serve {method}") }),
         ),
-        Err(_) => answer(
-            StatusCode::OK,
-            &refusal(&format!(
-                "{method} took longer than {} s (see the agent's log)",
-                CALL_TIMEOUT.as_secs()
-            )),
-        ),
+        Err(_) => refused(&format!(
+            "{method} took longer than {} s (see the agent's log)",
+            CALL_TIMEOUT.as_secs()
+        )),
     }
 }
 
-/// Serves the plugin on `listener` until `shutdown`.
+/// A refusal, logged and answered, its message bounded.
+fn refused(message: &str) -> Response {
+    let mut end = message.len().min(MAX_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = if end < message.len() {
+        format!("{}… ({} bytes)", &message[..end], message.len())
+    } else {
+        message.to_owned()
+    };
+    tracing::info!(error = %cut, "refused Docker's call");
+    answer(StatusCode::OK, &refusal(&cut))
+}
+
+/// Serves the plugin on `listener` until `shutdown` (see [`listener`] for
+/// the connection bounds).
 pub async fn serve(
     plugin: Arc<Plugin>,
     listener: UnixListener,
@@ -234,10 +284,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/{method}", post(dispatch))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_CONCURRENT))
         .with_state(plugin);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listener::serve(app, listener, shutdown).await
 }

@@ -7,7 +7,10 @@
 
 use linkherd_agent::testing;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use linkherd_agent::net::NetOps;
 use linkherd_agent::testing::{Pki, fake_with_nic, start_agent};
@@ -331,4 +334,146 @@ async fn wrong_malformed_unknown_and_huge_calls_are_refused() {
         err.starts_with("--aux-address r is not used by linkherd"),
         "{err}"
     );
+}
+
+/// Sends `head` (and no more) on a new connection to the plugin socket.
+async fn stalled(sock: &Path, head: &str) -> tokio::net::UnixStream {
+    let mut s = tokio::net::UnixStream::connect(sock)
+        .await
+        .expect("connect");
+    s.write_all(head.as_bytes()).await.expect("write");
+    s
+}
+
+/// What the server sends before it closes `s`, waiting at most `within`;
+/// `None` when it has not closed by then.
+async fn until_closed(mut s: tokio::net::UnixStream, within: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    tokio::time::timeout(within, s.read_to_end(&mut out))
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Issue 25, problem 4: 64 clients that send headers and part of a body
+/// blocked every later call. Now they hold no place among the calls, and
+/// each is answered or closed within its deadline: a body within 10 s of
+/// its headers, headers within 10 s, and a kept-alive connection idle for
+/// 10 s is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_hold_nothing_and_are_cut_off() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_agent, sock, _fake) = plugin(dir.path()).await;
+    let part = "POST /Plugin.Activate HTTP/1.1\r\nHost: p\r\nContent-Length: 100\r\n\r\n{\"x\":";
+    let mut bodies = Vec::new();
+    for _ in 0..70 {
+        bodies.push(stalled(&sock, part).await);
+    }
+    let headers = stalled(&sock, "POST /Plugin.Activate HTTP/1.1\r\nHost: p\r\n").await;
+    let idle = stalled(
+        &sock,
+        "POST /Plugin.Activate HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    let t = Instant::now();
+    let v = ok(&sock, "Plugin.Activate", json!({})).await;
+    assert_eq!(v["Implements"][0], "NetworkDriver");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a call waited {:?} behind slow clients",
+        t.elapsed()
+    );
+
+    let window = Duration::from_secs(16);
+    let body_cut = tokio::spawn(until_closed(bodies.remove(0), window));
+    let (body_cut, headers_cut, idle_cut) = (
+        body_cut.await.expect("task"),
+        until_closed(headers, window).await,
+        until_closed(idle, window).await,
+    );
+    let answered = body_cut.expect("a stalled body was never answered");
+    assert!(
+        answered.contains("Plugin.Activate: the request's body did not arrive within 10 s"),
+        "{answered}"
+    );
+    assert_eq!(
+        headers_cut.as_deref(),
+        Some(""),
+        "stalled headers: closed without an answer"
+    );
+    let idle = idle_cut.expect("an idle kept-alive connection was never closed");
+    assert!(
+        idle.starts_with("HTTP/1.1 200"),
+        "its one call was answered: {idle}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(10),
+        "cut before its deadline: {:?}",
+        t.elapsed()
+    );
+}
+
+/// Issue 25, problem 7: 3,000 idle connections were all kept. Past 128 a
+/// connection is closed at once; when they go, calls are served again.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_connections_are_capped() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_agent, sock, _fake) = plugin(dir.path()).await;
+    let mut open = Vec::new();
+    for _ in 0..300 {
+        open.push(
+            tokio::net::UnixStream::connect(&sock)
+                .await
+                .expect("connect"),
+        );
+    }
+    let mut closed = 0;
+    for s in open.drain(..) {
+        if until_closed(s, Duration::from_millis(20)).await.is_some() {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 300 - 128, "connections over the cap closed at once");
+    let v = ok(&sock, "Plugin.Activate", json!({})).await;
+    assert_eq!(v["Implements"][1], "IpamDriver");
+}
+
+/// Issue 25, problem 9: values were echoed whole (a 60 KB error reply, a
+/// 60 KB method name in a 404). Each value is cut to 80 bytes, a reply to
+/// about a kilobyte.
+#[tokio::test]
+async fn values_from_docker_are_cut_in_replies() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_agent, sock, _fake) = plugin(dir.path()).await;
+    let long = "a".repeat(40_000);
+    let (status, v) = call(&sock, &format!("NetworkDriver.{long}"), "{}").await;
+    let err = v["Err"].as_str().expect("err");
+    assert_eq!(status, 404);
+    assert!(err.len() < 200 && err.ends_with("(40014 bytes)"), "{err}");
+    let err = refused(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        json!({ "NetworkID": long }),
+    )
+    .await;
+    assert!(err.len() < 300 && err.contains("… (40000 bytes)"), "{err}");
+    let err = refused(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        json!({ "Options": long }),
+    )
+    .await;
+    assert!(err.len() < 400, "{} bytes: {}", err.len(), &err[..200]);
+    assert!(
+        err.starts_with("NetworkDriver.CreateNetwork: the request is not what Docker sends"),
+        "{err}"
+    );
+    let escape = format!("x\u{1b}[2J{}", "b".repeat(10));
+    let err = refused(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        json!({ "NetworkID": escape }),
+    )
+    .await;
+    assert!(!err.contains('\u{1b}') && err.contains("\\u{1b}"), "{err}");
 }
