@@ -95,7 +95,8 @@ impl Plugin {
     pub(super) async fn release_address(&self, r: AddressRef) -> Reply {
         let (name, _) = parse_pool_id(&r.pool_id)?;
         if let Ok(a) = r.address.parse::<IpAddr>() {
-            self.ctx.host.attachments().unreserve_address(name, a).await;
+            let freed = self.ctx.host.attachments().release_address(name, a).await;
+            tracing::debug!(network = name, address = %a, ?freed, "ReleaseAddress");
         }
         Ok(Value::Object(Default::default()))
     }

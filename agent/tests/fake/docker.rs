@@ -165,14 +165,25 @@ async fn dockers_calls_make_and_remove_a_handed_over_macvlan() {
     );
     let release = json!({"PoolID": "mac_net10/v4", "Address": "172.16.10.49"});
     ok(&sock, "IpamDriver.ReleaseAddress", release.clone()).await;
-    let again = json!({"PoolID": "mac_net10/v4", "Address": ""});
-    let again = ok(&sock, "IpamDriver.RequestAddress", again).await;
+    // Free again, but handed out last for a while (issue 25: a previous
+    // holder's late release must find nobody's reservation).
+    let any = json!({"PoolID": "mac_net10/v4", "Address": ""});
+    let next = ok(&sock, "IpamDriver.RequestAddress", any).await;
+    assert_eq!(
+        next,
+        json!({"Address": "172.16.10.50/24"}),
+        "given back lately: last"
+    );
+    let asked = json!({"PoolID": "mac_net10/v4", "Address": "172.16.10.49"});
+    let again = ok(&sock, "IpamDriver.RequestAddress", asked).await;
     assert_eq!(
         again,
         json!({"Address": "172.16.10.49/24"}),
         "released: free again"
     );
     ok(&sock, "IpamDriver.ReleaseAddress", release).await;
+    let release50 = json!({"PoolID": "mac_net10/v4", "Address": "172.16.10.50"});
+    ok(&sock, "IpamDriver.ReleaseAddress", release50).await;
 
     let ep = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Interface": {"Address": "172.16.10.48/24", "AddressIPv6": "", "MacAddress": ""}, "Options": {}});
     let made = ok(&sock, "NetworkDriver.CreateEndpoint", ep).await;
@@ -476,4 +487,69 @@ async fn values_from_docker_are_cut_in_replies() {
     )
     .await;
     assert!(!err.contains('\u{1b}') && err.contains("\\u{1b}"), "{err}");
+}
+
+/// Issue 25, problem 5: a late or repeated ReleaseAddress of a previous
+/// holder dropped the next holder's reservation, so the address went out
+/// twice and the second CreateEndpoint was refused. A deleted endpoint's
+/// address now rests (handed out last), and the release it owes frees
+/// nothing even when the address had to be handed out again.
+#[tokio::test]
+async fn a_previous_holders_release_frees_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_agent, sock, _fake) = plugin(dir.path()).await;
+    ok(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        create_network("ens192", "172.16.10.1/24"),
+    )
+    .await;
+    let any = || json!({"PoolID": "mac_net10/v4", "Address": ""});
+    let request = |v: Value| v["Address"].as_str().expect("address").to_owned();
+    let endpoint = |id: &str, addr: &str| json!({"NetworkID": NET_ID, "EndpointID": id, "Interface": {"Address": addr, "AddressIPv6": "", "MacAddress": ""}, "Options": {}});
+    let release =
+        |a: &str| json!({"PoolID": "mac_net10/v4", "Address": a.split('/').next().expect("ip")});
+    // A: an endpoint made and deleted; its ReleaseAddress is still to come.
+    let a = request(ok(&sock, "IpamDriver.RequestAddress", any()).await);
+    let id = |c: char| c.to_string().repeat(64);
+    ok(
+        &sock,
+        "NetworkDriver.CreateEndpoint",
+        endpoint(&id('a'), &a),
+    )
+    .await;
+    let gone = json!({"NetworkID": NET_ID, "EndpointID": id('a')});
+    ok(&sock, "NetworkDriver.DeleteEndpoint", gone).await;
+    // The block's other three go out first; then A's, the last one free.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(request(ok(&sock, "IpamDriver.RequestAddress", any()).await));
+    }
+    assert!(
+        !others.contains(&a),
+        "{a} handed out again at once: {others:?}"
+    );
+    let e = request(ok(&sock, "IpamDriver.RequestAddress", any()).await);
+    assert_eq!(e, a, "the last free one");
+    // A's late release: E keeps its reservation (nothing else is free).
+    ok(&sock, "IpamDriver.ReleaseAddress", release(&a)).await;
+    let err = refused(&sock, "IpamDriver.RequestAddress", any()).await;
+    assert!(
+        err.starts_with("no free address left in this host's blocks of mac_net10"),
+        "{err}"
+    );
+    ok(
+        &sock,
+        "NetworkDriver.CreateEndpoint",
+        endpoint(&id('e'), &e),
+    )
+    .await;
+    // Repeated: still nothing (E's address is recorded, not reserved).
+    ok(&sock, "IpamDriver.ReleaseAddress", release(&a)).await;
+    let err = refused(&sock, "IpamDriver.RequestAddress", any()).await;
+    assert!(err.starts_with("no free address left"), "{err}");
+    // A holder's own release before its endpoint exists frees its address.
+    ok(&sock, "IpamDriver.ReleaseAddress", release(&others[0])).await;
+    let f = request(ok(&sock, "IpamDriver.RequestAddress", any()).await);
+    assert_eq!(f, others[0]);
 }

@@ -54,7 +54,12 @@ impl Attachments<'_> {
         if !reg.attachments.get(key).is_some_and(|a| a.handed_over) {
             return Ok(None);
         }
-        self.detach_locked(key, &mut reg).await
+        let gone = self.detach_locked(key, &mut reg).await?;
+        if let Some(a) = &gone {
+            let addrs = a.addresses.iter().map(ipnet::IpNet::addr);
+            reg.attachments.owe_releases(&a.network, addrs);
+        }
+        Ok(gone)
     }
 
     /// Detaches the hand-overs the runtime is done with but could not say

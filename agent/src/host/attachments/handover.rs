@@ -16,7 +16,7 @@ use linkherd_proto::model::{CatalogNetwork, IfName, Interface, MacAddr, NetnsRef
 use tracing::Instrument;
 
 use super::{
-    super::registry::attachments::{AttachKey, Attached},
+    super::registry::attachments::{AttachKey, Attached, Released},
     AttachState, addr, not_in_catalog, owner_of, state_of,
 };
 use crate::host::{Attachments, undo::Rollback};
@@ -68,7 +68,19 @@ impl Attachments<'_> {
         let mut reg = self.h.registry.lock().await;
         let taken = reg.attachments.taken(network, None);
         let asked: Vec<IpAddr> = asked.into_iter().collect();
-        let got = addr::choose(&net, &asked, &[], &taken)?;
+        // Addresses given back lately go last (see `AttachmentRecords`).
+        let cooling = reg.attachments.cooling(network);
+        let rested = || {
+            let avoid = taken.union(&cooling).copied().collect();
+            addr::choose(&net, &asked, &[], &avoid).ok()
+        };
+        let got = match (asked.is_empty() && !cooling.is_empty())
+            .then(rested)
+            .flatten()
+        {
+            Some(got) => got,
+            None => addr::choose(&net, &asked, &[], &taken)?,
+        };
         let addr = got.into_iter().next().ok_or_else(|| {
             Error::Precondition(format!("network {network} has no such address family"))
         })?;
@@ -78,14 +90,15 @@ impl Attachments<'_> {
         Ok(addr)
     }
 
-    /// Drops a reservation; whether there was one.
-    pub async fn unreserve_address(&self, network: &str, addr: IpAddr) -> bool {
+    /// Docker's ReleaseAddress: drops the reservation, unless the release
+    /// is one a deleted endpoint owed (see [`Released`]).
+    pub async fn release_address(&self, network: &str, addr: IpAddr) -> Released {
         self.h
             .registry
             .lock()
             .await
             .attachments
-            .unreserve(network, addr)
+            .release(network, addr)
     }
 
     /// Records an attachment to hand over, holding `addresses` (reserved

@@ -88,6 +88,25 @@ pub struct AttachmentRecords {
     /// (CreateEndpoint) records the address it was given unless another
     /// record holds it by then, which is refused.
     reserved: BTreeMap<(String, IpAddr), Instant>,
+    /// Releases owed by endpoints deleted with their addresses: Docker
+    /// sends ReleaseAddress after DeleteEndpoint, and that release — late,
+    /// or again — must not free the address for whoever holds it by then.
+    owed: BTreeMap<(String, IpAddr), (u32, Instant)>,
+    /// Addresses given back within [`RESERVATION_TTL`]: handed out again
+    /// only when nothing else is free, so a previous holder's release
+    /// finds nobody's reservation.
+    cooling: BTreeMap<(String, IpAddr), Instant>,
+}
+
+/// What a ReleaseAddress freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The reservation the address had.
+    Reservation,
+    /// Nothing: the release was owed by an endpoint already deleted.
+    PreviousHolders,
+    /// Nothing: the address was neither reserved nor owed.
+    Nothing,
 }
 
 impl AttachmentRecords {
@@ -105,7 +124,7 @@ impl AttachmentRecords {
         Ok(Self {
             records: Some(records),
             all,
-            reserved: BTreeMap::new(),
+            ..Self::default()
         })
     }
 
@@ -141,9 +160,58 @@ impl AttachmentRecords {
             .insert((network.to_owned(), addr), Instant::now());
     }
 
-    /// Whether `addr` was reserved on `network`.
+    /// Whether `addr` was reserved on `network` (its endpoint now records
+    /// it).
     pub fn unreserve(&mut self, network: &str, addr: IpAddr) -> bool {
         self.reserved.remove(&(network.to_owned(), addr)).is_some()
+    }
+
+    /// An endpoint holding `addrs` was deleted: one ReleaseAddress each is
+    /// owed, and they cool down.
+    pub fn owe_releases(&mut self, network: &str, addrs: impl IntoIterator<Item = IpAddr>) {
+        let now = Instant::now();
+        for a in addrs {
+            let key = (network.to_owned(), a);
+            let owed = self.owed.entry(key.clone()).or_insert((0, now));
+            *owed = (owed.0.saturating_add(1), now);
+            self.cooling.insert(key, now);
+        }
+    }
+
+    /// Docker's ReleaseAddress of `addr`: a release owed by a deleted
+    /// endpoint is taken first, then the reservation.
+    pub fn release(&mut self, network: &str, addr: IpAddr) -> Released {
+        self.expire();
+        let key = (network.to_owned(), addr);
+        if let Some(owed) = self.owed.get_mut(&key) {
+            owed.0 -= 1;
+            if owed.0 == 0 {
+                self.owed.remove(&key);
+            }
+            return Released::PreviousHolders;
+        }
+        if self.reserved.remove(&key).is_some() {
+            self.cooling.insert(key, Instant::now());
+            return Released::Reservation;
+        }
+        Released::Nothing
+    }
+
+    /// The addresses of `network` given back lately (see `cooling`).
+    pub fn cooling(&mut self, network: &str) -> BTreeSet<IpAddr> {
+        self.expire();
+        self.cooling
+            .keys()
+            .filter(|(n, _)| n == network)
+            .map(|(_, a)| *a)
+            .collect()
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let live = |at: &Instant| now.duration_since(*at) < RESERVATION_TTL;
+        self.owed.retain(|_, (_, at)| live(at));
+        self.cooling.retain(|_, at| live(at));
     }
 
     /// Records `a` on disk, then here.
