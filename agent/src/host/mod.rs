@@ -67,6 +67,8 @@ pub struct Host {
     /// Whose marks are this agent's (several may share a kernel).
     agent: AgentId,
     caps: OnceCell<Capabilities>,
+    /// See [`Host::own_netns`].
+    own_netns: OnceCell<std::collections::BTreeSet<crate::net::netns::NsId>>,
     registry: Mutex<Registry>,
     catalog: Mutex<Catalog>,
     /// Held while the address check's namespace exists: a transaction and
@@ -140,6 +142,7 @@ impl Host {
             netns_prefix,
             agent,
             caps: OnceCell::new(),
+            own_netns: OnceCell::new(),
             registry: Mutex::new(registry),
             catalog: Mutex::new(catalog),
             addrcheck: Mutex::new(()),

@@ -2,7 +2,11 @@
 //! that says what is missing, its identity (so a reused pid is not taken
 //! for the namespace recorded), and every namespace this agent manages.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use linkherd_proto::model::NetnsRef;
 
@@ -42,6 +46,46 @@ impl Host {
             Err(e) => Err(e.into()),
         }
     }
+    /// The namespaces nothing is ever attached into, by identity whatever
+    /// path names them: the one the agent's kernel calls work in, the
+    /// agent process's own, and the host's (init's, when readable). Read
+    /// once: a process does not change them.
+    pub async fn own_netns(&self) -> &BTreeSet<NsId> {
+        self.own_netns
+            .get_or_init(|| async {
+                let mut files = vec![
+                    PathBuf::from("/proc/self/ns/net"),
+                    PathBuf::from("/proc/1/ns/net"),
+                ];
+                files.extend(self.net.home_netns());
+                tokio::task::spawn_blocking(move || {
+                    files
+                        .iter()
+                        .filter_map(|f| netns::identity(f).ok())
+                        .collect()
+                })
+                .await
+                .unwrap_or_default()
+            })
+            .await
+    }
+
+    /// Refuses `id` when it is one of [`Self::own_netns`]: a container's
+    /// link, address and default route must never land on the host.
+    pub async fn refuse_own_netns(&self, file: &Path, id: Option<NsId>) -> Result<(), Error> {
+        match id {
+            Some(id) if self.own_netns().await.contains(&id) => {
+                Err(Error::Invalid(linkherd_proto::model::ValidationError::new(
+                    "netns",
+                    file.display().to_string(),
+                    format!("is the host's own network namespace ({id}), not a container's"),
+                    "give the container's network namespace",
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The identity of a target's namespace, read on the blocking pool;
     /// `None` when it cannot be opened (gone, or a fake kernel's).
     pub async fn netns_identity(&self, netns: &NetnsRef) -> Option<NsId> {

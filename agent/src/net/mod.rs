@@ -169,6 +169,12 @@ pub trait NetOps: Send + Sync + fmt::Debug + 'static {
     async fn rename(&self, index: u32, name: &IfName) -> Result<(), NetError>;
     /// Probes what this kernel supports. Never creates anything.
     async fn capabilities(&self) -> Capabilities;
+    /// The namespace file this instance works on when it is not the
+    /// process's own (a lab host's); `None` otherwise, and for a kernel
+    /// without files (the fake).
+    fn home_netns(&self) -> Option<PathBuf> {
+        None
+    }
     /// Subscribes to link and address changes. Events that happen after this
     /// returns are delivered; a caller that also lists links should subscribe
     /// first so nothing falls between the list and the first event.

@@ -21,26 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const NET_ID: &str = "02f5fff91f3685237ec4e518726ae0dcaeba87f4f152f0b2a00bb072f311f109";
 const EP_ID: &str = "bae95847415fae74b95cc84704889fb0bf0314b55036b7fb4c455fb2bad92a95";
 
-/// One call, in HTTP/1.0 (the server closes when it has answered): the
-/// status and the JSON body.
+/// One call to the plugin socket (see [`testing::plugin_call`]).
 async fn call(sock: &Path, method: &str, body: &str) -> (u16, Value) {
-    let mut s = tokio::net::UnixStream::connect(sock)
-        .await
-        .expect("connect");
-    let req = format!(
-        "POST /{method} HTTP/1.0\r\nHost: plugin\r\nContent-Type: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.expect("read");
-    let text = String::from_utf8_lossy(&out);
-    let status = text[9..12].parse().expect("status");
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    testing::plugin_call(sock, method, body).await
 }
 
 /// Files in record set `set` of the state directory under `dir`.
@@ -191,6 +174,7 @@ async fn dockers_calls_make_and_remove_a_handed_over_macvlan() {
         .as_str()
         .expect("a MAC for Docker")
         .to_owned();
+    fake.add_netns_at(Path::new("/var/run/docker/netns/13178d05e73d"));
     let join = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "SandboxKey": "/var/run/docker/netns/13178d05e73d", "Options": {}});
     let joined = ok(&sock, "NetworkDriver.Join", join).await;
     assert_eq!(

@@ -226,3 +226,120 @@ async fn an_attach_does_not_wait_behind_reads(h: &Host, running: &RunningAgent) 
         "an attach took {busy:?} beside reads, {idle:?} idle"
     );
 }
+
+/// Issue 25, problem 6: CNI ADD with the agent's own namespace as
+/// CNI_NETNS put a macvlan, an address and a default route on the host;
+/// Docker's Join took any absolute SandboxKey. Here the lab host's
+/// namespace stands for the host's (it is the agent's): by its file, and
+/// by a process living in it, it is refused; so are a FIFO, a device and
+/// a regular file as a sandbox; and nothing is made.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_attached_into_the_hosts_own_namespace() {
+    if !have_root("attaching into the host's namespace") {
+        return;
+    }
+    let h = host();
+    let running = agent(&h).await;
+    let (_, mut hs, mut att) = clients(&h, &running).await;
+    put_catalog(&mut hs).await;
+    let mut resident = std::process::Command::new("ip")
+        .args(["netns", "exec", &h.ns.name, "sleep", "30"])
+        .spawn()
+        .expect("a process in the host namespace");
+    let pid = resident.id();
+    let by_pid = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        let id = linkherd_agent::net::netns::identity;
+        id(a).ok().is_some_and(|x| id(b).ok() == Some(x))
+    };
+    while !same(&by_pid, &h.ns.path()) {
+        assert!(
+            Instant::now() < deadline,
+            "the process never entered the namespace"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (i, file) in [h.ns.path(), by_pid].into_iter().enumerate() {
+        let mut req = attach(&h.ns, &format!("own{i}"), &[]);
+        req.netns = file.display().to_string();
+        let err = att.attach(req).await.expect_err("the host's namespace");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message()
+                .contains("is the host's own network namespace (net:["),
+            "{}",
+            err.message()
+        );
+    }
+    let _ = resident.kill();
+    let _ = resident.wait();
+    let macvlans = h.ns.ip(&["-j", "link", "show", "type", "macvlan"]);
+    assert_eq!(
+        macvlans.trim(),
+        "[]",
+        "a macvlan was made on the host: {macvlans}"
+    );
+    let routes = h.ns.ip(&["-j", "route", "show", "default"]);
+    assert_eq!(
+        routes.trim(),
+        "[]",
+        "a default route was set on the host: {routes}"
+    );
+    docker_sandboxes_must_be_containers(&h, &running).await;
+}
+
+/// Docker's Join, on the plugin socket of the same agent.
+async fn docker_sandboxes_must_be_containers(h: &Host, running: &RunningAgent) {
+    let dir = tempfile::tempdir().expect("dir");
+    let sock = dir.path().join("linkherd.sock");
+    let listener = linkherd_agent::transport::unix::bind_unix(&sock).expect("bind");
+    let serving = running.agent.clone();
+    tokio::spawn(async move { serving.serve_docker(listener, std::future::pending()).await });
+    let call = |method: &'static str, body: serde_json::Value| {
+        let sock = sock.clone();
+        async move {
+            linkherd_agent::testing::plugin_call(&sock, method, &body.to_string())
+                .await
+                .1
+        }
+    };
+    let net_id = "a".repeat(64);
+    let ep_id = "b".repeat(64);
+    let made = call(
+        "NetworkDriver.CreateNetwork",
+        serde_json::json!({"NetworkID": net_id, "Options": {"com.docker.network.generic": {"parent": "up0"}},
+            "IPv4Data": [{"AddressSpace": "linkherd", "Gateway": "10.77.0.1/24", "Pool": "10.77.0.0/24"}]}),
+    )
+    .await;
+    assert!(made.get("Err").is_none(), "{made}");
+    let made = call(
+        "NetworkDriver.CreateEndpoint",
+        serde_json::json!({"NetworkID": net_id, "EndpointID": ep_id, "Interface": {"Address": "10.77.0.20/24"}}),
+    )
+    .await;
+    assert!(made.get("Err").is_none(), "{made}");
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR).expect("fifo");
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"not a namespace").expect("file");
+    let host_ns = h.ns.path().display().to_string();
+    for (sandbox, want) in [
+        (host_ns.as_str(), "is the host's own network namespace"),
+        (fifo.to_str().expect("utf-8"), "is not a network namespace"),
+        ("/dev/zero", "is not a network namespace"),
+        (plain.to_str().expect("utf-8"), "is not a network namespace"),
+    ] {
+        let v = call(
+            "NetworkDriver.Join",
+            serde_json::json!({"NetworkID": net_id, "EndpointID": ep_id, "SandboxKey": sandbox}),
+        )
+        .await;
+        let err = v["Err"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{sandbox} joined: {v}"));
+        assert!(err.contains(want), "{sandbox}: {err}");
+    }
+    let links = h.ns.ip(&["-j", "link", "show", "type", "macvlan"]);
+    assert_eq!(links.trim(), "[]", "a sandbox link was made: {links}");
+}

@@ -93,7 +93,9 @@ impl Attachments<'_> {
         let where_ = NetnsRef::Path(spec.netns.clone());
         let (ops, ns_id) = async {
             let ops = self.h.ns_ops(&where_).await?;
-            Ok::<_, Error>((ops, self.h.netns_identity(&where_).await))
+            let id = self.h.netns_identity(&where_).await;
+            self.h.refuse_own_netns(&spec.netns, id).await?;
+            Ok::<_, Error>((ops, id))
         }
         .instrument(tracing::debug_span!("attach.netns"))
         .await?;

@@ -112,6 +112,12 @@ impl FakeKernel {
         self.register(PathBuf::from(format!("/proc/{pid}/ns/net")))
     }
 
+    /// Registers a namespace at `file`, as a runtime that bind-mounts one
+    /// there would (Docker's sandboxes under /var/run/docker/netns).
+    pub fn add_netns_at(&self, file: &Path) -> FakeKernel {
+        self.register(file.to_owned())
+    }
+
     /// The same kernel seen from the namespace at `file` (a named one under
     /// /run/netns or a process's), as `ip -n` or `nsenter` would see it.
     pub fn namespace(&self, file: &Path) -> Result<FakeKernel, NetError> {

@@ -125,6 +125,10 @@ impl Rtnl {
 
 #[async_trait]
 impl NetOps for Rtnl {
+    fn home_netns(&self) -> Option<PathBuf> {
+        self.netns.clone()
+    }
+
     async fn links(&self) -> Result<Vec<Interface>, NetError> {
         let h = self.conn.handle();
         let dumps = self.dumps.clone();
