@@ -131,21 +131,18 @@ async fn verb(
 
 /// CHECK: the addresses of the previous ADD's result are the attachment's.
 fn check_prev(conf: &NetConf, a: &pb::Attachment) -> Result<(), Status> {
-    let Some(prev) = &conf.prev_result else {
+    let Some(before) = &conf.prev_addresses else {
         return Ok(());
     };
-    let before: BTreeSet<String> = prev["ips"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|ip| ip["address"].as_str().map(str::to_owned))
-        .collect();
-    let now: BTreeSet<String> = a.addresses.iter().cloned().collect();
-    if before == now {
+    let now: BTreeSet<IpNet> = a.addresses.iter().filter_map(|s| s.parse().ok()).collect();
+    if *before == now {
         Ok(())
     } else {
+        let show = |s: &BTreeSet<IpNet>| s.iter().map(ToString::to_string).collect::<Vec<_>>();
         Err(Status::failed_precondition(format!(
-            "the attachment has {now:?}, the previous ADD gave {before:?}"
+            "the attachment has {:?}, the previous ADD gave {:?}",
+            show(&now),
+            show(before)
         )))
     }
 }

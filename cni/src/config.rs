@@ -4,7 +4,7 @@
 //! DEL, and GC's valid attachments. Other fields belong to other plugins
 //! and runtimes, and are left alone.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{collections::BTreeSet, net::IpAddr, path::PathBuf};
 
 use ipnet::IpNet;
 use linkherd_proto::model::ObjName;
@@ -49,10 +49,35 @@ struct Raw {
     agent_socket: Option<PathBuf>,
     #[serde(rename = "runtimeConfig", default)]
     runtime_config: RuntimeConfig,
-    #[serde(rename = "prevResult")]
-    prev_result: Option<serde_json::Value>,
+    #[serde(rename = "prevResult", default, deserialize_with = "prev_result")]
+    prev_result: Option<PrevResult>,
     #[serde(rename = "cni.dev/valid-attachments", default)]
     valid_attachments: Vec<ValidAttachment>,
+}
+
+/// What CHECK compares of the previous ADD's result: its addresses. Read
+/// strictly, so a malformed one is refused (code 7) rather than taken for
+/// a result without addresses.
+#[derive(Debug, Deserialize)]
+struct PrevResult {
+    #[serde(default)]
+    ips: Vec<PrevIp>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PrevIp {
+    address: IpNet,
+}
+
+/// `prevResult` is a JSON object (serde alone would take `[]` too).
+fn prev_result<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PrevResult>, D::Error> {
+    use serde::de::Error as _;
+    let Some(map) = Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map(Some)
+        .map_err(D::Error::custom)
 }
 
 /// A checked network configuration.
@@ -69,7 +94,8 @@ pub struct NetConf {
     pub ips: Vec<IpAddr>,
     /// A MAC asked for (`runtimeConfig.mac`, e.g. podman `--mac-address`).
     pub mac: Option<String>,
-    pub prev_result: Option<serde_json::Value>,
+    /// The addresses of the previous ADD's result (`prevResult`, CHECK).
+    pub prev_addresses: Option<BTreeSet<IpNet>>,
     pub valid_attachments: Vec<ValidAttachment>,
 }
 
@@ -153,7 +179,9 @@ impl NetConf {
             agent_socket,
             ips,
             mac: raw.runtime_config.mac.filter(|m| !m.is_empty()),
-            prev_result: raw.prev_result,
+            prev_addresses: raw
+                .prev_result
+                .map(|p| p.ips.into_iter().map(|ip| ip.address).collect()),
             valid_attachments: raw.valid_attachments,
         })
     }
@@ -209,6 +237,31 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_prev_result_is_refused_not_read_as_empty() {
+        let conf = |prev: &str| {
+            format!(
+                r#"{{"cniVersion":"1.1.0","name":"n","type":"linkherd-cni","prevResult":{prev}}}"#
+            )
+        };
+        let good = NetConf::parse(
+            conf(r#"{"ips":[{"address":"172.16.10.10/24","gateway":"172.16.10.1"}]}"#).as_bytes(),
+        )
+        .expect("valid");
+        let want: BTreeSet<IpNet> = ["172.16.10.10/24".parse().expect("net")].into();
+        assert_eq!(good.prev_addresses, Some(want));
+        for bad in [
+            r#""not an object""#,
+            r#"{"ips":"x"}"#,
+            r#"{"ips":[{"address":"not-an-address"}]}"#,
+            r#"{"ips":[{"gateway":"172.16.10.1"}]}"#,
+            r#"[]"#,
+        ] {
+            let err = NetConf::parse(conf(bad).as_bytes()).expect_err(bad);
+            assert_eq!(err.code, Code::InvalidConfig as u32, "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn capabilities_prev_result_and_gc_attachments_are_read() {
         let c = NetConf::parse(
             br#"{"cniVersion":"1.1.0","name":"n","type":"linkherd-cni","network":"mac_net10",
@@ -221,7 +274,7 @@ mod tests {
         assert_eq!(c.network, "mac_net10");
         assert_eq!(c.ips, ["172.16.10.10".parse::<IpAddr>().expect("ip")]);
         assert_eq!(c.mac.as_deref(), Some("02:42:ac:10:0a:0a"));
-        assert!(c.prev_result.is_some());
+        assert_eq!(c.prev_addresses, Some(BTreeSet::new()));
         assert_eq!(
             c.valid_attachments,
             [ValidAttachment {
