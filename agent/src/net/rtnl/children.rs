@@ -4,7 +4,8 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
+    time::Instant,
 };
 
 use super::{Rtnl, runtime::blocking};
@@ -17,6 +18,19 @@ pub(super) type Children = HashMap<(u64, u64), (Arc<Rtnl>, std::time::Instant)>;
 /// open socket keeps its namespace alive after the last process left it.
 pub(super) const CHILD_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Drops the connections idle for [`CHILD_IDLE`]; they are returned to be
+/// dropped outside the lock.
+fn idle_ones(children: &mut Children, now: Instant) -> Vec<Arc<Rtnl>> {
+    let idle: Vec<(u64, u64)> = children
+        .iter()
+        .filter(|(_, (_, used))| now.duration_since(*used) >= CHILD_IDLE)
+        .map(|(k, _)| *k)
+        .collect();
+    idle.iter()
+        .filter_map(|k| children.remove(k).map(|(c, _)| c))
+        .collect()
+}
+
 /// The identity of a namespace file: the same namespace has the same inode
 /// whether reached as /run/netns/NAME or /proc/PID/ns/net.
 /// Opened with [`netns::open`]'s checks, which never block.
@@ -27,12 +41,47 @@ pub(super) fn ns_key(file: &Path) -> Option<(u64, u64)> {
 impl Rtnl {
     pub(super) fn cached(&self, key: (u64, u64)) -> Option<Arc<Rtnl>> {
         let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        children.retain(|_, (_, used)| now.duration_since(*used) < CHILD_IDLE);
+        let now = Instant::now();
+        let _idle = idle_ones(&mut children, now);
         children.get_mut(&key).map(|(c, used)| {
             *used = now;
             c.clone()
         })
+    }
+
+    /// Starts, once, the task that drops idle connections on a timer: a
+    /// namespace a runtime deleted must not be kept alive — with the links
+    /// in it — until the next call into some namespace. It ends when no
+    /// connection is left, or with this instance.
+    fn prune_on_a_timer(&self) {
+        if self.pruning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = self.rt.handle() else {
+            self.pruning.store(false, Ordering::Release);
+            return;
+        };
+        let (children, pruning) = (Arc::downgrade(&self.children), self.pruning.clone());
+        handle.spawn(async move {
+            loop {
+                tokio::time::sleep(CHILD_IDLE / 2).await;
+                let Some(children) = children.upgrade() else {
+                    return;
+                };
+                let mut map = children.lock().unwrap_or_else(|p| p.into_inner());
+                let idle = idle_ones(&mut map, Instant::now());
+                if map.is_empty() {
+                    // Under the lock: an insert after it starts a new task.
+                    pruning.store(false, Ordering::Release);
+                }
+                let done = map.is_empty();
+                drop(map);
+                drop(idle);
+                if done {
+                    return;
+                }
+            }
+        });
     }
 
     pub(super) fn forget(&self, file: &Path) {
@@ -62,7 +111,8 @@ impl Rtnl {
         self.children
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (child.clone(), std::time::Instant::now()));
+            .insert(key, (child.clone(), Instant::now()));
+        self.prune_on_a_timer();
         Ok(child)
     }
 

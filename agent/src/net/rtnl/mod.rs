@@ -51,7 +51,9 @@ pub struct Rtnl {
     /// Connections into other namespaces, by namespace (device, inode),
     /// kept briefly: one endpoint create talks to its namespace several
     /// times, and opening a socket there costs a thread and a setns.
-    children: std::sync::Mutex<Children>,
+    children: Arc<std::sync::Mutex<Children>>,
+    /// Whether the task that drops idle `children` runs (see `children.rs`).
+    pruning: Arc<std::sync::atomic::AtomicBool>,
     /// The kernel runs one dump at a time per netlink socket and answers
     /// EBUSY to a second; concurrent callers (probes from one namespace,
     /// say) share this connection's socket, so dumps take turns.
@@ -89,7 +91,8 @@ impl Rtnl {
             conn: supervised,
             netns,
             _conn: stop,
-            children: std::sync::Mutex::default(),
+            children: Arc::default(),
+            pruning: Arc::default(),
             dumps: Arc::default(),
             worker: std::sync::Mutex::default(),
         })
