@@ -11,6 +11,10 @@ use crate::state::store::{RecordSet, Store, StoreError, Versioned};
 
 const RECORDS: &str = "docker-networks";
 
+/// Docker networks bound at once; one more is refused (dockerd makes one
+/// per `docker network create`, a host has a handful).
+pub const MAX_BINDINGS: usize = 1024;
+
 /// A Docker network bound to a network of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
@@ -50,6 +54,11 @@ impl Bindings {
     /// The catalog network Docker network `id` is.
     pub fn get(&self, id: &str) -> Option<&str> {
         self.all.get(id).map(String::as_str)
+    }
+
+    /// Whether one more network may be bound (a known id always may).
+    pub fn has_room_for(&self, id: &str) -> bool {
+        self.all.contains_key(id) || self.all.len() < MAX_BINDINGS
     }
 
     /// Records the binding on disk, then here.

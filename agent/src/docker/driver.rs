@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{
     Plugin, Reply,
-    bindings::Binding,
+    bindings::{self, Binding},
     matching, shown,
     wire::{
         CreateEndpoint, CreateNetwork, EndpointRef, InterfaceName, Join, JoinResponse,
@@ -64,7 +64,15 @@ impl Plugin {
             &id,
             &detail,
             async move {
-                me.bindings.lock().await.put(binding).await?;
+                let mut bindings = me.bindings.lock().await;
+                if !bindings.has_room_for(&binding.network_id) {
+                    return Err(crate::error::Error::Precondition(format!(
+                        "this host's agent has {} Docker networks already (its bound); \
+                         remove unused ones (docker network prune)",
+                        bindings::MAX_BINDINGS
+                    )));
+                }
+                bindings.put(binding).await?;
                 Ok(())
             },
             |_| "bound".to_owned(),

@@ -11,8 +11,9 @@
 //! caller. Its changes (networks bound, endpoints recorded, links made and
 //! deleted) are audited as `docker (plugin socket)`; address reservations,
 //! in memory until CreateEndpoint records them, are not. An endpoint whose
-//! container went while the agent was down is reaped at start, or when an
-//! address is refused.
+//! container went while the agent was down, or that was created and never
+//! joined, is reaped at start, every minute, and when an address is
+//! refused.
 
 mod bindings;
 mod driver;
@@ -62,6 +63,8 @@ const MAX_MESSAGE: usize = 1024;
 /// A call that takes longer is answered with an error (a mutation still
 /// runs to its end, and is audited).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often endpoints Docker forgot are reaped (see `Plugin::reap`).
+const REAP_EVERY: Duration = Duration::from_secs(60);
 /// The media type of the plugin protocol.
 const MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1+json";
 
@@ -86,7 +89,26 @@ impl Plugin {
             calls: Semaphore::new(MAX_CONCURRENT),
         });
         plugin.reap().await;
+        plugin.reap_on_a_timer();
         Ok(plugin)
+    }
+
+    /// Reaps every [`REAP_EVERY`] too: an endpoint Docker created and never
+    /// joined, or whose container went without Leave reaching the agent,
+    /// must not wait for a restart. Ends with the plugin.
+    fn reap_on_a_timer(self: &Arc<Self>) {
+        let plugin = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REAP_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(p) = plugin.upgrade() else {
+                    return;
+                };
+                p.reap().await;
+            }
+        });
     }
 
     /// Detaches the endpoints whose containers are gone without Docker's

@@ -63,6 +63,12 @@ fn catalog() -> pb::DesiredState {
                 blocks: vec!["172.16.10.48/30".into()],
                 excluded: Vec::new(),
             }),
+            v6: Some(pb::CatalogPool {
+                subnet: "fd00:10::/64".into(),
+                gateway: "fd00:10::1".into(),
+                blocks: vec!["fd00:10::1:0/112".into()],
+                excluded: Vec::new(),
+            }),
             ..Default::default()
         }],
         ..Default::default()
@@ -536,4 +542,75 @@ async fn a_previous_holders_release_frees_nothing() {
     ok(&sock, "IpamDriver.ReleaseAddress", release(&others[0])).await;
     let f = request(ok(&sock, "IpamDriver.RequestAddress", any()).await);
     assert_eq!(f, others[0]);
+}
+
+/// Issue 25, problem 8: the plugin's state had no bounds (3,000 bindings,
+/// 20,000 reservations, 2,000 endpoints never joined). Each has a cap, at
+/// which the next call is refused with what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugins_state_is_capped() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_agent, sock, _fake) = plugin(dir.path()).await;
+    let t = Instant::now();
+    let v6 = |i: usize| format!("fd00:10::1:{:x}", i + 2);
+    for i in 0..1024 {
+        let body = json!({"PoolID": "mac_net10/v6", "Address": v6(i)});
+        ok(&sock, "IpamDriver.RequestAddress", body).await;
+    }
+    let err = refused(
+        &sock,
+        "IpamDriver.RequestAddress",
+        json!({"PoolID": "mac_net10/v6", "Address": ""}),
+    )
+    .await;
+    assert!(
+        err.starts_with("1024 addresses are handed out already and not yet used"),
+        "{err}"
+    );
+    for i in 0..1024 {
+        let body = json!({"PoolID": "mac_net10/v6", "Address": v6(i)});
+        ok(&sock, "IpamDriver.ReleaseAddress", body).await;
+    }
+    let reservations = t.elapsed();
+
+    let t = Instant::now();
+    ok(
+        &sock,
+        "NetworkDriver.CreateNetwork",
+        create_network("ens192", "172.16.10.1/24"),
+    )
+    .await;
+    for i in 0..1024 {
+        let ep = json!({"NetworkID": NET_ID, "EndpointID": format!("{i:064x}"),
+            "Interface": {"Address": "", "AddressIPv6": format!("{}/64", v6(i)), "MacAddress": ""}});
+        ok(&sock, "NetworkDriver.CreateEndpoint", ep).await;
+    }
+    let ep = json!({"NetworkID": NET_ID, "EndpointID": "f".repeat(64),
+        "Interface": {"Address": "", "AddressIPv6": format!("{}/64", v6(2000)), "MacAddress": ""}});
+    let err = refused(&sock, "NetworkDriver.CreateEndpoint", ep).await;
+    assert!(
+        err.starts_with("1024 Docker endpoints are created and not joined yet"),
+        "{err}"
+    );
+    assert_eq!(records(dir.path(), "attachments"), 1024);
+    let endpoints = t.elapsed();
+
+    let t = Instant::now();
+    for i in 1..1024 {
+        let mut body = create_network("ens192", "172.16.10.1/24");
+        body["NetworkID"] = json!(format!("{i:064x}"));
+        ok(&sock, "NetworkDriver.CreateNetwork", body).await;
+    }
+    let mut body = create_network("ens192", "172.16.10.1/24");
+    body["NetworkID"] = json!("e".repeat(64));
+    let err = refused(&sock, "NetworkDriver.CreateNetwork", body).await;
+    assert!(
+        err.starts_with("this host's agent has 1024 Docker networks already"),
+        "{err}"
+    );
+    assert_eq!(records(dir.path(), "docker-networks"), 1024);
+    eprintln!(
+        "1024 reservations {reservations:?}, endpoints {endpoints:?}, networks {:?}",
+        t.elapsed()
+    );
 }

@@ -16,7 +16,9 @@ use linkherd_proto::model::{CatalogNetwork, IfName, Interface, MacAddr, NetnsRef
 use tracing::Instrument;
 
 use super::{
-    super::registry::attachments::{AttachKey, Attached, Released},
+    super::registry::attachments::{
+        AttachKey, Attached, MAX_RESERVATIONS, MAX_UNJOINED, RESERVATION_TTL, Released,
+    },
     AttachState, addr, not_in_catalog, owner_of, state_of,
 };
 use crate::host::{Attachments, undo::Rollback};
@@ -66,6 +68,13 @@ impl Attachments<'_> {
             .ok_or_else(|| not_in_catalog(network))?;
         let net = families(&net, !v6, v6);
         let mut reg = self.h.registry.lock().await;
+        if !reg.attachments.has_room_to_reserve() {
+            return Err(Error::Precondition(format!(
+                "{MAX_RESERVATIONS} addresses are handed out already and not yet used by an \
+                 endpoint; retry once containers have started (a reservation lapses after {} s)",
+                RESERVATION_TTL.as_secs()
+            )));
+        }
         let taken = reg.attachments.taken(network, None);
         let asked: Vec<IpAddr> = asked.into_iter().collect();
         // Addresses given back lately go last (see `AttachmentRecords`).
@@ -122,6 +131,13 @@ impl Attachments<'_> {
         let mut reg = self.h.registry.lock().await;
         if let Some(old) = reg.attachments.get(&key) {
             return Ok((state_of(old.clone(), &net, false), false));
+        }
+        if reg.attachments.unjoined() >= MAX_UNJOINED {
+            return Err(Error::Precondition(format!(
+                "{MAX_UNJOINED} Docker endpoints are created and not joined yet; start or remove \
+                 those containers first (one never joined is reaped {} s after it was created)",
+                RESERVATION_TTL.as_secs()
+            )));
         }
         let has = |v6: bool| addresses.iter().any(|a| a.addr().is_ipv6() == v6);
         let net_of_asked = families(&net, has(false), has(true));

@@ -78,6 +78,14 @@ impl Versioned for Attached {
 /// in between must not hold it for ever.
 pub const RESERVATION_TTL: Duration = Duration::from_secs(300);
 
+/// Addresses handed out and not yet used by an endpoint, over every
+/// network; one more is refused until some are used, released or expire.
+pub const MAX_RESERVATIONS: usize = 1024;
+
+/// Hand-overs recorded and never joined (Docker's CreateEndpoint without
+/// Join); one more is refused until some are joined, deleted or reaped.
+pub const MAX_UNJOINED: usize = 1024;
+
 /// Every attachment, in memory and on disk.
 #[derive(Debug, Default)]
 pub struct AttachmentRecords {
@@ -153,6 +161,23 @@ impl AttachmentRecords {
             .filter(|(n, _)| n == network)
             .map(|(_, a)| *a);
         held.chain(reserved).collect()
+    }
+
+    /// Whether one more address may be reserved (see [`MAX_RESERVATIONS`]);
+    /// expired reservations are dropped first.
+    pub fn has_room_to_reserve(&mut self) -> bool {
+        let now = Instant::now();
+        self.reserved
+            .retain(|_, at| now.duration_since(*at) < RESERVATION_TTL);
+        self.reserved.len() < MAX_RESERVATIONS
+    }
+
+    /// Hand-overs recorded and not joined yet.
+    pub fn unjoined(&self) -> usize {
+        self.all
+            .values()
+            .filter(|a| a.handed_over && a.netns.as_os_str().is_empty())
+            .count()
     }
 
     pub fn reserve(&mut self, network: &str, addr: IpAddr) {
