@@ -86,6 +86,23 @@ impl Host {
         }
     }
 
+    /// Docker's SandboxKey at Join: nothing there yet (Docker binds the
+    /// container's namespace there when the container starts, after Join),
+    /// or a network namespace that is not the host's — checked with the
+    /// same open as every namespace file, so a FIFO, a device, a directory
+    /// or a plain file is refused without blocking.
+    pub async fn check_sandbox(&self, file: &Path) -> Result<(), Error> {
+        let f = file.to_owned();
+        let opened = tokio::task::spawn_blocking(move || netns::identity(&f))
+            .await
+            .map_err(|e| Error::Internal(format!("sandbox check did not finish: {e}")))?;
+        match opened {
+            Ok(id) => self.refuse_own_netns(file, Some(id)).await,
+            Err(NetError::NotFound { .. }) => Ok(()),
+            Err(_) => Err(not_a_netns(file).into()),
+        }
+    }
+
     /// The identity of a target's namespace, read on the blocking pool;
     /// `None` when it cannot be opened (gone, or a fake kernel's).
     pub async fn netns_identity(&self, netns: &NetnsRef) -> Option<NsId> {

@@ -289,7 +289,8 @@ async fn nothing_is_attached_into_the_hosts_own_namespace() {
     docker_sandboxes_must_be_containers(&h, &running).await;
 }
 
-/// Docker's Join, on the plugin socket of the same agent.
+/// Docker's Join, on the plugin socket of the same agent: a SandboxKey that
+/// is there must be a network namespace and not the host's.
 async fn docker_sandboxes_must_be_containers(h: &Host, running: &RunningAgent) {
     let dir = tempfile::tempdir().expect("dir");
     let sock = dir.path().join("linkherd.sock");
@@ -342,4 +343,18 @@ async fn docker_sandboxes_must_be_containers(h: &Host, running: &RunningAgent) {
     }
     let links = h.ns.ip(&["-j", "link", "show", "type", "macvlan"]);
     assert_eq!(links.trim(), "[]", "a sandbox link was made: {links}");
+    // Docker's own order: Join comes before the container's namespace is
+    // bound at its SandboxKey, so a key with nothing there yet is taken.
+    let later = dir.path().join("netns-to-come");
+    let v = call(
+        "NetworkDriver.Join",
+        serde_json::json!({"NetworkID": net_id, "EndpointID": ep_id, "SandboxKey": later}),
+    )
+    .await;
+    assert!(v.get("Err").is_none(), "{v}");
+    let links = h.ns.ip(&["-j", "link", "show", "type", "macvlan"]);
+    assert!(
+        links.contains("\"ifname\":\"lh"),
+        "the link for Docker to move: {links}"
+    );
 }

@@ -180,12 +180,7 @@ impl Attachments<'_> {
             .get(key)
             .cloned()
             .ok_or_else(|| unknown_endpoint(key))?;
-        // The sandbox is opened as CNI's namespace is (never a FIFO or a
-        // device), and is never the host's own.
-        let sandbox = NetnsRef::Path(netns.to_owned());
-        self.h.ns_ops(&sandbox).await?;
-        let id = self.h.netns_identity(&sandbox).await;
-        self.h.refuse_own_netns(netns, id).await?;
+        self.h.check_sandbox(netns).await?;
         let mut record = before.clone();
         record.netns = netns.to_owned();
         if self.handed_link(&before).await?.is_some() {
