@@ -100,9 +100,13 @@ pub struct AttachmentRecords {
     /// sends ReleaseAddress after DeleteEndpoint, and that release — late,
     /// or again — must not free the address for whoever holds it by then.
     owed: BTreeMap<(String, IpAddr), (u32, Instant)>,
-    /// Addresses given back within [`RESERVATION_TTL`]: handed out again
-    /// only when nothing else is free, so a previous holder's release
-    /// finds nobody's reservation.
+    /// Owed releases paid within [`RESERVATION_TTL`]: the same release
+    /// again is the previous holder's too, and frees nothing either.
+    paid: BTreeMap<(String, IpAddr), Instant>,
+    /// Reservations released within [`RESERVATION_TTL`]: handed out again
+    /// only when nothing else is free, so a repeated release finds
+    /// nobody's reservation. (A deleted endpoint's address is handed out
+    /// again at once: `docker restart` keeps its address.)
     cooling: BTreeMap<(String, IpAddr), Instant>,
 }
 
@@ -111,7 +115,7 @@ pub struct AttachmentRecords {
 pub enum Released {
     /// The reservation the address had.
     Reservation,
-    /// Nothing: the release was owed by an endpoint already deleted.
+    /// Nothing: the release is a deleted endpoint's (owed, or again).
     PreviousHolders,
     /// Nothing: the address was neither reserved nor owed.
     Nothing,
@@ -192,19 +196,19 @@ impl AttachmentRecords {
     }
 
     /// An endpoint holding `addrs` was deleted: one ReleaseAddress each is
-    /// owed, and they cool down.
+    /// owed.
     pub fn owe_releases(&mut self, network: &str, addrs: impl IntoIterator<Item = IpAddr>) {
         let now = Instant::now();
         for a in addrs {
-            let key = (network.to_owned(), a);
-            let owed = self.owed.entry(key.clone()).or_insert((0, now));
+            let owed = self.owed.entry((network.to_owned(), a)).or_insert((0, now));
             *owed = (owed.0.saturating_add(1), now);
-            self.cooling.insert(key, now);
         }
     }
 
     /// Docker's ReleaseAddress of `addr`: a release owed by a deleted
-    /// endpoint is taken first, then the reservation.
+    /// endpoint is paid first, and one paid lately is not paid twice;
+    /// only then is a reservation dropped. Wrongly kept, a reservation
+    /// lapses; wrongly dropped, an address would go to two containers.
     pub fn release(&mut self, network: &str, addr: IpAddr) -> Released {
         self.expire();
         let key = (network.to_owned(), addr);
@@ -213,6 +217,10 @@ impl AttachmentRecords {
             if owed.0 == 0 {
                 self.owed.remove(&key);
             }
+            self.paid.insert(key, Instant::now());
+            return Released::PreviousHolders;
+        }
+        if self.paid.contains_key(&key) {
             return Released::PreviousHolders;
         }
         if self.reserved.remove(&key).is_some() {
@@ -236,6 +244,7 @@ impl AttachmentRecords {
         let now = Instant::now();
         let live = |at: &Instant| now.duration_since(*at) < RESERVATION_TTL;
         self.owed.retain(|_, (_, at)| live(at));
+        self.paid.retain(|_, at| live(at));
         self.cooling.retain(|_, at| live(at));
     }
 
