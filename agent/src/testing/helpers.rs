@@ -279,3 +279,28 @@ pub async fn plugin_call(sock: &Path, method: &str, body: &str) -> (u16, serde_j
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// An agent started with `--adopt` on the state directory `dir`.
+pub async fn start_adopting(net: Arc<dyn NetOps>, pki: &Pki, dir: &Path) -> RunningAgent {
+    let opts = AgentOptions {
+        state_dir: Some(dir.to_owned()),
+        adopt: true,
+        ..AgentOptions::default()
+    };
+    start_agent_with(net, pki, opts).await
+}
+
+/// (network, name) of every endpoint `agent` lists, asked as an admin.
+pub async fn listed_endpoints(agent: &RunningAgent, pki: &Pki) -> Vec<(String, String)> {
+    use linkherd_proto::pb;
+    let ch = agent.channel(pki, Some(Role::Admin)).await.expect("admin");
+    let list = pb::macvlan_service_client::MacvlanServiceClient::new(ch)
+        .list(pb::ListMacvlansRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    list.endpoints
+        .into_iter()
+        .map(|e| (e.network, e.name))
+        .collect()
+}

@@ -8,7 +8,8 @@ mod helpers;
 
 pub use helpers::{
     Pki, RunningAgent, apply_confirmed, audit_records, endpoint, fake_with_nic, generation,
-    next_event, plugin_call, start_agent, start_agent_with, tcp_reaches, unix_channel,
+    listed_endpoints, next_event, plugin_call, start_adopting, start_agent, start_agent_with,
+    tcp_reaches, unix_channel,
 };
 
 use std::{net::SocketAddr, sync::Arc};

@@ -9,6 +9,8 @@ use std::{path::Path, sync::Arc};
 
 use linkherd_agent::net::{NetOps, NewLink, NewLinkKind, fake::FakeKernel};
 use linkherd_agent::testing::{Pki, start_agent};
+
+use crate::scenarios::{create, endpoint, named};
 use linkherd_proto::{
     field_violations,
     model::{IfName, LinkKind, MacvlanMode, Owner, Role},
@@ -23,15 +25,18 @@ fn name(s: &str) -> IfName {
     IfName::parse("name", s).expect("name")
 }
 
-struct Fixture {
-    fake: Arc<FakeKernel>,
-    _agent: testing::RunningAgent,
-    _pki: Pki,
+/// A fake machine with NIC ens192 (and 802.1Q when `vlan`), an agent on
+/// it, and an admin's channel; the scenario runs use it too.
+pub(crate) struct Fixture {
+    pub(crate) fake: Arc<FakeKernel>,
+    pub(crate) agent: testing::RunningAgent,
+    pub(crate) pki: Pki,
+    pub(crate) admin: Channel,
     vlan: VlanServiceClient<Channel>,
     mv: MacvlanServiceClient<Channel>,
 }
 
-async fn fixture(vlan: bool) -> Fixture {
+pub(crate) async fn fixture(vlan: bool) -> Fixture {
     let fake = Arc::new(if vlan {
         FakeKernel::with_vlan_support()
     } else {
@@ -40,45 +45,17 @@ async fn fixture(vlan: bool) -> Fixture {
     fake.add_veth("ens192", "sw-no1").expect("nic");
     let pki = Pki::new();
     let agent = start_agent(fake.clone(), &pki, None).await;
-    let ch = agent
+    let admin = agent
         .channel(&pki, Some(Role::Admin))
         .await
         .expect("connect");
     Fixture {
         fake,
-        _agent: agent,
-        _pki: pki,
-        vlan: VlanServiceClient::new(ch.clone()),
-        mv: MacvlanServiceClient::new(ch),
-    }
-}
-
-fn named(ns: &str) -> Option<pb::NetnsTarget> {
-    Some(pb::NetnsTarget {
-        target: Some(Target::Name(ns.into())),
-    })
-}
-
-fn endpoint(network: &str, ep: &str, parent: &str, ip: &str) -> pb::MacvlanEndpoint {
-    pb::MacvlanEndpoint {
-        network: network.into(),
-        name: ep.into(),
-        parent: parent.into(),
-        mode: pb::MacvlanMode::Bridge.into(),
-        netns: named(ep),
-        addresses: vec![ip.into()],
-        gateway: ip
-            .rsplit_once('.')
-            .map(|(n, _)| format!("{n}.1"))
-            .unwrap_or_default(),
-        ..Default::default()
-    }
-}
-
-fn create(e: pb::MacvlanEndpoint, create_netns: bool) -> pb::CreateMacvlanRequest {
-    pb::CreateMacvlanRequest {
-        endpoint: Some(e),
-        create_netns,
+        agent,
+        pki,
+        vlan: VlanServiceClient::new(admin.clone()),
+        mv: MacvlanServiceClient::new(admin.clone()),
+        admin,
     }
 }
 
@@ -498,25 +475,11 @@ async fn a_lost_state_is_taken_back_only_by_adopt() {
     let state = tempfile::tempdir().expect("state");
     let doc = serde_json::json!({"format": 1, "id": id, "adopt_unnamed": false});
     std::fs::write(state.path().join("agent.json"), doc.to_string()).expect("keep the id");
-    let opts = linkherd_agent::app::AgentOptions {
-        state_dir: Some(state.path().to_owned()),
-        adopt: true,
-        ..Default::default()
-    };
-    let agent = testing::start_agent_with(fake.clone(), &pki, opts).await;
+    let agent = testing::start_adopting(fake.clone(), &pki, state.path()).await;
     let mut mv =
         MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
-    let list = mv
-        .list(pb::ListMacvlansRequest {})
-        .await
-        .expect("list")
-        .into_inner();
-    let names: Vec<_> = list
-        .endpoints
-        .iter()
-        .map(|e| (e.network.as_str(), e.name.as_str()))
-        .collect();
-    assert_eq!(names, [("mac_net", "node_1")]);
+    let listed = testing::listed_endpoints(&agent, &pki).await;
+    assert_eq!(listed, [("mac_net".to_owned(), "node_1".to_owned())]);
     agent.agent.context().audit.flush().await;
     let audit = std::fs::read_to_string(state.path().join("audit.log")).expect("audit");
     let adopt: Vec<serde_json::Value> = audit
@@ -614,8 +577,8 @@ async fn agents_sharing_a_machine_keep_to_their_namespace_prefix() {
 async fn get_state_reports_owned_objects_and_a_generation_that_follows_changes() {
     let mut f = fixture(true).await;
     let mut host = pb::host_service_client::HostServiceClient::new(
-        f._agent
-            .channel(&f._pki, Some(Role::Viewer))
+        f.agent
+            .channel(&f.pki, Some(Role::Viewer))
             .await
             .expect("viewer"),
     );
@@ -679,8 +642,8 @@ async fn get_state_reports_owned_objects_and_a_generation_that_follows_changes()
 async fn plan_lists_what_would_change_in_apply_order() {
     let mut f = fixture(true).await;
     let mut host = pb::host_service_client::HostServiceClient::new(
-        f._agent
-            .channel(&f._pki, Some(Role::Viewer))
+        f.agent
+            .channel(&f.pki, Some(Role::Viewer))
             .await
             .expect("viewer"),
     );

@@ -9,21 +9,18 @@ use std::{
 };
 
 use async_trait::async_trait;
-use linkherd_agent::{
-    net::{NetOps, NewLink, NewLinkKind, Route, fake::FakeKernel},
-    testing::{Pki, RunningAgent, start_agent},
-};
-use linkherd_proto::model::{IfName, MacvlanMode, Role};
+use linkherd_agent::net::{NetOps, NewLink, NewLinkKind, Route, fake::FakeKernel};
+use linkherd_proto::model::{IfName, MacvlanMode};
 use tonic::transport::Channel;
 
-use crate::scenarios::Lab;
+use crate::{
+    lifecycle::{Fixture, fixture},
+    scenarios::Lab,
+};
 
 struct FakeLab {
-    fake: Arc<FakeKernel>,
-    agent: RunningAgent,
-    admin: Channel,
+    f: Fixture,
     vlan: bool,
-    _pki: Pki,
 }
 
 fn name(s: &str) -> IfName {
@@ -36,29 +33,14 @@ fn path(ns: &str) -> PathBuf {
 
 impl FakeLab {
     async fn new(vlan: bool) -> Self {
-        let fake = Arc::new(if vlan {
-            FakeKernel::with_vlan_support()
-        } else {
-            FakeKernel::new()
-        });
-        fake.add_veth("ens192", "sw-no1").expect("nic");
-        let pki = Pki::new();
-        let agent = start_agent(fake.clone(), &pki, None).await;
-        let admin = agent
-            .channel(&pki, Some(Role::Admin))
-            .await
-            .expect("connect");
         Self {
-            fake,
-            agent,
-            admin,
+            f: fixture(vlan).await,
             vlan,
-            _pki: pki,
         }
     }
 
     fn at(&self, ns: &str) -> FakeKernel {
-        self.fake.namespace(&path(ns)).expect("namespace exists")
+        self.f.fake.namespace(&path(ns)).expect("namespace exists")
     }
 }
 
@@ -68,25 +50,25 @@ impl Lab for FakeLab {
         "ens192"
     }
     fn admin(&self) -> Channel {
-        self.admin.clone()
+        self.f.admin.clone()
     }
     fn agent_id(&self) -> String {
-        self.agent.agent.context().host.agent().id().to_owned()
+        self.f.agent.agent.context().host.agent().id().to_owned()
     }
     fn vlan_expected(&self) -> bool {
         self.vlan
     }
     fn host(&self) -> Arc<dyn NetOps> {
-        self.fake.clone()
+        self.f.fake.clone()
     }
     async fn inside(&self, ns: &str) -> Option<Arc<dyn NetOps>> {
-        self.fake.netns(&path(ns)).await.ok()
+        self.f.fake.netns(&path(ns)).await.ok()
     }
     fn netns_path(&self, ns: &str) -> PathBuf {
         path(ns)
     }
     async fn add_netns(&self, ns: &str) {
-        self.fake.create_netns(ns).await.expect("netns");
+        self.f.fake.create_netns(ns).await.expect("netns");
     }
     async fn add_veth_in(&self, ns: &str, a: &str, b: &str) {
         self.at(ns).add_veth(a, b).expect("veth");
@@ -109,8 +91,9 @@ impl Lab for FakeLab {
             .expect("default route");
     }
     async fn add_foreign_macvlan(&self, ns: &str, ifname: &str) {
-        let nic = self.fake.link(&name(self.nic())).await.expect("nic");
-        self.fake
+        let nic = self.f.fake.link(&name(self.nic())).await.expect("nic");
+        self.f
+            .fake
             .add_link(&NewLink {
                 name: name(ifname),
                 kind: NewLinkKind::Macvlan {
@@ -129,7 +112,8 @@ impl Lab for FakeLab {
     }
     async fn add_host_addr(&self, cidr: &str) {
         let nic = self.nic().to_owned();
-        self.fake
+        self.f
+            .fake
             .add_addr(&nic, cidr.parse().expect("cidr"))
             .expect("addr");
     }

@@ -7,7 +7,7 @@
 use std::{path::Path, sync::Arc};
 
 use linkherd_agent::net::{NetOps, fake::FakeKernel};
-use linkherd_agent::testing::{Pki, RunningAgent, start_agent};
+use linkherd_agent::testing::{self, Pki, RunningAgent, start_agent};
 use linkherd_proto::{
     model::{IfName, Role},
     pb::{self, macvlan_service_client::MacvlanServiceClient, netns_target::Target},
@@ -172,32 +172,14 @@ async fn a_corrupt_file_is_kept_aside_audited_and_the_kernel_is_the_truth() {
         );
     }
     // The lost record is not made again by a read (a mark is no proof)...
-    let mut mv =
-        MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
-    let list = mv
-        .list(pb::ListMacvlansRequest {})
-        .await
-        .expect("list")
-        .into_inner();
-    assert!(list.endpoints.is_empty(), "{:?}", list.endpoints);
+    let listed = testing::listed_endpoints(&agent, &pki).await;
+    assert!(listed.is_empty(), "{listed:?}");
     assert!(!record.exists(), "a read wrote a record");
-    drop((mv, agent));
+    drop(agent);
     // ...but by the operator's --adopt at the next start, audited.
-    let opts = linkherd_agent::app::AgentOptions {
-        state_dir: Some(dir.to_owned()),
-        adopt: true,
-        ..Default::default()
-    };
-    let agent = linkherd_agent::testing::start_agent_with(fake.clone(), &pki, opts).await;
-    let mut mv =
-        MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
-    let list = mv
-        .list(pb::ListMacvlansRequest {})
-        .await
-        .expect("list")
-        .into_inner();
-    let names: Vec<_> = list.endpoints.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["k1"]);
+    let agent = testing::start_adopting(fake.clone(), &pki, dir).await;
+    let listed = testing::listed_endpoints(&agent, &pki).await;
+    assert_eq!(listed, [("mac_net".to_owned(), "k1".to_owned())]);
     let again = read_json(&record);
     assert_eq!(
         (again["format"].clone(), again["name"].clone()),

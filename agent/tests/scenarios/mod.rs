@@ -84,14 +84,14 @@ fn name(s: &str) -> IfName {
     IfName::parse("name", s).expect("name")
 }
 
-fn named(ns: &str) -> Option<pb::NetnsTarget> {
+pub fn named(ns: &str) -> Option<pb::NetnsTarget> {
     Some(pb::NetnsTarget {
         target: Some(Target::Name(ns.into())),
     })
 }
 
 /// Endpoint `network/ep` in a namespace named after it, gateway `.1`.
-fn endpoint(network: &str, ep: &str, parent: &str, cidr: &str) -> pb::MacvlanEndpoint {
+pub fn endpoint(network: &str, ep: &str, parent: &str, cidr: &str) -> pb::MacvlanEndpoint {
     pb::MacvlanEndpoint {
         network: network.into(),
         name: ep.into(),
@@ -107,7 +107,7 @@ fn endpoint(network: &str, ep: &str, parent: &str, cidr: &str) -> pb::MacvlanEnd
     }
 }
 
-fn create(e: pb::MacvlanEndpoint, create_netns: bool) -> pb::CreateMacvlanRequest {
+pub fn create(e: pb::MacvlanEndpoint, create_netns: bool) -> pb::CreateMacvlanRequest {
     pb::CreateMacvlanRequest {
         endpoint: Some(e),
         create_netns,
