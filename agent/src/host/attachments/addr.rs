@@ -1,14 +1,17 @@
 //! Which addresses an attachment gets: the one asked for, checked against
 //! the catalog's rules; else the one this key had (sticky); else the lowest
-//! free address of this host's blocks. Pure: the caller holds the lock and
-//! passes what other attachments hold.
+//! free address of this host's blocks. The caller holds the lock and passes
+//! its view of what others hold (see `registry::held`).
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    hash::{Hash, Hasher},
+    net::IpAddr,
+};
 
 use ipnet::IpNet;
 use linkherd_proto::model::{CatalogNetwork, CatalogPool, ValidationError, is_subnet_special};
 
-use crate::error::Error;
+use crate::{error::Error, host::registry::held::Taken};
 
 /// The addresses for an attach on `net`: `asked` (any family), `before`
 /// (what this key had), `taken` (other attachments' addresses here).
@@ -16,7 +19,7 @@ pub fn choose(
     net: &CatalogNetwork,
     asked: &[IpAddr],
     before: &[IpNet],
-    taken: &BTreeSet<IpAddr>,
+    taken: &mut Taken<'_>,
 ) -> Result<Vec<IpNet>, Error> {
     if let Some(a) = asked.iter().find(|a| pool_of(net, **a).is_none()) {
         let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -86,7 +89,7 @@ fn pool_of(net: &CatalogNetwork, a: IpAddr) -> Option<&CatalogPool> {
 }
 
 /// An asked-for address, by the catalog's rules.
-fn check_asked(pool: &CatalogPool, a: IpAddr, taken: &BTreeSet<IpAddr>) -> Result<(), Error> {
+fn check_asked(pool: &CatalogPool, a: IpAddr, taken: &Taken<'_>) -> Result<(), Error> {
     if let Some(why) = pool.why_excluded(a) {
         return Err(Error::Precondition(format!(
             "address {a} {why}; ask for another"
@@ -97,7 +100,7 @@ fn check_asked(pool: &CatalogPool, a: IpAddr, taken: &BTreeSet<IpAddr>) -> Resul
             "address {a} is the subnet's network or broadcast address; ask for another"
         )));
     }
-    if taken.contains(&a) {
+    if taken.contains(a) {
         return Err(Error::Exists(format!(
             "address {a} is attached to another container on this host already; ask for another"
         )));
@@ -110,38 +113,66 @@ fn special(pool: &CatalogPool, a: IpAddr) -> bool {
 }
 
 /// What this key had, of the family, unless another has it now.
-fn sticky(before: &[IpNet], v4: bool, taken: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+fn sticky(before: &[IpNet], v4: bool, taken: &Taken<'_>) -> Option<IpAddr> {
     before
         .iter()
         .map(IpNet::addr)
-        .find(|a| a.is_ipv4() == v4 && !taken.contains(a))
+        .find(|a| a.is_ipv4() == v4 && !taken.contains(*a))
 }
 
 /// The lowest address of the blocks no one has, skipping what the catalog
 /// excludes (blocks never hold it; a hand-edited catalog might).
-fn lowest_free(pool: &CatalogPool, taken: &BTreeSet<IpAddr>) -> Option<IpAddr> {
-    pool.blocks.iter().find_map(|b| {
-        let usable = |a: &IpAddr| {
-            !taken.contains(a) && pool.why_excluded(*a).is_none() && !special(pool, *a)
-        };
-        match b {
-            IpNet::V4(n) => {
-                let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
-                (lo..=hi).map(|x| IpAddr::V4(x.into())).find(usable)
-            }
-            IpNet::V6(n) => {
-                let (lo, hi) = (u128::from(n.network()), u128::from(n.broadcast()));
-                (lo..=hi).map(|x| IpAddr::V6(x.into())).find(usable)
-            }
-        }
-    })
+fn lowest_free(pool: &CatalogPool, taken: &mut Taken<'_>) -> Option<IpAddr> {
+    let rules = rules_of(pool);
+    let usable = |a: IpAddr| pool.why_excluded(a).is_none() && !special(pool, a);
+    pool.blocks
+        .iter()
+        .find_map(|b| taken.lowest_free(*b, rules, usable))
+}
+
+/// A fingerprint of what makes a pool's address unusable (its subnet, its
+/// gateway, its exclusions): the search floors hold while it does not
+/// change.
+fn rules_of(pool: &CatalogPool) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pool.subnet.hash(&mut h);
+    pool.gateway.hash(&mut h);
+    for e in &pool.excluded {
+        e.prefix.hash(&mut h);
+    }
+    h.finish()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use linkherd_proto::model::{Excluded, IfName, MacvlanMode, ObjName};
 
     use super::*;
+    use crate::host::registry::held::Held;
+
+    /// What `addrs` hold on mac_net10.
+    fn holding(addrs: &BTreeSet<IpAddr>) -> Held {
+        let mut h = Held::default();
+        for a in addrs {
+            h.hold("mac_net10", *a);
+        }
+        h
+    }
+
+    fn pick(
+        asked: &[IpAddr],
+        before: &[IpNet],
+        taken: &BTreeSet<IpAddr>,
+    ) -> Result<Vec<IpNet>, Error> {
+        choose(
+            &net(),
+            asked,
+            before,
+            &mut holding(taken).view("mac_net10", vec![], None),
+        )
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
@@ -170,18 +201,18 @@ mod tests {
     #[test]
     fn lowest_free_then_sticky_then_full() {
         let none = BTreeSet::new();
-        let got = choose(&net(), &[], &[], &none).expect("first");
+        let got = pick(&[], &[], &none).expect("first");
         assert_eq!(got, ["172.16.10.48/24".parse::<IpNet>().expect("net")]);
         let taken = BTreeSet::from([ip("172.16.10.48"), ip("172.16.10.49")]);
-        let got = choose(&net(), &[], &[], &taken).expect("next");
+        let got = pick(&[], &[], &taken).expect("next");
         assert_eq!(got[0].addr(), ip("172.16.10.50"));
         let before = ["172.16.10.51/24".parse::<IpNet>().expect("net")];
         assert_eq!(
-            choose(&net(), &[], &before, &taken).expect("sticky")[0].addr(),
+            pick(&[], &before, &taken).expect("sticky")[0].addr(),
             ip("172.16.10.51")
         );
         let all = (48..=51).map(|x| ip(&format!("172.16.10.{x}"))).collect();
-        let err = choose(&net(), &[], &[], &all).expect_err("full");
+        let err = pick(&[], &[], &all).expect_err("full");
         assert!(
             err.to_string().contains(
                 "no free address left in this host's blocks of mac_net10 (172.16.10.48/30)"
@@ -220,12 +251,12 @@ mod tests {
             ),
         ];
         for (a, msg) in cases {
-            let err = choose(&net(), &[ip(a)], &[], &taken).expect_err(a);
+            let err = pick(&[ip(a)], &[], &taken).expect_err(a);
             assert!(err.to_string().ends_with(msg), "{a}: {err}");
         }
         // Outside the blocks but allowed: the rules, not the blocks, bound it.
         assert_eq!(
-            choose(&net(), &[ip("172.16.10.10")], &[], &taken).expect("ok")[0].addr(),
+            pick(&[ip("172.16.10.10")], &[], &taken).expect("ok")[0].addr(),
             ip("172.16.10.10")
         );
     }

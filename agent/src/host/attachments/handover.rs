@@ -75,20 +75,27 @@ impl Attachments<'_> {
                 RESERVATION_TTL.as_secs()
             )));
         }
-        let taken = reg.attachments.taken(network, None);
         let asked: Vec<IpAddr> = asked.into_iter().collect();
-        // Addresses given back lately go last (see `AttachmentRecords`).
-        let cooling = reg.attachments.cooling(network);
-        let rested = || {
-            let avoid = taken.union(&cooling).copied().collect();
-            addr::choose(&net, &asked, &[], &avoid).ok()
-        };
-        let got = match (asked.is_empty() && !cooling.is_empty())
-            .then(rested)
-            .flatten()
-        {
+        // Reservations released lately go last (see `AttachmentRecords`).
+        let rested = asked.is_empty() && reg.attachments.resting(network);
+        let at_rest = rested
+            .then(|| {
+                addr::choose(
+                    &net,
+                    &asked,
+                    &[],
+                    &mut reg.attachments.taken(network, None, true),
+                )
+            })
+            .and_then(Result::ok);
+        let got = match at_rest {
             Some(got) => got,
-            None => addr::choose(&net, &asked, &[], &taken)?,
+            None => addr::choose(
+                &net,
+                &asked,
+                &[],
+                &mut reg.attachments.taken(network, None, false),
+            )?,
         };
         let addr = got.into_iter().next().ok_or_else(|| {
             Error::Precondition(format!("network {network} has no such address family"))
@@ -144,9 +151,9 @@ impl Attachments<'_> {
         for a in addresses {
             reg.attachments.unreserve(network, a.addr());
         }
-        let taken = reg.attachments.taken(network, Some(&key));
         let asked: Vec<IpAddr> = addresses.iter().map(IpNet::addr).collect();
-        let chosen = addr::choose(&net_of_asked, &asked, &[], &taken)?;
+        let mut taken = reg.attachments.taken(network, Some(&key), false);
+        let chosen = addr::choose(&net_of_asked, &asked, &[], &mut taken)?;
         let record = Attached {
             network: network.to_owned(),
             container_id: endpoint_id.to_owned(),

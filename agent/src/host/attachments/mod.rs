@@ -123,12 +123,12 @@ impl Attachments<'_> {
             }
             return Ok((state_of(old.clone(), &net, false), false));
         }
-        let taken = reg.attachments.taken(network, Some(&key));
         let had = before
             .as_ref()
             .map(|b| b.addresses.as_slice())
             .unwrap_or_default();
-        let addresses = addr::choose(&net, &spec.addresses, had, &taken)?;
+        let mut taken = reg.attachments.taken(network, Some(&key), false);
+        let addresses = addr::choose(&net, &spec.addresses, had, &mut taken)?;
         let record = record_of(spec, &net, ns_id, addresses);
         self.check_asked_on_wire(&record, &net, spec, before.as_ref())
             .await?;

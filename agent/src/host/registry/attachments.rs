@@ -6,7 +6,7 @@
 //! (`attachments/NETWORK+CONTAINER+IFNAME.json`).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
     path::PathBuf,
     time::{Duration, Instant},
@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use linkherd_proto::model::MacAddr;
 use serde::{Deserialize, Serialize};
 
+use super::held::{Held, Taken};
 use crate::{
     net::netns::NsId,
     state::store::{RecordSet, Store, StoreError, Versioned},
@@ -107,7 +108,9 @@ pub struct AttachmentRecords {
     /// only when nothing else is free, so a repeated release finds
     /// nobody's reservation. (A deleted endpoint's address is handed out
     /// again at once: `docker restart` keeps its address.)
-    cooling: BTreeMap<(String, IpAddr), Instant>,
+    cooling: HashMap<String, BTreeMap<IpAddr, Instant>>,
+    /// The addresses records and reservations hold, kept as they change.
+    held: Held,
 }
 
 /// What a ReleaseAddress freed.
@@ -127,15 +130,22 @@ impl AttachmentRecords {
             return Ok(Self::default());
         };
         let records = store.records::<Attached>(RECORDS);
-        let all = records
+        let all: BTreeMap<AttachKey, Attached> = records
             .load_all()
             .await?
             .into_iter()
             .map(|a| (a.key(), a))
             .collect();
+        let mut held = Held::default();
+        for a in all.values() {
+            for n in &a.addresses {
+                held.hold(&a.network, n.addr());
+            }
+        }
         Ok(Self {
             records: Some(records),
             all,
+            held,
             ..Self::default()
         })
     }
@@ -148,31 +158,29 @@ impl AttachmentRecords {
         self.all.values()
     }
 
-    /// The addresses of `network` that others hold: every other key's
-    /// records, and live reservations (expired ones are dropped here).
-    pub fn taken(&mut self, network: &str, except: Option<&AttachKey>) -> BTreeSet<IpAddr> {
-        let now = Instant::now();
-        self.reserved
-            .retain(|_, at| now.duration_since(*at) < RESERVATION_TTL);
-        let held = self
-            .all
-            .values()
-            .filter(|a| a.network == network && Some(&a.key()) != except)
-            .flat_map(|a| a.addresses.iter().map(IpNet::addr));
-        let reserved = self
-            .reserved
-            .keys()
-            .filter(|(n, _)| n == network)
-            .map(|(_, a)| *a);
-        held.chain(reserved).collect()
+    /// The addresses of `network` as `except` sees them: every other key's
+    /// records and the live reservations are taken (expired ones are
+    /// dropped here), and with `rested`, the reservations released lately.
+    pub fn taken(&mut self, network: &str, except: Option<&AttachKey>, rested: bool) -> Taken<'_> {
+        self.expire();
+        let mine = except
+            .and_then(|k| self.all.get(k))
+            .map(|a| a.addresses.iter().map(IpNet::addr).collect())
+            .unwrap_or_default();
+        let avoid = self.cooling.get(network).filter(|_| rested);
+        self.held.view(network, mine, avoid)
+    }
+
+    /// Whether reservations released lately rest on `network`.
+    pub fn resting(&mut self, network: &str) -> bool {
+        self.expire();
+        self.cooling.get(network).is_some_and(|c| !c.is_empty())
     }
 
     /// Whether one more address may be reserved (see [`MAX_RESERVATIONS`]);
     /// expired reservations are dropped first.
     pub fn has_room_to_reserve(&mut self) -> bool {
-        let now = Instant::now();
-        self.reserved
-            .retain(|_, at| now.duration_since(*at) < RESERVATION_TTL);
+        self.expire();
         self.reserved.len() < MAX_RESERVATIONS
     }
 
@@ -185,14 +193,23 @@ impl AttachmentRecords {
     }
 
     pub fn reserve(&mut self, network: &str, addr: IpAddr) {
-        self.reserved
-            .insert((network.to_owned(), addr), Instant::now());
+        let fresh = self
+            .reserved
+            .insert((network.to_owned(), addr), Instant::now())
+            .is_none();
+        if fresh {
+            self.held.hold(network, addr);
+        }
     }
 
     /// Whether `addr` was reserved on `network` (its endpoint now records
     /// it).
     pub fn unreserve(&mut self, network: &str, addr: IpAddr) -> bool {
-        self.reserved.remove(&(network.to_owned(), addr)).is_some()
+        let was = self.reserved.remove(&(network.to_owned(), addr)).is_some();
+        if was {
+            self.held.unhold(network, addr);
+        }
+        was
     }
 
     /// An endpoint holding `addrs` was deleted: one ReleaseAddress each is
@@ -223,29 +240,34 @@ impl AttachmentRecords {
         if self.paid.contains_key(&key) {
             return Released::PreviousHolders;
         }
-        if self.reserved.remove(&key).is_some() {
-            self.cooling.insert(key, Instant::now());
+        if self.unreserve(network, addr) {
+            let rest = self.cooling.entry(network.to_owned()).or_default();
+            rest.insert(addr, Instant::now());
             return Released::Reservation;
         }
         Released::Nothing
     }
 
-    /// The addresses of `network` given back lately (see `cooling`).
-    pub fn cooling(&mut self, network: &str) -> BTreeSet<IpAddr> {
-        self.expire();
-        self.cooling
-            .keys()
-            .filter(|(n, _)| n == network)
-            .map(|(_, a)| *a)
-            .collect()
-    }
-
+    /// Drops what outlived [`RESERVATION_TTL`]: reservations (their
+    /// addresses free again), owed and paid releases, rests.
     fn expire(&mut self) {
         let now = Instant::now();
         let live = |at: &Instant| now.duration_since(*at) < RESERVATION_TTL;
+        let lapsed: Vec<(String, IpAddr)> = self
+            .reserved
+            .iter()
+            .filter(|(_, at)| !live(at))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (network, addr) in lapsed {
+            self.unreserve(&network, addr);
+        }
         self.owed.retain(|_, (_, at)| live(at));
         self.paid.retain(|_, at| live(at));
-        self.cooling.retain(|_, at| live(at));
+        for rest in self.cooling.values_mut() {
+            rest.retain(|_, at| live(at));
+        }
+        self.cooling.retain(|_, rest| !rest.is_empty());
     }
 
     /// Records `a` on disk, then here.
@@ -256,7 +278,14 @@ impl AttachmentRecords {
         if let Some(r) = &self.records {
             r.put(&[&a.network, &a.container_id, &a.ifname], &a).await?;
         }
-        self.all.insert(a.key(), a);
+        for n in &a.addresses {
+            self.held.hold(&a.network, n.addr());
+        }
+        if let Some(old) = self.all.insert(a.key(), a) {
+            for n in &old.addresses {
+                self.held.unhold(&old.network, n.addr());
+            }
+        }
         Ok(())
     }
 
@@ -265,6 +294,10 @@ impl AttachmentRecords {
         if let Some(r) = &self.records {
             r.remove(&[&key.0, &key.1, &key.2]).await?;
         }
-        Ok(self.all.remove(key))
+        let gone = self.all.remove(key);
+        for n in gone.iter().flat_map(|a| &a.addresses) {
+            self.held.unhold(&key.0, n.addr());
+        }
+        Ok(gone)
     }
 }

@@ -4,6 +4,7 @@
 //! each endpoint, and what it created for it.
 
 pub mod attachments;
+pub mod held;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
