@@ -222,7 +222,7 @@ async fn an_attach_does_not_wait_behind_reads(h: &Host, running: &RunningAgent) 
     eprintln!("attach idle {idle:?}, beside {reads} reads {busy:?}");
     assert!(reads > 0, "no read ran beside the attach");
     assert!(
-        busy < idle * 4 + Duration::from_millis(500),
+        busy < idle * 4 + Duration::from_secs(1),
         "an attach took {busy:?} beside reads, {idle:?} idle"
     );
 }
