@@ -15,6 +15,7 @@ use crate::{app::Limits, transport::tls::TlsPem};
 
 pub const DEFAULT_SOCKET: &str = "/run/linkherd/agent.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/linkherd";
+pub const DEFAULT_RUN_DIR: &str = "/run/linkherd";
 
 /// Command-line flags (each also readable from a `LINKHERD_*` variable).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -44,6 +45,10 @@ pub struct Flags {
     /// Directory for the audit log and the lease journal.
     #[arg(long, env = "LINKHERD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Directory (on tmpfs, root's) where the agent notes the namespaces it
+    /// made, apart from its state: `--adopt` looks only into those.
+    #[arg(long, env = "LINKHERD_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
     /// This host's name in the fleet (default: the kernel hostname).
     #[arg(long, env = "LINKHERD_NAME")]
     pub name: Option<String>,
@@ -89,6 +94,7 @@ pub struct FileConfig {
     pub insecure_loopback: Option<bool>,
     pub socket: Option<String>,
     pub state_dir: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
     pub name: Option<String>,
     pub netns: Option<PathBuf>,
     pub netns_prefix: Option<String>,
@@ -234,6 +240,7 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub socket: Option<PathBuf>,
     pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
     pub name: Option<String>,
     pub netns: Option<PathBuf>,
     pub netns_prefix: String,
@@ -360,6 +367,10 @@ impl Settings {
                 .state_dir
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            run_dir: flags
+                .run_dir
+                .or(file.run_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR)),
             name: flags.name.or(file.name),
             netns: flags.netns.or(file.netns),
             netns_prefix: flags.netns_prefix.or(file.netns_prefix).unwrap_or_default(),
@@ -476,6 +487,7 @@ mod tests {
         assert_eq!(s.limits.request_bytes_in_flight, 1000);
         assert_eq!(s.limits.max_concurrent_streams, 128);
         assert_eq!(s.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(s.run_dir, PathBuf::from(DEFAULT_RUN_DIR));
     }
 
     #[test]

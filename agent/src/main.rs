@@ -22,8 +22,8 @@ struct Cli {
     #[command(flatten)]
     flags: Flags,
     /// Once, at this start: take back the endpoints that this agent's marks
-    /// name in its own named namespaces and that its state directory no
-    /// longer holds (after losing it). Marks are no proof — root in a
+    /// name in the named namespaces it made (noted in --run-dir) and that
+    /// its state directory no longer holds (after losing it). Marks are no proof — root in a
     /// namespace can write them — so use it only for that, and read what
     /// was taken in the audit log. Never a setting: no variable, no key.
     #[arg(long)]
@@ -71,6 +71,7 @@ async fn run(settings: Settings, adopt: bool) -> anyhow::Result<()> {
             host_name: settings.name.clone(),
             netns_prefix: settings.netns_prefix.clone(),
             adopt,
+            run_dir: Some(settings.run_dir.clone()),
             limits: settings.limits,
             faults: Default::default(),
         },

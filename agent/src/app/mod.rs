@@ -90,6 +90,10 @@ pub struct AgentOptions {
     /// Take back, once at start, the endpoints this agent's marks name in
     /// its namespaces that its records lost (`--adopt`; audited).
     pub adopt: bool,
+    /// Where the agent notes the namespaces it made, outside its state
+    /// directory (`--run-dir`); `None`: nowhere, and `--adopt` takes
+    /// nothing (tests).
+    pub run_dir: Option<PathBuf>,
     pub limits: Limits,
     /// Crash-test hooks (feature `faults`; empty otherwise).
     pub faults: crate::faults::Faults,
@@ -154,11 +158,12 @@ impl Agent {
         let catalog = crate::host::catalog::Catalog::load(store.as_ref()).await?;
         let agent_id =
             crate::state::agent_id::AgentId::load(store.as_ref(), &opts.netns_prefix).await?;
+        let made = crate::host::made_netns::MadeNetns::new(opts.run_dir.as_deref());
         let host = Arc::new(crate::host::Host::new(
             net.clone(),
             (registry, catalog),
             opts.netns_prefix.clone(),
-            agent_id,
+            (agent_id, made),
         ));
         let txns = crate::txn::Transactions::new(
             host.clone(),

@@ -19,6 +19,7 @@ pub mod attachments;
 pub mod catalog;
 mod endpoints;
 mod host_access;
+pub mod made_netns;
 mod namespaces;
 pub mod plan;
 pub mod registry;
@@ -34,6 +35,7 @@ pub use addrcheck::Wanted;
 pub use attachments::view::NetworkStatus;
 use catalog::Catalog;
 pub use endpoints::Removed;
+use made_netns::MadeNetns;
 use registry::Registry;
 
 use crate::{
@@ -66,6 +68,8 @@ pub struct Host {
     netns_prefix: String,
     /// Whose marks are this agent's (several may share a kernel).
     agent: AgentId,
+    /// The named namespaces it made (for `--adopt`).
+    made: MadeNetns,
     caps: OnceCell<Capabilities>,
     /// See [`Host::own_netns`].
     own_netns: OnceCell<std::collections::BTreeSet<crate::net::netns::NsId>>,
@@ -135,12 +139,13 @@ impl Host {
         net: Arc<dyn NetOps>,
         (registry, catalog): (Registry, Catalog),
         netns_prefix: String,
-        agent: AgentId,
+        (agent, made): (AgentId, MadeNetns),
     ) -> Self {
         Self {
             net,
             netns_prefix,
             agent,
+            made,
             caps: OnceCell::new(),
             own_netns: OnceCell::new(),
             registry: Mutex::new(registry),
@@ -219,11 +224,11 @@ impl Host {
     /// half way through creating an endpoint may have left a link there
     /// without its ownership alias. Gone already is fine.
     pub async fn remove_step_netns(&self, name: &str) -> Result<(), Error> {
+        let full = format!("{}{name}", self.netns_prefix);
         if self.netns_exists(name).await? {
-            self.net
-                .delete_netns(&format!("{}{name}", self.netns_prefix))
-                .await?;
+            self.net.delete_netns(&full).await?;
         }
+        self.made.forget(&full).await;
         Ok(())
     }
 

@@ -280,10 +280,16 @@ pub async fn plugin_call(sock: &Path, method: &str, body: &str) -> (u16, serde_j
     )
 }
 
-/// An agent started with `--adopt` on the state directory `dir`.
-pub async fn start_adopting(net: Arc<dyn NetOps>, pki: &Pki, dir: &Path) -> RunningAgent {
+/// An agent started with `--adopt` on the state directory `dir`, noting
+/// the namespaces it makes in `run`.
+pub async fn start_adopting(
+    net: Arc<dyn NetOps>,
+    pki: &Pki,
+    (dir, run): (&Path, &Path),
+) -> RunningAgent {
     let opts = AgentOptions {
         state_dir: Some(dir.to_owned()),
+        run_dir: Some(run.to_owned()),
         adopt: true,
         ..AgentOptions::default()
     };

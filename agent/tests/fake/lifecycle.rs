@@ -403,14 +403,20 @@ async fn a_whole_network_is_deleted_in_one_group_request() {
 /// Issue 25: the records are the truth. A new agent without them adopts
 /// nothing on a read (and a tenant's forged mark can't make it), and takes
 /// back what its marks name only when started with `--adopt`: valid names
-/// only, each audited.
+/// only, only in namespaces it noted it made (a runtime's never), each
+/// audited.
 #[tokio::test]
 async fn a_lost_state_is_taken_back_only_by_adopt() {
     let fake = Arc::new(FakeKernel::new());
     fake.add_veth("ens192", "sw").expect("nic");
     let pki = Pki::new();
+    let run = tempfile::tempdir().expect("run dir");
     let id = {
-        let agent = start_agent(fake.clone(), &pki, None).await;
+        let opts = linkherd_agent::app::AgentOptions {
+            run_dir: Some(run.path().to_owned()),
+            ..Default::default()
+        };
+        let agent = testing::start_agent_with(fake.clone(), &pki, opts).await;
         let mut mv =
             MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
         mv.create(create(
@@ -442,6 +448,28 @@ async fn a_lost_state_is_taken_back_only_by_adopt() {
         .await
         .expect("forged");
     }
+
+    // A runtime's namespace (podman's are under /run/netns too) whose root
+    // forged a valid mark: never looked into.
+    fake.create_netns("podman-1").await.expect("netns");
+    let pod = inside(&fake, "podman-1").await;
+    let nic = fake.link(&name("ens192")).await.expect("nic");
+    fake.add_link(&NewLink {
+        name: name("eth0"),
+        kind: NewLinkKind::Macvlan {
+            parent_index: nic.index,
+            mode: MacvlanMode::Bridge,
+            source_macs: vec![],
+        },
+        mtu: None,
+        mac: None,
+        alias: format!("linkherd:v1 ep net=mac_net name=ghost agent={id}"),
+        group: 0,
+        target: Some(Path::new("/run/netns/podman-1").to_owned()),
+    })
+    .await
+    .expect("forged in a runtime's namespace");
+    assert!(pod.link(&name("eth0")).await.is_ok());
 
     // Without its records, a read adopts nothing and a delete finds nothing.
     let agent = start_agent(fake.clone(), &pki, None).await;
@@ -475,7 +503,7 @@ async fn a_lost_state_is_taken_back_only_by_adopt() {
     let state = tempfile::tempdir().expect("state");
     let doc = serde_json::json!({"format": 1, "id": id, "adopt_unnamed": false});
     std::fs::write(state.path().join("agent.json"), doc.to_string()).expect("keep the id");
-    let agent = testing::start_adopting(fake.clone(), &pki, state.path()).await;
+    let agent = testing::start_adopting(fake.clone(), &pki, (state.path(), run.path())).await;
     let mut mv =
         MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
     let listed = testing::listed_endpoints(&agent, &pki).await;

@@ -103,8 +103,14 @@ async fn a_corrupt_file_is_kept_aside_audited_and_the_kernel_is_the_truth() {
     let pki = Pki::new();
     let state = tempfile::tempdir().expect("state");
     let dir = state.path();
+    let run = tempfile::tempdir().expect("run dir");
     {
-        let agent = start_agent(fake.clone(), &pki, Some(dir)).await;
+        let opts = linkherd_agent::app::AgentOptions {
+            state_dir: Some(dir.to_owned()),
+            run_dir: Some(run.path().to_owned()),
+            ..Default::default()
+        };
+        let agent = testing::start_agent_with(fake.clone(), &pki, opts).await;
         let mut mv =
             MacvlanServiceClient::new(agent.channel(&pki, Some(Role::Admin)).await.expect("ch"));
         mv.create(pb::CreateMacvlanRequest {
@@ -177,7 +183,7 @@ async fn a_corrupt_file_is_kept_aside_audited_and_the_kernel_is_the_truth() {
     assert!(!record.exists(), "a read wrote a record");
     drop(agent);
     // ...but by the operator's --adopt at the next start, audited.
-    let agent = testing::start_adopting(fake.clone(), &pki, dir).await;
+    let agent = testing::start_adopting(fake.clone(), &pki, (dir, run.path())).await;
     let listed = testing::listed_endpoints(&agent, &pki).await;
     assert_eq!(listed, [("mac_net".to_owned(), "k1".to_owned())]);
     let again = read_json(&record);

@@ -148,7 +148,9 @@ mod tests {
         for (value, problem) in cases {
             let err = IfName::parse("interface", value).expect_err(value);
             assert_eq!(err.field, "interface");
-            assert_eq!(err.value, value);
+            // Echoed with its control characters escaped.
+            let shown = if value == "a\tb" { "a\\tb" } else { value };
+            assert_eq!(err.value, shown);
             assert_eq!(err.problem, problem, "for {value:?}");
         }
     }

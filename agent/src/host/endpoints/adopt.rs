@@ -4,7 +4,8 @@
 //!
 //! A mark is no proof — root in a namespace can write any alias there, and
 //! every tenant can read this agent's id from its own `eth0` — so adoption
-//! looks only at this agent's named namespaces, takes only macvlans whose
+//! looks only into the named namespaces this agent noted it made (see
+//! `made_netns`; a runtime's are never scanned), takes only macvlans whose
 //! names pass the request rules, refuses a name marked twice, stops at a
 //! bound, and says what it took and what it refused (the caller audits
 //! each line).
@@ -92,6 +93,11 @@ impl Endpoints<'_> {
             let Some(ns) = full.strip_prefix(&self.h.netns_prefix) else {
                 continue;
             };
+            // Only into namespaces this agent made: a runtime's are never
+            // scanned, whatever marks their root wrote.
+            if !self.h.made.noted(&full).await {
+                continue;
+            }
             let file = self.h.ns_file(&NetnsRef::Named(ns.to_owned()));
             let Ok(ops) = self.h.net.netns(&file).await else {
                 continue;

@@ -281,11 +281,13 @@ impl Endpoints<'_> {
                 let name = format!("{}{name}", self.h.netns_prefix);
                 self.record_intent(run).await?;
                 self.h.net.create_netns(&name).await?;
-                let (net, n) = (self.h.net.clone(), name.clone());
+                self.h.made.note(&name).await;
+                let (net, made, n) = (self.h.net.clone(), self.h.made.clone(), name.clone());
                 run.undo.push(format!("delete netns {n}"), async move {
                     if let Err(e) = net.delete_netns(&n).await {
                         tracing::error!(error = %e, "undo: cannot delete netns");
                     }
+                    made.forget(&n).await;
                 });
                 let ops = self.h.ns_ops(&spec.netns).await?;
                 ops.set_up(1, true).await?;

@@ -260,7 +260,10 @@ impl Endpoints<'_> {
         }
         let full = format!("{}{n}", self.h.netns_prefix);
         match self.h.net.delete_netns(&full).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.h.made.forget(&full).await;
+                true
+            }
             Err(e) => {
                 tracing::error!(netns = n, error = %e, "cannot delete a namespace linkherd created");
                 false
