@@ -94,11 +94,17 @@ async fn plugin(
             .expect("admin"),
     );
     testing::apply_confirmed(&mut host, catalog()).await;
+    let sock = serve_plugin(&agent, dir);
+    (agent, sock, fake)
+}
+
+/// `agent` serving the plugin on a socket in `dir`.
+fn serve_plugin(agent: &testing::RunningAgent, dir: &Path) -> PathBuf {
     let sock = dir.join("plugins/linkherd.sock");
     let listener = linkherd_agent::transport::unix::bind_unix(&sock).expect("bind");
     let serving = agent.agent.clone();
     tokio::spawn(async move { serving.serve_docker(listener, std::future::pending()).await });
-    (agent, sock, fake)
+    sock
 }
 
 fn create_network(parent: &str, gateway: &str) -> Value {
@@ -608,4 +614,58 @@ async fn the_plugins_state_is_capped() {
         "1024 reservations {reservations:?}, endpoints {endpoints:?}, networks {:?}",
         t.elapsed()
     );
+}
+
+/// An endpoint Docker created and never joined (its container never
+/// started, and no DeleteEndpoint came) is reaped once its reservation
+/// would have lapsed: its record, and its address free again. The same
+/// reap runs at start (here), every minute, and when an address is refused.
+#[tokio::test]
+async fn an_endpoint_never_joined_is_reaped_once_its_time_is_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let (_agent, sock, _fake) = plugin(dir.path()).await;
+        ok(
+            &sock,
+            "NetworkDriver.CreateNetwork",
+            create_network("ens192", "172.16.10.1/24"),
+        )
+        .await;
+        let ep = json!({"NetworkID": NET_ID, "EndpointID": EP_ID, "Interface": {"Address": "172.16.10.49/24", "AddressIPv6": "", "MacAddress": ""}, "Options": {}});
+        ok(&sock, "NetworkDriver.CreateEndpoint", ep).await;
+    }
+    let set = dir.path().join("state/attachments");
+    let file = std::fs::read_dir(&set)
+        .expect("records")
+        .next()
+        .expect("one record")
+        .expect("entry")
+        .path();
+    let mut record: Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    record["recorded_at"] = json!(now - 400);
+    std::fs::write(&file, record.to_string()).expect("age it");
+
+    // The agent again, on the same state (its catalog is kept there).
+    let state = dir.path().join("state");
+    let agent = start_agent(fake_with_nic(), &Pki::new(), Some(&state)).await;
+    // (The first agent's plugin task still holds the first socket.)
+    let sock = serve_plugin(&agent, &dir.path().join("again"));
+    ok(&sock, "Plugin.Activate", json!({})).await;
+    assert_eq!(
+        records(dir.path(), "attachments"),
+        0,
+        "the record outlived its time"
+    );
+    let reaped = testing::audit_records(&dir.path().join("state"), "DockerPlugin/Reap", 1).await;
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!(reaped[0]["target"], format!("mac_net10/{EP_ID}"));
+    assert_eq!(reaped[0]["result"], "released 172.16.10.49/24");
+    let again = json!({"PoolID": "mac_net10/v4", "Address": "172.16.10.49"});
+    let got = ok(&sock, "IpamDriver.RequestAddress", again).await;
+    assert_eq!(got, json!({"Address": "172.16.10.49/24"}));
 }
