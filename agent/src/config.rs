@@ -530,4 +530,68 @@ mod tests {
             Settings::merge(flags(Some("localhost")), FileConfig::default()).expect_err("bad");
         assert_eq!(err, ConfigError::Listen("localhost".into()));
     }
+
+    /// The shipped unit lets the agent write everything the shipped
+    /// configuration makes it write, and keeps the run directory (the
+    /// namespaces the agent made are noted there) across restarts.
+    #[test]
+    fn the_systemd_unit_allows_what_the_shipped_configuration_writes() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let unit =
+            std::fs::read_to_string(deploy.join("systemd/linkherd-agent.service")).expect("unit");
+        let values = |key: &str| -> Vec<String> {
+            unit.lines()
+                .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+                .flat_map(|v| v.split_whitespace().map(str::to_owned))
+                .collect()
+        };
+        let mut writable: Vec<PathBuf> = values("ReadWritePaths")
+            .iter()
+            .map(|p| PathBuf::from(p.trim_start_matches('-')))
+            .collect();
+        writable.extend(
+            values("RuntimeDirectory")
+                .iter()
+                .map(|d| Path::new("/run").join(d)),
+        );
+        writable.extend(
+            values("StateDirectory")
+                .iter()
+                .map(|d| Path::new("/var/lib").join(d)),
+        );
+        let s = Settings::resolve(Flags {
+            config: Some(deploy.join("agent.toml")),
+            ..Flags::default()
+        })
+        .expect("the shipped configuration");
+        let mut written = vec![
+            s.state_dir.clone(),
+            s.run_dir.clone(),
+            PathBuf::from("/run/netns"),
+        ];
+        written.extend(
+            s.socket
+                .iter()
+                .chain(&s.docker_plugin)
+                .filter_map(|p| p.parent().map(Path::to_owned)),
+        );
+        for w in &written {
+            assert!(
+                writable.iter().any(|r| w.starts_with(r)),
+                "{} is written by the agent but not writable under the unit ({writable:?})",
+                w.display()
+            );
+        }
+        let run_dirs: Vec<PathBuf> = values("RuntimeDirectory")
+            .iter()
+            .map(|d| Path::new("/run").join(d))
+            .collect();
+        if run_dirs.iter().any(|d| s.run_dir.starts_with(d)) {
+            assert_eq!(
+                values("RuntimeDirectoryPreserve"),
+                ["yes"],
+                "the notes would go at each stop"
+            );
+        }
+    }
 }
