@@ -78,6 +78,11 @@ async fn run(settings: Settings, adopt: bool) -> anyhow::Result<()> {
     )
     .await?;
 
+    // The Docker plugin's start-time reap finishes before anything is
+    // served: an agent that answers has done it.
+    if settings.docker_plugin.is_some() {
+        agent.docker_plugin().await?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     spawn_listeners(&settings, &agent, stop_rx, &mut tasks).await?;

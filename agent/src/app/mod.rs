@@ -131,6 +131,8 @@ pub struct Agent {
     health: tonic_health::server::HealthReporter,
     /// The state directory (for the Docker plugin's records).
     store: Option<Store>,
+    /// The Docker plugin, made once (it reaps at its start).
+    docker: Arc<tokio::sync::OnceCell<Arc<crate::docker::Plugin>>>,
 }
 
 fn system_hostname() -> String {
@@ -188,6 +190,7 @@ impl Agent {
         ctx.watches.report_health(health.clone());
         Ok(Self {
             store,
+            docker: Arc::default(),
             ctx,
             limits: opts.limits,
             health,
@@ -222,10 +225,22 @@ impl Agent {
         listener: UnixListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let plugin = crate::docker::Plugin::new(self.ctx.clone(), self.store.as_ref()).await?;
+        let plugin = self.docker_plugin().await?;
         crate::docker::serve(plugin, listener, shutdown)
             .await
             .map_err(ServeError::Plain)
+    }
+
+    /// The Docker plugin, made at the first call: its bindings loaded and
+    /// the endpoints Docker forgot while no agent served it reaped. `main`
+    /// calls it before serving anything, so an agent that answers has done
+    /// that housekeeping.
+    pub async fn docker_plugin(&self) -> Result<Arc<crate::docker::Plugin>, ServeError> {
+        let made = self
+            .docker
+            .get_or_try_init(|| crate::docker::Plugin::new(self.ctx.clone(), self.store.as_ref()))
+            .await?;
+        Ok(made.clone())
     }
 
     /// Serves `GET /healthz` in plain HTTP on a loopback `listener`: the
