@@ -74,7 +74,7 @@ async fn connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_DEADLINE)
-        .max_buf_size(super::MAX_BODY.max(8192))
+        .max_buf_size(super::MAX_BODY)
         .serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let ended = tokio::select! {

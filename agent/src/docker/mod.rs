@@ -284,15 +284,7 @@ async fn dispatch(
 
 /// A refusal, logged and answered, its message bounded.
 fn refused(message: &str) -> Response {
-    let mut end = message.len().min(MAX_MESSAGE);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    let cut = if end < message.len() {
-        format!("{}… ({} bytes)", &message[..end], message.len())
-    } else {
-        message.to_owned()
-    };
+    let cut = linkherd_proto::model::bounds::cut(message, MAX_MESSAGE, message.len());
     tracing::info!(error = %cut, "refused Docker's call");
     answer(StatusCode::OK, &refusal(&cut))
 }

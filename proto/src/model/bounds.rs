@@ -48,15 +48,20 @@ pub fn check_count(field: &str, len: usize, max: usize, what: &str) -> Result<()
 /// and its length; control characters escaped (`\u{1b}`, `\r`), so an
 /// echoed value can never drive the terminal that shows it.
 pub fn echo(value: &str) -> String {
-    let shown = escape_controls(value);
-    if shown.len() <= MAX_ECHO {
-        return shown;
+    cut(&escape_controls(value), MAX_ECHO, value.len())
+}
+
+/// `text`, or its first `max` bytes (cut on a character boundary) and
+/// `len`, the length of what it shows.
+pub fn cut(text: &str, max: usize, len: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
     }
-    let mut end = MAX_ECHO;
-    while !shown.is_char_boundary(end) {
+    let mut end = max;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes)", &shown[..end], value.len())
+    format!("{}… ({len} bytes)", &text[..end])
 }
 
 /// `value` with every control character (C0, DEL, C1) written as its Rust

@@ -145,7 +145,12 @@ impl Endpoints<'_> {
         for e in all.into_iter().filter(|e| e.ifname == ifname.as_str()) {
             let there = entry_netns(&e);
             let same = match want {
-                Some(id) => e.netns_id.or(self.h.netns_identity(&there).await) == Some(id),
+                // The recorded identity; read from the kernel only for an
+                // older record without one (not for every record).
+                Some(id) => match e.netns_id {
+                    Some(recorded) => recorded == id,
+                    None => self.h.netns_identity(&there).await == Some(id),
+                },
                 None => self.h.ns_file(&there) == file,
             };
             if same {
