@@ -11,7 +11,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{app::Limits, transport::tls::TlsPem};
+use crate::{app::Limits, converge::tracker::Policy, transport::tls::TlsPem};
 
 pub const DEFAULT_SOCKET: &str = "/run/linkherd/agent.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/linkherd";
@@ -73,6 +73,14 @@ pub struct Flags {
     /// kubelet or a supervisor. Off by default.
     #[arg(long, env = "LINKHERD_HEALTH_LISTEN")]
     pub health_listen: Option<String>,
+    /// What the agent does when the host drifts from what it set: repair
+    /// it (the default), report it only, or neither.
+    #[arg(long, env = "LINKHERD_RECONCILE", value_enum)]
+    pub reconcile: Option<Policy>,
+    /// Seconds between periodic reconcile passes (default 300); passes
+    /// also run on kernel events and at start.
+    #[arg(long, env = "LINKHERD_RECONCILE_INTERVAL")]
+    pub reconcile_interval: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -103,6 +111,16 @@ pub struct FileConfig {
     pub health_listen: Option<String>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
+}
+
+/// `[reconcile]`: see [`crate::converge`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    pub policy: Option<Policy>,
+    pub interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -248,6 +266,7 @@ pub struct Settings {
     pub docker_plugin: Option<PathBuf>,
     pub health_listen: Option<SocketAddr>,
     pub limits: Limits,
+    pub reconcile: crate::converge::Settings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -282,6 +301,8 @@ pub enum ConfigError {
     TlsWithoutListen,
     #[error("nothing to serve: give --listen (mTLS) and/or a --socket")]
     NothingToServe,
+    #[error("reconcile interval {0} s is out of range: give 1..=86400 seconds")]
+    ReconcileInterval(u64),
     #[error("[limits] {key} = {value} is out of range: give {min}..={max}")]
     Limit {
         key: &'static str,
@@ -359,6 +380,15 @@ impl Settings {
                 Err(_) => Err(ConfigError::Listen(l)),
             })
             .transpose()?;
+        let mut reconcile = crate::converge::Settings::default();
+        if let Some(p) = flags.reconcile.or(file.reconcile.policy) {
+            reconcile.policy = p;
+        }
+        match flags.reconcile_interval.or(file.reconcile.interval_seconds) {
+            Some(s @ 1..=86400) => reconcile.interval = std::time::Duration::from_secs(s),
+            Some(s) => return Err(ConfigError::ReconcileInterval(s)),
+            None => {}
+        }
         Ok(Self {
             listen,
             tls,
@@ -378,6 +408,7 @@ impl Settings {
             docker_plugin: flags.docker_plugin.or(file.docker_plugin),
             health_listen,
             limits,
+            reconcile,
         })
     }
 }

@@ -31,6 +31,8 @@ pub struct Context {
     /// Mutations running to their end (see `Call::to_the_end`): shutdown
     /// waits for them, up to its bound.
     pub mutations: tokio_util::task::TaskTracker,
+    /// Keeps the host as its records say (see [`crate::converge`]).
+    pub converge: Arc<crate::converge::Reconciler>,
 }
 
 impl Context {
@@ -40,7 +42,7 @@ impl Context {
         leases: PromiscLeases,
         host: Arc<Host>,
         txns: crate::txn::Transactions,
-        host_name: String,
+        (host_name, converge): (String, Arc<crate::converge::Reconciler>),
         watch_limits: crate::watch::WatchLimits,
     ) -> Self {
         Self {
@@ -54,6 +56,7 @@ impl Context {
             started: Instant::now(),
             host,
             txns,
+            converge,
         }
     }
 

@@ -39,6 +39,11 @@ const JOURNAL_FILE: &str = "promisc-leases.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct LeaseJournal {
     leases: Vec<LeaseRecord>,
+    /// Links an operator set promiscuous without a lease: the agent keeps
+    /// the flag on there (after a reboot, when the NIC comes back, when
+    /// something turns it off), see `converge`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kept_on: Vec<String>,
 }
 
 impl Versioned for LeaseJournal {
@@ -48,7 +53,10 @@ impl Versioned for LeaseJournal {
     fn upgrade(format: u32, value: serde_json::Value) -> Result<Self, Upgrade> {
         match format {
             0 => serde_json::from_value(value)
-                .map(|leases| LeaseJournal { leases })
+                .map(|leases| LeaseJournal {
+                    leases,
+                    kept_on: Vec::new(),
+                })
                 .map_err(|e| Upgrade::Corrupt(format!("format 0: {e}"))),
             f => Err(Upgrade::Corrupt(format!("there was never a format {f}"))),
         }
@@ -78,6 +86,8 @@ struct Lease {
 struct Inner {
     leases: HashMap<u32, Lease>,
     generation: u64,
+    /// Names of the links kept promiscuous (see [`LeaseJournal::kept_on`]).
+    kept_on: std::collections::BTreeSet<String>,
 }
 
 /// The outcome of [`PromiscLeases::set`].
@@ -132,18 +142,32 @@ impl PromiscLeases {
             revert_to: previous.as_ref().map_or(link.promiscuous, |r| r.revert_to),
             deadline: now_unix() + lease.as_secs(),
         });
-        let journal_changes = previous.is_some() || record.is_some();
+        let kept_before = inner.kept_on.clone();
+        if lease.is_none() {
+            if enabled {
+                inner.kept_on.insert(link.name.clone());
+            } else {
+                inner.kept_on.remove(&link.name);
+            }
+        }
+        let journal_changes =
+            previous.is_some() || record.is_some() || inner.kept_on != kept_before;
         if journal_changes {
             let mut records = records_of(&inner);
             records.retain(|r| r.index != link.index);
             records.extend(record.clone());
-            self.save(records).await?;
+            if let Err(e) = self.save(records, &inner.kept_on).await {
+                inner.kept_on = kept_before;
+                return Err(e.into());
+            }
         }
         let changed = link.promiscuous != enabled;
         if changed && let Err(e) = self.net.set_promisc(link.index, enabled).await {
             // Nothing changed: the journal goes back to what it was (the
             // old lease still runs).
-            if journal_changes && let Err(se) = self.save(records_of(&inner)).await {
+            inner.kept_on = kept_before;
+            if journal_changes && let Err(se) = self.save(records_of(&inner), &inner.kept_on).await
+            {
                 tracing::error!(error = %se, "cannot restore the lease journal");
             }
             return Err(e.into());
@@ -184,6 +208,7 @@ impl PromiscLeases {
             return Ok(());
         };
         let mut inner = self.inner.lock().await;
+        inner.kept_on = loaded.kept_on.into_iter().collect();
         for record in loaded.leases {
             // Interface indexes are reused: only trust a record whose link
             // still has the same name.
@@ -198,7 +223,39 @@ impl PromiscLeases {
                 ),
             }
         }
-        self.save(records_of(&inner)).await
+        self.save(records_of(&inner), &inner.kept_on).await
+    }
+
+    /// The links kept promiscuous that have no lease running now (a lease
+    /// is an operator's temporary override: it is left to run out).
+    pub async fn kept_on(&self) -> Vec<String> {
+        let inner = self.inner.lock().await;
+        let leased: std::collections::BTreeSet<&str> = inner
+            .leases
+            .values()
+            .map(|l| l.record.name.as_str())
+            .collect();
+        inner
+            .kept_on
+            .iter()
+            .filter(|n| !leased.contains(n.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Turns promiscuous mode back on for `link` when it is still kept on
+    /// and has no lease (checked under the same lock a change takes, so an
+    /// operator's change in between wins); whether the flag changed.
+    pub async fn restore_kept(&self, link: &Interface) -> Result<bool, Error> {
+        let inner = self.inner.lock().await;
+        if !inner.kept_on.contains(&link.name)
+            || inner.leases.values().any(|l| l.record.name == link.name)
+            || link.promiscuous
+        {
+            return Ok(false);
+        }
+        self.net.set_promisc(link.index, true).await?;
+        Ok(true)
     }
 
     fn arm(&self, inner: &mut Inner, record: LeaseRecord) {
@@ -258,14 +315,19 @@ impl PromiscLeases {
             .record(&who, "lease-expiry", &r.name, &detail, &result);
         // No request to fail: a lease left in the journal is reverted again
         // (to the same state) after a restart.
-        if let Err(e) = self.save(records_of(&inner)).await {
+        if let Err(e) = self.save(records_of(&inner), &inner.kept_on).await {
             tracing::error!(error = %e, "cannot write the lease journal");
         }
     }
 
-    async fn save(&self, leases: Vec<LeaseRecord>) -> Result<(), StoreError> {
+    async fn save(
+        &self,
+        leases: Vec<LeaseRecord>,
+        kept_on: &std::collections::BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        let kept_on = kept_on.iter().cloned().collect();
         match &self.journal {
-            Some(j) => j.save(&LeaseJournal { leases }).await,
+            Some(j) => j.save(&LeaseJournal { leases, kept_on }).await,
             None => Ok(()),
         }
     }

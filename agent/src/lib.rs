@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod context;
+pub mod converge;
 pub mod docker;
 pub mod error;
 pub mod faults;

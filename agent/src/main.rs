@@ -73,10 +73,14 @@ async fn run(settings: Settings, adopt: bool) -> anyhow::Result<()> {
             adopt,
             run_dir: Some(settings.run_dir.clone()),
             limits: settings.limits,
+            reconcile: settings.reconcile,
             faults: Default::default(),
         },
     )
     .await?;
+    // The start pass ran in `new`: what a reboot undid is back before
+    // anything is served. The rest runs beside the listeners.
+    let _reconciler = agent.spawn_reconciler();
 
     // The Docker plugin's start-time reap finishes before anything is
     // served: an agent that answers has done it.

@@ -95,6 +95,9 @@ pub struct AgentOptions {
     /// nothing (tests).
     pub run_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// Convergence (`[reconcile]`): the start pass runs in [`Agent::new`],
+    /// the rest once [`Agent::spawn_reconciler`] is called.
+    pub reconcile: crate::converge::Settings,
     /// Crash-test hooks (feature `faults`; empty otherwise).
     pub faults: crate::faults::Faults,
 }
@@ -182,9 +185,23 @@ impl Agent {
         if opts.adopt {
             adopt(&host, &audit).await.map_err(ServeError::Recover)?;
         }
+        let converge = Arc::new(crate::converge::Reconciler::new(
+            host.clone(),
+            leases.clone(),
+            audit.clone(),
+            txns.clone(),
+            opts.reconcile,
+        ));
+        restore(&host, &converge, &audit).await?;
         let watch = opts.limits.watch;
         let ctx = Arc::new(Context::new(
-            net, audit, leases, host, txns, host_name, watch,
+            net,
+            audit,
+            leases,
+            host,
+            txns,
+            (host_name, converge),
+            watch,
         ));
         let health = tonic_health::server::HealthReporter::new();
         ctx.watches.report_health(health.clone());
@@ -202,6 +219,16 @@ impl Agent {
 
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// Starts the reconciler's passes after the one at start: on kernel
+    /// events, retries and periodically (nothing with policy `off`). The
+    /// task ends with the runtime.
+    pub fn spawn_reconciler(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(crate::converge::runner::run(
+            self.ctx.converge.clone(),
+            self.ctx.net.clone(),
+        ))
     }
 
     /// Serves one listener of any kind until `shutdown` completes: the
@@ -381,6 +408,37 @@ impl Agent {
 async fn forget_gone(host: &crate::host::Host) -> Result<(), crate::error::Error> {
     for line in host.endpoints().forget_gone().await? {
         tracing::info!(endpoint = %line, "forgetting an endpoint whose namespace is gone");
+    }
+    Ok(())
+}
+
+/// At start, before anything is served: what older agents recorded less of
+/// is read back from the kernel, then the first pass restores what a reboot
+/// or crash undid (or, with policy `report`, lists it).
+async fn restore(
+    host: &crate::host::Host,
+    converge: &crate::converge::Reconciler,
+    audit: &Audit,
+) -> Result<(), ServeError> {
+    let who = crate::state::caller::Identity::agent("start");
+    for line in host.backfill_desired().await.map_err(ServeError::Recover)? {
+        audit.record(
+            &who,
+            "keep",
+            &line,
+            "recorded as desired from the kernel",
+            "ok",
+        );
+    }
+    match converge.pass(crate::converge::Trigger::Start).await {
+        Ok(t) => tracing::info!(
+            drifted = t.drifted,
+            restored = t.repaired,
+            failed = t.failed,
+            policy = converge.settings().policy.as_str(),
+            "start pass finished"
+        ),
+        Err(e) => tracing::warn!(error = %e, "start pass could not read the kernel"),
     }
     Ok(())
 }

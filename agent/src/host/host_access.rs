@@ -59,7 +59,28 @@ impl HostAccesses<'_> {
         &self,
         spec: &HostAccessSpec,
     ) -> Result<(HostAccessState, Outcome), Error> {
-        let _guard = self.h.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
+        let before = reg.host_access.get(spec.network.as_str()).cloned();
+        reg.keep_host_access(spec).await?;
+        let res = self.create_host_access_locked(spec).await;
+        if res.is_err() {
+            let undone = match &before {
+                Some(b) => reg.keep_host_access(b).await,
+                None => reg.drop_host_access(spec.network.as_str()).await,
+            };
+            if let Err(e) = undone {
+                tracing::warn!(network = %spec.network, error = %e, "cannot take back the record of host access not made");
+            }
+        }
+        res
+    }
+
+    /// [`Self::create_host_access`] with the registry lock held (its
+    /// record written).
+    pub(super) async fn create_host_access_locked(
+        &self,
+        spec: &HostAccessSpec,
+    ) -> Result<(HostAccessState, Outcome), Error> {
         let parent = self.h.parent(&spec.parent, "host_access.parent").await?;
         let links = self.h.net.links().await?;
         let mine = Owner::HostAccess {
@@ -172,7 +193,7 @@ impl HostAccesses<'_> {
     }
 
     pub async fn delete_host_access(&self, network: &ObjName) -> Result<Outcome, Error> {
-        let _guard = self.h.registry.lock().await;
+        let mut reg = self.h.registry.lock().await;
         let mine = Some(Owner::HostAccess {
             network: network.to_string(),
         });
@@ -182,11 +203,19 @@ impl HostAccesses<'_> {
             .links()
             .await?
             .into_iter()
-            .find(|l| self.h.agent.owner_of(l.alias.as_deref()) == mine)
-            .ok_or_else(|| {
-                Error::NotFound(format!("no host access for network {network} on this host"))
-            })?;
-        self.h.net.del_link(link.index).await?;
+            .find(|l| self.h.agent.owner_of(l.alias.as_deref()) == mine);
+        let kept = reg.host_access.get(network.as_str()).is_some();
+        match link {
+            Some(link) => self.h.net.del_link(link.index).await?,
+            // Kept but not there now: the delete is of what is desired.
+            None if kept => {}
+            None => {
+                return Err(Error::NotFound(format!(
+                    "no host access for network {network} on this host"
+                )));
+            }
+        }
+        reg.drop_host_access(network.as_str()).await?;
         Ok(Outcome::Deleted)
     }
 

@@ -16,13 +16,16 @@
 
 mod addrcheck;
 pub mod attachments;
+mod backfill;
 pub mod catalog;
+pub mod drift;
 mod endpoints;
 mod host_access;
 pub mod made_netns;
 mod namespaces;
 pub mod plan;
 pub mod registry;
+mod repair;
 mod undo;
 mod vlans;
 
@@ -37,6 +40,7 @@ use catalog::Catalog;
 pub use endpoints::Removed;
 use made_netns::MadeNetns;
 use registry::Registry;
+pub use repair::Repaired;
 
 use crate::{
     error::Error,
@@ -230,6 +234,11 @@ impl Host {
         }
         self.made.forget(&full).await;
         Ok(())
+    }
+
+    /// A link of the host namespace by name.
+    pub async fn link(&self, name: &IfName) -> Result<Interface, Error> {
+        Ok(self.net.link(name).await?)
     }
 
     /// The 802.1Q check every VLAN path makes first, with the fix.

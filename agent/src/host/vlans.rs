@@ -43,8 +43,25 @@ impl Vlans<'_> {
         owner: Owner,
     ) -> Result<(VlanState, Outcome), Error> {
         self.h.require_vlan().await?;
-        let _guard = self.h.registry.lock().await;
-        self.create_vlan_locked(spec, owner).await
+        let mut reg = self.h.registry.lock().await;
+        if owner != Owner::Vlan {
+            return self.create_vlan_locked(spec, owner).await;
+        }
+        // Kept before it is made: a crash in between leaves a record the
+        // next start makes good, never a VLAN it does not know to keep.
+        let before = reg.vlans.get(spec.name.as_str()).cloned();
+        reg.keep_vlan(spec).await?;
+        let res = self.create_vlan_locked(spec, owner).await;
+        if !matches!(&res, Ok((s, _)) if s.owned) {
+            let undone = match &before {
+                Some(b) => reg.keep_vlan(b).await,
+                None => reg.drop_vlan(spec.name.as_str()).await,
+            };
+            if let Err(e) = undone {
+                tracing::warn!(vlan = %spec.name, error = %e, "cannot take back the record of a VLAN not made");
+            }
+        }
+        res
     }
 
     pub(super) async fn create_vlan_locked(
@@ -115,9 +132,15 @@ impl Vlans<'_> {
         name: &linkherd_proto::model::IfName,
         force: bool,
     ) -> Result<Outcome, Error> {
-        let registry = self.h.registry.lock().await;
+        let mut registry = self.h.registry.lock().await;
         let link = match self.h.net.link(name).await {
             Ok(l) => l,
+            // Kept but not there now (a reboot, a hand deletion): the
+            // delete is of what is desired.
+            Err(NetError::NotFound { .. }) if registry.vlans.get(name.as_str()).is_some() => {
+                registry.drop_vlan(name.as_str()).await?;
+                return Ok(Outcome::Deleted);
+            }
             Err(NetError::NotFound { .. }) => {
                 return Err(Error::NotFound(format!("VLAN {name} not found")));
             }
@@ -146,6 +169,7 @@ impl Vlans<'_> {
             )));
         }
         self.h.net.del_link(link.index).await?;
+        registry.drop_vlan(name.as_str()).await?;
         Ok(Outcome::Deleted)
     }
 

@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::Transactions;
-use crate::{error::Error, faults::Point, host::Host, state::store::Versioned};
+use crate::{
+    error::Error,
+    faults::Point,
+    host::{Host, drift::ObjectKey},
+    state::store::Versioned,
+};
 
 /// How to undo one applied transaction step, as journaled: the specs are
 /// the model's own types, stored as readable JSON.
@@ -96,6 +101,33 @@ impl Journal {
 }
 
 impl JournalStep {
+    /// The object the step is about (the catalog is no kernel object).
+    pub(super) fn object(&self) -> Option<ObjectKey> {
+        Some(match self {
+            JournalStep::DeleteVlan { name } => ObjectKey::Vlan {
+                name: name.to_string(),
+            },
+            JournalStep::CreateVlan { vlan, .. } => ObjectKey::Vlan {
+                name: vlan.name.to_string(),
+            },
+            JournalStep::DeleteEndpoint { network, name, .. } => ObjectKey::Endpoint {
+                network: network.to_string(),
+                name: name.to_string(),
+            },
+            JournalStep::CreateEndpoint { endpoint: e } => ObjectKey::Endpoint {
+                network: e.network.to_string(),
+                name: e.name.to_string(),
+            },
+            JournalStep::DeleteHostAccess { network } => ObjectKey::HostAccess {
+                network: network.to_string(),
+            },
+            JournalStep::CreateHostAccess { host_access } => ObjectKey::HostAccess {
+                network: host_access.network.to_string(),
+            },
+            JournalStep::RestoreNetwork { .. } => return None,
+        })
+    }
+
     /// What reverting this step does, in words.
     pub(super) fn describe(&self) -> String {
         match self {

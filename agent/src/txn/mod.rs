@@ -61,6 +61,18 @@ struct Pending {
     timer: Option<AbortHandle>,
 }
 
+/// Held by the reconciler while it repairs: no transaction applies,
+/// confirms or rolls back meanwhile, and the objects of a pending one are
+/// named so that they are left to it.
+#[derive(Debug)]
+pub struct RepairWindow<'a> {
+    _held: tokio::sync::MutexGuard<'a, Option<Pending>>,
+    /// The pending transaction's id.
+    pub txn: Option<String>,
+    /// The objects its steps touched.
+    pub objects: std::collections::BTreeSet<crate::host::drift::ObjectKey>,
+}
+
 /// The result of an apply.
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -234,6 +246,28 @@ impl Transactions {
         }
         drop(pending);
         generation(&self.host).await
+    }
+
+    /// Waits until no transaction is being applied, confirmed or rolled
+    /// back, and holds that until the window is dropped (see
+    /// [`RepairWindow`]).
+    pub async fn repair_window(&self) -> RepairWindow<'_> {
+        let held = self.pending.lock().await;
+        let (txn, objects) = match held.as_ref() {
+            Some(p) => (
+                Some(p.journal.id.clone()),
+                p.journal
+                    .undo_order()
+                    .filter_map(journal::JournalStep::object)
+                    .collect(),
+            ),
+            None => (None, Default::default()),
+        };
+        RepairWindow {
+            _held: held,
+            txn,
+            objects,
+        }
     }
 
     /// Undoes a pending transaction; returns what was reverted, in words.

@@ -77,6 +77,7 @@ impl Endpoints<'_> {
                 parent_created,
                 netns_created: false,
                 netns_id: self.h.netns_identity(&netns).await,
+                spec: None,
             })
             .await?;
             out.adopted

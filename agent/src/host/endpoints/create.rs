@@ -154,7 +154,7 @@ impl Endpoints<'_> {
     /// One create with the registry lock held; `fresh`: the endpoint was
     /// unrecorded when the request came (its record goes when it fails);
     /// `parents`: those the batch looked up already.
-    async fn create_locked(
+    pub(in crate::host) async fn create_locked(
         &self,
         spec: &EndpointSpec,
         ns: Result<Arc<dyn NetOps>, Error>,
@@ -430,6 +430,11 @@ impl Endpoints<'_> {
             parent_created,
             netns_created,
             netns_id: None,
+            spec: Some(EndpointSpec {
+                mac: Some(spec.effective_mac()),
+                create_netns: netns_created || spec.create_netns,
+                ..spec.clone()
+            }),
         }
     }
 

@@ -215,6 +215,21 @@ impl Endpoints<'_> {
 
     /// Namespaces and VLAN parents linkherd created for endpoints that are
     /// now gone. Failures are logged, not returned: the endpoints are gone.
+    /// Forgets the record of an endpoint that cannot come back (its
+    /// process's namespace is gone), and the auto VLAN nothing else uses
+    /// then; what went, in words.
+    pub(in crate::host) async fn forget_locked(
+        &self,
+        e: &Entry,
+        reg: &mut Registry,
+    ) -> Result<Removed, Error> {
+        reg.remove(&e.network, &e.name).await?;
+        let mut removed = Removed(vec![format!("record of endpoint {}/{}", e.network, e.name)]);
+        self.remove_leftovers(std::slice::from_ref(e), reg, &mut removed)
+            .await;
+        Ok(removed)
+    }
+
     async fn remove_leftovers(&self, targets: &[Entry], reg: &Registry, removed: &mut Removed) {
         let mut parents = BTreeSet::new();
         let mut namespaces = BTreeSet::new();

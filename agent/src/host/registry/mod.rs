@@ -5,10 +5,11 @@
 
 pub mod attachments;
 pub mod held;
+pub mod kept;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use linkherd_proto::model::NetnsRef;
+use linkherd_proto::model::{EndpointSpec, HostAccessSpec, NetnsRef, VlanSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -34,6 +35,11 @@ pub struct Entry {
     /// was kept (they load as before) and where it cannot be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_id: Option<NsId>,
+    /// What was asked for (its MAC filled in): how the endpoint is made
+    /// again after a reboot or a repair. `None` in records written before
+    /// it was kept, until the agent reads it back from the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<EndpointSpec>,
 }
 
 /// [`NetnsRef`] in a stable on-disk form.
@@ -86,7 +92,16 @@ pub struct Registry {
     entries: BTreeMap<(String, String), Entry>,
     /// Containers' attachments, behind the same lock.
     pub attachments: attachments::AttachmentRecords,
+    /// The VLANs an operator asked for (not those made for a network).
+    pub vlans: kept::Kept<VlanSpec>,
+    /// Host access, by network.
+    pub host_access: kept::Kept<HostAccessSpec>,
 }
+
+/// The record set of kept VLANs.
+const VLANS: &str = "vlans";
+/// The record set of kept host access.
+const HOST_ACCESS: &str = "host-access";
 
 impl Registry {
     /// Loads the records in `store` (none without a store), migrating the
@@ -96,6 +111,11 @@ impl Registry {
             return Ok(Self::default());
         };
         let attachments = attachments::AttachmentRecords::load(Some(store)).await?;
+        let vlans = kept::Kept::load(Some(store), VLANS, |v: &VlanSpec| v.name.to_string()).await?;
+        let host_access = kept::Kept::load(Some(store), HOST_ACCESS, |h: &HostAccessSpec| {
+            h.network.to_string()
+        })
+        .await?;
         let records = store.records::<Entry>(RECORDS);
         let mut entries: BTreeMap<_, _> = records
             .load_all()
@@ -118,6 +138,8 @@ impl Registry {
             records: Some(records),
             entries,
             attachments,
+            vlans,
+            host_access,
         })
     }
 
@@ -179,6 +201,30 @@ impl Registry {
         Ok(())
     }
 
+    /// Keeps the VLAN `spec` (durably).
+    pub async fn keep_vlan(&mut self, spec: &VlanSpec) -> Result<(), StoreError> {
+        self.vlans.put(spec.name.as_str(), spec).await?;
+        Ok(())
+    }
+
+    /// Stops keeping the VLAN `name` (durably; absent is fine).
+    pub async fn drop_vlan(&mut self, name: &str) -> Result<(), StoreError> {
+        self.vlans.remove(name).await?;
+        Ok(())
+    }
+
+    /// Keeps the host access `spec` (durably).
+    pub async fn keep_host_access(&mut self, spec: &HostAccessSpec) -> Result<(), StoreError> {
+        self.host_access.put(spec.network.as_str(), spec).await?;
+        Ok(())
+    }
+
+    /// Stops keeping the host access of `network` (durably; absent is fine).
+    pub async fn drop_host_access(&mut self, network: &str) -> Result<(), StoreError> {
+        self.host_access.remove(network).await?;
+        Ok(())
+    }
+
     /// Forgets an endpoint on disk, then here.
     pub async fn remove(&mut self, network: &str, name: &str) -> Result<Option<Entry>, StoreError> {
         if let Some(r) = &self.records {
@@ -204,6 +250,7 @@ mod tests {
             parent_created: false,
             netns_created: true,
             netns_id: None,
+            spec: None,
         }
     }
 
