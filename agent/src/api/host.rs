@@ -27,6 +27,27 @@ fn kernel_release() -> String {
 
 #[tonic::async_trait]
 impl pb::host_service_server::HostService for HostSvc {
+    type WatchConvergenceStream = super::converge::ConvergenceStream;
+
+    async fn get_convergence(
+        &self,
+        req: Request<pb::GetConvergenceRequest>,
+    ) -> Result<Response<pb::GetConvergenceResponse>, Status> {
+        Call::of(&req)?;
+        Ok(Response::new(super::converge::report_pb(
+            self.ctx.converge.report(),
+        )))
+    }
+
+    async fn watch_convergence(
+        &self,
+        req: Request<pb::WatchConvergenceRequest>,
+    ) -> Result<Response<Self::WatchConvergenceStream>, Status> {
+        let call = Call::of(&req)?;
+        let place = self.ctx.watches.place(&call.who.name)?;
+        Ok(Response::new(super::converge::watch(&self.ctx, place)))
+    }
+
     async fn get_info(
         &self,
         req: Request<pb::GetInfoRequest>,

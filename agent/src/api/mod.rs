@@ -4,6 +4,7 @@
 //! [`crate::error::Error`]. Every mutation is audited, success or not.
 
 mod attachment;
+mod converge;
 mod host;
 mod interface;
 mod macvlan;

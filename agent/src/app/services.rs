@@ -72,7 +72,13 @@ macro_rules! services {
 
 services! {
     HostServiceServer(HostSvc) {
-        viewer: Methods::Only(&["GetInfo", "GetState", "Plan"]),
+        viewer: Methods::Only(&[
+            "GetInfo",
+            "GetState",
+            "Plan",
+            "GetConvergence",
+            "WatchConvergence",
+        ]),
         operator: Methods::None,
     },
     InterfaceServiceServer(InterfaceSvc) {
@@ -155,6 +161,8 @@ mod tests {
                         "ListHostAccess",
                         "Check",
                         "Status",
+                        "GetConvergence",
+                        "WatchConvergence",
                     ]
                     .contains(&m.name());
                     let expected = if svc.name() == "ProbeService" {

@@ -154,6 +154,19 @@ impl WatchHub {
         })
     }
 
+    /// A place under the same caps for a stream that is not about kernel
+    /// events (`WatchConvergence`): held until dropped, and told when the
+    /// agent stops.
+    pub fn place(&self, who: &str) -> Result<Place, WatchError> {
+        if *self.stopping.borrow() {
+            return Err(WatchError::Stopping);
+        }
+        Ok(Place {
+            stopping: self.stopping.subscribe(),
+            _permit: self.permit(who)?,
+        })
+    }
+
     fn permit(&self, who: &str) -> Result<Permit, WatchError> {
         let total = self
             .total
@@ -347,6 +360,20 @@ pub struct Subscription {
     events: broadcast::Receiver<NetEvent>,
     stopping: tokio::sync::watch::Receiver<bool>,
     _permit: Permit,
+}
+
+/// A stream's place under the caps (see [`WatchHub::place`]).
+#[derive(Debug)]
+pub struct Place {
+    stopping: tokio::sync::watch::Receiver<bool>,
+    _permit: Permit,
+}
+
+impl Place {
+    /// Completes when the agent stops.
+    pub async fn stopping(&mut self) {
+        let _ = self.stopping.wait_for(|s| *s).await;
+    }
 }
 
 /// What a stream receives.

@@ -11,6 +11,7 @@ use crate::{
     fleet::{
         self, FleetPlan, Goal,
         attached::AttachedView,
+        convergence::ConvergenceView,
         plan::{Action, Change},
         status::HostStatus,
     },
@@ -68,6 +69,10 @@ struct StatusView<'a> {
     #[serde(flatten)]
     plan: PlanView<'a>,
     containers: &'a [AttachedView],
+    /// What the agent does to keep the host as set (absent from agents
+    /// that predate it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    convergence: Option<&'a ConvergenceView>,
 }
 
 /// `status -f`: the same comparison, told as drift of the fleet from the
@@ -76,15 +81,19 @@ struct StatusView<'a> {
 pub async fn status(ctx: &Ctx, file: &Path, skip_unreachable: bool) -> Result<Exit, CtlError> {
     let plan = ctx.plan_fleet(file, Goal::Spec, skip_unreachable).await?;
     let status = fleet::status::status(&plan);
+    let converging =
+        fleet::convergence::read(plan.hosts.iter().map(|h| h.channel.clone()).collect()).await;
     let shown: Vec<StatusView<'_>> = views(&plan)
         .into_iter()
         .zip(&status)
-        .map(|(plan, s)| StatusView {
+        .zip(&converging)
+        .map(|((plan, s), c)| StatusView {
             plan,
             containers: &s.containers,
+            convergence: c.as_ref(),
         })
         .collect();
-    output::print(ctx.format, &shown, |_| render_drift(&status))?;
+    output::print(ctx.format, &shown, |_| render_drift(&status, &converging))?;
     Ok(exit(plan.has_changes()))
 }
 
@@ -96,9 +105,9 @@ fn change_line(mark: &str, c: &Change) -> String {
 
 /// Per host: in sync, or what is missing, differs, or is extra; then its
 /// containers.
-fn render_drift(hosts: &[HostStatus]) -> String {
+fn render_drift(hosts: &[HostStatus], converging: &[Option<ConvergenceView>]) -> String {
     let mut out = Vec::new();
-    for h in hosts {
+    for (k, h) in hosts.iter().enumerate() {
         if h.in_sync() {
             out.push(format!("{}: in sync", h.host));
         } else {
@@ -112,6 +121,9 @@ fn render_drift(hosts: &[HostStatus]) -> String {
             }
         }
         out.extend(container_lines(&h.containers));
+        if let Some(Some(c)) = converging.get(k) {
+            out.extend(c.lines());
+        }
     }
     out.join("\n")
 }

@@ -6,6 +6,7 @@
 //! The engine knows nothing of terminals: `cli/` prints.
 
 pub mod attached;
+pub mod convergence;
 mod desired;
 pub mod destroy;
 pub mod interrupt;

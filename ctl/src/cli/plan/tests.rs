@@ -46,7 +46,7 @@ fn drift_names_missing_differing_and_extra_objects() {
         },
     ];
     assert_eq!(
-        render_drift(&hosts),
+        render_drift(&hosts, &[]),
         "no1: 3 difference(s) from the spec\n  missing  endpoint    n/b5\n  \
          differs  endpoint    n/b1\n  extra    endpoint    n/b2\nno2: in sync"
     );
@@ -80,7 +80,7 @@ fn status_counts_containers_per_network_and_names_the_stale_ones() {
         ],
     }];
     assert_eq!(
-        render_drift(&hosts),
+        render_drift(&hosts, &[]),
         "no1: in sync\n  containers  2 on mac_net10, 1 on mac_net20\n  \
          stale       c2/eth0 on mac_net10: namespace /run/netns/cni-c2 is gone; GC or DEL removes it"
     );
