@@ -181,7 +181,9 @@ impl Agent {
         if let Some(s) = &store {
             audit_quarantined(&audit, s);
         }
-        forget_gone(&host).await.map_err(ServeError::Recover)?;
+        forget_gone(&host, &audit)
+            .await
+            .map_err(ServeError::Recover)?;
         if opts.adopt {
             adopt(&host, &audit).await.map_err(ServeError::Recover)?;
         }
@@ -404,10 +406,13 @@ impl Agent {
 }
 
 /// Audits the state files kept aside at start (they were logged already).
-/// Records of endpoints whose namespace went while the agent was away.
-async fn forget_gone(host: &crate::host::Host) -> Result<(), crate::error::Error> {
+/// Records of endpoints whose process's namespace went while the agent was
+/// away, each forgotten in the audit log.
+async fn forget_gone(host: &crate::host::Host, audit: &Audit) -> Result<(), crate::error::Error> {
+    let who = crate::state::caller::Identity::agent("start");
     for line in host.endpoints().forget_gone().await? {
         tracing::info!(endpoint = %line, "forgetting an endpoint whose namespace is gone");
+        audit.record(&who, "forget", &line, "cannot come back", "ok");
     }
     Ok(())
 }

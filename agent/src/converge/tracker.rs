@@ -271,6 +271,10 @@ impl Tracker {
                 } else {
                     // Repeated repairs of one object are spaced: 1 s, 2 s, 4 s…
                     t.next_try = Some(now + backoff(RETRY_FIRST, n - 1, RETRY_MAX));
+                    // The next check says if something undid it again.
+                    t.status.phase = Phase::InSync;
+                    t.status.since = SystemTime::now();
+                    t.status.detail = format!("repaired: {}", t.status.detail);
                 }
             }
             Err(e) => {
@@ -361,10 +365,19 @@ mod tests {
         assert_eq!(d, Decision::Repair);
         assert_eq!(news.map(|s| s.phase), Some(Phase::Repairing));
         let s = t.repaired(&key(), Ok(()), now).expect("tracked");
-        assert_eq!(s.repairs, 1);
-        let back = t.in_sync(&key(), now).expect("news");
-        assert_eq!(back.phase, Phase::InSync);
-        assert_eq!(t.in_sync(&key(), now), None, "no news the second time");
+        assert_eq!((s.phase, s.repairs), (Phase::InSync, 1));
+        assert_eq!(s.detail, "repaired: missing");
+        assert_eq!(
+            t.in_sync(&key(), now),
+            None,
+            "no news when the check agrees"
+        );
+        // Undone again: a drift, held until the spacing passes.
+        let (d, news) = t.drifted(&key(), MISSING, Policy::Repair, false, now);
+        assert_eq!(
+            (d, news.map(|s| s.phase)),
+            (Decision::Hold, Some(Phase::Repairing))
+        );
     }
 
     #[test]

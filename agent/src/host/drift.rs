@@ -349,36 +349,34 @@ impl Host {
     /// Why a recorded endpoint was not found, and what can be done.
     async fn missing_endpoint(&self, e: &Entry) -> Option<(String, Fix)> {
         let netns = entry_netns(e);
-        let now = self.netns_identity(&netns).await;
-        let moved = e
-            .netns_id
-            .is_some_and(|want| now.is_some() && now != Some(want));
-        match (&netns, now) {
-            (NetnsRef::Named(n), None) => {
+        let ops = match (self.ns_ops(&netns).await, &netns) {
+            (Ok(ops), _) => ops,
+            (Err(_), NetnsRef::Named(n)) => {
                 let makes = e.netns_created || e.spec.as_ref().is_some_and(|s| s.create_netns);
                 return Some(if makes {
                     (format!("missing, with its namespace {n}"), Fix::Make)
                 } else {
-                    (
-                        format!(
-                            "its namespace {n} is gone (linkherd did not make it); \
-                             made again when the namespace is back"
-                        ),
-                        Fix::Wait,
-                    )
+                    let why = format!(
+                        "its namespace {n} is gone (linkherd did not make it); \
+                         made again when the namespace is back"
+                    );
+                    (why, Fix::Wait)
                 });
             }
-            (NetnsRef::Named(_), Some(_)) => {}
-            (_, None) => return Some((format!("its namespace {netns} is gone"), Fix::Forget)),
-            (_, Some(_)) if moved => {
-                return Some((
-                    format!("its namespace {netns} is gone (another one has its path now)"),
-                    Fix::Forget,
-                ));
-            }
-            _ => {}
+            (Err(_), _) => return Some((format!("its namespace {netns} is gone"), Fix::Forget)),
+        };
+        // A process's namespace whose path now names another one (the pid
+        // went to another process) is gone; a name is its own identity.
+        if !matches!(netns, NetnsRef::Named(_))
+            && let Some(want) = e.netns_id
+            && self
+                .netns_identity(&netns)
+                .await
+                .is_some_and(|now| now != want)
+        {
+            let why = format!("its namespace {netns} is gone (another one has its path now)");
+            return Some((why, Fix::Forget));
         }
-        let ops = self.ns_ops(&netns).await.ok()?;
         let name = IfName::parse("ifname", &e.ifname).ok()?;
         Some(match ops.link(&name).await {
             Ok(l) => (

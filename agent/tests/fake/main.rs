@@ -15,6 +15,7 @@ mod bounds;
 mod cancel;
 mod catalog;
 mod contract_run;
+mod converge;
 mod docker;
 mod grpc;
 mod lifecycle;

@@ -16,7 +16,11 @@ use linkherd_proto::model::{
     EndpointSpec, EndpointState, IfName, Interface, LinkDetails, NetnsRef, Owner,
 };
 
-use super::{Endpoints, registry::Entry, vlans::describe};
+use super::{
+    Endpoints,
+    registry::{Entry, Netns},
+    vlans::describe,
+};
 use crate::{
     error::Error,
     net::{NetError, NetOps},
@@ -285,16 +289,20 @@ impl Endpoints<'_> {
             .collect())
     }
 
-    /// Forgets the records of endpoints whose namespace is gone (deleted,
-    /// or its process exited and the recorded identity no longer matches);
-    /// at start, never on a read. A record whose link alone is missing is
-    /// kept: its namespace is there, and the endpoint is to be restored,
-    /// not forgotten. Returns what was forgotten, in words.
+    /// Forgets the records of endpoints whose process's or path's namespace
+    /// is gone (or its recorded identity no longer matches); at start,
+    /// never on a read. Named namespaces are not forgotten: a reboot empties
+    /// /run/netns, and the reconciler makes them again (or waits for one
+    /// linkherd did not make). Returns what was forgotten, in words.
     pub async fn forget_gone(&self) -> Result<Vec<String>, Error> {
         let mut reg = self.h.registry.lock().await;
         let entries: Vec<Entry> = reg.all().cloned().collect();
         let mut gone = Vec::new();
-        for e in &entries {
+        // A named namespace is made again or waited for (see `drift`).
+        for e in entries
+            .iter()
+            .filter(|e| !matches!(e.netns, Netns::Name(_)))
+        {
             let netns = entry_netns(e);
             let now = self.h.netns_identity(&netns).await;
             let moved = e.netns_id.is_some_and(|want| now != Some(want));

@@ -112,6 +112,29 @@ impl FakeKernel {
         self.register(PathBuf::from(format!("/proc/{pid}/ns/net")))
     }
 
+    /// Removes the namespace at `file` with its links, as the kernel does
+    /// when the process holding it exits.
+    pub fn remove_netns_at(&self, file: &Path) -> Result<(), NetError> {
+        let ns = self
+            .world
+            .others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(file)
+            .ok_or_else(|| NetError::NotFound {
+                what: format!("network namespace {}", file.display()),
+            })?;
+        let indexes: Vec<u32> = ns.lock().links.keys().copied().collect();
+        let view = FakeKernel {
+            world: self.world.clone(),
+            ns,
+        };
+        for i in indexes {
+            view.remove(i);
+        }
+        Ok(())
+    }
+
     /// Registers a namespace at `file`, as a runtime that bind-mounts one
     /// there would (Docker's sandboxes under /var/run/docker/netns).
     pub fn add_netns_at(&self, file: &Path) -> FakeKernel {

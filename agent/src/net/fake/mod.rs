@@ -461,26 +461,11 @@ impl NetOps for FakeKernel {
     }
 
     async fn delete_netns(&self, name: &str) -> Result<(), NetError> {
-        let path = Path::new(NETNS_RUN_DIR).join(name);
-        let ns = self
-            .world
-            .others
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&path)
-            .ok_or_else(|| NetError::NotFound {
-                what: format!("network namespace {name:?}"),
-            })?;
         // Virtual links die with their namespace.
-        let indexes: Vec<u32> = ns.lock().links.keys().copied().collect();
-        let view = FakeKernel {
-            world: self.world.clone(),
-            ns,
-        };
-        for i in indexes {
-            view.remove(i);
-        }
-        Ok(())
+        self.remove_netns_at(&Path::new(NETNS_RUN_DIR).join(name))
+            .map_err(|_| NetError::NotFound {
+                what: format!("network namespace {name:?}"),
+            })
     }
 
     async fn netns_names(&self) -> Result<Vec<String>, NetError> {
