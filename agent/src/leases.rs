@@ -88,6 +88,8 @@ struct Inner {
     generation: u64,
     /// Names of the links kept promiscuous (see [`LeaseJournal::kept_on`]).
     kept_on: std::collections::BTreeSet<String>,
+    /// Bumped when `kept_on` changes.
+    kept_changes: u64,
 }
 
 /// The outcome of [`PromiscLeases::set`].
@@ -149,6 +151,9 @@ impl PromiscLeases {
             } else {
                 inner.kept_on.remove(&link.name);
             }
+        }
+        if inner.kept_on != kept_before {
+            inner.kept_changes += 1;
         }
         let journal_changes =
             previous.is_some() || record.is_some() || inner.kept_on != kept_before;
@@ -224,6 +229,11 @@ impl PromiscLeases {
             }
         }
         self.save(records_of(&inner), &inner.kept_on).await
+    }
+
+    /// A number that moves whenever the links kept promiscuous do.
+    pub async fn kept_changes(&self) -> u64 {
+        self.inner.lock().await.kept_changes
     }
 
     /// The links kept promiscuous that have no lease running now (a lease

@@ -197,6 +197,15 @@ impl Reconciler {
         self.book().tracker.counts().into_iter().collect()
     }
 
+    /// A number that moves whenever the desired state does (cheap: no
+    /// copy of it).
+    pub async fn desired_changes(&self) -> (u64, u64) {
+        (
+            self.host.desired_changes().await,
+            self.leases.kept_changes().await,
+        )
+    }
+
     /// The desired state as the records have it now.
     pub async fn desired(&self) -> Desired {
         self.host.desired(self.leases.kept_on().await).await

@@ -34,10 +34,14 @@ struct Watched {
     /// Every host link index at the last look: an event about another one
     /// is a new link, looked up once by name.
     known: BTreeSet<u32>,
+    /// The desired state's change count when it was last looked at:
+    /// requests change it between passes.
+    seen: Option<(u64, u64)>,
 }
 
 impl Watched {
     async fn refresh(&mut self, rec: &Reconciler, net: &dyn NetOps) {
+        self.seen = Some(rec.desired_changes().await);
         let d = rec.desired().await;
         let mut names = BTreeSet::new();
         for v in &d.vlans {
@@ -71,7 +75,10 @@ impl Watched {
 
     /// Whether `e` is about a watched link (or a new link with a watched
     /// name: a parent re-created gets a new index).
-    async fn matters(&mut self, e: &NetEvent, net: &dyn NetOps) -> bool {
+    async fn matters(&mut self, rec: &Reconciler, e: &NetEvent, net: &dyn NetOps) -> bool {
+        if self.seen != Some(rec.desired_changes().await) {
+            self.refresh(rec, net).await;
+        }
         match e {
             NetEvent::Overrun => true,
             NetEvent::LinkRemoved { name, .. } => self.names.contains(name),
@@ -159,7 +166,7 @@ async fn next_trigger(
                     *sub = None;
                     return Trigger::Overrun;
                 };
-                if !watched.matters(&e, net).await {
+                if !watched.matters(rec, &e, net).await {
                     continue;
                 }
                 let overrun = e == NetEvent::Overrun;

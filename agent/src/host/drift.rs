@@ -15,6 +15,7 @@ use std::{
 use ipnet::IpNet;
 use linkherd_proto::model::{
     EndpointState, HostAccessSpec, IfName, Interface, LinkDetails, NetnsRef, Owner, VlanSpec,
+    split_vlan_name,
 };
 use serde::Serialize;
 
@@ -203,8 +204,17 @@ impl Host {
         }
     }
 
+    /// A number that moves whenever the records of the desired state do.
+    pub async fn desired_changes(&self) -> u64 {
+        self.registry.lock().await.changes()
+    }
+
     /// How the kernel differs from `desired`, object by object.
     pub async fn drift(&self, desired: &Desired) -> Result<Vec<Drift>, Error> {
+        // A namespace deleted by hand lives on while the agent holds a
+        // socket in it, and so would the endpoint that is gone for everyone
+        // else.
+        self.net.release_deleted_namespaces();
         let links: BTreeMap<String, Interface> = self
             .net
             .links()
@@ -218,7 +228,7 @@ impl Host {
             out.extend(self.vlan_drift(v, &links));
         }
         out.extend(self.auto_vlan_drift(&desired.endpoints, &links));
-        out.extend(self.endpoints_drift(&desired.endpoints).await?);
+        out.extend(self.endpoints_drift(&desired.endpoints, &links).await?);
         for h in &desired.host_access {
             out.extend(self.host_access_drift(h, &links, &routes));
         }
@@ -323,16 +333,29 @@ impl Host {
             })
     }
 
-    async fn endpoints_drift(&self, entries: &[Entry]) -> Result<Vec<Drift>, Error> {
+    async fn endpoints_drift(
+        &self,
+        entries: &[Entry],
+        links: &BTreeMap<String, Interface>,
+    ) -> Result<Vec<Drift>, Error> {
         let observed = self.endpoints().observe_many(entries).await?;
         let mut out = Vec::new();
         for (e, state) in entries.iter().zip(observed) {
             let Some(spec) = &e.spec else {
                 continue;
             };
-            let found = match state {
-                Some(s) => endpoint_differences(spec, &s),
-                None => self.missing_endpoint(e).await,
+            let parent = links.get(&e.parent);
+            let found = match (state, parent) {
+                (Some(s), _) => endpoint_differences(spec, &s, parent.map(|p| p.mtu)),
+                // Its parent comes back with a kernel event; no backoff
+                // should be running then.
+                (None, None) if !e.parent_created || !vlan_base_present(&e.parent, links) => {
+                    Some((
+                        format!("missing; its parent {} is missing", e.parent),
+                        Fix::Wait,
+                    ))
+                }
+                (None, _) => self.missing_endpoint(e).await,
             };
             if let Some((what, fix)) = found {
                 out.push(Drift {
@@ -487,6 +510,7 @@ impl Host {
 fn endpoint_differences(
     spec: &linkherd_proto::model::EndpointSpec,
     s: &EndpointState,
+    parent_mtu: Option<u32>,
 ) -> Option<(String, Fix)> {
     let index = s.interface.as_ref().map_or(0, |i| i.index);
     if !s.owned {
@@ -531,7 +555,8 @@ fn endpoint_differences(
             join(want.difference(&have))
         ));
     }
-    if let Some(m) = spec.mtu.filter(|m| *m != s.mtu) {
+    // No MTU asked for: the parent's, as the kernel gave it at creation.
+    if let Some(m) = spec.mtu.or(parent_mtu).filter(|m| *m != s.mtu) {
         tweaks.push(Tweak::Mtu(m));
         what.push(format!("mtu {} (desired {m})", s.mtu));
     }
@@ -548,6 +573,16 @@ fn endpoint_differences(
         what.push(format!("default route via {gw} missing"));
     }
     (!tweaks.is_empty()).then(|| (what.join(", "), Fix::Tweak { index, tweaks }))
+}
+
+/// Whether `parent` is a VLAN name `BASE.ID` whose BASE is there (the
+/// endpoint's create makes the VLAN again).
+fn vlan_base_present(parent: &str, links: &BTreeMap<String, Interface>) -> bool {
+    IfName::parse("parent", parent)
+        .ok()
+        .as_ref()
+        .and_then(split_vlan_name)
+        .is_some_and(|(base, _)| links.contains_key(base.as_str()))
 }
 
 fn promisc_drift(name: &str, links: &BTreeMap<String, Interface>) -> Option<Drift> {

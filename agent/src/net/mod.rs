@@ -175,6 +175,10 @@ pub trait NetOps: Send + Sync + fmt::Debug + 'static {
     fn home_netns(&self) -> Option<PathBuf> {
         None
     }
+    /// Lets go of anything this instance holds in namespaces that were
+    /// deleted behind its back (cached connections keep a namespace, and
+    /// every link in it, alive). A no-op where nothing is held.
+    fn release_deleted_namespaces(&self) {}
     /// Subscribes to link and address changes. Events that happen after this
     /// returns are delivered; a caller that also lists links should subscribe
     /// first so nothing falls between the list and the first event.

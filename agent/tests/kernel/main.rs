@@ -16,6 +16,7 @@ mod scenarios;
 
 mod attach;
 mod contract_run;
+mod converge;
 mod grpc;
 mod lifecycle;
 mod netlink;

@@ -96,6 +96,9 @@ pub struct Registry {
     pub vlans: kept::Kept<VlanSpec>,
     /// Host access, by network.
     pub host_access: kept::Kept<HostAccessSpec>,
+    /// Bumped by every change to the records: the reconciler looks at the
+    /// desired state again only when it moved.
+    changes: u64,
 }
 
 /// The record set of kept VLANs.
@@ -140,7 +143,17 @@ impl Registry {
             attachments,
             vlans,
             host_access,
+            changes: 0,
         })
+    }
+
+    /// How many changes the records have seen (see [`Registry::changes`]).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    fn changed(&mut self) {
+        self.changes = self.changes.wrapping_add(1);
     }
 
     pub fn get(&self, network: &str, name: &str) -> Option<&Entry> {
@@ -161,6 +174,7 @@ impl Registry {
             r.put(&[&e.network, &e.name], &e).await?;
         }
         self.entries.insert((e.network.clone(), e.name.clone()), e);
+        self.changed();
         Ok(())
     }
 
@@ -184,6 +198,7 @@ impl Registry {
         for e in new {
             self.entries.insert((e.network.clone(), e.name.clone()), e);
         }
+        self.changed();
         Ok(())
     }
 
@@ -198,30 +213,35 @@ impl Registry {
             self.entries
                 .remove(&((*network).to_owned(), (*name).to_owned()));
         }
+        self.changed();
         Ok(())
     }
 
     /// Keeps the VLAN `spec` (durably).
     pub async fn keep_vlan(&mut self, spec: &VlanSpec) -> Result<(), StoreError> {
         self.vlans.put(spec.name.as_str(), spec).await?;
+        self.changed();
         Ok(())
     }
 
     /// Stops keeping the VLAN `name` (durably; absent is fine).
     pub async fn drop_vlan(&mut self, name: &str) -> Result<(), StoreError> {
         self.vlans.remove(name).await?;
+        self.changed();
         Ok(())
     }
 
     /// Keeps the host access `spec` (durably).
     pub async fn keep_host_access(&mut self, spec: &HostAccessSpec) -> Result<(), StoreError> {
         self.host_access.put(spec.network.as_str(), spec).await?;
+        self.changed();
         Ok(())
     }
 
     /// Stops keeping the host access of `network` (durably; absent is fine).
     pub async fn drop_host_access(&mut self, network: &str) -> Result<(), StoreError> {
         self.host_access.remove(network).await?;
+        self.changed();
         Ok(())
     }
 
@@ -230,6 +250,7 @@ impl Registry {
         if let Some(r) = &self.records {
             r.remove(&[network, name]).await?;
         }
+        self.changed();
         Ok(self.entries.remove(&(network.to_owned(), name.to_owned())))
     }
 }

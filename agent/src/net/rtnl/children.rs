@@ -84,6 +84,21 @@ impl Rtnl {
         });
     }
 
+    /// Drops the cached connections into namespaces whose file is gone or
+    /// names another namespace now (someone ran `ip netns del`): held, the
+    /// socket would keep the deleted namespace and its links alive.
+    pub(super) fn forget_unlinked(&self) {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<(u64, u64)> = children
+            .iter()
+            .filter(|(key, (c, _))| c.netns_file().and_then(ns_key) != Some(**key))
+            .map(|(k, _)| *k)
+            .collect();
+        let dropped: Vec<_> = gone.iter().filter_map(|k| children.remove(k)).collect();
+        drop(children);
+        drop(dropped);
+    }
+
     pub(super) fn forget(&self, file: &Path) {
         if let Some(key) = ns_key(file) {
             self.children

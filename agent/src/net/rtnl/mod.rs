@@ -459,6 +459,10 @@ impl NetOps for Rtnl {
         }
     }
 
+    fn release_deleted_namespaces(&self) {
+        self.forget_unlinked();
+    }
+
     async fn netns(&self, file: &Path) -> Result<Arc<dyn NetOps>, NetError> {
         Ok(self.child(file).await?)
     }
