@@ -4,7 +4,8 @@
 # for ring, and QEMU for the lab's vm backend. With --runtimes, also the
 # container runtimes the tests and the benchmark drive: podman and runc,
 # Debian's Docker engine, the CNI reference plugins. With --tests, those and
-# the Rust lint components and dependency checkers of scripts/test.sh.
+# the Rust lint components, dependency checkers and the Prometheus parser
+# of scripts/test.sh.
 # (The lab fetches its guest kernel and busybox itself, through apt-get
 # download, into /var/cache/linkherd-lab.)
 # Safe to run repeatedly; installs nothing that is already there.
@@ -36,6 +37,11 @@ if [ "$runtimes" = 1 ]; then
   # it), and util-linux's unshare/nsenter they start it with.
   [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
   command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+fi
+if [ "$tests" = 1 ]; then
+  # The Prometheus text parser the /metrics test reads the agent's output
+  # with (Debian's interpreter and module, not a user's python).
+  /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -33,6 +33,8 @@ pub struct Context {
     pub mutations: tokio_util::task::TaskTracker,
     /// Keeps the host as its records say (see [`crate::converge`]).
     pub converge: Arc<crate::converge::Reconciler>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {
@@ -42,7 +44,11 @@ impl Context {
         leases: PromiscLeases,
         host: Arc<Host>,
         txns: crate::txn::Transactions,
-        (host_name, converge): (String, Arc<crate::converge::Reconciler>),
+        (host_name, converge, metrics): (
+            String,
+            Arc<crate::converge::Reconciler>,
+            Arc<crate::metrics::Metrics>,
+        ),
         watch_limits: crate::watch::WatchLimits,
     ) -> Self {
         Self {
@@ -57,6 +63,7 @@ impl Context {
             host,
             txns,
             converge,
+            metrics,
         }
     }
 

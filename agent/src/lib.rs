@@ -22,6 +22,7 @@ pub mod error;
 pub mod faults;
 pub mod host;
 pub mod leases;
+pub mod metrics;
 pub mod net;
 pub mod state;
 #[cfg(feature = "fake")]

@@ -58,6 +58,7 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
         let r = req.into_inner();
         let what = target(&r.network, &r.container_id, &r.ifname);
         let detail = format!("attach in {}", r.netns);
+        let started = std::time::Instant::now();
         let (state, _) = call
             .to_the_end(
                 &self.ctx,
@@ -77,6 +78,7 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                 },
             )
             .await?;
+        self.ctx.metrics.attach("attach", started.elapsed());
         Ok(Response::new(to_pb(&state)))
     }
 
@@ -87,6 +89,7 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
         let call = Call::of(&req)?;
         let k = req.into_inner();
         let what = target(&k.network, &k.container_id, &k.ifname);
+        let started = std::time::Instant::now();
         let gone = call
             .to_the_end(
                 &self.ctx,
@@ -108,6 +111,7 @@ impl pb::attachment_service_server::AttachmentService for AttachmentSvc {
                 },
             )
             .await?;
+        self.ctx.metrics.attach("detach", started.elapsed());
         Ok(Response::new(pb::DetachResponse {
             detached: gone.is_some(),
         }))

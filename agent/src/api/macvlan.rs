@@ -33,6 +33,7 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
         let e = r.endpoint.clone().unwrap_or_default();
         let target = format!("{}/{}", e.network, e.name);
         let detail = format!("parent {} addresses {}", e.parent, e.addresses.join(","));
+        let started = std::time::Instant::now();
         let res = call
             .to_the_end(
                 &self.ctx,
@@ -46,6 +47,10 @@ impl pb::macvlan_service_server::MacvlanService for MacvlanSvc {
             )
             .await;
         let (state, outcome) = res?;
+        self.ctx
+            .metrics
+            .endpoint_create_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(Response::new(pb::CreateMacvlanResponse {
             endpoint: Some(state.into()),
             outcome: outcome_pb(outcome),

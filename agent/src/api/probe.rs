@@ -224,14 +224,18 @@ async fn run_ping(
         }
     }
     drop(ev_rx);
+    let mut reached = Err(());
     let (last, result) = match run.await {
-        Ok(Ok(s)) => (
-            Ok(summary_pb(
-                &s,
-                neigh::explain_silence(s.received == 0, before).await,
-            )),
-            format!("sent {}, received {}", s.sent, s.received),
-        ),
+        Ok(Ok(s)) => {
+            reached = Ok(s.received > 0);
+            (
+                Ok(summary_pb(
+                    &s,
+                    neigh::explain_silence(s.received == 0, before).await,
+                )),
+                format!("sent {}, received {}", s.sent, s.received),
+            )
+        }
         Ok(Err(e)) => {
             let status = Status::from(Error::from(e));
             let result = format!("error: {}", status.message());
@@ -239,6 +243,7 @@ async fn run_ping(
         }
         Err(e) => (Err(Status::internal(e.to_string())), format!("error: {e}")),
     };
+    ctx.metrics.probe("ping", reached);
     let result = if client_gone {
         format!("{result} (the client went away)")
     } else {
@@ -323,6 +328,8 @@ impl pb::probe_service_server::ProbeService for ProbeSvc {
             Ok(r) => r.verdict.clone(),
             Err(s) => format!("error: {}", s.message()),
         };
+        let answered = res.as_ref().map(|r| !r.responders.is_empty());
+        self.ctx.metrics.probe("arp", answered.map_err(|_| ()));
         self.ctx
             .audit
             .record(&call.who, &call.rpc.0, &target, &detail, &result);
@@ -362,6 +369,8 @@ impl pb::probe_service_server::ProbeService for ProbeSvc {
             Ok(out) => out.detail.clone(),
             Err(e) => format!("error: {e}"),
         };
+        let open = res.as_ref().map(|o| o.result == TcpResult::Connected);
+        self.ctx.metrics.probe("tcp", open.map_err(|_| ()));
         self.ctx
             .audit
             .record(&call.who, &call.rpc.0, &target, &detail, &result);

@@ -170,11 +170,12 @@ impl Agent {
             opts.netns_prefix.clone(),
             (agent_id, made),
         ));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let txns = crate::txn::Transactions::new(
             host.clone(),
             audit.clone(),
             store.clone(),
-            opts.faults.clone(),
+            (opts.faults.clone(), metrics.clone()),
         );
         // A transaction left unconfirmed by a previous run is rolled back.
         txns.recover().await.map_err(ServeError::Recover)?;
@@ -192,7 +193,7 @@ impl Agent {
             leases.clone(),
             audit.clone(),
             txns.clone(),
-            opts.reconcile,
+            (opts.reconcile, metrics.clone()),
         ));
         restore(&host, &converge, &audit).await?;
         let watch = opts.limits.watch;
@@ -202,7 +203,7 @@ impl Agent {
             leases,
             host,
             txns,
-            (host_name, converge),
+            (host_name, converge, metrics),
             watch,
         ));
         let health = tonic_health::server::HealthReporter::new();
@@ -280,9 +281,14 @@ impl Agent {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        crate::transport::health_http::serve(self.health.clone(), listener, shutdown)
-            .await
-            .map_err(ServeError::Plain)
+        crate::transport::health_http::serve(
+            self.health.clone(),
+            self.ctx.metrics.clone(),
+            listener,
+            shutdown,
+        )
+        .await
+        .map_err(ServeError::Plain)
     }
 
     /// The second half of a shutdown, once the listeners were told to stop
@@ -329,6 +335,7 @@ impl Agent {
                 local_connections: self.limits.local_connections,
             },
             budget: self.budget.clone(),
+            metrics: self.ctx.metrics.clone(),
             role_of: services::required_role,
             on_refusal: Arc::new(move |r: &Refusal, rpc: &Rpc| {
                 let (name, role) = match &r.who {

@@ -139,6 +139,7 @@ pub struct Reconciler {
     events: broadcast::Sender<Event>,
     /// Passes run one at a time.
     running: tokio::sync::Mutex<()>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Reconciler {
@@ -147,9 +148,10 @@ impl Reconciler {
         leases: PromiscLeases,
         audit: Arc<Audit>,
         txns: Transactions,
-        settings: Settings,
+        (settings, metrics): (Settings, Arc<crate::metrics::Metrics>),
     ) -> Self {
         Self {
+            metrics,
             host,
             leases,
             audit,
@@ -229,6 +231,17 @@ impl Reconciler {
         book.generation = desired.generation();
         book.passes += 1;
         let tally = result.as_ref().copied().unwrap_or_default();
+        self.metrics
+            .passes
+            .get_or_create(&crate::metrics::Trigger {
+                trigger: trigger.as_str(),
+            })
+            .inc();
+        self.metrics
+            .pass_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .set_objects(&book.tracker.counts().into_iter().collect::<Vec<_>>());
         book.last = Some(LastPass {
             at: SystemTime::now(),
             took: started.elapsed(),
@@ -272,6 +285,10 @@ impl Reconciler {
             ..Tally::default()
         };
         for d in drifts {
+            self.metrics
+                .drift
+                .get_or_create(&crate::metrics::Kind { kind: d.key.kind() })
+                .inc();
             let (decision, news) = self.book().tracker.drifted(
                 &d.key,
                 (&d.what, &d.fix),
@@ -310,6 +327,7 @@ impl Reconciler {
         match result {
             Ok(Repaired::Superseded) => None,
             Ok(Repaired::Done(done)) => {
+                self.count_repair(d, "ok");
                 let detail = format!("{}: {done}", d.what);
                 self.audit.record(&who, action, &target, &detail, "ok");
                 tracing::info!(object = %target, %action, %detail, "converged");
@@ -329,6 +347,7 @@ impl Reconciler {
                 Some(true)
             }
             Err(e) => {
+                self.count_repair(d, "error");
                 let detail = d.what.clone();
                 self.audit
                     .record(&who, action, &target, &detail, &format!("error: {e}"));
@@ -355,6 +374,16 @@ impl Reconciler {
             true => Repaired::Done("promiscuous mode on".into()),
             false => Repaired::Superseded,
         })
+    }
+
+    fn count_repair(&self, d: &Drift, result: &'static str) {
+        self.metrics
+            .repairs
+            .get_or_create(&crate::metrics::KindResult {
+                kind: d.key.kind(),
+                result,
+            })
+            .inc();
     }
 
     fn announce(&self, s: ObjectStatus) {

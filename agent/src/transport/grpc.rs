@@ -51,6 +51,8 @@ pub struct ConnLimits {
 pub struct Guards {
     pub limits: ConnLimits,
     pub budget: RequestBudget,
+    /// Every request is counted by method and code.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub role_of: RoleOf,
     pub on_refusal: OnRefusal,
 }
@@ -129,6 +131,7 @@ where
 {
     guards
         .builder()
+        .layer(super::count::CountLayer::new(guards.metrics.clone()))
         .layer(guards.auth(allow_insecure))
         .layer(guards.budget.layer())
         .add_routes(routes)

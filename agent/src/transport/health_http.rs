@@ -1,3 +1,6 @@
+//! `GET /metrics` beside it: Prometheus text (see [`crate::metrics`]),
+//! loopback only like `/healthz`.
+//!
 //! A readiness endpoint a kubelet or a supervisor can probe without a
 //! client certificate: `GET /healthz` in plain HTTP, on a loopback address
 //! only (so it tells nothing beyond the host), answering the agent's overall
@@ -5,7 +8,7 @@
 //! mTLS health service does. A bare TCP probe would call an agent ready
 //! whose subsystems report themselves not serving.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use tokio::net::TcpListener;
@@ -14,7 +17,23 @@ use tonic_health::{
     server::{HealthReporter, HealthService},
 };
 
-async fn healthz(State(health): State<HealthReporter>) -> (StatusCode, String) {
+#[derive(Clone)]
+struct Served {
+    health: HealthReporter,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+async fn metrics(State(s): State<Served>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn healthz(State(Served { health, .. }): State<Served>) -> (StatusCode, String) {
     let svc = HealthService::from_health_reporter(health);
     let asked = tonic::Request::new(HealthCheckRequest {
         service: String::new(),
@@ -36,15 +55,17 @@ async fn healthz(State(health): State<HealthReporter>) -> (StatusCode, String) {
     }
 }
 
-/// Serves `/healthz` on `listener` until `shutdown`.
+/// Serves `/healthz` and `/metrics` on `listener` until `shutdown`.
 pub async fn serve(
     health: HealthReporter,
+    metrics: Arc<crate::metrics::Metrics>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .with_state(health);
+        .route("/metrics", get(self::metrics))
+        .with_state(Served { health, metrics });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod budget;
 pub mod capped;
+pub mod count;
 pub mod grpc;
 pub mod health_http;
 pub mod tls;

@@ -90,6 +90,7 @@ pub struct Transactions {
     journal: Option<RecordSet<Batch>>,
     pending: Arc<Mutex<Option<Pending>>>,
     faults: Faults,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -100,8 +101,14 @@ fn unix(t: SystemTime) -> u64 {
 
 impl Transactions {
     /// `store`: where the journal lives; `None` keeps it in memory only.
-    pub fn new(host: Arc<Host>, audit: Arc<Audit>, store: Option<Store>, faults: Faults) -> Self {
+    pub fn new(
+        host: Arc<Host>,
+        audit: Arc<Audit>,
+        store: Option<Store>,
+        (faults, metrics): (Faults, Arc<crate::metrics::Metrics>),
+    ) -> Self {
         Self {
+            metrics,
             host,
             audit,
             journal: store.as_ref().map(|s| s.records(JOURNAL)),
@@ -146,7 +153,11 @@ impl Transactions {
             // A journal whose removal failed before must not mix with this.
             self.forget().await?;
         }
-        self.run(&changes, check, &mut journal).await?;
+        if let Err(e) = self.run(&changes, check, &mut journal).await {
+            self.count("failed");
+            return Err(e);
+        }
+        self.count("applied");
         let id = journal.id.clone();
         if !journal.is_empty() {
             let timer = Some(self.expire_after(&id, confirm));
@@ -204,6 +215,13 @@ impl Transactions {
         Ok(())
     }
 
+    fn count(&self, outcome: &'static str) {
+        self.metrics
+            .transactions
+            .get_or_create(&crate::metrics::Outcome { outcome })
+            .inc();
+    }
+
     /// Rolls the transaction back by itself when `confirm` passes first.
     fn expire_after(&self, id: &str, confirm: Duration) -> AbortHandle {
         let this = self.clone();
@@ -213,6 +231,7 @@ impl Transactions {
             let who = Identity::agent("confirmation timed out");
             match this.roll_back(&id, false).await {
                 Ok(reverted) => {
+                    this.count("expired");
                     this.audit
                         .record(&who, "txn-expiry", &id, &reverted.join("; "), "rolled back")
                 }
@@ -245,6 +264,7 @@ impl Transactions {
             t.abort();
         }
         drop(pending);
+        self.count("confirmed");
         generation(&self.host).await
     }
 
@@ -272,7 +292,9 @@ impl Transactions {
 
     /// Undoes a pending transaction; returns what was reverted, in words.
     pub async fn rollback(&self, id: &str) -> Result<Vec<String>, Error> {
-        self.roll_back(id, true).await
+        let reverted = self.roll_back(id, true).await?;
+        self.count("rolled_back");
+        Ok(reverted)
     }
 
     /// Rolls back the pending transaction `id`; `stop_timer` aborts its

@@ -21,6 +21,7 @@ mod grpc;
 mod lifecycle;
 mod limits;
 mod local_caps;
+mod metrics;
 mod roles;
 mod scenario_run;
 mod state_fixture;
