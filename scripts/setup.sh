@@ -42,6 +42,8 @@ if [ "$tests" = 1 ]; then
   # The Prometheus text parser the /metrics test reads the agent's output
   # with (Debian's interpreter and module, not a user's python).
   /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
+  # systemd-analyze verifies the shipped unit (no running systemd needed).
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

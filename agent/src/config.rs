@@ -565,17 +565,19 @@ mod tests {
     /// The shipped unit lets the agent write everything the shipped
     /// configuration makes it write, and keeps the run directory (the
     /// namespaces the agent made are noted there) across restarts.
-    #[test]
-    fn the_systemd_unit_allows_what_the_shipped_configuration_writes() {
-        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-        let unit =
-            std::fs::read_to_string(deploy.join("systemd/linkherd-agent.service")).expect("unit");
-        let values = |key: &str| -> Vec<String> {
-            unit.lines()
-                .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-                .flat_map(|v| v.split_whitespace().map(str::to_owned))
-                .collect()
-        };
+    /// `KEY=` values of a unit file and its drop-ins, split on spaces.
+    fn unit_values(files: &[&str], key: &str) -> Vec<String> {
+        files
+            .iter()
+            .flat_map(|f| f.lines())
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .flat_map(|v| v.split_whitespace().map(str::to_owned))
+            .collect()
+    }
+
+    /// What the unit (with `drop_ins`) lets the agent write.
+    fn unit_writable(files: &[&str]) -> Vec<PathBuf> {
+        let values = |key: &str| unit_values(files, key);
         let mut writable: Vec<PathBuf> = values("ReadWritePaths")
             .iter()
             .map(|p| PathBuf::from(p.trim_start_matches('-')))
@@ -590,11 +592,11 @@ mod tests {
                 .iter()
                 .map(|d| Path::new("/var/lib").join(d)),
         );
-        let s = Settings::resolve(Flags {
-            config: Some(deploy.join("agent.toml")),
-            ..Flags::default()
-        })
-        .expect("the shipped configuration");
+        writable
+    }
+
+    /// What settings make the agent write.
+    fn written(s: &Settings) -> Vec<PathBuf> {
         let mut written = vec![
             s.state_dir.clone(),
             s.run_dir.clone(),
@@ -606,23 +608,67 @@ mod tests {
                 .chain(&s.docker_plugin)
                 .filter_map(|p| p.parent().map(Path::to_owned)),
         );
-        for w in &written {
+        written
+    }
+
+    fn allowed(writable: &[PathBuf], w: &Path) -> bool {
+        writable.iter().any(|r| w.starts_with(r))
+    }
+
+    #[test]
+    fn the_systemd_unit_allows_what_the_shipped_configuration_writes() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let read = |f: &str| std::fs::read_to_string(deploy.join(f)).expect("unit file");
+        let unit = read("systemd/linkherd-agent.service");
+        let docker = read("systemd/linkherd-agent.service.d/docker-plugin.conf");
+        let s = Settings::resolve(Flags {
+            config: Some(deploy.join("agent.toml")),
+            ..Flags::default()
+        })
+        .expect("the shipped configuration");
+        let writable = unit_writable(&[&unit]);
+        for w in written(&s) {
             assert!(
-                writable.iter().any(|r| w.starts_with(r)),
+                allowed(&writable, &w),
                 "{} is written by the agent but not writable under the unit ({writable:?})",
                 w.display()
             );
         }
-        let run_dirs: Vec<PathBuf> = values("RuntimeDirectory")
+        // The Docker plugin's drop-in: its socket's directory becomes
+        // writable with it, and only with it.
+        let plugin = unit_values(&[&docker], "Environment")
+            .iter()
+            .find_map(|e| e.strip_prefix("LINKHERD_DOCKER_PLUGIN=").map(PathBuf::from))
+            .expect("the drop-in sets the plugin socket");
+        let dir = plugin.parent().expect("dir");
+        assert!(
+            !allowed(&writable, dir),
+            "the unit alone opens {}",
+            dir.display()
+        );
+        assert!(allowed(&unit_writable(&[&unit, &docker]), dir));
+        let run_dirs: Vec<PathBuf> = unit_values(&[&unit], "RuntimeDirectory")
             .iter()
             .map(|d| Path::new("/run").join(d))
             .collect();
         if run_dirs.iter().any(|d| s.run_dir.starts_with(d)) {
             assert_eq!(
-                values("RuntimeDirectoryPreserve"),
+                unit_values(&[&unit], "RuntimeDirectoryPreserve"),
                 ["yes"],
                 "the notes would go at each stop"
             );
+        }
+        // Ready after the restore, and before the runtimes restart theirs.
+        assert_eq!(unit_values(&[&unit], "Type"), ["notify"]);
+        let before = unit_values(&[&unit], "Before");
+        for rt in [
+            "docker.service",
+            "containerd.service",
+            "podman.service",
+            "crio.service",
+            "kubelet.service",
+        ] {
+            assert!(before.iter().any(|b| b == rt), "not ordered before {rt}");
         }
     }
 }

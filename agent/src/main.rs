@@ -90,6 +90,10 @@ async fn run(settings: Settings, adopt: bool) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     spawn_listeners(&settings, &agent, stop_rx, &mut tasks).await?;
+    // Under systemd (Type=notify): ready only now, after the restore and
+    // with every listener bound, so that units ordered after this one
+    // (container runtimes) start on a host that is as it was set.
+    notify(&[sd_notify::NotifyState::Ready]);
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -100,6 +104,7 @@ async fn run(settings: Settings, adopt: bool) -> anyhow::Result<()> {
             anyhow::bail!("a listener stopped unexpectedly");
         }
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let mut failed = Ok(());
     let listeners = async {
@@ -130,6 +135,14 @@ async fn run(settings: Settings, adopt: bool) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     failed
+}
+
+/// Tells systemd (when it started the agent with a notification socket);
+/// a failure is logged, never fatal: the agent serves either way.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// Binds every configured listener and serves each in `tasks` until `stop`

@@ -124,6 +124,28 @@ pub async fn restart_agent(state: &mut LabState, host: &str) -> Result<(), LabEr
     }
 }
 
+/// Stops the agent of `host`, leaving what it made and its state.
+pub fn stop_agent(state: &mut LabState, host: &str) -> Result<(), LabError> {
+    match state.backend.as_str() {
+        "netns" => netns::stop_agent(state, host),
+        other => Err(LabError::State(format!(
+            "stopping an agent is supported on the netns backend, not {other}"
+        ))),
+    }
+}
+
+/// A power cycle of `host` (see `netns::reboot`): returns once its agent
+/// answers again, having restored the host by itself.
+pub async fn reboot(state: &mut LabState, host: &str) -> Result<(), LabError> {
+    match state.backend.as_str() {
+        "netns" => netns::reboot(state, host).await,
+        other => Err(LabError::State(format!(
+            "rebooting a host is supported on the netns backend, not {other} \
+             (guests keep no state directory across a reboot yet)"
+        ))),
+    }
+}
+
 /// Removes every object of the lab in `dir`, whether or not `up` finished.
 /// Safe to run twice.
 pub fn down(dir: &Path) -> Result<(), LabError> {

@@ -265,15 +265,75 @@ fn spawn_agent(state: &LabState, h: &HostState, agent_bin: &Path) -> Result<u32,
 /// state directory, and waits until it answers.
 pub(super) async fn restart_agent(state: &mut LabState, host: &str) -> Result<(), LabError> {
     let agent_bin = bins::agent()?;
-    let i = state
-        .hosts
-        .iter()
-        .position(|h| h.name == host)
-        .ok_or_else(|| LabError::State(format!("no host {host} in this lab")))?;
+    let i = host_index(state, host)?;
     let pid = spawn_agent(state, &state.hosts[i], &agent_bin)?;
     state.hosts[i].pid = Some(pid);
     state.save()?;
     wait_ready(state, &state.hosts[i], READY_TIMEOUT).await
+}
+
+/// Stops the agent of `host` (SIGTERM, SIGKILL after 3 s); its state
+/// directory and everything it made stay.
+pub(super) fn stop_agent(state: &mut LabState, host: &str) -> Result<(), LabError> {
+    let i = host_index(state, host)?;
+    if let Some(pid) = state.hosts[i].pid.filter(|p| runs(*p, "linkherd-agent")) {
+        stop(pid, "linkherd-agent");
+    }
+    state.hosts[i].pid = None;
+    state.save()
+}
+
+/// A power cycle of `host`: its agent killed (SIGKILL: no shutdown), then
+/// what a reboot takes from a kernel — every namespace the host's agent
+/// made and every link in the host's namespace but its NIC, its management
+/// leg and loopback, the NIC's flags back to a boot's (promiscuous mode
+/// off) — then the agent started again with the same state directory.
+/// Returns once the agent answers: it has restored the host by then.
+pub(super) async fn reboot(state: &mut LabState, host: &str) -> Result<(), LabError> {
+    use nix::{
+        sys::signal::{Signal, kill},
+        unistd::Pid,
+    };
+    let i = host_index(state, host)?;
+    let h = state.hosts[i].clone();
+    if let Some(pid) = h.pid.filter(|p| runs(*p, "linkherd-agent")) {
+        let raw = i32::try_from(pid).map_err(|_| LabError::State(format!("pid {pid}")))?;
+        let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while runs(pid, "linkherd-agent") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(raw),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+    }
+    state.hosts[i].pid = None;
+    state.save()?;
+    let made = format!("{}-", h.netns);
+    let listed = ip(&["netns", "list"])?;
+    for ns in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        if ns.starts_with(&made) {
+            ip(&["netns", "del", ns])?;
+        }
+    }
+    let links = ip_in(&h.netns, &["-o", "link", "show"])?;
+    for name in links.lines().filter_map(|l| l.split(": ").nth(1)) {
+        let name = name.split('@').next().unwrap_or(name);
+        if !["lo", "mgmt0", h.nic.as_str()].contains(&name) {
+            ip_in(&h.netns, &["link", "del", name])?;
+        }
+    }
+    ip_in(&h.netns, &["link", "set", &h.nic, "promisc", "off"])?;
+    restart_agent(state, host).await
+}
+
+fn host_index(state: &LabState, host: &str) -> Result<usize, LabError> {
+    state
+        .hosts
+        .iter()
+        .position(|h| h.name == host)
+        .ok_or_else(|| LabError::State(format!("no host {host} in this lab")))
 }
 
 /// Removes every object of the lab in `dir`, found by name from the lab id,

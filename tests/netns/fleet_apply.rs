@@ -576,3 +576,84 @@ async fn ctrl_c_while_applying_rolls_back_everywhere() {
     let out = ctl(&state, &["status", "-f", &base]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
+
+/// A snapshot without interface indexes: what a reboot may change (the
+/// kernel numbers links anew) and what it must not (names, MACs, addresses).
+fn without_indexes(snap: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<String>)> {
+    snap.into_iter()
+        .map(|(ns, rows)| {
+            let mut rows: Vec<String> = rows
+                .into_iter()
+                .map(|r| {
+                    let mut parts: Vec<&str> = r.split(' ').collect();
+                    parts.retain(|p| !p.starts_with('#'));
+                    parts.join(" ")
+                })
+                .collect();
+            rows.sort();
+            (ns, rows)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebooted_host_comes_back_by_itself_without_an_apply() {
+    let Some((mut state, _guard, base)) = lab_with_base("reboot").await else {
+        return;
+    };
+    let no1 = state.host("no1").expect("no1").netns.clone();
+    let before = without_indexes(lab_snapshot(&state));
+    let endpoints = |snap: &[(String, Vec<String>)]| {
+        snap.iter()
+            .filter(|(n, _)| n.starts_with(&format!("{no1}-")))
+            .count()
+    };
+    assert_eq!(endpoints(&before), 2, "b1 and b2 on no1: {before:?}");
+
+    lab::reboot(&mut state, "no1").await.expect("reboot no1");
+    // No apply: what the agent restored at its start is all there is.
+    let after = without_indexes(lab_snapshot(&state));
+    assert_eq!(
+        after, before,
+        "no1 as it was: the same names, MACs and addresses"
+    );
+
+    let verify = ctl(&state, &["verify", "-f", &base]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "verify after the reboot:\n{}\n{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
+    let status = ctl(&state, &["status", "-f", &base, "-o", "json"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+    let hosts: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    let no1_status = hosts
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .find(|h| h["host"] == "no1")
+        .expect("no1")
+        .clone();
+    assert_eq!(no1_status["changes"], serde_json::json!([]));
+    let c = &no1_status["convergence"];
+    assert_eq!(c["policy"], "repair");
+    assert_eq!(c["not_in_sync"], serde_json::json!([]), "{c}");
+    assert_eq!(c["objects"]["in-sync"], 2, "{c}");
+    let audit =
+        std::fs::read_to_string(state.dir.join("no1/state/audit.log")).expect("no1's audit log");
+    let restored: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["action"] == "restore")
+        .collect();
+    assert_eq!(restored.len(), 2, "b1 and b2 restored: {restored:?}");
+    assert!(restored.iter().all(|r| r["result"] == "ok"), "{restored:?}");
+
+    // stop / start: the agent alone, nothing of the host changes.
+    lab::stop_agent(&mut state, "no1").expect("stop");
+    assert_eq!(without_indexes(lab_snapshot(&state)), before);
+    lab::restart_agent(&mut state, "no1").await.expect("start");
+    assert_eq!(without_indexes(lab_snapshot(&state)), before);
+}

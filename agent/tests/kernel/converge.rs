@@ -385,7 +385,14 @@ async fn each_fault_made_by_hand_is_repaired() {
     assert_ne!(lab.host_link("up0")["ifindex"], old_index);
     let all_back = || (1..=5).all(|k| ep_ok(&lab, k)) && lab.peer_reaches(1);
     times.push(until("parent deleted and re-created", all_back).await);
-    assert!(lab.host_link("lh-net77").is_object());
+    let access_back = || lab.host_link("lh-net77").is_object();
+    times.push(until("host access after the parent is back", access_back).await);
+    let promisc = || {
+        lab.host_link("up0")["flags"]
+            .to_string()
+            .contains("PROMISC")
+    };
+    times.push(until("promisc on the new parent", promisc).await);
 
     // Down and up: nothing of linkherd's goes; traffic comes back with it.
     lab.host.ip(&["link", "set", "up0", "down"]);
@@ -397,8 +404,18 @@ async fn each_fault_made_by_hand_is_repaired() {
         times.iter().all(|t| *t < Duration::from_secs(5)),
         "{times:?}"
     );
+    // Every object's last repair worked. A namespace deleted by hand is
+    // torn down by the kernel a moment later (its cleanup is deferred):
+    // until then the old link holds the MAC and a first try may be refused,
+    // and the retry a second later makes it.
     let repairs = audit_records(lab.dir.path(), "repair", 8).await;
-    assert!(repairs.iter().all(|r| r["result"] == "ok"), "{repairs:?}");
+    let mut last: std::collections::BTreeMap<String, String> = Default::default();
+    for r in &repairs {
+        let result = r["result"].as_str().unwrap_or("").to_owned();
+        assert!(result == "ok" || result.contains("already in use"), "{r}");
+        last.insert(r["target"].to_string(), result);
+    }
+    assert!(last.values().all(|r| r == "ok"), "{last:?}");
 }
 
 #[tokio::test]

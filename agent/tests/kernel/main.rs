@@ -24,4 +24,5 @@ mod privilege;
 mod scenario_run;
 mod shutdown;
 mod store_full;
+mod systemd;
 mod tenant;

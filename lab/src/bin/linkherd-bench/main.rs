@@ -5,6 +5,7 @@
 //! everything happens in namespaces the benchmark creates and removes.
 
 mod cni;
+mod converge;
 mod docker;
 mod footprint;
 mod phases;
@@ -458,6 +459,7 @@ async fn main() -> anyhow::Result<()> {
     txn_rows(&ch, &b, &mut report).await?;
     cni::rows(&ch, &agent.socket, &b, &mut report).await?;
     docker::rows(&ch, &agent.plugins, &b, &mut report).await?;
+    converge::rows(&b, &mut report).await?;
     let parent = parent_index(&b.host)?;
     let host_ns = PathBuf::from("/run/netns").join(&b.host);
     report.watch = Some(watch::latency(&ch, &host_ns, parent, args.count).await?);

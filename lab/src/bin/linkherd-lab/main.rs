@@ -116,6 +116,29 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// Power-cycle a host: its agent killed (SIGKILL), every link and
+    /// namespace of the host gone as after a reboot (its NIC stays), the
+    /// agent started again with its state directory. Returns when the agent
+    /// answers — it has restored the host by itself by then. netns backend.
+    Reboot {
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+        /// The host.
+        host: String,
+    },
+    /// Stop a host's agent (SIGTERM), leaving what it made.
+    Stop {
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+        host: String,
+    },
+    /// Start a host's agent again, with the same state directory; returns
+    /// when it answers.
+    Start {
+        #[arg(long, default_value_os_t = lab::netns_default_dir())]
+        dir: PathBuf,
+        host: String,
+    },
     /// Bring up a lab, drive it with linkherdctl, check the results, tear down.
     Demo {
         #[arg(long, default_value_os_t = lab::netns_default_dir())]
@@ -180,6 +203,14 @@ async fn run_soak(dir: &Path, seconds: u64, json: bool, keep: bool) -> anyhow::R
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The lab in `dir`, or an error saying there is none.
+fn loaded(dir: &std::path::Path) -> anyhow::Result<LabState> {
+    match LabState::load(&dir.canonicalize().unwrap_or(dir.to_owned()))? {
+        Some(s) => Ok(s),
+        None => bail!("no lab in {}", dir.display()),
+    }
 }
 
 /// `sh HOST SCRIPT`: the script's output on stdout, its status as ours.
@@ -267,6 +298,21 @@ async fn main() -> anyhow::Result<ExitCode> {
                 bail!("no lab in {}", dir.display());
             };
             return run_sh(&state, &host, &script, Duration::from_secs(timeout_secs));
+        }
+        Cmd::Reboot { dir, host } => {
+            let mut state = loaded(&dir)?;
+            lab::reboot(&mut state, &host).await?;
+            eprintln!("{host}: rebooted; its agent answers again");
+        }
+        Cmd::Stop { dir, host } => {
+            let mut state = loaded(&dir)?;
+            lab::stop_agent(&mut state, &host)?;
+            eprintln!("{host}: agent stopped");
+        }
+        Cmd::Start { dir, host } => {
+            let mut state = loaded(&dir)?;
+            lab::restart_agent(&mut state, &host).await?;
+            eprintln!("{host}: agent started");
         }
         Cmd::Hub { port_file, pcap } => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
