@@ -285,6 +285,7 @@ impl Reconciler {
             ..Tally::default()
         };
         for d in drifts {
+            self.book().tracker.also(&d.key);
             self.metrics
                 .drift
                 .get_or_create(&crate::metrics::Kind { kind: d.key.kind() })
@@ -316,6 +317,7 @@ impl Reconciler {
         let who = Identity::agent("reconciler");
         let action = match (trigger, &d.fix) {
             (_, Fix::Forget) => "forget",
+            (_, Fix::Remove { .. }) => "remove",
             (Trigger::Start, _) => "restore",
             _ => "repair",
         };
@@ -333,6 +335,8 @@ impl Reconciler {
                 tracing::info!(object = %target, %action, %detail, "converged");
                 let status = if d.fix == Fix::Forget {
                     Some(self.book().tracker.forgotten(&d.key, &d.what))
+                } else if matches!(d.fix, Fix::Remove { .. }) {
+                    self.book().tracker.removed(&d.key)
                 } else {
                     self.book().tracker.repaired(&d.key, Ok(()), Instant::now())
                 };

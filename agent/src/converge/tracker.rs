@@ -153,22 +153,28 @@ impl Tracker {
     pub fn track(&mut self, desired: &BTreeSet<ObjectKey>) {
         self.objects.retain(|k, _| desired.contains(k));
         for k in desired {
-            self.objects.entry(k.clone()).or_insert_with(|| Tracked {
-                status: ObjectStatus {
-                    key: k.clone(),
-                    phase: Phase::InSync,
-                    detail: String::new(),
-                    since: SystemTime::now(),
-                    attempts: 0,
-                    next_try: None,
-                    last_error: None,
-                    repairs: 0,
-                },
-                next_try: None,
-                recent: VecDeque::new(),
-                fights: 0,
-            });
+            self.also(k);
         }
+    }
+
+    /// Tracks `key` too (an object to remove is not desired, but is seen
+    /// until it is gone).
+    pub fn also(&mut self, k: &ObjectKey) {
+        self.objects.entry(k.clone()).or_insert_with(|| Tracked {
+            status: ObjectStatus {
+                key: k.clone(),
+                phase: Phase::InSync,
+                detail: String::new(),
+                since: SystemTime::now(),
+                attempts: 0,
+                next_try: None,
+                last_error: None,
+                repairs: 0,
+            },
+            next_try: None,
+            recent: VecDeque::new(),
+            fights: 0,
+        });
     }
 
     fn get(&mut self, key: &ObjectKey) -> Option<&mut Tracked> {
@@ -307,6 +313,12 @@ impl Tracker {
         }
         self.forgotten.push_back(status.clone());
         status
+    }
+
+    /// `key` was removed as no longer desired: it is tracked no more.
+    pub fn removed(&mut self, key: &ObjectKey) -> Option<ObjectStatus> {
+        let t = self.objects.remove(key)?;
+        Some(t.status)
     }
 
     /// When the next held repair is due, if any.

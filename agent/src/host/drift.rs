@@ -71,6 +71,10 @@ pub struct Desired {
     pub host_access: Vec<HostAccessSpec>,
     /// Links kept promiscuous.
     pub promisc: Vec<String>,
+    /// The links containers' attachments hang off (an auto VLAN they use
+    /// is still needed).
+    #[serde(skip)]
+    pub attached_parents: BTreeSet<String>,
 }
 
 impl Desired {
@@ -130,6 +134,12 @@ pub enum Seen {
         name: String,
         network: String,
     },
+    /// A VLAN this agent made for `network` that nothing uses any more (a
+    /// crash between an endpoint's delete and its parent's).
+    Leftover {
+        name: String,
+        network: String,
+    },
     Endpoint(Box<Entry>),
     HostAccess(HostAccessSpec),
     Promisc(String),
@@ -161,6 +171,8 @@ pub enum Fix {
     /// It cannot come back (its process's namespace is gone): the record
     /// goes, audited.
     Forget,
+    /// This agent's, and no longer desired: link `index` is deleted.
+    Remove { index: u32 },
 }
 
 /// One object that differs from its desired state.
@@ -201,6 +213,7 @@ impl Host {
             endpoints: reg.all().cloned().collect(),
             host_access: reg.host_access.all().cloned().collect(),
             promisc,
+            attached_parents: reg.attachments.all().map(|a| a.parent.clone()).collect(),
         }
     }
 
@@ -228,6 +241,7 @@ impl Host {
             out.extend(self.vlan_drift(v, &links));
         }
         out.extend(self.auto_vlan_drift(&desired.endpoints, &links));
+        out.extend(self.leftovers(desired, &links));
         out.extend(self.endpoints_drift(&desired.endpoints, &links).await?);
         for h in &desired.host_access {
             out.extend(self.host_access_drift(h, &links, &routes));
@@ -331,6 +345,35 @@ impl Host {
                     },
                 })
             })
+    }
+
+    /// VLANs this agent made for a network that no endpoint or attachment
+    /// uses: removed (their mark is this agent's, in the host namespace,
+    /// where no tenant writes).
+    fn leftovers<'a>(
+        &'a self,
+        desired: &'a Desired,
+        links: &'a BTreeMap<String, Interface>,
+    ) -> impl Iterator<Item = Drift> + 'a {
+        links.values().filter_map(move |l| {
+            let Some(Owner::AutoVlan { network }) = self.agent.owner_of(l.alias.as_deref()) else {
+                return None;
+            };
+            let used = desired.endpoints.iter().any(|e| e.parent == l.name)
+                || desired.attached_parents.contains(&l.name)
+                || desired.vlans.iter().any(|v| v.name.as_str() == l.name);
+            (!used).then(|| Drift {
+                key: ObjectKey::Vlan {
+                    name: l.name.clone(),
+                },
+                seen: Seen::Leftover {
+                    name: l.name.clone(),
+                    network: network.clone(),
+                },
+                what: format!("made for network {network}, used by nothing"),
+                fix: Fix::Remove { index: l.index },
+            })
+        })
     }
 
     async fn endpoints_drift(

@@ -82,6 +82,11 @@ impl Host {
             Seen::Endpoint(e) => reg.get(&e.network, &e.name) == Some(e),
             Seen::HostAccess(h) => reg.host_access.get(h.network.as_str()) == Some(h),
             Seen::Promisc(_) => false,
+            Seen::Leftover { name, .. } => {
+                !reg.all().any(|e| &e.parent == name)
+                    && !reg.attachments.all().any(|a| &a.parent == name)
+                    && reg.vlans.get(name).is_none()
+            }
         };
         if !current {
             return Ok(Repaired::Superseded);
@@ -139,6 +144,17 @@ impl Host {
                     self.host_access().create_host_access_locked(h).await?;
                     "made".to_owned()
                 }
+            }
+            (Seen::Leftover { name, network }, Fix::Remove { index }) => {
+                let link = self.net.link_by_index(*index).await?;
+                let mine = Owner::AutoVlan {
+                    network: network.clone(),
+                };
+                if link.name != *name || self.agent.owner_of(link.alias.as_deref()) != Some(mine) {
+                    return Ok(Repaired::Superseded);
+                }
+                self.net.del_link(*index).await?;
+                "removed".to_owned()
             }
             (Seen::AutoVlan { .. }, Fix::Tweak { index, tweaks }) => {
                 apply_tweaks(self.net.as_ref(), *index, tweaks).await?

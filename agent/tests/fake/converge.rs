@@ -389,3 +389,120 @@ async fn a_second_undo_right_after_a_repair_waits_its_turn() {
         "not before its next try"
     );
 }
+
+#[tokio::test]
+async fn watch_convergence_streams_the_state_then_each_change() {
+    let (pki, dir) = (Pki::new(), tempfile::tempdir().expect("dir"));
+    let fake = machine();
+    let a = agent(&fake, &pki, dir.path(), Policy::Repair).await;
+    set_up_no1(&a, &pki).await;
+    pass(&a).await;
+    let ch = a.channel(&pki, Some(Role::Viewer)).await.expect("viewer");
+    let mut events = HostServiceClient::new(ch)
+        .watch_convergence(pb::WatchConvergenceRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut first = Vec::new();
+    loop {
+        let e = events.message().await.expect("event").expect("open");
+        if e.synced {
+            break;
+        }
+        first.push(e.object.expect("object"));
+    }
+    assert_eq!(first.len(), 5, "{first:?}");
+    assert!(
+        first
+            .iter()
+            .all(|o| o.phase == pb::ConvergencePhase::InSync as i32)
+    );
+    let ns = inside(&fake, "b1").await;
+    let eth0 = ns.link(&name("eth0")).await.expect("b1");
+    ns.del_link(eth0.index).await.expect("gone");
+    pass(&a).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), events.message())
+            .await
+            .expect("an event in time")
+            .expect("event")
+            .expect("open");
+        let o = e.object.expect("object");
+        seen.push((o.kind, o.name, o.phase, o.detail));
+    }
+    let repairing = pb::ConvergencePhase::Repairing as i32;
+    let in_sync = pb::ConvergencePhase::InSync as i32;
+    assert_eq!(
+        seen,
+        [
+            (
+                "endpoint".to_owned(),
+                "mac_net10/b1".to_owned(),
+                repairing,
+                "missing (eth0 in netns b1)".to_owned()
+            ),
+            (
+                "endpoint".to_owned(),
+                "mac_net10/b1".to_owned(),
+                in_sync,
+                "repaired: missing (eth0 in netns b1)".to_owned()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_vlan_made_for_a_network_that_nothing_uses_is_removed_and_audited() {
+    let (pki, dir) = (Pki::new(), tempfile::tempdir().expect("dir"));
+    let fake = machine();
+    let a = agent(&fake, &pki, dir.path(), Policy::Repair).await;
+    set_up_no1(&a, &pki).await;
+    // A crash between an endpoint's delete and its parent's: the record
+    // is gone, the VLAN made for it is not (here: made by hand with this
+    // agent's mark, as the agent would have).
+    let mark = {
+        let vlan = fake.link(&name("ens192.10")).await.expect("auto vlan");
+        vlan.alias.expect("marked")
+    };
+    let nic = fake.link(&name("ens192")).await.expect("nic");
+    fake.add_link(&linkherd_agent::net::NewLink {
+        name: name("ens192.30"),
+        kind: linkherd_agent::net::NewLinkKind::Vlan {
+            parent_index: nic.index,
+            id: linkherd_proto::model::VlanId::new("id", 30).expect("id"),
+            protocol: linkherd_proto::model::VlanProtocol::Ieee8021Q,
+        },
+        mtu: None,
+        mac: None,
+        alias: mark.replace("mac_net10", "mac_net30"),
+        group: 0,
+        target: None,
+    })
+    .await
+    .expect("leftover");
+    // And someone else's VLAN, unmarked: never touched.
+    fake.add_link(&linkherd_agent::net::NewLink {
+        name: name("ens192.40"),
+        kind: linkherd_agent::net::NewLinkKind::Vlan {
+            parent_index: nic.index,
+            id: linkherd_proto::model::VlanId::new("id", 40).expect("id"),
+            protocol: linkherd_proto::model::VlanProtocol::Ieee8021Q,
+        },
+        mtu: None,
+        mac: None,
+        alias: String::new(),
+        group: 0,
+        target: None,
+    })
+    .await
+    .expect("foreign");
+    let t = pass(&a).await;
+    assert_eq!((t.drifted, t.repaired), (1, 1));
+    assert!(fake.link(&name("ens192.30")).await.is_err(), "the leftover went");
+    fake.link(&name("ens192.40")).await.expect("the foreign VLAN stays");
+    fake.link(&name("ens192.10")).await.expect("the used one stays");
+    let removed = audit_records(dir.path(), "remove", 1).await;
+    assert_eq!(removed[0]["target"], "vlan ens192.30");
+    assert_eq!(pass(&a).await.drifted, 0);
+}
