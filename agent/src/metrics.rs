@@ -24,8 +24,6 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::converge::tracker::Phase;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindPhase {
     pub kind: &'static str,
@@ -158,7 +156,7 @@ impl Metrics {
             "gRPC requests by method and status code",
             grpc.clone(),
         );
-        let m = Self {
+        Self {
             registry,
             objects,
             drift,
@@ -170,25 +168,25 @@ impl Metrics {
             endpoint_create_seconds,
             probes,
             grpc,
-        };
-        m.set_objects(&[]);
-        m
+        }
     }
 
-    /// Sets the objects gauge from `counts` (every kind and phase, zero
-    /// where none, so a phase emptied shows 0 rather than its old value).
-    pub fn set_objects(&self, counts: &[((&'static str, Phase), usize)]) {
+    /// Sets the objects gauge from `counts` by (kind, phase): every kind
+    /// and every one of `phases`, zero where none, so a phase emptied shows
+    /// 0 rather than its old value.
+    pub fn set_objects(
+        &self,
+        phases: &[&'static str],
+        counts: &[((&'static str, &'static str), usize)],
+    ) {
         for kind in KINDS {
-            for phase in Phase::ALL {
+            for &phase in phases {
                 let n = counts
                     .iter()
                     .find(|((k, p), _)| *k == kind && *p == phase)
                     .map_or(0, |(_, n)| *n);
                 self.objects
-                    .get_or_create(&KindPhase {
-                        kind,
-                        phase: phase.as_str(),
-                    })
+                    .get_or_create(&KindPhase { kind, phase })
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
@@ -320,12 +318,16 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_and_phase_has_a_series_from_the_start() {
-        let text = Metrics::new().render();
+    fn every_kind_and_phase_has_a_series_once_set() {
+        let m = Metrics::new();
+        m.set_objects(&["in-sync", "fighting"], &[(("endpoint", "in-sync"), 3)]);
+        let text = m.render();
         let n = text
             .lines()
             .filter(|l| l.starts_with("linkherd_objects{"))
             .count();
-        assert_eq!(n, KINDS.len() * Phase::ALL.len());
+        assert_eq!(n, KINDS.len() * 2);
+        assert!(text.contains("linkherd_objects{kind=\"endpoint\",phase=\"in-sync\"} 3"));
+        assert!(text.contains("linkherd_objects{kind=\"vlan\",phase=\"fighting\"} 0"));
     }
 }

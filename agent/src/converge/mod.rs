@@ -150,6 +150,8 @@ impl Reconciler {
         txns: Transactions,
         (settings, metrics): (Settings, Arc<crate::metrics::Metrics>),
     ) -> Self {
+        // Every series is there from the start, zero until a pass counts.
+        metrics.set_objects(&Phase::ALL.map(Phase::as_str), &[]);
         Self {
             metrics,
             host,
@@ -240,8 +242,7 @@ impl Reconciler {
         self.metrics
             .pass_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .set_objects(&book.tracker.counts().into_iter().collect::<Vec<_>>());
+        self.publish_counts(&book.tracker);
         book.last = Some(LastPass {
             at: SystemTime::now(),
             took: started.elapsed(),
@@ -378,6 +379,17 @@ impl Reconciler {
             true => Repaired::Done("promiscuous mode on".into()),
             false => Repaired::Superseded,
         })
+    }
+
+    /// Objects per kind and phase, to `/metrics`.
+    fn publish_counts(&self, tracker: &Tracker) {
+        let counts: Vec<_> = tracker
+            .counts()
+            .into_iter()
+            .map(|((kind, phase), n)| ((kind, phase.as_str()), n))
+            .collect();
+        self.metrics
+            .set_objects(&Phase::ALL.map(Phase::as_str), &counts);
     }
 
     fn count_repair(&self, d: &Drift, result: &'static str) {

@@ -503,39 +503,7 @@ impl Host {
                 Fix::Remake { index: link.index },
             ));
         }
-        let mut tweaks: Vec<Tweak> = want.difference(&have).map(|a| Tweak::Address(*a)).collect();
-        let mut what = Vec::new();
-        if !tweaks.is_empty() {
-            what.push(format!(
-                "addresses [{}] missing",
-                join(want.difference(&have))
-            ));
-        }
-        if !link.admin_up {
-            tweaks.push(Tweak::Up);
-            what.push("down".into());
-        }
-        let routed: BTreeSet<IpNet> = routes
-            .iter()
-            .filter(|r| r.index == link.index && r.gateway.is_none())
-            .map(|r| r.dest)
-            .collect();
-        let lost: Vec<IpNet> = h
-            .routes
-            .iter()
-            .filter(|d| !routed.contains(d))
-            .copied()
-            .collect();
-        if !lost.is_empty() {
-            what.push(format!("routes [{}] missing", join(&lost)));
-        }
-        tweaks.extend(lost.into_iter().map(|dest| {
-            Tweak::Route(Route {
-                dest,
-                gateway: None,
-                index: link.index,
-            })
-        }));
+        let (tweaks, what) = host_access_tweaks(h, link, routes);
         (!tweaks.is_empty()).then(|| {
             drift(
                 what.join(", "),
@@ -546,6 +514,51 @@ impl Host {
             )
         })
     }
+}
+
+/// What puts host access `link` back as `h` says in place: the addresses
+/// it lacks, up, the routes through it that went; and in words.
+fn host_access_tweaks(
+    h: &HostAccessSpec,
+    link: &Interface,
+    routes: &[Route],
+) -> (Vec<Tweak>, Vec<String>) {
+    let have = configured(&link.addresses);
+    let want: BTreeSet<IpNet> = h.addresses.iter().copied().collect();
+    let mut tweaks: Vec<Tweak> = want.difference(&have).map(|a| Tweak::Address(*a)).collect();
+    let mut what = Vec::new();
+    if !tweaks.is_empty() {
+        what.push(format!(
+            "addresses [{}] missing",
+            join(want.difference(&have))
+        ));
+    }
+    if !link.admin_up {
+        tweaks.push(Tweak::Up);
+        what.push("down".into());
+    }
+    let routed: BTreeSet<IpNet> = routes
+        .iter()
+        .filter(|r| r.index == link.index && r.gateway.is_none())
+        .map(|r| r.dest)
+        .collect();
+    let lost: Vec<IpNet> = h
+        .routes
+        .iter()
+        .filter(|d| !routed.contains(d))
+        .copied()
+        .collect();
+    if !lost.is_empty() {
+        what.push(format!("routes [{}] missing", join(&lost)));
+    }
+    tweaks.extend(lost.into_iter().map(|dest| {
+        Tweak::Route(Route {
+            dest,
+            gateway: None,
+            index: link.index,
+        })
+    }));
+    (tweaks, what)
 }
 
 /// How an endpoint found in the kernel differs from its spec, and the

@@ -499,9 +499,16 @@ async fn a_vlan_made_for_a_network_that_nothing_uses_is_removed_and_audited() {
     .expect("foreign");
     let t = pass(&a).await;
     assert_eq!((t.drifted, t.repaired), (1, 1));
-    assert!(fake.link(&name("ens192.30")).await.is_err(), "the leftover went");
-    fake.link(&name("ens192.40")).await.expect("the foreign VLAN stays");
-    fake.link(&name("ens192.10")).await.expect("the used one stays");
+    assert!(
+        fake.link(&name("ens192.30")).await.is_err(),
+        "the leftover went"
+    );
+    fake.link(&name("ens192.40"))
+        .await
+        .expect("the foreign VLAN stays");
+    fake.link(&name("ens192.10"))
+        .await
+        .expect("the used one stays");
     let removed = audit_records(dir.path(), "remove", 1).await;
     assert_eq!(removed[0]["target"], "vlan ens192.30");
     assert_eq!(pass(&a).await.drifted, 0);

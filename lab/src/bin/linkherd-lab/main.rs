@@ -205,6 +205,32 @@ async fn run_soak(dir: &Path, seconds: u64, json: bool, keep: bool) -> anyhow::R
     })
 }
 
+/// What `reboot`, `stop` and `start` do to a host.
+enum Power {
+    Reboot,
+    Stop,
+    Start,
+}
+
+async fn power(dir: &std::path::Path, host: &str, what: Power) -> anyhow::Result<()> {
+    let mut state = loaded(dir)?;
+    match what {
+        Power::Reboot => {
+            lab::reboot(&mut state, host).await?;
+            eprintln!("{host}: rebooted; its agent answers again");
+        }
+        Power::Stop => {
+            lab::stop_agent(&mut state, host)?;
+            eprintln!("{host}: agent stopped");
+        }
+        Power::Start => {
+            lab::restart_agent(&mut state, host).await?;
+            eprintln!("{host}: agent started");
+        }
+    }
+    Ok(())
+}
+
 /// The lab in `dir`, or an error saying there is none.
 fn loaded(dir: &std::path::Path) -> anyhow::Result<LabState> {
     match LabState::load(&dir.canonicalize().unwrap_or(dir.to_owned()))? {
@@ -299,21 +325,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             };
             return run_sh(&state, &host, &script, Duration::from_secs(timeout_secs));
         }
-        Cmd::Reboot { dir, host } => {
-            let mut state = loaded(&dir)?;
-            lab::reboot(&mut state, &host).await?;
-            eprintln!("{host}: rebooted; its agent answers again");
-        }
-        Cmd::Stop { dir, host } => {
-            let mut state = loaded(&dir)?;
-            lab::stop_agent(&mut state, &host)?;
-            eprintln!("{host}: agent stopped");
-        }
-        Cmd::Start { dir, host } => {
-            let mut state = loaded(&dir)?;
-            lab::restart_agent(&mut state, &host).await?;
-            eprintln!("{host}: agent started");
-        }
+        Cmd::Reboot { dir, host } => power(&dir, &host, Power::Reboot).await?,
+        Cmd::Stop { dir, host } => power(&dir, &host, Power::Stop).await?,
+        Cmd::Start { dir, host } => power(&dir, &host, Power::Start).await?,
         Cmd::Hub { port_file, pcap } => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             std::fs::write(&port_file, listener.local_addr()?.port().to_string())?;
