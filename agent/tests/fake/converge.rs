@@ -466,37 +466,25 @@ async fn a_vlan_made_for_a_network_that_nothing_uses_is_removed_and_audited() {
         vlan.alias.expect("marked")
     };
     let nic = fake.link(&name("ens192")).await.expect("nic");
-    fake.add_link(&linkherd_agent::net::NewLink {
-        name: name("ens192.30"),
+    let vlan = |id: u32, alias: String| linkherd_agent::net::NewLink {
+        name: name(&format!("ens192.{id}")),
         kind: linkherd_agent::net::NewLinkKind::Vlan {
             parent_index: nic.index,
-            id: linkherd_proto::model::VlanId::new("id", 30).expect("id"),
+            id: linkherd_proto::model::VlanId::new("id", id).expect("id"),
             protocol: linkherd_proto::model::VlanProtocol::Ieee8021Q,
         },
         mtu: None,
         mac: None,
-        alias: mark.replace("mac_net10", "mac_net30"),
+        alias,
         group: 0,
         target: None,
-    })
-    .await
-    .expect("leftover");
+    };
+    let leftover = vlan(30, mark.replace("mac_net10", "mac_net30"));
+    fake.add_link(&leftover).await.expect("leftover");
     // And someone else's VLAN, unmarked: never touched.
-    fake.add_link(&linkherd_agent::net::NewLink {
-        name: name("ens192.40"),
-        kind: linkherd_agent::net::NewLinkKind::Vlan {
-            parent_index: nic.index,
-            id: linkherd_proto::model::VlanId::new("id", 40).expect("id"),
-            protocol: linkherd_proto::model::VlanProtocol::Ieee8021Q,
-        },
-        mtu: None,
-        mac: None,
-        alias: String::new(),
-        group: 0,
-        target: None,
-    })
-    .await
-    .expect("foreign");
+    fake.add_link(&vlan(40, String::new()))
+        .await
+        .expect("foreign");
     let t = pass(&a).await;
     assert_eq!((t.drifted, t.repaired), (1, 1));
     assert!(
