@@ -81,6 +81,10 @@ pub struct Flags {
     /// also run on kernel events and at start.
     #[arg(long, env = "LINKHERD_RECONCILE_INTERVAL")]
     pub reconcile_interval: Option<u64>,
+    /// Seconds a container's attachment whose namespace is gone stays
+    /// before the agent releases it and its addresses (default 300).
+    #[arg(long, env = "LINKHERD_RECONCILE_STALE_GRACE")]
+    pub reconcile_stale_grace: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -121,6 +125,7 @@ pub struct FileConfig {
 pub struct ReconcileConfig {
     pub policy: Option<Policy>,
     pub interval_seconds: Option<u64>,
+    pub stale_grace_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -303,6 +308,8 @@ pub enum ConfigError {
     NothingToServe,
     #[error("reconcile interval {0} s is out of range: give 1..=86400 seconds")]
     ReconcileInterval(u64),
+    #[error("reconcile stale grace {0} s is out of range: give 0..=86400 seconds")]
+    StaleGrace(u64),
     #[error("[limits] {key} = {value} is out of range: give {min}..={max}")]
     Limit {
         key: &'static str,
@@ -332,6 +339,7 @@ impl Settings {
     }
 
     fn merge(flags: Flags, file: FileConfig) -> Result<Self, ConfigError> {
+        let reconcile = reconcile_settings(&flags, &file.reconcile)?;
         let listen = flags
             .listen
             .or(file.listen)
@@ -380,15 +388,6 @@ impl Settings {
                 Err(_) => Err(ConfigError::Listen(l)),
             })
             .transpose()?;
-        let mut reconcile = crate::converge::Settings::default();
-        if let Some(p) = flags.reconcile.or(file.reconcile.policy) {
-            reconcile.policy = p;
-        }
-        match flags.reconcile_interval.or(file.reconcile.interval_seconds) {
-            Some(s @ 1..=86400) => reconcile.interval = std::time::Duration::from_secs(s),
-            Some(s) => return Err(ConfigError::ReconcileInterval(s)),
-            None => {}
-        }
         Ok(Self {
             listen,
             tls,
@@ -411,6 +410,28 @@ impl Settings {
             reconcile,
         })
     }
+}
+
+/// `[reconcile]` and its flags, checked.
+fn reconcile_settings(
+    flags: &Flags,
+    file: &ReconcileConfig,
+) -> Result<crate::converge::Settings, ConfigError> {
+    let mut reconcile = crate::converge::Settings::default();
+    if let Some(p) = flags.reconcile.or(file.policy) {
+        reconcile.policy = p;
+    }
+    match flags.reconcile_interval.or(file.interval_seconds) {
+        Some(s @ 1..=86400) => reconcile.interval = std::time::Duration::from_secs(s),
+        Some(s) => return Err(ConfigError::ReconcileInterval(s)),
+        None => {}
+    }
+    match flags.reconcile_stale_grace.or(file.stale_grace_seconds) {
+        Some(s @ 0..=86400) => reconcile.stale_grace = std::time::Duration::from_secs(s),
+        Some(s) => return Err(ConfigError::StaleGrace(s)),
+        None => {}
+    }
+    Ok(reconcile)
 }
 
 #[cfg(test)]
@@ -547,6 +568,34 @@ mod tests {
             let err = Settings::merge(flags(None), file).expect_err(key);
             assert_eq!(err.to_string(), want);
         }
+    }
+
+    #[test]
+    fn reconcile_settings_come_from_the_file_and_flags_and_are_checked() {
+        let file: FileConfig = toml::from_str(
+            "[reconcile]\npolicy = \"report\"\ninterval_seconds = 30\nstale_grace_seconds = 0\n",
+        )
+        .expect("toml");
+        let mut f = flags(None);
+        f.socket = Some("/tmp/x.sock".into());
+        let s = Settings::merge(f.clone(), file.clone()).expect("settings");
+        assert_eq!(s.reconcile.policy, Policy::Report);
+        assert_eq!(s.reconcile.interval, std::time::Duration::from_secs(30));
+        assert_eq!(s.reconcile.stale_grace, std::time::Duration::ZERO);
+        f.reconcile = Some(Policy::Off);
+        assert_eq!(
+            Settings::merge(f.clone(), file.clone())
+                .expect("ok")
+                .reconcile
+                .policy,
+            Policy::Off
+        );
+        f.reconcile_interval = Some(0);
+        let err = Settings::merge(f, file).expect_err("zero interval");
+        assert_eq!(
+            err.to_string(),
+            "reconcile interval 0 s is out of range: give 1..=86400 seconds"
+        );
     }
 
     #[test]

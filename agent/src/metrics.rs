@@ -63,7 +63,7 @@ pub struct GrpcCall {
 }
 
 /// Object kinds the reconciler keeps.
-const KINDS: [&str; 4] = ["vlan", "endpoint", "host-access", "promisc"];
+const KINDS: [&str; 5] = ["vlan", "endpoint", "host-access", "promisc", "attachment"];
 
 /// Latency buckets from 1 ms to about 65 s.
 fn latency() -> Histogram {

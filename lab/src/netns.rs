@@ -250,6 +250,10 @@ fn spawn_agent(state: &LabState, h: &HostState, agent_bin: &Path) -> Result<u32,
         // (`docker::Dockerd`); nothing calls it otherwise.
         .arg("--docker-plugin")
         .arg(state.docker_plugins(&h.name).join("linkherd.sock"))
+        // A lab's containers come and go in seconds: a stale attachment
+        // (its container removed while the agent was away) is released
+        // after 3 s rather than a real host's 5 minutes.
+        .args(["--reconcile-stale-grace", "3"])
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)

@@ -226,4 +226,61 @@ async fn podman_containers_on_two_hosts_reach_each_other_and_keep_their_addresse
         p.pings("no2", &b3, "10.0.100.200"),
         "b3 does not reach b2 after the agent's restart"
     );
+
+    // b3's macvlan deleted from the host side: made again by the agent,
+    // with the same MAC and address, and b3 reaches b2 again.
+    let mac = |p: &Podman| {
+        let out = p.run(
+            Some("no2"),
+            &["exec", &b3, "cat", "/sys/class/net/eth0/address"],
+        );
+        text(&out.stdout).trim().to_owned()
+    };
+    let (mac_before, addr_before) = (mac(&p), p.addr("no2", &b3));
+    let out = p.run(Some("no2"), &["inspect", "-f", "{{.State.Pid}}", &b3]);
+    let pid = text(&out.stdout).trim().to_owned();
+    let del = Command::new("nsenter")
+        .args(["-t", &pid, "-n", "ip", "link", "del", "eth0"])
+        .output()
+        .expect("nsenter");
+    assert!(del.status.success(), "{}", text(&del.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.addr("no2", &b3) != addr_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b3's link not made again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(mac(&p), mac_before, "the same MAC");
+    assert!(p.pings("no2", &b3, "10.0.100.200"), "b3 reaches b2 again");
+
+    // b2 removed while no2's agent is stopped (its runtime's DEL cannot
+    // reach the agent): after the restart it is stale, and released once
+    // its grace is over (the lab's agents wait 3 s), audited.
+    lab::stop_agent(&mut state, "no2").expect("stop no2");
+    let _ = p.run(Some("no2"), &["rm", "-f", "-t", "0", &b2]);
+    lab::restart_agent(&mut state, "no2")
+        .await
+        .expect("start no2");
+    assert_eq!(
+        attachments(&state, "no2").len(),
+        2,
+        "kept through the grace"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while attachments(&state, "no2").len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b2's attachment not released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let audit = std::fs::read_to_string(state.dir.join("no2/state/audit.log")).expect("audit");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"action\":\"release\"") && l.contains("\"result\":\"ok\"")),
+        "no release in the audit log"
+    );
 }

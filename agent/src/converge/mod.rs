@@ -43,6 +43,9 @@ pub struct Settings {
     pub interval: Duration,
     /// Quiet time after a kernel event before a pass.
     pub debounce: Duration,
+    /// How long a container's attachment whose namespace is gone stays
+    /// (its runtime may still say DEL or GC) before the agent releases it.
+    pub stale_grace: Duration,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             policy: Policy::Repair,
             interval: Duration::from_secs(300),
             debounce: Duration::from_millis(200),
+            stale_grace: tracker::STALE_GRACE,
         }
     }
 }
@@ -159,7 +163,10 @@ impl Reconciler {
             audit,
             txns,
             settings,
-            book: Mutex::default(),
+            book: Mutex::new(Book {
+                tracker: Tracker::new(settings.stale_grace),
+                ..Book::default()
+            }),
             events: broadcast::channel(EVENT_BUFFER).0,
             running: tokio::sync::Mutex::new(()),
         }
@@ -319,6 +326,7 @@ impl Reconciler {
         let action = match (trigger, &d.fix) {
             (_, Fix::Forget) => "forget",
             (_, Fix::Remove { .. }) => "remove",
+            (_, Fix::Release) => "release",
             (Trigger::Start, _) => "restore",
             _ => "repair",
         };
@@ -334,7 +342,7 @@ impl Reconciler {
                 let detail = format!("{}: {done}", d.what);
                 self.audit.record(&who, action, &target, &detail, "ok");
                 tracing::info!(object = %target, %action, %detail, "converged");
-                let status = if d.fix == Fix::Forget {
+                let status = if d.fix == Fix::Forget || d.fix == Fix::Release {
                     Some(self.book().tracker.forgotten(&d.key, &d.what))
                 } else if matches!(d.fix, Fix::Remove { .. }) {
                     self.book().tracker.removed(&d.key)

@@ -48,9 +48,10 @@ impl Watched {
             names.insert(v.name.to_string());
             names.insert(v.parent.to_string());
         }
-        for e in &d.endpoints {
-            names.insert(e.parent.clone());
-            if let Some((base, _)) = IfName::parse("parent", &e.parent)
+        let parents = d.endpoints.iter().map(|e| &e.parent);
+        for parent in parents.chain(d.attachments.iter().map(|a| &a.parent)) {
+            names.insert(parent.clone());
+            if let Some((base, _)) = IfName::parse("parent", parent)
                 .ok()
                 .as_ref()
                 .and_then(split_vlan_name)

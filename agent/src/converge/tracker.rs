@@ -121,6 +121,8 @@ pub enum Decision {
 #[derive(Debug)]
 struct Tracked {
     status: ObjectStatus,
+    /// When the current drift was first seen (`None` while in sync).
+    drifting_since: Option<Instant>,
     next_try: Option<Instant>,
     /// Successful repairs within [`FIGHT_WINDOW`].
     recent: VecDeque<Instant>,
@@ -129,10 +131,21 @@ struct Tracked {
 }
 
 /// Every desired object's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracker {
     objects: BTreeMap<ObjectKey, Tracked>,
     forgotten: VecDeque<ObjectStatus>,
+    /// How long a stale attachment stays before it is released.
+    stale_grace: Duration,
+}
+
+/// The default of `[reconcile] stale_grace_seconds`.
+pub const STALE_GRACE: Duration = Duration::from_secs(300);
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new(STALE_GRACE)
+    }
 }
 
 /// `base` doubled `n` times, at most `max`, then ±20 % so that many
@@ -148,6 +161,14 @@ fn wall(at: Instant, now: Instant) -> SystemTime {
 }
 
 impl Tracker {
+    pub fn new(stale_grace: Duration) -> Self {
+        Self {
+            objects: BTreeMap::new(),
+            forgotten: VecDeque::new(),
+            stale_grace,
+        }
+    }
+
     /// Makes the tracked objects those of `desired`: new ones start in
     /// sync, those no longer desired are dropped.
     pub fn track(&mut self, desired: &BTreeSet<ObjectKey>) {
@@ -171,6 +192,7 @@ impl Tracker {
                 last_error: None,
                 repairs: 0,
             },
+            drifting_since: None,
             next_try: None,
             recent: VecDeque::new(),
             fights: 0,
@@ -190,6 +212,7 @@ impl Tracker {
         if t.recent.is_empty() {
             t.fights = 0;
         }
+        t.drifting_since = None;
         if t.status.phase == Phase::InSync {
             return None;
         }
@@ -212,15 +235,26 @@ impl Tracker {
         pending: bool,
         now: Instant,
     ) -> (Decision, Option<ObjectStatus>) {
+        let grace = self.stale_grace;
         let Some(t) = self.get(key) else {
             return (Decision::Hold, None);
         };
+        let since = *t.drifting_since.get_or_insert(now);
+        let mut what = what.to_owned();
         let (phase, decision) = if pending {
             (Phase::Pending, Decision::Hold)
         } else if *fix == Fix::Wait {
             (Phase::Waiting, Decision::Hold)
         } else if policy != Policy::Repair {
             (Phase::Drifted, Decision::Hold)
+        } else if *fix == Fix::Release && now.duration_since(since) < grace {
+            // Stale: the runtime may still say DEL or GC; released when
+            // the grace is over (the runner wakes for it).
+            let at = since + grace;
+            t.next_try = Some(at);
+            t.status.next_try = Some(wall(at, now));
+            what = format!("{what}; released in {}s", (at - now).as_secs());
+            (Phase::Waiting, Decision::Hold)
         } else if t.next_try.is_some_and(|at| at > now) {
             let keep = match t.status.phase {
                 Phase::Fighting => Phase::Fighting,
@@ -238,7 +272,7 @@ impl Tracker {
         }
         t.status.phase = phase;
         if !fighting {
-            t.status.detail = what.to_owned();
+            t.status.detail = what;
         }
         (decision, news.then(|| t.status.clone()))
     }
@@ -321,12 +355,16 @@ impl Tracker {
         Some(t.status)
     }
 
-    /// When the next held repair is due, if any.
+    /// When the next held repair is due, if any is still to come (a time
+    /// already past was acted on by the pass it woke, or is moot: the
+    /// runner never spins on it).
     pub fn next_due(&self) -> Option<Instant> {
+        let now = Instant::now();
         self.objects
             .values()
             .filter(|t| t.status.phase != Phase::InSync)
             .filter_map(|t| t.next_try)
+            .filter(|at| *at > now)
             .min()
     }
 

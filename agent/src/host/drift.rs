@@ -19,17 +19,36 @@ use linkherd_proto::model::{
 };
 use serde::Serialize;
 
-use super::{Host, endpoints::entry_netns, registry::Entry};
+use super::{
+    Host,
+    endpoints::entry_netns,
+    registry::{Entry, attachments::Attached},
+};
 use crate::{error::Error, net::Route};
 
 /// One object of the desired state, by kind and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ObjectKey {
-    Vlan { name: String },
-    Endpoint { network: String, name: String },
-    HostAccess { network: String },
-    Promisc { link: String },
+    Vlan {
+        name: String,
+    },
+    Endpoint {
+        network: String,
+        name: String,
+    },
+    HostAccess {
+        network: String,
+    },
+    Promisc {
+        link: String,
+    },
+    /// A container's attachment (CNI): network, container id, interface.
+    Attachment {
+        network: String,
+        container: String,
+        ifname: String,
+    },
 }
 
 impl ObjectKey {
@@ -40,6 +59,7 @@ impl ObjectKey {
             ObjectKey::Endpoint { .. } => "endpoint",
             ObjectKey::HostAccess { .. } => "host-access",
             ObjectKey::Promisc { .. } => "promisc",
+            ObjectKey::Attachment { .. } => "attachment",
         }
     }
 
@@ -50,6 +70,11 @@ impl ObjectKey {
             ObjectKey::Endpoint { network, name } => format!("{network}/{name}"),
             ObjectKey::HostAccess { network } => network.clone(),
             ObjectKey::Promisc { link } => link.clone(),
+            ObjectKey::Attachment {
+                network,
+                container,
+                ifname,
+            } => format!("{network}/{container}/{ifname}"),
         }
     }
 }
@@ -75,6 +100,9 @@ pub struct Desired {
     /// is still needed).
     #[serde(skip)]
     pub attached_parents: BTreeSet<String>,
+    /// Containers' attachments made by CNI (Docker's hand-overs are
+    /// Docker's to make again when its containers restart).
+    pub attachments: Vec<Attached>,
 }
 
 impl Desired {
@@ -103,7 +131,16 @@ impl Desired {
                 .iter()
                 .map(|l| ObjectKey::Promisc { link: l.clone() }),
         );
+        out.extend(self.attachments.iter().map(attachment_key));
         out
+    }
+}
+
+pub fn attachment_key(a: &Attached) -> ObjectKey {
+    ObjectKey::Attachment {
+        network: a.network.clone(),
+        container: a.container_id.clone(),
+        ifname: a.ifname.clone(),
     }
 }
 
@@ -141,6 +178,7 @@ pub enum Seen {
         network: String,
     },
     Endpoint(Box<Entry>),
+    Attachment(Box<Attached>),
     HostAccess(HostAccessSpec),
     Promisc(String),
 }
@@ -173,6 +211,10 @@ pub enum Fix {
     Forget,
     /// This agent's, and no longer desired: link `index` is deleted.
     Remove { index: u32 },
+    /// A container's attachment whose namespace is gone (the container
+    /// was removed while the agent was away, or its runtime never said):
+    /// released once it has stayed gone for the grace period.
+    Release,
 }
 
 /// One object that differs from its desired state.
@@ -214,6 +256,12 @@ impl Host {
             host_access: reg.host_access.all().cloned().collect(),
             promisc,
             attached_parents: reg.attachments.all().map(|a| a.parent.clone()).collect(),
+            attachments: reg
+                .attachments
+                .all()
+                .filter(|a| !a.handed_over)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -248,6 +296,9 @@ impl Host {
         }
         for p in &desired.promisc {
             out.extend(promisc_drift(p, &links));
+        }
+        for a in &desired.attachments {
+            out.extend(self.attachment_drift(a).await?);
         }
         Ok(out)
     }
@@ -410,6 +461,69 @@ impl Host {
             }
         }
         Ok(out)
+    }
+
+    /// How a container's attachment differs: its namespace gone (stale,
+    /// released after a grace), its link gone or taken, down, an address
+    /// lost.
+    async fn attachment_drift(&self, a: &Attached) -> Result<Option<Drift>, Error> {
+        let drift = |what: String, fix| Drift {
+            key: attachment_key(a),
+            seen: Seen::Attachment(Box::new(a.clone())),
+            what,
+            fix,
+        };
+        let netns = NetnsRef::Path(a.netns.clone());
+        let now = self.netns_identity(&netns).await;
+        // Its path now names another namespace (the pid went to another
+        // process): the container's is gone as surely as a missing file.
+        let moved = a.netns_id.is_some() && now.is_some() && now != a.netns_id;
+        let ops = match self.ns_ops(&netns).await {
+            Ok(ops) if !moved => ops,
+            _ => {
+                let why = format!("stale: its namespace {} is gone", a.netns.display());
+                return Ok(Some(drift(why, Fix::Release)));
+            }
+        };
+        if let Some(l) = self.attachments().attached_link(a, ops.as_ref()).await? {
+            let have = configured(&l.addresses);
+            let mut tweaks: Vec<Tweak> = a
+                .addresses
+                .iter()
+                .filter(|x| !have.contains(x))
+                .map(|x| Tweak::Address(*x))
+                .collect();
+            if !l.admin_up {
+                tweaks.push(Tweak::Up);
+            }
+            if l.mac != Some(a.mac) {
+                return Ok(Some(drift(
+                    "another MAC".into(),
+                    Fix::Remake { index: l.index },
+                )));
+            }
+            return Ok((!tweaks.is_empty()).then(|| {
+                let fix = Fix::Tweak {
+                    index: l.index,
+                    tweaks,
+                };
+                drift("down or an address lost".into(), fix)
+            }));
+        }
+        let name = IfName::parse("ifname", &a.ifname)?;
+        Ok(Some(match ops.link(&name).await {
+            Ok(l) => drift(
+                format!(
+                    "{} is taken by a link linkherd did not make ({})",
+                    a.ifname, l.kind_name
+                ),
+                Fix::Wait,
+            ),
+            Err(_) => drift(
+                format!("missing ({} in its container)", a.ifname),
+                Fix::Make,
+            ),
+        }))
     }
 
     /// Why a recorded endpoint was not found, and what can be done.

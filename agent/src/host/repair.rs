@@ -40,7 +40,11 @@ fn exists_ok(r: Result<(), NetError>) -> Result<(), NetError> {
 }
 
 /// Makes `tweaks` to link `index` of `ops`.
-async fn apply_tweaks(ops: &dyn NetOps, index: u32, tweaks: &[Tweak]) -> Result<String, Error> {
+pub(super) async fn apply_tweaks(
+    ops: &dyn NetOps,
+    index: u32,
+    tweaks: &[Tweak],
+) -> Result<String, Error> {
     let mut done = Vec::new();
     for t in tweaks {
         match t {
@@ -79,6 +83,7 @@ fn still_desired(reg: &Registry, seen: &Seen) -> bool {
             .all()
             .any(|e| e.parent_created && &e.parent == name && &e.network == network),
         Seen::Endpoint(e) => reg.get(&e.network, &e.name) == Some(e),
+        Seen::Attachment(a) => reg.attachments.get(&a.key()) == Some(a),
         Seen::HostAccess(h) => reg.host_access.get(h.network.as_str()) == Some(h),
         Seen::Promisc(_) => false,
         Seen::Leftover { name, .. } => {
@@ -99,6 +104,11 @@ impl Host {
         }
         let done = match &d.seen {
             Seen::Endpoint(e) => self.repair_endpoint(e, &d.fix, &mut reg).await?,
+            Seen::Attachment(a) => {
+                self.attachments()
+                    .repair_attachment(a, &d.fix, &mut reg)
+                    .await?
+            }
             Seen::Leftover { name, network } => match d.fix {
                 Fix::Remove { index } => self.remove_leftover(name, network, index).await?,
                 _ => None,

@@ -501,3 +501,89 @@ async fn a_vlan_made_for_a_network_that_nothing_uses_is_removed_and_audited() {
     assert_eq!(removed[0]["target"], "vlan ens192.30");
     assert_eq!(pass(&a).await.drifted, 0);
 }
+
+/// Network mac_net10 in the catalog (on ens192.10, block 172.16.10.32/28)
+/// and container c0ffee attached in process 4242's namespace.
+async fn attached(a: &RunningAgent, pki: &Pki, fake: &FakeKernel) {
+    fake.add_process_netns(4242);
+    let ch = a.channel(pki, Some(Role::Admin)).await.expect("admin");
+    let net = pb::CatalogNetwork {
+        name: "mac_net10".into(),
+        parent: "ens192.10".into(),
+        mode: pb::MacvlanMode::Bridge.into(),
+        v4: Some(pb::CatalogPool {
+            subnet: "172.16.10.0/24".into(),
+            gateway: "172.16.10.1".into(),
+            blocks: vec!["172.16.10.32/28".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    testing::apply_confirmed(
+        &mut HostServiceClient::new(ch.clone()),
+        pb::DesiredState {
+            networks: vec!["mac_net10".into()],
+            catalog: vec![net],
+            ..Default::default()
+        },
+    )
+    .await;
+    pb::attachment_service_client::AttachmentServiceClient::new(ch)
+        .attach(pb::AttachRequest {
+            network: "mac_net10".into(),
+            container_id: "c0ffee".into(),
+            netns: "/proc/4242/ns/net".into(),
+            ifname: "eth0".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("attach");
+}
+
+#[tokio::test]
+async fn a_containers_link_deleted_is_made_again_and_a_gone_container_released_after_its_grace() {
+    let (pki, dir) = (Pki::new(), tempfile::tempdir().expect("dir"));
+    let fake = machine();
+    let opts = AgentOptions {
+        state_dir: Some(dir.path().to_owned()),
+        reconcile: converge::Settings {
+            stale_grace: std::time::Duration::from_millis(300),
+            ..converge::Settings::default()
+        },
+        ..AgentOptions::default()
+    };
+    let a = start_agent_with(fake.clone(), &pki, opts).await;
+    attached(&a, &pki, &fake).await;
+    let inside = fake.namespace(Path::new("/proc/4242/ns/net")).expect("ns");
+    let eth0 = inside.link(&name("eth0")).await.expect("attached");
+    inside
+        .del_link(eth0.index)
+        .await
+        .expect("deleted from the host side");
+    let t = pass(&a).await;
+    assert_eq!(t.repaired, 1);
+    let again = inside.link(&name("eth0")).await.expect("made again");
+    assert_eq!((again.mac, &again.addresses), (eth0.mac, &eth0.addresses));
+
+    fake.remove_netns_at(Path::new("/proc/4242/ns/net"))
+        .expect("the container goes");
+    assert_eq!(pass(&a).await.repaired, 0, "not before its grace");
+    let all = phases(&a, &pki).await;
+    let (phase, detail) = phase_of(&all, "attachment mac_net10/c0ffee/eth0");
+    assert_eq!(phase, "waiting");
+    assert!(
+        detail.starts_with("stale: its namespace /proc/4242/ns/net is gone; released in"),
+        "{detail}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(pass(&a).await.repaired, 1);
+    let released = audit_records(dir.path(), "release", 1).await;
+    assert_eq!(released[0]["target"], "attachment mac_net10/c0ffee/eth0");
+    let ch = a.channel(&pki, Some(Role::Viewer)).await.expect("viewer");
+    let left = pb::attachment_service_client::AttachmentServiceClient::new(ch)
+        .list(pb::ListAttachmentsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(left.attachments.is_empty(), "{left:?}");
+}

@@ -94,7 +94,7 @@ impl Attachments<'_> {
         Ok(gone)
     }
 
-    async fn detach_locked(
+    pub(super) async fn detach_locked(
         &self,
         key: &AttachKey,
         reg: &mut Registry,

@@ -8,6 +8,7 @@
 pub mod addr;
 mod detach;
 pub mod handover;
+mod repair;
 pub mod view;
 
 use std::{
@@ -232,7 +233,7 @@ impl Attachments<'_> {
     /// The parent, link and configuration of a recorded attachment; what
     /// was made is undone when a step fails. The record is rewritten when
     /// the parent was made for it.
-    async fn make_attachment(
+    pub(super) async fn make_attachment(
         &self,
         mut record: Attached,
         net: &CatalogNetwork,
