@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::{
     Host,
-    endpoints::entry_netns,
+    endpoints::{configured, entry_netns},
     registry::{Entry, attachments::Attached},
 };
 use crate::{error::Error, net::Route};
@@ -225,15 +225,6 @@ pub struct Drift {
     /// What differs, in words.
     pub what: String,
     pub fix: Fix,
-}
-
-/// Addresses a user sets: IPv6 link-local ones are the kernel's own.
-fn configured(addrs: &[IpNet]) -> BTreeSet<IpNet> {
-    addrs
-        .iter()
-        .filter(|a| !matches!(a, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80))
-        .copied()
-        .collect()
 }
 
 fn join<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {

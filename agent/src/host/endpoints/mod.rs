@@ -39,7 +39,7 @@ pub(super) fn default_route(v4: bool) -> IpNet {
 }
 
 /// Addresses a user sets: IPv6 link-local ones are the kernel's own.
-fn configured(addrs: &[IpNet]) -> BTreeSet<IpNet> {
+pub(super) fn configured(addrs: &[IpNet]) -> BTreeSet<IpNet> {
     addrs
         .iter()
         .filter(|a| !matches!(a, IpNet::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80))
