@@ -208,7 +208,7 @@ async fn after_a_reboot_the_agent_makes_everything_again_before_it_answers() {
 
 #[tokio::test]
 async fn report_mode_lists_each_drift_and_changes_nothing() {
-    let (pki, dir, fake, a) = no1(Policy::Report).await;
+    let (pki, _dir, fake, a) = no1(Policy::Report).await;
     let ns = inside(&fake, "b1").await;
     let eth0 = ns.link(&name("eth0")).await.expect("b1");
     ns.set_up(eth0.index, false).await.expect("down");
@@ -235,7 +235,7 @@ async fn report_mode_lists_each_drift_and_changes_nothing() {
 
 #[tokio::test]
 async fn drift_is_repaired_in_place_or_by_making_the_link_again() {
-    let (pki, dir, fake, a) = no1(Policy::Repair).await;
+    let (_pki, dir, fake, a) = no1(Policy::Repair).await;
     let ns = inside(&fake, "b1").await;
     let eth0 = ns.link(&name("eth0")).await.expect("b1");
     ns.set_up(eth0.index, false).await.expect("down");
@@ -270,7 +270,7 @@ async fn drift_is_repaired_in_place_or_by_making_the_link_again() {
 
 #[tokio::test]
 async fn a_foreign_link_holding_the_name_is_left_alone_and_the_object_waits() {
-    let (pki, dir, fake, a) = no1(Policy::Repair).await;
+    let (pki, _dir, fake, a) = no1(Policy::Repair).await;
     let ns = inside(&fake, "b1").await;
     let eth0 = ns.link(&name("eth0")).await.expect("b1");
     ns.del_link(eth0.index).await.expect("gone");
@@ -371,7 +371,7 @@ async fn an_endpoint_whose_process_is_gone_is_forgotten_and_said_so() {
 
 #[tokio::test]
 async fn a_second_undo_right_after_a_repair_waits_its_turn() {
-    let (pki, dir, fake, a) = no1(Policy::Repair).await;
+    let (pki, _dir, fake, a) = no1(Policy::Repair).await;
     let ns = inside(&fake, "b1").await;
     for _ in 0..2 {
         let eth0 = ns.link(&name("eth0")).await.expect("b1");
@@ -389,7 +389,7 @@ async fn a_second_undo_right_after_a_repair_waits_its_turn() {
 
 #[tokio::test]
 async fn watch_convergence_streams_the_state_then_each_change() {
-    let (pki, dir, fake, a) = no1(Policy::Repair).await;
+    let (pki, _dir, fake, a) = no1(Policy::Repair).await;
     pass(&a).await;
     let ch = a.channel(&pki, Some(Role::Viewer)).await.expect("viewer");
     let mut events = HostServiceClient::new(ch)
@@ -448,7 +448,7 @@ async fn watch_convergence_streams_the_state_then_each_change() {
 
 #[tokio::test]
 async fn a_vlan_made_for_a_network_that_nothing_uses_is_removed_and_audited() {
-    let (pki, dir, fake, a) = no1(Policy::Repair).await;
+    let (_pki, dir, fake, a) = no1(Policy::Repair).await;
     // A crash between an endpoint's delete and its parent's: the record
     // is gone, the VLAN made for it is not (here: made by hand with this
     // agent's mark, as the agent would have).
