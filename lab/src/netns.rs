@@ -318,18 +318,28 @@ pub(super) async fn reboot(state: &mut LabState, host: &str) -> Result<(), LabEr
     let listed = ip(&["netns", "list"])?;
     for ns in listed.lines().filter_map(|l| l.split_whitespace().next()) {
         if ns.starts_with(&made) {
+            // Links first, synchronously: the kernel tears a deleted
+            // namespace down later, and its macvlans would hold their MACs
+            // on the NIC meanwhile — a real reboot leaves nothing behind.
+            del_links(ns, &["lo"])?;
             ip(&["netns", "del", ns])?;
         }
     }
-    let links = ip_in(&h.netns, &["-o", "link", "show"])?;
-    for name in links.lines().filter_map(|l| l.split(": ").nth(1)) {
-        let name = name.split('@').next().unwrap_or(name);
-        if !["lo", "mgmt0", h.nic.as_str()].contains(&name) {
-            ip_in(&h.netns, &["link", "del", name])?;
-        }
-    }
+    del_links(&h.netns, &["lo", "mgmt0", h.nic.as_str()])?;
     ip_in(&h.netns, &["link", "set", &h.nic, "promisc", "off"])?;
     restart_agent(state, host).await
+}
+
+/// Deletes every link of namespace `ns` but those named in `keep`.
+fn del_links(ns: &str, keep: &[&str]) -> Result<(), LabError> {
+    let links = ip_in(ns, &["-o", "link", "show"])?;
+    for name in links.lines().filter_map(|l| l.split(": ").nth(1)) {
+        let name = name.split('@').next().unwrap_or(name);
+        if !keep.contains(&name) {
+            ip_in(ns, &["link", "del", name])?;
+        }
+    }
+    Ok(())
 }
 
 fn host_index(state: &LabState, host: &str) -> Result<usize, LabError> {

@@ -641,13 +641,21 @@ async fn a_rebooted_host_comes_back_by_itself_without_an_apply() {
     assert_eq!(c["policy"], "repair");
     assert_eq!(c["not_in_sync"], serde_json::json!([]), "{c}");
     assert_eq!(c["objects"]["in-sync"], 2, "{c}");
-    let audit =
-        std::fs::read_to_string(state.dir.join("no1/state/audit.log")).expect("no1's audit log");
-    let restored: Vec<serde_json::Value> = audit
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["action"] == "restore")
-        .collect();
+    // The audit log is written behind the agent's answers: give it a moment.
+    let restores = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(state.dir.join("no1/state/audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["action"] == "restore")
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut restored = restores();
+    while restored.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        restored = restores();
+    }
     assert_eq!(restored.len(), 2, "b1 and b2 restored: {restored:?}");
     assert!(restored.iter().all(|r| r["result"] == "ok"), "{restored:?}");
 

@@ -276,11 +276,21 @@ async fn podman_containers_on_two_hosts_reach_each_other_and_keep_their_addresse
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let audit = std::fs::read_to_string(state.dir.join("no2/state/audit.log")).expect("audit");
-    assert!(
-        audit
-            .lines()
-            .any(|l| l.contains("\"action\":\"release\"") && l.contains("\"result\":\"ok\"")),
-        "no release in the audit log"
-    );
+    // The audit log is written behind the agent's answers: give it a moment.
+    let released = || {
+        let audit =
+            std::fs::read_to_string(state.dir.join("no2/state/audit.log")).unwrap_or_default();
+        audit.lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|r| r["action"] == "release" && r["result"] == "ok")
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !released() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no release in the audit log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

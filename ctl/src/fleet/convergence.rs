@@ -109,9 +109,14 @@ impl From<pb::GetConvergenceResponse> for ConvergenceView {
 }
 
 impl ConvergenceView {
-    /// `  agent       repair: 12 in-sync, 1 repairing; last pass 4s ago (event, 3 ms)`
-    /// then a line per object not in sync.
+    /// Nothing when every object is in sync and the last pass read the
+    /// kernel (the host's `in sync` line says it all; `-o json` has the
+    /// figures); else `  agent       repair: 12 in-sync, 1 repairing; last
+    /// pass 4s ago (event, 3 ms)` and a line per object not in sync.
     pub fn lines(&self) -> Vec<String> {
+        if self.not_in_sync.is_empty() && self.last_error.is_empty() {
+            return Vec::new();
+        }
         let counts: Vec<String> = self
             .objects
             .iter()
