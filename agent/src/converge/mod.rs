@@ -92,8 +92,6 @@ pub struct LastPass {
     pub at: SystemTime,
     pub took: Duration,
     pub trigger: Trigger,
-    pub drifted: usize,
-    pub repaired: usize,
     /// Why the pass could not read the kernel, when it could not.
     pub error: Option<String>,
 }
@@ -203,11 +201,6 @@ impl Reconciler {
         self.book().tracker.next_due()
     }
 
-    /// Objects per (kind, phase), for metrics.
-    pub fn counts(&self) -> Vec<((&'static str, Phase), usize)> {
-        self.book().tracker.counts().into_iter().collect()
-    }
-
     /// A number that moves whenever the desired state does (cheap: no
     /// copy of it).
     pub async fn desired_changes(&self) -> (u64, u64) {
@@ -239,7 +232,6 @@ impl Reconciler {
         let mut book = self.book();
         book.generation = desired.generation();
         book.passes += 1;
-        let tally = result.as_ref().copied().unwrap_or_default();
         self.metrics
             .passes
             .get_or_create(&crate::metrics::Trigger {
@@ -254,8 +246,6 @@ impl Reconciler {
             at: SystemTime::now(),
             took: started.elapsed(),
             trigger,
-            drifted: tally.drifted,
-            repaired: tally.repaired,
             error: result.as_ref().err().map(ToString::to_string),
         });
         result
